@@ -1,0 +1,135 @@
+/* The backplane: everything a node shares with the rest of the cluster,
+ * behind one interface. Two implementations: `local` (in-process, the
+ * embedded default) and `redis_kafka` (sessions, retained and membership in
+ * Redis; messages on Kafka).
+ *
+ * Rules for every asynchronous call:
+ *  - the callback runs exactly once, on the event_base of the worker that
+ *    made the call, with a status, shutdown included (BP_ECLOSED). It may
+ *    run before the call returns (the local backplane always does), so a
+ *    caller finishes its own bookkeeping before calling;
+ *  - results passed to a callback are borrowed for its duration;
+ *  - `arg` should carry an id that the caller looks up again, never a raw
+ *    pointer to an object that may be freed meanwhile.
+ * node/ includes this header only; hiredis and librdkafka never leak here. */
+#ifndef SHOAL_CLUSTER_BACKPLANE_H
+#define SHOAL_CLUSTER_BACKPLANE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+typedef enum bp_status {
+    BP_OK = 0,
+    BP_ECLOSED = -1,      /* backplane shutting down */
+    BP_EUNAVAILABLE = -2, /* backend unreachable: nothing durable was written */
+    BP_ESTALE = -3,       /* a newer owner epoch exists (fenced) */
+    BP_ENOTFOUND = -4,
+} bp_status;
+
+const char *bp_status_name(bp_status st);
+
+/* One application message as it crosses the backplane (borrowed). */
+typedef struct bp_message {
+    const uint8_t *topic;
+    uint32_t topic_len;
+    const uint8_t *payload;
+    uint32_t payload_len;
+    const uint8_t *props; /* pre-encoded MQTT 5 properties to forward */
+    uint32_t props_len;
+    uint64_t expiry_at_unix_ms; /* 0 = never */
+    uint8_t qos;
+    bool retain;
+} bp_message;
+
+/* A session record as stored by the backplane (borrowed in callbacks).
+ * `state` is an opaque serialized blob the node produces and parses. */
+typedef struct bp_session {
+    const char *client_id;
+    uint64_t epoch;
+    const uint8_t *state;
+    uint32_t state_len;
+} bp_session;
+
+typedef struct bp_node_info {
+    const char *node_id;
+    const char *address;
+} bp_node_info;
+
+/* Hooks the node gives the backplane at start. They run on worker 0's
+ * event_base unless said otherwise. */
+typedef struct bp_hooks {
+    /* A message published on another node arrived; deliver it locally. */
+    void (*remote_message)(void *node, const bp_message *m);
+    /* Another connection claimed a client id this node owns: close the
+     * local connection (MQTT 5: 0x8E) and store its session. */
+    void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
+    /* Readiness changed (backend reachable or not). */
+    void (*ready_changed)(void *node, bool ready);
+    void *node;
+} bp_hooks;
+
+typedef struct bp_config {
+    const char *node_id;
+    const char *address;   /* host:port advertised to other nodes */
+    const char *redis_url; /* NULL: local backplane */
+    const char *kafka_brokers;
+    const char *kafka_topic_prefix;
+    int kafka_partitions;
+    int kafka_replication;
+    const char *kafka_acks;
+    int heartbeat_ms;
+} bp_config;
+
+typedef struct backplane backplane;
+
+typedef void (*bp_done_cb)(bp_status st, void *arg);
+typedef void (*bp_session_cb)(bp_status st, const bp_session *s, void *arg);
+typedef void (*bp_nodes_cb)(bp_status st, const bp_node_info *nodes, size_t n, void *arg);
+
+/* Create the backplane chosen by cfg (local when redis_url and
+ * kafka_brokers are NULL). Returns NULL and logs why on failure. */
+backplane *bp_open(const bp_config *cfg, const bp_hooks *hooks);
+
+/* Attach a worker's loop; calls from that worker complete on it. */
+int bp_attach(backplane *bp, int worker, struct event_base *base);
+
+/* Stop: pending operations complete with BP_ECLOSED. Then free. */
+void bp_close(backplane *bp);
+void bp_free(backplane *bp);
+
+const char *bp_kind(const backplane *bp);
+bool bp_is_ready(const backplane *bp);
+
+/* Make a message durable and visible to other nodes. The callback says when
+ * it is durable: a QoS 1/2 ack may be sent only after BP_OK. */
+void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+
+/* Routes: which filters this node has subscribers for (targeted routing
+ * and shared-group membership use them; the local backplane ignores them). */
+void bp_route_add(backplane *bp, int worker, const char *filter, const char *group);
+void bp_route_remove(backplane *bp, int worker, const char *filter, const char *group);
+
+/* Retained snapshot (the node keeps its own in-memory index for lookups). */
+void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+
+/* Sessions. claim bumps the owner epoch of client_id atomically and returns
+ * the stored record (ENOTFOUND if none); store writes state fenced by epoch
+ * (ESTALE when a newer claim exists); drop deletes it. */
+void bp_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg);
+void bp_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
+                      void *arg);
+void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+
+/* Wills that must survive this node: scheduled with their delay, cancelled
+ * when the client comes back; a survivor fires them if this node dies. */
+void bp_will_schedule(backplane *bp, int worker, const char *client_id, const bp_message *will,
+                      uint32_t delay_s);
+void bp_will_cancel(backplane *bp, int worker, const char *client_id);
+
+/* Live nodes of the cluster (the local backplane: this node only). */
+void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
+
+#endif

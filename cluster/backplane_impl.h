@@ -1,0 +1,44 @@
+/* The operations table each backplane implementation fills in. */
+#ifndef SHOAL_CLUSTER_BACKPLANE_IMPL_H
+#define SHOAL_CLUSTER_BACKPLANE_IMPL_H
+
+#include "cluster/backplane.h"
+
+#define BP_MAX_WORKERS 64
+
+typedef struct bp_ops {
+    const char *kind;
+    void (*close)(backplane *bp);
+    void (*free)(backplane *bp);
+    void (*publish)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+    void (*route_add)(backplane *bp, int worker, const char *filter, const char *group);
+    void (*route_remove)(backplane *bp, int worker, const char *filter, const char *group);
+    void (*retain_set)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+    void (*session_claim)(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg);
+    void (*session_store)(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
+                          void *arg);
+    void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
+                         void *arg);
+    void (*will_schedule)(backplane *bp, int worker, const char *client_id, const bp_message *will,
+                          uint32_t delay_s);
+    void (*will_cancel)(backplane *bp, int worker, const char *client_id);
+    void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
+} bp_ops;
+
+struct backplane {
+    const bp_ops *ops;
+    bp_config cfg;
+    bp_hooks hooks;
+    struct event_base *bases[BP_MAX_WORKERS];
+    bool closed;
+    bool ready;
+    void *impl;
+};
+
+backplane *bp_local_open(const bp_config *cfg, const bp_hooks *hooks);
+
+/* Run a completion on the worker's loop on its next turn, so callbacks
+ * never re-enter the caller. */
+void bp_defer_done(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_status st);
+
+#endif

@@ -1,0 +1,19 @@
+/* One allocator door: every allocation is counted and a failure aborts in
+ * one place. Use sh_trymalloc only where a client controls the size. */
+#ifndef SHOAL_COMMON_ALLOC_H
+#define SHOAL_COMMON_ALLOC_H
+
+#include <stddef.h>
+
+void *sh_malloc(size_t n);
+void *sh_calloc(size_t count, size_t n);
+void *sh_realloc(void *p, size_t old_n, size_t n);
+void sh_free(void *p, size_t n);
+char *sh_strndup(const char *s, size_t n);
+/* Returns NULL on failure instead of aborting. */
+void *sh_trymalloc(size_t n);
+
+/* Bytes currently allocated through these functions, all threads. */
+size_t sh_allocated(void);
+
+#endif

@@ -1,0 +1,94 @@
+#include "common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+sh_level sh_log_level = SH_INFO;
+static sh_log_format log_format = SH_LOG_TEXT;
+static char log_node[64] = "-";
+
+static const char *level_names[] = {"debug", "info", "warn", "error"};
+
+void sh_log_setup(sh_level level, sh_log_format format, const char *node_id)
+{
+    sh_log_level = level;
+    log_format = format;
+    if (node_id) {
+        snprintf(log_node, sizeof(log_node), "%s", node_id);
+    }
+}
+
+int sh_log_parse_level(const char *s)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, level_names[i]) == 0) {
+            return i;
+        }
+    }
+    if (strcmp(s, "warning") == 0) {
+        return SH_WARN;
+    }
+    return -1;
+}
+
+static void json_escape(char *dst, size_t dstlen, const char *src)
+{
+    size_t j = 0;
+    for (size_t i = 0; src[i] && j + 7 < dstlen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        if (ch == '"' || ch == '\\') {
+            dst[j++] = '\\';
+            dst[j++] = (char)ch;
+        } else if (ch < 0x20) {
+            j += (size_t)snprintf(dst + j, dstlen - j, "\\u%04x", ch);
+        } else {
+            dst[j++] = (char)ch;
+        }
+    }
+    dst[j] = '\0';
+}
+
+void sh_log_write(sh_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    struct tm tm;
+    gmtime_r(&tv.tv_sec, &tm);
+    char ts[40];
+    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+
+    const char *lvl = level_names[level < 4 ? level : 3];
+    /* One fprintf per line so lines from several threads never interleave. */
+    if (log_format == SH_LOG_JSON) {
+        char esc[2048];
+        json_escape(esc, sizeof(esc), msg);
+        fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"node\":\"%s\",\"msg\":\"%s\"}\n", ts, lvl,
+                log_node, esc);
+    } else if (log_format == SH_LOG_LOGFMT) {
+        fprintf(stderr, "time=%s level=%s node=%s %s\n", ts, lvl, log_node, msg);
+    } else {
+        fprintf(stderr, "%s %-5s %s\n", ts, lvl, msg);
+    }
+}
+
+void sh_log_sample(char *dst, size_t dstlen, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    size_t i = 0;
+    for (; i < n && i + 1 < dstlen; i++) {
+        dst[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '.';
+    }
+    if (dstlen) {
+        dst[i] = '\0';
+    }
+}

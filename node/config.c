@@ -1,0 +1,273 @@
+#include "node/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/alloc.h"
+
+enum opt_type { OPT_INT, OPT_U32, OPT_BOOL, OPT_STR };
+
+typedef struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;
+    const char *def;
+    long min;
+    long max;
+    const char *help;
+} opt;
+
+#define O(f) offsetof(config, f)
+
+static const opt opts[] = {
+    {"bind", OPT_STR, O(bind), "0.0.0.0", 0, 0, "address the MQTT listener binds"},
+    {"port", OPT_INT, O(port), "1883", 0, 65535, "MQTT over TCP port (0 = pick a free port)"},
+    {"workers", OPT_INT, O(workers), "0", 0, 64, "worker threads (0 = one per core)"},
+    {"node-id", OPT_STR, O(node_id), NULL, 0, 0, "node name in logs and the cluster (default hostname-pid)"},
+    {"redis", OPT_STR, O(redis), NULL, 0, 0, "Redis URL for the cluster backplane (with --kafka)"},
+    {"kafka", OPT_STR, O(kafka), NULL, 0, 0, "Kafka bootstrap brokers for the cluster backplane"},
+    {"config", OPT_STR, O(config_file), NULL, 0, 0, "config file of 'key value' lines"},
+    {"log-level", OPT_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"log-format", OPT_STR, O(log_format), "text", 0, 0, "text, logfmt or json"},
+    {"max-keepalive", OPT_INT, O(max_keepalive), "65535", 1, 65535, "largest keep alive granted (s); v5 clients get Server Keep Alive"},
+    {"max-packet-size", OPT_U32, O(max_packet_size), "268435455", 64, 268435455, "largest packet accepted (bytes)"},
+    {"max-inflight", OPT_INT, O(max_inflight), "32", 1, 65535, "unacknowledged QoS 1/2 messages sent to one client"},
+    {"max-queued", OPT_INT, O(max_queued), "1000", 0, 10000000, "messages queued per session beyond inflight; more are dropped"},
+    {"max-topic-alias", OPT_INT, O(max_topic_alias), "64", 0, 65535, "topic aliases a v5 client may use"},
+    {"receive-maximum", OPT_INT, O(receive_maximum), "256", 1, 65535, "QoS 1/2 publishes a client may have unacknowledged"},
+    {"max-qos", OPT_INT, O(max_qos), "2", 0, 2, "highest QoS accepted"},
+    {"retain-available", OPT_BOOL, O(retain_available), "true", 0, 0, "accept retained messages"},
+    {"wildcard-subscriptions", OPT_BOOL, O(wildcard_subscriptions), "true", 0, 0, "allow '+' and '#' in filters"},
+    {"subscription-identifiers", OPT_BOOL, O(subscription_identifiers), "true", 0, 0, "allow v5 subscription identifiers"},
+    {"shared-subscriptions", OPT_BOOL, O(shared_subscriptions), "true", 0, 0, "allow $share/<group>/<filter>"},
+    {"shared-strategy", OPT_STR, O(shared_strategy), "round-robin", 0, 0, "round-robin, random or sticky"},
+    {"connect-timeout", OPT_INT, O(connect_timeout), "10", 1, 3600, "seconds a new connection has to send CONNECT"},
+    {"sys-interval", OPT_INT, O(sys_interval), "10", 0, 86400, "seconds between $SYS updates (0 = off)"},
+    {"max-connections", OPT_INT, O(max_connections), "0", 0, INT_MAX, "connections per node (0 = no limit)"},
+    {"max-session-expiry", OPT_U32, O(max_session_expiry), "4294967295", 0, 4294967295L, "cap on session expiry (s)"},
+    {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int set_opt(config *cfg, const opt *o, const char *val, const char *from)
+{
+    char *field = (char *)cfg + o->off;
+    if (o->type == OPT_STR) {
+        char **s = (char **)field;
+        free(*s);
+        *s = val ? strdup(val) : NULL;
+        return 0;
+    }
+    if (o->type == OPT_BOOL) {
+        if (!strcasecmp(val, "true") || !strcmp(val, "1") || !strcasecmp(val, "yes") || !strcasecmp(val, "on")) {
+            *(bool *)field = true;
+        } else if (!strcasecmp(val, "false") || !strcmp(val, "0") || !strcasecmp(val, "no") ||
+                   !strcasecmp(val, "off")) {
+            *(bool *)field = false;
+        } else {
+            fprintf(stderr, "shoal: %s: %s must be true or false, not '%s'\n", from, o->name, val);
+            return 2;
+        }
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(val, &end, 10);
+    if (errno || end == val || *end || v < o->min || v > o->max) {
+        fprintf(stderr, "shoal: %s: %s must be an integer in %ld..%ld, not '%s'\n", from, o->name, o->min, o->max,
+                val);
+        return 2;
+    }
+    if (o->type == OPT_INT) {
+        *(int *)field = (int)v;
+    } else {
+        *(uint32_t *)field = (uint32_t)v;
+    }
+    return 0;
+}
+
+static const opt *find_opt(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (strlen(opts[i].name) == len && !strncmp(opts[i].name, name, len)) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+void config_usage(FILE *out)
+{
+    fprintf(out, "Usage: shoal [options]\n\nShoal " SHOAL_VERSION
+                 ", a clustered MQTT 3.1.1/5.0 broker. Without --redis and --kafka it runs\n"
+                 "as a single node. Every option is also a config-file key and a SHOAL_* variable\n"
+                 "(--max-inflight: key max-inflight, variable SHOAL_MAX_INFLIGHT).\n\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char left[48];
+        snprintf(left, sizeof(left), "--%s %s", opts[i].name,
+                 opts[i].type == OPT_BOOL ? "BOOL" : (opts[i].type == OPT_STR ? "STR" : "N"));
+        fprintf(out, "  %-32s %s", left, opts[i].help);
+        if (opts[i].def) {
+            fprintf(out, " [%s]", opts[i].def);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-32s %s\n  %-32s %s\n", "-h, --help", "show this help", "--version", "print the version");
+}
+
+static int load_file(config *cfg, const char *path, const char *set_by_flag)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "shoal: cannot read config file %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *p = line;
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (*p == '#' || *p == '\0') {
+            continue;
+        }
+        char *key = p;
+        while (*p && !isspace((unsigned char)*p) && *p != '=') {
+            p++;
+        }
+        size_t klen = (size_t)(p - key);
+        while (isspace((unsigned char)*p) || *p == '=') {
+            p++;
+        }
+        char *val = p;
+        size_t vlen = strlen(val);
+        while (vlen && isspace((unsigned char)val[vlen - 1])) {
+            val[--vlen] = '\0';
+        }
+        const opt *o = find_opt(key, klen);
+        char where[512];
+        snprintf(where, sizeof(where), "%s:%d", path, lineno);
+        if (!o) {
+            fprintf(stderr, "shoal: %s: unknown key '%.*s'\n", where, (int)klen, key);
+            rc = 2;
+        } else if (!strchr(set_by_flag, (char)('A' + (o - opts)))) {
+            rc = set_opt(cfg, o, val, where);
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+static int load_env(config *cfg, const char *set_by_flag)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        char env[64] = "SHOAL_";
+        size_t j = 6;
+        for (const char *n = opts[i].name; *n && j < sizeof(env) - 1; n++) {
+            env[j++] = *n == '-' ? '_' : (char)toupper((unsigned char)*n);
+        }
+        env[j] = '\0';
+        const char *v = getenv(env);
+        if (v && !strchr(set_by_flag, (char)('A' + i))) {
+            int rc = set_opt(cfg, &opts[i], v, env);
+            if (rc) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+int config_load(config *cfg, int argc, char **argv)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].def) {
+            set_opt(cfg, &opts[i], opts[i].def, "default");
+        }
+    }
+    /* Letters mark options given as flags, so env and file don't override them. */
+    char set_by_flag[NOPTS + 1];
+    size_t nset = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            config_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(a, "--version")) {
+            printf("shoal %s\n", SHOAL_VERSION);
+            return 1;
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            fprintf(stderr, "shoal: unexpected argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt *o = find_opt(name, nlen);
+        if (!o) {
+            fprintf(stderr, "shoal: unknown option '--%.*s' (see --help)\n", (int)nlen, name);
+            return 2;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val && o->type == OPT_BOOL && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+            val = "true";
+        } else if (!val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "shoal: option --%s needs a value\n", o->name);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        int rc = set_opt(cfg, o, val, "command line");
+        if (rc) {
+            return rc;
+        }
+        set_by_flag[nset++] = (char)('A' + (o - opts));
+    }
+    set_by_flag[nset] = '\0';
+    int rc = load_env(cfg, set_by_flag);
+    if (!rc && cfg->config_file) {
+        rc = load_file(cfg, cfg->config_file, set_by_flag);
+        if (!rc) {
+            /* The environment still wins over the file. */
+            rc = load_env(cfg, set_by_flag);
+        }
+    }
+    if (rc) {
+        return rc;
+    }
+    if (strcmp(cfg->shared_strategy, "round-robin") && strcmp(cfg->shared_strategy, "random") &&
+        strcmp(cfg->shared_strategy, "sticky")) {
+        fprintf(stderr, "shoal: --shared-strategy must be round-robin, random or sticky, not '%s'\n",
+                cfg->shared_strategy);
+        return 2;
+    }
+    if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "logfmt") && strcmp(cfg->log_format, "json")) {
+        fprintf(stderr, "shoal: --log-format must be text, logfmt or json, not '%s'\n", cfg->log_format);
+        return 2;
+    }
+    return 0;
+}
+
+void config_free(config *cfg)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        if (opts[i].type == OPT_STR) {
+            char **s = (char **)((char *)cfg + opts[i].off);
+            free(*s);
+            *s = NULL;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+/* Configuration: every option is a flag (--name), a config-file key
+ * ("name value" lines) and an environment variable (SHOAL_NAME). Precedence:
+ * flag > environment > file > default. */
+#ifndef SHOAL_NODE_CONFIG_H
+#define SHOAL_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct config {
+    char *bind;
+    int port;
+    int workers;
+    char *node_id;
+    char *redis;
+    char *kafka;
+    char *config_file;
+    char *log_level;
+    char *log_format;
+    int max_keepalive;
+    uint32_t max_packet_size;
+    int max_inflight;
+    int max_queued;
+    int max_topic_alias;
+    int receive_maximum;
+    int max_qos;
+    bool retain_available;
+    bool wildcard_subscriptions;
+    bool subscription_identifiers;
+    bool shared_subscriptions;
+    char *shared_strategy;
+    int connect_timeout;
+    int sys_interval;
+    int max_connections;
+    uint32_t max_session_expiry;
+    uint32_t max_output_buffer;
+} config;
+
+/* Parse argv (after the program name), the environment and the config
+ * file. Returns 0 on success, 1 when --help/--version was printed, 2 on an
+ * invalid value (the message is already on stderr). */
+int config_load(config *cfg, int argc, char **argv);
+void config_free(config *cfg);
+void config_usage(FILE *out);
+
+#endif

@@ -1,0 +1,326 @@
+/* A client connection: framing, the connection state machine, and the one
+ * place where a failure reason code becomes DISCONNECT or a close. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+#include "node/dispatch.h"
+#include "node/send.h"
+#include "proto/frame.h"
+
+/* Slow readers: a closing connection that cannot flush within this time is
+ * dropped anyway. */
+#define CLOSE_FLUSH_MS 5000
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void write_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void format_peer(char *dst, size_t len, const struct sockaddr *sa)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+        port = ntohs(s4->sin_port);
+        snprintf(dst, len, "%s:%u", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+        port = ntohs(s6->sin6_port);
+        snprintf(dst, len, "[%s]:%u", host, port);
+    } else {
+        snprintf(dst, len, "unix");
+    }
+}
+
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    broker *b = w->b;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    conn *c = sh_calloc(1, sizeof(*c));
+    c->id = atomic_fetch_add(&b->next_conn_id, 1) + 1;
+    c->w = w;
+    c->created_ms = now_ms();
+    c->last_rx_ms = c->created_ms;
+    c->client_receive_max = 65535;
+    format_peer(c->peer, sizeof(c->peer), sa);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        evutil_closesocket(fd);
+        sh_free(c, sizeof(*c));
+        return NULL;
+    }
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = w->conns;
+    if (w->conns) {
+        w->conns->prev = c;
+    }
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add(&b->stats.connections_total, 1);
+    atomic_fetch_add(&b->stats.connections_current, 1);
+    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d", (unsigned long long)c->id, c->peer, w->id);
+    return c;
+}
+
+void conn_write(conn *c, const void *data, size_t len)
+{
+    if (c->state >= CS_CLOSED) {
+        return;
+    }
+    bufferevent_write(c->bev, data, len);
+    atomic_fetch_add_explicit(&c->w->bytes_out, len, memory_order_relaxed);
+}
+
+bool conn_output_full(const conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev)) >= c->w->b->cfg->max_output_buffer;
+}
+
+static void unlink_conn(conn *c)
+{
+    worker *w = c->w;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        w->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->prev = c->next = NULL;
+    w->nconns--;
+}
+
+static void finish_close(conn *c)
+{
+    if (c->state == CS_CLOSED) {
+        return;
+    }
+    c->state = CS_CLOSED;
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    unlink_conn(c);
+    c->next = c->w->dead;
+    c->w->dead = c;
+    event_active(c->w->reap, 0, 0);
+}
+
+static void log_close(conn *c, uint8_t rc, const char *why)
+{
+    const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
+    sh_level lvl = rc >= 0x80 && rc != MQTT_RC_SERVER_SHUTTING_DOWN && rc != MQTT_RC_SESSION_TAKEN_OVER ? SH_INFO
+                                                                                                          : SH_DEBUG;
+    if (c->state >= CS_ACTIVE || c->state == CS_CLAIMING) {
+        lvl = SH_INFO;
+    }
+    sh_log(lvl, "event=disconnect conn=%llu client=%s peer=%s rc=0x%02x(%s) reason=\"%s\"",
+           (unsigned long long)c->id, id, c->peer, rc, mqtt_rc_name(rc), why);
+}
+
+/* Close: stop reading, say why (v5), publish the will when due, detach the
+ * session, and let the reap event free the connection once the output has
+ * drained. Idempotent; safe inside this connection's own callbacks. */
+void conn_close(conn *c, uint8_t rc, const char *why)
+{
+    if (c->state >= CS_CLOSING) {
+        return;
+    }
+    log_close(c, rc, why);
+    bool established = c->state == CS_ACTIVE;
+    c->close_rc = rc;
+    if (established && c->version == MQTT_V5 && rc >= 0x80 && !c->sent_disconnect) {
+        send_disconnect(c, rc, why);
+    }
+    c->state = CS_CLOSING;
+    c->closing_ms = now_ms();
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->s) {
+        /* A will goes out on any close but a normal DISCONNECT (§3.1.2.5);
+         * handle_disconnect drops it before we get here. */
+        session *s = c->s;
+        msg *will = c->will;
+        c->will = NULL;
+        c->s = NULL;
+        session_detach(c->w, s, will, c->will_delay);
+        session_unref(c->w->b, s);
+    }
+    if (c->will) {
+        msg_unref(c->will);
+        c->will = NULL;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        finish_close(c);
+    }
+}
+
+void conn_free(conn *c)
+{
+    sh_assert(c->state == CS_CLOSED);
+    atomic_fetch_sub(&c->w->b->stats.connections_current, 1);
+    bufferevent_free(c->bev);
+    if (c->aliases) {
+        for (uint32_t i = 0; i <= c->alias_max; i++) {
+            sh_free((void *)c->aliases[i].p, c->aliases[i].len);
+        }
+        sh_free(c->aliases, (c->alias_max + 1u) * sizeof(mqtt_bytes));
+    }
+    if (c->client_id) {
+        sh_free(c->client_id, strlen(c->client_id) + 1);
+    }
+    msg_unref(c->will);
+    sh_free(c, sizeof(*c));
+}
+
+static void log_bad_input(conn *c, const uint8_t *p, size_t n, uint8_t rc)
+{
+    char sample[33];
+    sh_log_sample(sample, sizeof(sample), p, n < 32 ? n : 32);
+    sh_log(SH_INFO, "event=bad_input conn=%llu client=%s peer=%s rc=0x%02x(%s) sample=\"%s\"",
+           (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->peer, rc, mqtt_rc_name(rc), sample);
+}
+
+/* Refuse a CONNECT-phase failure: CONNACK with the code, then close. */
+static void refuse_connect(conn *c, uint8_t rc, const char *why)
+{
+    send_connack_refusal(c, rc);
+    c->sent_disconnect = true;
+    conn_close(c, rc, why);
+}
+
+/* Returns false when the connection is closing and reading must stop. */
+static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size_t rawlen)
+{
+    mqtt_rc rc = dispatch_frame(c, f);
+    if (rc < 0x80) {
+        return c->state < CS_CLOSING;
+    }
+    if (c->state == CS_CLOSING || c->state == CS_CLOSED) {
+        return false;
+    }
+    log_bad_input(c, raw, rawlen, rc);
+    if (c->state == CS_NEW) {
+        if (f->type == MQTT_CONNECT) {
+            refuse_connect(c, rc, "bad CONNECT");
+        } else {
+            conn_close(c, rc, "first packet is not CONNECT");
+        }
+        return false;
+    }
+    conn_close(c, rc, mqtt_rc_name(rc));
+    return false;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    uint32_t max = c->w->b->cfg->max_packet_size;
+    c->last_rx_ms = now_ms();
+    while (c->state < CS_CLOSING && !c->paused) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) {
+            break;
+        }
+        /* The fixed header is at most 5 bytes: look at it before making the
+         * packet contiguous, so an oversize packet is refused unread. */
+        uint8_t head[5];
+        size_t hn = avail < 5 ? avail : 5;
+        evbuffer_copyout(in, head, hn);
+        mqtt_frame f;
+        int n = mqtt_frame_parse(head, hn, max, &f);
+        if (n == MQTT_NEED_MORE) {
+            uint32_t len;
+            int vn = mqtt_varint_read(head + 1, hn - 1, &len);
+            if (vn < 0) {
+                break; /* header incomplete */
+            }
+            if ((size_t)(1 + vn) + len > avail) {
+                break; /* body incomplete */
+            }
+        }
+        if (n == MQTT_BAD) {
+            log_bad_input(c, head, hn, f.rc);
+            if (c->state == CS_NEW) {
+                conn_close(c, f.rc, "bad packet before CONNECT");
+            } else {
+                conn_close(c, f.rc, f.rc == MQTT_RC_PACKET_TOO_LARGE ? "packet too large" : "malformed packet");
+            }
+            break;
+        }
+        uint32_t body_len;
+        int vn = mqtt_varint_read(head + 1, hn - 1, &body_len);
+        size_t total = (size_t)(1 + vn) + body_len;
+        const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
+        n = mqtt_frame_parse(raw, total, max, &f);
+        sh_assert(n == (int)total);
+        atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
+        bool go_on = process_frame(c, &f, raw, total);
+        evbuffer_drain(in, total);
+        if (!go_on) {
+            break;
+        }
+    }
+    worker_flush(c->w);
+}
+
+void conn_resume_reading(conn *c)
+{
+    if (c->paused && c->state < CS_CLOSING) {
+        c->paused = false;
+        read_cb(c->bev, c);
+    }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    conn *c = arg;
+    if (c->state == CS_CLOSING) {
+        finish_close(c);
+        return;
+    }
+    /* The client is reading again: send what waited for buffer space. */
+    if (c->s && c->state == CS_ACTIVE) {
+        session_pump(c->w, c->s);
+        worker_flush(c->w);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    conn *c = arg;
+    if (what & BEV_EVENT_EOF) {
+        conn_close(c, MQTT_RC_UNSPECIFIED, "connection closed by peer");
+    } else if (what & BEV_EVENT_ERROR) {
+        conn_close(c, MQTT_RC_UNSPECIFIED, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
+    if (c->state == CS_CLOSING) {
+        /* Nothing more can be written to a broken socket. */
+        finish_close(c);
+    }
+    worker_flush(c->w);
+}
+
+void conn_check_timers(conn *c, uint64_t now)
+{
+    broker *b = c->w->b;
+    if (c->state == CS_NEW && now - c->created_ms >= (uint64_t)b->cfg->connect_timeout * 1000u) {
+        conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
+    } else if (c->state == CS_ACTIVE && c->keepalive &&
+               now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
+        /* §3.1.2.10: one and a half times the keep alive. */
+        conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+    } else if (c->state == CS_CLOSING && now - c->closing_ms >= CLOSE_FLUSH_MS) {
+        finish_close(c);
+    }
+}

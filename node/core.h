@@ -1,0 +1,278 @@
+/* The broker's core objects and how they relate.
+ *
+ * broker  process-wide: config, backplane, subscription index, retained
+ *         index, session registry, counters. Passed around, never global.
+ * worker  one thread, one event_base, one listener (SO_REUSEPORT); owns its
+ *         connections and the sessions attached to them. Other threads reach
+ *         a worker only through its inbox.
+ * conn    one client connection; lives on one worker for its whole life.
+ * session MQTT session state; owned by one worker at a time (`owner`).
+ *         Deliveries for a session owned elsewhere go to the owner's inbox;
+ *         an owner that no longer holds it forwards them. */
+#ifndef SHOAL_NODE_CORE_H
+#define SHOAL_NODE_CORE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/backplane.h"
+#include "node/config.h"
+#include "node/msg.h"
+#include "node/retain.h"
+#include "node/trie.h"
+#include "proto/packet.h"
+
+struct event_base;
+struct sockaddr;
+struct event;
+struct bufferevent;
+struct evconnlistener;
+
+typedef struct broker broker;
+typedef struct worker worker;
+typedef struct conn conn;
+typedef struct session session;
+
+/* Subscription ids carried with one delivered copy (MQTT 5 §3.3.4: all of
+ * the matching subscriptions' identifiers). */
+#define DELIVERY_MAX_SUB_IDS 4
+
+/* One message on its way to one session. */
+typedef struct delivery {
+    msg *m;          /* ref held */
+    uint8_t qos;     /* already downgraded to the subscription's */
+    bool retain;     /* RETAIN flag to send */
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
+} delivery;
+
+/* An outgoing QoS 1/2 message awaiting its acknowledgement. */
+typedef struct inflight {
+    uint16_t pid;
+    uint8_t state; /* INF_WAIT_ACK, INF_WAIT_REC, INF_WAIT_COMP */
+    delivery d;
+} inflight;
+
+enum { INF_WAIT_ACK = 1, INF_WAIT_REC, INF_WAIT_COMP };
+
+typedef struct sub_entry {
+    char *filter; /* the filter as subscribed, "$share/g/f" included */
+    uint16_t len;
+    sub_opts opts;
+} sub_entry;
+
+struct session {
+    atomic_int refs;
+    session *reg_next;
+    _Atomic int owner; /* worker index */
+    _Atomic bool online;
+    char *client_id;
+    uint16_t id_len;
+    uint8_t version;
+    bool dead;         /* ended: deliveries are dropped */
+    bool persistent;   /* outlives its connection */
+    uint64_t epoch;
+    uint32_t expiry_s; /* session expiry interval in force */
+    conn *c;           /* attached connection, owner's thread only */
+    struct event *timer; /* expiry / will delay while offline */
+    worker *timer_w;     /* the worker whose loop the timer is on */
+    uint64_t expire_at;  /* monotonic ms the offline session ends, 0 = never */
+    uint64_t will_at;    /* monotonic ms the delayed will fires, 0 = none */
+    msg *will;           /* delayed will, ref held */
+    uint16_t next_pid;
+    /* Outgoing QoS 1/2 awaiting acks, in send order. */
+    inflight *inf;
+    uint16_t n_inf;
+    uint16_t cap_inf;
+    /* Waiting to be sent: a ring buffer. */
+    delivery *q;
+    uint32_t q_head;
+    uint32_t q_len;
+    uint32_t q_cap;
+    /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
+    uint16_t *qos2_in;
+    uint16_t n_qos2_in;
+    uint16_t cap_qos2_in;
+    /* Subscriptions, to restore or remove them. */
+    sub_entry *subs;
+    uint32_t n_subs;
+    uint32_t cap_subs;
+};
+
+enum conn_state {
+    CS_NEW = 0,     /* waiting for CONNECT */
+    CS_CLAIMING,    /* CONNECT accepted, waiting for the session */
+    CS_ACTIVE,
+    CS_CLOSING,     /* flushing its last bytes */
+    CS_CLOSED,      /* waiting to be freed */
+};
+
+struct conn {
+    uint64_t id;
+    worker *w;
+    struct bufferevent *bev;
+    conn *prev, *next; /* the worker's list */
+    session *s;        /* ref held while attached */
+    uint8_t state;
+    uint8_t version;
+    bool will_retain;
+    bool request_problem_info;
+    bool sent_disconnect;
+    bool paused;
+    uint8_t close_rc;
+    uint16_t keepalive;
+    uint16_t client_receive_max;
+    uint16_t client_alias_max;
+    uint16_t alias_max;     /* ours, granted to the client */
+    uint16_t inbound_pending; /* QoS 1/2 received and not yet acknowledged/completed */
+    uint32_t client_max_packet;
+    uint64_t claim_epoch;
+    uint64_t created_ms;
+    uint64_t last_rx_ms;
+    uint64_t closing_ms;
+    uint32_t will_delay;
+    msg *will;              /* ref held */
+    char *client_id;        /* copy while claiming */
+    bool clean_start;
+    bool assigned_id;
+    uint16_t requested_keepalive;
+    uint32_t requested_expiry;
+    uint32_t session_expiry;
+    mqtt_bytes *aliases;    /* inbound topic aliases, owned copies, 1-based */
+    char peer[48];
+};
+
+/* Items a worker receives from other threads. */
+enum inbox_kind {
+    IN_DELIVER = 1,  /* a delivery for session s */
+    IN_TAKEOVER,     /* give session s to worker `from` for conn `conn_id` */
+    IN_ADOPT,        /* session s is now yours, for conn `conn_id` */
+    IN_REFUSED,      /* the claim of conn `conn_id` lost to a newer one */
+    IN_STOP,         /* shut down */
+};
+
+typedef struct inbox_item {
+    uint8_t kind;
+    bool clean;
+    int from;
+    session *s; /* ref held */
+    uint64_t conn_id;
+    uint64_t epoch;
+    delivery d;
+} inbox_item;
+
+typedef struct item_vec {
+    inbox_item *v;
+    uint32_t n;
+    uint32_t cap;
+} item_vec;
+
+struct worker {
+    int id;
+    broker *b;
+    pthread_t thread;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *wake;
+    struct event *reap;
+    struct event *tick;
+    pthread_mutex_t inbox_lock;
+    item_vec inbox;
+    item_vec *outbox;    /* one per worker, flushed once per batch */
+    bool outbox_dirty;
+    conn *conns;         /* live connections */
+    conn *dead;          /* closed, freed by the reap event */
+    uint32_t nconns;
+    /* Per-worker counters, summed for $SYS and metrics. */
+    _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
+};
+
+typedef struct broker_stats {
+    _Atomic uint64_t connections_total;
+    _Atomic uint64_t connections_current;
+    _Atomic uint64_t refused;
+} broker_stats;
+
+#define SESS_BUCKETS 65536
+
+struct broker {
+    config *cfg;
+    backplane *bp;
+    int nworkers;
+    worker *workers;
+    uint16_t port;          /* the bound MQTT port */
+    char node_id[128];
+    uint64_t start_ms;
+    _Atomic bool stopping;
+    _Atomic uint64_t next_conn_id;
+    broker_stats stats;
+    pthread_rwlock_t subs_lock;
+    trie *subs;
+    pthread_rwlock_t retain_lock;
+    retain *retained;
+    pthread_mutex_t sess_lock;
+    session **sess_tab; /* client id → session, chained through reg_next */
+    _Atomic uint64_t sess_count;
+};
+
+/* Monotonic milliseconds. */
+uint64_t now_ms(void);
+
+/* worker.c */
+int worker_start_all(broker *b);
+void worker_stop_all(broker *b);
+void worker_post(worker *from, int to, const inbox_item *it);  /* batched; from may be NULL */
+void worker_flush(worker *w);
+conn *worker_find_conn(worker *w, uint64_t id);
+void worker_sys_tick(worker *w);
+
+/* conn.c */
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* Close after flushing what is queued; sends DISCONNECT rc first for v5
+ * when rc >= 0x80 and the connection is established. Idempotent. */
+void conn_close(conn *c, uint8_t rc, const char *why);
+void conn_free(conn *c);
+void conn_write(conn *c, const void *data, size_t len);
+bool conn_output_full(const conn *c);
+void conn_check_timers(conn *c, uint64_t now);
+void conn_resume_reading(conn *c);
+
+/* session.c */
+session *session_new(broker *b, const char *client_id, size_t len, int owner);
+void session_ref(session *s);
+void session_unref(broker *b, session *s);
+/* Deliver on the owner's thread: send now or queue. Consumes d->m's ref. */
+void session_deliver(worker *w, session *s, delivery *d);
+/* Send queued messages while the client's receive window allows. */
+void session_pump(worker *w, session *s);
+void session_resend(worker *w, session *s);
+mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid);
+void session_reset(broker *b, session *s);
+void session_end(worker *w, session *s);
+/* The connection went away: keep the session offline (persistent) or end
+ * it. `will` (consumed, may be NULL) is published now, after will_delay
+ * seconds, or when the session ends, whichever comes first. */
+void session_detach(worker *w, session *s, msg *will, uint32_t will_delay);
+void session_attach(worker *w, session *s, conn *c);
+void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
+bool session_remove_sub(session *s, const char *filter, uint16_t len);
+bool session_qos2_has(session *s, uint16_t pid);
+void session_qos2_add(session *s, uint16_t pid);
+bool session_qos2_remove(session *s, uint16_t pid);
+void session_arm_offline_timer(worker *w, session *s);
+
+/* registry.c: client id → session */
+session *registry_get(broker *b, const char *id, size_t len);
+void registry_put(broker *b, session *s);
+void registry_remove(broker *b, session *s);
+
+/* route.c: matching and fan-out */
+void route_publish(worker *w, msg *m);
+void route_deliver_to(worker *w, session *s, delivery *d);
+void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const sub_opts *o);
+/* Publish a will / internal message (origin 0). Consumes m. */
+void route_publish_internal(worker *w, msg *m);
+
+#endif

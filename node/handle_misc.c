@@ -1,0 +1,42 @@
+/* PINGREQ, DISCONNECT, AUTH. */
+#include "common/log.h"
+#include "node/core.h"
+#include "node/dispatch.h"
+#include "node/send.h"
+
+mqtt_rc handle_pingreq(conn *c)
+{
+    send_pingresp(c);
+    return MQTT_RC_SUCCESS;
+}
+
+mqtt_rc handle_disconnect(conn *c, const mqtt_reason *p)
+{
+    if (c->version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_SESSION_EXPIRY)) {
+        /* §3.14.2.2.2: zero at CONNECT cannot become non-zero now. */
+        if (c->session_expiry == 0 && p->props.session_expiry != 0) {
+            return MQTT_RC_PROTOCOL_ERROR;
+        }
+        uint32_t e = p->props.session_expiry;
+        c->session_expiry = e;
+        if (c->s) {
+            c->s->expiry_s = e;
+            c->s->persistent = e > 0;
+        }
+    }
+    /* 0x04 asks for the will; any other client reason drops it (§3.14.4). */
+    if (!(c->version == MQTT_V5 && p->rc == MQTT_RC_DISCONNECT_WITH_WILL)) {
+        msg_unref(c->will);
+        c->will = NULL;
+    }
+    c->sent_disconnect = true;
+    conn_close(c, p->rc, "client DISCONNECT");
+    return MQTT_RC_SUCCESS;
+}
+
+mqtt_rc handle_auth(conn *c, const mqtt_reason *p)
+{
+    /* No authentication method was accepted at CONNECT, so AUTH is out of
+     * order (§4.12). */
+    return MQTT_RC_PROTOCOL_ERROR;
+}

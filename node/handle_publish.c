@@ -1,0 +1,150 @@
+/* PUBLISH from a client: check → resolve alias → store retained → route →
+ * acknowledge once the backplane says it is durable. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+#include "node/dispatch.h"
+#include "node/send.h"
+#include "proto/topic.h"
+
+/* §3.3.2.3.4: resolve or learn a topic alias. */
+static mqtt_rc resolve_alias(conn *c, mqtt_publish *p)
+{
+    if (!mqtt_props_has(&p->props, MQTT_PROP_TOPIC_ALIAS)) {
+        return p->topic.len ? MQTT_RC_SUCCESS : MQTT_RC_PROTOCOL_ERROR;
+    }
+    uint16_t a = p->props.topic_alias;
+    if (a == 0 || a > c->alias_max) {
+        return MQTT_RC_TOPIC_ALIAS_INVALID;
+    }
+    if (!c->aliases) {
+        c->aliases = sh_calloc(c->alias_max + 1u, sizeof(mqtt_bytes));
+    }
+    mqtt_bytes *slot = &c->aliases[a];
+    if (p->topic.len == 0) {
+        if (slot->len == 0) {
+            return MQTT_RC_PROTOCOL_ERROR; /* alias never set */
+        }
+        p->topic = *slot;
+        return MQTT_RC_SUCCESS;
+    }
+    sh_free((void *)slot->p, slot->len);
+    uint8_t *copy = sh_malloc(p->topic.len);
+    memcpy(copy, p->topic.p, p->topic.len);
+    slot->p = copy;
+    slot->len = p->topic.len;
+    return MQTT_RC_SUCCESS;
+}
+
+static mqtt_rc check_publish(conn *c, const mqtt_publish *p)
+{
+    config *cfg = c->w->b->cfg;
+    if (p->qos > cfg->max_qos) {
+        return MQTT_RC_QOS_NOT_SUPPORTED;
+    }
+    if (p->retain && !cfg->retain_available) {
+        return MQTT_RC_RETAIN_NOT_SUPPORTED;
+    }
+    return MQTT_RC_SUCCESS;
+}
+
+static void store_retained(worker *w, msg *m)
+{
+    broker *b = w->b;
+    pthread_rwlock_wrlock(&b->retain_lock);
+    retain_set(b->retained, m);
+    pthread_rwlock_unlock(&b->retain_lock);
+}
+
+typedef struct ack_ctx {
+    uint64_t conn_id;
+    worker *w;
+    uint16_t pid;
+    uint8_t qos;
+} ack_ctx;
+
+/* Backplane durability answer for a QoS 1/2 publish: only now may the
+ * client hear that its message is safe. */
+static void durable_cb(bp_status st, void *arg)
+{
+    ack_ctx *a = arg;
+    conn *c = worker_find_conn(a->w, a->conn_id);
+    if (c && c->state == CS_ACTIVE) {
+        uint8_t type = a->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
+        if (c->inbound_pending && a->qos == 1) {
+            c->inbound_pending--;
+        }
+        if (st == BP_OK) {
+            send_ack(c, type, a->pid, MQTT_RC_SUCCESS, NULL);
+        } else if (c->version == MQTT_V5) {
+            if (a->qos == 2 && c->s) {
+                session_qos2_remove(c->s, a->pid);
+                c->inbound_pending--;
+            }
+            send_ack(c, type, a->pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
+        } else {
+            /* 3.1.1 has no negative ack: closing is the only honest answer. */
+            conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        }
+    }
+    sh_free(a, sizeof(*a));
+}
+
+static void to_backplane(conn *c, msg *m, uint16_t pid)
+{
+    bp_message bm = {
+        .topic = m->topic, .topic_len = m->topic_len, .payload = m->payload, .payload_len = m->payload_len,
+        .props = m->props, .props_len = m->props_len, .qos = m->qos, .retain = m->retain,
+    };
+    if (m->qos == 0) {
+        bp_publish(c->w->b->bp, c->w->id, &bm, NULL, NULL);
+        return;
+    }
+    ack_ctx *a = sh_malloc(sizeof(*a));
+    a->conn_id = c->id;
+    a->w = c->w;
+    a->pid = pid;
+    a->qos = m->qos;
+    bp_publish(c->w->b->bp, c->w->id, &bm, durable_cb, a);
+}
+
+mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
+{
+    worker *w = c->w;
+    mqtt_publish p = *in;
+    mqtt_rc rc = check_publish(c, &p);
+    if (rc == MQTT_RC_SUCCESS && c->version == MQTT_V5) {
+        rc = resolve_alias(c, &p);
+    }
+    if (rc != MQTT_RC_SUCCESS) {
+        return rc;
+    }
+    if (p.qos > 0 && c->inbound_pending >= (uint16_t)w->b->cfg->receive_maximum) {
+        return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
+    }
+    atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
+    if (p.qos == 2 && session_qos2_has(c->s, p.packet_id)) {
+        /* A resend of a message we already have: acknowledge, don't deliver (§4.3.3). */
+        send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);
+        return MQTT_RC_SUCCESS;
+    }
+    msg *m = msg_new(p.topic, &p.props, p.payload, p.qos, p.retain, (uint64_t)(uintptr_t)c->s, now_ms());
+    if (!m) {
+        return MQTT_RC_QUOTA_EXCEEDED;
+    }
+    if (p.qos > 0) {
+        c->inbound_pending++;
+    }
+    if (p.qos == 2) {
+        session_qos2_add(c->s, p.packet_id);
+    }
+    if (p.retain) {
+        store_retained(w, m);
+    }
+    route_publish(w, m);
+    to_backplane(c, m, p.packet_id);
+    msg_unref(m);
+    return MQTT_RC_SUCCESS;
+}

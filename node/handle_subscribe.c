@@ -1,0 +1,94 @@
+/* SUBSCRIBE: per filter check → index → SUBACK → retained messages. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+#include "node/dispatch.h"
+#include "node/send.h"
+#include "proto/topic.h"
+
+/* The reason code for one filter (§3.9.3): granted QoS or a failure. */
+static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_bytes *group, mqtt_bytes *filter)
+{
+    config *cfg = c->w->b->cfg;
+    int shared = mqtt_share_parse(e->filter.p, e->filter.len, group, filter);
+    if (shared < 0) {
+        return MQTT_RC_TOPIC_FILTER_INVALID;
+    }
+    if (shared == 0) {
+        group->p = NULL;
+        group->len = 0;
+        *filter = e->filter;
+        if (!mqtt_topic_filter_valid(filter->p, filter->len)) {
+            return MQTT_RC_TOPIC_FILTER_INVALID;
+        }
+    } else if (!cfg->shared_subscriptions) {
+        return MQTT_RC_SHARED_SUB_NOT_SUPPORTED;
+    } else if (e->no_local && c->version == MQTT_V5) {
+        /* §3.8.3.1: No Local on a shared subscription is a protocol error. */
+        return MQTT_RC_PROTOCOL_ERROR;
+    }
+    if (!cfg->wildcard_subscriptions && mqtt_topic_filter_has_wildcard(filter->p, filter->len)) {
+        return MQTT_RC_WILDCARD_SUB_NOT_SUPPORTED;
+    }
+    if (sub_id && !cfg->subscription_identifiers) {
+        return MQTT_RC_SUB_ID_NOT_SUPPORTED;
+    }
+    return e->qos < cfg->max_qos ? e->qos : (uint8_t)cfg->max_qos;
+}
+
+typedef struct retained_job {
+    mqtt_bytes filter;
+    sub_opts opts;
+} retained_job;
+
+mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
+{
+    worker *w = c->w;
+    broker *b = w->b;
+    session *s = c->s;
+    uint32_t sub_id = mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.sub_id : 0;
+    uint8_t stack_codes[64];
+    uint8_t *codes = p->count <= 64 ? stack_codes : sh_malloc(p->count);
+    bool *send_retained = sh_calloc(p->count, sizeof(bool));
+    mqtt_bytes cur = p->entries;
+    mqtt_sub e;
+    uint32_t i = 0;
+    mqtt_rc fatal = MQTT_RC_SUCCESS;
+    pthread_rwlock_wrlock(&b->subs_lock);
+    while (mqtt_sub_next(&cur, c->version, &e)) {
+        mqtt_bytes group, filter;
+        uint8_t rc = check_filter(c, &e, sub_id, &group, &filter);
+        if (rc == MQTT_RC_PROTOCOL_ERROR) {
+            fatal = MQTT_RC_PROTOCOL_ERROR;
+        }
+        if (rc < 0x80) {
+            sub_opts o = {e.qos < rc ? e.qos : rc, e.no_local, e.retain_as_published, e.retain_handling, sub_id};
+            o.qos = rc;
+            bool replaced = false;
+            trie_add(b->subs, filter, group, s, &o, &replaced);
+            session_add_sub(s, (const char *)e.filter.p, (uint16_t)e.filter.len, &o);
+            /* §3.3.1.3 Retain Handling: 0 always, 1 only if new, 2 never;
+             * shared subscriptions never get retained messages (§4.8.2). */
+            send_retained[i] = group.len == 0 && (e.retain_handling == 0 || (e.retain_handling == 1 && !replaced));
+        }
+        codes[i++] = c->version == MQTT_V5 ? rc : mqtt_rc_to_v311_suback(rc);
+    }
+    pthread_rwlock_unlock(&b->subs_lock);
+    if (fatal == MQTT_RC_SUCCESS) {
+        send_suback(c, p->packet_id, codes, i);
+        cur = p->entries;
+        for (uint32_t k = 0; k < i && mqtt_sub_next(&cur, c->version, &e); k++) {
+            if (send_retained[k]) {
+                sub_opts o = {codes[k], e.no_local, e.retain_as_published, e.retain_handling, sub_id};
+                route_retained_on_subscribe(w, s, e.filter, &o);
+            }
+        }
+    }
+    sh_free(send_retained, p->count * sizeof(bool));
+    if (codes != stack_codes) {
+        sh_free(codes, p->count);
+    }
+    return fatal;
+}

@@ -1,0 +1,94 @@
+#include "node/msg.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+#include "proto/frame.h"
+#include "proto/props.h"
+
+/* The properties a server forwards unchanged (MQTT 5 §3.3.2.3). Message
+ * Expiry is kept as a deadline and rewritten per delivery. */
+static mqtt_props forwarded(const mqtt_props *in)
+{
+    mqtt_props out;
+    memset(&out, 0, sizeof(out));
+    if (!in) {
+        return out;
+    }
+    const uint64_t keep = MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT) | MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) |
+                          MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC) | MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA);
+    out.present = in->present & keep;
+    out.payload_format = in->payload_format;
+    out.content_type = in->content_type;
+    out.response_topic = in->response_topic;
+    out.correlation_data = in->correlation_data;
+    return out;
+}
+
+msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
+             uint64_t origin, uint64_t now_ms)
+{
+    mqtt_props fw = forwarded(props);
+    uint32_t user_len = props ? mqtt_props_user_size(props) : 0;
+    uint32_t fixed_len = mqtt_props_body_size(&fw);
+    uint32_t props_len = fixed_len + user_len;
+    size_t size = sizeof(msg) + topic.len + props_len + payload.len;
+    msg *m = sh_trymalloc(size);
+    if (!m) {
+        return NULL;
+    }
+    atomic_init(&m->refs, 1);
+    m->qos = qos;
+    m->retain = retain;
+    m->topic_len = (uint16_t)topic.len;
+    m->props_len = props_len;
+    m->payload_len = payload.len;
+    m->origin = origin;
+    m->alloc_size = (uint32_t)size;
+    m->expiry_at = 0;
+    if (props && mqtt_props_has(props, MQTT_PROP_MESSAGE_EXPIRY)) {
+        m->expiry_at = now_ms + (uint64_t)props->message_expiry * 1000u;
+    }
+    m->topic = m->data;
+    m->props = m->topic + topic.len;
+    m->payload = m->props + props_len;
+    if (topic.len) {
+        memcpy(m->topic, topic.p, topic.len);
+    }
+    if (fixed_len) {
+        /* mqtt_props_write emits the length prefix too; keep only the body. */
+        uint8_t tmp[fixed_len + 4];
+        uint32_t n = mqtt_props_write(&fw, tmp);
+        memcpy(m->props, tmp + (n - fixed_len), fixed_len);
+    }
+    if (user_len) {
+        mqtt_props_copy_user(props, m->props + fixed_len);
+    }
+    if (payload.len) {
+        memcpy(m->payload, payload.p, payload.len);
+    }
+    return m;
+}
+
+void msg_unref(msg *m)
+{
+    if (!m) {
+        return;
+    }
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        sh_free(m, m->alloc_size);
+    }
+}
+
+uint32_t msg_expiry_left(const msg *m, uint64_t now_ms, bool *expired)
+{
+    *expired = false;
+    if (m->expiry_at == 0) {
+        return 0;
+    }
+    if (now_ms >= m->expiry_at) {
+        *expired = true;
+        return 0;
+    }
+    return (uint32_t)((m->expiry_at - now_ms + 999) / 1000);
+}

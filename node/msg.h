@@ -1,0 +1,52 @@
+/* A published application message: one allocation holding topic, the
+ * properties to forward and the payload. Immutable once created; refcounted
+ * atomically because it crosses workers. */
+#ifndef SHOAL_NODE_MSG_H
+#define SHOAL_NODE_MSG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/packet.h"
+
+typedef struct msg {
+    atomic_uint refs;
+    uint8_t qos;
+    bool retain;
+    uint16_t topic_len;
+    uint32_t props_len;   /* pre-encoded forwarded properties, no length prefix */
+    uint32_t payload_len;
+    uint64_t expiry_at;   /* monotonic ms; 0 = never expires */
+    uint64_t origin;      /* id of the publishing connection (No Local) */
+    uint32_t alloc_size;
+    uint8_t *topic;
+    uint8_t *props;
+    uint8_t *payload;
+    uint8_t data[];
+} msg;
+
+/* New message with one ref held by the caller. Forwards Payload Format
+ * Indicator, Content Type, Response Topic, Correlation Data and User
+ * Properties (in order); Message Expiry becomes expiry_at. Returns NULL
+ * if the allocation fails (the size is client-controlled). */
+msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
+             uint64_t origin, uint64_t now_ms);
+
+static inline msg *msg_ref(msg *m)
+{
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
+void msg_unref(msg *m);
+
+/* Remaining expiry in seconds (rounded up), 0 if none; sets *expired. */
+uint32_t msg_expiry_left(const msg *m, uint64_t now_ms, bool *expired);
+
+static inline bool msg_is_expired(const msg *m, uint64_t now_ms)
+{
+    return m->expiry_at != 0 && now_ms >= m->expiry_at;
+}
+
+#endif

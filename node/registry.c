@@ -1,0 +1,51 @@
+/* The session registry: client id → session, for this process. */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "node/core.h"
+
+static uint32_t hash(const char *id, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)id[i]) * 16777619u;
+    }
+    return h & (SESS_BUCKETS - 1);
+}
+
+/* Caller holds b->sess_lock. */
+session *registry_get(broker *b, const char *id, size_t len)
+{
+    for (session *s = b->sess_tab[hash(id, len)]; s; s = s->reg_next) {
+        if (s->id_len == len && memcmp(s->client_id, id, len) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+/* Caller holds b->sess_lock; the registry takes a ref. */
+void registry_put(broker *b, session *s)
+{
+    uint32_t h = hash(s->client_id, s->id_len);
+    session_ref(s);
+    s->reg_next = b->sess_tab[h];
+    b->sess_tab[h] = s;
+    atomic_fetch_add(&b->sess_count, 1);
+}
+
+/* Caller holds b->sess_lock; drops the registry's ref only if s is still
+ * the registered session for its id. */
+void registry_remove(broker *b, session *s)
+{
+    session **pp = &b->sess_tab[hash(s->client_id, s->id_len)];
+    while (*pp && *pp != s) {
+        pp = &(*pp)->reg_next;
+    }
+    if (*pp) {
+        *pp = s->reg_next;
+        s->reg_next = NULL;
+        atomic_fetch_sub(&b->sess_count, 1);
+        session_unref(b, s);
+    }
+}

@@ -1,0 +1,158 @@
+/* Matching a message against the subscription index and handing one copy
+ * to each matching session, on that session's worker. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+
+#define STACK_HITS 32
+
+static bool is_online(void *owner)
+{
+    return atomic_load_explicit(&((session *)owner)->online, memory_order_relaxed);
+}
+
+void route_deliver_to(worker *w, session *s, delivery *d)
+{
+    int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (owner == w->id) {
+        session_deliver(w, s, d);
+        return;
+    }
+    inbox_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = IN_DELIVER;
+    session_ref(s);
+    it.s = s;
+    it.d = *d;
+    worker_post(w, owner, &it);
+}
+
+static int by_owner(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const trie_hit *)a)->owner, y = (uintptr_t)((const trie_hit *)b)->owner;
+    return x < y ? -1 : x > y;
+}
+
+/* Fold hits [i, j) of one session into one delivery: the highest QoS and
+ * every subscription identifier (MQTT 5 §3.3.4). */
+static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
+{
+    memset(d, 0, sizeof(*d));
+    bool any = false;
+    for (size_t k = 0; k < n; k++) {
+        const sub_opts *o = &h[k].opts;
+        /* §3.8.3.1 No Local: not back to the publishing session. */
+        if (o->no_local && !h[k].shared && (uint64_t)(uintptr_t)h[k].owner == m->origin) {
+            continue;
+        }
+        uint8_t q = m->qos < o->qos ? m->qos : o->qos;
+        if (!any || q > d->qos) {
+            d->qos = q;
+        }
+        if (o->rap && m->retain) {
+            d->retain = true;
+        }
+        if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
+            d->sub_ids[d->n_sub_ids++] = o->sub_id;
+        }
+        any = true;
+    }
+    return any;
+}
+
+void route_publish(worker *w, msg *m)
+{
+    broker *b = w->b;
+    trie_hit stack[STACK_HITS];
+    trie_hit *hits = stack;
+    size_t cap = STACK_HITS;
+    mqtt_bytes topic = {m->topic, m->topic_len};
+    pthread_rwlock_rdlock(&b->subs_lock);
+    size_t n = trie_match(b->subs, topic, is_online, hits, cap);
+    if (n > cap) {
+        cap = n;
+        hits = sh_malloc(cap * sizeof(trie_hit));
+        n = trie_match(b->subs, topic, is_online, hits, cap);
+        if (n > cap) {
+            n = cap; /* grew meanwhile? impossible under the read lock */
+        }
+    }
+    /* Refs taken under the lock: a session leaves the index before it dies. */
+    for (size_t i = 0; i < n; i++) {
+        session_ref(hits[i].owner);
+    }
+    pthread_rwlock_unlock(&b->subs_lock);
+    if (n > 1) {
+        qsort(hits, n, sizeof(trie_hit), by_owner);
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && hits[j].owner == hits[i].owner) {
+            j++;
+        }
+        delivery d;
+        if (make_delivery(m, &hits[i], j - i, &d)) {
+            d.m = msg_ref(m);
+            route_deliver_to(w, hits[i].owner, &d);
+        }
+        for (size_t k = i; k < j; k++) {
+            session_unref(b, hits[k].owner);
+        }
+        i = j;
+    }
+    if (hits != stack) {
+        sh_free(hits, cap * sizeof(trie_hit));
+    }
+}
+
+void route_publish_internal(worker *w, msg *m)
+{
+    if (m->retain) {
+        pthread_rwlock_wrlock(&w->b->retain_lock);
+        retain_set(w->b->retained, m);
+        pthread_rwlock_unlock(&w->b->retain_lock);
+    }
+    route_publish(w, m);
+    msg_unref(m);
+}
+
+typedef struct collect {
+    msg **v;
+    size_t n, cap;
+} collect;
+
+static void collect_cb(void *arg, msg *m)
+{
+    collect *c = arg;
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        c->v = sh_realloc(c->v, c->cap * sizeof(msg *), cap * sizeof(msg *));
+        c->cap = cap;
+    }
+    c->v[c->n++] = msg_ref(m);
+}
+
+void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const sub_opts *o)
+{
+    broker *b = w->b;
+    collect col = {NULL, 0, 0};
+    pthread_rwlock_wrlock(&b->retain_lock); /* match may drop expired entries */
+    retain_match(b->retained, filter, now_ms(), collect_cb, &col);
+    pthread_rwlock_unlock(&b->retain_lock);
+    for (size_t i = 0; i < col.n; i++) {
+        delivery d;
+        memset(&d, 0, sizeof(d));
+        d.m = col.v[i];
+        d.qos = d.m->qos < o->qos ? d.m->qos : o->qos;
+        d.retain = true; /* §3.3.1.3: retained on subscribe keeps its flag */
+        if (o->sub_id) {
+            d.sub_ids[0] = o->sub_id;
+            d.n_sub_ids = 1;
+        }
+        session_deliver(w, s, &d);
+    }
+    sh_free(col.v, col.cap * sizeof(msg *));
+}

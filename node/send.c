@@ -1,0 +1,185 @@
+#include "node/send.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "proto/packet.h"
+
+/* Payloads above this are written by reference to the shared message
+ * instead of copied. */
+#define REF_THRESHOLD 1024
+
+static mqtt_bytes cstr(const char *s)
+{
+    mqtt_bytes b = {(const uint8_t *)s, s ? (uint32_t)strlen(s) : 0};
+    return b;
+}
+
+void send_connack(conn *c, bool session_present, uint8_t rc, const mqtt_props *props)
+{
+    mqtt_connack p;
+    memset(&p, 0, sizeof(p));
+    p.session_present = session_present;
+    p.rc = rc;
+    if (props) {
+        p.props = *props;
+    }
+    uint8_t buf[512];
+    size_t n = mqtt_size_connack(&p, c->version);
+    sh_assert(n <= sizeof(buf));
+    mqtt_encode_connack(&p, c->version, buf);
+    conn_write(c, buf, n);
+}
+
+void send_connack_refusal(conn *c, uint8_t rc)
+{
+    if (c->version == MQTT_V5) {
+        send_connack(c, false, rc, NULL);
+        return;
+    }
+    uint8_t code = mqtt_rc_to_v311_connack(rc);
+    if (code == 0) {
+        return; /* 3.1.1 has no code for it: close without CONNACK */
+    }
+    uint8_t ver = c->version;
+    c->version = MQTT_V311;
+    send_connack(c, false, code, NULL);
+    c->version = ver;
+}
+
+static void set_reason(conn *c, mqtt_props *pr, const char *reason)
+{
+    /* §3.1.2.11.7: no Reason String unless the client allows it. */
+    if (reason && c->request_problem_info) {
+        pr->present |= MQTT_PROP_BIT(MQTT_PROP_REASON_STRING);
+        pr->reason_string = cstr(reason);
+    }
+}
+
+void send_ack(conn *c, uint8_t type, uint16_t pid, uint8_t rc, const char *reason)
+{
+    mqtt_ack a;
+    memset(&a, 0, sizeof(a));
+    a.type = type;
+    a.packet_id = pid;
+    a.rc = rc;
+    if (rc >= 0x80) {
+        set_reason(c, &a.props, reason);
+    }
+    uint8_t buf[300];
+    size_t n = mqtt_encode_ack(&a, c->version, buf);
+    conn_write(c, buf, n);
+}
+
+static void send_sub_ack(conn *c, uint8_t type, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+    mqtt_suback p;
+    memset(&p, 0, sizeof(p));
+    p.packet_id = pid;
+    p.codes.p = codes;
+    p.codes.len = n;
+    size_t size = type == MQTT_SUBACK ? mqtt_size_suback(&p, c->version) : mqtt_size_unsuback(&p, c->version);
+    uint8_t stackbuf[256];
+    uint8_t *buf = size <= sizeof(stackbuf) ? stackbuf : sh_malloc(size);
+    if (type == MQTT_SUBACK) {
+        mqtt_encode_suback(&p, c->version, buf);
+    } else {
+        mqtt_encode_unsuback(&p, c->version, buf);
+    }
+    conn_write(c, buf, size);
+    if (buf != stackbuf) {
+        sh_free(buf, size);
+    }
+}
+
+void send_suback(conn *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+    send_sub_ack(c, MQTT_SUBACK, pid, codes, n);
+}
+
+void send_unsuback(conn *c, uint16_t pid, const uint8_t *codes, uint32_t n)
+{
+    send_sub_ack(c, MQTT_UNSUBACK, pid, codes, n);
+}
+
+void send_pingresp(conn *c)
+{
+    uint8_t buf[2];
+    mqtt_encode_ping(MQTT_PINGRESP, buf);
+    conn_write(c, buf, 2);
+}
+
+void send_disconnect(conn *c, uint8_t rc, const char *reason)
+{
+    if (c->version != MQTT_V5 || c->sent_disconnect) {
+        return;
+    }
+    mqtt_reason r;
+    memset(&r, 0, sizeof(r));
+    r.rc = rc;
+    set_reason(c, &r.props, reason);
+    uint8_t buf[300];
+    size_t n = mqtt_encode_disconnect(&r, c->version, buf);
+    conn_write(c, buf, n);
+    c->sent_disconnect = true;
+}
+
+static void unref_cleanup(const void *data, size_t len, void *arg)
+{
+    msg_unref(arg);
+}
+
+bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
+{
+    const msg *m = d->m;
+    mqtt_publish p;
+    memset(&p, 0, sizeof(p));
+    p.qos = d->qos;
+    p.dup = dup;
+    p.retain = d->retain;
+    p.topic.p = m->topic;
+    p.topic.len = m->topic_len;
+    p.packet_id = pid;
+    p.payload.p = m->payload;
+    p.payload.len = m->payload_len;
+    if (c->version == MQTT_V5) {
+        bool expired;
+        uint32_t left = msg_expiry_left(m, now_ms(), &expired);
+        if (m->expiry_at) {
+            p.props.present |= MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+            p.props.message_expiry = left;
+        }
+        if (d->n_sub_ids) {
+            p.props.sub_ids = d->sub_ids;
+            p.props.n_sub_ids = d->n_sub_ids;
+        }
+        p.props.user.p = m->props;
+        p.props.user.len = m->props_len;
+    }
+    size_t head = mqtt_size_publish_head(&p, c->version);
+    size_t total = head + m->payload_len;
+    if (c->client_max_packet && total > c->client_max_packet) {
+        return false;
+    }
+    uint8_t stackbuf[512];
+    uint8_t *buf = head <= sizeof(stackbuf) ? stackbuf : sh_malloc(head);
+    mqtt_encode_publish_head(&p, c->version, buf);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (m->payload_len < REF_THRESHOLD) {
+        evbuffer_expand(out, total);
+        evbuffer_add(out, buf, head);
+        evbuffer_add(out, m->payload, m->payload_len);
+    } else {
+        evbuffer_add(out, buf, head);
+        evbuffer_add_reference(out, m->payload, m->payload_len, unref_cleanup, msg_ref(d->m));
+    }
+    if (buf != stackbuf) {
+        sh_free(buf, head);
+    }
+    atomic_fetch_add_explicit(&c->w->bytes_out, total, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->msgs_out, 1, memory_order_relaxed);
+    return true;
+}

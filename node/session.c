@@ -1,0 +1,342 @@
+/* Sessions: outgoing inflight window and queue, inbound QoS 2 ids,
+ * subscriptions, offline expiry and delayed wills. Everything here runs on
+ * the session's owner worker. */
+#include <event2/event.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+#include "node/send.h"
+#include "proto/topic.h"
+
+session *session_new(broker *b, const char *client_id, size_t len, int owner)
+{
+    session *s = sh_calloc(1, sizeof(*s));
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->owner, owner);
+    atomic_init(&s->online, false);
+    s->client_id = sh_strndup(client_id, len);
+    s->id_len = (uint16_t)len;
+    s->next_pid = 1;
+    return s;
+}
+
+void session_ref(session *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+static void drop_messages(session *s)
+{
+    for (uint16_t i = 0; i < s->n_inf; i++) {
+        msg_unref(s->inf[i].d.m);
+    }
+    s->n_inf = 0;
+    while (s->q_len) {
+        msg_unref(s->q[s->q_head].m);
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+    }
+    s->q_head = 0;
+    s->n_qos2_in = 0;
+}
+
+static void free_subs(session *s)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        sh_free(s->subs[i].filter, s->subs[i].len + 1u);
+    }
+    sh_free(s->subs, s->cap_subs * sizeof(sub_entry));
+    s->subs = NULL;
+    s->n_subs = s->cap_subs = 0;
+}
+
+void session_unref(broker *b, session *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    drop_messages(s);
+    free_subs(s);
+    if (s->timer) {
+        event_free(s->timer);
+    }
+    msg_unref(s->will);
+    sh_free(s->inf, s->cap_inf * sizeof(inflight));
+    sh_free(s->q, s->q_cap * sizeof(delivery));
+    sh_free(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t));
+    sh_free(s->client_id, s->id_len + 1u);
+    sh_free(s, sizeof(*s));
+}
+
+/* ---- subscriptions ---- */
+
+void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
+            s->subs[i].opts = *o;
+            return;
+        }
+    }
+    if (s->n_subs == s->cap_subs) {
+        uint32_t cap = s->cap_subs ? s->cap_subs * 2 : 2;
+        s->subs = sh_realloc(s->subs, s->cap_subs * sizeof(sub_entry), cap * sizeof(sub_entry));
+        s->cap_subs = cap;
+    }
+    sub_entry *e = &s->subs[s->n_subs++];
+    e->filter = sh_strndup(filter, len);
+    e->len = len;
+    e->opts = *o;
+}
+
+bool session_remove_sub(session *s, const char *filter, uint16_t len)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
+            sh_free(s->subs[i].filter, len + 1u);
+            s->subs[i] = s->subs[--s->n_subs];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Split "$share/g/f" into group and filter. */
+void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *filter)
+{
+    mqtt_bytes g = {NULL, 0}, f = {(const uint8_t *)e->filter, e->len};
+    if (mqtt_share_parse((const uint8_t *)e->filter, e->len, &g, &f) != 1) {
+        g.p = NULL;
+        g.len = 0;
+        f.p = (const uint8_t *)e->filter;
+        f.len = e->len;
+    }
+    *group = g;
+    *filter = f;
+}
+
+/* ---- inbound QoS 2 ---- */
+
+bool session_qos2_has(session *s, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->n_qos2_in; i++) {
+        if (s->qos2_in[i] == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void session_qos2_add(session *s, uint16_t pid)
+{
+    if (s->n_qos2_in == s->cap_qos2_in) {
+        uint16_t cap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 4;
+        s->qos2_in = sh_realloc(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t), cap * sizeof(uint16_t));
+        s->cap_qos2_in = cap;
+    }
+    s->qos2_in[s->n_qos2_in++] = pid;
+}
+
+bool session_qos2_remove(session *s, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->n_qos2_in; i++) {
+        if (s->qos2_in[i] == pid) {
+            s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- outgoing ---- */
+
+static uint16_t window(const session *s, const conn *c)
+{
+    uint16_t max = (uint16_t)c->w->b->cfg->max_inflight;
+    return c->client_receive_max < max ? c->client_receive_max : max;
+}
+
+static bool pid_in_use(const session *s, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->n_inf; i++) {
+        if (s->inf[i].pid == pid) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint16_t next_pid(session *s)
+{
+    do {
+        s->next_pid = (uint16_t)(s->next_pid == 65535 ? 1 : s->next_pid + 1);
+    } while (pid_in_use(s, s->next_pid));
+    return s->next_pid;
+}
+
+static void queue_push(worker *w, session *s, delivery *d)
+{
+    if (s->q_len >= (uint32_t)w->b->cfg->max_queued) {
+        atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
+        sh_log(SH_DEBUG, "event=drop client=%s reason=queue-full", s->client_id);
+        msg_unref(d->m);
+        return;
+    }
+    if (s->q_len == s->q_cap) {
+        uint32_t cap = s->q_cap ? s->q_cap * 2 : 8;
+        delivery *q = sh_malloc(cap * sizeof(delivery));
+        for (uint32_t i = 0; i < s->q_len; i++) {
+            q[i] = s->q[(s->q_head + i) % s->q_cap];
+        }
+        sh_free(s->q, s->q_cap * sizeof(delivery));
+        s->q = q;
+        s->q_cap = cap;
+        s->q_head = 0;
+    }
+    s->q[(s->q_head + s->q_len) % s->q_cap] = *d;
+    s->q_len++;
+}
+
+/* Send one QoS 1/2 delivery now, taking a slot of the window. */
+static void send_inflight(session *s, conn *c, delivery *d)
+{
+    if (s->n_inf == s->cap_inf) {
+        uint16_t cap = s->cap_inf ? (uint16_t)(s->cap_inf * 2) : 4;
+        s->inf = sh_realloc(s->inf, s->cap_inf * sizeof(inflight), cap * sizeof(inflight));
+        s->cap_inf = cap;
+    }
+    inflight *f = &s->inf[s->n_inf++];
+    f->pid = next_pid(s);
+    f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
+    f->d = *d;
+    if (!send_publish(c, d, f->pid, false)) {
+        /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
+        msg_unref(f->d.m);
+        s->n_inf--;
+    }
+}
+
+static bool can_send_now(const session *s, const conn *c)
+{
+    return c && c->state == CS_ACTIVE && !conn_output_full(c);
+}
+
+void session_deliver(worker *w, session *s, delivery *d)
+{
+    uint64_t now = now_ms();
+    if (s->dead || msg_is_expired(d->m, now)) {
+        msg_unref(d->m);
+        return;
+    }
+    conn *c = s->c;
+    if (d->qos == 0) {
+        /* QoS 0 is not queued for an offline or saturated client. */
+        if (can_send_now(s, c)) {
+            send_publish(c, d, 0, false);
+        } else {
+            atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
+        }
+        msg_unref(d->m);
+        return;
+    }
+    if (can_send_now(s, c) && s->q_len == 0 && s->n_inf < window(s, c)) {
+        send_inflight(s, c, d);
+        return;
+    }
+    queue_push(w, s, d);
+}
+
+void session_pump(worker *w, session *s)
+{
+    conn *c = s->c;
+    uint64_t now = now_ms();
+    while (s->q_len && can_send_now(s, c)) {
+        delivery *d = &s->q[s->q_head];
+        if (d->qos > 0 && s->n_inf >= window(s, c)) {
+            break;
+        }
+        delivery one = *d;
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        if (msg_is_expired(one.m, now)) {
+            msg_unref(one.m);
+        } else if (one.qos == 0) {
+            send_publish(c, &one, 0, false);
+            msg_unref(one.m);
+        } else {
+            send_inflight(s, c, &one);
+        }
+    }
+}
+
+/* After a reconnect: resend unacknowledged PUBLISH with DUP and PUBREL for
+ * those past PUBREC (§4.4), then whatever queued. */
+void session_resend(worker *w, session *s)
+{
+    conn *c = s->c;
+    for (uint16_t i = 0; i < s->n_inf; i++) {
+        inflight *f = &s->inf[i];
+        if (f->state == INF_WAIT_COMP) {
+            send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
+        } else {
+            send_publish(c, &f->d, f->pid, true);
+        }
+    }
+    session_pump(w, s);
+}
+
+static inflight *find_inflight(session *s, uint16_t pid)
+{
+    for (uint16_t i = 0; i < s->n_inf; i++) {
+        if (s->inf[i].pid == pid) {
+            return &s->inf[i];
+        }
+    }
+    return NULL;
+}
+
+static void remove_inflight(session *s, inflight *f)
+{
+    msg_unref(f->d.m);
+    /* Keep send order: resends must follow the original order (§4.6). */
+    size_t idx = (size_t)(f - s->inf);
+    memmove(f, f + 1, (s->n_inf - idx - 1) * sizeof(inflight));
+    s->n_inf--;
+}
+
+/* PUBACK, PUBREC (rc), PUBCOMP from the client. */
+mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid)
+{
+    inflight *f = find_inflight(s, pid);
+    uint8_t want = type == MQTT_PUBACK ? INF_WAIT_ACK : (type == MQTT_PUBREC ? INF_WAIT_REC : INF_WAIT_COMP);
+    if (!f || f->state != want) {
+        return MQTT_RC_PACKET_ID_NOT_FOUND;
+    }
+    if (type == MQTT_PUBREC) {
+        f->state = INF_WAIT_COMP;
+        msg_unref(f->d.m);
+        f->d.m = NULL;
+        return MQTT_RC_SUCCESS;
+    }
+    if (f->d.m) {
+        remove_inflight(s, f);
+    } else {
+        size_t idx = (size_t)(f - s->inf);
+        memmove(f, f + 1, (s->n_inf - idx - 1) * sizeof(inflight));
+        s->n_inf--;
+    }
+    session_pump(w, s);
+    return MQTT_RC_SUCCESS;
+}
+
+/* PUBREC with a failure code ends the exchange (§4.3.3). */
+void session_ack_failed(worker *w, session *s, uint16_t pid)
+{
+    inflight *f = find_inflight(s, pid);
+    if (f && f->state == INF_WAIT_REC) {
+        remove_inflight(s, f);
+        session_pump(w, s);
+    }
+}

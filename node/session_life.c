@@ -1,0 +1,242 @@
+/* Session lifecycle: attach, detach, offline expiry, delayed wills, end,
+ * and the hand-over of a session between workers (takeover). */
+#include <event2/event.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+#include "node/send.h"
+
+void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *filter);
+void connect_finish(conn *c, session *s, bool clean);
+
+static void publish_will(worker *w, msg *will)
+{
+    if (will) {
+        sh_log(SH_DEBUG, "event=will topic=%.*s", will->topic_len, (const char *)will->topic);
+        route_publish_internal(w, will);
+    }
+}
+
+/* Remove subscriptions, queue and inflight: a clean start or the end. */
+void session_reset(broker *b, session *s)
+{
+    if (s->n_subs) {
+        pthread_rwlock_wrlock(&b->subs_lock);
+        for (uint32_t i = 0; i < s->n_subs; i++) {
+            mqtt_bytes g, f;
+            session_split_filter(&s->subs[i], &g, &f);
+            trie_remove(b->subs, f, g, s);
+        }
+        pthread_rwlock_unlock(&b->subs_lock);
+    }
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        sh_free(s->subs[i].filter, s->subs[i].len + 1u);
+    }
+    s->n_subs = 0;
+    for (uint16_t i = 0; i < s->n_inf; i++) {
+        msg_unref(s->inf[i].d.m);
+    }
+    s->n_inf = 0;
+    while (s->q_len) {
+        msg_unref(s->q[s->q_head].m);
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+    }
+    s->n_qos2_in = 0;
+}
+
+static void drop_timer(session *s)
+{
+    if (s->timer) {
+        event_free(s->timer);
+        s->timer = NULL;
+        s->timer_w = NULL;
+    }
+    s->expire_at = 0;
+}
+
+static void drop_delayed_will(session *s)
+{
+    msg_unref(s->will);
+    s->will = NULL;
+    s->will_at = 0;
+}
+
+/* The session is over: its delayed will goes out now (§3.1.3.2.2), its
+ * subscriptions go, and it leaves the registry. */
+void session_end(worker *w, session *s)
+{
+    broker *b = w->b;
+    drop_timer(s);
+    msg *will = s->will;
+    s->will = NULL;
+    s->will_at = 0;
+    session_reset(b, s);
+    s->dead = true;
+    pthread_mutex_lock(&b->sess_lock);
+    registry_remove(b, s);
+    pthread_mutex_unlock(&b->sess_lock);
+    publish_will(w, will);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    session *s = arg;
+    worker *w = s->timer_w;
+    if (s->c || s->dead) {
+        return;
+    }
+    uint64_t now = now_ms();
+    if (s->will && now >= s->will_at) {
+        msg *will = s->will;
+        s->will = NULL;
+        s->will_at = 0;
+        publish_will(w, will);
+    }
+    if (s->expire_at && now >= s->expire_at) {
+        sh_log(SH_INFO, "event=session_expired client=%s", s->client_id);
+        session_end(w, s);
+    } else {
+        session_arm_offline_timer(w, s);
+    }
+    worker_flush(w);
+}
+
+/* Arm the timer for the next offline deadline: the delayed will or the
+ * session expiry, whichever is first. */
+void session_arm_offline_timer(worker *w, session *s)
+{
+    uint64_t next = s->expire_at;
+    if (s->will && (next == 0 || s->will_at < next)) {
+        next = s->will_at;
+    }
+    if (next == 0) {
+        return;
+    }
+    if (s->timer && s->timer_w != w) {
+        drop_timer(s);
+    }
+    if (!s->timer) {
+        s->timer = event_new(w->base, -1, 0, timer_cb, s);
+        s->timer_w = w;
+    }
+    uint64_t now = now_ms();
+    uint64_t ms = next > now ? next - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(s->timer, &tv);
+}
+
+void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
+{
+    s->c = NULL;
+    atomic_store(&s->online, false);
+    if (!s->persistent) {
+        msg_unref(s->will);
+        s->will = will;
+        s->will_at = 0;
+        session_end(w, s);
+        return;
+    }
+    if (will && will_delay == 0) {
+        publish_will(w, will);
+        will = NULL;
+    }
+    if (will) {
+        drop_delayed_will(s);
+        s->will = will;
+        s->will_at = now_ms() + (uint64_t)will_delay * 1000u;
+    }
+    s->expire_at = s->expiry_s == UINT32_MAX ? 0 : now_ms() + (uint64_t)s->expiry_s * 1000u;
+    if (s->expiry_s == 0) {
+        session_end(w, s);
+        return;
+    }
+    session_arm_offline_timer(w, s);
+}
+
+void session_attach(worker *w, session *s, conn *c)
+{
+    drop_timer(s);
+    /* The client is back within the will delay: no will (§3.1.3.2.2). */
+    drop_delayed_will(s);
+    session_ref(s);
+    c->s = s;
+    s->c = c;
+    atomic_store(&s->online, true);
+}
+
+/* ---- takeover between workers ---- */
+
+static void post(worker *w, int to, uint8_t kind, session *s, const inbox_item *req)
+{
+    inbox_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = kind;
+    it.s = s;
+    it.from = w->id;
+    it.conn_id = req->conn_id;
+    it.epoch = req->epoch;
+    it.clean = req->clean;
+    worker_post(w, to, &it);
+}
+
+/* Another connection claimed a session this worker may own: close the old
+ * connection (0x8E) and hand the session over. The item's ref moves on. */
+void session_handle_takeover(worker *w, inbox_item *it)
+{
+    session *s = it->s;
+    int owner = atomic_load(&s->owner);
+    if (owner != w->id) {
+        worker_post(w, owner, it); /* it moved meanwhile: follow it */
+        return;
+    }
+    if (s->epoch != it->epoch) {
+        post(w, it->from, IN_REFUSED, s, it);
+        return;
+    }
+    conn *old = s->c;
+    if (old) {
+        /* The will of the old connection: §3.1.4-3 treats it as a close
+         * without DISCONNECT, and a resumed session cancels a delayed will. */
+        msg *will = old->will;
+        old->will = NULL;
+        s->c = NULL;
+        old->s = NULL;
+        session_unref(w->b, s);
+        if (will && (it->clean || old->will_delay == 0)) {
+            publish_will(w, will);
+        } else {
+            msg_unref(will);
+        }
+        conn_close(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over");
+    }
+    drop_timer(s);
+    atomic_store(&s->online, false);
+    atomic_store(&s->owner, it->from);
+    post(w, it->from, IN_ADOPT, s, it);
+}
+
+void session_handle_adopt(worker *w, inbox_item *it)
+{
+    session *s = it->s;
+    conn *c = worker_find_conn(w, it->conn_id);
+    if (c && c->state == CS_CLAIMING && c->claim_epoch == it->epoch && s->epoch == it->epoch) {
+        connect_finish(c, s, it->clean);
+    } else if (!s->dead && !s->c) {
+        /* The claiming connection is gone: keep the session offline here. */
+        session_detach(w, s, NULL, 0);
+    }
+    session_unref(w->b, s);
+}
+
+void session_handle_refused(worker *w, inbox_item *it)
+{
+    conn *c = worker_find_conn(w, it->conn_id);
+    if (c && c->state == CS_CLAIMING && c->claim_epoch == it->epoch) {
+        c->state = CS_ACTIVE;
+        conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+    }
+    session_unref(w->b, it->s);
+}

@@ -1,0 +1,65 @@
+/* The subscription index: a topic trie over filter levels supporting '+',
+ * '#', the '$' rule, shared groups and overlapping subscriptions.
+ * Not thread-safe: the caller holds a read lock to match and a write lock to
+ * change it. Shared-group member choice uses atomics, so concurrent matches
+ * under one read lock are safe. */
+#ifndef SHOAL_NODE_TRIE_H
+#define SHOAL_NODE_TRIE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/mqtt.h"
+
+typedef struct sub_opts {
+    uint8_t qos;
+    bool no_local;
+    bool rap;              /* Retain As Published */
+    uint8_t retain_handling;
+    uint32_t sub_id;       /* 0 = none */
+} sub_opts;
+
+typedef enum trie_strategy {
+    TRIE_SHARED_ROUND_ROBIN = 0,
+    TRIE_SHARED_RANDOM,
+    TRIE_SHARED_STICKY,    /* the first member keeps getting messages until it leaves */
+} trie_strategy;
+
+typedef struct trie trie;
+
+trie *trie_new(trie_strategy strategy);
+void trie_free(trie *t);
+
+/* Add or replace the subscription of `owner` (an opaque subscriber, e.g. a
+ * session) to `filter` in shared group `group` (empty for a normal
+ * subscription). The filter must already be valid. *replaced says whether
+ * the owner already had this (group, filter). Copies what it keeps. */
+void trie_add(trie *t, mqtt_bytes filter, mqtt_bytes group, void *owner, const sub_opts *o, bool *replaced);
+
+/* Remove it; false if it did not exist. */
+bool trie_remove(trie *t, mqtt_bytes filter, mqtt_bytes group, void *owner);
+
+/* One match: the owner and its options for the matching subscription.
+ * `shared` is true when it came from a shared group. */
+typedef struct trie_hit {
+    void *owner;
+    sub_opts opts;
+    bool shared;
+} trie_hit;
+
+/* Every subscription matching topic name `topic`: each normal subscription
+ * once (an owner with overlapping filters appears once per filter), and each
+ * matching shared group once, with one member chosen by the strategy.
+ * `eligible` (may be NULL) filters shared members (e.g. skip offline ones);
+ * if no member is eligible, one is chosen anyway.
+ * Hits are appended to hits[0..cap); returns the total number of hits,
+ * which may exceed cap (call again with a larger array). */
+typedef bool (*trie_eligible_fn)(void *owner);
+size_t trie_match(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_hit *hits, size_t cap);
+
+/* Number of subscriptions (shared memberships included) and of shared groups. */
+size_t trie_count(const trie *t);
+size_t trie_group_count(const trie *t);
+
+#endif

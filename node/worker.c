@@ -1,0 +1,306 @@
+/* Worker threads: one event_base each, one SO_REUSEPORT listener each, an
+ * inbox other threads post to, woken once per batch. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/core.h"
+
+uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void vec_push(item_vec *v, const inbox_item *it)
+{
+    if (v->n == v->cap) {
+        uint32_t cap = v->cap ? v->cap * 2 : 64;
+        v->v = sh_realloc(v->v, v->cap * sizeof(inbox_item), cap * sizeof(inbox_item));
+        v->cap = cap;
+    }
+    v->v[v->n++] = *it;
+}
+
+/* Queue for worker `to`. From a worker the item waits in its outbox until
+ * worker_flush(); from elsewhere it goes straight in. */
+void worker_post(worker *from, int to, const inbox_item *it)
+{
+    broker *b = from ? from->b : NULL;
+    if (from) {
+        vec_push(&from->outbox[to], it);
+        from->outbox_dirty = true;
+        (void)b;
+        return;
+    }
+    sh_assert(0);
+}
+
+static void post_batch(worker *to, item_vec *items)
+{
+    pthread_mutex_lock(&to->inbox_lock);
+    bool was_empty = to->inbox.n == 0;
+    for (uint32_t i = 0; i < items->n; i++) {
+        vec_push(&to->inbox, &items->v[i]);
+    }
+    pthread_mutex_unlock(&to->inbox_lock);
+    items->n = 0;
+    if (was_empty) {
+        event_active(to->wake, EV_READ, 0);
+    }
+}
+
+void worker_flush(worker *w)
+{
+    if (!w->outbox_dirty) {
+        return;
+    }
+    w->outbox_dirty = false;
+    for (int i = 0; i < w->b->nworkers; i++) {
+        if (w->outbox[i].n) {
+            post_batch(&w->b->workers[i], &w->outbox[i]);
+        }
+    }
+}
+
+conn *worker_find_conn(worker *w, uint64_t id)
+{
+    for (conn *c = w->conns; c; c = c->next) {
+        if (c->id == id) {
+            return c;
+        }
+    }
+    return NULL;
+}
+
+void session_handle_takeover(worker *w, inbox_item *it);
+void session_handle_adopt(worker *w, inbox_item *it);
+void session_handle_refused(worker *w, inbox_item *it);
+
+static void handle_item(worker *w, inbox_item *it)
+{
+    switch (it->kind) {
+    case IN_DELIVER:
+        route_deliver_to(w, it->s, &it->d);
+        session_unref(w->b, it->s);
+        break;
+    case IN_TAKEOVER:
+        session_handle_takeover(w, it);
+        break;
+    case IN_ADOPT:
+        session_handle_adopt(w, it);
+        break;
+    case IN_REFUSED:
+        session_handle_refused(w, it);
+        break;
+    case IN_STOP:
+        event_base_loopexit(w->base, NULL);
+        break;
+    }
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    item_vec batch;
+    pthread_mutex_lock(&w->inbox_lock);
+    batch = w->inbox;
+    memset(&w->inbox, 0, sizeof(w->inbox));
+    pthread_mutex_unlock(&w->inbox_lock);
+    for (uint32_t i = 0; i < batch.n; i++) {
+        handle_item(w, &batch.v[i]);
+    }
+    sh_free(batch.v, batch.cap * sizeof(inbox_item));
+    worker_flush(w);
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    while (w->dead) {
+        conn *c = w->dead;
+        w->dead = c->next;
+        conn_free(c);
+    }
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    uint64_t now = now_ms();
+    conn *c = w->conns;
+    while (c) {
+        conn *next = c->next;
+        conn_check_timers(c, now);
+        c = next;
+    }
+    if (w->id == 0) {
+        worker_sys_tick(w);
+    }
+    worker_flush(w);
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    worker *w = arg;
+    broker *b = w->b;
+    if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
+        atomic_fetch_add(&b->stats.refused, 1);
+        sh_log(SH_INFO, "event=refused reason=max-connections limit=%d", b->cfg->max_connections);
+        evutil_closesocket(fd);
+        return;
+    }
+    conn_new(w, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    /* EMFILE and friends: log and keep listening; the next close frees a slot. */
+    sh_log(SH_WARN, "event=accept_error err=\"%s\"", evutil_socket_error_to_string(err));
+}
+
+static int listen_on(worker *w, uint16_t port)
+{
+    struct sockaddr_in6 sa6;
+    struct sockaddr_in sa4;
+    struct sockaddr *sa;
+    int salen;
+    const char *bind = w->b->cfg->bind;
+    memset(&sa6, 0, sizeof(sa6));
+    memset(&sa4, 0, sizeof(sa4));
+    if (strchr(bind, ':')) {
+        sa6.sin6_family = AF_INET6;
+        sa6.sin6_port = htons(port);
+        if (inet_pton(AF_INET6, bind, &sa6.sin6_addr) != 1) {
+            sh_log(SH_ERROR, "event=listen_error bind=%s msg=\"not an IPv6 address\"", bind);
+            return -1;
+        }
+        sa = (struct sockaddr *)&sa6;
+        salen = sizeof(sa6);
+    } else {
+        sa4.sin_family = AF_INET;
+        sa4.sin_port = htons(port);
+        if (inet_pton(AF_INET, bind, &sa4.sin_addr) != 1) {
+            sh_log(SH_ERROR, "event=listen_error bind=%s msg=\"not an IPv4 address\"", bind);
+            return -1;
+        }
+        sa = (struct sockaddr *)&sa4;
+        salen = sizeof(sa4);
+    }
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC;
+    w->listener = evconnlistener_new_bind(w->base, accept_cb, w, flags, 1024, sa, salen);
+    if (!w->listener) {
+        sh_log(SH_ERROR, "event=listen_error bind=%s port=%u err=\"%s\"", bind, port, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    return 0;
+}
+
+static uint16_t bound_port(worker *w)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = evconnlistener_get_fd(w->listener);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return 0;
+    }
+    if (ss.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int worker_init(broker *b, worker *w, int id)
+{
+    w->id = id;
+    w->b = b;
+    pthread_mutex_init(&w->inbox_lock, NULL);
+    struct event_config *ec = event_config_new();
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!w->base) {
+        return -1;
+    }
+    event_base_priority_init(w->base, 2);
+    w->outbox = sh_calloc((size_t)b->nworkers, sizeof(item_vec));
+    w->wake = event_new(w->base, -1, 0, wake_cb, w);
+    /* Reaping runs at the low priority, after the callbacks of this turn. */
+    w->reap = event_new(w->base, -1, 0, reap_cb, w);
+    event_priority_set(w->reap, 1);
+    w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
+    struct timeval one = {1, 0};
+    event_add(w->tick, &one);
+    return bp_attach(b->bp, id, w->base);
+}
+
+int worker_start_all(broker *b)
+{
+    evthread_use_pthreads();
+    b->workers = sh_calloc((size_t)b->nworkers, sizeof(worker));
+    uint16_t port = (uint16_t)b->cfg->port;
+    for (int i = 0; i < b->nworkers; i++) {
+        worker *w = &b->workers[i];
+        if (worker_init(b, w, i) != 0 || listen_on(w, port) != 0) {
+            return -1;
+        }
+        /* With --port 0 the first listener picks the port; the others share it. */
+        if (port == 0) {
+            port = bound_port(w);
+        }
+    }
+    b->port = port;
+    for (int i = 0; i < b->nworkers; i++) {
+        if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i]) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    worker *w = arg;
+    if (w->listener) {
+        evconnlistener_disable(w->listener);
+    }
+    conn *c = w->conns;
+    while (c) {
+        conn *next = c->next;
+        conn_close(c, MQTT_RC_SERVER_SHUTTING_DOWN, "server shutting down");
+        c = next;
+    }
+    worker_flush(w);
+    /* Give the goodbyes a moment to reach the sockets, then exit. */
+    struct timeval t = {0, 200000};
+    event_base_loopexit(w->base, &t);
+}
+
+void worker_stop_all(broker *b)
+{
+    for (int i = 0; i < b->nworkers; i++) {
+        worker *w = &b->workers[i];
+        event_base_once(w->base, -1, EV_TIMEOUT, stop_cb, w, NULL);
+    }
+    for (int i = 0; i < b->nworkers; i++) {
+        pthread_join(b->workers[i].thread, NULL);
+    }
+}

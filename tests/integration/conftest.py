@@ -1,0 +1,83 @@
+"""Fixtures that start the real shoal binary on free ports."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+SHOAL_BIN = os.environ.get("SHOAL_BIN", os.path.join(os.path.dirname(__file__), "../../build/node/shoal"))
+
+
+class Node:
+    """A running shoal process. Its stderr is kept for assertions on logs."""
+
+    def __init__(self, *args, env=None):
+        cmd = [SHOAL_BIN, "--port", "0", "--bind", "127.0.0.1", "--log-level", "debug", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, **(env or {})})
+        self.log_lines = []
+        self._log_lock = threading.Lock()
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            self.proc.kill()
+            raise RuntimeError("shoal did not start: %r\n%s" % (line, self.log()))
+        self.port = int(line.strip().rsplit(":", 1)[1])
+        self.host = "127.0.0.1"
+
+    def _pump_stderr(self):
+        for line in self.proc.stderr:
+            with self._log_lock:
+                self.log_lines.append(line)
+
+    def log(self):
+        with self._log_lock:
+            return "".join(self.log_lines)
+
+    def wait_log(self, needle, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if needle in self.log():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def node_factory():
+    nodes = []
+
+    def make(*args, **kw):
+        n = Node(*args, **kw)
+        nodes.append(n)
+        return n
+
+    yield make
+    for n in nodes:
+        rc = n.stop()
+        # A clean SIGTERM stop exits 0; anything else (a crash, an ASan
+        # report) fails the test that used the node.
+        assert rc == 0, "shoal exited with %s\n%s" % (rc, n.log()[-4000:])
+
+
+@pytest.fixture
+def node(node_factory):
+    return node_factory("--workers", "2", "--sys-interval", "1")
+
+
+def raw_connect(node, timeout=5):
+    s = socket.create_connection((node.host, node.port), timeout=timeout)
+    s.settimeout(timeout)
+    return s

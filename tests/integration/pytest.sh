@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run one pytest file against a shoal binary: pytest.sh FILE SHOAL_BIN
+set -euo pipefail
+file="$1"
+export SHOAL_BIN="$2"
+py="${SHOAL_PYTHON:-${SHOAL_CACHE:-$HOME/.cache/shoal}/venv/bin/python}"
+if [[ ! -x "$py" ]]; then
+    echo "pytest.sh: no test venv at $py; run ./tests/run (it installs one)" >&2
+    exit 1
+fi
+exec "$py" -m pytest -q -p no:cacheprovider "$file"

@@ -1,0 +1,352 @@
+"""CONNECT / CONNACK, keep alive and session takeover against the real broker."""
+import re
+import time
+
+import pytest
+
+import mqttraw as R
+from paho.mqtt.packettypes import PacketTypes
+
+from pahoclient import Client, props, uid
+
+
+def roundtrip(node, version):
+    """A fresh client of `version` publishes and receives one message."""
+    topic = uid("rt")
+    with Client(node, version=version) as c:
+        c.subscribe(topic, 1)
+        c.publish(topic, b"hello", qos=1)
+        m = c.get()
+        assert (m.topic, m.payload) == (topic, b"hello")
+
+
+def test_v311_connect_paho(node):
+    c = Client(node, version=4)
+    flags, rc, _ = c.connack
+    assert rc == 0 and not flags.session_present
+    c.disconnect()
+    roundtrip(node, 4)
+
+
+def test_v5_connect_paho(node):
+    c = Client(node, version=5)
+    flags, rc, _ = c.connack
+    assert rc == 0 and not flags.session_present
+    c.disconnect()
+    roundtrip(node, 5)
+
+
+def test_v311_raw_connack_bytes(node):
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(uid("raw"), version=4))
+        p = r.expect(R.CONNACK)
+        assert p.body == b"\x00\x00"  # exactly: no session present, accepted
+
+
+def test_v5_connack_default_properties(node):
+    with R.RawClient(node) as r:
+        ack = r.connect(uid("raw"))
+        assert ack.rc == 0
+        pr = ack.props
+        assert pr.get(R.P_RECEIVE_MAX) == 256
+        assert pr.get(R.P_MAX_PACKET_SIZE) == 268435455
+        assert pr.get(R.P_TOPIC_ALIAS_MAX) == 64
+        # Every feature flag is announced, and all are on by default.
+        assert pr.get(R.P_RETAIN_AVAILABLE) == 1
+        assert pr.get(R.P_WILDCARD_AVAILABLE) == 1
+        assert pr.get(R.P_SUB_ID_AVAILABLE) == 1
+        assert pr.get(R.P_SHARED_AVAILABLE) == 1
+        # Maximum QoS absent means 2 (§3.2.2.3.4).
+        assert pr.get(R.P_MAX_QOS, 2) == 2
+        assert not pr.has(R.P_ASSIGNED_CLIENT_ID)
+
+
+def test_v5_connack_properties_follow_flags(node_factory):
+    n = node_factory("--receive-maximum", "7", "--max-packet-size", "100000", "--max-topic-alias", "9",
+                     "--retain-available", "false", "--wildcard-subscriptions", "false",
+                     "--subscription-identifiers", "false", "--shared-subscriptions", "false",
+                     "--max-qos", "1")
+    with R.RawClient(n) as r:
+        ack = r.connect(uid("raw"))
+        assert ack.rc == 0
+        pr = ack.props
+        assert pr.get(R.P_RECEIVE_MAX) == 7
+        assert pr.get(R.P_MAX_PACKET_SIZE) == 100000
+        assert pr.get(R.P_TOPIC_ALIAS_MAX) == 9
+        assert pr.get(R.P_RETAIN_AVAILABLE) == 0
+        assert pr.get(R.P_WILDCARD_AVAILABLE) == 0
+        assert pr.get(R.P_SUB_ID_AVAILABLE) == 0
+        assert pr.get(R.P_SHARED_AVAILABLE) == 0
+        assert pr.get(R.P_MAX_QOS) == 1
+
+
+def test_v5_empty_client_id_gets_assigned_id(node):
+    with R.RawClient(node) as r:
+        ack = r.connect("", properties={R.P_SESSION_EXPIRY: 30})
+        assert ack.rc == 0
+        assigned = ack.props.get(R.P_ASSIGNED_CLIENT_ID)
+        assert assigned, ack
+        r.send(R.disconnect(0))
+        assert r.is_closed()
+    # Two empty ids get two different identifiers.
+    with R.RawClient(node) as r2:
+        ack2 = r2.connect("")
+        assert ack2.props.get(R.P_ASSIGNED_CLIENT_ID) not in (None, assigned)
+    # The assigned id names a real session that can be resumed.
+    with R.RawClient(node) as r3:
+        ack3 = r3.connect(assigned, clean=False, properties={R.P_SESSION_EXPIRY: 30})
+        assert ack3.rc == 0 and ack3.session_present
+
+
+def test_v311_empty_id_without_clean_session_refused(node):
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect("", version=4, clean=False))
+        p = r.expect(R.CONNACK)
+        assert p.rc == 2 and not p.session_present  # identifier rejected
+        assert r.is_closed()
+
+
+def test_v311_empty_id_with_clean_session_accepted(node):
+    with R.RawClient(node, version=4) as r:
+        ack = r.connect("", version=4, clean=True)
+        assert ack.rc == 0
+        r.send(R.pingreq())
+        r.expect(R.PINGRESP)
+
+
+def test_client_id_too_long_refused(node):
+    long_id = "x" * 300
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(long_id, version=4))
+        assert r.expect(R.CONNACK).rc == 2
+        assert r.is_closed()
+    with R.RawClient(node) as r:
+        r.send(R.connect(long_id))
+        assert r.expect(R.CONNACK).rc == 0x85
+        assert r.is_closed()
+
+
+def test_unsupported_protocol_level(node):
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(uid("lvl"), version=6, proto_name="MQTT"))
+        seen = r.wait_closed()
+        acks = [p for p in seen if p.type == R.CONNACK]
+        assert len(acks) == 1, seen
+        # 3.1.1 "unacceptable protocol version" (1), or the v5 code 0x84.
+        assert acks[0].body[1] in (0x01, 0x84), acks[0].body
+    assert node.wait_log("event=bad_input") or node.wait_log("event=disconnect")
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_wrong_protocol_name(node, version):
+    with R.RawClient(node, version=version) as r:
+        r.send(R.connect(uid("name"), version=version, proto_name="MQTX"))
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+def test_mqisdp_name_with_level_4_refused(node):
+    # "MQIsdp" is only valid with level 3.
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(uid("name"), version=4, proto_name="MQIsdp"))
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_reserved_connect_flag_closes(node, version):
+    with R.RawClient(node, version=version) as r:
+        r.send(R.connect(uid("rsv"), version=version, flags=0x03))  # clean + reserved bit 0
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+def test_connect_fixed_header_flags_nonzero_closes(node):
+    pkt = bytearray(R.connect(uid("hdr"), version=4))
+    pkt[0] |= 0x01
+    with R.RawClient(node, version=4) as r:
+        r.send(bytes(pkt))
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+def test_server_keep_alive(node_factory):
+    n = node_factory("--max-keepalive", "10")
+    with R.RawClient(n) as r:
+        ack = r.connect(uid("ka"), keepalive=60)
+        assert ack.props.get(R.P_SERVER_KEEP_ALIVE) == 10
+    with R.RawClient(n) as r:
+        # 0 (no keep alive) is also above what the server allows.
+        ack = r.connect(uid("ka"), keepalive=0)
+        assert ack.props.get(R.P_SERVER_KEEP_ALIVE) == 10
+    with R.RawClient(n) as r:
+        ack = r.connect(uid("ka"), keepalive=5)
+        # Within the limit: no property, or the same value.
+        assert ack.props.get(R.P_SERVER_KEEP_ALIVE, 5) == 5
+
+
+def test_server_keep_alive_enforced(node_factory):
+    n = node_factory("--max-keepalive", "1")
+    with R.RawClient(n) as r:
+        ack = r.connect(uid("ka"), keepalive=600)
+        assert ack.props.get(R.P_SERVER_KEEP_ALIVE) == 1
+        t0 = time.time()
+        seen = r.wait_closed(10)
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x8D], seen
+        assert time.time() - t0 < 10
+
+
+def test_keepalive_timeout_v5(node):
+    with R.RawClient(node) as r:
+        cid = uid("ka")
+        assert r.connect(cid, keepalive=1).rc == 0
+        t0 = time.time()
+        seen = r.wait_closed(10)
+        elapsed = time.time() - t0
+        assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x8D], seen
+        assert 1.0 <= elapsed < 10, elapsed
+    assert R.wait_log_re(node, r"event=disconnect .*client=%s .*rc=0x8d" % re.escape(cid))
+
+
+def test_keepalive_timeout_v311(node):
+    with R.RawClient(node, version=4) as r:
+        assert r.connect(uid("ka"), version=4, keepalive=1).rc == 0
+        t0 = time.time()
+        seen = r.wait_closed(10)
+        assert seen == []  # 3.1.1 has no DISCONNECT from the server
+        assert 1.0 <= time.time() - t0 < 10
+
+
+def test_keepalive_pings_keep_connection(node):
+    with R.RawClient(node) as r:
+        assert r.connect(uid("ka"), keepalive=1).rc == 0
+        end = time.time() + 3.5
+        while time.time() < end:
+            r.send(R.pingreq())
+            assert r.expect(R.PINGRESP, timeout=5).type == R.PINGRESP
+            time.sleep(0.4)  # pacing the client, not waiting for the broker
+        r.send(R.pingreq())
+        r.expect(R.PINGRESP)
+
+
+def test_auth_method_refused(node):
+    with R.RawClient(node) as r:
+        r.send(R.connect(uid("auth"), properties=[(R.P_AUTH_METHOD, "SCRAM-SHA-1")]))
+        p = r.expect(R.CONNACK)
+        assert p.rc == 0x8C
+        assert r.is_closed()
+
+
+def test_mqtt31_raw(node):
+    with R.RawClient(node, version=3) as r:
+        r.send(R.connect(uid("v31"), version=3))
+        p = r.expect(R.CONNACK)
+        assert p.rc == 0
+        topic = uid("t31")
+        r.send(R.subscribe(1, [(topic, 1)], version=3))
+        assert r.expect(R.SUBACK).codes == [1]
+        r.send(R.publish(topic, b"x", qos=1, pid=2, version=3))
+        got = {}
+        while len(got) < 2:
+            q = r.recv()
+            got[q.type] = q
+        assert got[R.PUBACK].pid == 2
+        assert got[R.PUBLISH].payload == b"x" and got[R.PUBLISH].topic == topic
+
+
+def test_mqtt31_paho(node):
+    roundtrip(node, 3)
+
+
+def test_takeover_v5(node):
+    cid = uid("take")
+    topic = uid("t")
+    with R.RawClient(node) as first:
+        assert first.connect(cid).rc == 0
+        with Client(node, client_id=cid, version=5) as second:
+            seen = first.wait_closed()
+            assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x8E], seen
+            second.subscribe(topic, 1)
+            second.publish(topic, b"still here", qos=1)
+            assert second.get().payload == b"still here"
+            assert second.c.is_connected()
+
+
+def test_takeover_v311(node):
+    cid = uid("take")
+    topic = uid("t")
+    with R.RawClient(node, version=4) as first:
+        assert first.connect(cid, version=4).rc == 0
+        with Client(node, client_id=cid, version=4) as second:
+            assert first.wait_closed() == []
+            second.subscribe(topic, 1)
+            second.publish(topic, b"ok", qos=1)
+            assert second.get().payload == b"ok"
+
+
+def _worker_of(node, sock):
+    port = sock.getsockname()[1]
+    pat = re.compile(r"event=accept conn=\d+ peer=127\.0\.0\.1:%d worker=(\d+)" % port)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        m = pat.search(node.log())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.02)
+    raise AssertionError("no accept log for port %d" % port)
+
+
+def test_takeover_across_workers(node):
+    """--workers 2: successive connections with one client id land on both
+    workers; each takes the persistent session over from the previous one."""
+    cid = uid("xw")
+    topic = uid("t")
+    workers = []
+    prev = None
+    for i in range(24):
+        r = R.RawClient(node)
+        r.send(R.connect(cid, clean=(i == 0), properties={R.P_SESSION_EXPIRY: 60}))
+        ack = r.expect(R.CONNACK)
+        assert ack.rc == 0
+        assert ack.session_present == (i > 0), (i, ack)
+        workers.append(_worker_of(node, r.sock))
+        if prev is not None:
+            seen = prev.wait_closed()
+            assert [p.rc for p in seen if p.type == R.DISCONNECT] == [0x8E], (i, seen)
+            prev.close()
+        if i == 0:
+            r.send(R.subscribe(1, [(topic, 1)]))
+            assert r.expect(R.SUBACK).codes == [1]
+        # The subscription lives in the session and follows it to the new owner.
+        r.send(R.publish(topic, b"m%d" % i, qos=1, pid=100 + (i % 50)))
+        got = []
+        while len(got) < 2:
+            p = r.recv()
+            if p.type == R.PUBLISH:
+                assert p.payload == b"m%d" % i, (i, p)
+                r.send(R.puback(p.pid))
+            got.append(p.type)
+        assert sorted(got) == [R.PUBLISH, R.PUBACK]
+        prev = r
+        if i >= 5 and len(set(workers)) == 2:
+            break
+    prev.close()
+    assert set(workers) == {0, 1}, workers
+
+
+def test_takeover_v5_subscription_and_queue_survive(node):
+    cid = uid("take")
+    topic = uid("t")
+    a = Client(node, client_id=cid, version=5, clean=True,
+               properties=props(PacketTypes.CONNECT, SessionExpiryInterval=60))
+    a.subscribe(topic, 1)
+    b = Client(node, client_id=cid, version=5, clean=False,
+               properties=props(PacketTypes.CONNECT, SessionExpiryInterval=60))
+    assert b.session_present
+    assert a.disconnected.wait(15)
+    assert a.disconnect_rc == 0x8E
+    with Client(node) as pub:
+        pub.publish(topic, b"after takeover", qos=1)
+    assert b.get().payload == b"after takeover"
+    a.c.loop_stop()
+    b.disconnect()
