@@ -166,8 +166,9 @@ static inline mqtt_bytes frame_body(const mqtt_frame *f)
     return cur_make(f->body, f->body_len);
 }
 
-/* §2.1.3: the required fixed-header flags, or -1 for PUBLISH whose flags
- * carry DUP/QoS/RETAIN and are checked by its decoder. */
+/* §2.1.3: the required fixed-header flags, -1 for PUBLISH whose flags
+ * carry DUP/QoS/RETAIN and are checked by its decoder, -2 for type 0 or
+ * anything above 15. */
 int mqtt__required_flags(uint8_t type);
 
 /* True when the frame's type is `type` and its flags are the required

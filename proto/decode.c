@@ -75,6 +75,8 @@ static mqtt_rc publish_rules(const mqtt_publish *p, uint8_t version)
         !mqtt_topic_name_valid(p->props.response_topic.p, p->props.response_topic.len)) {
         return MQTT_RC_PROTOCOL_ERROR;
     }
+    /* [MQTT-3.3.4-6] (no Subscription Identifier from a client) depends on
+     * the direction, which a decoder does not know: the node checks it. */
     /* §3.3.2.3.2: a payload flagged as UTF-8 must be UTF-8, so 0x99. */
     if (mqtt_props_has(&p->props, MQTT_PROP_PAYLOAD_FORMAT) && p->props.payload_format == 1 &&
         !mqtt_utf8_valid(p->payload.p, p->payload.len)) {
@@ -176,6 +178,9 @@ mqtt_rc mqtt_decode_auth(const mqtt_frame *f, uint8_t version, mqtt_reason *out)
     if (!is_v5(version) || !mqtt__flags_ok(f, MQTT_AUTH)) {
         return MQTT_RC_MALFORMED;
     }
+    /* §3.15.2.1 only describes the empty body (rc 0) and rc + properties;
+     * a lone reason code is read like DISCONNECT's (§3.14.2.2.1). Whether
+     * the Authentication Method matches CONNECT's is the node's check. */
     mqtt_bytes c = frame_body(f);
     return read_rc_tail(&c, MQTT_AUTH, &out->rc, &out->props);
 }

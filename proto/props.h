@@ -59,11 +59,16 @@ enum mqtt_prop_wire {
  * `raw` is the whole validated property block (borrowed), which
  * mqtt_prop_next() walks for the repeatable User Property and Subscription
  * Identifier. `n_user` and `n_sub_ids` count them; `sub_id` is the first.
+ * `raw` starts at the block's length prefix, so it can be copied verbatim.
+ * The bits of User Property and Subscription Identifier are set too when
+ * at least one is present; the counts saturate at 65535.
  *
  * Encoding writes every single-valued property whose bit is set, then the
  * `sub_ids` array, then `user`: pre-encoded User Property entries copied
  * verbatim (build them with mqtt_props_copy_user() or
- * mqtt_encode_user_prop()). `raw` is ignored when encoding. */
+ * mqtt_encode_user_prop()). `raw` is ignored when encoding. When `sub_ids`
+ * is NULL and the Subscription Identifier bit is set, `sub_id` is written
+ * once; the User Property bit is ignored (only `user` counts). */
 typedef struct mqtt_props {
     uint64_t present;
     uint8_t payload_format;

@@ -134,6 +134,25 @@ ParameterizedTest(size_t *vi, decode, vector_wrong_version_never_crashes)
     }
 }
 
+ParameterizedTestParameters(decode, vector_v311_reads_the_same_as_v31)
+{
+    VEC_PARAMS();
+}
+
+/* 3.1 and 3.1.1 differ only in CONNECT's protocol name and level, so every
+ * 3.1.1 vector of the other packet types is also a 3.1 vector. */
+ParameterizedTest(size_t *vi, decode, vector_v311_reads_the_same_as_v31)
+{
+    const vec *v = &vectors[*vi];
+    mqtt_packet a, b;
+    if (v->version != MQTT_V311 || (v->bytes[0] >> 4) == MQTT_CONNECT) {
+        return;
+    }
+    decode_ok(v->bytes, v->len, MQTT_V311, &a);
+    decode_ok(v->bytes, v->len, MQTT_V31, &b);
+    cr_assert(packet_eq(&a, &b), "%s", v->name);
+}
+
 /* ---------------- corruption tables ---------------- */
 
 ParameterizedTestParameters(decode, publish_corruption)

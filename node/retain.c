@@ -1,0 +1,439 @@
+/* Retained messages in a trie of topic levels, so a wildcard filter on
+ * subscribe walks only the branches it can match ("a/+/c" visits the
+ * children of "a", "a/#" the subtree under "a") instead of every topic.
+ * Children sit in a per-node open-addressing table (100k devices under one
+ * level is normal). Empty branches are pruned on delete. */
+#include "node/retain.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "common/alloc.h"
+
+typedef struct rnode rnode;
+
+/* Children of one node. Tables of 1 or 2 slots may be full (probes are
+ * bounded by cap); larger ones stay at most 3/4 full. */
+typedef struct rkids {
+    uint32_t n, cap; /* cap is a power of two */
+    rnode *slot[];
+} rkids;
+
+struct rnode {
+    rkids *kids;
+    msg *m; /* ref held; NULL on inner nodes */
+    uint16_t len;
+    uint8_t level[];
+};
+
+struct retain {
+    rnode *root;
+    uint64_t seed;
+    size_t count;
+};
+
+/* --- levels ------------------------------------------------------------- */
+
+/* End of the level starting at pos; the next level starts at end + 1, and
+ * end + 1 > s.len once the last level is consumed. */
+static uint32_t level_end(mqtt_bytes s, uint32_t pos)
+{
+    const uint8_t *slash = pos < s.len ? memchr(s.p + pos, '/', s.len - pos) : NULL;
+    return slash ? (uint32_t)(slash - s.p) : s.len;
+}
+
+/* mqtt_bytes allows p == NULL for len 0; pointer arithmetic on it is UB. */
+static mqtt_bytes nonnull(mqtt_bytes s)
+{
+    if (!s.p) {
+        s.p = (const uint8_t *)"";
+    }
+    return s;
+}
+
+static bool is_level(const uint8_t *l, size_t len, uint8_t c)
+{
+    return len == 1 && l[0] == c;
+}
+
+/* Seeded per index so topic names chosen by clients do not collide the
+ * same way on every broker (not a keyed PRF). FNV-1a with a murmur
+ * finaliser; the same as node/trie.c. */
+static uint64_t level_hash(uint64_t seed, const uint8_t *p, size_t len)
+{
+    uint64_t h = seed ^ 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+/* --- nodes and their children ------------------------------------------- */
+
+static size_t rkids_size(uint32_t cap)
+{
+    return sizeof(rkids) + (size_t)cap * sizeof(rnode *);
+}
+
+static rnode *rnode_new(const uint8_t *l, size_t len)
+{
+    rnode *n = sh_malloc(offsetof(rnode, level) + len);
+    n->kids = NULL;
+    n->m = NULL;
+    n->len = (uint16_t)len;
+    if (len) {
+        memcpy(n->level, l, len);
+    }
+    return n;
+}
+
+static void rnode_free(rnode *n)
+{
+    if (n->kids) {
+        sh_free(n->kids, rkids_size(n->kids->cap));
+    }
+    sh_free(n, offsetof(rnode, level) + n->len);
+}
+
+/* The slot holding level l, or the free slot where it would go; NULL if
+ * neither (a full small table). */
+static rnode **kids_slot(const retain *r, rkids *k, const uint8_t *l, size_t len)
+{
+    uint32_t mask = k->cap - 1;
+    uint32_t i = (uint32_t)level_hash(r->seed, l, len) & mask;
+    for (uint32_t probes = 0; probes < k->cap; probes++, i = (i + 1) & mask) {
+        rnode *c = k->slot[i];
+        if (!c || (c->len == len && (len == 0 || memcmp(c->level, l, len) == 0))) {
+            return &k->slot[i];
+        }
+    }
+    return NULL;
+}
+
+static rnode *kids_get(const retain *r, rkids *k, const uint8_t *l, size_t len)
+{
+    rnode **slot = k ? kids_slot(r, k, l, len) : NULL;
+    return slot ? *slot : NULL;
+}
+
+static rkids *kids_resize(const retain *r, rkids *old, uint32_t cap)
+{
+    rkids *k = sh_calloc(1, rkids_size(cap));
+    k->cap = cap;
+    if (!old) {
+        return k;
+    }
+    k->n = old->n;
+    for (uint32_t i = 0; i < old->cap; i++) {
+        rnode *c = old->slot[i];
+        if (c) {
+            *kids_slot(r, k, c->level, c->len) = c;
+        }
+    }
+    sh_free(old, rkids_size(old->cap));
+    return k;
+}
+
+static void kids_put(const retain *r, rnode *n, rnode *c)
+{
+    rkids *k = n->kids;
+    if (!k) {
+        k = n->kids = kids_resize(r, NULL, 1);
+    } else if (k->n == k->cap || (k->cap > 2 && (k->n + 1) * 4 > k->cap * 3)) {
+        k = n->kids = kids_resize(r, k, k->cap * 2);
+    }
+    *kids_slot(r, k, c->level, c->len) = c;
+    k->n++;
+}
+
+/* Backward-shift delete (no tombstones); see node/trie.c kids_erase. */
+static void kids_erase(const retain *r, rnode *n, rnode **slot)
+{
+    rkids *k = n->kids;
+    uint32_t mask = k->cap - 1;
+    uint32_t i = (uint32_t)(slot - k->slot);
+    k->slot[i] = NULL;
+    k->n--;
+    for (uint32_t j = (i + 1) & mask; k->slot[j]; j = (j + 1) & mask) {
+        const rnode *c = k->slot[j];
+        uint32_t home = (uint32_t)level_hash(r->seed, c->level, c->len) & mask;
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            k->slot[i] = k->slot[j];
+            k->slot[j] = NULL;
+            i = j;
+        }
+    }
+    if (k->n == 0) {
+        sh_free(k, rkids_size(k->cap));
+        n->kids = NULL;
+    } else if (k->cap >= 4 && k->n * 4 <= k->cap) {
+        n->kids = kids_resize(r, k, k->cap / 2);
+    }
+}
+
+/* --- set and delete ----------------------------------------------------- */
+
+retain *retain_new(void)
+{
+    retain *r = sh_malloc(sizeof(*r));
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r->seed = level_hash((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)r, (const uint8_t *)&ts, sizeof(ts));
+    r->count = 0;
+    r->root = rnode_new(NULL, 0);
+    return r;
+}
+
+void retain_set(retain *r, msg *m)
+{
+    mqtt_bytes topic = nonnull((mqtt_bytes){m->topic, m->topic_len});
+    /* MQTT §3.3.1.3: a retained message with an empty payload deletes. */
+    if (m->payload_len == 0) {
+        retain_delete(r, topic);
+        return;
+    }
+    rnode *n = r->root;
+    for (uint32_t pos = 0; pos <= topic.len;) {
+        uint32_t end = level_end(topic, pos);
+        rnode *c = kids_get(r, n->kids, topic.p + pos, end - pos);
+        if (!c) {
+            c = rnode_new(topic.p + pos, end - pos);
+            kids_put(r, n, c);
+        }
+        n = c;
+        pos = end + 1;
+    }
+    msg *old = n->m;
+    n->m = msg_ref(m);
+    if (old) {
+        msg_unref(old);
+    } else {
+        r->count++;
+    }
+}
+
+/* Cut the branch below `cut` at level l: every node on it is empty and has
+ * exactly one child, the next one on the deleted topic's path. */
+static void prune(const retain *r, rnode *cut, const uint8_t *l, size_t len)
+{
+    rnode **slot = kids_slot(r, cut->kids, l, len);
+    rnode *c = *slot;
+    kids_erase(r, cut, slot);
+    while (c) {
+        rnode *next = NULL;
+        for (uint32_t i = 0; c->kids && i < c->kids->cap && !next; i++) {
+            next = c->kids->slot[i];
+        }
+        rnode_free(c);
+        c = next;
+    }
+}
+
+/* Remove the message under topic (only if it is `only`, when given) and
+ * prune the branch it leaves empty. The message is released last: topic
+ * may point into it. */
+static bool unset(retain *r, mqtt_bytes topic, const msg *only)
+{
+    rnode *n = r->root, *cut = r->root;
+    uint32_t cut_pos = 0, cut_end = level_end(topic, 0);
+    for (uint32_t pos = 0; pos <= topic.len;) {
+        uint32_t end = level_end(topic, pos);
+        rnode *c = kids_get(r, n->kids, topic.p + pos, end - pos);
+        if (!c) {
+            return false;
+        }
+        /* The deepest node that keeps something else: pruning stops there. */
+        if (n->m || n->kids->n > 1) {
+            cut = n;
+            cut_pos = pos;
+            cut_end = end;
+        }
+        n = c;
+        pos = end + 1;
+    }
+    msg *m = n->m;
+    if (!m || (only && m != only)) {
+        return false;
+    }
+    n->m = NULL;
+    r->count--;
+    if (!n->kids) {
+        prune(r, cut, topic.p + cut_pos, cut_end - cut_pos);
+    }
+    msg_unref(m);
+    return true;
+}
+
+bool retain_delete(retain *r, mqtt_bytes topic)
+{
+    return unset(r, nonnull(topic), NULL);
+}
+
+/* --- matching ----------------------------------------------------------- */
+
+/* Position of a frame that stands for "this node and all below it" ('#'). */
+#define SUBTREE UINT32_MAX
+
+typedef struct rframe {
+    rnode *n;
+    uint32_t pos; /* start of the next filter level; > filter.len when done */
+} rframe;
+
+/* A growable array on the heap once the inline room runs out: a '#' walk
+ * or a deep topic must not recurse on a worker's stack. */
+#define STACK_INLINE 32
+
+typedef struct rwalk {
+    retain *r;
+    mqtt_bytes filter;
+    uint64_t now_ms;
+    retain_cb cb;
+    void *arg;
+    size_t found;
+    rframe *st;
+    size_t depth, room;
+    msg **expired; /* dropped after the walk, so the walk never sees a freed node */
+    size_t n_expired, expired_room;
+    rframe small[STACK_INLINE];
+} rwalk;
+
+static void push(rwalk *w, rnode *n, uint32_t pos)
+{
+    if (w->depth == w->room) {
+        size_t room = w->room * 2;
+        if (w->st == w->small) {
+            w->st = sh_malloc(room * sizeof(rframe));
+            memcpy(w->st, w->small, sizeof(w->small));
+        } else {
+            w->st = sh_realloc(w->st, w->room * sizeof(rframe), room * sizeof(rframe));
+        }
+        w->room = room;
+    }
+    w->st[w->depth].n = n;
+    w->st[w->depth].pos = pos;
+    w->depth++;
+}
+
+/* MQTT §4.7.2: at the first level, '+' and '#' skip topics starting with '$'. */
+static void push_children(rwalk *w, rnode *n, uint32_t pos, bool skip_dollar)
+{
+    const rkids *k = n->kids;
+    for (uint32_t i = 0; k && i < k->cap; i++) {
+        rnode *c = k->slot[i];
+        if (c && !(skip_dollar && c->len && c->level[0] == '$')) {
+            push(w, c, pos);
+        }
+    }
+}
+
+static void offer(rwalk *w, rnode *n)
+{
+    if (!n->m) {
+        return;
+    }
+    if (!msg_is_expired(n->m, w->now_ms)) {
+        w->cb(w->arg, n->m);
+        w->found++;
+        return;
+    }
+    if (w->n_expired == w->expired_room) {
+        size_t room = w->expired_room ? w->expired_room * 2 : 8;
+        w->expired = sh_realloc(w->expired, w->expired_room * sizeof(msg *), room * sizeof(msg *));
+        w->expired_room = room;
+    }
+    w->expired[w->n_expired++] = n->m;
+}
+
+static void step(rwalk *w, rframe f)
+{
+    if (f.pos == SUBTREE) {
+        offer(w, f.n);
+        push_children(w, f.n, SUBTREE, false);
+        return;
+    }
+    if (f.pos > w->filter.len) {
+        offer(w, f.n);
+        return;
+    }
+    uint32_t end = level_end(w->filter, f.pos);
+    const uint8_t *l = w->filter.p + f.pos;
+    bool first = f.pos == 0;
+    if (is_level(l, end - f.pos, '#')) {
+        /* "a/#" also matches "a" (§4.7.1.2); the root never holds one. */
+        offer(w, f.n);
+        push_children(w, f.n, SUBTREE, first);
+    } else if (is_level(l, end - f.pos, '+')) {
+        push_children(w, f.n, end + 1, first);
+    } else {
+        rnode *c = kids_get(w->r, f.n->kids, l, end - f.pos);
+        if (c) {
+            push(w, c, end + 1);
+        }
+    }
+}
+
+size_t retain_match(retain *r, mqtt_bytes filter, uint64_t now_ms, retain_cb cb, void *arg)
+{
+    rwalk w;
+    memset(&w, 0, sizeof(w));
+    w.r = r;
+    w.filter = nonnull(filter);
+    w.now_ms = now_ms;
+    w.cb = cb;
+    w.arg = arg;
+    w.st = w.small;
+    w.room = STACK_INLINE;
+    push(&w, r->root, 0);
+    while (w.depth) {
+        w.depth--;
+        step(&w, w.st[w.depth]);
+    }
+    if (w.st != w.small) {
+        sh_free(w.st, w.room * sizeof(rframe));
+    }
+    for (size_t i = 0; i < w.n_expired; i++) {
+        msg *m = w.expired[i];
+        unset(r, (mqtt_bytes){m->topic, m->topic_len}, m);
+    }
+    sh_free(w.expired, w.expired_room * sizeof(msg *));
+    return w.found;
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+/* Iterative: a topic can have thousands of levels. */
+void retain_free(retain *r)
+{
+    if (!r) {
+        return;
+    }
+    size_t depth = 0, room = 64;
+    rnode **st = sh_malloc(room * sizeof(rnode *));
+    st[depth++] = r->root;
+    while (depth) {
+        rnode *n = st[--depth];
+        const rkids *k = n->kids;
+        size_t need = depth + (k ? k->cap : 0);
+        if (need > room) {
+            st = sh_realloc(st, room * sizeof(rnode *), need * 2 * sizeof(rnode *));
+            room = need * 2;
+        }
+        for (uint32_t i = 0; k && i < k->cap; i++) {
+            if (k->slot[i]) {
+                st[depth++] = k->slot[i];
+            }
+        }
+        msg_unref(n->m);
+        rnode_free(n);
+    }
+    sh_free(st, room * sizeof(rnode *));
+    sh_free(r, sizeof(*r));
+}
+
+size_t retain_count(const retain *r)
+{
+    return r->count;
+}

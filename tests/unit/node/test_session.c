@@ -1,0 +1,182 @@
+/* Session queues, inbound QoS 2 ids and subscriptions, on a real broker
+ * context with no connection attached (an offline persistent session). */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "node/core.h"
+
+static config cfg;
+static broker b;
+static worker w;
+
+static void setup(void)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.max_queued = 5;
+    cfg.max_inflight = 4;
+    memset(&b, 0, sizeof(b));
+    b.cfg = &cfg;
+    b.subs = trie_new(TRIE_SHARED_ROUND_ROBIN);
+    pthread_rwlock_init(&b.subs_lock, NULL);
+    pthread_mutex_init(&b.sess_lock, NULL);
+    b.sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    memset(&w, 0, sizeof(w));
+    w.b = &b;
+}
+
+static void teardown(void)
+{
+    trie_free(b.subs);
+    sh_free(b.sess_tab, SESS_BUCKETS * sizeof(session *));
+}
+
+TestSuite(session, .init = setup, .fini = teardown);
+
+static msg *make_msg(const char *topic, uint8_t qos, uint32_t expiry_s)
+{
+    mqtt_bytes t = {(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    mqtt_bytes p = {(const uint8_t *)"x", 1};
+    mqtt_props pr;
+    memset(&pr, 0, sizeof(pr));
+    if (expiry_s) {
+        pr.present = MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY);
+        pr.message_expiry = expiry_s;
+    }
+    return msg_new(t, &pr, p, qos, false, 0, now_ms());
+}
+
+static void deliver(session *s, msg *m, uint8_t qos)
+{
+    delivery d;
+    memset(&d, 0, sizeof(d));
+    d.m = m;
+    d.qos = qos;
+    session_deliver(&w, s, &d);
+}
+
+Test(session, offline_qos1_is_queued_in_order)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    for (int i = 0; i < 3; i++) {
+        deliver(s, make_msg("t", 1, 0), 1);
+    }
+    cr_assert_eq(s->q_len, 3);
+    cr_assert_eq(atomic_load(&w.dropped), 0);
+    session_unref(&b, s);
+}
+
+Test(session, offline_qos0_is_dropped_and_counted)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    deliver(s, make_msg("t", 0, 0), 0);
+    cr_assert_eq(s->q_len, 0);
+    cr_assert_eq(atomic_load(&w.dropped), 1);
+    session_unref(&b, s);
+}
+
+Test(session, queue_is_bounded_by_max_queued)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    for (int i = 0; i < 12; i++) {
+        deliver(s, make_msg("t", 1, 0), 1);
+    }
+    cr_assert_eq(s->q_len, 5);
+    cr_assert_eq(atomic_load(&w.dropped), 7);
+    session_unref(&b, s);
+}
+
+Test(session, queue_ring_survives_growth_and_wraparound)
+{
+    cfg.max_queued = 100;
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    msg *kept[40];
+    for (int i = 0; i < 40; i++) {
+        kept[i] = make_msg("t", 1, 0);
+        msg_ref(kept[i]);
+        deliver(s, kept[i], 1);
+    }
+    cr_assert_eq(s->q_len, 40);
+    for (uint32_t i = 0; i < s->q_len; i++) {
+        cr_assert_eq(s->q[(s->q_head + i) % s->q_cap].m, kept[i], "order kept at %u", i);
+    }
+    for (int i = 0; i < 40; i++) {
+        msg_unref(kept[i]);
+    }
+    session_unref(&b, s);
+}
+
+Test(session, expired_message_is_not_queued)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    msg *m = make_msg("t", 1, 1);
+    m->expiry_at = now_ms() - 1;
+    deliver(s, m, 1);
+    cr_assert_eq(s->q_len, 0);
+    session_unref(&b, s);
+}
+
+Test(session, dead_session_drops_deliveries)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->dead = true;
+    deliver(s, make_msg("t", 1, 0), 1);
+    cr_assert_eq(s->q_len, 0);
+    session_unref(&b, s);
+}
+
+Test(session, inbound_qos2_ids_add_find_remove)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    for (uint16_t id = 1; id <= 20; id++) {
+        session_qos2_add(s, id);
+    }
+    cr_assert(session_qos2_has(s, 7));
+    cr_assert(session_qos2_remove(s, 7));
+    cr_assert_not(session_qos2_has(s, 7));
+    cr_assert_not(session_qos2_remove(s, 7));
+    cr_assert(session_qos2_has(s, 20));
+    cr_assert_eq(s->n_qos2_in, 19);
+    session_unref(&b, s);
+}
+
+Test(session, subscriptions_replace_and_remove)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    sub_opts o1 = {.qos = 1}, o2 = {.qos = 2};
+    session_add_sub(s, "a/+", 3, &o1);
+    session_add_sub(s, "a/+", 3, &o2);
+    session_add_sub(s, "$share/g/b", 10, &o1);
+    cr_assert_eq(s->n_subs, 2);
+    cr_assert_eq(s->subs[0].opts.qos, 2);
+    cr_assert(session_remove_sub(s, "a/+", 3));
+    cr_assert_not(session_remove_sub(s, "a/+", 3));
+    cr_assert_eq(s->n_subs, 1);
+    session_unref(&b, s);
+}
+
+Test(session, end_removes_subscriptions_from_the_index)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    pthread_mutex_lock(&b.sess_lock);
+    registry_put(&b, s);
+    pthread_mutex_unlock(&b.sess_lock);
+    sub_opts o = {.qos = 1};
+    mqtt_bytes f = {(const uint8_t *)"x/#", 3}, g = {NULL, 0};
+    bool replaced;
+    trie_add(b.subs, f, g, s, &o, &replaced);
+    session_add_sub(s, "x/#", 3, &o);
+    cr_assert_eq(trie_count(b.subs), 1);
+    session_end(&w, s);
+    cr_assert_eq(trie_count(b.subs), 0);
+    cr_assert(s->dead);
+    pthread_mutex_lock(&b.sess_lock);
+    cr_assert_null(registry_get(&b, "c1", 2));
+    pthread_mutex_unlock(&b.sess_lock);
+    session_unref(&b, s);
+}
