@@ -223,6 +223,8 @@ uint64_t now_ms(void);
 /* worker.c */
 int worker_start_all(broker *b);
 void worker_stop_all(broker *b);
+void worker_release_conns(broker *b);
+void worker_free_all(broker *b);
 void worker_post(worker *from, int to, const inbox_item *it);  /* batched; from may be NULL */
 void worker_flush(worker *w);
 conn *worker_find_conn(worker *w, uint64_t id);

@@ -52,6 +52,31 @@ static int start(broker *b, config *cfg)
     return 0;
 }
 
+/* Free everything, so leak checkers see a clean exit: connections first
+ * (they hold sessions), then sessions (their timers live on the loops), then
+ * the loops, the indexes and the backplane. */
+static void broker_free(broker *b)
+{
+    worker_release_conns(b);
+    for (size_t i = 0; i < SESS_BUCKETS; i++) {
+        session *s = b->sess_tab[i];
+        while (s) {
+            session *next = s->reg_next;
+            s->reg_next = NULL;
+            session_unref(b, s);
+            s = next;
+        }
+    }
+    sh_free(b->sess_tab, SESS_BUCKETS * sizeof(session *));
+    worker_free_all(b);
+    trie_free(b->subs);
+    retain_free(b->retained);
+    pthread_rwlock_destroy(&b->subs_lock);
+    pthread_rwlock_destroy(&b->retain_lock);
+    pthread_mutex_destroy(&b->sess_lock);
+    bp_free(b->bp);
+}
+
 int main(int argc, char **argv)
 {
     config cfg;
@@ -92,6 +117,7 @@ int main(int argc, char **argv)
     atomic_store(&b.stopping, true);
     worker_stop_all(&b);
     bp_close(b.bp);
+    broker_free(&b);
     sh_log(SH_INFO, "event=stopped");
     config_free(&cfg);
     return 0;

@@ -304,3 +304,68 @@ void worker_stop_all(broker *b)
         pthread_join(b->workers[i].thread, NULL);
     }
 }
+
+static void free_items(broker *b, item_vec *v)
+{
+    for (uint32_t i = 0; i < v->n; i++) {
+        inbox_item *it = &v->v[i];
+        if (it->kind == IN_DELIVER) {
+            msg_unref(it->d.m);
+        }
+        if (it->s) {
+            session_unref(b, it->s);
+        }
+    }
+    sh_free(v->v, v->cap * sizeof(inbox_item));
+    memset(v, 0, sizeof(*v));
+}
+
+static void free_conns(conn *c)
+{
+    while (c) {
+        conn *next = c->next;
+        if (c->s) {
+            session *s = c->s;
+            c->s = NULL;
+            s->c = NULL;
+            session_unref(c->w->b, s);
+        }
+        c->state = CS_CLOSED;
+        conn_free(c);
+        c = next;
+    }
+}
+
+/* After the loops have stopped: release connections and queued items
+ * (sessions go next, then worker_free_all releases the loops). */
+void worker_release_conns(broker *b)
+{
+    for (int i = 0; i < b->nworkers; i++) {
+        worker *w = &b->workers[i];
+        free_conns(w->conns);
+        free_conns(w->dead);
+        w->conns = w->dead = NULL;
+        free_items(b, &w->inbox);
+        for (int k = 0; k < b->nworkers; k++) {
+            free_items(b, &w->outbox[k]);
+        }
+    }
+}
+
+void worker_free_all(broker *b)
+{
+    for (int i = 0; i < b->nworkers; i++) {
+        worker *w = &b->workers[i];
+        if (w->listener) {
+            evconnlistener_free(w->listener);
+        }
+        event_free(w->wake);
+        event_free(w->reap);
+        event_free(w->tick);
+        sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));
+        event_base_free(w->base);
+        pthread_mutex_destroy(&w->inbox_lock);
+    }
+    sh_free(b->workers, (size_t)b->nworkers * sizeof(worker));
+    b->workers = NULL;
+}

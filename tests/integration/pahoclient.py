@@ -8,6 +8,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 WAIT = 15  # seconds: generous, the machine is a noisy 2-core box
 
@@ -114,9 +115,9 @@ class Client:
         if options is not None:
             arg = (topic, options)
         elif isinstance(topic, list):
-            arg = topic
+            arg = [(f, SubscribeOptions(qos=q) if self.version == 5 and isinstance(q, int) else q) for f, q in topic]
         else:
-            arg = (topic, qos)
+            arg = (topic, SubscribeOptions(qos=qos) if self.version == 5 else qos)
         rc, mid = self.c.subscribe(arg, properties=properties) if self.version == 5 else self.c.subscribe(arg)
         assert rc == mqtt.MQTT_ERR_SUCCESS
         return [int(x.value) if hasattr(x, "value") else int(x) for x in self._wait_ack(self.subacks, mid)]
