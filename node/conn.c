@@ -239,6 +239,12 @@ static void read_cb(struct bufferevent *bev, void *arg)
         evbuffer_copyout(in, head, hn);
         mqtt_frame f;
         int n = mqtt_frame_parse(head, hn, max, &f);
+        if (c->state == CS_NEW && head[0] != (MQTT_CONNECT << 4)) {
+            /* §3.1.0-1: refuse at the first byte rather than wait for a
+             * body that an HTTP request or a port scan will never send. */
+            n = MQTT_BAD;
+            f.rc = MQTT_RC_PROTOCOL_ERROR;
+        }
         if (n == MQTT_NEED_MORE) {
             uint32_t len;
             int vn = mqtt_varint_read(head + 1, hn - 1, &len);

@@ -44,6 +44,10 @@ static mqtt_rc check_publish(conn *c, const mqtt_publish *p)
     if (p->qos > cfg->max_qos) {
         return MQTT_RC_QOS_NOT_SUPPORTED;
     }
+    if (mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID)) {
+        /* §3.3.4-6: only a server puts Subscription Identifiers in PUBLISH. */
+        return MQTT_RC_PROTOCOL_ERROR;
+    }
     if (p->retain && !cfg->retain_available) {
         return MQTT_RC_RETAIN_NOT_SUPPORTED;
     }

@@ -40,9 +40,14 @@ void send_connack_refusal(conn *c, uint8_t rc)
         send_connack(c, false, rc, NULL);
         return;
     }
+    /* §3.2.2.3 / §4.8: 3.1.1 answers a malformed or out-of-order CONNECT by
+     * closing; only the refusals it has return codes for get a CONNACK. */
+    if (rc == MQTT_RC_MALFORMED || rc == MQTT_RC_PROTOCOL_ERROR) {
+        return;
+    }
     uint8_t code = mqtt_rc_to_v311_connack(rc);
     if (code == 0) {
-        return; /* 3.1.1 has no code for it: close without CONNACK */
+        return;
     }
     uint8_t ver = c->version;
     c->version = MQTT_V311;

@@ -90,6 +90,9 @@ def test_inbound_qos2_exactly_once(node, version):
     pub.send(R.pubrel(7, version=version))
     assert pub.expect(R.PUBCOMP).pid == 7
     pub.send(R.publish(marker, b"m", qos=2, pid=8, version=version))
+    assert pub.expect(R.PUBREC).pid == 8
+    pub.send(R.pubrel(8, version=version))
+    assert pub.expect(R.PUBCOMP).pid == 8
     got = read_until_marker(sub, marker)
     assert [p.payload for p in got] == [b"once", b"twice"], got
     sub.close()
