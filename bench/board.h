@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bench/hist.h"
@@ -45,6 +46,7 @@ typedef struct board_result {
     uint64_t first_send_ns, last_send_ns, last_recv_ns;
     hist lat;      /* delivery latency, µs */
     hist conn_lat; /* CONNECT attempt to CONNACK, µs */
+    hist send_delay; /* open loop: intended to actual send time, µs (the generator's own lateness) */
 } board_result;
 
 typedef struct board {

@@ -16,6 +16,8 @@
 /* Connections in flight at once, per worker. */
 #define MAX_PENDING 256
 #define CONNECT_TIMEOUT_MS 10000
+/* The drain's hard bound, in multiples of --drain. */
+#define DRAIN_CAP 10
 /* After DONE: how long DISCONNECTs get to flush. */
 #define CLOSE_GRACE_NS 3000000000u
 /* Worker 0 of a retained run waits this long for the others to finish
@@ -181,7 +183,7 @@ static void begin_run(run *r, uint64_t start)
     const bench_opts *o = r->o;
     r->start_ns = start;
     r->end_ns = start + secs_ns(o->duration);
-    r->drain_deadline = r->end_ns + secs_ns(o->drain);
+    r->drain_deadline = r->end_ns + DRAIN_CAP * secs_ns(o->drain);
     uint32_t total_pubs = o->pubs ? o->pubs : 1;
     for (uint32_t i = 0; i < r->n; i++) {
         peer *p = &r->peers[i];
@@ -215,9 +217,20 @@ static void begin_drain(run *r)
 
 /* ---- DRAIN ---- */
 
+/* Draining gives up after --drain seconds without an ack or a delivery
+ * (a broker still working through a backlog has not lost anything yet),
+ * and in any case DRAIN_CAP times --drain after the end of publishing. */
+static bool drain_over(const run *r, uint64_t now)
+{
+    uint64_t last = r->end_ns;
+    last = r->res.last_recv_ns > last ? r->res.last_recv_ns : last;
+    last = r->last_ack_ns > last ? r->last_ack_ns : last;
+    return now >= r->drain_deadline || now - last >= secs_ns(r->o->drain);
+}
+
 static bool pubs_settled(const run *r, uint64_t now)
 {
-    if (now >= r->drain_deadline) {
+    if (drain_over(r, now)) {
         return true;
     }
     for (uint32_t i = 0; i < r->n; i++) {
@@ -252,7 +265,7 @@ static void drain_step(run *r, uint64_t now)
     if (!r->pubs_final && pubs_settled(r, now)) {
         finalize_pubs(r);
     }
-    if (!r->pubs_final || (atomic_load(&r->b->pub_done) < r->b->procs && now < r->drain_deadline)) {
+    if (!r->pubs_final || (atomic_load(&r->b->pub_done) < r->b->procs && !drain_over(r, now))) {
         return;
     }
     if (!r->total_acked && atomic_load(&r->b->pub_done) == r->b->procs) {
@@ -260,7 +273,7 @@ static void drain_step(run *r, uint64_t now)
             r->total_acked += atomic_load(&r->b->pub_acked[i]);
         }
     }
-    if (now >= r->drain_deadline || traffic_subs_satisfied(r, now)) {
+    if (drain_over(r, now) || traffic_subs_satisfied(r, now)) {
         finish(r, now);
     }
 }
@@ -322,6 +335,25 @@ static void done_step(run *r, uint64_t now)
 
 /* ---- timers ---- */
 
+/* The tick is 1 ms, except while an open-loop schedule runs: then it wakes
+ * at the earliest publisher's next intended time, so the generator's own
+ * lateness (which counts as latency) stays small. */
+static uint64_t next_tick_ns(const run *r, uint64_t now)
+{
+    uint64_t best = 1000000;
+    if (r->phase != PHASE_RUN || !r->pub_interval_ns) {
+        return best;
+    }
+    for (uint32_t i = 0; i < r->n; i++) {
+        const peer *p = &r->peers[i];
+        if (p->role == ROLE_PUB && p->counted && p->up) {
+            uint64_t d = p->next_ns > now ? p->next_ns - now : 0;
+            best = d < best ? d : best;
+        }
+    }
+    return best < 20000 ? 20000 : best;
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     run *r = arg;
@@ -354,6 +386,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         done_step(r, now);
         break;
     }
+    struct timeval tv = {0, (suseconds_t)(next_tick_ns(r, now) / 1000)};
+    event_add(r->tick, &tv);
 }
 
 static void sec_cb(evutil_socket_t fd, short what, void *arg)
@@ -452,6 +486,7 @@ static void init_run(run *r, const bench_opts *o, board *b, int proc)
     r->live = &b->live[proc];
     hist_init(&r->res.lat);
     hist_init(&r->res.conn_lat);
+    hist_init(&r->res.send_delay);
     r->ccfg = (client_cfg){
         .version = (uint8_t)o->version,
         .keepalive = (uint16_t)o->keepalive,
@@ -476,7 +511,12 @@ int run_worker(const bench_opts *o, board *b, int proc)
     run *r = sh_calloc(1, sizeof(*r));
     init_run(r, o, b, proc);
     signal(SIGPIPE, SIG_IGN);
-    r->base = event_base_new();
+    /* Without PRECISE_TIMER libevent reads CLOCK_MONOTONIC_COARSE, whose
+     * resolution is a kernel tick (4 ms here): the schedule would slip. */
+    struct event_config *cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    r->base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
     if (!r->base) {
         sh_free(r->payload, o->size);
         sh_free(r, sizeof(*r));
@@ -487,7 +527,7 @@ int run_worker(const bench_opts *o, board *b, int proc)
     r->next_connect_ns = now;
     r->setup_deadline = now + secs_ns(o->setup_timeout);
     struct timeval ms = {0, 1000}, sec = {1, 0};
-    r->tick = event_new(r->base, -1, EV_PERSIST, tick_cb, r);
+    r->tick = event_new(r->base, -1, 0, tick_cb, r);
     r->sec = event_new(r->base, -1, EV_PERSIST, sec_cb, r);
     r->sigterm = evsignal_new(r->base, SIGTERM, term_cb, r);
     event_add(r->tick, &ms);

@@ -69,6 +69,7 @@ struct run {
     uint64_t start_ns;
     uint64_t end_ns;
     uint64_t drain_deadline;
+    uint64_t last_ack_ns;
     uint64_t pub_interval_ns; /* 0: closed loop */
     bool pubs_final;
     uint64_t total_acked; /* all workers' publishers, once final */

@@ -30,6 +30,9 @@ static void send_one(run *r, peer *p, uint64_t intended, uint64_t now)
     }
     p->seq++;
     board_add(r->live->sent, 1);
+    if (r->pub_interval_ns) {
+        hist_record(&r->res.send_delay, now > intended ? (now - intended) / 1000 : 0);
+    }
     if (!r->res.first_send_ns) {
         r->res.first_send_ns = now;
     }
@@ -109,6 +112,7 @@ static void pub_done_cb(client *c, uint8_t rc)
         traffic_seed(r);
         return;
     }
+    r->last_ack_ns = run_now();
     if (rc < 0x80) {
         p->acked++;
         board_add(r->live->acked, 1);
@@ -228,7 +232,7 @@ static void unsuback_cb(client *c)
 /* A round that has not completed within the drain time gives up. */
 void traffic_round_timeouts(run *r, uint64_t now)
 {
-    uint64_t limit = (uint64_t)(r->o->drain * 1e9);
+    uint64_t limit = (uint64_t)((r->o->drain > 1 ? r->o->drain : 1) * 1e9);
     for (uint32_t i = 0; i < r->n; i++) {
         peer *p = &r->peers[i];
         if (p->rstate == R_WAIT && p->up && now - p->round_t0 > limit) {

@@ -31,8 +31,7 @@ backplane *bp_open(const bp_config *cfg, const bp_hooks *hooks)
             sh_log(SH_ERROR, "event=backplane_config msg=\"--redis and --kafka go together\"");
             return NULL;
         }
-        sh_log(SH_ERROR, "event=backplane_config msg=\"the redis_kafka backplane is not in this build yet\"");
-        return NULL;
+        return bp_rk_open(cfg, hooks);
     }
     return bp_local_open(cfg, hooks);
 }
@@ -128,10 +127,12 @@ void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb
     bp->ops->retain_set(bp, worker, m, cb, arg);
 }
 
+
 void bp_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg)
 {
     bp->ops->session_claim(bp, worker, client_id, cb, arg);
 }
+
 
 void bp_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
                       void *arg)

@@ -58,11 +58,14 @@ typedef struct bp_node_info {
     const char *address;
 } bp_node_info;
 
-/* Hooks the node gives the backplane at start. They run on worker 0's
- * event_base unless said otherwise. */
+/* Hooks the node gives the backplane at start. They run on the
+ * backplane's own thread: the node copies what it needs and hands the work
+ * to a worker. */
 typedef struct bp_hooks {
-    /* A message published on another node arrived; deliver it locally. */
-    void (*remote_message)(void *node, const bp_message *m);
+    /* A message from another node (or the backplane itself, e.g. the
+     * cluster member list) to deliver locally. Messages with the same
+     * `shard` must be delivered in the order given (per-topic order). */
+    void (*remote_message)(void *node, const bp_message *m, unsigned shard);
     /* Another connection claimed a client id this node owns: close the
      * local connection (MQTT 5: 0x8E) and store its session. */
     void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
@@ -73,6 +76,7 @@ typedef struct bp_hooks {
 
 typedef struct bp_config {
     const char *node_id;
+    int workers;
     const char *address;   /* host:port advertised to other nodes */
     const char *redis_url; /* NULL: local backplane */
     const char *kafka_brokers;

@@ -2,6 +2,8 @@
 #ifndef SHOAL_CLUSTER_BACKPLANE_IMPL_H
 #define SHOAL_CLUSTER_BACKPLANE_IMPL_H
 
+#include <stdatomic.h>
+
 #include "cluster/backplane.h"
 
 #define BP_MAX_WORKERS 64
@@ -31,11 +33,12 @@ struct backplane {
     bp_hooks hooks;
     struct event_base *bases[BP_MAX_WORKERS];
     bool closed;
-    bool ready;
+    _Atomic bool ready; /* written by the backplane thread, read by workers */
     void *impl;
 };
 
 backplane *bp_local_open(const bp_config *cfg, const bp_hooks *hooks);
+backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks);
 
 /* Run a completion on the worker's loop on its next turn, so callbacks
  * never re-enter the caller. */

@@ -51,7 +51,19 @@ static const opt opts[] = {
     {"sys-interval", OPT_INT, O(sys_interval), "10", 0, 86400, "seconds between $SYS updates (0 = off)"},
     {"max-connections", OPT_INT, O(max_connections), "0", 0, INT_MAX, "connections per node (0 = no limit)"},
     {"max-session-expiry", OPT_U32, O(max_session_expiry), "4294967295", 0, 4294967295L, "cap on session expiry (s)"},
+    {"advertise", OPT_STR, O(advertise), NULL, 0, 0, "host:port other nodes and clients are told (default node-id:port)"},
+    {"kafka-topic-prefix", OPT_STR, O(kafka_topic_prefix), "shoal.", 0, 0, "prefix of the Kafka topics Shoal uses"},
+    {"kafka-partitions", OPT_INT, O(kafka_partitions), "12", 1, 10000, "partitions of the messages topic when Shoal creates it"},
+    {"kafka-replication", OPT_INT, O(kafka_replication), "3", 1, 32, "replication factor of topics Shoal creates"},
+    {"kafka-acks", OPT_STR, O(kafka_acks), "all", 0, 0, "producer acks: all (durable, default), 1 or 0"},
+    {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000, "ms between node heartbeats in Redis (TTL is 3x)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
+    /* --- HTTP endpoint (node/http.c) --- */
+    {"http-port", OPT_INT, O(http_port), "8080", 0, 65535, "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},
+    {"http-bind", OPT_STR, O(http_bind), "0.0.0.0", 0, 0, "address the HTTP endpoint binds"},
+    {"admin-token", OPT_STR, O(admin_token), NULL, 0, 0, "Bearer token for /api/v1 (unset: the API answers 403); prefer SHOAL_ADMIN_TOKEN"},
+    {"metrics-auth", OPT_BOOL, O(metrics_auth), "false", 0, 0, "require the admin token for /metrics and /health too"},
+    /* --- end HTTP endpoint --- */
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -254,8 +266,21 @@ int config_load(config *cfg, int argc, char **argv)
                 cfg->shared_strategy);
         return 2;
     }
+    if (strcmp(cfg->kafka_acks, "all") && strcmp(cfg->kafka_acks, "-1") && strcmp(cfg->kafka_acks, "1") &&
+        strcmp(cfg->kafka_acks, "0")) {
+        fprintf(stderr, "shoal: --kafka-acks must be all, 1 or 0, not '%s'\n", cfg->kafka_acks);
+        return 2;
+    }
+    if (!cfg->redis != !cfg->kafka) {
+        fprintf(stderr, "shoal: --redis and --kafka go together (neither: a single node)\n");
+        return 2;
+    }
     if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "logfmt") && strcmp(cfg->log_format, "json")) {
         fprintf(stderr, "shoal: --log-format must be text, logfmt or json, not '%s'\n", cfg->log_format);
+        return 2;
+    }
+    if (cfg->metrics_auth && (!cfg->admin_token || !*cfg->admin_token)) {
+        fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
         return 2;
     }
     return 0;

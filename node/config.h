@@ -35,6 +35,19 @@ typedef struct config {
     int max_connections;
     uint32_t max_session_expiry;
     uint32_t max_output_buffer;
+    /* cluster */
+    char *advertise;
+    char *kafka_topic_prefix;
+    int kafka_partitions;
+    int kafka_replication;
+    char *kafka_acks;
+    int cluster_heartbeat;
+    /* --- HTTP endpoint (node/http.c) --- */
+    int http_port;
+    char *http_bind;
+    char *admin_token;
+    bool metrics_auth;
+    /* --- end HTTP endpoint --- */
 } config;
 
 /* Parse argv (after the program name), the environment and the config

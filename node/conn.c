@@ -119,6 +119,7 @@ static void finish_close(conn *c)
 static void log_close(conn *c, uint8_t rc, const char *why)
 {
     const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
+    atomic_fetch_add_explicit(&c->w->disconnects[rc], 1, memory_order_relaxed); /* metrics */
     sh_level lvl = rc >= 0x80 && rc != MQTT_RC_SERVER_SHUTTING_DOWN && rc != MQTT_RC_SESSION_TAKEN_OVER ? SH_INFO
                                                                                                           : SH_DEBUG;
     if (c->state >= CS_ACTIVE || c->state == CS_CLAIMING) {

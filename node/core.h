@@ -151,6 +151,7 @@ enum inbox_kind {
     IN_ADOPT,        /* session s is now yours, for conn `conn_id` */
     IN_REFUSED,      /* the claim of conn `conn_id` lost to a newer one */
     IN_STOP,         /* shut down */
+    IN_REMOTE,       /* a message from the backplane to deliver here (d.m) */
 };
 
 typedef struct inbox_item {
@@ -187,6 +188,14 @@ struct worker {
     uint32_t nconns;
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
+    /* --- metrics and health (node/metrics.c, node/http.c) --- */
+    _Atomic uint64_t msgs_in_qos[3], msgs_out_qos[3];
+    _Atomic uint64_t disconnects[256]; /* by reason code, counted in conn.c log_close */
+    _Atomic uint64_t tick_last_ms;     /* when the 1 s tick last ran (monotonic ms) */
+    _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
+    _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
+    uint64_t tick_due_ms;              /* owner thread only */
+    /* --- end metrics and health --- */
 };
 
 typedef struct broker_stats {
@@ -206,6 +215,7 @@ struct broker {
     char node_id[128];
     uint64_t start_ms;
     _Atomic bool stopping;
+    _Atomic bool running;   /* workers started: the backplane may post to them */
     _Atomic uint64_t next_conn_id;
     broker_stats stats;
     pthread_rwlock_t subs_lock;
@@ -215,6 +225,9 @@ struct broker {
     pthread_mutex_t sess_lock;
     session **sess_tab; /* client id → session, chained through reg_next */
     _Atomic uint64_t sess_count;
+    /* --- operations (node/http.c, node/admin.c) --- */
+    _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
+    /* --- end operations --- */
 };
 
 /* Monotonic milliseconds. */
@@ -269,6 +282,15 @@ void session_arm_offline_timer(worker *w, session *s);
 session *registry_get(broker *b, const char *id, size_t len);
 void registry_put(broker *b, session *s);
 void registry_remove(broker *b, session *s);
+
+/* remote.c: messages from the backplane */
+void remote_message_hook(void *node, const bp_message *m, unsigned shard);
+void remote_ready_hook(void *node, bool ready);
+void remote_deliver(worker *w, msg *m);
+/* Post from a thread that is not a worker (the backplane's). */
+void worker_post_external(broker *b, int to, const inbox_item *it);
+/* Convert between monotonic deadlines and wall-clock ones for the wire. */
+uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
 
 /* route.c: matching and fan-out */
 void route_publish(worker *w, msg *m);

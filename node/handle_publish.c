@@ -101,7 +101,12 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
     bp_message bm = {
         .topic = m->topic, .topic_len = m->topic_len, .payload = m->payload, .payload_len = m->payload_len,
         .props = m->props, .props_len = m->props_len, .qos = m->qos, .retain = m->retain,
+        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
     };
+    if (m->retain) {
+        /* The snapshot a starting node loads; the stream carries the order. */
+        bp_retain_set(c->w->b->bp, c->w->id, &bm, NULL, NULL);
+    }
     if (m->qos == 0) {
         bp_publish(c->w->b->bp, c->w->id, &bm, NULL, NULL);
         return;
@@ -129,6 +134,7 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
     }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
     if (p.qos == 2 && session_qos2_has(c->s, p.packet_id)) {
         /* A resend of a message we already have: acknowledge, don't deliver (§4.3.3). */
         send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);

@@ -9,6 +9,8 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
+#include "node/ctl.h"  /* shoal ctl */
+#include "node/http.h" /* metrics, health, admin API */
 
 static int start(broker *b, config *cfg)
 {
@@ -38,10 +40,31 @@ static int start(broker *b, config *cfg)
     pthread_rwlock_init(&b->retain_lock, NULL);
     pthread_mutex_init(&b->sess_lock, NULL);
     b->sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    char address[300];
+    if (cfg->advertise) {
+        snprintf(address, sizeof(address), "%s", cfg->advertise);
+    } else {
+        char host[128] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(address, sizeof(address), "%s:%d", host, cfg->port);
+    }
     bp_config bc = {
-        .node_id = b->node_id, .redis_url = cfg->redis, .kafka_brokers = cfg->kafka, .heartbeat_ms = 1000,
+        .node_id = b->node_id,
+        .workers = b->nworkers,
+        .address = address,
+        .redis_url = cfg->redis,
+        .kafka_brokers = cfg->kafka,
+        .kafka_topic_prefix = cfg->kafka_topic_prefix,
+        .kafka_partitions = cfg->kafka_partitions,
+        .kafka_replication = cfg->kafka_replication,
+        .kafka_acks = cfg->kafka_acks,
+        .heartbeat_ms = cfg->cluster_heartbeat,
     };
-    bp_hooks hooks = {.node = b};
+    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
+    /* bp_open copies what it keeps of bc but not `address`: keep it alive. */
+    static char kept_address[300];
+    memcpy(kept_address, address, sizeof(kept_address));
+    bc.address = kept_address;
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return -1;
@@ -49,6 +72,7 @@ static int start(broker *b, config *cfg)
     if (worker_start_all(b) != 0) {
         return -1;
     }
+    atomic_store_explicit(&b->running, true, memory_order_release);
     return 0;
 }
 
@@ -79,16 +103,19 @@ static void broker_free(broker *b)
 
 int main(int argc, char **argv)
 {
+    /* `shoal ctl ...`: the admin client, not a broker. */
+    if (argc > 1 && !strcmp(argv[1], "ctl")) {
+        return ctl_main(argc - 1, argv + 1);
+    }
     config cfg;
     int rc = config_load(&cfg, argc - 1, argv + 1);
-    if (rc == 1) {
-        return 0;
-    }
     if (rc != 0) {
-        return 2;
+        config_free(&cfg); /* so leak checkers see --help and bad flags exit clean */
+        return rc == 1 ? 0 : 2;
     }
     if (sh_log_parse_level(cfg.log_level) < 0) {
         fprintf(stderr, "shoal: --log-level must be debug, info, warn or error, not '%s'\n", cfg.log_level);
+        config_free(&cfg);
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -105,9 +132,19 @@ int main(int argc, char **argv)
         sh_log(SH_ERROR, "event=start_failed");
         return 1;
     }
+    /* --- HTTP endpoint: after the workers (admin requests post to their loops) --- */
+    http_server *http = http_start(&b);
+    if (!http) {
+        sh_log(SH_ERROR, "event=start_failed");
+        return 1;
+    }
+    char http_url_buf[128];
+    http_url(http, http_url_buf, sizeof(http_url_buf));
+    /* --- end HTTP endpoint --- */
     sh_log(SH_INFO, "event=ready node=%s port=%u workers=%d backplane=%s version=%s", b.node_id, b.port,
            b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
-    /* Scripts wait for this line. */
+    /* Scripts wait for READY, the last startup line; HTTP comes just before it. */
+    printf("HTTP %s\n", http_url_buf);
     printf("READY mqtt://%s:%u\n", cfg.bind, b.port);
     fflush(stdout);
 
@@ -115,6 +152,7 @@ int main(int argc, char **argv)
     sigwait(&set, &sig);
     sh_log(SH_INFO, "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     atomic_store(&b.stopping, true);
+    http_stop(http); /* before the workers: an admin request may be waiting on them */
     worker_stop_all(&b);
     bp_close(b.bp);
     broker_free(&b);

@@ -70,6 +70,36 @@ msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint
     return m;
 }
 
+msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
+                 bool retain, uint64_t origin)
+{
+    size_t size = sizeof(msg) + topic.len + props_len + payload.len;
+    msg *m = sh_trymalloc(size);
+    if (!m) {
+        return NULL;
+    }
+    memset(m, 0, sizeof(*m));
+    atomic_init(&m->refs, 1);
+    m->qos = qos;
+    m->retain = retain;
+    m->topic_len = (uint16_t)topic.len;
+    m->props_len = props_len;
+    m->payload_len = payload.len;
+    m->origin = origin;
+    m->alloc_size = (uint32_t)size;
+    m->topic = m->data;
+    m->props = m->topic + topic.len;
+    m->payload = m->props + props_len;
+    memcpy(m->topic, topic.p, topic.len);
+    if (props_len) {
+        memcpy(m->props, props, props_len);
+    }
+    if (payload.len) {
+        memcpy(m->payload, payload.p, payload.len);
+    }
+    return m;
+}
+
 void msg_unref(msg *m)
 {
     if (!m) {

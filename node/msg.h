@@ -41,6 +41,11 @@ static inline msg *msg_ref(msg *m)
 
 void msg_unref(msg *m);
 
+/* New message whose forwarded properties are given already encoded
+ * (`props`, without the length prefix), e.g. from another node. */
+msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
+                 bool retain, uint64_t origin);
+
 /* Remaining expiry in seconds (rounded up), 0 if none; sets *expired. */
 uint32_t msg_expiry_left(const msg *m, uint64_t now_ms, bool *expired);
 

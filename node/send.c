@@ -186,5 +186,6 @@ bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
     }
     atomic_fetch_add_explicit(&c->w->bytes_out, total, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->w->msgs_out, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->msgs_out_qos[d->qos], 1, memory_order_relaxed); /* metrics */
     return true;
 }

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
+#include "node/metrics.h"
 
 uint64_t now_ms(void)
 {
@@ -35,18 +36,21 @@ static void vec_push(item_vec *v, const inbox_item *it)
  * worker_flush(); from elsewhere it goes straight in. */
 void worker_post(worker *from, int to, const inbox_item *it)
 {
-    broker *b = from ? from->b : NULL;
-    if (from) {
-        vec_push(&from->outbox[to], it);
-        from->outbox_dirty = true;
-        (void)b;
-        return;
-    }
-    sh_assert(0);
+    vec_push(&from->outbox[to], it);
+    from->outbox_dirty = true;
+}
+
+static void post_batch(worker *to, item_vec *items);
+
+void worker_post_external(broker *b, int to, const inbox_item *it)
+{
+    item_vec one = {(inbox_item *)it, 1, 1};
+    post_batch(&b->workers[to], &one);
 }
 
 static void post_batch(worker *to, item_vec *items)
 {
+    /* Called by any thread. */
     pthread_mutex_lock(&to->inbox_lock);
     bool was_empty = to->inbox.n == 0;
     for (uint32_t i = 0; i < items->n; i++) {
@@ -105,6 +109,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_STOP:
         event_base_loopexit(w->base, NULL);
         break;
+    case IN_REMOTE:
+        remote_deliver(w, it->d.m);
+        break;
     }
 }
 
@@ -138,11 +145,14 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     uint64_t now = now_ms();
     conn *c = w->conns;
+    uint32_t active = 0; /* metrics */
     while (c) {
         conn *next = c->next;
+        active += c->state == CS_ACTIVE; /* metrics */
         conn_check_timers(c, now);
         c = next;
     }
+    metrics_tick(w, now, active); /* loop lag, liveness, online gauge */
     if (w->id == 0) {
         worker_sys_tick(w);
     }
@@ -249,6 +259,7 @@ static int worker_init(broker *b, worker *w, int id)
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     struct timeval one = {1, 0};
     event_add(w->tick, &one);
+    metrics_worker_init(w); /* the tick's schedule, for loop lag and liveness */
     return bp_attach(b->bp, id, w->base);
 }
 
@@ -309,7 +320,7 @@ static void free_items(broker *b, item_vec *v)
 {
     for (uint32_t i = 0; i < v->n; i++) {
         inbox_item *it = &v->v[i];
-        if (it->kind == IN_DELIVER) {
+        if (it->kind == IN_DELIVER || it->kind == IN_REMOTE) {
             msg_unref(it->d.m);
         }
         if (it->s) {

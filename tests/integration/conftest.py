@@ -14,13 +14,20 @@ class Node:
     """A running shoal process. Its stderr is kept for assertions on logs."""
 
     def __init__(self, *args, env=None):
-        cmd = [SHOAL_BIN, "--port", "0", "--bind", "127.0.0.1", "--log-level", "debug", *args]
+        # --http-port 0: every node gets its own free HTTP port (the default,
+        # 8080, would collide between nodes and test runs).
+        cmd = [SHOAL_BIN, "--port", "0", "--bind", "127.0.0.1", "--log-level", "debug", "--http-port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, **(env or {})})
         self.log_lines = []
         self._log_lock = threading.Lock()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
         line = self.proc.stdout.readline()
+        # "HTTP http://127.0.0.1:PORT" comes just before READY.
+        self.http_url = None
+        if line.startswith("HTTP "):
+            self.http_url = line.split(None, 1)[1].strip()
+            line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             self.proc.kill()
             raise RuntimeError("shoal did not start: %r\n%s" % (line, self.log()))

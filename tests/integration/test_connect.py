@@ -327,6 +327,9 @@ def test_takeover_across_workers(node):
                 r.send(R.puback(p.pid))
             got.append(p.type)
         assert sorted(got) == [R.PUBLISH, R.PUBACK]
+        # Make sure our PUBACK was processed before the next takeover.
+        r.send(R.pingreq())
+        r.expect(R.PINGRESP)
         prev = r
         if i >= 5 and len(set(workers)) == 2:
             break
@@ -350,3 +353,105 @@ def test_takeover_v5_subscription_and_queue_survive(node):
     assert b.get().payload == b"after takeover"
     a.c.loop_stop()
     b.disconnect()
+
+
+def test_v311_keepalive_above_max_is_not_silently_shortened(node_factory):
+    """3.1.1 has no Server Keep Alive: a client asking for more than
+    --max-keepalive must be refused at CONNACK or held to its own keep alive,
+    never dropped for being idle less than 1.5 x what it asked for."""
+    n = node_factory("--max-keepalive", "1")
+    with R.RawClient(n, version=4) as r:
+        ack = r.connect(uid("ka311"), version=4, keepalive=30)
+        if ack.rc != 0:
+            assert r.is_closed()
+            return
+        t0 = time.time()
+        try:
+            seen = r.wait_closed(4)
+        except TimeoutError:
+            return  # still connected after 4 s of silence: fine
+        raise AssertionError("3.1.1 client with keep alive 30 was dropped after %.1f s of silence (got %r)"
+                             % (time.time() - t0, seen))
+
+
+def test_v311_password_without_username_refused(node):
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(uid("pw"), version=4, password=b"secret"))
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_username_and_password_accepted(node, version):
+    with R.RawClient(node, version=version) as r:
+        assert r.connect(uid("up"), version=version, username="alice", password=b"pw").rc == 0
+        r.send(R.pingreq())
+        r.expect(R.PINGRESP)
+
+
+def test_v5_password_without_username_accepted(node):
+    # MQTT 5 allows a password without a user name (§3.1.2.9).
+    with R.RawClient(node) as r:
+        assert r.connect(uid("pw5"), password=b"token").rc == 0
+
+
+@pytest.mark.parametrize("prop", [(R.P_RECEIVE_MAX, 0), (R.P_MAX_PACKET_SIZE, 0)], ids=["receive-max-0", "max-packet-0"])
+def test_v5_connect_property_zero_is_protocol_error(node, prop):
+    with R.RawClient(node) as r:
+        r.send(R.connect(uid("z"), properties=[prop]))
+        seen = r.wait_closed()
+        acks = [p for p in seen if p.type == R.CONNACK]
+        assert len(acks) == 1 and acks[0].rc in (0x81, 0x82), seen
+
+
+def test_v5_connect_duplicate_property_refused(node):
+    with R.RawClient(node) as r:
+        r.send(R.connect(uid("z"), properties=[(R.P_SESSION_EXPIRY, 1), (R.P_SESSION_EXPIRY, 2)]))
+        seen = r.wait_closed()
+        acks = [p for p in seen if p.type == R.CONNACK]
+        assert len(acks) <= 1 and all(p.rc in (0x81, 0x82) for p in acks), seen
+
+
+@pytest.mark.parametrize("expiry", [0, 30], ids=["no-session-expiry", "session-expiry-30"])
+def test_connect_storm_same_client_id(node, expiry):
+    """20 connections with one client id at once (--workers 2): every one
+    gets an answer, exactly one is left standing (each earlier one is taken
+    over), and that one works: it receives what it publishes to itself."""
+    cid = uid("storm")
+    socks = [R.RawClient(node) for _ in range(20)]
+    for r in socks:
+        r.send(R.connect(cid, properties={R.P_SESSION_EXPIRY: expiry}))
+    alive, hung = [], []
+    deadline = time.time() + 10
+    for r in socks:
+        try:
+            p = r.recv(max(0.1, deadline - time.time()))
+        except R.Closed:
+            continue
+        except TimeoutError:
+            hung.append(r.sock.getsockname()[1])
+            continue
+        if p.type == R.CONNACK and p.rc == 0:
+            alive.append(r)
+        else:
+            assert p.type == R.DISCONNECT and p.rc == 0x8E, p
+    assert hung == [], "no CONNACK and no close within 10 s for peer ports %s" % hung
+    # Of those that got CONNACK, all but one get taken over and closed.
+    standing = []
+    for r in alive:
+        try:
+            seen = r.wait_closed(3)
+            assert all(p.type == R.DISCONNECT and p.rc == 0x8E for p in seen), seen
+        except TimeoutError:
+            standing.append(r)
+    assert len(standing) == 1, "%d connections with client id %s still open" % (len(standing), cid)
+    s = standing[0]
+    topic = uid("t")
+    s.send(R.subscribe(1, [(topic, 1)]))
+    assert s.expect(R.SUBACK).codes == [1]
+    s.send(R.publish(topic, b"survivor", qos=0))
+    assert s.expect(R.PUBLISH, timeout=5).payload == b"survivor"
+    for r in socks:
+        r.close()
+    # The broker is healthy afterwards.
+    roundtrip(node, 5)

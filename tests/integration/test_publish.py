@@ -1,5 +1,6 @@
 """PUBLISH in both directions: QoS flows, MQTT 5 properties, aliases, limits."""
 import os
+import socket
 import time
 
 import pytest
@@ -514,3 +515,118 @@ def test_publish_to_no_subscribers_acks(node):
         ack = pub.expect(R.PUBACK)
         # 0x00 or 0x10 (no matching subscribers) are both success.
         assert ack.pid == 1 and ack.rc in (0x00, 0x10)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_qos0_with_dup_is_malformed(node, version):
+    with raw_pub(node, version=version) as pub:
+        pub.send(R.publish("a/b", b"x", qos=0, dup=True, version=version))
+        seen = pub.wait_closed()
+        if version == 5:
+            assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x81)], seen
+        else:
+            assert seen == []
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_ordering_under_load(node, qos):
+    """500 messages from one publisher arrive complete and in order (more
+    than the inflight window, so the queue and pump are exercised)."""
+    topic = uid("order")
+    n = 500
+    with Client(node) as sub, Client(node, version=4) as pub:
+        sub.subscribe(topic, qos)
+        infos = [pub.publish(topic, b"%d" % i, qos=qos, wait=False) for i in range(n)]
+        for info in infos:
+            info.wait_for_publish(30)
+        got = [int(m.payload) for m in sub.get_n(n, timeout=60)]
+        assert got == list(range(n))
+
+
+def test_fanout_across_workers(node):
+    """10 subscribers (spread over both workers) each get 100 messages in order."""
+    topic = uid("fan")
+    subs = [Client(node) for _ in range(10)]
+    try:
+        for s in subs:
+            s.subscribe(topic, 1)
+        with Client(node) as pub:
+            for i in range(100):
+                pub.publish(topic, b"%d" % i, qos=1, wait=False)
+            pub.publish(topic, b"100", qos=1)
+        for s in subs:
+            assert [int(m.payload) for m in s.get_n(101, timeout=60)] == list(range(101))
+    finally:
+        for s in subs:
+            s.disconnect()
+
+
+def test_many_publishers_one_subscriber(node):
+    topic = uid("many")
+    pubs = [Client(node, version=4) for _ in range(8)]
+    with Client(node) as sub:
+        sub.subscribe(topic + "/+", 2)
+        for k, p in enumerate(pubs):
+            for i in range(25):
+                p.publish("%s/%d" % (topic, k), b"%d" % i, qos=(i % 3), wait=False)
+        for p in pubs:
+            p.publish("%s/%d" % (topic, pubs.index(p)), b"end", qos=1)
+        got = sub.get_n(8 * 26, timeout=60)
+        per = {}
+        for m in got:
+            per.setdefault(m.topic, []).append(m.payload)
+        for k in range(8):
+            # Nothing is dropped (nothing is slow); order holds per publisher
+            # and QoS (§4.6: QoS 0 may overtake queued QoS 1/2).
+            got_k = per["%s/%d" % (topic, k)]
+            assert sorted(got_k) == sorted([b"%d" % i for i in range(25)] + [b"end"])
+            for q in range(3):
+                want = [b"%d" % i for i in range(25) if i % 3 == q]
+                assert [x for x in got_k if x in want] == want
+    for p in pubs:
+        p.disconnect()
+
+
+def test_slow_qos1_reader_loses_nothing(node_factory):
+    """A QoS 1 subscriber that stops reading: once its output buffer is full
+    the broker queues instead of writing; when it reads again everything
+    arrives, in order, once."""
+    n = node_factory("--max-inflight", "1000", "--max-output-buffer", "65536", "--max-queued", "100000")
+    topic = uid("slow")
+    r = R.RawClient(n)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    assert r.connect(uid("slow"), properties={R.P_RECEIVE_MAX: 65535}).rc == 0
+    r.send(R.subscribe(1, [(topic, 1)]))
+    r.expect(R.SUBACK)
+    count = 300
+    with Client(n) as pub:
+        for i in range(count):
+            pub.publish(topic, (b"%06d" % i) + b"." * 16000, qos=1, wait=False)
+        pub.publish(topic, b"%06d" % count, qos=1)
+    got = []
+    while len(got) <= count:
+        p = r.expect(R.PUBLISH, timeout=30)
+        r.send(R.puback(p.pid))
+        got.append(int(p.payload[:6]))
+    assert got == list(range(count + 1))
+    r.close()
+
+
+def test_long_topic(node):
+    topic = uid("long") + "/" + "/".join("level%d" % i for i in range(2000))
+    assert len(topic) > 10000
+    with Client(node) as sub, Client(node) as pub:
+        sub.subscribe(topic.split("/")[0] + "/#", 1)
+        pub.publish(topic, b"deep", qos=1)
+        m = sub.get()
+        assert m.topic == topic and m.payload == b"deep"
+
+
+def test_utf8_topics(node):
+    b = uid("utf8")
+    with Client(node) as sub, Client(node) as pub:
+        sub.subscribe(b + "/温度/+", 1)
+        pub.publish(b + "/温度/센서", "21℃".encode(), qos=1)
+        pub.publish(b + "/temp/センサー", b"no", qos=1)
+        got = sub.barrier(pub)
+        assert [(m.topic, m.payload) for m in got] == [(b + "/温度/센서", "21℃".encode())]

@@ -320,3 +320,70 @@ def test_qos0_live_to_persistent_session(node):
         c.subscribe(t, 0)
         publish_n(node, t, 3, qos=0)
         assert [m.payload for m in c.get_n(3)] == [b"m0", b"m1", b"m2"]
+
+
+def test_offline_queue_order(node):
+    cid, t = uid("oq"), uid("t")
+    r, _ = raw_session(node, cid, expiry=60, subs=[(t, 2)])
+    r.send(R.disconnect(0))
+    assert r.is_closed()
+    with Client(node) as pub:
+        for i in range(200):
+            pub.publish(t, b"%d" % i, qos=1 + (i % 2), wait=False)
+        pub.publish(t, b"200", qos=1)
+    r, ack = raw_session(node, cid, expiry=60, clean=False)
+    assert ack.session_present
+    got = []
+    while len(got) < 201:
+        p = r.recv()
+        if p.type == R.PUBLISH:
+            got.append(int(p.payload))
+            r.send(R.puback(p.pid) if p.qos == 1 else R.pubrec(p.pid))
+        elif p.type == R.PUBREL:
+            r.send(R.pubcomp(p.pid))
+    assert got == list(range(201))
+    r.close()
+
+
+def test_takeover_while_publishing_loses_nothing(node):
+    """QoS 1 flows to a persistent session while a second connection takes
+    it over (on either worker): every message reaches one of them."""
+    cid, t = uid("tk"), uid("t")
+    pr = props(PacketTypes.CONNECT, SessionExpiryInterval=60)
+    a = Client(node, client_id=cid, clean=True, properties=pr)
+    a.subscribe(t, 1)
+    pub = Client(node, version=4)
+    n = 400
+    done = __import__("threading").Event()
+
+    def publish_all():
+        for i in range(n):
+            pub.publish(t, b"%d" % i, qos=1, wait=False)
+        done.set()
+
+    th = __import__("threading").Thread(target=publish_all)
+    th.start()
+    # Take over once messages are flowing.
+    a.get()
+    b = Client(node, client_id=cid, clean=False, properties=pr)
+    assert b.session_present
+    th.join()
+    assert done.is_set()
+    pub.publish(t, b"%d" % n, qos=1)
+    seen = set()
+    while not a.messages.empty():
+        seen.add(int(a.messages.get().payload))
+    deadline = time.time() + 60
+    while n not in seen or len(seen) < n + 1:
+        assert time.time() < deadline, "missing: %s" % sorted(set(range(n + 1)) - seen)[:20]
+        try:
+            seen.add(int(b.messages.get(timeout=1).payload))
+        except Exception:
+            pass
+        while not a.messages.empty():
+            seen.add(int(a.messages.get().payload))
+    # (the first one taken by a.get() above)
+    assert seen | {0} >= set(range(n + 1))
+    a.c.loop_stop()
+    b.disconnect()
+    pub.disconnect()

@@ -379,3 +379,125 @@ def test_many_filters_in_one_subscribe(node):
         with Client(node) as pub:
             pub.publish(b + "/99", b"x", qos=0)
         assert r.expect(R.PUBLISH).topic == b + "/99"
+
+
+def test_resubscribe_replaces_subscription_identifier(node):
+    t = uid("sid")
+    with R.RawClient(node) as r:
+        assert r.connect(uid("s")).rc == 0
+        r.send(R.subscribe(1, [(t, 1)], properties={R.P_SUBSCRIPTION_ID: 5}))
+        r.expect(R.SUBACK)
+        r.send(R.subscribe(2, [(t, 1)]))
+        r.expect(R.SUBACK)
+        with Client(node) as pub:
+            pub.publish(t, b"x", qos=1)
+        p = r.expect(R.PUBLISH)
+        assert p.props.all(R.P_SUBSCRIPTION_ID) == [], p
+        r.send(R.subscribe(3, [(t, 1)], properties={R.P_SUBSCRIPTION_ID: 9}))
+        r.expect(R.SUBACK, skip=(R.PUBLISH,))
+        with Client(node) as pub:
+            pub.publish(t, b"y", qos=1)
+        while True:
+            p = r.expect(R.PUBLISH)
+            if p.payload == b"y":
+                break
+        assert p.props.all(R.P_SUBSCRIPTION_ID) == [9]
+
+
+def test_sys_clients_connected_tracks_connections(node):
+    with Client(node) as c:
+        c.subscribe("$SYS/broker/clients/connected", 0)
+
+        def wait_value(want):
+            deadline = time.time() + 15
+            last = None
+            while time.time() < deadline:
+                try:
+                    last = int(c.messages.get(timeout=1).payload)
+                except Exception:
+                    continue
+                if last == want:
+                    return
+            raise AssertionError("clients/connected stayed %r, expected %d" % (last, want))
+
+        wait_value(1)
+        extra = [R.RawClient(node) for _ in range(3)]
+        for r in extra:
+            assert r.connect(uid("x")).rc == 0
+        wait_value(4)
+        for r in extra:
+            r.send(R.disconnect(0))
+            r.close()
+        wait_value(1)
+
+
+def test_sys_messages_counters_move(node):
+    with Client(node) as c:
+        c.subscribe("$SYS/broker/messages/received", 0)
+        first = int(c.get().payload)
+        t = uid("cnt")
+        for i in range(10):
+            c.publish(t, b"x", qos=1)
+        deadline = time.time() + 15
+        while True:
+            v = int(c.get().payload)
+            if v >= first + 10:
+                break
+            assert time.time() < deadline, (first, v)
+
+
+def test_sys_subscription_and_retained_counts(node):
+    with Client(node) as c:
+        b = uid("cnt")
+        for i in range(5):
+            c.publish("%s/%d" % (b, i), b"r", qos=1, retain=True)
+        c.subscribe("$SYS/broker/retained messages/count", 0)
+        c.subscribe("$SYS/broker/subscriptions/count", 0)
+        seen = {}
+        deadline = time.time() + 15
+        while len(seen) < 2 or seen.get("$SYS/broker/retained messages/count", 0) < 5:
+            assert time.time() < deadline, seen
+            m = c.get()
+            seen[m.topic] = int(m.payload)
+        # 5 retained of ours plus the $SYS values themselves.
+        assert seen["$SYS/broker/retained messages/count"] >= 5
+        assert seen["$SYS/broker/subscriptions/count"] >= 2
+
+
+def test_shared_subscription_offline_persistent_member(node):
+    """A persistent member that went offline does not swallow messages while
+    another member is online."""
+    t = uid("shared")
+    cid = uid("off")
+    pr = props(PacketTypes.CONNECT, SessionExpiryInterval=60)
+    off = Client(node, client_id=cid, properties=pr)
+    off.subscribe("$share/g/" + t, 1)
+    off.disconnect()
+    with Client(node) as on, Client(node) as pub:
+        on.subscribe("$share/g/" + t, 1)
+        for i in range(10):
+            pub.publish(t, b"%d" % i, qos=1)
+        assert sorted(int(m.payload) for m in on.get_n(10)) == list(range(10))
+
+
+def test_v311_subscribe_option_reserved_bits(node):
+    with R.RawClient(node, version=4) as r:
+        assert r.connect(uid("s"), version=4).rc == 0
+        r.send(R.subscribe(1, [("a", 0x05)], version=4))  # bit 2 is reserved in 3.1.1
+        seen = r.wait_closed()
+        assert seen == [], seen
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_empty_filter(node, version):
+    with R.RawClient(node, version=version) as r:
+        assert r.connect(uid("s"), version=version).rc == 0
+        r.send(R.subscribe(1, [("", 0)], version=version))
+        try:
+            p = r.recv()
+        except R.Closed:
+            return  # closing is allowed
+        if p.type == R.SUBACK:
+            assert p.codes == [0x8F if version == 5 else 0x80]
+        else:
+            assert p.type == R.DISCONNECT and p.rc >= 0x80

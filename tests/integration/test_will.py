@@ -207,3 +207,49 @@ def test_will_qos3_is_malformed(node):
                          will={"topic": "w", "payload": b"x"}))
         seen = r.wait_closed()
         assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen
+
+
+def test_will_delay_not_published_on_takeover_resume(node):
+    """A new connection resuming the session within the will delay cancels
+    the delayed will of the connection it takes over (§3.1.3.2.2)."""
+    t = uid("w")
+    cid = uid("will")
+    with watcher(node, t) as w:
+        r = will_client(node, t, cid=cid, expiry=30, will_props={R.P_WILL_DELAY: 2}, payload=b"should not")
+        r2 = R.RawClient(node)
+        t0 = time.time()
+        ack = r2.connect(cid, clean=False, properties={R.P_SESSION_EXPIRY: 30})
+        assert ack.rc == 0 and ack.session_present
+        assert [p.rc for p in r.wait_closed() if p.type == R.DISCONNECT] == [0x8E]
+        w.none(max(0.1, 3.5 - (time.time() - t0)))
+        r2.send(R.disconnect(0))
+        r2.close()
+
+
+def test_will_published_on_takeover_with_clean_start(node):
+    t = uid("w")
+    cid = uid("will")
+    with watcher(node, t) as w:
+        r = will_client(node, t, cid=cid, expiry=30, will_props={R.P_WILL_DELAY: 30}, payload=b"session ended")
+        r2 = R.RawClient(node)
+        ack = r2.connect(cid, clean=True)
+        assert ack.rc == 0 and not ack.session_present
+        assert w.get(timeout=10).payload == b"session ended"
+        r2.close()
+
+
+def test_will_payload_format_invalid(node):
+    with R.RawClient(node) as r:
+        r.send(R.connect(uid("w"), will={"topic": "w", "payload": b"\xff\xfe",
+                                         "properties": {R.P_PAYLOAD_FORMAT: 1}}))
+        seen = r.wait_closed()
+        acks = [p for p in seen if p.type == R.CONNACK]
+        assert len(acks) == 1 and acks[0].rc == 0x99, seen
+
+
+@pytest.mark.parametrize("flags", [0x02 | 0x08, 0x02 | 0x20], ids=["will-qos-without-will", "will-retain-without-will"])
+def test_will_bits_without_will_flag(node, flags):
+    with R.RawClient(node, version=4) as r:
+        r.send(R.connect(uid("w"), version=4, flags=flags))
+        seen = r.wait_closed()
+        assert not any(p.type == R.CONNACK and p.rc == 0 for p in seen), seen

@@ -90,8 +90,11 @@ Test(hist, percentile_never_exceeds_max_nor_goes_below_min)
     hist_record(h, 1000001);
     cr_assert_eq(hist_percentile(h, 50), 1000001);
     cr_assert_eq(hist_percentile(h, 99.9), 1000001);
+    /* Same bucket (4096 wide here): the bucket's top is capped at max. */
     hist_record(h, 1000002);
-    cr_assert_eq(hist_percentile(h, 50), 1000001);
+    cr_assert_eq(hist_percentile(h, 50), 1000002);
+    hist_record(h, 3);
+    cr_assert_eq(hist_percentile(h, 0), 3);
     cr_assert_eq(hist_percentile(h, 100), 1000002);
     free(h);
 }

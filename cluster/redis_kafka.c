@@ -1,0 +1,176 @@
+/* The redis_kafka backplane: messages on Kafka, retained snapshot,
+ * membership and session records in Redis. */
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "cluster/rk_impl.h"
+#include "common/alloc.h"
+#include "common/log.h"
+
+uint64_t rk_unix_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+/* Log one line per readiness change, not per message. */
+void rk_update_ready(rk *r)
+{
+    backplane *bp = r->bp;
+    bool ready = atomic_load(&r->kafka_up) && atomic_load(&r->redis_up) && !atomic_load(&r->stopping);
+    bp->ready = ready;
+    if (ready != r->was_ready) {
+        r->was_ready = ready;
+        sh_log(ready ? SH_INFO : SH_WARN, "event=backplane_%s kafka=%s redis=%s", ready ? "ready" : "not_ready",
+               atomic_load(&r->kafka_up) ? "up" : "down", atomic_load(&r->redis_up) ? "up" : "down");
+        if (bp->hooks.ready_changed) {
+            bp->hooks.ready_changed(bp->hooks.node, ready);
+        }
+    }
+}
+
+typedef struct completion {
+    bp_done_cb cb;
+    void *arg;
+    bp_status st;
+} completion;
+
+static void completion_cb(evutil_socket_t fd, short what, void *arg)
+{
+    completion c = *(completion *)arg;
+    sh_free(arg, sizeof(completion));
+    c.cb(c.st, c.arg);
+}
+
+void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st)
+{
+    if (!cb) {
+        return;
+    }
+    completion *c = sh_malloc(sizeof(*c));
+    c->cb = cb;
+    c->arg = arg;
+    c->st = st;
+    struct timeval now = {0, 0};
+    if (event_base_once(r->bp->bases[worker], -1, EV_TIMEOUT, completion_cb, c, &now) != 0) {
+        sh_free(c, sizeof(*c));
+    }
+}
+
+static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rk *r = arg;
+    if (atomic_load(&r->stopping)) {
+        event_base_loopexit(r->base, NULL);
+    }
+}
+
+static void *rk_main(void *arg)
+{
+    rk *r = arg;
+    rk_kafka_attach(r);
+    rk_redis_attach(r);
+    event_base_dispatch(r->base);
+    return NULL;
+}
+
+static void rk_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
+{
+    rk *r = bp->impl;
+    if (cb && !bp->ready) {
+        /* Nothing is acknowledged that is not durable. */
+        rk_complete(r, worker, cb, arg, BP_EUNAVAILABLE);
+        return;
+    }
+    rk_kafka_publish(r, worker, m, cb, arg);
+}
+
+static void rk_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
+{
+    rk_redis_retain_set(bp->impl, worker, m, cb, arg);
+}
+
+static void rk_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg)
+{
+    rk_redis_session_claim(bp->impl, worker, client_id, cb, arg);
+}
+
+static void rk_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
+                             void *arg)
+{
+    rk_redis_session_store(bp->impl, worker, s, expiry_s, cb, arg);
+}
+
+static void rk_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
+                            void *arg)
+{
+    rk_redis_session_drop(bp->impl, worker, client_id, epoch, cb, arg);
+}
+
+static void rk_close(backplane *bp)
+{
+    rk *r = bp->impl;
+    atomic_store(&r->stopping, true);
+    event_active(r->keepalive, EV_TIMEOUT, 0);
+    pthread_join(r->thread, NULL);
+    pthread_join(r->probe_thread, NULL);
+    rk_redis_stop(r);
+    rk_kafka_stop(r);
+}
+
+static void rk_free(backplane *bp)
+{
+    rk *r = bp->impl;
+    event_free(r->keepalive);
+    event_base_free(r->base);
+    sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    sh_free(r, sizeof(*r));
+    sh_free(bp, sizeof(*bp));
+}
+
+static const bp_ops rk_ops = {
+    .kind = "redis_kafka",
+    .close = rk_close,
+    .free = rk_free,
+    .publish = rk_publish,
+    .retain_set = rk_retain_set,
+    .session_claim = rk_session_claim,
+    .session_store = rk_session_store,
+    .session_drop = rk_session_drop,
+};
+
+void *rk_probe_main(void *arg);
+
+backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks)
+{
+    evthread_use_pthreads();
+    backplane *bp = sh_calloc(1, sizeof(*bp));
+    rk *r = sh_calloc(1, sizeof(*r));
+    bp->ops = &rk_ops;
+    bp->cfg = *cfg;
+    bp->hooks = *hooks;
+    bp->impl = r;
+    r->bp = bp;
+    r->base = event_base_new();
+    r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);
+    struct timeval sec = {1, 0};
+    event_add(r->keepalive, &sec);
+    r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
+    snprintf(r->topic, sizeof(r->topic), "%smessages", cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "shoal.");
+    if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0) {
+        rk_kafka_stop(r);
+        event_free(r->keepalive);
+        event_base_free(r->base);
+        sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+        sh_free(r, sizeof(*r));
+        sh_free(bp, sizeof(*bp));
+        return NULL;
+    }
+    rk_update_ready(r);
+    pthread_create(&r->thread, NULL, rk_main, r);
+    pthread_create(&r->probe_thread, NULL, rk_probe_main, r);
+    return bp;
+}

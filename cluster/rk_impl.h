@@ -1,0 +1,75 @@
+/* The redis_kafka backplane's shared state. Only cluster/rk_*.c and
+ * cluster/redis_kafka.c include this; hiredis and librdkafka stay here.
+ *
+ * Threads: one backplane thread runs its own event_base with the hiredis
+ * connection and the librdkafka queue wake-ups (rd_kafka_queue_io_event_enable),
+ * so no thread ever blocks polling. Workers call rd_kafka_producev directly
+ * (it is thread-safe); delivery reports arrive on the backplane thread and
+ * are posted back to the calling worker's loop with event_base_once. Redis
+ * commands from workers are handed to the backplane thread the same way. */
+#ifndef SHOAL_CLUSTER_RK_IMPL_H
+#define SHOAL_CLUSTER_RK_IMPL_H
+
+#include <hiredis/async.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cluster/backplane_impl.h"
+
+typedef struct rk {
+    backplane *bp;
+    pthread_t thread;
+    pthread_t probe_thread;
+    struct event_base *base;
+    struct event *keepalive; /* keeps the loop alive while idle */
+    _Atomic bool stopping;
+
+    /* Kafka */
+    rd_kafka_t *producer;
+    rd_kafka_t *consumer;
+    char topic[256];
+    int partitions;
+    int prod_pipe[2];
+    int cons_pipe[2];
+    struct event *prod_ev;
+    struct event *cons_ev;
+    _Atomic bool kafka_up;
+    int64_t *positions; /* next offset per partition, for session resume */
+    _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records;
+
+    /* Redis */
+    char redis_host[256];
+    int redis_port;
+    char redis_password[256];
+    int redis_db;
+    redisAsyncContext *ac;
+    struct event *redis_retry;
+    struct event *heartbeat;
+    _Atomic bool redis_up;
+    bool was_ready;
+} rk;
+
+/* rk_kafka.c */
+int rk_kafka_start(rk *r);  /* before the thread starts; may block briefly */
+void rk_kafka_attach(rk *r); /* on the backplane thread */
+void rk_kafka_stop(rk *r);
+void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+
+/* rk_redis.c */
+int rk_redis_parse_url(rk *r, const char *url);
+int rk_redis_load_retained(rk *r); /* before the thread starts */
+void rk_redis_attach(rk *r);
+void rk_redis_stop(rk *r);
+void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+void rk_redis_session_claim(rk *r, int worker, const char *client_id, bp_session_cb cb, void *arg);
+void rk_redis_session_store(rk *r, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb, void *arg);
+void rk_redis_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+
+/* redis_kafka.c */
+void rk_update_ready(rk *r);
+/* Run cb(st, arg) on the worker's loop. */
+void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st);
+uint64_t rk_unix_ms(void);
+
+#endif

@@ -1,0 +1,406 @@
+/* Kafka: the idempotent acks=all producer, the all-partitions consumer,
+ * topic creation, and the wake-up pipes that tie both into the backplane's
+ * event loop. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster/rk_impl.h"
+#include "cluster/rk_record.h"
+#include "common/alloc.h"
+#include "common/log.h"
+
+/* A QoS 1/2 publish waits at most this long for Kafka before the client is
+ * told the message could not be stored. */
+#define MESSAGE_TIMEOUT_MS "10000"
+
+typedef struct produce_ctx {
+    bp_done_cb cb;
+    void *arg;
+    int worker;
+} produce_ctx;
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char err[256];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        sh_log(SH_ERROR, "event=kafka_config key=%s value=%s err=\"%s\"", k, v, err);
+        return -1;
+    }
+    return 0;
+}
+
+static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
+{
+    rk *r = opaque;
+    produce_ctx *ctx = m->_private;
+    if (m->err) {
+        atomic_fetch_add(&r->produce_errors, 1);
+        sh_log(SH_WARN, "event=kafka_produce_failed err=\"%s\"", rd_kafka_err2str(m->err));
+    } else {
+        atomic_fetch_add(&r->produced, 1);
+        if (!atomic_exchange(&r->kafka_up, true)) {
+            rk_update_ready(r);
+        }
+    }
+    if (ctx) {
+        rk_complete(r, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK);
+        sh_free(ctx, sizeof(*ctx));
+    }
+}
+
+static void error_cb(rd_kafka_t *rkp, int err, const char *reason, void *opaque)
+{
+    rk *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL) {
+        if (atomic_exchange(&r->kafka_up, false)) {
+            sh_log(SH_WARN, "event=kafka_down err=\"%s\"", reason);
+            rk_update_ready(r);
+        }
+    } else {
+        sh_log(SH_DEBUG, "event=kafka_error err=\"%s\"", reason);
+    }
+}
+
+static void log_cb(const rd_kafka_t *rkp, int level, const char *fac, const char *buf)
+{
+    sh_log(level <= 3 ? SH_WARN : SH_DEBUG, "event=kafka_log facility=%s msg=\"%s\"", fac, buf);
+}
+
+static rd_kafka_conf_t *base_conf(rk *r)
+{
+    const bp_config *cfg = &r->bp->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set(conf, "bootstrap.servers", cfg->kafka_brokers);
+    set(conf, "client.id", cfg->node_id);
+    rd_kafka_conf_set_opaque(conf, r);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    rd_kafka_conf_set_log_cb(conf, log_cb);
+    return conf;
+}
+
+static rd_kafka_t *make_producer(rk *r)
+{
+    const bp_config *cfg = &r->bp->cfg;
+    rd_kafka_conf_t *conf = base_conf(r);
+    const char *acks = cfg->kafka_acks ? cfg->kafka_acks : "all";
+    bool idempotent = strcmp(acks, "all") == 0 || strcmp(acks, "-1") == 0;
+    if (set(conf, "acks", acks) || set(conf, "enable.idempotence", idempotent ? "true" : "false") ||
+        set(conf, "linger.ms", "1") || set(conf, "message.timeout.ms", MESSAGE_TIMEOUT_MS) ||
+        set(conf, "partitioner", "murmur2_random")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    char err[512];
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!p) {
+        sh_log(SH_ERROR, "event=kafka_producer_failed err=\"%s\"", err);
+    }
+    return p;
+}
+
+static rd_kafka_t *make_consumer(rk *r)
+{
+    rd_kafka_conf_t *conf = base_conf(r);
+    char group[300];
+    snprintf(group, sizeof(group), "shoal-node-%s", r->bp->cfg.node_id);
+    /* Every node reads every partition through assign(); the group id is
+     * required by librdkafka but nothing is committed. */
+    if (set(conf, "group.id", group) || set(conf, "enable.auto.commit", "false") ||
+        set(conf, "enable.auto.offset.store", "false") || set(conf, "enable.partition.eof", "false") ||
+        set(conf, "fetch.wait.max.ms", "10")) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    char err[512];
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!c) {
+        sh_log(SH_ERROR, "event=kafka_consumer_failed err=\"%s\"", err);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(c);
+    return c;
+}
+
+/* Create the topic if missing; accept an existing one with a warning when
+ * its partition count differs. Blocks (startup only). */
+static int ensure_topic(rk *r)
+{
+    const bp_config *cfg = &r->bp->cfg;
+    int parts = cfg->kafka_partitions > 0 ? cfg->kafka_partitions : 12;
+    int rf = cfg->kafka_replication > 0 ? cfg->kafka_replication : 3;
+    char err[512];
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(r->topic, parts, rf, err, sizeof(err));
+    if (!nt) {
+        sh_log(SH_ERROR, "event=kafka_topic_failed topic=%s err=\"%s\"", r->topic, err);
+        return -1;
+    }
+    if (rf >= 3) {
+        rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", "2");
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(r->producer);
+    int rc = -1;
+    for (int attempt = 0; attempt < 60 && rc != 0; attempt++) {
+        rd_kafka_CreateTopics(r->producer, &nt, 1, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+        const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
+        rd_kafka_resp_err_t e = ev ? rd_kafka_event_error(ev) : RD_KAFKA_RESP_ERR__TIMED_OUT;
+        if (!e && n == 1) {
+            e = rd_kafka_topic_result_error(tr[0]);
+        }
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            rc = 0;
+        } else {
+            sh_log(SH_WARN, "event=kafka_topic_retry topic=%s err=\"%s\"", r->topic, rd_kafka_err2str(e));
+            usleep(500000);
+        }
+        if (ev) {
+            rd_kafka_event_destroy(ev);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
+static int fetch_partitions(rk *r)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(r->consumer, r->topic, NULL);
+    for (int attempt = 0; attempt < 60; attempt++) {
+        const rd_kafka_metadata_t *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(r->consumer, 0, t, &md, 5000);
+        int n = 0;
+        if (!e && md->topic_cnt == 1 && !md->topics[0].err) {
+            n = md->topics[0].partition_cnt;
+        }
+        if (md) {
+            rd_kafka_metadata_destroy(md);
+        }
+        if (n > 0) {
+            r->partitions = n;
+            rd_kafka_topic_destroy(t);
+            int want = r->bp->cfg.kafka_partitions;
+            if (want > 0 && want != n) {
+                sh_log(SH_WARN, "event=kafka_topic_partitions topic=%s have=%d configured=%d", r->topic, n, want);
+            }
+            return 0;
+        }
+        usleep(500000);
+    }
+    rd_kafka_topic_destroy(t);
+    sh_log(SH_ERROR, "event=kafka_metadata_failed topic=%s", r->topic);
+    return -1;
+}
+
+static int assign_all(rk *r)
+{
+    r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->partitions);
+    for (int p = 0; p < r->partitions; p++) {
+        /* A fresh node starts at the end: history is for sessions ([5/9]). */
+        rd_kafka_topic_partition_list_add(l, r->topic, p)->offset = RD_KAFKA_OFFSET_END;
+        r->positions[p] = -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(r->consumer, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        sh_log(SH_ERROR, "event=kafka_assign_failed err=\"%s\"", rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int rk_kafka_start(rk *r)
+{
+    r->producer = make_producer(r);
+    r->consumer = r->producer ? make_consumer(r) : NULL;
+    if (!r->consumer || ensure_topic(r) != 0 || fetch_partitions(r) != 0 || assign_all(r) != 0) {
+        return -1;
+    }
+    atomic_store(&r->kafka_up, true);
+    sh_log(SH_INFO, "event=kafka_ready brokers=%s topic=%s partitions=%d", r->bp->cfg.kafka_brokers, r->topic,
+           r->partitions);
+    return 0;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0) {
+    }
+}
+
+static void prod_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rk *r = arg;
+    drain_pipe(fd);
+    while (rd_kafka_poll(r->producer, 0) > 0) {
+    }
+}
+
+static void deliver_record(rk *r, const rd_kafka_message_t *km)
+{
+    bp_message m;
+    const uint8_t *origin;
+    size_t olen;
+    rk_record_status st = rk_record_decode(km->payload, km->len, &m, &origin, &olen);
+    if (st == RK_RECORD_NEWER) {
+        atomic_fetch_add(&r->skipped_newer, 1);
+        return;
+    }
+    if (st != RK_RECORD_OK) {
+        atomic_fetch_add(&r->bad_records, 1);
+        sh_log(SH_WARN, "event=kafka_bad_record partition=%d offset=%lld", km->partition, (long long)km->offset);
+        return;
+    }
+    const char *self = r->bp->cfg.node_id;
+    /* Our own publishes were delivered locally at once. */
+    if (olen == strlen(self) && memcmp(origin, self, olen) == 0) {
+        return;
+    }
+    atomic_fetch_add(&r->consumed, 1);
+    r->bp->hooks.remote_message(r->bp->hooks.node, &m, (unsigned)km->partition);
+}
+
+static void cons_cb(evutil_socket_t fd, short what, void *arg)
+{
+    rk *r = arg;
+    drain_pipe(fd);
+    rd_kafka_message_t *km;
+    while ((km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
+        if (km->err) {
+            if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                sh_log(SH_DEBUG, "event=kafka_consume_error err=\"%s\"", rd_kafka_message_errstr(km));
+            }
+        } else {
+            if (km->partition >= 0 && km->partition < r->partitions) {
+                r->positions[km->partition] = km->offset + 1;
+            }
+            deliver_record(r, km);
+        }
+        rd_kafka_message_destroy(km);
+    }
+}
+
+static int make_pipe(int p[2])
+{
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+        sh_log(SH_ERROR, "event=pipe_failed err=\"%s\"", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* librdkafka writes one byte when a queue turns non-empty; the callbacks
+ * drain the pipe and then poll until the queue is empty. */
+void rk_kafka_attach(rk *r)
+{
+    if (make_pipe(r->prod_pipe) || make_pipe(r->cons_pipe)) {
+        return;
+    }
+    r->prod_ev = event_new(r->base, r->prod_pipe[0], EV_READ | EV_PERSIST, prod_cb, r);
+    r->cons_ev = event_new(r->base, r->cons_pipe[0], EV_READ | EV_PERSIST, cons_cb, r);
+    event_add(r->prod_ev, NULL);
+    event_add(r->cons_ev, NULL);
+    rd_kafka_queue_t *pq = rd_kafka_queue_get_main(r->producer);
+    rd_kafka_queue_io_event_enable(pq, r->prod_pipe[1], "1", 1);
+    rd_kafka_queue_destroy(pq);
+    rd_kafka_queue_t *cq = rd_kafka_queue_get_consumer(r->consumer);
+    rd_kafka_queue_io_event_enable(cq, r->cons_pipe[1], "1", 1);
+    rd_kafka_queue_destroy(cq);
+    /* Anything that arrived before the pipes existed. */
+    prod_cb(r->prod_pipe[0], EV_READ, r);
+    cons_cb(r->cons_pipe[0], EV_READ, r);
+}
+
+/* While Kafka is marked down, ask for metadata once a second on this
+ * thread (it blocks) so readiness comes back without traffic. */
+void *rk_probe_main(void *arg)
+{
+    rk *r = arg;
+    while (!atomic_load(&r->stopping)) {
+        if (!atomic_load(&r->kafka_up)) {
+            const rd_kafka_metadata_t *md = NULL;
+            if (rd_kafka_metadata(r->producer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                bool any = md->broker_cnt > 0;
+                rd_kafka_metadata_destroy(md);
+                if (any && !atomic_exchange(&r->kafka_up, true)) {
+                    sh_log(SH_INFO, "event=kafka_up");
+                    rk_update_ready(r);
+                }
+            } else if (md) {
+                rd_kafka_metadata_destroy(md);
+            }
+        }
+        for (int i = 0; i < 10 && !atomic_load(&r->stopping); i++) {
+            usleep(100000);
+        }
+    }
+    return NULL;
+}
+
+void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg)
+{
+    const char *origin = r->bp->cfg.node_id;
+    size_t n = rk_record_size(m, origin);
+    uint8_t *buf = sh_malloc(n);
+    rk_record_encode(m, origin, buf);
+    produce_ctx *ctx = NULL;
+    if (cb) {
+        ctx = sh_malloc(sizeof(*ctx));
+        ctx->cb = cb;
+        ctx->arg = arg;
+        ctx->worker = worker;
+    }
+    /* Keyed by MQTT topic: one partition per topic keeps per-topic order. */
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(m->topic, m->topic_len),
+        RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
+    sh_free(buf, n);
+    if (e) {
+        atomic_fetch_add(&r->produce_errors, 1);
+        sh_log(SH_WARN, "event=kafka_produce_refused err=\"%s\"", rd_kafka_err2str(e));
+        if (ctx) {
+            sh_free(ctx, sizeof(*ctx));
+            rk_complete(r, worker, cb, arg, BP_EUNAVAILABLE);
+        }
+    }
+}
+
+void rk_kafka_stop(rk *r)
+{
+    if (r->producer) {
+        rd_kafka_flush(r->producer, 5000);
+        /* Reports for what could not be flushed still complete their callers. */
+        rd_kafka_poll(r->producer, 0);
+    }
+    if (r->consumer) {
+        rd_kafka_consumer_close(r->consumer);
+        rd_kafka_destroy(r->consumer);
+        r->consumer = NULL;
+    }
+    if (r->producer) {
+        rd_kafka_destroy(r->producer);
+        r->producer = NULL;
+    }
+    if (r->prod_ev) {
+        event_free(r->prod_ev);
+        event_free(r->cons_ev);
+        r->prod_ev = r->cons_ev = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (r->prod_pipe[i] >= 0) {
+            close(r->prod_pipe[i]);
+        }
+        if (r->cons_pipe[i] >= 0) {
+            close(r->cons_pipe[i]);
+        }
+        r->prod_pipe[i] = r->cons_pipe[i] = -1;
+    }
+}

@@ -1,0 +1,119 @@
+#include "cluster/rk_record.h"
+
+#include <string.h>
+
+static uint8_t *put16(uint8_t *d, uint16_t v)
+{
+    d[0] = (uint8_t)(v >> 8);
+    d[1] = (uint8_t)v;
+    return d + 2;
+}
+
+static uint8_t *put32(uint8_t *d, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        *d++ = (uint8_t)(v >> (i * 8));
+    }
+    return d;
+}
+
+static uint8_t *put64(uint8_t *d, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        *d++ = (uint8_t)(v >> (i * 8));
+    }
+    return d;
+}
+
+static uint64_t get(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+static size_t origin_len(const char *origin)
+{
+    size_t n = origin ? strlen(origin) : 0;
+    return n > 255 ? 255 : n;
+}
+
+size_t rk_record_size(const bp_message *m, const char *origin)
+{
+    return 2 + 1 + 1 + 1 + 1 + origin_len(origin) + 8 + 4 + m->props_len + 2 + m->topic_len + m->payload_len;
+}
+
+size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
+{
+    uint8_t *d = dst;
+    size_t olen = origin_len(origin);
+    *d++ = 'S';
+    *d++ = 'H';
+    *d++ = RK_RECORD_VERSION;
+    *d++ = m->retain ? 1 : 0;
+    *d++ = m->qos;
+    *d++ = (uint8_t)olen;
+    memcpy(d, origin, olen);
+    d += olen;
+    d = put64(d, m->expiry_at_unix_ms);
+    d = put32(d, m->props_len);
+    if (m->props_len) {
+        memcpy(d, m->props, m->props_len);
+    }
+    d += m->props_len;
+    d = put16(d, (uint16_t)m->topic_len);
+    memcpy(d, m->topic, m->topic_len);
+    d += m->topic_len;
+    if (m->payload_len) {
+        memcpy(d, m->payload, m->payload_len);
+    }
+    d += m->payload_len;
+    return (size_t)(d - dst);
+}
+
+rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m, const uint8_t **origin,
+                                  size_t *olen)
+{
+    if (len < 3 || buf[0] != 'S' || buf[1] != 'H') {
+        return RK_RECORD_BAD;
+    }
+    if (buf[2] > RK_RECORD_VERSION) {
+        return RK_RECORD_NEWER;
+    }
+    if (buf[2] == 0 || len < 6) {
+        return RK_RECORD_BAD;
+    }
+    memset(m, 0, sizeof(*m));
+    m->retain = (buf[3] & 1) != 0;
+    m->qos = buf[4];
+    size_t pos = 6, n = buf[5];
+    if (m->qos > 2 || len < pos + n + 8 + 4) {
+        return RK_RECORD_BAD;
+    }
+    *origin = buf + pos;
+    *olen = n;
+    pos += n;
+    m->expiry_at_unix_ms = get(buf + pos, 8);
+    pos += 8;
+    uint64_t plen = get(buf + pos, 4);
+    pos += 4;
+    if (plen > len - pos || len - pos - plen < 2) {
+        return RK_RECORD_BAD;
+    }
+    m->props = buf + pos;
+    m->props_len = (uint32_t)plen;
+    pos += plen;
+    size_t tlen = (size_t)get(buf + pos, 2);
+    pos += 2;
+    if (tlen == 0 || tlen > len - pos) {
+        return RK_RECORD_BAD;
+    }
+    m->topic = buf + pos;
+    m->topic_len = (uint32_t)tlen;
+    pos += tlen;
+    m->payload = buf + pos;
+    m->payload_len = (uint32_t)(len - pos);
+    return RK_RECORD_OK;
+}

@@ -1,0 +1,34 @@
+/* The HTTP endpoint: GET /metrics (Prometheus text 0.0.4), GET
+ * /health/live and /health/ready, and the admin API under /api/v1/
+ * (node/admin.c). It runs on its own thread with its own event_base, so a
+ * slow scrape or a slow admin client never stalls an MQTT worker; it reads
+ * counters with atomics and reaches worker-owned objects only by posting
+ * work to the owning worker's loop. */
+#ifndef SHOAL_NODE_HTTP_H
+#define SHOAL_NODE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/core.h"
+
+typedef struct http_server http_server;
+
+/* Bind --http-bind:--http-port and start the thread. Call after
+ * worker_start_all (the workers' loops must exist). Returns NULL and logs
+ * why on failure (e.g. the port is taken). */
+http_server *http_start(broker *b);
+
+/* The bound port (the chosen one with --http-port 0). */
+uint16_t http_port(const http_server *h);
+
+/* "http://127.0.0.1:8080": the URL to reach the endpoint from this host
+ * (a wildcard bind address becomes loopback). */
+void http_url(const http_server *h, char *dst, size_t len);
+
+/* Stop the thread, then free. Call before worker_stop_all: an admin
+ * request in flight may be waiting on a worker. Blocks until the request
+ * being served (if any) finishes. NULL is ignored. */
+void http_stop(http_server *h);
+
+#endif

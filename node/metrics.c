@@ -1,0 +1,256 @@
+/* Broker metrics: every figure is read with atomics or under the index's
+ * read lock, so a scrape never waits on a worker's loop. */
+#include "node/metrics.h"
+
+#include <dirent.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "proto/mqtt.h"
+
+#define TICK_MS 1000
+
+void metrics_worker_init(worker *w)
+{
+    uint64_t now = now_ms();
+    w->tick_due_ms = now + TICK_MS;
+    atomic_store(&w->tick_last_ms, now);
+}
+
+void metrics_tick(worker *w, uint64_t now, uint32_t active)
+{
+    uint64_t lag = now > w->tick_due_ms ? now - w->tick_due_ms : 0;
+    /* libevent schedules a persistent timeout from when it was due, or from
+     * now if that is already past; follow it so lag does not accumulate. */
+    w->tick_due_ms += TICK_MS;
+    if (w->tick_due_ms <= now) {
+        w->tick_due_ms = now + TICK_MS;
+    }
+    atomic_store_explicit(&w->tick_lag_ms, lag, memory_order_relaxed);
+    atomic_store_explicit(&w->tick_last_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&w->online, active, memory_order_relaxed);
+}
+
+bool metrics_loops_alive(broker *b, uint64_t now, int *stuck, uint64_t *silent_ms)
+{
+    for (int i = 0; i < b->nworkers; i++) {
+        uint64_t last = atomic_load_explicit(&b->workers[i].tick_last_ms, memory_order_relaxed);
+        if (now > last && now - last > METRICS_LIVE_MS) {
+            *stuck = i;
+            *silent_ms = now - last;
+            return false;
+        }
+    }
+    return true;
+}
+
+static uint64_t sum(broker *b, size_t off)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < b->nworkers; i++) {
+        total += atomic_load_explicit((_Atomic uint64_t *)((char *)&b->workers[i] + off), memory_order_relaxed);
+    }
+    return total;
+}
+
+static uint64_t sum_online(broker *b)
+{
+    uint64_t total = 0;
+    for (int i = 0; i < b->nworkers; i++) {
+        total += atomic_load_explicit(&b->workers[i].online, memory_order_relaxed);
+    }
+    return total;
+}
+
+/* A counter whose value is the sum of one worker field. */
+typedef struct summed {
+    const char *name;
+    size_t off;
+    const char *help;
+} summed;
+
+static const summed summed_counters[] = {
+    {"shoal_messages_in_total", offsetof(worker, msgs_in), "PUBLISH packets received from clients"},
+    {"shoal_messages_out_total", offsetof(worker, msgs_out), "PUBLISH packets sent to clients"},
+    {"shoal_messages_dropped_total", offsetof(worker, dropped),
+     "messages dropped (slow subscriber, queue full, expired)"},
+    {"shoal_received_bytes_total", offsetof(worker, bytes_in), "MQTT bytes received from clients"},
+    {"shoal_sent_bytes_total", offsetof(worker, bytes_out), "MQTT bytes queued to clients"},
+};
+
+static void per_qos(metrics_text *t, broker *b, const char *name, const char *help, size_t off)
+{
+    metrics_text_family(t, name, "counter", help);
+    for (int q = 0; q < 3; q++) {
+        char qs[2] = {(char)('0' + q), '\0'};
+        metrics_label l = {"qos", qs};
+        metrics_text_sample_u64(t, name, &l, 1, sum(b, off + (size_t)q * sizeof(_Atomic uint64_t)));
+    }
+}
+
+/* Reasons always exported, zero or not, so rate() has a series from the
+ * start; any other code appears once it happens. */
+static bool always_exported(int rc)
+{
+    switch (rc) {
+    case MQTT_RC_SUCCESS:
+    case MQTT_RC_UNSPECIFIED:
+    case MQTT_RC_MALFORMED:
+    case MQTT_RC_PROTOCOL_ERROR:
+    case MQTT_RC_SERVER_SHUTTING_DOWN:
+    case MQTT_RC_KEEP_ALIVE_TIMEOUT:
+    case MQTT_RC_SESSION_TAKEN_OVER:
+    case MQTT_RC_ADMIN_ACTION:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void disconnects(metrics_text *t, broker *b)
+{
+    metrics_text_family(t, "shoal_disconnects_total", "counter",
+                        "connections closed, by MQTT reason code (0x80: closed without DISCONNECT)");
+    for (int rc = 0; rc < 256; rc++) {
+        uint64_t n = 0;
+        for (int i = 0; i < b->nworkers; i++) {
+            n += atomic_load_explicit(&b->workers[i].disconnects[rc], memory_order_relaxed);
+        }
+        if (n == 0 && !always_exported(rc)) {
+            continue;
+        }
+        char code[8];
+        snprintf(code, sizeof(code), "0x%02x", rc);
+        /* 0x00 on a DISCONNECT is "normal disconnection", not "success". */
+        metrics_label l[2] = {{"code", code}, {"reason", rc == 0 ? "normal" : mqtt_rc_name((uint8_t)rc)}};
+        metrics_text_sample_u64(t, "shoal_disconnects_total", l, 2, n);
+    }
+}
+
+static void workers(metrics_text *t, broker *b)
+{
+    metrics_text_family(t, "shoal_worker_loop_lag_seconds", "gauge",
+                        "how late the worker's last 1 s tick fired: time its loop spent busy past the deadline");
+    for (int i = 0; i < b->nworkers; i++) {
+        char id[12];
+        snprintf(id, sizeof(id), "%d", i);
+        metrics_label l = {"worker", id};
+        uint64_t lag = atomic_load_explicit(&b->workers[i].tick_lag_ms, memory_order_relaxed);
+        metrics_text_sample(t, "shoal_worker_loop_lag_seconds", &l, 1, (double)lag / 1000.0);
+    }
+    metrics_text_family(t, "shoal_worker_connections_online", "gauge",
+                        "established MQTT connections on each worker at its last tick");
+    for (int i = 0; i < b->nworkers; i++) {
+        char id[12];
+        snprintf(id, sizeof(id), "%d", i);
+        metrics_label l = {"worker", id};
+        metrics_text_sample_u64(t, "shoal_worker_connections_online", &l, 1,
+                                atomic_load_explicit(&b->workers[i].online, memory_order_relaxed));
+    }
+}
+
+static uint64_t rss_bytes(void)
+{
+    unsigned long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) {
+        return 0;
+    }
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) {
+        resident = 0;
+    }
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint64_t open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        return 0;
+    }
+    uint64_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    /* opendir's own descriptor is in the listing. */
+    return n ? n - 1 : 0;
+}
+
+static void process(metrics_text *t, broker *b, uint64_t now)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                 (double)ru.ru_stime.tv_usec / 1e6;
+    struct rlimit rl;
+    double max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (double)rl.rlim_cur : 0;
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    double start = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9 - (double)(now - b->start_ms) / 1000.0;
+
+    metrics_text_gauge(t, "shoal_process_resident_memory_bytes", "resident set size (/proc/self/statm)",
+                       (double)rss_bytes());
+    metrics_text_gauge(t, "shoal_heap_bytes", "bytes the broker holds through its counted allocator",
+                       (double)sh_allocated());
+    metrics_text_gauge(t, "shoal_process_open_fds", "open file descriptors", (double)open_fds());
+    metrics_text_gauge(t, "shoal_process_max_fds", "file descriptor limit (RLIMIT_NOFILE)", max_fds);
+    metrics_text_family(t, "shoal_process_cpu_seconds_total", "counter", "user and system CPU time");
+    metrics_text_sample(t, "shoal_process_cpu_seconds_total", NULL, 0, cpu);
+    metrics_text_gauge(t, "shoal_process_start_time_seconds", "start time, seconds since the Unix epoch", start);
+}
+
+void metrics_collect(broker *b, metrics_text *t)
+{
+    uint64_t now = now_ms();
+    metrics_label info[2] = {{"version", SHOAL_VERSION}, {"node", b->node_id}};
+    metrics_text_family(t, "shoal_build_info", "gauge", "the running version (value is always 1)");
+    metrics_text_sample_u64(t, "shoal_build_info", info, 2, 1);
+    metrics_text_gauge(t, "shoal_uptime_seconds", "seconds since the node started",
+                       (double)(now - b->start_ms) / 1000.0);
+    metrics_text_gauge(t, "shoal_workers", "worker threads", b->nworkers);
+    metrics_text_gauge(t, "shoal_ready", "1 when /health/ready answers ok",
+                       !atomic_load(&b->draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
+    metrics_text_gauge(t, "shoal_draining", "1 after POST /api/v1/drain", atomic_load(&b->draining));
+
+    metrics_text_gauge(t, "shoal_connections_current", "open TCP connections, CONNECT pending included",
+                       (double)atomic_load(&b->stats.connections_current));
+    metrics_text_gauge(t, "shoal_connections_online",
+                       "established MQTT connections (sum over workers at their last tick)",
+                       (double)sum_online(b));
+    metrics_text_counter(t, "shoal_connections_total", "TCP connections accepted",
+                         atomic_load(&b->stats.connections_total));
+    metrics_text_counter(t, "shoal_connections_refused_total", "connections refused by --max-connections",
+                         atomic_load(&b->stats.refused));
+    for (size_t i = 0; i < sizeof(summed_counters) / sizeof(summed_counters[0]); i++) {
+        const summed *s = &summed_counters[i];
+        metrics_text_counter(t, s->name, s->help, sum(b, s->off));
+    }
+    per_qos(t, b, "shoal_messages_in_by_qos_total", "PUBLISH packets received from clients, by QoS",
+            offsetof(worker, msgs_in_qos));
+    per_qos(t, b, "shoal_messages_out_by_qos_total", "PUBLISH packets sent to clients, by QoS",
+            offsetof(worker, msgs_out_qos));
+    disconnects(t, b);
+
+    pthread_rwlock_rdlock(&b->subs_lock);
+    size_t subs = trie_count(b->subs), groups = trie_group_count(b->subs);
+    pthread_rwlock_unlock(&b->subs_lock);
+    pthread_rwlock_rdlock(&b->retain_lock);
+    size_t retained = retain_count(b->retained);
+    pthread_rwlock_unlock(&b->retain_lock);
+    metrics_text_gauge(t, "shoal_subscriptions", "subscriptions, shared memberships included", (double)subs);
+    metrics_text_gauge(t, "shoal_shared_groups", "shared subscription groups", (double)groups);
+    metrics_text_gauge(t, "shoal_retained_messages", "retained messages", (double)retained);
+    metrics_text_gauge(t, "shoal_sessions", "sessions in the registry, offline persistent ones included",
+                       (double)atomic_load(&b->sess_count));
+
+    workers(t, b);
+    process(t, b, now);
+}

@@ -1,0 +1,109 @@
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/rk_record.h"
+
+static bp_message sample(void)
+{
+    static const uint8_t props[] = {0x26, 0, 1, 'k', 0, 1, 'v'};
+    bp_message m = {
+        .topic = (const uint8_t *)"a/b", .topic_len = 3,
+        .payload = (const uint8_t *)"hello\0x", .payload_len = 7,
+        .props = props, .props_len = sizeof(props),
+        .expiry_at_unix_ms = 0x0102030405060708ull, .qos = 2, .retain = true,
+    };
+    return m;
+}
+
+Test(rk_record, round_trip_keeps_every_field)
+{
+    bp_message m = sample();
+    size_t n = rk_record_size(&m, "node-1");
+    uint8_t *buf = malloc(n);
+    cr_assert_eq(rk_record_encode(&m, "node-1", buf), n);
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_OK);
+    cr_assert_eq(olen, 6);
+    cr_assert_arr_eq(origin, "node-1", 6);
+    cr_assert_eq(out.qos, 2);
+    cr_assert(out.retain);
+    cr_assert_eq(out.expiry_at_unix_ms, m.expiry_at_unix_ms);
+    cr_assert_eq(out.topic_len, 3);
+    cr_assert_arr_eq(out.topic, "a/b", 3);
+    cr_assert_eq(out.payload_len, 7);
+    cr_assert_arr_eq(out.payload, "hello\0x", 7);
+    cr_assert_eq(out.props_len, m.props_len);
+    cr_assert_arr_eq(out.props, m.props, m.props_len);
+    free(buf);
+}
+
+Test(rk_record, empty_payload_and_no_props)
+{
+    bp_message m = {.topic = (const uint8_t *)"t", .topic_len = 1, .qos = 0};
+    uint8_t buf[64];
+    size_t n = rk_record_encode(&m, "", buf);
+    cr_assert_eq(n, rk_record_size(&m, ""));
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_OK);
+    cr_assert_eq(out.payload_len, 0);
+    cr_assert_eq(olen, 0);
+}
+
+Test(rk_record, newer_version_is_skipped_not_misread)
+{
+    bp_message m = sample();
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "n", buf);
+    buf[2] = RK_RECORD_VERSION + 1;
+    /* A later release may change everything after the version byte. */
+    buf[5] = 200;
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_NEWER);
+}
+
+Test(rk_record, every_truncation_is_bad_never_an_overread)
+{
+    bp_message m = sample();
+    uint8_t full[128];
+    size_t n = rk_record_encode(&m, "node-1", full);
+    /* Truncating inside the payload is still a valid (shorter) record, so
+     * only prefixes that cut the header or topic must fail. */
+    size_t header = n - m.payload_len;
+    for (size_t len = 0; len < header; len++) {
+        uint8_t *copy = malloc(len ? len : 1);
+        memcpy(copy, full, len);
+        bp_message out;
+        const uint8_t *origin;
+        size_t olen;
+        cr_assert_eq(rk_record_decode(copy, len, &out, &origin, &olen), RK_RECORD_BAD, "len %zu", len);
+        free(copy);
+    }
+}
+
+Test(rk_record, foreign_bytes_are_bad)
+{
+    const uint8_t junk[] = "{\"json\":true}";
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(junk, sizeof(junk), &out, &origin, &olen), RK_RECORD_BAD);
+}
+
+Test(rk_record, qos_out_of_range_is_bad)
+{
+    bp_message m = sample();
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "n", buf);
+    buf[4] = 3;
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_BAD);
+}
