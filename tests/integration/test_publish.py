@@ -594,11 +594,11 @@ def test_slow_qos1_reader_loses_nothing(node_factory):
     n = node_factory("--max-inflight", "1000", "--max-output-buffer", "65536", "--max-queued", "100000")
     topic = uid("slow")
     r = R.RawClient(n)
-    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    r.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     assert r.connect(uid("slow"), properties={R.P_RECEIVE_MAX: 65535}).rc == 0
     r.send(R.subscribe(1, [(topic, 1)]))
     r.expect(R.SUBACK)
-    count = 300
+    count = 1000  # 16 MB: more than the socket buffers and the 64 kB output buffer hold
     with Client(n) as pub:
         for i in range(count):
             pub.publish(topic, (b"%06d" % i) + b"." * 16000, qos=1, wait=False)
