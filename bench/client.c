@@ -21,6 +21,7 @@
  * writable_cb tells the publisher to go on. */
 #define OUT_HIGH (64 * 1024)
 #define OUT_LOW (16 * 1024)
+#define MAX_READ (256 * 1024)
 
 enum slot_state { SLOT_FREE = 0, SLOT_ACK, SLOT_REC, SLOT_COMP };
 
@@ -500,6 +501,10 @@ int client_connect(client *c, const struct sockaddr_in *dst, const struct in_add
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
+    /* libevent 2.1 reads 4 KiB per callback by default: a subscriber
+     * sharing the loop with busy publishers would get ~50 messages per
+     * loop turn and become the bottleneck it is meant to measure. */
+    bufferevent_set_max_single_read(c->bev, MAX_READ);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->state = CLIENT_TCP;
     if (bufferevent_socket_connect(c->bev, (const struct sockaddr *)dst, sizeof(*dst)) != 0) {

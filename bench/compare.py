@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -52,12 +53,28 @@ def log(msg):
     print("[compare %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
 
+CURRENT = {}
+
+
+def on_term(signum, frame):
+    """Stop the running shoal-bench (it stops its workers), then exit."""
+    proc = CURRENT.get("proc")
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    sys.exit(128 + signum)
+
+
 def run_bench(bench, broker, name, scenario, args, timeout):
     """Runs one shoal-bench; returns (result dict or None, rss samples)."""
     cmd = [bench, scenario, "--port", str(broker["port"]), "--client-prefix", "cmp-%s-" % name, *args]
     log("%s %s: %s" % (broker["name"], name, " ".join(cmd[1:])))
     rss = {"before_kib": rss_kib(broker["pid"])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    CURRENT["proc"] = proc
 
     def pump_stderr():
         for line in proc.stderr:
@@ -276,6 +293,8 @@ def main():
     ap.add_argument("--shoal-args", default="")
     ap.add_argument("--mosquitto-conf", default=None)
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     brokers = [parse_broker(s) for s in a.broker]
     os.makedirs(a.out, exist_ok=True)
     scen = scenarios(a.quick)

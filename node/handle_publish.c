@@ -119,6 +119,20 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
     bp_publish(c->w->b->bp, c->w->id, &bm, durable_cb, a);
 }
 
+/* The backplane cannot make the message durable: refuse it before anyone
+ * sees it, so a publisher that retries causes no duplicates. */
+static mqtt_rc refuse_unavailable(conn *c, const mqtt_publish *p)
+{
+    if (c->version != MQTT_V5) {
+        /* 3.1.1 has no negative ack: closing is the only honest answer. */
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        return MQTT_RC_SUCCESS;
+    }
+    send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, MQTT_RC_QUOTA_EXCEEDED,
+             "cluster backend unavailable");
+    return MQTT_RC_SUCCESS;
+}
+
 mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
 {
     worker *w = c->w;
@@ -135,6 +149,9 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
+    if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
+        return refuse_unavailable(c, &p);
+    }
     if (p.qos == 2 && session_qos2_has(c->s, p.packet_id)) {
         /* A resend of a message we already have: acknowledge, don't deliver (§4.3.3). */
         send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);

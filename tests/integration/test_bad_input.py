@@ -384,5 +384,11 @@ def test_slow_reader_memory_bounded(node, healthy):
     print("RSS baseline %d kB peak %d kB" % (baseline, peak[0]))
     assert growth_mb < 200, "RSS grew by %.0f MB (baseline %d kB, peak %d kB)" % (growth_mb, baseline, peak[0])
     pub.close()
+    # QoS 0 the slow reader could not take was dropped, and counted.
+    with Client(node) as c:
+        c.subscribe("$SYS/broker/messages/dropped", 0)
+        deadline = time.time() + 15
+        while int(c.get().payload) == 0:
+            assert time.time() < deadline, "$SYS/broker/messages/dropped stayed 0"
     slow.close()
     assert node.proc.poll() is None

@@ -455,3 +455,38 @@ def test_connect_storm_same_client_id(node, expiry):
         r.close()
     # The broker is healthy afterwards.
     roundtrip(node, 5)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_takeover_session_present_consistent(node, version):
+    """A takes the id with a clean, non-persistent session and subscribes;
+    B connects with the same id and clean start 0 while A is online. Either
+    B resumes A's session (session present 1, subscription still there) or
+    starts a new one (session present 0, no subscription) — not a mix."""
+    cid, topic = uid("mix"), uid("t")
+    a = R.RawClient(node, version=version)
+    assert a.connect(cid, version=version, clean=True).rc == 0
+    a.send(R.subscribe(1, [(topic, 1)], version=version))
+    a.expect(R.SUBACK)
+    b = R.RawClient(node, version=version)
+    ack = b.connect(cid, version=version, clean=False)
+    assert ack.rc == 0
+    b.send(R.publish(topic, b"probe", qos=0, version=version))
+    b.send(R.pingreq())
+    got = []
+    while True:
+        p = b.recv()
+        if p.type == R.PINGRESP:
+            break
+        got.append(p)
+    # (a PUBLISH routed to B's own session arrives before or right after PINGRESP)
+    try:
+        got.append(b.recv(1))
+    except TimeoutError:
+        pass
+    has_sub = any(p.type == R.PUBLISH and p.payload == b"probe" for p in got)
+    assert has_sub == ack.session_present, \
+        "CONNACK session present=%d but the old subscription %s" % (
+            ack.session_present, "is still active" if has_sub else "is gone")
+    a.close()
+    b.close()

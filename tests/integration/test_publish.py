@@ -630,3 +630,115 @@ def test_utf8_topics(node):
         pub.publish(b + "/temp/センサー", b"no", qos=1)
         got = sub.barrier(pub)
         assert [(m.topic, m.payload) for m in got] == [(b + "/温度/센서", "21℃".encode())]
+
+
+def test_max_packet_size_boundary(node_factory):
+    """A packet of exactly --max-packet-size bytes is accepted, one more is not."""
+    n = node_factory("--max-packet-size", "1024")
+    topic = uid("b")
+
+    def pkt(payload_len):
+        return R.publish(topic, b"e" * payload_len, qos=0)
+
+    size = 1024 - len(pkt(200)) + 200
+    exact, over = pkt(size), pkt(size + 1)
+    assert (len(exact), len(over)) == (1024, 1025)
+    with Client(n) as sub:
+        sub.subscribe(topic, 0)
+        with raw_pub(n) as pub:
+            pub.send(exact)
+            pub.send(R.pingreq())
+            assert pub.expect(R.PINGRESP).type == R.PINGRESP
+            assert len(sub.get().payload) == size
+            pub.send(over)
+            seen = pub.wait_closed()
+            assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x95)], seen
+
+
+def test_client_maximum_packet_size_boundary(node):
+    topic = uid("cb")
+    marker = uid("mark")
+    # What the broker sends: PUBLISH QoS 1 with topic, packet id, no properties.
+    size = lambda payload: len(R.publish(topic, payload, qos=1, pid=1))
+    limit = 300
+    fits = b"f" * (limit - size(b""))
+    while size(fits) > limit:
+        fits = fits[:-1]
+    while size(fits + b"f") <= limit:
+        fits += b"f"
+    assert size(fits) == limit
+    sub = raw_sub(node, [(topic, 1), (marker, 1)], connect_props={R.P_MAX_PACKET_SIZE: limit})
+    with Client(node) as pub:
+        pub.publish(topic, fits, qos=1)
+        pub.publish(topic, fits + b"x", qos=1)
+        pub.publish(marker, b"m", qos=1)
+    got = read_until_marker(sub, marker)
+    assert [len(p.payload) for p in got] == [len(fits)]
+    sub.close()
+
+
+def test_topic_alias_max_boundary(node):
+    topic = uid("a")
+    sub = raw_sub(node, [(topic, 0)])
+    with raw_pub(node) as pub:
+        pub.send(R.publish(topic, b"1", properties={R.P_TOPIC_ALIAS: 64}))
+        pub.send(R.publish("", b"2", properties={R.P_TOPIC_ALIAS: 64}))
+        pub.send(R.pingreq())
+        pub.expect(R.PINGRESP)
+    assert [sub.expect(R.PUBLISH).payload for _ in range(2)] == [b"1", b"2"]
+    sub.close()
+
+
+def test_inbound_qos2_exactly_once_across_reconnect(node):
+    """PUBLISH QoS 2 → PUBREC, connection lost before PUBREL; the client
+    resumes its session and resends with DUP: still one delivery."""
+    topic = uid("eo")
+    marker = uid("mark")
+    cid = uid("q2pub")
+    sub = raw_sub(node, [(topic, 2), (marker, 2)])
+    pub = raw_pub(node, cid=cid, connect_props={R.P_SESSION_EXPIRY: 60})
+    pub.send(R.publish(topic, b"once", qos=2, pid=42))
+    assert pub.expect(R.PUBREC).pid == 42
+    pub.close()
+    assert R.wait_disconnect_logged(node, cid)
+    pub = R.RawClient(node)
+    ack = pub.connect(cid, clean=False, properties={R.P_SESSION_EXPIRY: 60})
+    assert ack.session_present
+    pub.send(R.publish(topic, b"once", qos=2, pid=42, dup=True))
+    assert pub.expect(R.PUBREC).pid == 42
+    pub.send(R.pubrel(42))
+    comp = pub.expect(R.PUBCOMP)
+    assert comp.pid == 42 and comp.rc == 0
+    pub.send(R.publish(marker, b"m", qos=1, pid=43))
+    pub.expect(R.PUBACK)
+    got = read_until_marker(sub, marker)
+    assert [p.payload for p in got] == [b"once"]
+    sub.close()
+    pub.close()
+
+
+def test_many_concurrent_clients(node):
+    """200 connections spread over the workers, each with its own topic."""
+    base = uid("crowd")
+    clients = []
+    try:
+        for i in range(200):
+            r = R.RawClient(node)
+            r.send(R.connect("%s-%d" % (base, i)))
+            clients.append(r)
+        for i, r in enumerate(clients):
+            assert r.expect(R.CONNACK).rc == 0
+            r.send(R.subscribe(1, [("%s/%d" % (base, i), 1)]))
+        for r in clients:
+            assert r.expect(R.SUBACK).codes == [1]
+        with raw_pub(node) as pub:
+            for i in range(200):
+                pub.send(R.publish("%s/%d" % (base, i), b"%d" % i))
+            pub.send(R.pingreq())
+            pub.expect(R.PINGRESP)
+        for i, r in enumerate(clients):
+            p = r.expect(R.PUBLISH)
+            assert p.payload == b"%d" % i
+    finally:
+        for r in clients:
+            r.close()

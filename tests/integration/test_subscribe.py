@@ -501,3 +501,90 @@ def test_empty_filter(node, version):
             assert p.codes == [0x8F if version == 5 else 0x80]
         else:
             assert p.type == R.DISCONNECT and p.rc >= 0x80
+
+
+class SysWatch:
+    """Follows one $SYS value (published every second with --sys-interval 1)."""
+
+    def __init__(self, node, topic):
+        self.c = Client(node)
+        self.topic = topic
+        self.c.subscribe(topic, 0)
+
+    def wait_for(self, pred, what, timeout=15):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                m = self.c.messages.get(timeout=1)
+            except Exception:
+                continue
+            last = int(m.payload)
+            if pred(last):
+                return last
+        raise AssertionError("%s: %s never happened (last %r)" % (self.topic, what, last))
+
+    def close(self):
+        self.c.disconnect()
+
+
+def test_subscriptions_released_when_sessions_end(node):
+    w = SysWatch(node, "$SYS/broker/subscriptions/count")
+    try:
+        base = w.wait_for(lambda v: v >= 1, "baseline")  # the watcher's own subscription
+        b = uid("leak")
+        # A clean session.
+        c = Client(node)
+        c.subscribe([("%s/a/%d" % (b, i), 1) for i in range(30)] + [("$share/g/%s/s/%d" % (b, i), 1)
+                                                                     for i in range(10)])
+        w.wait_for(lambda v: v == base + 40, "count +40")
+        c.disconnect()
+        w.wait_for(lambda v: v == base, "back to baseline after a clean disconnect")
+        # A persistent session that expires.
+        r = R.RawClient(node)
+        cid = uid("exp")
+        assert r.connect(cid, properties={R.P_SESSION_EXPIRY: 1}).rc == 0
+        r.send(R.subscribe(1, [("%s/p/%d" % (b, i), 1) for i in range(20)]))
+        r.expect(R.SUBACK)
+        r.send(R.disconnect(0))
+        assert r.is_closed()
+        assert node.wait_log("event=session_expired client=%s" % cid, timeout=15)
+        w.wait_for(lambda v: v == base, "back to baseline after session expiry")
+        # A persistent session taken over with clean start.
+        cid = uid("tk")
+        r = R.RawClient(node)
+        assert r.connect(cid, properties={R.P_SESSION_EXPIRY: 60}).rc == 0
+        r.send(R.subscribe(1, [("%s/t/%d" % (b, i), 1) for i in range(10)]))
+        r.expect(R.SUBACK)
+        r2 = R.RawClient(node)
+        assert r2.connect(cid, clean=True).rc == 0
+        r.wait_closed()
+        r2.send(R.disconnect(0))
+        assert r2.is_closed()
+        w.wait_for(lambda v: v == base, "back to baseline after clean takeover")
+    finally:
+        w.close()
+
+
+def test_retained_count_follows_store(node):
+    w = SysWatch(node, "$SYS/broker/retained messages/count")
+    try:
+        # Stable baseline: the $SYS values themselves are retained after the first round.
+        prev = [None]
+
+        def stable(v):
+            ok = v == prev[0]
+            prev[0] = v
+            return ok
+
+        base = w.wait_for(stable, "stable baseline")
+        b = uid("rc")
+        with Client(node) as p:
+            for i in range(10):
+                p.publish("%s/%d" % (b, i), b"x", qos=1, retain=True)
+            w.wait_for(lambda v: v == base + 10, "count +10")
+            for i in range(10):
+                p.publish("%s/%d" % (b, i), b"", qos=1, retain=True)
+        w.wait_for(lambda v: v == base, "count back to baseline after deletes")
+    finally:
+        w.close()
