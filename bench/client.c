@@ -181,9 +181,8 @@ int client_publish(client *c, mqtt_bytes topic, mqtt_bytes payload, uint8_t qos,
     }
     mqtt_publish p = {.qos = qos, .retain = retain, .topic = topic, .payload = payload};
     if (qos > 0) {
-        p.packet_id = c->free_ids[--c->n_free];
-        c->slots[p.packet_id] = qos == 1 ? SLOT_ACK : SLOT_REC;
-        c->used++;
+        /* Peek: the slot is taken only once the bytes are queued. */
+        p.packet_id = c->free_ids[c->n_free - 1];
     }
     struct evbuffer_iovec v;
     size_t n = mqtt_size_publish(&p, c->cfg->version);
@@ -192,6 +191,11 @@ int client_publish(client *c, mqtt_bytes topic, mqtt_bytes payload, uint8_t qos,
         return -1;
     }
     commit(c, mqtt_encode_publish(&p, c->cfg->version, d), &v);
+    if (qos > 0) {
+        c->n_free--;
+        c->slots[p.packet_id] = qos == 1 ? SLOT_ACK : SLOT_REC;
+        c->used++;
+    }
     return 0;
 }
 

@@ -281,6 +281,24 @@ static void read_cb(struct bufferevent *bev, void *arg)
     worker_flush(c->w);
 }
 
+/* Before a takeover closes this connection, read and handle what the client
+ * already sent (acks, a DISCONNECT), so they are not lost with the socket. */
+void conn_drain_input(conn *c)
+{
+    if (c->state != CS_ACTIVE) {
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    while (evbuffer_get_length(in) < c->w->b->cfg->max_packet_size && evbuffer_read(in, fd, 65536) > 0) {
+    }
+    sh_log(SH_DEBUG, "event=drain_before_takeover conn=%llu bytes=%zu", (unsigned long long)c->id,
+           evbuffer_get_length(in));
+    if (evbuffer_get_length(in)) {
+        read_cb(c->bev, c);
+    }
+}
+
 void conn_resume_reading(conn *c)
 {
     if (c->paused && c->state < CS_CLOSING) {

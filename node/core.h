@@ -253,6 +253,7 @@ void conn_write(conn *c, const void *data, size_t len);
 bool conn_output_full(const conn *c);
 void conn_check_timers(conn *c, uint64_t now);
 void conn_resume_reading(conn *c);
+void conn_drain_input(conn *c);
 
 /* session.c */
 session *session_new(broker *b, const char *client_id, size_t len, int owner);

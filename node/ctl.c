@@ -218,65 +218,40 @@ static long dechunk(char *p, size_t n)
     }
 }
 
-/* One request (Connection: close); the whole answer is read to EOF. */
-static int http_call(const ctl *c, const char *method, const char *path, response *r, char *err, size_t errlen)
+/* Read to EOF into a NUL-terminated malloc'd buffer; NULL on error. */
+static char *read_all(const ctl *c, int fd, size_t *len, char *err, size_t errlen)
 {
-    memset(r, 0, sizeof(*r));
-    int fd = connect_to(c, err, errlen);
-    if (fd < 0) {
-        return -1;
-    }
-    char req[8192];
-    int n = snprintf(req, sizeof(req),
-                     "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: shoal-ctl/" SHOAL_VERSION
-                     "\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: 0\r\n",
-                     method, c->base, path, c->host, c->port);
-    if (c->token && *c->token) {
-        n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: Bearer %s\r\n", c->token);
-    }
-    n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
-    if (n >= (int)sizeof(req)) {
-        snprintf(err, errlen, "request too long");
-        close(fd);
-        return -1;
-    }
-    if (!send_all(fd, req, (size_t)n)) {
-        snprintf(err, errlen, "cannot send to %s: %s", c->url, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    size_t cap = 16384, len = 0;
+    size_t cap = 16384;
     char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return -1;
-    }
-    for (;;) {
-        if (len + 1 >= cap) {
+    *len = 0;
+    while (buf) {
+        if (*len + 1 >= cap) {
             char *bigger = cap * 2 <= MAX_RESPONSE ? realloc(buf, cap * 2) : NULL;
             if (!bigger) {
-                snprintf(err, errlen, "response too large");
-                free(buf);
-                close(fd);
-                return -1;
+                snprintf(err, errlen, "response from %s too large", c->url);
+                break;
             }
             buf = bigger;
             cap *= 2;
         }
-        ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
+        ssize_t got = recv(fd, buf + *len, cap - *len - 1, 0);
         if (got == 0) {
-            break;
+            buf[*len] = '\0';
+            return buf;
         }
         if (got < 0) {
             snprintf(err, errlen, "cannot read from %s: %s", c->url, strerror(errno));
-            free(buf);
-            close(fd);
-            return -1;
+            break;
         }
-        len += (size_t)got;
+        *len += (size_t)got;
     }
-    close(fd);
-    buf[len] = '\0';
+    free(buf);
+    return NULL;
+}
+
+/* Status line, headers, body (Content-Length or chunked). Takes buf. */
+static int parse_response(const ctl *c, char *buf, size_t len, response *r, char *err, size_t errlen)
+{
     char *hdr_end = strstr(buf, "\r\n\r\n");
     int minor;
     if (!hdr_end || sscanf(buf, "HTTP/1.%d %d", &minor, &r->status) != 2) {
@@ -302,6 +277,41 @@ static int http_call(const ctl *c, const char *method, const char *path, respons
     r->body = buf;
     r->len = blen;
     return 0;
+}
+
+/* One request (Connection: close); the whole answer is read to EOF. */
+static int http_call(const ctl *c, const char *method, const char *path, response *r, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    int fd = connect_to(c, err, errlen);
+    if (fd < 0) {
+        return -1;
+    }
+    char req[8192];
+    int n = snprintf(req, sizeof(req),
+                     "%s %s%s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: shoal-ctl/" SHOAL_VERSION
+                     "\r\nAccept: application/json\r\nConnection: close\r\nContent-Length: 0\r\n",
+                     method, c->base, path, c->host, c->port);
+    if (c->token && *c->token && n < (int)sizeof(req)) {
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "Authorization: Bearer %s\r\n", c->token);
+    }
+    if (n < (int)sizeof(req)) {
+        n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
+    }
+    if (n >= (int)sizeof(req)) {
+        snprintf(err, errlen, "request too long");
+        close(fd);
+        return -1;
+    }
+    if (!send_all(fd, req, (size_t)n)) {
+        snprintf(err, errlen, "cannot send to %s: %s", c->url, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    size_t len;
+    char *buf = read_all(c, fd, &len, err, errlen);
+    close(fd);
+    return buf ? parse_response(c, buf, len, r, err, errlen) : -1;
 }
 
 /* --- output ------------------------------------------------------------------ */
@@ -452,7 +462,8 @@ static int cmd_status(ctl *c)
         printf("version      %s\n", str_of(v, "version"));
         printf("uptime       ");
         print_duration((uint64_t)num_of(v, "uptime_s"));
-        printf("\nstate        %s\n", draining && draining->b ? "draining" : (ready && ready->b ? "ready" : "not ready"));
+        const char *state = draining && draining->b ? "draining" : (ready && ready->b ? "ready" : "not ready");
+        printf("\nstate        %s\n", state);
         printf("backplane    %s\n", str_of(v, "backplane"));
         printf("workers      %.0f\n", num_of(v, "workers"));
         printf("mqtt port    %.0f\n", num_of(v, "port"));
@@ -487,8 +498,10 @@ static int cmd_clients(ctl *c)
     json_val *v;
     int rc = call(c, "GET", path, &v);
     if (rc == CTL_OK && !c->json) {
-        static const column cols[] = {{"CLIENT_ID", "client_id"}, {"CONNECTED", "connected"}, {"VERSION", "version"},
-                                      {"PEER", "peer"},           {"KEEPALIVE", "keepalive"}, {"SUBS", "subscriptions"}};
+        static const column cols[] = {
+            {"CLIENT_ID", "client_id"}, {"CONNECTED", "connected"}, {"VERSION", "version"},
+            {"PEER", "peer"},           {"KEEPALIVE", "keepalive"}, {"SUBS", "subscriptions"},
+        };
         const json_val *rows = json_get(v, "clients");
         print_table(cols, 6, rows);
         size_t shown = rows && rows->type == JSON_ARR ? rows->n : 0;

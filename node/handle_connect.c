@@ -53,8 +53,9 @@ static void take_options(conn *c, const mqtt_connect *p)
     c->version = p->version;
     c->clean_start = p->clean_start;
     c->keepalive = p->keepalive;
-    if (c->keepalive > b->cfg->max_keepalive || (c->keepalive == 0 && p->version == MQTT_V5)) {
-        /* v5 lets the server impose its keep alive (Server Keep Alive). */
+    if (p->version == MQTT_V5 && (c->keepalive > b->cfg->max_keepalive || c->keepalive == 0)) {
+        /* v5 lets the server impose its keep alive (Server Keep Alive); 3.1.1
+         * cannot tell the client, so its own keep alive is honoured. */
         c->keepalive = (uint16_t)b->cfg->max_keepalive;
     }
     const mqtt_props *pr = &p->props;
@@ -141,8 +142,10 @@ static void connack_props(conn *c, mqtt_props *pr, bool assigned)
 void connect_finish(conn *c, session *s, bool clean)
 {
     worker *w = c->w;
+    /* A session that was not persistent would have ended with its
+     * connection: resuming it would hand over state the CONNACK denies. */
     bool present = !clean && s->persistent;
-    if (clean) {
+    if (!present) {
         session_reset(w->b, s);
     }
     s->persistent = c->session_expiry > 0;
@@ -167,7 +170,7 @@ void connect_finish(conn *c, session *s, bool clean)
 
 /* Claim the client id in this process: a new session at once, or ask the
  * worker that owns the existing one to hand it over. */
-static void claim(conn *c)
+void connect_claim(conn *c)
 {
     worker *w = c->w;
     broker *b = w->b;
@@ -225,6 +228,6 @@ mqtt_rc handle_connect(conn *c, const mqtt_connect *p)
         c->client_id = sh_strndup((const char *)p->client_id.p, p->client_id.len);
     }
     c->state = CS_CLAIMING;
-    claim(c);
+    connect_claim(c);
     return MQTT_RC_SUCCESS;
 }

@@ -169,6 +169,16 @@ void session_attach(worker *w, session *s, conn *c)
 
 /* ---- takeover between workers ---- */
 
+static uint64_t current_epoch(broker *b, session *s)
+{
+    pthread_mutex_lock(&b->sess_lock);
+    uint64_t e = s->epoch;
+    pthread_mutex_unlock(&b->sess_lock);
+    return e;
+}
+
+
+
 static void post(worker *w, int to, uint8_t kind, session *s, const inbox_item *req)
 {
     inbox_item it;
@@ -192,9 +202,12 @@ void session_handle_takeover(worker *w, inbox_item *it)
         worker_post(w, owner, it); /* it moved meanwhile: follow it */
         return;
     }
-    if (s->epoch != it->epoch) {
+    if (current_epoch(w->b, s) != it->epoch) {
         post(w, it->from, IN_REFUSED, s, it);
         return;
+    }
+    if (s->c) {
+        conn_drain_input(s->c); /* may end in a DISCONNECT that detaches it */
     }
     conn *old = s->c;
     if (old) {
@@ -218,14 +231,26 @@ void session_handle_takeover(worker *w, inbox_item *it)
     post(w, it->from, IN_ADOPT, s, it);
 }
 
+void connect_claim(conn *c);
+
+/* The owner handed the session over. The claim may have been overtaken
+ * meanwhile: by a newer claim (that one gets the session; this connection
+ * lost), or by the session ending (claim again: a new session). */
 void session_handle_adopt(worker *w, inbox_item *it)
 {
     session *s = it->s;
     conn *c = worker_find_conn(w, it->conn_id);
-    if (c && c->state == CS_CLAIMING && c->claim_epoch == it->epoch && s->epoch == it->epoch) {
+    bool mine = c && c->state == CS_CLAIMING && c->claim_epoch == it->epoch;
+    uint64_t cur = current_epoch(w->b, s);
+    if (mine && s->dead) {
+        connect_claim(c);
+    } else if (mine && cur == it->epoch) {
         connect_finish(c, s, it->clean);
-    } else if (!s->dead && !s->c) {
-        /* The claiming connection is gone: keep the session offline here. */
+    } else if (mine) {
+        c->state = CS_ACTIVE;
+        conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+    } else if (!s->dead && !s->c && cur == it->epoch) {
+        /* The claiming connection is gone and nobody else wants the session. */
         session_detach(w, s, NULL, 0);
     }
     session_unref(w->b, s);

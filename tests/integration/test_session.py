@@ -168,10 +168,17 @@ def test_unacked_qos1_resent_with_dup(node, version, graceful):
     again = [r.expect(R.PUBLISH), r.expect(R.PUBLISH)]
     assert [(p.pid, p.payload, p.qos) for p in again] == [(p.pid, p.payload, p.qos) for p in first]
     assert [p.dup for p in again] == [True, True]
+    closes = node.log().count("event=disconnect conn=")
     for p in again:
         r.send(R.puback(p.pid, version=version))
-    # Acknowledged: not sent a third time.
+    # Acknowledged: not sent a third time. Wait until the broker has seen the
+    # close: acks still in flight on a connection that a new one takes over
+    # may be lost, as with any broker.
     r.close()
+    deadline = time.time() + 10
+    while node.log().count("event=disconnect conn=") == closes:
+        assert time.time() < deadline, "broker never noticed the close"
+        time.sleep(0.01)
     r, ack = raw_session(node, cid, expiry=60, clean=False, version=version)
     assert ack.session_present
     r.send(R.pingreq())
