@@ -60,6 +60,35 @@ void bp_free(backplane *bp)
     }
 }
 
+const double bp_latency_bounds[BP_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                       0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+
+void bp_hist_observe(bp_hist *h, uint64_t us)
+{
+    size_t i = 0;
+    while (i < BP_LATENCY_BUCKETS && (double)us / 1e6 > bp_latency_bounds[i]) {
+        i++;
+    }
+    atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_us, us, memory_order_relaxed);
+}
+
+void bp_hist_read(bp_hist *h, uint64_t *counts, double *sum_s)
+{
+    for (size_t i = 0; i <= BP_LATENCY_BUCKETS; i++) {
+        counts[i] = atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+    }
+    *sum_s = (double)atomic_load_explicit(&h->sum_us, memory_order_relaxed) / 1e6;
+}
+
+void bp_get_stats(const backplane *bp, bp_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (bp->ops->stats) {
+        bp->ops->stats(bp, out);
+    }
+}
+
 const char *bp_kind(const backplane *bp)
 {
     return bp->ops->kind;

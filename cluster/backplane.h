@@ -105,6 +105,27 @@ void bp_close(backplane *bp);
 void bp_free(backplane *bp);
 
 const char *bp_kind(const backplane *bp);
+
+/* Figures for metrics, read without locks (each field is consistent on its
+ * own). Latency buckets are upper bounds in seconds, BP_LATENCY_BUCKETS of
+ * them plus an overflow bucket. */
+#define BP_LATENCY_BUCKETS 12
+extern const double bp_latency_bounds[BP_LATENCY_BUCKETS];
+typedef struct bp_stats {
+    bool kafka_up;
+    bool redis_up;
+    uint64_t produced;
+    uint64_t produce_errors;
+    uint64_t consumed;
+    uint64_t skipped_newer;
+    uint64_t bad_records;
+    uint64_t redis_errors;
+    uint64_t produce_latency[BP_LATENCY_BUCKETS + 1];
+    double produce_latency_sum;
+    uint64_t redis_latency[BP_LATENCY_BUCKETS + 1];
+    double redis_latency_sum;
+} bp_stats;
+void bp_get_stats(const backplane *bp, bp_stats *out);
 bool bp_is_ready(const backplane *bp);
 
 /* Make a message durable and visible to other nodes. The callback says when

@@ -25,7 +25,16 @@ typedef struct bp_ops {
                           uint32_t delay_s);
     void (*will_cancel)(backplane *bp, int worker, const char *client_id);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
+    void (*stats)(const backplane *bp, bp_stats *out);
 } bp_ops;
+
+/* A latency histogram updated from any thread. */
+typedef struct bp_hist {
+    _Atomic uint64_t counts[BP_LATENCY_BUCKETS + 1];
+    _Atomic uint64_t sum_us;
+} bp_hist;
+void bp_hist_observe(bp_hist *h, uint64_t us);
+void bp_hist_read(bp_hist *h, uint64_t *counts, double *sum_s);
 
 struct backplane {
     const bp_ops *ops;

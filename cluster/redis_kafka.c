@@ -4,6 +4,7 @@
 #include <event2/thread.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "cluster/rk_impl.h"
 #include "common/alloc.h"
@@ -14,6 +15,28 @@ uint64_t rk_unix_ms(void)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
+}
+
+uint64_t rk_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void rk_stats(const backplane *bp, bp_stats *out)
+{
+    rk *r = bp->impl;
+    out->kafka_up = atomic_load(&r->kafka_up);
+    out->redis_up = atomic_load(&r->redis_up);
+    out->produced = atomic_load(&r->produced);
+    out->produce_errors = atomic_load(&r->produce_errors);
+    out->consumed = atomic_load(&r->consumed);
+    out->skipped_newer = atomic_load(&r->skipped_newer);
+    out->bad_records = atomic_load(&r->bad_records);
+    out->redis_errors = atomic_load(&r->redis_errors);
+    bp_hist_read(&r->produce_latency, out->produce_latency, &out->produce_latency_sum);
+    bp_hist_read(&r->redis_latency, out->redis_latency, &out->redis_latency_sum);
 }
 
 /* Log one line per readiness change, not per message. */
@@ -140,6 +163,7 @@ static const bp_ops rk_ops = {
     .session_claim = rk_session_claim,
     .session_store = rk_session_store,
     .session_drop = rk_session_drop,
+    .stats = rk_stats,
 };
 
 void *rk_probe_main(void *arg);

@@ -36,7 +36,9 @@ typedef struct rk {
     struct event *cons_ev;
     _Atomic bool kafka_up;
     int64_t *positions; /* next offset per partition, for session resume */
-    _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records;
+    _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
+    bp_hist produce_latency;
+    bp_hist redis_latency;
 
     /* Redis */
     char redis_host[256];
@@ -71,5 +73,6 @@ void rk_update_ready(rk *r);
 /* Run cb(st, arg) on the worker's loop. */
 void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st);
 uint64_t rk_unix_ms(void);
+uint64_t rk_mono_us(void);
 
 #endif

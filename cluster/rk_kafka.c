@@ -21,6 +21,7 @@ typedef struct produce_ctx {
     bp_done_cb cb;
     void *arg;
     int worker;
+    uint64_t start_us;
 } produce_ctx;
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -47,6 +48,7 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
         }
     }
     if (ctx) {
+        bp_hist_observe(&r->produce_latency, rk_mono_us() - ctx->start_us);
         rk_complete(r, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK);
         sh_free(ctx, sizeof(*ctx));
     }
@@ -357,6 +359,7 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
         ctx->cb = cb;
         ctx->arg = arg;
         ctx->worker = worker;
+        ctx->start_us = rk_mono_us();
     }
     /* Keyed by MQTT topic: one partition per topic keeps per-topic order. */
     rd_kafka_resp_err_t e = rd_kafka_producev(

@@ -266,12 +266,14 @@ typedef struct redis_op {
     size_t key_len;
     uint8_t *val;
     size_t val_len;
+    uint64_t start_us;
 } redis_op;
 
 enum { OP_RETAIN, OP_CLAIM, OP_STORE, OP_DROP };
 
 static void op_free(redis_op *op)
 {
+    bp_hist_observe(&op->r->redis_latency, rk_mono_us() - op->start_us);
     sh_free(op->key, op->key_len + 1);
     sh_free(op->val, op->val_len ? op->val_len : 1);
     sh_free(op, sizeof(*op));
@@ -333,6 +335,9 @@ static void status_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     redis_op *op = arg;
     redisReply *rep = reply;
     bp_status st = BP_EUNAVAILABLE;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        atomic_fetch_add(&op->r->redis_errors, 1);
+    }
     if (rep && rep->type == REDIS_REPLY_INTEGER) {
         st = rep->integer == 1 ? BP_OK : (rep->integer == 0 ? BP_ESTALE : BP_ENOTFOUND);
     } else if (rep && rep->type != REDIS_REPLY_ERROR) {
@@ -396,6 +401,7 @@ static void post_op(rk *r, redis_op *op)
 {
     struct timeval now = {0, 0};
     op->r = r;
+    op->start_us = rk_mono_us();
     if (event_base_once(r->base, -1, EV_TIMEOUT, run_op, op, &now) != 0) {
         run_op(-1, 0, op);
     }

@@ -60,6 +60,9 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
         sh_free(c, sizeof(*c));
         return NULL;
     }
+    /* libevent writes at most 16 KiB per connection per loop turn by
+     * default, which starves a subscriber fed by many publishers. */
+    bufferevent_set_max_single_write(c->bev, 256 * 1024);
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->next = w->conns;
@@ -68,6 +71,7 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
     }
     w->conns = c;
     w->nconns++;
+    worker_index_conn(w, c);
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
     sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d", (unsigned long long)c->id, c->peer, w->id);
@@ -91,6 +95,7 @@ bool conn_output_full(const conn *c)
 static void unlink_conn(conn *c)
 {
     worker *w = c->w;
+    worker_unindex_conn(w, c);
     if (c->prev) {
         c->prev->next = c->next;
     } else {

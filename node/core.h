@@ -184,6 +184,9 @@ struct worker {
     item_vec *outbox;    /* one per worker, flushed once per batch */
     bool outbox_dirty;
     conn *conns;         /* live connections */
+    conn **by_id;        /* open addressing on id, linear probing */
+    uint32_t by_id_cap;  /* power of two */
+    uint32_t by_id_used;
     conn *dead;          /* closed, freed by the reap event */
     uint32_t nconns;
     /* Per-worker counters, summed for $SYS and metrics. */
@@ -240,7 +243,10 @@ void worker_release_conns(broker *b);
 void worker_free_all(broker *b);
 void worker_post(worker *from, int to, const inbox_item *it);  /* batched; from may be NULL */
 void worker_flush(worker *w);
+/* Live connections by id, for completions that must look them up again. */
 conn *worker_find_conn(worker *w, uint64_t id);
+void worker_index_conn(worker *w, conn *c);
+void worker_unindex_conn(worker *w, conn *c);
 void worker_sys_tick(worker *w);
 
 /* conn.c */

@@ -2,6 +2,8 @@
  * read lock, so a scrape never waits on a worker's loop. */
 #include "node/metrics.h"
 
+#include <string.h>
+
 #include <dirent.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -207,6 +209,38 @@ static void process(metrics_text *t, broker *b, uint64_t now)
     metrics_text_gauge(t, "shoal_process_start_time_seconds", "start time, seconds since the Unix epoch", start);
 }
 
+static void backplane_metrics(metrics_text *t, broker *b)
+{
+    bp_stats st;
+    bp_get_stats(b->bp, &st);
+    metrics_label kind = {"backplane", bp_kind(b->bp)};
+    metrics_text_family(t, "shoal_backplane_info", "gauge", "the backplane in use (value is always 1)");
+    metrics_text_sample_u64(t, "shoal_backplane_info", &kind, 1, 1);
+    if (strcmp(bp_kind(b->bp), "local") == 0) {
+        return;
+    }
+    metrics_label kafka = {"backend", "kafka"}, redis = {"backend", "redis"};
+    metrics_text_family(t, "shoal_backend_up", "gauge", "1 when the cluster backend is reachable");
+    metrics_text_sample_u64(t, "shoal_backend_up", &kafka, 1, st.kafka_up);
+    metrics_text_sample_u64(t, "shoal_backend_up", &redis, 1, st.redis_up);
+    metrics_text_counter(t, "shoal_kafka_produced_total", "records Kafka acknowledged", st.produced);
+    metrics_text_counter(t, "shoal_kafka_produce_errors_total", "records Kafka refused or timed out",
+                         st.produce_errors);
+    metrics_text_counter(t, "shoal_kafka_consumed_total", "records from other nodes delivered here", st.consumed);
+    metrics_text_counter(t, "shoal_kafka_records_skipped_total",
+                         "records of a newer format version, skipped", st.skipped_newer);
+    metrics_text_counter(t, "shoal_kafka_bad_records_total", "records that were not Shoal records",
+                         st.bad_records);
+    metrics_text_counter(t, "shoal_redis_errors_total", "Redis commands that failed", st.redis_errors);
+    metrics_text_family(t, "shoal_kafka_produce_latency_seconds", "histogram",
+                        "time from produce to Kafka's acknowledgement (acks=all)");
+    metrics_text_histogram(t, "shoal_kafka_produce_latency_seconds", NULL, 0, bp_latency_bounds,
+                           st.produce_latency, BP_LATENCY_BUCKETS, st.produce_latency_sum);
+    metrics_text_family(t, "shoal_redis_command_latency_seconds", "histogram", "time to a Redis reply");
+    metrics_text_histogram(t, "shoal_redis_command_latency_seconds", NULL, 0, bp_latency_bounds, st.redis_latency,
+                           BP_LATENCY_BUCKETS, st.redis_latency_sum);
+}
+
 void metrics_collect(broker *b, metrics_text *t)
 {
     uint64_t now = now_ms();
@@ -253,4 +287,5 @@ void metrics_collect(broker *b, metrics_text *t)
 
     workers(t, b);
     process(t, b, now);
+    backplane_metrics(t, b);
 }

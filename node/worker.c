@@ -76,14 +76,74 @@ void worker_flush(worker *w)
     }
 }
 
+static uint32_t id_slot(uint64_t id, uint32_t cap)
+{
+    return (uint32_t)((id * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
 conn *worker_find_conn(worker *w, uint64_t id)
 {
-    for (conn *c = w->conns; c; c = c->next) {
-        if (c->id == id) {
+    if (!w->by_id_cap) {
+        return NULL;
+    }
+    for (uint32_t i = id_slot(id, w->by_id_cap);; i = (i + 1) & (w->by_id_cap - 1)) {
+        conn *c = w->by_id[i];
+        if (!c || c->id == id) {
             return c;
         }
     }
-    return NULL;
+}
+
+static void index_insert(conn **tab, uint32_t cap, conn *c)
+{
+    uint32_t i = id_slot(c->id, cap);
+    while (tab[i]) {
+        i = (i + 1) & (cap - 1);
+    }
+    tab[i] = c;
+}
+
+void worker_index_conn(worker *w, conn *c)
+{
+    /* Keep the load under one half so probes stay short. */
+    if ((w->by_id_used + 1) * 2 > w->by_id_cap) {
+        uint32_t cap = w->by_id_cap ? w->by_id_cap * 2 : 64;
+        conn **tab = sh_calloc(cap, sizeof(conn *));
+        for (uint32_t i = 0; i < w->by_id_cap; i++) {
+            if (w->by_id[i]) {
+                index_insert(tab, cap, w->by_id[i]);
+            }
+        }
+        sh_free(w->by_id, w->by_id_cap * sizeof(conn *));
+        w->by_id = tab;
+        w->by_id_cap = cap;
+    }
+    index_insert(w->by_id, w->by_id_cap, c);
+    w->by_id_used++;
+}
+
+/* Backward-shift deletion keeps lookups correct without tombstones. */
+void worker_unindex_conn(worker *w, conn *c)
+{
+    uint32_t mask = w->by_id_cap - 1, i = id_slot(c->id, w->by_id_cap);
+    while (w->by_id[i] != c) {
+        if (!w->by_id[i]) {
+            return;
+        }
+        i = (i + 1) & mask;
+    }
+    w->by_id[i] = NULL;
+    w->by_id_used--;
+    for (uint32_t j = (i + 1) & mask; w->by_id[j]; j = (j + 1) & mask) {
+        conn *m = w->by_id[j];
+        uint32_t home = id_slot(m->id, w->by_id_cap);
+        /* Move m into the hole if the hole lies on its probe path. */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            w->by_id[i] = m;
+            w->by_id[j] = NULL;
+            i = j;
+        }
+    }
 }
 
 void session_handle_takeover(worker *w, inbox_item *it);
@@ -374,6 +434,7 @@ void worker_free_all(broker *b)
         event_free(w->reap);
         event_free(w->tick);
         sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));
+        sh_free(w->by_id, w->by_id_cap * sizeof(conn *));
         event_base_free(w->base);
         pthread_mutex_destroy(&w->inbox_lock);
     }
