@@ -181,6 +181,10 @@ void conn_free(conn *c)
         }
         sh_free(c->aliases, (c->alias_max + 1u) * sizeof(mqtt_bytes));
     }
+    for (uint16_t i = 0; i < c->out_alias_used; i++) {
+        sh_free((void *)c->out_aliases[i].p, c->out_aliases[i].len);
+    }
+    sh_free(c->out_aliases, c->out_alias_cap * sizeof(mqtt_bytes));
     if (c->client_id) {
         sh_free(c->client_id, strlen(c->client_id) + 1);
     }

@@ -141,6 +141,9 @@ struct conn {
     uint32_t requested_expiry;
     uint32_t session_expiry;
     mqtt_bytes *aliases;    /* inbound topic aliases, owned copies, 1-based */
+    mqtt_bytes *out_aliases; /* outbound: alias i+1 stands for out_aliases[i] */
+    uint16_t out_alias_used;
+    uint16_t out_alias_cap;
     char peer[48];
 };
 

@@ -132,6 +132,39 @@ void send_disconnect(conn *c, uint8_t rc, const char *reason)
     c->sent_disconnect = true;
 }
 
+/* Aliases we hand out per connection; the first topics sent keep them for
+ * the connection's life (no eviction keeps both sides trivially in step). */
+#define OUT_ALIAS_LIMIT 64
+
+/* MQTT 5 §3.3.2.3.4: replace a topic the client already knows by its alias,
+ * or teach it a new one while the client's Topic Alias Maximum allows. */
+static void apply_out_alias(conn *c, mqtt_publish *p)
+{
+    for (uint16_t i = 0; i < c->out_alias_used; i++) {
+        mqtt_bytes *a = &c->out_aliases[i];
+        if (a->len == p->topic.len && memcmp(a->p, p->topic.p, a->len) == 0) {
+            p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+            p->props.topic_alias = (uint16_t)(i + 1);
+            p->topic.len = 0;
+            return;
+        }
+    }
+    if (!c->out_aliases) {
+        c->out_alias_cap = c->client_alias_max < OUT_ALIAS_LIMIT ? c->client_alias_max : OUT_ALIAS_LIMIT;
+        c->out_aliases = sh_calloc(c->out_alias_cap, sizeof(mqtt_bytes));
+    }
+    if (c->out_alias_used == c->out_alias_cap) {
+        return;
+    }
+    uint8_t *copy = sh_malloc(p->topic.len);
+    memcpy(copy, p->topic.p, p->topic.len);
+    c->out_aliases[c->out_alias_used].p = copy;
+    c->out_aliases[c->out_alias_used].len = p->topic.len;
+    c->out_alias_used++;
+    p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
+    p->props.topic_alias = c->out_alias_used;
+}
+
 static void unref_cleanup(const void *data, size_t len, void *arg)
 {
     msg_unref(arg);
@@ -163,10 +196,18 @@ bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
         }
         p.props.user.p = m->props;
         p.props.user.len = m->props_len;
+        if (c->client_alias_max) {
+            apply_out_alias(c, &p);
+        }
     }
     size_t head = mqtt_size_publish_head(&p, c->version);
     size_t total = head + m->payload_len;
     if (c->client_max_packet && total > c->client_max_packet) {
+        if (p.topic.len && mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS)) {
+            /* The client never learns this alias: take it back. */
+            c->out_alias_used--;
+            sh_free((void *)c->out_aliases[c->out_alias_used].p, c->out_aliases[c->out_alias_used].len);
+        }
         return false;
     }
     uint8_t stackbuf[512];

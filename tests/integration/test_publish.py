@@ -742,3 +742,38 @@ def test_many_concurrent_clients(node):
     finally:
         for r in clients:
             r.close()
+
+
+def test_outbound_topic_aliases_when_the_client_allows(node):
+    """MQTT 5 §3.3.2.3.4: the broker may replace a topic the client already
+    learned by its alias, never exceeding the client's Topic Alias Maximum."""
+    base = uid("oa")
+    topics = [base + "/one", base + "/two", base + "/three"]
+    with R.RawClient(node) as r:
+        assert r.connect(uid("oa"), properties={R.P_TOPIC_ALIAS_MAX: 2}).rc == 0
+        r.send(R.subscribe(1, [(base + "/#", 0)]))
+        r.expect(R.SUBACK)
+        pub = Client(node)
+        for t in [topics[0], topics[0], topics[1], topics[2], topics[1]]:
+            pub.publish(t, t.encode(), qos=0)
+        got = [r.expect(R.PUBLISH) for _ in range(5)]
+        seen = [(p.topic, p.props.get(R.P_TOPIC_ALIAS)) for p in got]
+        assert seen == [(topics[0], 1), ("", 1), (topics[1], 2), (topics[2], None), ("", 2)], seen
+        # The payload tells which topic an aliased message really had.
+        assert [p.payload for p in got] == [t.encode() for t in [topics[0], topics[0], topics[1], topics[2],
+                                                                    topics[1]]]
+        pub.disconnect()
+
+
+def test_no_outbound_aliases_without_topic_alias_maximum(node):
+    base = uid("noa")
+    with R.RawClient(node) as r:
+        assert r.connect(uid("noa")).rc == 0
+        r.send(R.subscribe(1, [(base, 0)]))
+        r.expect(R.SUBACK)
+        pub = Client(node)
+        pub.publish(base, b"a", qos=0)
+        pub.publish(base, b"b", qos=0)
+        got = [r.expect(R.PUBLISH) for _ in range(2)]
+        assert all(p.topic == base and not p.props.has(R.P_TOPIC_ALIAS) for p in got)
+        pub.disconnect()
