@@ -55,32 +55,9 @@ void rk_update_ready(rk *r)
     }
 }
 
-typedef struct completion {
-    bp_done_cb cb;
-    void *arg;
-    bp_status st;
-} completion;
-
-static void completion_cb(evutil_socket_t fd, short what, void *arg)
-{
-    completion c = *(completion *)arg;
-    sh_free(arg, sizeof(completion));
-    c.cb(c.st, c.arg);
-}
-
 void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st)
 {
-    if (!cb) {
-        return;
-    }
-    completion *c = sh_malloc(sizeof(*c));
-    c->cb = cb;
-    c->arg = arg;
-    c->st = st;
-    struct timeval now = {0, 0};
-    if (event_base_once(r->bp->bases[worker], -1, EV_TIMEOUT, completion_cb, c, &now) != 0) {
-        sh_free(c, sizeof(*c));
-    }
+    bp_defer_done(r->bp, worker, cb, arg, st);
 }
 
 static void keepalive_cb(evutil_socket_t fd, short what, void *arg)

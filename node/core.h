@@ -275,6 +275,8 @@ void session_pump(worker *w, session *s);
 void session_resend(worker *w, session *s);
 mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid);
 void session_reset(broker *b, session *s);
+void session_drop_messages(session *s);
+void session_free_sub_strings(session *s);
 void session_end(worker *w, session *s);
 /* The connection went away: keep the session offline (persistent) or end
  * it. `will` (consumed, may be NULL) is published now, after will_delay

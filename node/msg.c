@@ -25,53 +25,10 @@ static mqtt_props forwarded(const mqtt_props *in)
     return out;
 }
 
-msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
-             uint64_t origin, uint64_t now_ms)
-{
-    mqtt_props fw = forwarded(props);
-    uint32_t user_len = props ? mqtt_props_user_size(props) : 0;
-    uint32_t fixed_len = mqtt_props_body_size(&fw);
-    uint32_t props_len = fixed_len + user_len;
-    size_t size = sizeof(msg) + topic.len + props_len + payload.len;
-    msg *m = sh_trymalloc(size);
-    if (!m) {
-        return NULL;
-    }
-    atomic_init(&m->refs, 1);
-    m->qos = qos;
-    m->retain = retain;
-    m->topic_len = (uint16_t)topic.len;
-    m->props_len = props_len;
-    m->payload_len = payload.len;
-    m->origin = origin;
-    m->alloc_size = (uint32_t)size;
-    m->expiry_at = 0;
-    if (props && mqtt_props_has(props, MQTT_PROP_MESSAGE_EXPIRY)) {
-        m->expiry_at = now_ms + (uint64_t)props->message_expiry * 1000u;
-    }
-    m->topic = m->data;
-    m->props = m->topic + topic.len;
-    m->payload = m->props + props_len;
-    if (topic.len) {
-        memcpy(m->topic, topic.p, topic.len);
-    }
-    if (fixed_len) {
-        /* mqtt_props_write emits the length prefix too; keep only the body. */
-        uint8_t tmp[fixed_len + 4];
-        uint32_t n = mqtt_props_write(&fw, tmp);
-        memcpy(m->props, tmp + (n - fixed_len), fixed_len);
-    }
-    if (user_len) {
-        mqtt_props_copy_user(props, m->props + fixed_len);
-    }
-    if (payload.len) {
-        memcpy(m->payload, payload.p, payload.len);
-    }
-    return m;
-}
-
-msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
-                 bool retain, uint64_t origin)
+/* One allocation laid out as topic | props | payload; props left for the
+ * caller to fill. NULL when the (client-controlled) size cannot be had. */
+static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, uint8_t qos, bool retain,
+                      uint64_t origin)
 {
     size_t size = sizeof(msg) + topic.len + props_len + payload.len;
     msg *m = sh_trymalloc(size);
@@ -90,12 +47,46 @@ msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqt
     m->topic = m->data;
     m->props = m->topic + topic.len;
     m->payload = m->props + props_len;
-    memcpy(m->topic, topic.p, topic.len);
-    if (props_len) {
-        memcpy(m->props, props, props_len);
+    if (topic.len) {
+        memcpy(m->topic, topic.p, topic.len);
     }
     if (payload.len) {
         memcpy(m->payload, payload.p, payload.len);
+    }
+    return m;
+}
+
+msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
+             uint64_t origin, uint64_t now_ms)
+{
+    mqtt_props fw = forwarded(props);
+    uint32_t user_len = props ? mqtt_props_user_size(props) : 0;
+    uint32_t fixed_len = mqtt_props_body_size(&fw);
+    msg *m = msg_alloc(topic, fixed_len + user_len, payload, qos, retain, origin);
+    if (!m) {
+        return NULL;
+    }
+    if (props && mqtt_props_has(props, MQTT_PROP_MESSAGE_EXPIRY)) {
+        m->expiry_at = now_ms + (uint64_t)props->message_expiry * 1000u;
+    }
+    if (fixed_len) {
+        /* mqtt_props_write emits the length prefix too; keep only the body. */
+        uint8_t tmp[fixed_len + 4];
+        uint32_t n = mqtt_props_write(&fw, tmp);
+        memcpy(m->props, tmp + (n - fixed_len), fixed_len);
+    }
+    if (user_len) {
+        mqtt_props_copy_user(props, m->props + fixed_len);
+    }
+    return m;
+}
+
+msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
+                 bool retain, uint64_t origin)
+{
+    msg *m = msg_alloc(topic, props_len, payload, qos, retain, origin);
+    if (m && props_len) {
+        memcpy(m->props, props, props_len);
     }
     return m;
 }

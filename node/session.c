@@ -27,7 +27,7 @@ void session_ref(session *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-static void drop_messages(session *s)
+void session_drop_messages(session *s)
 {
     for (uint16_t i = 0; i < s->n_inf; i++) {
         msg_unref(s->inf[i].d.m);
@@ -42,11 +42,17 @@ static void drop_messages(session *s)
     s->n_qos2_in = 0;
 }
 
-static void free_subs(session *s)
+void session_free_sub_strings(session *s)
 {
     for (uint32_t i = 0; i < s->n_subs; i++) {
         sh_free(s->subs[i].filter, s->subs[i].len + 1u);
     }
+    s->n_subs = 0;
+}
+
+static void free_subs(session *s)
+{
+    session_free_sub_strings(s);
     sh_free(s->subs, s->cap_subs * sizeof(sub_entry));
     s->subs = NULL;
     s->n_subs = s->cap_subs = 0;
@@ -57,7 +63,7 @@ void session_unref(broker *b, session *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    drop_messages(s);
+    session_drop_messages(s);
     free_subs(s);
     if (s->timer) {
         event_free(s->timer);

@@ -31,20 +31,8 @@ void session_reset(broker *b, session *s)
         }
         pthread_rwlock_unlock(&b->subs_lock);
     }
-    for (uint32_t i = 0; i < s->n_subs; i++) {
-        sh_free(s->subs[i].filter, s->subs[i].len + 1u);
-    }
-    s->n_subs = 0;
-    for (uint16_t i = 0; i < s->n_inf; i++) {
-        msg_unref(s->inf[i].d.m);
-    }
-    s->n_inf = 0;
-    while (s->q_len) {
-        msg_unref(s->q[s->q_head].m);
-        s->q_head = (s->q_head + 1) % s->q_cap;
-        s->q_len--;
-    }
-    s->n_qos2_in = 0;
+    session_free_sub_strings(s);
+    session_drop_messages(s);
 }
 
 static void drop_timer(session *s)
