@@ -6,17 +6,16 @@
 #include "node/retain.h"
 
 #include <string.h>
-#include <time.h>
 
 #include "common/alloc.h"
+#include "node/level_impl.h"
 
 typedef struct rnode rnode;
 
-/* Children of one node. Tables of 1 or 2 slots may be full (probes are
- * bounded by cap); larger ones stay at most 3/4 full. */
+/* Children of one node: a node/level_impl.h child table of rnode pointers. */
 typedef struct rkids {
     uint32_t n, cap; /* cap is a power of two */
-    rnode *slot[];
+    void *slot[];
 } rkids;
 
 struct rnode {
@@ -32,46 +31,13 @@ struct retain {
     size_t count;
 };
 
-/* --- levels ------------------------------------------------------------- */
-
-/* End of the level starting at pos; the next level starts at end + 1, and
- * end + 1 > s.len once the last level is consumed. */
-static uint32_t level_end(mqtt_bytes s, uint32_t pos)
-{
-    const uint8_t *slash = pos < s.len ? memchr(s.p + pos, '/', s.len - pos) : NULL;
-    return slash ? (uint32_t)(slash - s.p) : s.len;
-}
-
-/* mqtt_bytes allows p == NULL for len 0; pointer arithmetic on it is UB. */
-static mqtt_bytes nonnull(mqtt_bytes s)
-{
-    if (!s.p) {
-        s.p = (const uint8_t *)"";
-    }
-    return s;
-}
-
-static bool is_level(const uint8_t *l, size_t len, uint8_t c)
-{
-    return len == 1 && l[0] == c;
-}
-
-/* Seeded per index so topic names chosen by clients do not collide the
- * same way on every broker (not a keyed PRF). FNV-1a with a murmur
- * finaliser; the same as node/trie.c. */
-static uint64_t level_hash(uint64_t seed, const uint8_t *p, size_t len)
-{
-    uint64_t h = seed ^ 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* --- nodes and their children ------------------------------------------- */
+
+static level_key rnode_key(const void *c)
+{
+    const rnode *n = c;
+    return (level_key){n->level, n->len};
+}
 
 static size_t rkids_size(uint32_t cap)
 {
@@ -98,24 +64,14 @@ static void rnode_free(rnode *n)
     sh_free(n, offsetof(rnode, level) + n->len);
 }
 
-/* The slot holding level l, or the free slot where it would go; NULL if
- * neither (a full small table). */
-static rnode **kids_slot(const retain *r, rkids *k, const uint8_t *l, size_t len)
+static void **kids_slot(const retain *r, rkids *k, const uint8_t *l, size_t len)
 {
-    uint32_t mask = k->cap - 1;
-    uint32_t i = (uint32_t)level_hash(r->seed, l, len) & mask;
-    for (uint32_t probes = 0; probes < k->cap; probes++, i = (i + 1) & mask) {
-        rnode *c = k->slot[i];
-        if (!c || (c->len == len && (len == 0 || memcmp(c->level, l, len) == 0))) {
-            return &k->slot[i];
-        }
-    }
-    return NULL;
+    return level_slot(k->slot, k->cap, r->seed, rnode_key, l, len);
 }
 
 static rnode *kids_get(const retain *r, rkids *k, const uint8_t *l, size_t len)
 {
-    rnode **slot = k ? kids_slot(r, k, l, len) : NULL;
+    void **slot = k ? kids_slot(r, k, l, len) : NULL;
     return slot ? *slot : NULL;
 }
 
@@ -127,12 +83,7 @@ static rkids *kids_resize(const retain *r, rkids *old, uint32_t cap)
         return k;
     }
     k->n = old->n;
-    for (uint32_t i = 0; i < old->cap; i++) {
-        rnode *c = old->slot[i];
-        if (c) {
-            *kids_slot(r, k, c->level, c->len) = c;
-        }
-    }
+    level_rehash(k->slot, cap, old->slot, old->cap, r->seed, rnode_key);
     sh_free(old, rkids_size(old->cap));
     return k;
 }
@@ -142,34 +93,23 @@ static void kids_put(const retain *r, rnode *n, rnode *c)
     rkids *k = n->kids;
     if (!k) {
         k = n->kids = kids_resize(r, NULL, 1);
-    } else if (k->n == k->cap || (k->cap > 2 && (k->n + 1) * 4 > k->cap * 3)) {
+    } else if (level_tab_full(k->n, k->cap)) {
         k = n->kids = kids_resize(r, k, k->cap * 2);
     }
     *kids_slot(r, k, c->level, c->len) = c;
     k->n++;
 }
 
-/* Backward-shift delete (no tombstones); see node/trie.c kids_erase. */
-static void kids_erase(const retain *r, rnode *n, rnode **slot)
+/* Remove the child in slot, then drop an empty table or halve a sparse one. */
+static void kids_erase(const retain *r, rnode *n, void **slot)
 {
     rkids *k = n->kids;
-    uint32_t mask = k->cap - 1;
-    uint32_t i = (uint32_t)(slot - k->slot);
-    k->slot[i] = NULL;
+    level_erase(k->slot, k->cap, (uint32_t)(slot - k->slot), r->seed, rnode_key);
     k->n--;
-    for (uint32_t j = (i + 1) & mask; k->slot[j]; j = (j + 1) & mask) {
-        const rnode *c = k->slot[j];
-        uint32_t home = (uint32_t)level_hash(r->seed, c->level, c->len) & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            k->slot[i] = k->slot[j];
-            k->slot[j] = NULL;
-            i = j;
-        }
-    }
     if (k->n == 0) {
         sh_free(k, rkids_size(k->cap));
         n->kids = NULL;
-    } else if (k->cap >= 4 && k->n * 4 <= k->cap) {
+    } else if (level_tab_sparse(k->n, k->cap)) {
         n->kids = kids_resize(r, k, k->cap / 2);
     }
 }
@@ -179,9 +119,7 @@ static void kids_erase(const retain *r, rnode *n, rnode **slot)
 retain *retain_new(void)
 {
     retain *r = sh_malloc(sizeof(*r));
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    r->seed = level_hash((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)r, (const uint8_t *)&ts, sizeof(ts));
+    r->seed = level_seed(r);
     r->count = 0;
     r->root = rnode_new(NULL, 0);
     return r;
@@ -189,7 +127,7 @@ retain *retain_new(void)
 
 void retain_set(retain *r, msg *m)
 {
-    mqtt_bytes topic = nonnull((mqtt_bytes){m->topic, m->topic_len});
+    mqtt_bytes topic = level_nonnull((mqtt_bytes){m->topic, m->topic_len});
     /* MQTT §3.3.1.3: a retained message with an empty payload deletes. */
     if (m->payload_len == 0) {
         retain_delete(r, topic);
@@ -219,14 +157,11 @@ void retain_set(retain *r, msg *m)
  * exactly one child, the next one on the deleted topic's path. */
 static void prune(const retain *r, rnode *cut, const uint8_t *l, size_t len)
 {
-    rnode **slot = kids_slot(r, cut->kids, l, len);
+    void **slot = kids_slot(r, cut->kids, l, len);
     rnode *c = *slot;
     kids_erase(r, cut, slot);
     while (c) {
-        rnode *next = NULL;
-        for (uint32_t i = 0; c->kids && i < c->kids->cap && !next; i++) {
-            next = c->kids->slot[i];
-        }
+        rnode *next = c->kids ? level_first(c->kids->slot, c->kids->cap) : NULL;
         rnode_free(c);
         c = next;
     }
@@ -269,7 +204,7 @@ static bool unset(retain *r, mqtt_bytes topic, const msg *only)
 
 bool retain_delete(retain *r, mqtt_bytes topic)
 {
-    return unset(r, nonnull(topic), NULL);
+    return unset(r, level_nonnull(topic), NULL);
 }
 
 /* --- matching ----------------------------------------------------------- */
@@ -361,11 +296,11 @@ static void step(rwalk *w, rframe f)
     uint32_t end = level_end(w->filter, f.pos);
     const uint8_t *l = w->filter.p + f.pos;
     bool first = f.pos == 0;
-    if (is_level(l, end - f.pos, '#')) {
+    if (level_is(l, end - f.pos, '#')) {
         /* "a/#" also matches "a" (§4.7.1.2); the root never holds one. */
         offer(w, f.n);
         push_children(w, f.n, SUBTREE, first);
-    } else if (is_level(l, end - f.pos, '+')) {
+    } else if (level_is(l, end - f.pos, '+')) {
         push_children(w, f.n, end + 1, first);
     } else {
         rnode *c = kids_get(w->r, f.n->kids, l, end - f.pos);
@@ -380,7 +315,7 @@ size_t retain_match(retain *r, mqtt_bytes filter, uint64_t now_ms, retain_cb cb,
     rwalk w;
     memset(&w, 0, sizeof(w));
     w.r = r;
-    w.filter = nonnull(filter);
+    w.filter = level_nonnull(filter);
     w.now_ms = now_ms;
     w.cb = cb;
     w.arg = arg;
@@ -410,26 +345,16 @@ void retain_free(retain *r)
     if (!r) {
         return;
     }
-    size_t depth = 0, room = 64;
-    rnode **st = sh_malloc(room * sizeof(rnode *));
-    st[depth++] = r->root;
-    while (depth) {
-        rnode *n = st[--depth];
-        const rkids *k = n->kids;
-        size_t need = depth + (k ? k->cap : 0);
-        if (need > room) {
-            st = sh_realloc(st, room * sizeof(rnode *), need * 2 * sizeof(rnode *));
-            room = need * 2;
-        }
-        for (uint32_t i = 0; k && i < k->cap; i++) {
-            if (k->slot[i]) {
-                st[depth++] = k->slot[i];
-            }
+    level_stack st;
+    level_stack_init(&st, r->root);
+    for (rnode *n; (n = level_stack_pop(&st));) {
+        if (n->kids) {
+            level_stack_push_children(&st, n->kids->slot, n->kids->cap);
         }
         msg_unref(n->m);
         rnode_free(n);
     }
-    sh_free(st, room * sizeof(rnode *));
+    level_stack_free(&st);
     sh_free(r, sizeof(*r));
 }
 

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "node/level_impl.h"
 
 /* One subscription, or one member of a shared group. */
 typedef struct sub {
@@ -47,12 +48,11 @@ typedef struct node node;
 
 /* Children and shared groups of one node; allocated only once it has any.
  * Groups are rare, so they live here rather than cost every node 8 bytes.
- * Tables of 1 or 2 slots may be full (probes are bounded by cap); larger
- * ones stay at most 3/4 full. */
+ * The slots are a node/level_impl.h child table of node pointers. */
 typedef struct kids {
     sgroup *groups;
     uint32_t n, cap; /* cap is 0 or a power of two */
-    node *slot[];
+    void *slot[];
 } kids;
 
 /* Flags saying a '+' or '#' child exists, so matching probes for them
@@ -76,51 +76,13 @@ struct trie {
 
 #define NONE UINT32_MAX
 
-/* --- levels ------------------------------------------------------------- */
-
-/* End of the level starting at pos; the next level starts at end + 1, and
- * end + 1 > s.len once the last level is consumed. */
-static uint32_t level_end(mqtt_bytes s, uint32_t pos)
-{
-    const uint8_t *slash = pos < s.len ? memchr(s.p + pos, '/', s.len - pos) : NULL;
-    return slash ? (uint32_t)(slash - s.p) : s.len;
-}
-
-/* mqtt_bytes allows p == NULL for len 0; pointer arithmetic on it is UB. */
-static mqtt_bytes nonnull(mqtt_bytes s)
-{
-    if (!s.p) {
-        s.p = (const uint8_t *)"";
-    }
-    return s;
-}
-
-static bool is_wild(const uint8_t *l, size_t len, uint8_t c)
-{
-    return len == 1 && l[0] == c;
-}
-
-/* Seeded per trie so level names chosen by clients do not collide the
- * same way on every broker (not a keyed PRF: no hard flooding guarantee).
- * FNV-1a with a murmur finaliser. */
-static uint64_t level_hash(uint64_t seed, const uint8_t *p, size_t len)
-{
-    uint64_t h = seed ^ 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
-static bool level_eq(const node *n, const uint8_t *l, size_t len)
-{
-    return n->len == len && (len == 0 || memcmp(n->level, l, len) == 0);
-}
-
 /* --- nodes and their children ------------------------------------------- */
+
+static level_key node_key(const void *c)
+{
+    const node *n = c;
+    return (level_key){n->level, n->len};
+}
 
 static size_t node_size(const node *n)
 {
@@ -145,23 +107,14 @@ static node *node_new(const uint8_t *l, size_t len)
     return n;
 }
 
-/* The slot holding level l, or the free slot where it would go; NULL if
- * neither (a full small table). */
-static node **kids_slot(const trie *t, kids *k, const uint8_t *l, size_t len)
+static void **kids_slot(const trie *t, kids *k, const uint8_t *l, size_t len)
 {
-    uint32_t mask = k->cap - 1;
-    uint32_t i = (uint32_t)level_hash(t->seed, l, len) & mask;
-    for (uint32_t probes = 0; probes < k->cap; probes++, i = (i + 1) & mask) {
-        if (!k->slot[i] || level_eq(k->slot[i], l, len)) {
-            return &k->slot[i];
-        }
-    }
-    return NULL;
+    return level_slot(k->slot, k->cap, t->seed, node_key, l, len);
 }
 
 static node *kids_get(const trie *t, kids *k, const uint8_t *l, size_t len)
 {
-    node **slot = k && k->cap ? kids_slot(t, k, l, len) : NULL;
+    void **slot = k && k->cap ? kids_slot(t, k, l, len) : NULL;
     return slot ? *slot : NULL;
 }
 
@@ -174,12 +127,7 @@ static kids *kids_resize(const trie *t, kids *old, uint32_t cap)
     }
     k->groups = old->groups;
     k->n = old->n;
-    for (uint32_t i = 0; i < old->cap; i++) {
-        node *c = old->slot[i];
-        if (c) {
-            *kids_slot(t, k, c->level, c->len) = c;
-        }
-    }
+    level_rehash(k->slot, cap, old->slot, old->cap, t->seed, node_key);
     sh_free(old, kids_size(old->cap));
     return k;
 }
@@ -195,31 +143,11 @@ static kids *kids_of(const trie *t, node *n)
 static void kids_put(const trie *t, node *n, node *c)
 {
     kids *k = kids_of(t, n);
-    if (k->n == k->cap || (k->cap > 2 && (k->n + 1) * 4 > k->cap * 3)) {
+    if (level_tab_full(k->n, k->cap)) {
         k = n->kids = kids_resize(t, k, k->cap ? k->cap * 2 : 1);
     }
     *kids_slot(t, k, c->level, c->len) = c;
     k->n++;
-}
-
-/* Linear-probing delete by backward shift: no tombstones, so a table that
- * shrinks back keeps short probes. The hole is cleared first so the scan
- * ends even in a full table. */
-static void kids_erase(const trie *t, kids *k, uint32_t i)
-{
-    uint32_t mask = k->cap - 1;
-    k->slot[i] = NULL;
-    k->n--;
-    for (uint32_t j = (i + 1) & mask; k->slot[j]; j = (j + 1) & mask) {
-        const node *c = k->slot[j];
-        uint32_t home = (uint32_t)level_hash(t->seed, c->level, c->len) & mask;
-        /* The entry at j may fill the hole unless its home lies in (i, j]. */
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            k->slot[i] = k->slot[j];
-            k->slot[j] = NULL;
-            i = j;
-        }
-    }
 }
 
 /* Drop an empty table, or halve a sparse one. */
@@ -231,14 +159,14 @@ static void kids_tidy(const trie *t, node *n)
         n->kids = NULL;
     } else if (k->n == 0 && k->cap) {
         n->kids = kids_resize(t, k, 0);
-    } else if (k->cap >= 4 && k->n * 4 <= k->cap) {
+    } else if (level_tab_sparse(k->n, k->cap)) {
         n->kids = kids_resize(t, k, k->cap / 2);
     }
 }
 
 static uint8_t wild_flag(const uint8_t *l, size_t len)
 {
-    return is_wild(l, len, '+') ? HAS_PLUS : (is_wild(l, len, '#') ? HAS_HASH : 0);
+    return level_is(l, len, '+') ? HAS_PLUS : (level_is(l, len, '#') ? HAS_HASH : 0);
 }
 
 static node *child_add(const trie *t, node *n, const uint8_t *l, size_t len)
@@ -255,7 +183,8 @@ static node *child_add(const trie *t, node *n, const uint8_t *l, size_t len)
 static void child_detach(const trie *t, node *n, const uint8_t *l, size_t len)
 {
     kids *k = n->kids;
-    kids_erase(t, k, (uint32_t)(kids_slot(t, k, l, len) - k->slot));
+    level_erase(k->slot, k->cap, (uint32_t)(kids_slot(t, k, l, len) - k->slot), t->seed, node_key);
+    k->n--;
     n->flags &= (uint8_t)~wild_flag(l, len);
     kids_tidy(t, n);
 }
@@ -269,13 +198,7 @@ static bool node_busy(const node *n)
 /* The one child of a node on a branch being pruned, if any. */
 static node *only_child(const node *n)
 {
-    const kids *k = n->kids;
-    for (uint32_t i = 0; k && i < k->cap; i++) {
-        if (k->slot[i]) {
-            return k->slot[i];
-        }
-    }
-    return NULL;
+    return n->kids ? level_first(n->kids->slot, n->kids->cap) : NULL;
 }
 
 /* --- normal subscriptions ----------------------------------------------- */
@@ -556,8 +479,8 @@ static bool shared_del(trie *t, node *n, mqtt_bytes name, const void *owner)
 
 void trie_add(trie *t, mqtt_bytes filter, mqtt_bytes group, void *owner, const sub_opts *o, bool *replaced)
 {
-    filter = nonnull(filter);
-    group = nonnull(group);
+    filter = level_nonnull(filter);
+    group = level_nonnull(group);
     node *n = t->root;
     for (uint32_t pos = 0; pos <= filter.len;) {
         uint32_t end = level_end(filter, pos);
@@ -593,8 +516,8 @@ static void prune(const trie *t, node *cut, const uint8_t *l, size_t len)
 
 bool trie_remove(trie *t, mqtt_bytes filter, mqtt_bytes group, void *owner)
 {
-    filter = nonnull(filter);
-    group = nonnull(group);
+    filter = level_nonnull(filter);
+    group = level_nonnull(group);
     node *n = t->root, *cut = t->root;
     uint32_t cut_pos = 0, cut_end = level_end(filter, 0);
     for (uint32_t pos = 0; pos <= filter.len;) {
@@ -720,7 +643,7 @@ size_t trie_match(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_hit
 {
     walk w;
     w.t = t;
-    w.topic = nonnull(topic);
+    w.topic = level_nonnull(topic);
     w.eligible = eligible;
     w.hits = hits;
     w.cap = cap;
@@ -744,10 +667,8 @@ size_t trie_match(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_hit
 trie *trie_new(trie_strategy strategy)
 {
     trie *t = sh_malloc(sizeof(*t));
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     t->strategy = strategy;
-    t->seed = level_hash((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)t, (const uint8_t *)&ts, sizeof(ts));
+    t->seed = level_seed(t);
     t->count = 0;
     t->groups = 0;
     t->root = node_new(NULL, 0);
@@ -773,25 +694,15 @@ void trie_free(trie *t)
     if (!t) {
         return;
     }
-    size_t depth = 0, room = 64;
-    node **st = sh_malloc(room * sizeof(node *));
-    st[depth++] = t->root;
-    while (depth) {
-        node *n = st[--depth];
-        const kids *k = n->kids;
-        size_t need = depth + (k ? k->cap : 0);
-        if (need > room) {
-            st = sh_realloc(st, room * sizeof(node *), need * 2 * sizeof(node *));
-            room = need * 2;
-        }
-        for (uint32_t i = 0; k && i < k->cap; i++) {
-            if (k->slot[i]) {
-                st[depth++] = k->slot[i];
-            }
+    level_stack st;
+    level_stack_init(&st, t->root);
+    for (node *n; (n = level_stack_pop(&st));) {
+        if (n->kids) {
+            level_stack_push_children(&st, n->kids->slot, n->kids->cap);
         }
         node_release(n);
     }
-    sh_free(st, room * sizeof(node *));
+    level_stack_free(&st);
     sh_free(t, sizeof(*t));
 }
 
