@@ -120,6 +120,7 @@ typedef struct bp_stats {
     uint64_t skipped_newer;
     uint64_t bad_records;
     uint64_t redis_errors;
+    uint64_t consumer_lag; /* records in the topic not yet consumed here */
     uint64_t produce_latency[BP_LATENCY_BUCKETS + 1];
     double produce_latency_sum;
     uint64_t redis_latency[BP_LATENCY_BUCKETS + 1];

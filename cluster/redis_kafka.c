@@ -35,6 +35,13 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     out->skipped_newer = atomic_load(&r->skipped_newer);
     out->bad_records = atomic_load(&r->bad_records);
     out->redis_errors = atomic_load(&r->redis_errors);
+    /* Cached high watermarks (updated by fetches): no broker round trip. */
+    for (int p = 0; r->consumer && p < r->partitions; p++) {
+        int64_t lo = 0, hi = 0, pos = r->positions[p];
+        if (pos >= 0 && rd_kafka_get_watermark_offsets(r->consumer, r->topic, p, &lo, &hi) == 0 && hi > pos) {
+            out->consumer_lag += (uint64_t)(hi - pos);
+        }
+    }
     bp_hist_read(&r->produce_latency, out->produce_latency, &out->produce_latency_sum);
     bp_hist_read(&r->redis_latency, out->redis_latency, &out->redis_latency_sum);
 }

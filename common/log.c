@@ -1,6 +1,8 @@
 #include "common/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -51,21 +53,70 @@ static void json_escape(char *dst, size_t dstlen, const char *src)
     dst[j] = '\0';
 }
 
+/* Rate limit per call site (its format string): a flood of bad clients
+ * must not turn the log into the bottleneck. Each site may write
+ * LOG_BURST lines per second; the next line after a quiet spell says how
+ * many were suppressed. */
+#define LOG_BURST 20
+#define LOG_SITES 256
+
+typedef struct log_site {
+    const char *fmt;
+    time_t second;
+    unsigned lines;
+    unsigned suppressed;
+} log_site;
+
+static log_site sites[LOG_SITES];
+static pthread_mutex_t sites_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Returns false to drop the line; *suppressed gets the count to report. */
+static bool site_allows(const char *fmt, time_t now, unsigned *suppressed)
+{
+    size_t h = ((uintptr_t)fmt >> 4) % LOG_SITES;
+    bool ok = true;
+    *suppressed = 0;
+    pthread_mutex_lock(&sites_lock);
+    log_site *s = &sites[h];
+    if (s->fmt != fmt || s->second != now) {
+        if (s->fmt == fmt) {
+            *suppressed = s->suppressed;
+        }
+        s->fmt = fmt;
+        s->second = now;
+        s->lines = 0;
+        s->suppressed = 0;
+    }
+    if (++s->lines > LOG_BURST) {
+        s->suppressed++;
+        ok = false;
+    }
+    pthread_mutex_unlock(&sites_lock);
+    return ok;
+}
+
 void sh_log_write(sh_level level, const char *fmt, ...)
 {
+    unsigned suppressed = 0;
+    if (level < SH_ERROR && !site_allows(fmt, time(NULL), &suppressed)) {
+        return;
+    }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (suppressed && n > 0 && (size_t)n < sizeof(msg)) {
+        snprintf(msg + n, sizeof(msg) - (size_t)n, " suppressed_before=%u", suppressed);
+    }
 
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char ts[40];
-    size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+    size_t tn = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tn, sizeof(ts) - tn, ".%03ldZ", (long)(tv.tv_usec / 1000));
 
     const char *lvl = level_names[level < 4 ? level : 3];
     /* One fprintf per line so lines from several threads never interleave. */
