@@ -571,6 +571,11 @@ static bool drain_fn(gather_slot *s)
         w->listener = NULL;
         s->aux++;
     }
+    if (w->tls_listener) {
+        evconnlistener_free(w->tls_listener);
+        w->tls_listener = NULL;
+        s->aux++;
+    }
     if (s->g->disconnect) {
         conn *c = w->conns;
         while (c) {

@@ -64,6 +64,21 @@ static const opt opts[] = {
     {"admin-token", OPT_STR, O(admin_token), NULL, 0, 0, "Bearer token for /api/v1 (unset: the API answers 403); prefer SHOAL_ADMIN_TOKEN"},
     {"metrics-auth", OPT_BOOL, O(metrics_auth), "false", 0, 0, "require the admin token for /metrics and /health too"},
     /* --- end HTTP endpoint --- */
+    /* --- TLS listener (node/tls.c) --- */
+    {"tls-port", OPT_INT, O(tls_port), "0", 0, 65535, "MQTT over TLS port (0 = no TLS listener)"},
+    {"tls-cert", OPT_STR, O(tls_cert), NULL, 0, 0, "server certificate chain (PEM); reloaded on SIGHUP"},
+    {"tls-key", OPT_STR, O(tls_key), NULL, 0, 0, "server private key (PEM); reloaded on SIGHUP"},
+    {"tls-ca", OPT_STR, O(tls_ca), NULL, 0, 0, "CA bundle (PEM) that verifies client certificates"},
+    {"tls-require-client-cert", OPT_BOOL, O(tls_require_client_cert), "false", 0, 0, "refuse TLS clients without a certificate signed by --tls-ca"},
+    {"tls-cert-as-username", OPT_BOOL, O(tls_cert_as_username), "false", 0, 0, "the client certificate's subject CN becomes the username"},
+    {"tls-min-version", OPT_STR, O(tls_min_version), "1.2", 0, 0, "lowest TLS version accepted: 1.2 or 1.3"},
+    {"tls-ciphers", OPT_STR, O(tls_ciphers), NULL, 0, 0, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)"},
+    /* --- end TLS listener --- */
+    /* --- auth (node/auth.c) --- */
+    {"allow-anonymous", OPT_STR, O(allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
+    {"password-file", OPT_STR, O(password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... lines (shoal passwd); reloaded on SIGHUP"},
+    {"acl-file", OPT_STR, O(acl_file), NULL, 0, 0, "user/topic/pattern rules; with it, default deny; reloaded on SIGHUP"},
+    /* --- end auth --- */
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -282,6 +297,19 @@ int config_load(config *cfg, int argc, char **argv)
     if (cfg->metrics_auth && (!cfg->admin_token || !*cfg->admin_token)) {
         fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
         return 2;
+    }
+    /* auth: anonymous by default only without a password file. */
+    cfg->anonymous = !cfg->password_file;
+    if (cfg->allow_anonymous) {
+        const char *v = cfg->allow_anonymous;
+        if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) {
+            cfg->anonymous = true;
+        } else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) {
+            cfg->anonymous = false;
+        } else {
+            fprintf(stderr, "shoal: --allow-anonymous must be true or false, not '%s'\n", v);
+            return 2;
+        }
     }
     return 0;
 }

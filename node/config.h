@@ -48,6 +48,22 @@ typedef struct config {
     char *admin_token;
     bool metrics_auth;
     /* --- end HTTP endpoint --- */
+    /* --- TLS listener (node/tls.c) --- */
+    int tls_port;
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    bool tls_require_client_cert;
+    bool tls_cert_as_username;
+    char *tls_min_version;
+    char *tls_ciphers;
+    /* --- end TLS listener --- */
+    /* --- auth (node/auth.c) --- */
+    char *allow_anonymous; /* "true"/"false"/NULL as given; `anonymous` is the result */
+    char *password_file;
+    char *acl_file;
+    bool anonymous;
+    /* --- end auth --- */
 } config;
 
 /* Parse argv (after the program name), the environment and the config

@@ -2,6 +2,8 @@
  * place where a failure reason code becomes DISCONNECT or a close. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +15,7 @@
 #include "node/core.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/tls.h"
 #include "proto/frame.h"
 
 /* Slow readers: a closing connection that cannot flush within this time is
@@ -42,7 +45,28 @@ static void format_peer(char *dst, size_t len, const struct sockaddr *sa)
     }
 }
 
-conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
+/* A TLS bufferevent in accepting state; the handshake runs before the first
+ * read_cb, and event_cb sees BEV_EVENT_CONNECTED when it completes. */
+static struct bufferevent *tls_bev_new(worker *w, int fd)
+{
+    SSL *ssl = tls_new_ssl(w->b->tls);
+    if (!ssl) {
+        return NULL;
+    }
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        /* Not freeing ssl: whether libevent already did depends on the
+         * version, and a leak on this out-of-memory path beats a double free. */
+        return NULL;
+    }
+    /* A client that drops the TCP connection without close_notify is an
+     * EOF like any other, not an error. */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use_tls)
 {
     broker *b = w->b;
     int one = 1;
@@ -54,7 +78,8 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
     c->last_rx_ms = c->created_ms;
     c->client_receive_max = 65535;
     format_peer(c->peer, sizeof(c->peer), sa);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = use_tls;
+    c->bev = use_tls ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
         sh_free(c, sizeof(*c));
@@ -74,7 +99,8 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen)
     worker_index_conn(w, c);
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
-    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d", (unsigned long long)c->id, c->peer, w->id);
+    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d", (unsigned long long)c->id, c->peer, w->id,
+           c->tls);
     return c;
 }
 
@@ -188,7 +214,13 @@ void conn_free(conn *c)
     if (c->client_id) {
         sh_free(c->client_id, strlen(c->client_id) + 1);
     }
+    if (c->username) { /* auth */
+        sh_free(c->username, strlen(c->username) + 1);
+    }
     msg_unref(c->will);
+    if (c->tls_cn) {
+        sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
+    }
     sh_free(c, sizeof(*c));
 }
 
@@ -299,7 +331,8 @@ void conn_drain_input(conn *c)
     }
     struct evbuffer *in = bufferevent_get_input(c->bev);
     evutil_socket_t fd = bufferevent_getfd(c->bev);
-    while (evbuffer_get_length(in) < c->w->b->cfg->max_packet_size && evbuffer_read(in, fd, 65536) > 0) {
+    /* The socket carries TLS records, not MQTT: only what was decrypted. */
+    while (!c->tls && evbuffer_get_length(in) < c->w->b->cfg->max_packet_size && evbuffer_read(in, fd, 65536) > 0) {
     }
     sh_log(SH_DEBUG, "event=drain_before_takeover conn=%llu bytes=%zu", (unsigned long long)c->id,
            evbuffer_get_length(in));
@@ -330,9 +363,44 @@ static void write_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* The TLS handshake finished: note the peer's certificate. */
+static void tls_connected(conn *c)
+{
+    char cn[256], desc[128];
+    c->tls_up = true;
+    tls_peer_cn(c->bev, cn, sizeof(cn));
+    tls_describe(c->bev, desc, sizeof(desc));
+    if (cn[0] && c->w->b->cfg->tls_cert_as_username) {
+        size_t n = strlen(cn) + 1;
+        c->tls_cn = sh_malloc(n);
+        memcpy(c->tls_cn, cn, n);
+    }
+    sh_log(SH_INFO, "event=tls_handshake conn=%llu peer=%s tls=\"%s\" cn=%s username=%s", (unsigned long long)c->id,
+           c->peer, desc, cn[0] ? cn : "-", c->tls_cn ? c->tls_cn : "-");
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     conn *c = arg;
+    if (c->tls && !c->tls_up && (what & BEV_EVENT_CONNECTED)) {
+        tls_connected(c);
+        return;
+    }
+    if (c->tls && !c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        char err[256];
+        tls_bev_error(bev, err, sizeof(err));
+        atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
+        sh_log(SH_INFO, "event=tls_handshake_failed conn=%llu peer=%s err=\"%s\"", (unsigned long long)c->id, c->peer,
+               err);
+        conn_close(c, MQTT_RC_UNSPECIFIED, "TLS handshake failed");
+    } else if (c->tls && (what & BEV_EVENT_ERROR)) {
+        /* errno says nothing about a TLS error: use OpenSSL's. */
+        char err[256];
+        tls_bev_error(bev, err, sizeof(err));
+        if (strcmp(err, "-") != 0) {
+            conn_close(c, MQTT_RC_UNSPECIFIED, err);
+        }
+    }
     if (what & BEV_EVENT_EOF) {
         conn_close(c, MQTT_RC_UNSPECIFIED, "connection closed by peer");
     } else if (what & BEV_EVENT_ERROR) {
@@ -349,6 +417,12 @@ void conn_check_timers(conn *c, uint64_t now)
 {
     broker *b = c->w->b;
     if (c->state == CS_NEW && now - c->created_ms >= (uint64_t)b->cfg->connect_timeout * 1000u) {
+        if (c->tls && !c->tls_up) {
+            /* A TLS client that never finishes the handshake. */
+            atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
+            conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no TLS handshake within connect timeout");
+            return;
+        }
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
     } else if (c->state == CS_ACTIVE && c->keepalive &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {

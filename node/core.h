@@ -145,6 +145,12 @@ struct conn {
     uint16_t out_alias_used;
     uint16_t out_alias_cap;
     char peer[48];
+    /* --- TLS (node/tls.c) --- */
+    bool tls;               /* accepted on the TLS listener */
+    bool tls_up;            /* handshake completed */
+    char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
+    /* --- end TLS --- */
+    char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
 };
 
 /* Items a worker receives from other threads. */
@@ -202,6 +208,10 @@ struct worker {
     _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
     uint64_t tick_due_ms;              /* owner thread only */
     /* --- end metrics and health --- */
+    /* --- TLS (node/tls.c) --- */
+    struct evconnlistener *tls_listener;
+    _Atomic uint64_t tls_handshake_failures;
+    /* --- end TLS --- */
 };
 
 typedef struct broker_stats {
@@ -234,6 +244,14 @@ struct broker {
     /* --- operations (node/http.c, node/admin.c) --- */
     _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
     /* --- end operations --- */
+    /* --- TLS (node/tls.c) --- */
+    struct tls *tls;        /* NULL without --tls-port */
+    uint16_t tls_port;      /* the bound TLS port, 0 = none */
+    /* --- end TLS --- */
+    /* --- auth (node/auth.c) --- */
+    struct auth *auth;               /* password and ACL tables, swapped on SIGHUP */
+    _Atomic uint64_t auth_failures;  /* CONNECTs refused by authentication */
+    /* --- end auth --- */
 };
 
 /* Monotonic milliseconds. */
@@ -253,7 +271,8 @@ void worker_unindex_conn(worker *w, conn *c);
 void worker_sys_tick(worker *w);
 
 /* conn.c */
-conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen);
+/* use_tls: wrap the socket in TLS (server side) with b->tls. */
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use_tls);
 /* Close after flushing what is queued; sends DISCONNECT rc first for v5
  * when rc >= 0x80 and the connection is established. Idempotent. */
 void conn_close(conn *c, uint8_t rc, const char *why);

@@ -4,6 +4,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/auth.h"
 #include "node/core.h"
 #include "node/dispatch.h"
 #include "node/send.h"
@@ -44,7 +45,7 @@ static mqtt_rc check_connect(conn *c, const mqtt_connect *p)
             return MQTT_RC_TOPIC_NAME_INVALID;
         }
     }
-    return MQTT_RC_SUCCESS;
+    return auth_check_connect(c, p); /* sets c->username */
 }
 
 static void take_options(conn *c, const mqtt_connect *p)
@@ -226,6 +227,12 @@ mqtt_rc handle_connect(conn *c, const mqtt_connect *p)
         c->assigned_id = true;
     } else {
         c->client_id = sh_strndup((const char *)p->client_id.p, p->client_id.len);
+    }
+    if (p->has_will && !auth_can_publish(c, p->will_topic.p, p->will_topic.len)) {
+        /* The ACL must not be bypassed through a will (mosquitto refuses too). */
+        sh_log(SH_INFO, "event=acl_denied action=will conn=%llu client=%s topic=%.*s", (unsigned long long)c->id,
+               c->client_id, (int)p->will_topic.len, (const char *)p->will_topic.p);
+        return MQTT_RC_NOT_AUTHORIZED;
     }
     c->state = CS_CLAIMING;
     connect_claim(c);

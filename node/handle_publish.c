@@ -4,6 +4,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/auth.h"
 #include "node/core.h"
 #include "node/dispatch.h"
 #include "node/send.h"
@@ -133,6 +134,34 @@ static mqtt_rc refuse_unavailable(conn *c, const mqtt_publish *p)
     return MQTT_RC_SUCCESS;
 }
 
+/* The ACL denies this topic. v5 QoS 1/2: PUBACK/PUBREC 0x87. QoS 0 and
+ * 3.1.1: acknowledge as usual and drop (as mosquitto does), so a 3.1.1
+ * client is not disconnected for something it cannot be told about. */
+static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
+{
+    sh_log(SH_INFO, "event=acl_denied action=publish conn=%llu client=%s username=%s topic=%.*s qos=%u",
+           (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->username ? c->username : "-",
+           (int)p->topic.len, (const char *)p->topic.p, p->qos);
+    if (p->qos == 0) {
+        return MQTT_RC_SUCCESS;
+    }
+    if (c->version == MQTT_V5) {
+        send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, MQTT_RC_NOT_AUTHORIZED, NULL);
+        return MQTT_RC_SUCCESS;
+    }
+    if (p->qos == 2) {
+        /* Finish the exchange: the PUBREL that follows gets its PUBCOMP. */
+        if (!session_qos2_has(c->s, p->packet_id)) {
+            session_qos2_add(c->s, p->packet_id);
+            c->inbound_pending++;
+        }
+        send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL);
+        return MQTT_RC_SUCCESS;
+    }
+    send_ack(c, MQTT_PUBACK, p->packet_id, MQTT_RC_SUCCESS, NULL);
+    return MQTT_RC_SUCCESS;
+}
+
 mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
 {
     worker *w = c->w;
@@ -146,6 +175,9 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     }
     if (p.qos > 0 && c->inbound_pending >= (uint16_t)w->b->cfg->receive_maximum) {
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
+    }
+    if (!auth_can_publish(c, p.topic.p, p.topic.len)) {
+        return refuse_denied(c, &p);
     }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */

@@ -3,6 +3,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/auth.h"
 #include "node/core.h"
 #include "node/dispatch.h"
 #include "node/send.h"
@@ -34,6 +35,12 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
     }
     if (sub_id && !cfg->subscription_identifiers) {
         return MQTT_RC_SUB_ID_NOT_SUPPORTED;
+    }
+    if (!auth_can_subscribe(c, filter->p, filter->len)) {
+        sh_log(SH_INFO, "event=acl_denied action=subscribe conn=%llu client=%s username=%s filter=%.*s",
+               (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->username ? c->username : "-",
+               (int)e->filter.len, (const char *)e->filter.p);
+        return MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: 0x80 */
     }
     return e->qos < cfg->max_qos ? e->qos : (uint8_t)cfg->max_qos;
 }

@@ -9,8 +9,10 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
+#include "node/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/ctl.h"  /* shoal ctl */
 #include "node/http.h" /* metrics, health, admin API */
+#include "node/tls.h"  /* mqtts listener */
 
 static int start(broker *b, config *cfg)
 {
@@ -69,6 +71,13 @@ static int start(broker *b, config *cfg)
     if (!b->bp) {
         return -1;
     }
+    if (cfg->tls_port) {
+        b->tls = tls_open(cfg);
+        if (!b->tls) {
+            return -1;
+        }
+        b->tls_port = (uint16_t)cfg->tls_port;
+    }
     if (worker_start_all(b) != 0) {
         return -1;
     }
@@ -99,6 +108,7 @@ static void broker_free(broker *b)
     pthread_rwlock_destroy(&b->retain_lock);
     pthread_mutex_destroy(&b->sess_lock);
     bp_free(b->bp);
+    tls_close(b->tls);
 }
 
 int main(int argc, char **argv)
@@ -106,6 +116,10 @@ int main(int argc, char **argv)
     /* `shoal ctl ...`: the admin client, not a broker. */
     if (argc > 1 && !strcmp(argv[1], "ctl")) {
         return ctl_main(argc - 1, argv + 1);
+    }
+    /* `shoal passwd ...`: edit a password file. */
+    if (argc > 1 && !strcmp(argv[1], "passwd")) {
+        return passwd_main(argc - 1, argv + 1);
     }
     config cfg;
     int rc = config_load(&cfg, argc - 1, argv + 1);
@@ -124,10 +138,17 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP); /* reload the TLS certificates */
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     broker b;
     memset(&b, 0, sizeof(b));
+    b.cfg = &cfg;
+    if (auth_init(&b) != SH_OK) { /* the reason is on stderr */
+        auth_free(&b);
+        config_free(&cfg);
+        return 2;
+    }
     if (start(&b, &cfg) != 0) {
         sh_log(SH_ERROR, "event=start_failed");
         return 1;
@@ -141,21 +162,39 @@ int main(int argc, char **argv)
     char http_url_buf[128];
     http_url(http, http_url_buf, sizeof(http_url_buf));
     /* --- end HTTP endpoint --- */
-    sh_log(SH_INFO, "event=ready node=%s port=%u workers=%d backplane=%s version=%s", b.node_id, b.port,
-           b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
-    /* Scripts wait for READY, the last startup line; HTTP comes just before it. */
+    if (cfg.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
+        strcmp(cfg.bind, "localhost")) {
+        sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
+               "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
+    }
+    sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u workers=%d backplane=%s version=%s", b.node_id, b.port,
+           b.tls_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
+    /* Scripts wait for READY, the last startup line; HTTP (and TLS) come just before it. */
     printf("HTTP %s\n", http_url_buf);
+    if (b.tls_port) {
+        printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls_port);
+    }
     printf("READY mqtt://%s:%u\n", cfg.bind, b.port);
     fflush(stdout);
 
     int sig = 0;
-    sigwait(&set, &sig);
+    for (;;) {
+        sigwait(&set, &sig);
+        if (sig != SIGHUP) {
+            break;
+        }
+        auth_reload(&b); /* password and ACL files */
+        if (b.tls) {
+            tls_reload(b.tls); /* TLS certificates; a failure keeps the current ones */
+        }
+    }
     sh_log(SH_INFO, "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     atomic_store(&b.stopping, true);
     http_stop(http); /* before the workers: an admin request may be waiting on them */
     worker_stop_all(&b);
     bp_close(b.bp);
     broker_free(&b);
+    auth_free(&b);
     sh_log(SH_INFO, "event=stopped");
     config_free(&cfg);
     return 0;

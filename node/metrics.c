@@ -83,6 +83,8 @@ static const summed summed_counters[] = {
      "messages dropped (slow subscriber, queue full, expired)"},
     {"shoal_received_bytes_total", offsetof(worker, bytes_in), "MQTT bytes received from clients"},
     {"shoal_sent_bytes_total", offsetof(worker, bytes_out), "MQTT bytes queued to clients"},
+    {"shoal_tls_handshake_failures_total", offsetof(worker, tls_handshake_failures),
+     "TLS handshakes that failed or did not finish within the connect timeout"},
 };
 
 static void per_qos(metrics_text *t, broker *b, const char *name, const char *help, size_t off)
@@ -265,6 +267,8 @@ void metrics_collect(broker *b, metrics_text *t)
                          atomic_load(&b->stats.connections_total));
     metrics_text_counter(t, "shoal_connections_refused_total", "connections refused by --max-connections",
                          atomic_load(&b->stats.refused));
+    metrics_text_counter(t, "shoal_auth_failures_total", "CONNECTs refused by authentication (node/auth.c)",
+                         atomic_load(&b->auth_failures));
     for (size_t i = 0; i < sizeof(summed_counters) / sizeof(summed_counters[0]); i++) {
         const summed *s = &summed_counters[i];
         metrics_text_counter(t, s->name, s->help, sum(b, s->off));

@@ -229,7 +229,21 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         evutil_closesocket(fd);
         return;
     }
-    conn_new(w, fd, sa, salen);
+    conn_new(w, fd, sa, salen, false);
+}
+
+/* The TLS listener: the same limits, then a TLS-wrapped connection. */
+static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    worker *w = arg;
+    broker *b = w->b;
+    if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
+        atomic_fetch_add(&b->stats.refused, 1);
+        sh_log(SH_INFO, "event=refused reason=max-connections limit=%d tls=1", b->cfg->max_connections);
+        evutil_closesocket(fd);
+        return;
+    }
+    conn_new(w, fd, sa, salen, true);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -239,7 +253,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     sh_log(SH_WARN, "event=accept_error err=\"%s\"", evutil_socket_error_to_string(err));
 }
 
-static int listen_on(worker *w, uint16_t port)
+static struct evconnlistener *listen_on(worker *w, uint16_t port, evconnlistener_cb cb)
 {
     struct sockaddr_in6 sa6;
     struct sockaddr_in sa4;
@@ -253,7 +267,7 @@ static int listen_on(worker *w, uint16_t port)
         sa6.sin6_port = htons(port);
         if (inet_pton(AF_INET6, bind, &sa6.sin6_addr) != 1) {
             sh_log(SH_ERROR, "event=listen_error bind=%s msg=\"not an IPv6 address\"", bind);
-            return -1;
+            return NULL;
         }
         sa = (struct sockaddr *)&sa6;
         salen = sizeof(sa6);
@@ -262,26 +276,26 @@ static int listen_on(worker *w, uint16_t port)
         sa4.sin_port = htons(port);
         if (inet_pton(AF_INET, bind, &sa4.sin_addr) != 1) {
             sh_log(SH_ERROR, "event=listen_error bind=%s msg=\"not an IPv4 address\"", bind);
-            return -1;
+            return NULL;
         }
         sa = (struct sockaddr *)&sa4;
         salen = sizeof(sa4);
     }
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC;
-    w->listener = evconnlistener_new_bind(w->base, accept_cb, w, flags, 1024, sa, salen);
-    if (!w->listener) {
+    struct evconnlistener *l = evconnlistener_new_bind(w->base, cb, w, flags, 1024, sa, salen);
+    if (!l) {
         sh_log(SH_ERROR, "event=listen_error bind=%s port=%u err=\"%s\"", bind, port, strerror(errno));
-        return -1;
+        return NULL;
     }
-    evconnlistener_set_error_cb(w->listener, accept_error_cb);
-    return 0;
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    return l;
 }
 
-static uint16_t bound_port(worker *w)
+static uint16_t bound_port(struct evconnlistener *l)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    evutil_socket_t fd = evconnlistener_get_fd(w->listener);
+    evutil_socket_t fd = evconnlistener_get_fd(l);
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
         return 0;
     }
@@ -330,12 +344,15 @@ int worker_start_all(broker *b)
     uint16_t port = (uint16_t)b->cfg->port;
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
-        if (worker_init(b, w, i) != 0 || listen_on(w, port) != 0) {
+        if (worker_init(b, w, i) != 0 || !(w->listener = listen_on(w, port, accept_cb))) {
             return -1;
         }
         /* With --port 0 the first listener picks the port; the others share it. */
         if (port == 0) {
-            port = bound_port(w);
+            port = bound_port(w->listener);
+        }
+        if (b->tls && !(w->tls_listener = listen_on(w, b->tls_port, accept_tls_cb))) {
+            return -1;
         }
     }
     b->port = port;
@@ -352,6 +369,9 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     if (w->listener) {
         evconnlistener_disable(w->listener);
+    }
+    if (w->tls_listener) {
+        evconnlistener_disable(w->tls_listener);
     }
     conn *c = w->conns;
     while (c) {
@@ -429,6 +449,9 @@ void worker_free_all(broker *b)
         worker *w = &b->workers[i];
         if (w->listener) {
             evconnlistener_free(w->listener);
+        }
+        if (w->tls_listener) {
+            evconnlistener_free(w->tls_listener);
         }
         event_free(w->wake);
         event_free(w->reap);

@@ -28,6 +28,11 @@ class Node:
         if line.startswith("HTTP "):
             self.http_url = line.split(None, 1)[1].strip()
             line = self.proc.stdout.readline()
+        # "TLS mqtts://127.0.0.1:PORT" with --tls-port, also before READY.
+        self.tls_port = None
+        if line.startswith("TLS "):
+            self.tls_port = int(line.strip().rsplit(":", 1)[1])
+            line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             self.proc.kill()
             raise RuntimeError("shoal did not start: %r\n%s" % (line, self.log()))

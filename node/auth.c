@@ -1,0 +1,217 @@
+/* The broker's side of authentication and authorization: tables loaded at
+ * start and swapped on SIGHUP (see node/auth.h for the lifetime rule), and
+ * the checks CONNECT, PUBLISH and SUBSCRIBE call. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/auth.h"
+#include "node/core.h"
+
+/* What a reload replaced: freed at exit only. */
+typedef struct retired {
+    struct retired *next;
+    passwd_table *users;
+    acl *acl;
+} retired;
+
+struct auth {
+    _Atomic(passwd_table *) users; /* NULL: no --password-file */
+    _Atomic(acl *) acl;            /* NULL: no --acl-file, everything allowed */
+    pthread_mutex_t reload_lock;
+    retired *old;
+};
+
+static char *slurp(const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0, r;
+    char *s = malloc(cap);
+    while ((r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            cap *= 2;
+            s = realloc(s, cap);
+            if (!s) {
+                abort();
+            }
+        }
+    }
+    fclose(f);
+    s[n] = '\0';
+    return s;
+}
+
+static passwd_table *load_users(const char *path, char *err, size_t errlen)
+{
+    char *text = slurp(path, err, errlen);
+    if (!text) {
+        return NULL;
+    }
+    char why[256];
+    passwd_table *t = passwd_parse(text, why, sizeof(why));
+    free(text);
+    if (!t) {
+        snprintf(err, errlen, "%s: %s", path, why);
+    }
+    return t;
+}
+
+static acl *load_acl(const char *path, char *err, size_t errlen)
+{
+    char *text = slurp(path, err, errlen);
+    if (!text) {
+        return NULL;
+    }
+    char why[256];
+    acl *a = acl_parse(text, why, sizeof(why));
+    free(text);
+    if (!a) {
+        snprintf(err, errlen, "%s: %s", path, why);
+    }
+    return a;
+}
+
+int auth_init(broker *b)
+{
+    struct auth *a = sh_calloc(1, sizeof(*a));
+    pthread_mutex_init(&a->reload_lock, NULL);
+    b->auth = a;
+    char err[512];
+    if (b->cfg->password_file) {
+        passwd_table *t = load_users(b->cfg->password_file, err, sizeof(err));
+        if (!t) {
+            fprintf(stderr, "shoal: --password-file %s\n", err);
+            return SH_ERR;
+        }
+        atomic_store(&a->users, t);
+    }
+    if (b->cfg->acl_file) {
+        acl *l = load_acl(b->cfg->acl_file, err, sizeof(err));
+        if (!l) {
+            fprintf(stderr, "shoal: --acl-file %s\n", err);
+            return SH_ERR;
+        }
+        atomic_store(&a->acl, l);
+    }
+    return SH_OK;
+}
+
+void auth_reload(broker *b)
+{
+    struct auth *a = b->auth;
+    if (!a) {
+        return;
+    }
+    pthread_mutex_lock(&a->reload_lock);
+    char err[512];
+    if (b->cfg->password_file) {
+        passwd_table *t = load_users(b->cfg->password_file, err, sizeof(err));
+        if (t) {
+            retired *r = sh_calloc(1, sizeof(*r));
+            r->users = atomic_exchange(&a->users, t);
+            r->next = a->old;
+            a->old = r;
+            sh_log(SH_INFO, "event=auth_reload file=password users=%zu", t->n);
+        } else {
+            sh_log(SH_ERROR, "event=auth_reload_failed file=password reason=\"%s\"", err);
+        }
+    }
+    if (b->cfg->acl_file) {
+        acl *l = load_acl(b->cfg->acl_file, err, sizeof(err));
+        if (l) {
+            retired *r = sh_calloc(1, sizeof(*r));
+            r->acl = atomic_exchange(&a->acl, l);
+            r->next = a->old;
+            a->old = r;
+            sh_log(SH_INFO, "event=auth_reload file=acl rules=%zu", l->n);
+        } else {
+            sh_log(SH_ERROR, "event=auth_reload_failed file=acl reason=\"%s\"", err);
+        }
+    }
+    pthread_mutex_unlock(&a->reload_lock);
+}
+
+void auth_free(broker *b)
+{
+    struct auth *a = b->auth;
+    if (!a) {
+        return;
+    }
+    passwd_free(atomic_load(&a->users));
+    acl_free(atomic_load(&a->acl));
+    while (a->old) {
+        retired *r = a->old;
+        a->old = r->next;
+        passwd_free(r->users);
+        acl_free(r->acl);
+        sh_free(r, sizeof(*r));
+    }
+    pthread_mutex_destroy(&a->reload_lock);
+    sh_free(a, sizeof(*a));
+    b->auth = NULL;
+}
+
+static mqtt_rc fail(conn *c, const mqtt_connect *p, mqtt_rc rc, const char *why)
+{
+    atomic_fetch_add_explicit(&c->w->b->auth_failures, 1, memory_order_relaxed);
+    sh_log(SH_INFO, "event=auth_failed conn=%llu client=%.*s peer=%s username=%.*s reason=\"%s\"",
+           (unsigned long long)c->id, (int)p->client_id.len, (const char *)p->client_id.p, c->peer,
+           p->has_username ? (int)p->username.len : 1, p->has_username ? (const char *)p->username.p : "-", why);
+    return rc;
+}
+
+mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
+{
+    broker *b = c->w->b;
+    if (c->tls_cn) {
+        /* --tls-cert-as-username: the verified certificate's CN is the
+         * username (node/tls.c sets tls_cn only then); no password check. */
+        c->username = sh_strndup(c->tls_cn, strlen(c->tls_cn));
+        return MQTT_RC_SUCCESS;
+    }
+    if (p->has_username) {
+        c->username = sh_strndup((const char *)p->username.p, p->username.len);
+    }
+    if (!c->username) {
+        return b->cfg->anonymous ? MQTT_RC_SUCCESS : fail(c, p, MQTT_RC_NOT_AUTHORIZED, "no username");
+    }
+    passwd_table *t = atomic_load_explicit(&b->auth->users, memory_order_acquire);
+    if (!t) {
+        return MQTT_RC_SUCCESS; /* no password file: usernames are taken as given */
+    }
+    const passwd_entry *e = passwd_find(t, (const char *)p->username.p, p->username.len);
+    if (!e) {
+        return fail(c, p, MQTT_RC_BAD_USER_OR_PASSWORD, "unknown user");
+    }
+    if (!p->has_password || !passwd_verify(e, p->password.p, p->password.len)) {
+        return fail(c, p, MQTT_RC_BAD_USER_OR_PASSWORD, "bad password");
+    }
+    return MQTT_RC_SUCCESS;
+}
+
+static const char *client_id_of(conn *c)
+{
+    return c->s ? c->s->client_id : c->client_id;
+}
+
+bool auth_can_publish(conn *c, const uint8_t *topic, size_t len)
+{
+    acl *l = atomic_load_explicit(&c->w->b->auth->acl, memory_order_acquire);
+    return !l || acl_check_topic(l, c->username, client_id_of(c), topic, len, ACL_WRITE);
+}
+
+bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len)
+{
+    acl *l = atomic_load_explicit(&c->w->b->auth->acl, memory_order_acquire);
+    return !l || acl_check_subscribe(l, c->username, client_id_of(c), filter, len);
+}

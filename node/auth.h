@@ -1,0 +1,109 @@
+/* Authentication (password file) and authorization (ACL file).
+ *
+ * passwd.c  the password file: parse, hash, verify, `shoal passwd`.
+ * acl.c     the ACL file: parse, check a publish topic or a subscribe filter.
+ * auth.c    the broker's side: load at start, swap on SIGHUP, the CONNECT,
+ *           PUBLISH and SUBSCRIBE checks.
+ *
+ * Tables are immutable once built. A reload builds a new one and publishes
+ * it with an atomic pointer store; workers load the pointer and read the
+ * table without locks. Old tables are kept on a retired list until the
+ * process exits (reloads are rare and tables small), so a worker that
+ * loaded the old pointer just before the swap never reads freed memory. */
+#ifndef SHOAL_NODE_AUTH_H
+#define SHOAL_NODE_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/packet.h"
+
+#ifndef SH_OK
+#define SH_OK 0
+#define SH_ERR (-1)
+#endif
+
+typedef struct broker broker;
+typedef struct conn conn;
+
+/* --- passwd.c --- */
+
+#define PASSWD_DEFAULT_ITERATIONS 100000
+#define PASSWD_SALT_LEN 16
+#define PASSWD_HASH_LEN 64 /* SHA-512 output */
+
+typedef struct passwd_entry {
+    char *user;
+    int iterations;
+    uint8_t salt[64];
+    size_t salt_len;
+    uint8_t hash[PASSWD_HASH_LEN];
+    size_t hash_len;
+} passwd_entry;
+
+typedef struct passwd_table {
+    passwd_entry *v; /* sorted by user */
+    size_t n;
+} passwd_table;
+
+/* One line "user:$pbkdf2-sha512$iterations$salt$hash" (no newline) into e.
+ * SH_OK or SH_ERR with a message in err. e->user is allocated on success. */
+int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errlen);
+/* A whole file's text; blank lines and '#' comments are skipped. NULL on
+ * error, with "line N: why" in err. */
+passwd_table *passwd_parse(const char *text, char *err, size_t errlen);
+void passwd_free(passwd_table *t);
+const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t len);
+/* Constant-time comparison of the derived key (CRYPTO_memcmp). */
+bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen);
+/* Format a line for user with a fresh random salt. Returns an allocated
+ * string (free()), or NULL. */
+char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int iterations);
+/* `shoal passwd [-i N] [-D] FILE USER`; argv[0] is "passwd". */
+int passwd_main(int argc, char **argv);
+
+/* --- acl.c --- */
+
+enum { ACL_READ = 1, ACL_WRITE = 2 };
+
+typedef struct acl_rule {
+    bool pattern;   /* %u / %c substituted; applies to everyone */
+    char *user;     /* topic rules: owner, NULL = anonymous clients */
+    uint8_t access; /* ACL_READ | ACL_WRITE */
+    char *filter;
+} acl_rule;
+
+typedef struct acl {
+    acl_rule *v;
+    size_t n;
+} acl;
+
+acl *acl_parse(const char *text, char *err, size_t errlen);
+void acl_free(acl *a);
+/* May a client write (publish) / read topic? user NULL = anonymous. */
+bool acl_check_topic(const acl *a, const char *user, const char *client_id, const uint8_t *topic, size_t len,
+                     uint8_t access);
+/* May a client subscribe to filter? Allowed when a read rule covers every
+ * topic the filter can match (acl_filter_covers). */
+bool acl_check_subscribe(const acl *a, const char *user, const char *client_id, const uint8_t *filter, size_t len);
+/* Does rule filter r cover every topic that filter s matches? Level by
+ * level: '#' in r covers the rest; '+' in r covers any one level of s but
+ * '#'; a literal covers only the same literal; a wildcard in r's first level
+ * never covers a '$' level (§4.7.2). */
+bool acl_filter_covers(const char *r, size_t rlen, const uint8_t *s, size_t slen);
+
+/* --- auth.c --- */
+
+/* Load --password-file and --acl-file. SH_ERR with the reason on stderr. */
+int auth_init(broker *b);
+/* SIGHUP: re-read both files; a file that fails keeps the old table and
+ * logs event=auth_reload_failed. */
+void auth_reload(broker *b);
+void auth_free(broker *b);
+/* CONNECT: anonymous/password check; sets c->username. */
+mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p);
+bool auth_can_publish(conn *c, const uint8_t *topic, size_t len);
+bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len);
+
+#endif

@@ -1,0 +1,429 @@
+/* The password file: one "user:$pbkdf2-sha512$iterations$salt$hash" line
+ * per user, salt and hash in base64 (with padding). The hash is
+ * PKCS5_PBKDF2_HMAC(password, salt, iterations, SHA-512). */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "node/auth.h"
+
+#define PREFIX "$pbkdf2-sha512$"
+
+/* Base64 with padding into out (cap bytes). Returns the decoded length or
+ * -1. EVP_DecodeBlock counts padding as zero bytes: take them off. */
+static int b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+{
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap + 2) {
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!(isalnum((unsigned char)ch) || ch == '+' || ch == '/' || (ch == '=' && i >= len - 2))) {
+            return -1;
+        }
+    }
+    if (s[len - 2] == '=' && s[len - 1] != '=') {
+        return -1;
+    }
+    uint8_t tmp[256];
+    if (len / 4 * 3 > sizeof(tmp)) {
+        return -1;
+    }
+    int n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len);
+    if (n < 0) {
+        return -1;
+    }
+    n -= (s[len - 1] == '=') + (s[len - 2] == '=');
+    if (n <= 0 || (size_t)n > cap) {
+        return -1;
+    }
+    memcpy(out, tmp, (size_t)n);
+    return n;
+}
+
+int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errlen)
+{
+    memset(e, 0, sizeof(*e));
+    const char *colon = strchr(line, ':');
+    if (!colon || colon == line) {
+        snprintf(err, errlen, "expected user:hash");
+        return SH_ERR;
+    }
+    const char *h = colon + 1;
+    if (strncmp(h, PREFIX, strlen(PREFIX)) != 0) {
+        snprintf(err, errlen, "hash must start with " PREFIX);
+        return SH_ERR;
+    }
+    h += strlen(PREFIX);
+    char *end;
+    errno = 0;
+    long it = strtol(h, &end, 10);
+    if (errno || end == h || *end != '$' || it < 1 || it > INT_MAX) {
+        snprintf(err, errlen, "bad iteration count");
+        return SH_ERR;
+    }
+    const char *salt = end + 1;
+    const char *d = strchr(salt, '$');
+    if (!d) {
+        snprintf(err, errlen, "expected $salt$hash");
+        return SH_ERR;
+    }
+    int sl = b64_decode(salt, (size_t)(d - salt), e->salt, sizeof(e->salt));
+    if (sl < 0) {
+        snprintf(err, errlen, "bad base64 salt");
+        return SH_ERR;
+    }
+    const char *hash = d + 1;
+    int hl = b64_decode(hash, strlen(hash), e->hash, sizeof(e->hash));
+    if (hl < 0) {
+        snprintf(err, errlen, "bad base64 hash");
+        return SH_ERR;
+    }
+    e->iterations = (int)it;
+    e->salt_len = (size_t)sl;
+    e->hash_len = (size_t)hl;
+    e->user = strndup(line, (size_t)(colon - line));
+    return SH_OK;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const passwd_entry *)a)->user, ((const passwd_entry *)b)->user);
+}
+
+passwd_table *passwd_parse(const char *text, char *err, size_t errlen)
+{
+    passwd_table *t = calloc(1, sizeof(*t));
+    size_t cap = 0;
+    int lineno = 0;
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        lineno++;
+        char line[1024];
+        if (len >= sizeof(line)) {
+            snprintf(err, errlen, "line %d: too long", lineno);
+            passwd_free(t);
+            return NULL;
+        }
+        memcpy(line, p, len);
+        line[len] = '\0';
+        while (len && isspace((unsigned char)line[len - 1])) {
+            line[--len] = '\0';
+        }
+        p = nl ? nl + 1 : p + len;
+        const char *s = line;
+        while (isspace((unsigned char)*s)) {
+            s++;
+        }
+        if (!*s || *s == '#') {
+            continue;
+        }
+        passwd_entry e;
+        char why[128];
+        if (passwd_parse_line(s, &e, why, sizeof(why)) != SH_OK) {
+            snprintf(err, errlen, "line %d: %s", lineno, why);
+            passwd_free(t);
+            return NULL;
+        }
+        if (t->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            t->v = realloc(t->v, cap * sizeof(passwd_entry));
+            if (!t->v) {
+                abort();
+            }
+        }
+        t->v[t->n++] = e;
+    }
+    if (t->n > 1) {
+        qsort(t->v, t->n, sizeof(passwd_entry), entry_cmp);
+        for (size_t i = 1; i < t->n; i++) {
+            if (!strcmp(t->v[i - 1].user, t->v[i].user)) {
+                snprintf(err, errlen, "user '%s' appears twice", t->v[i].user);
+                passwd_free(t);
+                return NULL;
+            }
+        }
+    }
+    return t;
+}
+
+void passwd_free(passwd_table *t)
+{
+    if (!t) {
+        return;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->v[i].user);
+    }
+    free(t->v);
+    free(t);
+}
+
+const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t len)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *u = t->v[mid].user;
+        int c = strncmp(u, user, len);
+        if (c == 0 && u[len] != '\0') {
+            c = 1; /* u is longer: it sorts after */
+        }
+        if (c == 0) {
+            return &t->v[mid];
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return NULL;
+}
+
+bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen)
+{
+    uint8_t out[PASSWD_HASH_LEN];
+    if (e->hash_len == 0 || e->hash_len > sizeof(out) || pwlen > INT_MAX) {
+        return false;
+    }
+    if (!PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, e->salt, (int)e->salt_len, e->iterations, EVP_sha512(),
+                           (int)e->hash_len, out)) {
+        return false;
+    }
+    return CRYPTO_memcmp(out, e->hash, e->hash_len) == 0;
+}
+
+char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int iterations)
+{
+    uint8_t salt[PASSWD_SALT_LEN], hash[PASSWD_HASH_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1 ||
+        !PKCS5_PBKDF2_HMAC(pw, (int)pwlen, salt, sizeof(salt), iterations, EVP_sha512(), sizeof(hash), hash)) {
+        return NULL;
+    }
+    char s64[64], h64[128];
+    EVP_EncodeBlock((unsigned char *)s64, salt, sizeof(salt));
+    EVP_EncodeBlock((unsigned char *)h64, hash, sizeof(hash));
+    size_t n = strlen(user) + strlen(PREFIX) + 16 + strlen(s64) + strlen(h64) + 4;
+    char *line = malloc(n);
+    if (line) {
+        snprintf(line, n, "%s:" PREFIX "%d$%s$%s", user, iterations, s64, h64);
+    }
+    return line;
+}
+
+/* --- shoal passwd --- */
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: shoal passwd [-i ITERATIONS] FILE USER   (password on stdin)\n"
+                    "       shoal passwd -D FILE USER\n");
+    return 2;
+}
+
+/* One line from fd 0, without its newline; on a TTY, prompt without echo. */
+static int read_password(const char *prompt, char *buf, size_t cap)
+{
+    bool tty = isatty(STDIN_FILENO);
+    struct termios old, quiet;
+    if (tty) {
+        fprintf(stderr, "%s", prompt);
+        fflush(stderr);
+        tcgetattr(STDIN_FILENO, &old);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *got = fgets(buf, (int)cap, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fputc('\n', stderr);
+    }
+    if (!got) {
+        return SH_ERR;
+    }
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        buf[--n] = '\0';
+    }
+    return SH_OK;
+}
+
+static char *read_file(const char *path, bool *missing)
+{
+    *missing = false;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        *missing = errno == ENOENT;
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    size_t r;
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            s = realloc(s, cap);
+        }
+    }
+    fclose(f);
+    if (s) {
+        s[n] = '\0';
+    }
+    return s;
+}
+
+/* Temp file in the same directory, mode 0600, then rename over path. */
+static int write_atomic(const char *path, const char *text)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    snprintf(tmp, n, "%s.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        fprintf(stderr, "shoal passwd: cannot create %s: %s\n", tmp, strerror(errno));
+        free(tmp);
+        return SH_ERR;
+    }
+    size_t len = strlen(text), off = 0;
+    int rc = fchmod(fd, 0600);
+    while (rc == 0 && off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) {
+            rc = -1;
+        } else {
+            off += (size_t)w;
+        }
+    }
+    if (rc == 0) {
+        rc = fsync(fd);
+    }
+    if (close(fd) != 0) {
+        rc = -1;
+    }
+    if (rc == 0) {
+        rc = rename(tmp, path);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "shoal passwd: cannot write %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc == 0 ? SH_OK : SH_ERR;
+}
+
+int passwd_main(int argc, char **argv)
+{
+    bool del = false;
+    long iterations = PASSWD_DEFAULT_ITERATIONS;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "-D")) {
+            del = true;
+        } else if (!strcmp(argv[i], "-i") && i + 1 < argc) {
+            char *end;
+            iterations = strtol(argv[++i], &end, 10);
+            if (*end || iterations < 1 || iterations > 100000000) {
+                fprintf(stderr, "shoal passwd: -i needs a count in 1..100000000\n");
+                return 2;
+            }
+        } else {
+            return usage();
+        }
+    }
+    if (argc - i != 2) {
+        return usage();
+    }
+    const char *path = argv[i], *user = argv[i + 1];
+    if (!*user || strpbrk(user, ":\n\r")) {
+        fprintf(stderr, "shoal passwd: a user name must be non-empty and contain no ':'\n");
+        return 2;
+    }
+    bool missing;
+    char *old = read_file(path, &missing);
+    if (!old && !(missing && !del)) {
+        fprintf(stderr, "shoal passwd: cannot read %s: %s\n", path, missing ? "no such file" : strerror(errno));
+        return 1;
+    }
+    char *line = NULL;
+    if (!del) {
+        char pw[1024], again[1024];
+        if (read_password("Password: ", pw, sizeof(pw)) != SH_OK) {
+            fprintf(stderr, "shoal passwd: no password on stdin\n");
+            free(old);
+            return 1;
+        }
+        if (isatty(STDIN_FILENO) &&
+            (read_password("Again: ", again, sizeof(again)) != SH_OK || strcmp(pw, again) != 0)) {
+            fprintf(stderr, "shoal passwd: the passwords differ\n");
+            free(old);
+            return 1;
+        }
+        if (!*pw) {
+            fprintf(stderr, "shoal passwd: empty password\n");
+            free(old);
+            return 1;
+        }
+        line = passwd_make_line(user, pw, strlen(pw), (int)iterations);
+        OPENSSL_cleanse(pw, sizeof(pw));
+        OPENSSL_cleanse(again, sizeof(again));
+        if (!line) {
+            fprintf(stderr, "shoal passwd: hashing failed\n");
+            free(old);
+            return 1;
+        }
+    }
+    /* Keep every other line (comments too) as it was; replace or drop USER's. */
+    size_t ulen = strlen(user);
+    size_t cap = (old ? strlen(old) : 0) + (line ? strlen(line) : 0) + 4;
+    char *out = malloc(cap);
+    size_t o = 0;
+    bool found = false;
+    for (const char *p = old; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p + 1) : strlen(p);
+        if (!strncmp(p, user, ulen) && p[ulen] == ':') {
+            found = true;
+            if (line) {
+                o += (size_t)snprintf(out + o, cap - o, "%s\n", line);
+                free(line);
+                line = NULL;
+            }
+        } else {
+            memcpy(out + o, p, len);
+            o += len;
+            if (!nl) {
+                out[o++] = '\n';
+            }
+        }
+        p += len;
+    }
+    out[o] = '\0';
+    if (line) {
+        o += (size_t)snprintf(out + o, cap - o, "%s\n", line);
+        free(line);
+    }
+    free(old);
+    if (del && !found) {
+        fprintf(stderr, "shoal passwd: no user '%s' in %s\n", user, path);
+        free(out);
+        return 1;
+    }
+    int rc = write_atomic(path, out);
+    free(out);
+    return rc == SH_OK ? 0 : 1;
+}

@@ -1,0 +1,120 @@
+/* node/passwd.c: password lines, hashing, verification. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/auth.h"
+
+static const uint8_t *u8(const char *s)
+{
+    return (const uint8_t *)s;
+}
+
+Test(passwd, make_then_verify)
+{
+    char *line = passwd_make_line("alice", "s3cret", 6, 1000);
+    cr_assert_not_null(line);
+    cr_assert(!strncmp(line, "alice:$pbkdf2-sha512$1000$", 26));
+    passwd_entry e;
+    char err[128];
+    cr_assert_eq(passwd_parse_line(line, &e, err, sizeof(err)), SH_OK, "%s", err);
+    cr_assert_str_eq(e.user, "alice");
+    cr_assert_eq(e.iterations, 1000);
+    cr_assert_eq(e.salt_len, PASSWD_SALT_LEN);
+    cr_assert_eq(e.hash_len, PASSWD_HASH_LEN);
+    cr_assert(passwd_verify(&e, u8("s3cret"), 6));
+    cr_assert_not(passwd_verify(&e, u8("s3cre"), 5));
+    cr_assert_not(passwd_verify(&e, u8("s3cret!"), 7));
+    cr_assert_not(passwd_verify(&e, u8(""), 0));
+    free(e.user);
+    free(line);
+}
+
+Test(passwd, salts_differ)
+{
+    char *a = passwd_make_line("u", "pw", 2, 1);
+    char *b = passwd_make_line("u", "pw", 2, 1);
+    cr_assert_str_neq(a, b);
+    free(a);
+    free(b);
+}
+
+#define KNOWN_HASH "LRBZ83k0jLq6tLoG1NTgI40Wnann2XwlqjiB/bp8owAeXc2DzPdMZKNG9dfoNmhepmpjOlNII9sdSjlArasEag=="
+
+/* A known vector, computed independently:
+ * python3 -c "import hashlib,base64;print(base64.b64encode(hashlib.pbkdf2_hmac('sha512',b'password',b'saltsalt',2)))" */
+Test(passwd, known_vector)
+{
+    passwd_entry e;
+    char err[128];
+    const char *line = "bob:$pbkdf2-sha512$2$c2FsdHNhbHQ=$" KNOWN_HASH;
+    cr_assert_eq(passwd_parse_line(line, &e, err, sizeof(err)), SH_OK, "%s", err);
+    cr_assert(passwd_verify(&e, u8("password"), 8));
+    cr_assert_not(passwd_verify(&e, u8("Password"), 8));
+    free(e.user);
+}
+
+Test(passwd, malformed_lines)
+{
+    const char *bad[] = {
+        "nocolon",
+        ":$pbkdf2-sha512$10$c2FsdA==$aGFzaA==",            /* empty user */
+        "u:$7$10$c2FsdA==$aGFzaA==",                        /* other scheme */
+        "u:$pbkdf2-sha512$$c2FsdA==$aGFzaA==",              /* no iterations */
+        "u:$pbkdf2-sha512$0$c2FsdA==$aGFzaA==",             /* zero iterations */
+        "u:$pbkdf2-sha512$-5$c2FsdA==$aGFzaA==",            /* negative */
+        "u:$pbkdf2-sha512$10x$c2FsdA==$aGFzaA==",           /* junk after count */
+        "u:$pbkdf2-sha512$10$c2FsdA==",                     /* no hash */
+        "u:$pbkdf2-sha512$10$c2Fsd!==$aGFzaA==",            /* bad base64 */
+        "u:$pbkdf2-sha512$10$c2FsdA=$aGFzaA==",             /* bad length */
+        "u:$pbkdf2-sha512$10$c2FsdA==$",                    /* empty hash */
+        "u:$pbkdf2-sha512$10$$aGFzaA==",                    /* empty salt */
+        "u:$pbkdf2-sha512$10$c2FsdA==$a=Fz",                /* '=' in the middle */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        passwd_entry e;
+        char err[128] = "";
+        cr_assert_eq(passwd_parse_line(bad[i], &e, err, sizeof(err)), SH_ERR, "accepted: %s", bad[i]);
+        cr_assert(err[0], "no reason for %s", bad[i]);
+    }
+}
+
+Test(passwd, table_parse_find)
+{
+    char *a = passwd_make_line("alice", "a", 1, 1);
+    char *b = passwd_make_line("bob", "b", 1, 1);
+    char text[1024];
+    snprintf(text, sizeof(text), "# users\n\n%s\n   \n%s", b, a); /* no trailing newline */
+    char err[128];
+    passwd_table *t = passwd_parse(text, err, sizeof(err));
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_eq(t->n, 2);
+    const passwd_entry *e = passwd_find(t, "alice", 5);
+    cr_assert_not_null(e);
+    cr_assert(passwd_verify(e, u8("a"), 1));
+    cr_assert_not_null(passwd_find(t, "bob", 3));
+    cr_assert_null(passwd_find(t, "bo", 2));
+    cr_assert_null(passwd_find(t, "bobby", 5));
+    cr_assert_null(passwd_find(t, "carol", 5));
+    passwd_free(t);
+    free(a);
+    free(b);
+}
+
+Test(passwd, table_errors_name_the_line)
+{
+    char err[128];
+    cr_assert_null(passwd_parse("# c\ngarbage\n", err, sizeof(err)));
+    cr_assert(strstr(err, "line 2"), "%s", err);
+    char *a = passwd_make_line("dup", "a", 1, 1);
+    char text[512];
+    snprintf(text, sizeof(text), "%s\n%s\n", a, a);
+    cr_assert_null(passwd_parse(text, err, sizeof(err)));
+    cr_assert(strstr(err, "twice"), "%s", err);
+    free(a);
+    passwd_table *t = passwd_parse("", err, sizeof(err));
+    cr_assert_not_null(t);
+    cr_assert_eq(t->n, 0);
+    passwd_free(t);
+}
