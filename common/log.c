@@ -57,7 +57,7 @@ static void json_escape(char *dst, size_t dstlen, const char *src)
  * must not turn the log into the bottleneck. Each site may write
  * LOG_BURST lines per second; the next line after a quiet spell says how
  * many were suppressed. */
-#define LOG_BURST 20
+#define LOG_BURST 200
 #define LOG_SITES 256
 
 typedef struct log_site {
