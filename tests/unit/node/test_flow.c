@@ -1,0 +1,168 @@
+/* Outgoing flow control (the client's Receive Maximum and --max-inflight)
+ * and outbound topic aliases, on a real connection over a socketpair. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "node/core.h"
+#include "node/send.h"
+#include "proto/packet.h"
+
+static config cfg;
+static broker b;
+static worker w;
+static int peer;
+static conn *c;
+static session *s;
+
+static void setup(void)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.max_inflight = 32;
+    cfg.max_queued = 100;
+    cfg.max_output_buffer = 1 << 20;
+    cfg.max_packet_size = 1 << 20;
+    memset(&b, 0, sizeof(b));
+    b.cfg = &cfg;
+    memset(&w, 0, sizeof(w));
+    w.b = &b;
+    w.base = event_base_new();
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    peer = sv[1];
+    evutil_make_socket_nonblocking(sv[0]);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    c = conn_new(&w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false);
+    cr_assert_not_null(c);
+    c->state = CS_ACTIVE;
+    c->version = MQTT_V5;
+    s = session_new(&b, "flow", 4, 0);
+    s->c = c;
+    c->s = s;
+}
+
+static void teardown(void)
+{
+    s->c = NULL;
+    c->s = NULL;
+    session_unref(&b, s);
+    c->state = CS_CLOSED;
+    worker_unindex_conn(&w, c);
+    conn_free(c);
+    close(peer);
+    sh_free(w.by_id, w.by_id_cap * sizeof(conn *));
+    event_base_free(w.base);
+}
+
+TestSuite(flow, .init = setup, .fini = teardown);
+
+/* Let the bufferevent write, then read and decode what the client got. */
+static size_t read_publishes(mqtt_publish *out, size_t cap, uint8_t *buf, size_t buflen)
+{
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    ssize_t n = recv(peer, buf, buflen, MSG_DONTWAIT);
+    size_t got = 0, pos = 0;
+    while (n > 0 && pos < (size_t)n && got < cap) {
+        mqtt_frame f;
+        int len = mqtt_frame_parse(buf + pos, (size_t)n - pos, 0, &f);
+        cr_assert_gt(len, 0);
+        cr_assert_eq(mqtt_decode_publish(&f, MQTT_V5, &out[got]), MQTT_RC_SUCCESS);
+        got++;
+        pos += (size_t)len;
+    }
+    return got;
+}
+
+static void deliver(const char *topic, uint8_t qos)
+{
+    mqtt_bytes t = {(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    mqtt_bytes p = {(const uint8_t *)"payload", 7};
+    delivery d;
+    memset(&d, 0, sizeof(d));
+    d.m = msg_new(t, NULL, p, qos, false, 0, now_ms());
+    d.qos = qos;
+    session_deliver(&w, s, &d);
+}
+
+Test(flow, client_receive_maximum_bounds_what_is_in_flight)
+{
+    c->client_receive_max = 2;
+    for (int i = 0; i < 5; i++) {
+        deliver("t", 1);
+    }
+    cr_assert_eq(s->n_inf, 2);
+    cr_assert_eq(s->q_len, 3);
+    uint8_t buf[4096];
+    mqtt_publish p[8];
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 2);
+    /* One PUBACK frees one slot: exactly one more goes out. */
+    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, p[0].packet_id), MQTT_RC_SUCCESS);
+    cr_assert_eq(s->n_inf, 2);
+    cr_assert_eq(s->q_len, 2);
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 1);
+    cr_assert_neq(p[0].packet_id, 0);
+}
+
+Test(flow, max_inflight_caps_a_generous_client)
+{
+    cfg.max_inflight = 3;
+    c->client_receive_max = 65535;
+    for (int i = 0; i < 10; i++) {
+        deliver("t", 2);
+    }
+    cr_assert_eq(s->n_inf, 3);
+    cr_assert_eq(s->q_len, 7);
+}
+
+Test(flow, qos0_is_not_held_by_the_window)
+{
+    c->client_receive_max = 1;
+    deliver("t", 1);
+    deliver("t", 0);
+    deliver("t", 0);
+    cr_assert_eq(s->n_inf, 1);
+    cr_assert_eq(s->q_len, 0);
+    uint8_t buf[4096];
+    mqtt_publish p[8];
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 3);
+}
+
+Test(flow, unknown_ack_is_reported_and_changes_nothing)
+{
+    c->client_receive_max = 1;
+    deliver("t", 1);
+    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, 999), MQTT_RC_PACKET_ID_NOT_FOUND);
+    cr_assert_eq(session_ack(&w, s, MQTT_PUBCOMP, s->inf[0].pid), MQTT_RC_PACKET_ID_NOT_FOUND);
+    cr_assert_eq(s->n_inf, 1);
+}
+
+Test(flow, outbound_aliases_are_learned_then_used_up_to_the_client_maximum)
+{
+    c->client_alias_max = 1;
+    deliver("a/one", 0);
+    deliver("a/one", 0);
+    deliver("a/two", 0);
+    uint8_t buf[4096];
+    mqtt_publish p[8];
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 3);
+    cr_assert_eq(p[0].topic.len, 5);
+    cr_assert(mqtt_props_has(&p[0].props, MQTT_PROP_TOPIC_ALIAS));
+    cr_assert_eq(p[0].props.topic_alias, 1);
+    cr_assert_eq(p[1].topic.len, 0, "known topic sent by alias only");
+    cr_assert_eq(p[1].props.topic_alias, 1);
+    cr_assert_eq(p[2].topic.len, 5);
+    cr_assert_not(mqtt_props_has(&p[2].props, MQTT_PROP_TOPIC_ALIAS), "no alias beyond the client's maximum");
+}
+
+Test(flow, an_alias_is_taken_back_when_its_packet_is_too_large_for_the_client)
+{
+    c->client_alias_max = 4;
+    c->client_max_packet = 20;
+    deliver("a/very/long/topic/name/that/does/not/fit", 0);
+    cr_assert_eq(c->out_alias_used, 0);
+}
