@@ -79,6 +79,9 @@ typedef struct bp_config {
     int workers;
     const char *address;   /* host:port advertised to other nodes */
     const char *redis_url; /* NULL: local backplane */
+    const char *redis_tls_ca;   /* rediss://: CA bundle, NULL = system store */
+    const char *redis_tls_cert; /* rediss://: client certificate, may be NULL */
+    const char *redis_tls_key;
     const char *kafka_brokers;
     const char *kafka_topic_prefix;
     int kafka_partitions;

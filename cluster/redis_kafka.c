@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cluster/rk_impl.h"
+#include "cluster/rk_tls.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -170,6 +171,7 @@ backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks)
     snprintf(r->topic, sizeof(r->topic), "%smessages", cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "shoal.");
     if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0) {
         rk_kafka_stop(r);
+        rk_tls_stop(r->tls);
         event_free(r->keepalive);
         event_base_free(r->base);
         sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));

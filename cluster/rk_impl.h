@@ -45,6 +45,8 @@ typedef struct rk {
     int redis_port;
     char redis_password[256];
     int redis_db;
+    bool redis_tls;      /* rediss:// */
+    struct rk_tls *tls;  /* the bridge hiredis connects through, with rediss:// */
     redisAsyncContext *ac;
     struct event *redis_retry;
     struct event *heartbeat;

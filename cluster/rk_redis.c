@@ -9,6 +9,7 @@
 
 #include "cluster/rk_impl.h"
 #include "cluster/rk_record.h"
+#include "cluster/rk_tls.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
@@ -20,10 +21,9 @@ int rk_redis_parse_url(rk *r, const char *url)
 {
     const char *p = url;
     if (strncmp(p, "rediss://", 9) == 0) {
-        sh_log(SH_ERROR, "event=redis_config url=%s msg=\"rediss:// (TLS) is not supported yet\"", url);
-        return -1;
-    }
-    if (strncmp(p, "redis://", 8) == 0) {
+        r->redis_tls = true;
+        p += 9;
+    } else if (strncmp(p, "redis://", 8) == 0) {
         p += 8;
     }
     const char *at = strrchr(p, '@');
@@ -41,10 +41,24 @@ int rk_redis_parse_url(rk *r, const char *url)
     r->redis_port = colon ? atoi(colon + 1) : 6379;
     r->redis_db = slash ? atoi(slash + 1) : 0;
     if (hostlen == 0 || r->redis_port <= 0 || r->redis_port > 65535) {
-        sh_log(SH_ERROR, "event=redis_config url=%s msg=\"expected redis://[:password@]host[:port][/db]\"", url);
+        sh_log(SH_ERROR, "event=redis_config url=%s msg=\"expected redis[s]://[:password@]host[:port][/db]\"", url);
         return -1;
     }
-    return 0;
+    if (!r->redis_tls) {
+        return 0;
+    }
+    const bp_config *cfg = &r->bp->cfg;
+    rk_tls_opts o = {.host = r->redis_host, .port = r->redis_port, .ca = cfg->redis_tls_ca,
+                     .cert = cfg->redis_tls_cert, .key = cfg->redis_tls_key};
+    r->tls = rk_tls_start(&o);
+    return r->tls ? 0 : -1;
+}
+
+/* hiredis reaches a rediss:// server through the TLS bridge's socket. */
+static redisContext *connect_sync(rk *r, struct timeval tv)
+{
+    return r->tls ? redisConnectUnixWithTimeout(rk_tls_path(r->tls), tv)
+                  : redisConnectWithTimeout(r->redis_host, r->redis_port, tv);
 }
 
 static int sync_select(rk *r, redisContext *c)
@@ -68,7 +82,7 @@ static int sync_select(rk *r, redisContext *c)
 int rk_redis_load_retained(rk *r)
 {
     struct timeval tv = {5, 0};
-    redisContext *c = redisConnectWithTimeout(r->redis_host, r->redis_port, tv);
+    redisContext *c = connect_sync(r, tv);
     if (!c || c->err || sync_select(r, c) != 0) {
         sh_log(SH_ERROR, "event=redis_unreachable host=%s port=%d err=\"%s\"", r->redis_host, r->redis_port,
                c ? c->errstr : "alloc");
@@ -141,7 +155,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 static void connect_async(rk *r)
 {
-    redisAsyncContext *ac = redisAsyncConnect(r->redis_host, r->redis_port);
+    redisAsyncContext *ac =
+        r->tls ? redisAsyncConnectUnix(rk_tls_path(r->tls)) : redisAsyncConnect(r->redis_host, r->redis_port);
     if (!ac || ac->err) {
         if (atomic_exchange(&r->redis_up, false)) {
             rk_update_ready(r);
@@ -249,6 +264,8 @@ void rk_redis_stop(rk *r)
         event_free(r->heartbeat);
         r->redis_retry = r->heartbeat = NULL;
     }
+    rk_tls_stop(r->tls);
+    r->tls = NULL;
 }
 
 /* ---- commands from workers, run on the backplane thread ---- */

@@ -14,6 +14,9 @@ typedef struct config {
     int workers;
     char *node_id;
     char *redis;
+    char *redis_tls_ca;
+    char *redis_tls_cert;
+    char *redis_tls_key;
     char *kafka;
     char *config_file;
     char *log_level;

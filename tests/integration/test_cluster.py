@@ -9,6 +9,7 @@ import struct
 import subprocess
 import tempfile
 import time
+import types
 import urllib.error
 import urllib.request
 
@@ -16,7 +17,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 import mqttraw as R
-from conftest import Node
+from certs import make_ca, make_cert
+from conftest import SHOAL_BIN, Node
 from pahoclient import Client, props, uid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -434,6 +436,78 @@ def test_new_node_loads_the_retained_snapshot(cluster):
         finally:
             sub.disconnect()
     assert (m.payload, m.retain) == (b"from-snapshot", True)
+
+
+@pytest.fixture(scope="module")
+def redis_tls(tmp_path_factory):
+    """A second Redis that speaks only TLS and wants client certificates (the
+    default of Redis' tls-auth-clients), with its own CA."""
+    d = str(tmp_path_factory.mktemp("redis-pki"))
+    p = types.SimpleNamespace()
+    p.ca = make_ca(d, "redisca")
+    p.cert, p.key = make_cert(d, "redisca", "redis", "localhost", True)
+    p.client_cert, p.client_key = make_cert(d, "redisca", "node", "shoal-node", False)
+    p.other_ca = make_ca(d, "other")
+    env = run_env([os.path.join(ROOT, "deploy/redis/start"), "--port", str(free_port()), "--tls-cert", p.cert,
+                   "--tls-key", p.key, "--tls-ca", p.ca])
+    p.url = env["REDIS_URL"]
+    p.cli = ["redis-cli", "--tls", "--cacert", p.ca, "--cert", p.client_cert, "--key", p.client_key,
+             "-p", p.url.rsplit(":", 1)[1]]
+    yield p
+    subprocess.run([os.path.join(ROOT, "deploy/redis/stop"), "--dir", env["REDIS_DIR"]], check=True,
+                   capture_output=True, timeout=60)
+
+
+def test_rediss_backplane_with_client_certificate(cluster, redis_tls):
+    assert redis_tls.url.startswith("rediss://127.0.0.1:")
+    tls = ("--redis", redis_tls.url, "--redis-tls-ca", redis_tls.ca, "--redis-tls-cert", redis_tls.client_cert,
+           "--redis-tls-key", redis_tls.client_key)
+    n1, n2 = cluster(uid("n1"), *tls), cluster(uid("n2"), *tls)
+    for n in (n1, n2):
+        wait_for(lambda: http_get(n, "/health/ready")[0] == 200, "ready over rediss://")
+        assert metric(n, "shoal_backend_up", backend="redis") == 1
+    topic = uid("tls")
+    sub = Client(n2)
+    sub.subscribe(topic, qos=1)
+    pub = Client(n1)
+    pub.publish(topic, b"over-tls", qos=1, retain=True)
+    assert sub.get(WAIT).payload == b"over-tls"
+    # The retained snapshot went to the TLS Redis...
+    wait_for(lambda: topic.encode() in subprocess.run(redis_tls.cli + ["HKEYS", "shoal:retained"],
+                                                      capture_output=True, timeout=30).stdout,
+             "the retained topic in the TLS Redis")
+    # ...and a node started now loads it through the same bridge.
+    n3 = cluster(uid("n3"), *tls)
+    late = Client(n3)
+    late.subscribe(topic, qos=1)
+    m = late.get(WAIT)
+    assert (m.payload, m.retain) == (b"over-tls", True)
+    for n in (n1, n2, n3):
+        assert "event=redis_tls_error" not in n.log()
+
+
+@pytest.mark.parametrize("case", ["wrong-ca", "no-client-cert"])
+def test_rediss_refused_node_does_not_start(backends, redis_tls, case):
+    args = ["--redis-tls-ca", redis_tls.other_ca, "--redis-tls-cert", redis_tls.client_cert, "--redis-tls-key",
+            redis_tls.client_key] if case == "wrong-ca" else ["--redis-tls-ca", redis_tls.ca]
+    r = subprocess.run([SHOAL_BIN, "--port", "0", "--http-port", "0", "--bind", "127.0.0.1", "--node-id", uid("bad"),
+                        "--redis", redis_tls.url, "--kafka", backends.bootstrap, "--kafka-replication", "1",
+                        "--kafka-partitions", "1", "--kafka-topic-prefix", uid("t") + ".", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "READY" not in r.stdout, r.stdout
+    # The reason is in the log, not just "unreachable".
+    assert "event=redis_tls_error" in r.stderr, r.stderr[-3000:]
+    if case == "wrong-ca":
+        assert "certificate verify failed" in r.stderr, r.stderr[-3000:]
+    assert "event=redis_unreachable" in r.stderr
+
+
+def test_rediss_bad_certificate_file_exits(backends, redis_tls, tmp_path):
+    r = subprocess.run([SHOAL_BIN, "--port", "0", "--http-port", "0", "--bind", "127.0.0.1", "--redis", redis_tls.url,
+                        "--kafka", backends.bootstrap, "--redis-tls-ca", str(tmp_path / "missing.pem")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "READY" not in r.stdout
+    assert "event=redis_tls_error" in r.stderr and "missing.pem" in r.stderr, r.stderr[-3000:]
 
 
 def test_membership_lists_live_nodes(cluster):

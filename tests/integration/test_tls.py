@@ -15,40 +15,13 @@ import types
 import pytest
 
 import mqttraw as R
+from certs import make_ca, make_cert
 from pahoclient import Client, uid
 from test_mosquitto_clients import Sub, pub
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="openssl command not installed")
 
 WAIT = 15
-
-
-def run(*cmd, cwd):
-    r = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, (cmd, r.stdout, r.stderr)
-
-
-def make_ca(d, name):
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", name + ".key", "-out", name + ".crt", "-days", "2", "-subj", "/CN=" + name,
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-        "-addext", "subjectKeyIdentifier=hash", cwd=d)
-    return os.path.join(d, name + ".crt")
-
-
-def make_cert(d, ca, name, cn, server):
-    ext = os.path.join(d, name + ".ext")
-    with open(ext, "w") as f:
-        f.write("basicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
-        if server:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-        else:
-            f.write("extendedKeyUsage=clientAuth\n")
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
-    run("openssl", "x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
-        "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", ext, cwd=d)
-    return os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
 
 
 @pytest.fixture(scope="module")
