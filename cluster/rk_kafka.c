@@ -78,6 +78,9 @@ static rd_kafka_conf_t *base_conf(rk *r)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set(conf, "bootstrap.servers", cfg->kafka_brokers);
     set(conf, "client.id", cfg->node_id);
+    /* Small produce and fetch requests must not wait for Nagle and the
+     * peer's delayed ACK (tens of milliseconds on every round trip). */
+    set(conf, "socket.nagle.disable", "true");
     rd_kafka_conf_set_opaque(conf, r);
     rd_kafka_conf_set_error_cb(conf, error_cb);
     rd_kafka_conf_set_log_cb(conf, log_cb);
