@@ -61,6 +61,14 @@ static const opt opts[] = {
     {"kafka-acks", OPT_STR, O(kafka_acks), "all", 0, 0, "producer acks: all (durable, default), 1 or 0"},
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000, "ms between node heartbeats in Redis (TTL is 3x)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
+    /* --- limits (node/limits.c) --- */
+    {"max-publish-rate", OPT_U32, O(max_publish_rate), "0", 0, 4294967295L, "PUBLISH packets per second one client may send; faster ones are paused, not refused (0 = no limit)"},
+    {"max-publish-bytes-rate", OPT_U32, O(max_publish_bytes_rate), "0", 0, 4294967295L, "PUBLISH bytes per second one client may send; faster ones are paused (0 = no limit)"},
+    {"max-subscriptions", OPT_INT, O(max_subscriptions), "0", 0, INT_MAX, "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
+    {"max-topic-levels", OPT_INT, O(max_topic_levels), "128", 1, 65535, "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
+    {"max-topic-length", OPT_INT, O(max_topic_length), "65535", 1, 65535, "bytes in a topic name or filter; longer get 0x90 (publish, will) or 0x8F (subscribe)"},
+    {"queue-qos0", OPT_BOOL, O(queue_qos0), "true", 0, 0, "queue QoS 0 messages for offline persistent sessions (within --max-queued; evicted first)"},
+    /* --- end limits --- */
     /* --- HTTP endpoint (node/http.c) --- */
     {"http-port", OPT_INT, O(http_port), "8080", 0, 65535, "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},
     {"http-bind", OPT_STR, O(http_bind), "0.0.0.0", 0, 0, "address the HTTP endpoint binds"},

@@ -38,6 +38,14 @@ typedef struct config {
     int max_connections;
     uint32_t max_session_expiry;
     uint32_t max_output_buffer;
+    /* --- limits (node/limits.c) --- */
+    uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
+    uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
+    int max_subscriptions;           /* per session, 0 = no limit */
+    int max_topic_levels;
+    int max_topic_length;
+    bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
+    /* --- end limits --- */
     /* cluster */
     char *advertise;
     char *kafka_topic_prefix;

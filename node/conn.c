@@ -218,6 +218,9 @@ void conn_free(conn *c)
         sh_free(c->username, strlen(c->username) + 1);
     }
     msg_unref(c->will);
+    if (c->rate_timer) {
+        event_free(c->rate_timer);
+    }
     if (c->tls_cn) {
         sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
     }
@@ -299,6 +302,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
         if (n == MQTT_BAD) {
             log_bad_input(c, head, hn, f.rc);
+            if (f.rc == MQTT_RC_PACKET_TOO_LARGE) {
+                /* Counted here; the close below is its one log line. */
+                atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_PACKET_SIZE], 1, memory_order_relaxed);
+            }
             if (c->state == CS_NEW) {
                 conn_close(c, f.rc, "bad packet before CONNECT");
             } else {
@@ -309,6 +316,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         uint32_t body_len;
         int vn = mqtt_varint_read(head + 1, hn - 1, &body_len);
         size_t total = (size_t)(1 + vn) + body_len;
+        if ((head[0] >> 4) == MQTT_PUBLISH && c->state == CS_ACTIVE && !limits_publish_admit(c, total)) {
+            break; /* over its rate: the packet waits in the buffer, reading is paused */
+        }
         const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
         n = mqtt_frame_parse(raw, total, max, &f);
         sh_assert(n == (int)total);
@@ -341,10 +351,17 @@ void conn_drain_input(conn *c)
     }
 }
 
-void conn_resume_reading(conn *c)
+void conn_resume_reading(conn *c, uint8_t why)
 {
-    if (c->paused && c->state < CS_CLOSING) {
-        c->paused = false;
+    if (!(c->paused & why) || c->state >= CS_CLOSING) {
+        return;
+    }
+    c->paused &= (uint8_t)~why;
+    if (why & PAUSE_RATE) {
+        /* Only the rate pause stops the socket; a claim lets it fill. */
+        bufferevent_enable(c->bev, EV_READ);
+    }
+    if (!c->paused) {
         read_cb(c->bev, c);
     }
 }
@@ -368,6 +385,7 @@ static void tls_connected(conn *c)
 {
     char cn[256], desc[128];
     c->tls_up = true;
+    atomic_fetch_add_explicit(&c->w->tls_handshakes, 1, memory_order_relaxed); /* metrics */
     tls_peer_cn(c->bev, cn, sizeof(cn));
     tls_describe(c->bev, desc, sizeof(desc));
     if (cn[0] && c->w->b->cfg->tls_cert_as_username) {
@@ -420,11 +438,14 @@ void conn_check_timers(conn *c, uint64_t now)
         if (c->tls && !c->tls_up) {
             /* A TLS client that never finishes the handshake. */
             atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
             conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no TLS handshake within connect timeout");
             return;
         }
+        /* Counted, not logged through limits_refused: the close logs it once. */
+        atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
-    } else if (c->state == CS_ACTIVE && c->keepalive &&
+    } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & PAUSE_RATE) &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
         /* §3.1.2.10: one and a half times the keep alive. */
         conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");

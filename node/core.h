@@ -19,6 +19,7 @@
 
 #include "cluster/backplane.h"
 #include "node/config.h"
+#include "node/limits.h"
 #include "node/msg.h"
 #include "node/retain.h"
 #include "node/trie.h"
@@ -99,6 +100,9 @@ struct session {
     sub_entry *subs;
     uint32_t n_subs;
     uint32_t cap_subs;
+    uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
+    uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
+    bool registered;       /* in the registry (under sess_lock) */
 };
 
 enum conn_state {
@@ -120,7 +124,7 @@ struct conn {
     bool will_retain;
     bool request_problem_info;
     bool sent_disconnect;
-    bool paused;
+    uint8_t paused;         /* PAUSE_* bits: input is handled only when none is set */
     uint8_t close_rc;
     uint16_t keepalive;
     uint16_t client_receive_max;
@@ -151,6 +155,19 @@ struct conn {
     char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
     /* --- end TLS --- */
     char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
+    /* --- limits (node/limits.c) --- */
+    uint16_t limits_logged;    /* limit_kind bits already logged for this connection */
+    bool rate_init;            /* the buckets below are in use */
+    token_bucket rate_msgs;    /* --max-publish-rate */
+    token_bucket rate_bytes;   /* --max-publish-bytes-rate */
+    struct event *rate_timer;  /* resumes reading after a rate pause; NULL until needed */
+    /* --- end limits --- */
+};
+
+/* Why a connection's input is not being handled (conn.paused bits). */
+enum {
+    PAUSE_CLAIM = 1, /* CONNECT accepted, the session is being fetched */
+    PAUSE_RATE = 2,  /* over its publish rate: the socket is not read */
 };
 
 /* Items a worker receives from other threads. */
@@ -207,10 +224,16 @@ struct worker {
     _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
     _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
     uint64_t tick_due_ms;              /* owner thread only */
+    _Atomic uint64_t drops[DROP_COUNT];             /* by reason; `dropped` is their sum */
+    _Atomic uint64_t limit_refusals[LIMIT_COUNT];   /* by limit */
+    /* Gauges kept where queues and windows change. Signed: a session moves
+     * between workers, so one worker may add what another subtracts. */
+    _Atomic int64_t queued, inflight;
     /* --- end metrics and health --- */
     /* --- TLS (node/tls.c) --- */
     struct evconnlistener *tls_listener;
     _Atomic uint64_t tls_handshake_failures;
+    _Atomic uint64_t tls_handshakes;   /* completed */
     /* --- end TLS --- */
 };
 
@@ -241,6 +264,8 @@ struct broker {
     pthread_mutex_t sess_lock;
     session **sess_tab; /* client id → session, chained through reg_next */
     _Atomic uint64_t sess_count;
+    _Atomic uint64_t sess_online;      /* sessions with a connection (session.online) */
+    _Atomic uint64_t sess_persistent;  /* registered sessions that outlive their connection */
     /* --- operations (node/http.c, node/admin.c) --- */
     _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
     /* --- end operations --- */
@@ -280,7 +305,9 @@ void conn_free(conn *c);
 void conn_write(conn *c, const void *data, size_t len);
 bool conn_output_full(const conn *c);
 void conn_check_timers(conn *c, uint64_t now);
-void conn_resume_reading(conn *c);
+/* Clear pause reason `why` (PAUSE_*); once none is left, read again and
+ * handle what waited. */
+void conn_resume_reading(conn *c, uint8_t why);
 void conn_drain_input(conn *c);
 
 /* session.c */
@@ -294,7 +321,12 @@ void session_pump(worker *w, session *s);
 void session_resend(worker *w, session *s);
 mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid);
 void session_reset(broker *b, session *s);
-void session_drop_messages(session *s);
+/* Release queued and in-flight messages (counted as dropped, reason
+ * session-ended, when `count`). */
+void session_drop_messages(broker *b, session *s, bool count);
+/* Keep b->sess_online / b->sess_persistent in step with the flags. */
+void session_set_online(broker *b, session *s, bool online);
+void session_set_persistent(broker *b, session *s, bool persistent);
 void session_free_sub_strings(session *s);
 void session_end(worker *w, session *s);
 /* The connection went away: keep the session offline (persistent) or end
@@ -304,6 +336,7 @@ void session_detach(worker *w, session *s, msg *will, uint32_t will_delay);
 void session_attach(worker *w, session *s, conn *c);
 void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
 bool session_remove_sub(session *s, const char *filter, uint16_t len);
+bool session_has_sub(const session *s, const char *filter, uint16_t len);
 bool session_qos2_has(session *s, uint16_t pid);
 void session_qos2_add(session *s, uint16_t pid);
 bool session_qos2_remove(session *s, uint16_t pid);
@@ -313,6 +346,19 @@ void session_arm_offline_timer(worker *w, session *s);
 session *registry_get(broker *b, const char *id, size_t len);
 void registry_put(broker *b, session *s);
 void registry_remove(broker *b, session *s);
+
+/* limits.c */
+/* Count a refusal; log it once per connection and limit. */
+void limits_refused(conn *c, limit_kind l, const char *detail);
+/* Count n dropped messages; log once per session (may be NULL) and reason. */
+void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n);
+/* May a PUBLISH of `bytes` be handled now? If the client is over its rate,
+ * reading is paused until the bucket refills and false is returned: the
+ * packet stays in the input buffer. */
+bool limits_publish_admit(conn *c, size_t bytes);
+/* LIMIT_TOPIC_LENGTH or LIMIT_TOPIC_LEVELS if the topic (or filter) is over
+ * --max-topic-length / --max-topic-levels, else LIMIT_COUNT. */
+limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len);
 
 /* remote.c: messages from the backplane */
 void remote_message_hook(void *node, const bp_message *m, unsigned shard);

@@ -44,6 +44,13 @@ static mqtt_rc check_connect(conn *c, const mqtt_connect *p)
         if (!mqtt_topic_name_valid(p->will_topic.p, p->will_topic.len)) {
             return MQTT_RC_TOPIC_NAME_INVALID;
         }
+        /* A will is a PUBLISH to come: the same topic limits, refused now
+         * (CONNACK 0x90; 3.1.1 has only 0x03) rather than dropped later. */
+        limit_kind l = limits_topic_check(b->cfg, p->will_topic.p, p->will_topic.len);
+        if (l != LIMIT_COUNT) {
+            limits_refused(c, l, "action=connack-refused what=will");
+            return MQTT_RC_TOPIC_NAME_INVALID;
+        }
     }
     return auth_check_connect(c, p); /* sets c->username */
 }
@@ -149,7 +156,7 @@ void connect_finish(conn *c, session *s, bool clean)
     if (!present) {
         session_reset(w->b, s);
     }
-    s->persistent = c->session_expiry > 0;
+    session_set_persistent(w->b, s, c->session_expiry > 0);
     s->expiry_s = c->session_expiry;
     s->version = c->version;
     session_attach(w, s, c);
@@ -164,9 +171,7 @@ void connect_finish(conn *c, session *s, bool clean)
     sh_log(SH_INFO, "event=connect conn=%llu client=%s peer=%s version=%u clean=%d keepalive=%u session_present=%d",
            (unsigned long long)c->id, s->client_id, c->peer, c->version, clean, c->keepalive, present);
     session_resend(w, s);
-    if (c->paused) {
-        conn_resume_reading(c);
-    }
+    conn_resume_reading(c, PAUSE_CLAIM);
 }
 
 /* Claim the client id in this process: a new session at once, or ask the
@@ -192,7 +197,7 @@ void connect_claim(conn *c)
     session_ref(s);
     pthread_mutex_unlock(&b->sess_lock);
     c->state = CS_CLAIMING;
-    c->paused = true;
+    c->paused |= PAUSE_CLAIM;
     inbox_item it;
     memset(&it, 0, sizeof(it));
     it.kind = IN_TAKEOVER;

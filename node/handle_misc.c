@@ -21,7 +21,7 @@ mqtt_rc handle_disconnect(conn *c, const mqtt_reason *p)
         c->session_expiry = e;
         if (c->s) {
             c->s->expiry_s = e;
-            c->s->persistent = e > 0;
+            session_set_persistent(c->w->b, c->s, e > 0);
         }
     }
     /* 0x04 asks for the will; any other client reason drops it (§3.14.4). */

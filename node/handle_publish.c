@@ -142,6 +142,7 @@ static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
     sh_log(SH_INFO, "event=acl_denied action=publish conn=%llu client=%s username=%s topic=%.*s qos=%u",
            (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->username ? c->username : "-",
            (int)p->topic.len, (const char *)p->topic.p, p->qos);
+    limits_count_drop(c->w, NULL, DROP_ACL_DENIED, 1);
     if (p->qos == 0) {
         return MQTT_RC_SUCCESS;
     }
@@ -162,18 +163,48 @@ static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
     return MQTT_RC_SUCCESS;
 }
 
+/* The topic is well formed but over --max-topic-levels/--max-topic-length.
+ * MQTT 5 §3.4.2.1 and §3.5.2.1 give 0x90 (Topic Name invalid: "not
+ * malformed, but not accepted by this Server") for PUBACK and PUBREC, so
+ * QoS 1/2 is refused there and the connection stays up. A QoS 0 PUBLISH has
+ * no acknowledgement: §4.13.2 then leaves DISCONNECT with the same code as
+ * the only way to tell the client, which beats dropping it unseen. 3.1.1
+ * has no negative acknowledgement at all, so it closes (§4.8). */
+static mqtt_rc refuse_topic(conn *c, const mqtt_publish *p, limit_kind l)
+{
+    if (c->version != MQTT_V5 || p->qos == 0) {
+        limits_refused(c, l, "action=close");
+        return MQTT_RC_TOPIC_NAME_INVALID;
+    }
+    limits_refused(c, l, p->qos == 1 ? "action=puback-0x90" : "action=pubrec-0x90");
+    /* A failed PUBREC ends the QoS 2 exchange (§4.3.3): no id is kept. */
+    send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, MQTT_RC_TOPIC_NAME_INVALID,
+             l == LIMIT_TOPIC_LEVELS ? "too many topic levels" : "topic too long");
+    return MQTT_RC_SUCCESS;
+}
+
 mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
 {
     worker *w = c->w;
     mqtt_publish p = *in;
     mqtt_rc rc = check_publish(c, &p);
-    if (rc == MQTT_RC_SUCCESS && c->version == MQTT_V5) {
-        rc = resolve_alias(c, &p);
-    }
     if (rc != MQTT_RC_SUCCESS) {
         return rc;
     }
+    /* Before alias resolution: a topic over the limits is never learnt as
+     * an alias, so an aliased topic has always been checked. */
+    limit_kind l = p.topic.len ? limits_topic_check(w->b->cfg, p.topic.p, p.topic.len) : LIMIT_COUNT;
+    if (l != LIMIT_COUNT) {
+        return refuse_topic(c, &p, l);
+    }
+    if (c->version == MQTT_V5) {
+        rc = resolve_alias(c, &p);
+        if (rc != MQTT_RC_SUCCESS) {
+            return rc;
+        }
+    }
     if (p.qos > 0 && c->inbound_pending >= (uint16_t)w->b->cfg->receive_maximum) {
+        limits_refused(c, LIMIT_RECEIVE_MAX, "action=close");
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
     }
     if (!auth_can_publish(c, p.topic.p, p.topic.len)) {

@@ -1,4 +1,5 @@
 /* SUBSCRIBE: per filter check → index → SUBACK → retained messages. */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -30,6 +31,11 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
         /* §3.8.3.1: No Local on a shared subscription is a protocol error. */
         return MQTT_RC_PROTOCOL_ERROR;
     }
+    limit_kind l = limits_topic_check(cfg, filter->p, filter->len);
+    if (l != LIMIT_COUNT) {
+        limits_refused(c, l, "action=suback-0x8f");
+        return MQTT_RC_TOPIC_FILTER_INVALID; /* 3.1.1: 0x80 */
+    }
     if (!cfg->wildcard_subscriptions && mqtt_topic_filter_has_wildcard(filter->p, filter->len)) {
         return MQTT_RC_WILDCARD_SUB_NOT_SUPPORTED;
     }
@@ -43,6 +49,21 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
         return MQTT_RC_NOT_AUTHORIZED; /* 3.1.1: 0x80 */
     }
     return e->qos < cfg->max_qos ? e->qos : (uint8_t)cfg->max_qos;
+}
+
+/* --max-subscriptions: a new filter beyond it is refused with 0x97 (3.1.1:
+ * 0x80); one the session already has only changes its options. */
+static uint8_t check_quota(conn *c, const mqtt_sub *e)
+{
+    int max = c->w->b->cfg->max_subscriptions;
+    session *s = c->s;
+    if (max == 0 || s->n_subs < (uint32_t)max || session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
+        return MQTT_RC_SUCCESS;
+    }
+    char detail[48];
+    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%d", max);
+    limits_refused(c, LIMIT_SUBSCRIPTIONS, detail);
+    return MQTT_RC_QUOTA_EXCEEDED;
 }
 
 typedef struct retained_job {
@@ -67,6 +88,10 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
     while (mqtt_sub_next(&cur, c->version, &e)) {
         mqtt_bytes group, filter;
         uint8_t rc = check_filter(c, &e, sub_id, &group, &filter);
+        if (rc < 0x80) {
+            uint8_t q = check_quota(c, &e);
+            rc = q ? q : rc;
+        }
         if (rc == MQTT_RC_PROTOCOL_ERROR) {
             fatal = MQTT_RC_PROTOCOL_ERROR;
         }

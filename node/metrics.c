@@ -79,12 +79,11 @@ typedef struct summed {
 static const summed summed_counters[] = {
     {"shoal_messages_in_total", offsetof(worker, msgs_in), "PUBLISH packets received from clients"},
     {"shoal_messages_out_total", offsetof(worker, msgs_out), "PUBLISH packets sent to clients"},
-    {"shoal_messages_dropped_total", offsetof(worker, dropped),
-     "messages dropped (slow subscriber, queue full, expired)"},
     {"shoal_received_bytes_total", offsetof(worker, bytes_in), "MQTT bytes received from clients"},
     {"shoal_sent_bytes_total", offsetof(worker, bytes_out), "MQTT bytes queued to clients"},
     {"shoal_tls_handshake_failures_total", offsetof(worker, tls_handshake_failures),
      "TLS handshakes that failed or did not finish within the connect timeout"},
+    {"shoal_tls_handshakes_total", offsetof(worker, tls_handshakes), "TLS handshakes completed"},
 };
 
 static void per_qos(metrics_text *t, broker *b, const char *name, const char *help, size_t off)
@@ -134,6 +133,59 @@ static void disconnects(metrics_text *t, broker *b)
         metrics_label l[2] = {{"code", code}, {"reason", rc == 0 ? "normal" : mqtt_rc_name((uint8_t)rc)}};
         metrics_text_sample_u64(t, "shoal_disconnects_total", l, 2, n);
     }
+}
+
+/* A counter family with one series per value of an enum, all exported from
+ * the start so rate() has a series before the first event. */
+static void by_enum(metrics_text *t, broker *b, const char *name, const char *help, const char *label, size_t off,
+                    int n, const char *(*label_of)(int))
+{
+    metrics_text_family(t, name, "counter", help);
+    for (int i = 0; i < n; i++) {
+        metrics_label l = {label, label_of(i)};
+        metrics_text_sample_u64(t, name, &l, 1, sum(b, off + (size_t)i * sizeof(_Atomic uint64_t)));
+    }
+}
+
+static const char *drop_label(int i)
+{
+    return drop_reason_name((drop_reason)i);
+}
+
+static const char *limit_label(int i)
+{
+    return limit_name((limit_kind)i);
+}
+
+/* Gauges kept per worker as signed deltas: their sum is the node's figure. */
+static double sum_signed(broker *b, size_t off)
+{
+    int64_t total = 0;
+    for (int i = 0; i < b->nworkers; i++) {
+        total += atomic_load_explicit((_Atomic int64_t *)((char *)&b->workers[i] + off), memory_order_relaxed);
+    }
+    return total > 0 ? (double)total : 0;
+}
+
+static void sessions(metrics_text *t, broker *b)
+{
+    uint64_t total = atomic_load(&b->sess_count), online = atomic_load(&b->sess_online);
+    /* Two separate reads: keep online + offline = total even mid-change. */
+    if (online > total) {
+        online = total;
+    }
+    metrics_text_family(t, "shoal_sessions", "gauge",
+                        "sessions in the registry: online (a client is connected) or offline (persistent, kept "
+                        "for its client)");
+    metrics_label on = {"state", "online"}, off = {"state", "offline"};
+    metrics_text_sample_u64(t, "shoal_sessions", &on, 1, online);
+    metrics_text_sample_u64(t, "shoal_sessions", &off, 1, total - online);
+    metrics_text_gauge(t, "shoal_sessions_persistent", "sessions that outlive their connection, online or not",
+                       (double)atomic_load(&b->sess_persistent));
+    metrics_text_gauge(t, "shoal_queued_messages", "messages queued for sessions, waiting to be sent",
+                       sum_signed(b, offsetof(worker, queued)));
+    metrics_text_gauge(t, "shoal_inflight_messages", "QoS 1/2 messages sent and not yet acknowledged",
+                       sum_signed(b, offsetof(worker, inflight)));
 }
 
 static void workers(metrics_text *t, broker *b)
@@ -277,6 +329,11 @@ void metrics_collect(broker *b, metrics_text *t)
             offsetof(worker, msgs_in_qos));
     per_qos(t, b, "shoal_messages_out_by_qos_total", "PUBLISH packets sent to clients, by QoS",
             offsetof(worker, msgs_out_qos));
+    by_enum(t, b, "shoal_messages_dropped_total", "messages that did not reach a subscriber, by reason", "reason",
+            offsetof(worker, drops), DROP_COUNT, drop_label);
+    by_enum(t, b, "shoal_limit_refusals_total",
+            "times a client hit a limit (refused, paused or closed), by limit", "limit",
+            offsetof(worker, limit_refusals), LIMIT_COUNT, limit_label);
     disconnects(t, b);
 
     pthread_rwlock_rdlock(&b->subs_lock);
@@ -288,8 +345,7 @@ void metrics_collect(broker *b, metrics_text *t)
     metrics_text_gauge(t, "shoal_subscriptions", "subscriptions, shared memberships included", (double)subs);
     metrics_text_gauge(t, "shoal_shared_groups", "shared subscription groups", (double)groups);
     metrics_text_gauge(t, "shoal_retained_messages", "retained messages", (double)retained);
-    metrics_text_gauge(t, "shoal_sessions", "sessions in the registry, offline persistent ones included",
-                       (double)atomic_load(&b->sess_count));
+    sessions(t, b);
 
     workers(t, b);
     process(t, b, now);

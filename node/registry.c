@@ -31,7 +31,11 @@ void registry_put(broker *b, session *s)
     session_ref(s);
     s->reg_next = b->sess_tab[h];
     b->sess_tab[h] = s;
+    s->registered = true;
     atomic_fetch_add(&b->sess_count, 1);
+    if (s->persistent) {
+        atomic_fetch_add(&b->sess_persistent, 1);
+    }
 }
 
 /* Caller holds b->sess_lock; drops the registry's ref only if s is still
@@ -45,7 +49,11 @@ void registry_remove(broker *b, session *s)
     if (*pp) {
         *pp = s->reg_next;
         s->reg_next = NULL;
+        s->registered = false;
         atomic_fetch_sub(&b->sess_count, 1);
+        if (s->persistent) {
+            atomic_fetch_sub(&b->sess_persistent, 1);
+        }
         session_unref(b, s);
     }
 }

@@ -7,6 +7,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
+#include "node/limits.h"
 #include "node/send.h"
 #include "proto/topic.h"
 
@@ -27,10 +28,32 @@ void session_ref(session *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-void session_drop_messages(session *s)
+static void gauge_add(_Atomic int64_t *g, int64_t d)
 {
+    atomic_fetch_add_explicit(g, d, memory_order_relaxed);
+}
+
+/* The worker whose gauges hold this session's messages; NULL before the
+ * workers exist. Any thread may adjust them: they are atomics. */
+static worker *owner_worker(broker *b, session *s)
+{
+    return b->workers ? &b->workers[atomic_load(&s->owner)] : NULL;
+}
+
+void session_drop_messages(broker *b, session *s, bool count)
+{
+    uint64_t held = s->q_len;
     for (uint16_t i = 0; i < s->n_inf; i++) {
+        held += s->inf[i].d.m != NULL; /* past PUBREC the message is already delivered */
         msg_unref(s->inf[i].d.m);
+    }
+    worker *w = owner_worker(b, s);
+    if (w) {
+        gauge_add(&w->inflight, -(int64_t)s->n_inf);
+        gauge_add(&w->queued, -(int64_t)s->q_len);
+        if (count) {
+            limits_count_drop(w, s, DROP_SESSION_ENDED, held);
+        }
     }
     s->n_inf = 0;
     while (s->q_len) {
@@ -39,7 +62,35 @@ void session_drop_messages(session *s)
         s->q_len--;
     }
     s->q_head = 0;
+    s->q_qos0 = 0;
     s->n_qos2_in = 0;
+}
+
+void session_set_online(broker *b, session *s, bool online)
+{
+    if (atomic_exchange(&s->online, online) != online) {
+        if (online) {
+            atomic_fetch_add(&b->sess_online, 1);
+        } else {
+            atomic_fetch_sub(&b->sess_online, 1);
+        }
+    }
+}
+
+void session_set_persistent(broker *b, session *s, bool persistent)
+{
+    if (s->persistent == persistent) {
+        return;
+    }
+    s->persistent = persistent;
+    /* Only registered sessions count; registry_put/remove add the rest. */
+    if (s->registered) {
+        if (persistent) {
+            atomic_fetch_add(&b->sess_persistent, 1);
+        } else {
+            atomic_fetch_sub(&b->sess_persistent, 1);
+        }
+    }
 }
 
 void session_free_sub_strings(session *s)
@@ -63,7 +114,7 @@ void session_unref(broker *b, session *s)
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    session_drop_messages(s);
+    session_drop_messages(b, s, false);
     free_subs(s);
     if (s->timer) {
         event_free(s->timer);
@@ -95,6 +146,16 @@ void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opt
     e->filter = sh_strndup(filter, len);
     e->len = len;
     e->opts = *o;
+}
+
+bool session_has_sub(const session *s, const char *filter, uint16_t len)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 bool session_remove_sub(session *s, const char *filter, uint16_t len)
@@ -182,11 +243,36 @@ static uint16_t next_pid(session *s)
     return s->next_pid;
 }
 
+/* The queue is full: make room by dropping the oldest queued QoS 0
+ * message, the one a subscriber can best lose. False if none is queued. */
+static bool evict_oldest_qos0(worker *w, session *s)
+{
+    if (s->q_qos0 == 0) {
+        return false;
+    }
+    uint32_t i = 0;
+    while (s->q[(s->q_head + i) % s->q_cap].qos != 0) {
+        i++;
+    }
+    msg_unref(s->q[(s->q_head + i) % s->q_cap].m);
+    /* Close the gap from the head side: the oldest QoS 0 is near it. */
+    for (; i > 0; i--) {
+        s->q[(s->q_head + i) % s->q_cap] = s->q[(s->q_head + i - 1) % s->q_cap];
+    }
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_len--;
+    s->q_qos0--;
+    gauge_add(&w->queued, -1);
+    limits_count_drop(w, s, DROP_QOS0_EVICTED, 1);
+    return true;
+}
+
+/* Queue for later, within --max-queued: the oldest QoS 0 goes first, and
+ * if there is none the new message is refused. Consumes d->m's ref. */
 static void queue_push(worker *w, session *s, delivery *d)
 {
-    if (s->q_len >= (uint32_t)w->b->cfg->max_queued) {
-        atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
-        sh_log(SH_DEBUG, "event=drop client=%s reason=queue-full", s->client_id);
+    if (s->q_len >= (uint32_t)w->b->cfg->max_queued && !evict_oldest_qos0(w, s)) {
+        limits_count_drop(w, s, DROP_QUEUE_FULL, 1);
         msg_unref(d->m);
         return;
     }
@@ -203,11 +289,25 @@ static void queue_push(worker *w, session *s, delivery *d)
     }
     s->q[(s->q_head + s->q_len) % s->q_cap] = *d;
     s->q_len++;
+    s->q_qos0 += d->qos == 0;
+    gauge_add(&w->queued, 1);
+}
+
+/* Pop the oldest queued delivery (the caller owns its ref). */
+static delivery queue_pop(worker *w, session *s)
+{
+    delivery one = s->q[s->q_head];
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_len--;
+    s->q_qos0 -= one.qos == 0;
+    gauge_add(&w->queued, -1);
+    return one;
 }
 
 /* Send one QoS 1/2 delivery now, taking a slot of the window. */
 static void send_inflight(session *s, conn *c, delivery *d)
 {
+    worker *w = c->w;
     if (s->n_inf == s->cap_inf) {
         uint16_t cap = s->cap_inf ? (uint16_t)(s->cap_inf * 2) : 4;
         s->inf = sh_realloc(s->inf, s->cap_inf * sizeof(inflight), cap * sizeof(inflight));
@@ -217,10 +317,13 @@ static void send_inflight(session *s, conn *c, delivery *d)
     f->pid = next_pid(s);
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->d = *d;
+    gauge_add(&w->inflight, 1);
     if (!send_publish(c, d, f->pid, false)) {
         /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
         msg_unref(f->d.m);
         s->n_inf--;
+        gauge_add(&w->inflight, -1);
+        limits_count_drop(w, s, DROP_TOO_LARGE, 1);
     }
 }
 
@@ -229,22 +332,42 @@ static bool can_send_now(const session *s, const conn *c)
     return c && c->state == CS_ACTIVE && !conn_output_full(c);
 }
 
+/* QoS 0 to a client that cannot take it now: queued for an offline
+ * persistent session (--queue-qos0), or behind older queued QoS 0 so the
+ * order holds (§4.6); otherwise dropped. Consumes d->m's ref. */
+static void deliver_qos0_later(worker *w, session *s, delivery *d)
+{
+    if (s->q_qos0 || (!s->c && w->b->cfg->queue_qos0)) {
+        queue_push(w, s, d);
+        return;
+    }
+    limits_count_drop(w, s, s->c ? DROP_OUTPUT_FULL : DROP_OFFLINE_QOS0, 1);
+    msg_unref(d->m);
+}
+
+static void send_qos0(worker *w, session *s, conn *c, delivery *d)
+{
+    if (!send_publish(c, d, 0, false)) {
+        limits_count_drop(w, s, DROP_TOO_LARGE, 1);
+    }
+    msg_unref(d->m);
+}
+
 void session_deliver(worker *w, session *s, delivery *d)
 {
     uint64_t now = now_ms();
     if (s->dead || msg_is_expired(d->m, now)) {
+        limits_count_drop(w, s, s->dead ? DROP_SESSION_ENDED : DROP_EXPIRED, 1);
         msg_unref(d->m);
         return;
     }
     conn *c = s->c;
     if (d->qos == 0) {
-        /* QoS 0 is not queued for an offline or saturated client. */
-        if (can_send_now(s, c)) {
-            send_publish(c, d, 0, false);
+        if (can_send_now(s, c) && s->q_qos0 == 0) {
+            send_qos0(w, s, c, d);
         } else {
-            atomic_fetch_add_explicit(&w->dropped, 1, memory_order_relaxed);
+            deliver_qos0_later(w, s, d);
         }
-        msg_unref(d->m);
         return;
     }
     if (can_send_now(s, c) && s->q_len == 0 && s->n_inf < window(s, c)) {
@@ -263,14 +386,12 @@ void session_pump(worker *w, session *s)
         if (d->qos > 0 && s->n_inf >= window(s, c)) {
             break;
         }
-        delivery one = *d;
-        s->q_head = (s->q_head + 1) % s->q_cap;
-        s->q_len--;
+        delivery one = queue_pop(w, s);
         if (msg_is_expired(one.m, now)) {
+            limits_count_drop(w, s, DROP_EXPIRED, 1);
             msg_unref(one.m);
         } else if (one.qos == 0) {
-            send_publish(c, &one, 0, false);
-            msg_unref(one.m);
+            send_qos0(w, s, c, &one);
         } else {
             send_inflight(s, c, &one);
         }
@@ -303,8 +424,9 @@ static inflight *find_inflight(session *s, uint16_t pid)
     return NULL;
 }
 
-static void remove_inflight(session *s, inflight *f)
+static void remove_inflight(worker *w, session *s, inflight *f)
 {
+    gauge_add(&w->inflight, -1);
     msg_unref(f->d.m);
     /* Keep send order: resends must follow the original order (§4.6). */
     size_t idx = (size_t)(f - s->inf);
@@ -326,13 +448,7 @@ mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid)
         f->d.m = NULL;
         return MQTT_RC_SUCCESS;
     }
-    if (f->d.m) {
-        remove_inflight(s, f);
-    } else {
-        size_t idx = (size_t)(f - s->inf);
-        memmove(f, f + 1, (s->n_inf - idx - 1) * sizeof(inflight));
-        s->n_inf--;
-    }
+    remove_inflight(w, s, f); /* past PUBREC, d.m is already NULL */
     session_pump(w, s);
     return MQTT_RC_SUCCESS;
 }
@@ -342,7 +458,7 @@ void session_ack_failed(worker *w, session *s, uint16_t pid)
 {
     inflight *f = find_inflight(s, pid);
     if (f && f->state == INF_WAIT_REC) {
-        remove_inflight(s, f);
+        remove_inflight(w, s, f);
         session_pump(w, s);
     }
 }

@@ -32,7 +32,7 @@ void session_reset(broker *b, session *s)
         pthread_rwlock_unlock(&b->subs_lock);
     }
     session_free_sub_strings(s);
-    session_drop_messages(s);
+    session_drop_messages(b, s, true);
 }
 
 static void drop_timer(session *s)
@@ -119,7 +119,7 @@ void session_arm_offline_timer(worker *w, session *s)
 void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
 {
     s->c = NULL;
-    atomic_store(&s->online, false);
+    session_set_online(w->b, s, false);
     if (!s->persistent) {
         msg_unref(s->will);
         s->will = will;
@@ -152,7 +152,8 @@ void session_attach(worker *w, session *s, conn *c)
     session_ref(s);
     c->s = s;
     s->c = c;
-    atomic_store(&s->online, true);
+    s->drops_logged = 0; /* drops are logged once per connection */
+    session_set_online(w->b, s, true);
 }
 
 /* ---- takeover between workers ---- */
@@ -214,7 +215,7 @@ void session_handle_takeover(worker *w, inbox_item *it)
         conn_close(old, MQTT_RC_SESSION_TAKEN_OVER, "session taken over");
     }
     drop_timer(s);
-    atomic_store(&s->online, false);
+    session_set_online(w->b, s, false);
     atomic_store(&s->owner, it->from);
     post(w, it->from, IN_ADOPT, s, it);
 }

@@ -225,6 +225,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     broker *b = w->b;
     if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
         atomic_fetch_add(&b->stats.refused, 1);
+        atomic_fetch_add_explicit(&w->limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=refused reason=max-connections limit=%d", b->cfg->max_connections);
         evutil_closesocket(fd);
         return;
@@ -239,6 +240,7 @@ static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct s
     broker *b = w->b;
     if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
         atomic_fetch_add(&b->stats.refused, 1);
+        atomic_fetch_add_explicit(&w->limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=refused reason=max-connections limit=%d tls=1", b->cfg->max_connections);
         evutil_closesocket(fd);
         return;

@@ -144,8 +144,19 @@ def test_metrics_text_format_is_valid(admin_node):
     for name in ("shoal_connections_current", "shoal_connections_total", "shoal_connections_refused_total",
                  "shoal_messages_out_total", "shoal_messages_dropped_total", "shoal_received_bytes_total",
                  "shoal_sent_bytes_total", "shoal_retained_messages", "shoal_subscriptions",
-                 "shoal_shared_groups", "shoal_sessions", "shoal_connections_online", "shoal_ready"):
+                 "shoal_shared_groups", "shoal_sessions", "shoal_connections_online", "shoal_ready",
+                 "shoal_sessions_persistent", "shoal_queued_messages", "shoal_inflight_messages",
+                 "shoal_tls_handshakes_total", "shoal_tls_handshake_failures_total"):
         assert value(samples, name) is not None, name
+    # Every reason and limit has a series from the start, so rate() works.
+    for reason in ("queue-full", "queue-full-qos0-evicted", "output-buffer-full", "expired",
+                   "too-large-for-client", "acl-denied", "session-ended"):
+        assert value(samples, "shoal_messages_dropped_total", reason=reason) == 0, reason
+    for limit in ("max-connections", "connect-timeout", "packet-size", "publish-rate", "publish-bytes-rate",
+                  "subscriptions", "topic-levels", "topic-length", "receive-maximum"):
+        assert value(samples, "shoal_limit_refusals_total", limit=limit) == 0, limit
+    assert types["shoal_messages_dropped_total"] == "counter"
+    assert types["shoal_queued_messages"] == "gauge"
     assert value(samples, "shoal_http_request_duration_seconds_count", handler="/metrics") is not None
 
 
@@ -177,13 +188,75 @@ def test_connection_gauges_follow_clients(admin_node):
     try:
         wait_for(lambda: metric(n, "shoal_connections_online") == 3, "3 online at the next tick")
         assert metric(n, "shoal_connections_current") == 3
-        assert metric(n, "shoal_sessions") == 3
+        s = scrape(n)
+        assert value(s, "shoal_sessions", state="online") == 3
+        assert value(s, "shoal_sessions", state="offline") == 0
     finally:
         for c in clients:
             c.disconnect()
     wait_for(lambda: metric(n, "shoal_connections_current") == 0, "sockets to close")
     wait_for(lambda: metric(n, "shoal_disconnects_total", code="0x00") == 3, "3 normal disconnects counted")
     wait_for(lambda: metric(n, "shoal_connections_online") == 0, "0 online at the next tick")
+
+
+def test_session_queue_and_drop_metrics_follow_traffic(node_factory):
+    """An offline persistent session with queued messages shows in the
+    session, queue and drop figures; reconnecting and acking clears them."""
+    n = node_factory("--workers", "2", "--max-queued", "5", "--max-inflight", "3")
+    import mqttraw as R
+    cid, t = uid("offline"), uid("q")
+    r = R.RawClient(n, timeout=WAIT)
+    assert r.connect(cid, clean=True, properties={R.P_SESSION_EXPIRY: 300}).rc == 0
+    r.send(R.subscribe(1, [(t, 1)]))
+    r.expect(R.SUBACK)
+    wait_for(lambda: metric(n, "shoal_sessions", state="online") == 1, "1 online session")
+    s = scrape(n)
+    assert value(s, "shoal_sessions", state="offline") == 0 and value(s, "shoal_sessions_persistent") == 1
+    r.send(R.disconnect(0))
+    assert r.is_closed()
+    wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "the session to go offline")
+    s = scrape(n)
+    assert value(s, "shoal_sessions", state="online") == 0 and value(s, "shoal_sessions_persistent") == 1
+    full0 = value(s, "shoal_messages_dropped_total", reason="queue-full")
+    with Client(n) as pub:
+        for i in range(8):
+            pub.publish(t, b"m%d" % i, qos=1)
+        # The publisher itself is an online, non-persistent session.
+        s = scrape(n)
+        assert value(s, "shoal_sessions", state="online") == 1 and value(s, "shoal_sessions_persistent") == 1
+    wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="queue-full") == full0 + 3, "3 dropped")
+    assert metric(n, "shoal_queued_messages") == 5
+    # Back online and not acking: the window (3) is in flight, 2 wait.
+    r = R.RawClient(n, timeout=WAIT)
+    assert r.connect(cid, clean=False, properties={R.P_SESSION_EXPIRY: 300}).session_present
+    pubs = [r.expect(R.PUBLISH) for _ in range(3)]
+    wait_for(lambda: metric(n, "shoal_inflight_messages") == 3, "3 in flight")
+    s = scrape(n)
+    assert value(s, "shoal_queued_messages") == 2
+    assert value(s, "shoal_sessions", state="online") == 1 and value(s, "shoal_sessions", state="offline") == 0
+    for p in pubs:
+        r.send(R.puback(p.pid))
+    for _ in range(2):
+        r.send(R.puback(r.expect(R.PUBLISH).pid))
+    wait_for(lambda: metric(n, "shoal_inflight_messages") == 0 and metric(n, "shoal_queued_messages") == 0,
+             "window and queue to empty")
+    # A clean start drops what a session still held, and says why.
+    with Client(n) as pub:
+        r.send(R.disconnect(0))
+        assert r.is_closed()
+        wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "offline again")
+        pub.publish(t, b"late", qos=1)
+    wait_for(lambda: metric(n, "shoal_queued_messages") == 1, "1 queued")
+    ended0 = metric(n, "shoal_messages_dropped_total", reason="session-ended")
+    r = R.RawClient(n, timeout=WAIT)
+    assert not r.connect(cid, clean=True).session_present
+    wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="session-ended") == ended0 + 1,
+             "the queued message counted as dropped")
+    s = scrape(n)
+    assert value(s, "shoal_queued_messages") == 0 and value(s, "shoal_sessions_persistent") == 0
+    r.close()
+    wait_for(lambda: metric(n, "shoal_sessions", state="online") == 0 and
+             metric(n, "shoal_sessions", state="offline") == 0, "no sessions left")
 
 
 # --- /health ---------------------------------------------------------------------

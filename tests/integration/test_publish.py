@@ -612,7 +612,9 @@ def test_slow_qos1_reader_loses_nothing(node_factory):
     r.close()
 
 
-def test_long_topic(node):
+def test_long_topic(node_factory):
+    # 2001 levels: over the default --max-topic-levels (128), so raised here.
+    node = node_factory("--max-topic-levels", "4096")
     topic = uid("long") + "/" + "/".join("level%d" % i for i in range(2000))
     assert len(topic) > 10000
     with Client(node) as sub, Client(node) as pub:

@@ -100,6 +100,16 @@ def wait_for(cond, timeout=WAIT):
     return False
 
 
+def tls_metrics(node):
+    """(shoal_tls_handshakes_total, shoal_tls_handshake_failures_total)."""
+    import urllib.request
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(node.http_url + "/metrics", timeout=WAIT) as r:
+        lines = r.read().decode().splitlines()
+    got = {l.split()[0]: float(l.split()[1]) for l in lines if l.startswith("shoal_tls_handshake")}
+    return got["shoal_tls_handshakes_total"], got["shoal_tls_handshake_failures_total"]
+
+
 @pytest.mark.parametrize("version", [5, 4])
 def test_paho_roundtrip(node_factory, pki, version):
     n = tls_node(node_factory, pki)
@@ -108,6 +118,7 @@ def test_paho_roundtrip(node_factory, pki, version):
     roundtrip(c)
     c.disconnect()
     assert n.wait_log("event=tls_handshake conn=")
+    assert tls_metrics(n) == (1, 0)  # completed, failed
     # Plain TCP on --port keeps working alongside.
     with Client(n, version=version) as plain:
         roundtrip(plain)
@@ -140,6 +151,7 @@ def test_wrong_ca_refused(node_factory, pki):
         tls_client(n, pki.other_ca)
     # The client aborts the handshake; the broker counts and logs it.
     assert n.wait_log("event=tls_handshake_failed")
+    assert tls_metrics(n) == (0, 1)
 
 
 def test_require_client_cert_refuses_without(node_factory, pki):

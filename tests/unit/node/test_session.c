@@ -1,6 +1,7 @@
 /* Session queues, inbound QoS 2 ids and subscriptions, on a real broker
  * context with no connection attached (an offline persistent session). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -23,6 +24,8 @@ static void setup(void)
     b.sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
     memset(&w, 0, sizeof(w));
     w.b = &b;
+    b.workers = &w; /* the owner (0) whose gauges hold the session's messages */
+    b.nworkers = 1;
 }
 
 static void teardown(void)
@@ -67,13 +70,95 @@ Test(session, offline_qos1_is_queued_in_order)
     session_unref(&b, s);
 }
 
-Test(session, offline_qos0_is_dropped_and_counted)
+Test(session, offline_qos0_is_dropped_and_counted_without_queue_qos0)
 {
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     deliver(s, make_msg("t", 0, 0), 0);
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(atomic_load(&w.dropped), 1);
+    cr_assert_eq(atomic_load(&w.drops[DROP_OFFLINE_QOS0]), 1);
+    session_unref(&b, s);
+}
+
+Test(session, offline_qos0_is_queued_with_queue_qos0)
+{
+    cfg.queue_qos0 = true;
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    deliver(s, make_msg("t", 0, 0), 0);
+    cr_assert_eq(s->q_len, 1);
+    cr_assert_eq(s->q_qos0, 1);
+    cr_assert_eq(atomic_load(&w.queued), 1);
+    cr_assert_eq(atomic_load(&w.dropped), 0);
+    session_unref(&b, s);
+}
+
+/* The payloads in the queue, oldest first, as a string ("0,6,25"). */
+static void queue_payloads(const session *s, char *out, size_t len)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < s->q_len; i++) {
+        const delivery *d = &s->q[(s->q_head + i) % s->q_cap];
+        n += (size_t)snprintf(out + n, len - n, "%s%.*s%s", i ? "," : "", (int)d->m->payload_len,
+                              (const char *)d->m->payload, d->qos ? "q1" : "");
+    }
+}
+
+static msg *numbered(int i, uint8_t qos)
+{
+    char p[16];
+    snprintf(p, sizeof(p), "%d", i);
+    mqtt_bytes t = {(const uint8_t *)"t", 1}, pl = {(const uint8_t *)p, (uint32_t)strlen(p)};
+    mqtt_props pr;
+    memset(&pr, 0, sizeof(pr));
+    return msg_new(t, &pr, pl, qos, false, 0, now_ms());
+}
+
+Test(session, full_queue_evicts_the_oldest_qos0_first)
+{
+    cfg.queue_qos0 = true;
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    /* Wrap the ring first, so eviction runs across its end. */
+    cfg.max_queued = 6;
+    for (int i = 0; i < 30; i++) {
+        uint8_t q = i % 6 == 0 ? 1 : 0;
+        deliver(s, numbered(i, q), q);
+    }
+    char got[256];
+    queue_payloads(s, got, sizeof(got));
+    /* Every QoS 1 (5 of them), then the newest QoS 0. */
+    cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,29");
+    cr_assert_eq(s->q_qos0, 1);
+    cr_assert_eq(atomic_load(&w.drops[DROP_QOS0_EVICTED]), 24);
+    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 0);
+    cr_assert_eq(atomic_load(&w.queued), 6);
+    /* Full of QoS 1 but for one QoS 0: a QoS 1 evicts it, the next is refused. */
+    deliver(s, numbered(30, 1), 1);
+    deliver(s, numbered(31, 1), 1);
+    queue_payloads(s, got, sizeof(got));
+    cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,30q1");
+    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 1);
+    cr_assert_eq(atomic_load(&w.dropped), 26);
+    session_unref(&b, s);
+}
+
+Test(session, reset_releases_everything_and_counts_it)
+{
+    cfg.queue_qos0 = true;
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    for (int i = 0; i < 4; i++) {
+        deliver(s, numbered(i, i & 1), i & 1);
+    }
+    cr_assert_eq(atomic_load(&w.queued), 4);
+    session_reset(&b, s);
+    cr_assert_eq(s->q_len, 0);
+    cr_assert_eq(s->q_qos0, 0);
+    cr_assert_eq(atomic_load(&w.queued), 0);
+    cr_assert_eq(atomic_load(&w.drops[DROP_SESSION_ENDED]), 4);
     session_unref(&b, s);
 }
 
@@ -86,6 +171,8 @@ Test(session, queue_is_bounded_by_max_queued)
     }
     cr_assert_eq(s->q_len, 5);
     cr_assert_eq(atomic_load(&w.dropped), 7);
+    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 7);
+    cr_assert_eq(atomic_load(&w.queued), 5);
     session_unref(&b, s);
 }
 

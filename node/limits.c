@@ -1,0 +1,204 @@
+/* Limits that protect the node: refusal and drop accounting, the per-client
+ * publish rate (reading paused until the bucket refills), topic sizes. */
+#include "node/limits.h"
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "common/log.h"
+#include "node/core.h"
+
+static const char *const limit_names[LIMIT_COUNT] = {
+    [LIMIT_CONNECTIONS] = "max-connections",
+    [LIMIT_CONNECT_TIMEOUT] = "connect-timeout",
+    [LIMIT_PACKET_SIZE] = "packet-size",
+    [LIMIT_PUBLISH_RATE] = "publish-rate",
+    [LIMIT_PUBLISH_BYTES] = "publish-bytes-rate",
+    [LIMIT_SUBSCRIPTIONS] = "subscriptions",
+    [LIMIT_TOPIC_LEVELS] = "topic-levels",
+    [LIMIT_TOPIC_LENGTH] = "topic-length",
+    [LIMIT_RECEIVE_MAX] = "receive-maximum",
+};
+
+static const char *const drop_names[DROP_COUNT] = {
+    [DROP_QUEUE_FULL] = "queue-full",
+    [DROP_QOS0_EVICTED] = "queue-full-qos0-evicted",
+    [DROP_OUTPUT_FULL] = "output-buffer-full",
+    [DROP_OFFLINE_QOS0] = "offline-qos0",
+    [DROP_EXPIRED] = "expired",
+    [DROP_TOO_LARGE] = "too-large-for-client",
+    [DROP_ACL_DENIED] = "acl-denied",
+    [DROP_SESSION_ENDED] = "session-ended",
+};
+
+const char *limit_name(limit_kind l)
+{
+    return l < LIMIT_COUNT ? limit_names[l] : "?";
+}
+
+const char *drop_reason_name(drop_reason r)
+{
+    return r < DROP_COUNT ? drop_names[r] : "?";
+}
+
+/* ---- token bucket ---- */
+
+void tb_init(token_bucket *tb, uint32_t rate, uint64_t now_ms)
+{
+    tb->milli = (int64_t)rate * 1000;
+    tb->last_ms = now_ms;
+}
+
+void tb_refill(token_bucket *tb, uint32_t rate, uint64_t now_ms)
+{
+    if (now_ms <= tb->last_ms || rate == 0) {
+        return;
+    }
+    /* rate tokens/s = rate thousandths of a token per ms; full at one
+     * second's worth. Compared before multiplying, so nothing overflows. */
+    uint64_t ms = now_ms - tb->last_ms;
+    tb->last_ms = now_ms;
+    int64_t cap = (int64_t)rate * 1000;
+    int64_t room = cap - tb->milli;
+    if (room <= 0) {
+        return;
+    }
+    if (ms > (uint64_t)room / rate) {
+        tb->milli = cap;
+    } else {
+        tb->milli += (int64_t)ms * rate;
+    }
+}
+
+bool tb_ready(const token_bucket *tb)
+{
+    return tb->milli > 0;
+}
+
+void tb_take(token_bucket *tb, uint64_t n)
+{
+    tb->milli -= (int64_t)n * 1000;
+}
+
+uint64_t tb_wait_ms(const token_bucket *tb, uint32_t rate)
+{
+    if (tb->milli > 0 || rate == 0) {
+        return 0;
+    }
+    /* The smallest ms with milli + ms * rate > 0. */
+    return (uint64_t)(-tb->milli) / rate + 1;
+}
+
+uint32_t limits_topic_levels(const uint8_t *topic, size_t len)
+{
+    uint32_t n = 1;
+    for (size_t i = 0; i < len; i++) {
+        n += topic[i] == '/';
+    }
+    return n;
+}
+
+/* ---- accounting ---- */
+
+void limits_refused(conn *c, limit_kind l, const char *detail)
+{
+    atomic_fetch_add_explicit(&c->w->limit_refusals[l], 1, memory_order_relaxed);
+    if (c->limits_logged & (1u << l)) {
+        return;
+    }
+    /* Once per connection and reason: a flood of refusals is one line. */
+    c->limits_logged |= (uint16_t)(1u << l);
+    const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
+    sh_log(SH_INFO, "event=limit limit=%s conn=%llu client=%s peer=%s %s", limit_name(l), (unsigned long long)c->id,
+           id, c->peer, detail ? detail : "");
+}
+
+void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n)
+{
+    if (n == 0) {
+        return;
+    }
+    atomic_fetch_add_explicit(&w->dropped, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->drops[r], n, memory_order_relaxed);
+    if (s && !(s->drops_logged & (1u << r))) {
+        /* Once per session and reason until the client reconnects. */
+        s->drops_logged |= (uint16_t)(1u << r);
+        sh_log(SH_INFO, "event=drop reason=%s client=%s online=%d queued=%u", drop_reason_name(r), s->client_id,
+               atomic_load_explicit(&s->online, memory_order_relaxed), s->q_len);
+    }
+}
+
+/* ---- publish rate ---- */
+
+static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    conn *c = arg;
+    conn_resume_reading(c, PAUSE_RATE);
+    worker_flush(c->w);
+}
+
+/* Pause reading for ms: the socket is left unread, so TCP pushes back on
+ * the client and nothing it sent is lost. */
+static void pause_for(conn *c, uint64_t ms)
+{
+    if (!c->rate_timer) {
+        c->rate_timer = event_new(c->w->base, -1, 0, rate_timer_cb, c);
+    }
+    c->paused |= PAUSE_RATE;
+    bufferevent_disable(c->bev, EV_READ);
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    event_add(c->rate_timer, &tv);
+}
+
+bool limits_publish_admit(conn *c, size_t bytes)
+{
+    const config *cfg = c->w->b->cfg;
+    uint32_t mr = cfg->max_publish_rate, br = cfg->max_publish_bytes_rate;
+    if (!mr && !br) {
+        return true;
+    }
+    uint64_t now = now_ms();
+    if (!c->rate_init) {
+        tb_init(&c->rate_msgs, mr, now);
+        tb_init(&c->rate_bytes, br, now);
+        c->rate_init = true;
+    }
+    uint64_t wait = 0;
+    if (mr) {
+        tb_refill(&c->rate_msgs, mr, now);
+        if (!tb_ready(&c->rate_msgs)) {
+            wait = tb_wait_ms(&c->rate_msgs, mr);
+            limits_refused(c, LIMIT_PUBLISH_RATE, "action=pause-reading");
+        }
+    }
+    if (br) {
+        tb_refill(&c->rate_bytes, br, now);
+        if (!tb_ready(&c->rate_bytes)) {
+            uint64_t wb = tb_wait_ms(&c->rate_bytes, br);
+            wait = wb > wait ? wb : wait;
+            limits_refused(c, LIMIT_PUBLISH_BYTES, "action=pause-reading");
+        }
+    }
+    if (wait) {
+        pause_for(c, wait);
+        return false;
+    }
+    if (mr) {
+        tb_take(&c->rate_msgs, 1);
+    }
+    if (br) {
+        tb_take(&c->rate_bytes, bytes);
+    }
+    return true;
+}
+
+limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len)
+{
+    if (len > (size_t)cfg->max_topic_length) {
+        return LIMIT_TOPIC_LENGTH;
+    }
+    if (limits_topic_levels(topic, len) > (uint32_t)cfg->max_topic_levels) {
+        return LIMIT_TOPIC_LEVELS;
+    }
+    return LIMIT_COUNT;
+}

@@ -1,0 +1,65 @@
+/* Limits that protect the node: the reasons a client is refused or a
+ * message is dropped (each counted per worker and exported as metrics), a
+ * token bucket for per-client publish rates, and topic size checks. */
+#ifndef SHOAL_NODE_LIMITS_H
+#define SHOAL_NODE_LIMITS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Client-facing refusals, shoal_limit_refusals_total{limit}. Each is logged
+ * once per connection (a bit in conn.limits_logged), counted every time. */
+typedef enum limit_kind {
+    LIMIT_CONNECTIONS = 0,  /* --max-connections: accept closed at once */
+    LIMIT_CONNECT_TIMEOUT,  /* --connect-timeout: no CONNECT in time */
+    LIMIT_PACKET_SIZE,      /* --max-packet-size: 0x95 and close */
+    LIMIT_PUBLISH_RATE,     /* --max-publish-rate: reading paused */
+    LIMIT_PUBLISH_BYTES,    /* --max-publish-bytes-rate: reading paused */
+    LIMIT_SUBSCRIPTIONS,    /* --max-subscriptions: SUBACK 0x97 / 0x80 */
+    LIMIT_TOPIC_LEVELS,     /* --max-topic-levels: 0x90 / 0x8F */
+    LIMIT_TOPIC_LENGTH,     /* --max-topic-length: 0x90 / 0x8F */
+    LIMIT_RECEIVE_MAX,      /* --receive-maximum exceeded by the client: 0x93 */
+    LIMIT_COUNT
+} limit_kind;
+
+/* Why a message did not reach a subscriber, shoal_messages_dropped_total{reason}. */
+typedef enum drop_reason {
+    DROP_QUEUE_FULL = 0,  /* --max-queued reached, no QoS 0 to evict: the new message */
+    DROP_QOS0_EVICTED,    /* --max-queued reached: the oldest queued QoS 0 made room */
+    DROP_OUTPUT_FULL,     /* QoS 0 to an online client whose output buffer is full */
+    DROP_OFFLINE_QOS0,    /* QoS 0 to an offline session with --queue-qos0 false */
+    DROP_EXPIRED,         /* Message Expiry passed before it could be sent */
+    DROP_TOO_LARGE,       /* larger than the client's Maximum Packet Size */
+    DROP_ACL_DENIED,      /* a publish the ACL refused */
+    DROP_SESSION_ENDED,   /* queued or in flight when the session ended or started clean */
+    DROP_COUNT
+} drop_reason;
+
+/* Names as exported in metrics and logs, e.g. "publish-rate", "queue-full". */
+const char *limit_name(limit_kind l);
+const char *drop_reason_name(drop_reason r);
+
+/* A token bucket in thousandths of a token, so integer rates stay exact.
+ * It may go into debt: one packet larger than a second's worth still
+ * passes, and the debt then delays the next one (no packet is ever stuck). */
+typedef struct token_bucket {
+    int64_t milli;    /* tokens x 1000; <= 0: empty */
+    uint64_t last_ms; /* when it was last refilled */
+} token_bucket;
+
+/* Start full: a second's worth of tokens. */
+void tb_init(token_bucket *tb, uint32_t rate, uint64_t now_ms);
+/* Add what accrued since the last refill, up to one second's worth. */
+void tb_refill(token_bucket *tb, uint32_t rate, uint64_t now_ms);
+/* True if the bucket has anything left (a packet may go). */
+bool tb_ready(const token_bucket *tb);
+/* Take n tokens (may go into debt). */
+void tb_take(token_bucket *tb, uint64_t n);
+/* Milliseconds until tb_ready() holds again at `rate` tokens/s (0 if now). */
+uint64_t tb_wait_ms(const token_bucket *tb, uint32_t rate);
+
+/* Topic levels: one more than the number of '/'. */
+uint32_t limits_topic_levels(const uint8_t *topic, size_t len);
+
+#endif

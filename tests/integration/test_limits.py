@@ -1,0 +1,336 @@
+"""Limits that protect the node: per-client publish rates (reading paused,
+nothing lost), subscriptions per client, topic levels and length (publish,
+subscribe, will), the queue policy for a full session queue, and one log
+line per client and limit however often it is hit."""
+import re
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import mqttraw as R
+from pahoclient import Client, uid
+
+WAIT = 30  # seconds: generous, the machine is a noisy 2-core box
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
+
+
+def metric(node, name, **labels):
+    """One sample from the node's /metrics, or None."""
+    with _opener.open(node.http_url + "/metrics", timeout=WAIT) as r:
+        text = r.read().decode()
+    for line in text.splitlines():
+        m = SAMPLE.match(line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'([a-zA-Z_]+)="([^"]*)"', m.group(2) or ""))
+        if all(got.get(k) == str(v) for k, v in labels.items()):
+            return float(m.group(3))
+    return None
+
+
+def wait_for(cond, what, timeout=WAIT):
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        assert time.time() < deadline, "timed out waiting for " + what
+        time.sleep(0.05)
+
+
+def limit_lines(node, limit, client):
+    return [l for l in node.log().splitlines()
+            if "event=limit limit=%s " % limit in l and " client=%s " % client in l]
+
+
+def raw(node, cid, version=5, **kw):
+    r = R.RawClient(node, version=version, timeout=WAIT)
+    ack = r.connect(cid, version=version, **kw)
+    return r, ack
+
+
+# --- publish rate ---------------------------------------------------------------------
+
+
+def test_publish_rate_pauses_reading_and_loses_nothing(node_factory):
+    """A client publishing QoS 0 as fast as it can with --max-publish-rate 50
+    gets about 50/s through, every message arrives in order, and another
+    client publishing meanwhile is not held up."""
+    n = node_factory("--workers", "2", "--max-publish-rate", "50")
+    t, t2 = uid("rate"), uid("healthy")
+    count = 300
+    sub = Client(n)
+    sub.subscribe(t, 0)
+    other_sub = Client(n)
+    other_sub.subscribe(t2, 1)
+    cid = uid("flooder")
+    pub, ack = raw(n, cid)
+    assert ack.rc == 0
+    start = time.time()
+    pub.send(b"".join(R.publish(t, b"%d" % i) for i in range(count)))
+    # While the flooder's backlog drains at 50/s (about 5 s), a healthy
+    # client's messages go straight through.
+    with Client(n) as healthy:
+        for i in range(5):
+            healthy.publish(t2, b"h%d" % i, qos=1)
+    got_healthy = [m.payload for m in other_sub.get_n(5, timeout=WAIT)]
+    healthy_done = time.time()
+    assert got_healthy == [b"h%d" % i for i in range(5)]
+    got = [m.payload for m in sub.get_n(count, timeout=60)]
+    elapsed = time.time() - start
+    assert got == [b"%d" % i for i in range(count)], "lost or reordered"
+    assert healthy_done < start + elapsed - 1, "the healthy client waited for the flooder's backlog"
+    # One second's burst, then 50/s: (300 - 50) / 50 = 5 s; a generous band.
+    rate = (count - 50) / elapsed
+    print("publish rate: %d messages in %.2f s, %.1f/s after the burst" % (count, elapsed, rate))
+    assert 15 <= rate <= 65, "%.1f msg/s" % rate
+    assert metric(n, "shoal_limit_refusals_total", limit="publish-rate") > 0
+    assert len(limit_lines(n, "publish-rate", cid)) == 1, limit_lines(n, "publish-rate", cid)
+    pub.send(R.pingreq())
+    assert pub.expect(R.PINGRESP).type == R.PINGRESP
+    pub.close()
+    sub.disconnect()
+    other_sub.disconnect()
+
+
+def test_publish_bytes_rate(node_factory):
+    """--max-publish-bytes-rate 20000: 100 KB of QoS 1 takes about 4 s and
+    every message is acknowledged and delivered in order."""
+    n = node_factory("--max-publish-bytes-rate", "20000")
+    t = uid("bytes")
+    sub = Client(n)
+    sub.subscribe(t, 1)
+    cid = uid("bulk")
+    pub, _ = raw(n, cid)
+    count, size = 100, 1000
+    start = time.time()
+    pub.send(b"".join(R.publish(t, b"%04d" % i + b"x" * (size - 4), qos=1, pid=i + 1) for i in range(count)))
+    acks = [pub.expect(R.PUBACK, timeout=60) for _ in range(count)]
+    elapsed = time.time() - start
+    assert [a.pid for a in acks] == list(range(1, count + 1))
+    assert all(a.rc == 0 for a in acks)
+    got = [m.payload[:4] for m in sub.get_n(count, timeout=WAIT)]
+    assert got == [b"%04d" % i for i in range(count)]
+    # 20 KB burst, then 20 KB/s: about 4 s for the rest.
+    print("bytes rate: %d bytes in %.2f s" % (count * size, elapsed))
+    assert elapsed >= 2.5, elapsed
+    assert metric(n, "shoal_limit_refusals_total", limit="publish-bytes-rate") > 0
+    assert len(limit_lines(n, "publish-bytes-rate", cid)) == 1
+    pub.close()
+    sub.disconnect()
+
+
+# --- subscriptions per client --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_max_subscriptions(node_factory, version):
+    n = node_factory("--max-subscriptions", "3")
+    base = uid("ms")
+    a, b, c, d, e = ("%s/%s" % (base, x) for x in "abcde")
+    cid = uid("subs")
+    r, ack = raw(n, cid, version=version)
+    assert ack.rc == 0
+    r.send(R.subscribe(1, [(a, 1), (b, 1)], version=version))
+    assert r.expect(R.SUBACK).codes == [1, 1]
+    # Re-subscribing a counts once; c is the third; d and e are over.
+    r.send(R.subscribe(2, [(a, 0), (c, 1), (d, 1), (e, 1)], version=version))
+    refused = 0x97 if version == 5 else 0x80
+    assert r.expect(R.SUBACK).codes == [0, 1, refused, refused]
+    # The granted ones work, the refused ones do not.
+    with Client(n) as pub:
+        pub.publish(d, b"no", qos=1)
+        pub.publish(c, b"yes", qos=1)
+    p = r.expect(R.PUBLISH)
+    assert (p.topic, p.payload) == (c, b"yes")
+    r.send(R.puback(p.pid))
+    # Freeing a slot lets a new filter in.
+    r.send(R.unsubscribe(3, [b], version=version))
+    r.expect(R.UNSUBACK)
+    r.send(R.subscribe(4, [(d, 1)], version=version))
+    assert r.expect(R.SUBACK).codes == [1]
+    assert metric(n, "shoal_limit_refusals_total", limit="subscriptions") == 2
+    assert len(limit_lines(n, "subscriptions", cid)) == 1
+    # Another client has its own allowance.
+    with Client(n, version=version) as other:
+        assert other.subscribe([(a, 0), (b, 0), (c, 0)]) == [0, 0, 0]
+    r.close()
+
+
+# --- topic levels and length ------------------------------------------------------------------
+
+
+@pytest.fixture
+def topic_node(node_factory):
+    return node_factory("--max-topic-levels", "4", "--max-topic-length", "32")
+
+
+def test_publish_topic_limits_v5_qos1_and_2_get_0x90(topic_node):
+    n = topic_node
+    watcher = Client(n)
+    base = uid("tl")[:12]
+    watcher.subscribe(base + "/#", 1)
+    cid = uid("deep")
+    r, _ = raw(n, cid)
+    deep = base + "/b/c/d/e"          # 5 levels
+    long_ = base + "/" + "x" * 40     # over 32 bytes
+    ok = base + "/b/c/d"              # 4 levels, within 32 bytes
+    assert len(ok) <= 32
+    r.send(R.publish(deep, b"1", qos=1, pid=1))
+    a = r.expect(R.PUBACK)
+    assert (a.pid, a.rc) == (1, 0x90)
+    r.send(R.publish(long_, b"2", qos=2, pid=2))
+    a = r.expect(R.PUBREC)
+    assert (a.pid, a.rc) == (2, 0x90)
+    # The connection stays; a topic within the limits goes through.
+    r.send(R.publish(ok, b"fine", qos=1, pid=3))
+    a = r.expect(R.PUBACK)
+    assert (a.pid, a.rc) == (3, 0)
+    m = watcher.get()
+    assert (m.topic, m.payload) == (ok, b"fine")
+    watcher.none()
+    r.close()
+    watcher.disconnect()
+
+
+def test_default_topic_levels_is_128(node_factory):
+    n = node_factory()
+    r, _ = raw(n, uid("levels"))
+    base = uid("d")
+    r.send(R.publish(base + "/x" * 127, b"ok", qos=1, pid=1))      # 128 levels
+    r.send(R.publish(base + "/x" * 128, b"over", qos=1, pid=2))    # 129 levels
+    assert [(a.pid, a.rc) for a in (r.expect(R.PUBACK), r.expect(R.PUBACK))] == [(1, 0), (2, 0x90)]
+    r.close()
+
+
+def test_publish_topic_limits_v5_qos0_disconnects_0x90(topic_node):
+    r, _ = raw(topic_node, uid("deep0"))
+    r.send(R.publish(uid("x")[:8] + "/a/b/c/d/e", b"x", qos=0))
+    seen = r.wait_closed()
+    assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x90)], seen
+
+
+def test_publish_topic_limits_v311_closes(topic_node):
+    r, _ = raw(topic_node, uid("deep311"), version=4)
+    r.send(R.publish(uid("x")[:8] + "/" + "y" * 40, b"x", qos=1, pid=1, version=4))
+    assert r.wait_closed() == []
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_subscribe_topic_limits(topic_node, version):
+    r, _ = raw(topic_node, uid("subdeep"), version=version)
+    base = uid("f")[:10]
+    r.send(R.subscribe(1, [(base + "/+/c/d/#", 1), ("$share/g/" + base + "/b/c/d/e", 1),
+                           (base + "/" + "z" * 40, 1), (base + "/+/c/#", 1)], version=version))
+    bad = 0x8F if version == 5 else 0x80
+    assert r.expect(R.SUBACK).codes == [bad, bad, bad, 1]
+    r.close()
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_will_topic_limits(topic_node, version):
+    r = R.RawClient(topic_node, version=version, timeout=WAIT)
+    ack = r.connect(uid("willdeep"), version=version,
+                    will={"topic": uid("w")[:8] + "/a/b/c/d", "payload": b"bye", "qos": 1})
+    # v5: Topic Name invalid; 3.1.1 has no such code: 0x03 server unavailable.
+    assert ack.rc == (0x90 if version == 5 else 0x03)
+    assert r.is_closed()
+
+
+# --- queue policy -------------------------------------------------------------------------
+
+
+def test_full_queue_evicts_oldest_qos0_and_keeps_qos1(node_factory):
+    """An offline persistent subscriber with --max-queued 10 is sent 5 QoS 1
+    and 25 QoS 0 messages: it gets every QoS 1 and the newest QoS 0, in
+    order; the rest are counted as evicted."""
+    n = node_factory("--max-queued", "10")
+    cid, t = uid("slow"), uid("mix")
+    r, _ = raw(n, cid, clean=True, properties={R.P_SESSION_EXPIRY: 300})
+    r.send(R.subscribe(1, [(t, 1)]))
+    assert r.expect(R.SUBACK).codes == [1]
+    r.send(R.disconnect(0))
+    assert r.is_closed()
+    wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "the session to be offline")
+    evicted0 = metric(n, "shoal_messages_dropped_total", reason="queue-full-qos0-evicted")
+    with Client(n) as pub:
+        for i in range(30):
+            pub.publish(t, b"%d" % i, qos=1 if i % 6 == 0 else 0)
+    wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="queue-full-qos0-evicted") == evicted0 + 20,
+             "20 QoS 0 evictions")
+    assert metric(n, "shoal_queued_messages") == 10
+    assert metric(n, "shoal_messages_dropped_total", reason="queue-full") == 0
+    r, ack = raw(n, cid, clean=False, properties={R.P_SESSION_EXPIRY: 300})
+    assert ack.session_present
+    got = []
+    for _ in range(10):
+        p = r.expect(R.PUBLISH)
+        if p.qos:
+            r.send(R.puback(p.pid))
+        got.append((int(p.payload), p.qos))
+    assert got == [(0, 1), (6, 1), (12, 1), (18, 1), (24, 1), (25, 0), (26, 0), (27, 0), (28, 0), (29, 0)], got
+    wait_for(lambda: metric(n, "shoal_queued_messages") == 0, "the queue to drain")
+    wait_for(lambda: metric(n, "shoal_inflight_messages") == 0, "the acks to clear the window")
+    r.close()
+
+
+def test_full_queue_of_qos1_refuses_the_new_message(node_factory):
+    n = node_factory("--max-queued", "3")
+    cid, t = uid("full"), uid("q1")
+    r, _ = raw(n, cid, properties={R.P_SESSION_EXPIRY: 300})
+    r.send(R.subscribe(1, [(t, 1)]))
+    r.expect(R.SUBACK)
+    r.send(R.disconnect(0))
+    assert r.is_closed()
+    wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "the session to be offline")
+    with Client(n) as pub:
+        for i in range(5):
+            pub.publish(t, b"%d" % i, qos=1)
+        pub.publish(t, b"late0", qos=0)
+    wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="queue-full") == 3, "3 refused")
+    assert len([l for l in n.log().splitlines() if "event=drop reason=queue-full " in l and cid in l]) == 1
+    r, ack = raw(n, cid, clean=False, properties={R.P_SESSION_EXPIRY: 300})
+    got = []
+    for _ in range(3):
+        p = r.expect(R.PUBLISH)
+        r.send(R.puback(p.pid))
+        got.append(p.payload)
+    assert got == [b"0", b"1", b"2"]
+    r.send(R.pingreq())
+    assert r.expect(R.PINGRESP).type == R.PINGRESP  # nothing else came
+    r.close()
+
+
+# --- logged once ----------------------------------------------------------------------------
+
+
+def test_a_thousand_refusals_log_one_line(topic_node):
+    n = topic_node
+    cid = uid("noisy")
+    r, _ = raw(n, cid)
+    deep = uid("n")[:8] + "/a/b/c/d/e"
+    before = metric(n, "shoal_limit_refusals_total", limit="topic-levels")
+    r.send(b"".join(R.publish(deep, b"x", qos=1, pid=i % 65535 + 1) for i in range(1000)))
+    for _ in range(1000):
+        assert r.expect(R.PUBACK).rc == 0x90
+    assert metric(n, "shoal_limit_refusals_total", limit="topic-levels") == before + 1000
+    assert len(limit_lines(n, "topic-levels", cid)) == 1, limit_lines(n, "topic-levels", cid)
+    # A second connection of the same client logs once again.
+    r.close()
+    r, _ = raw(n, cid)
+    r.send(R.publish(deep, b"x", qos=1, pid=1))
+    assert r.expect(R.PUBACK).rc == 0x90
+    wait_for(lambda: len(limit_lines(n, "topic-levels", cid)) == 2, "one line for the new connection")
+    r.close()
+
+
+def test_help_lists_the_limits():
+    import subprocess
+    from conftest import SHOAL_BIN
+    out = subprocess.run([SHOAL_BIN, "--help"], capture_output=True, text=True, timeout=WAIT).stdout
+    for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
+                 "--max-topic-length", "--queue-qos0"):
+        assert flag in out, flag
