@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/auth.h"
@@ -25,6 +29,7 @@ struct auth {
     _Atomic(acl *) acl;            /* NULL: no --acl-file, everything allowed */
     pthread_mutex_t reload_lock;
     retired *old;
+    uint8_t fake_secret[32]; /* per process: made-up SCRAM salts (auth_scram_cred) */
 };
 
 static char *slurp(const char *path, char *err, size_t errlen)
@@ -86,6 +91,10 @@ int auth_init(broker *b)
     struct auth *a = sh_calloc(1, sizeof(*a));
     pthread_mutex_init(&a->reload_lock, NULL);
     b->auth = a;
+    if (RAND_bytes(a->fake_secret, sizeof(a->fake_secret)) != 1) {
+        fprintf(stderr, "shoal: no random bytes for authentication\n");
+        return SH_ERR;
+    }
     char err[512];
     if (b->cfg->password_file) {
         passwd_table *t = load_users(b->cfg->password_file, err, sizeof(err));
@@ -197,6 +206,54 @@ mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
         return fail(c, p, MQTT_RC_BAD_USER_OR_PASSWORD, "bad password");
     }
     return MQTT_RC_SUCCESS;
+}
+
+bool auth_has_passwords(broker *b)
+{
+    return atomic_load_explicit(&b->auth->users, memory_order_acquire) != NULL;
+}
+
+int auth_scram_cred(broker *b, const char *user, size_t len, scram_cred *cred, const char **doomed)
+{
+    struct auth *a = b->auth;
+    passwd_table *t = atomic_load_explicit(&a->users, memory_order_acquire);
+    if (!t) {
+        return SH_ERR;
+    }
+    memset(cred, 0, sizeof(*cred));
+    const passwd_entry *e = passwd_find(t, user, len);
+    if (e && e->scheme == PASSWD_SCRAM_SHA256) {
+        cred->iterations = e->iterations;
+        cred->salt_len = e->salt_len < sizeof(cred->salt) ? e->salt_len : sizeof(cred->salt);
+        memcpy(cred->salt, e->salt, cred->salt_len);
+        memcpy(cred->stored_key, e->hash, SCRAM_KEY_LEN);
+        memcpy(cred->server_key, e->server_key, SCRAM_KEY_LEN);
+        *doomed = NULL;
+        return SH_OK;
+    }
+    *doomed = e ? "no SCRAM-SHA-256 entry for this user (pbkdf2-sha512 only)" : "unknown user";
+    /* Salt = HMAC(secret, user): stable per name, like a real entry's, and
+     * unpredictable. The keys are random; the proof is refused anyway. */
+    uint8_t mac[SCRAM_KEY_LEN];
+    unsigned n = sizeof(mac);
+    if (!HMAC(EVP_sha256(), a->fake_secret, sizeof(a->fake_secret), (const uint8_t *)user, len, mac, &n) ||
+        RAND_bytes(cred->stored_key, SCRAM_KEY_LEN) != 1 || RAND_bytes(cred->server_key, SCRAM_KEY_LEN) != 1) {
+        return SH_ERR;
+    }
+    cred->iterations = SCRAM_DEFAULT_ITERATIONS;
+    cred->salt_len = PASSWD_SALT_LEN;
+    memcpy(cred->salt, mac, PASSWD_SALT_LEN);
+    return SH_OK;
+}
+
+void auth_scram_failed(conn *c, const char *user, size_t len, const char *why)
+{
+    atomic_fetch_add_explicit(&c->w->b->auth_failures, 1, memory_order_relaxed);
+    char name[65];
+    sh_log_sample(name, sizeof(name), user, len < 64 ? len : 64);
+    const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
+    sh_log(SH_INFO, "event=auth_failed conn=%llu client=%s peer=%s username=%s method=" SCRAM_METHOD " reason=\"%s\"",
+           (unsigned long long)c->id, id, c->peer, len ? name : "-", why);
 }
 
 static const char *client_id_of(conn *c)

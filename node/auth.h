@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "node/scram.h"
 #include "proto/packet.h"
 
 #ifndef SH_OK
@@ -33,13 +34,20 @@ typedef struct conn conn;
 #define PASSWD_SALT_LEN 16
 #define PASSWD_HASH_LEN 64 /* SHA-512 output */
 
+enum passwd_scheme {
+    PASSWD_PBKDF2_SHA512 = 0, /* $pbkdf2-sha512$: plain CONNECT passwords only */
+    PASSWD_SCRAM_SHA256,      /* $scram-sha-256$: SCRAM and plain passwords */
+};
+
 typedef struct passwd_entry {
     char *user;
+    uint8_t scheme;  /* enum passwd_scheme */
     int iterations;
     uint8_t salt[64];
     size_t salt_len;
-    uint8_t hash[PASSWD_HASH_LEN];
+    uint8_t hash[PASSWD_HASH_LEN]; /* SCRAM: StoredKey */
     size_t hash_len;
+    uint8_t server_key[32];        /* SCRAM: ServerKey */
 } passwd_entry;
 
 typedef struct passwd_table {
@@ -47,7 +55,8 @@ typedef struct passwd_table {
     size_t n;
 } passwd_table;
 
-/* One line "user:$pbkdf2-sha512$iterations$salt$hash" (no newline) into e.
+/* One line (no newline) into e: "user:$pbkdf2-sha512$iterations$salt$hash"
+ * or "user:$scram-sha-256$iterations$salt$StoredKey$ServerKey" (base64).
  * SH_OK or SH_ERR with a message in err. e->user is allocated on success. */
 int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errlen);
 /* A whole file's text; blank lines and '#' comments are skipped. NULL on
@@ -55,12 +64,15 @@ int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errle
 passwd_table *passwd_parse(const char *text, char *err, size_t errlen);
 void passwd_free(passwd_table *t);
 const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t len);
-/* Constant-time comparison of the derived key (CRYPTO_memcmp). */
+/* Constant-time comparison of the derived key (CRYPTO_memcmp); for a SCRAM
+ * entry, of the StoredKey derived from pw. */
 bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen);
 /* Format a line for user with a fresh random salt. Returns an allocated
  * string (free()), or NULL. */
 char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int iterations);
-/* `shoal passwd [-i N] [-D] FILE USER`; argv[0] is "passwd". */
+/* The same as a $scram-sha-256$ line. */
+char *passwd_make_scram_line(const char *user, const char *pw, size_t pwlen, int iterations);
+/* `shoal passwd [--scram] [-i N] [-D] FILE USER`; argv[0] is "passwd". */
 int passwd_main(int argc, char **argv);
 
 /* --- acl.c --- */
@@ -103,6 +115,16 @@ void auth_reload(broker *b);
 void auth_free(broker *b);
 /* CONNECT: anonymous/password check; sets c->username. */
 mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p);
+/* Is there a password file (the source of SCRAM credentials)? */
+bool auth_has_passwords(broker *b);
+/* SCRAM-SHA-256 credentials for user. A user without a SCRAM entry (unknown,
+ * or a pbkdf2-sha512 entry) gets made-up ones, the same for the same name
+ * for the life of the process, so that the exchange looks alike either way;
+ * *doomed then says why the proof will be refused (NULL: real credentials).
+ * SH_ERR without a password file. */
+int auth_scram_cred(broker *b, const char *user, size_t len, scram_cred *cred, const char **doomed);
+/* Count and log one failed SCRAM authentication (user may be empty). */
+void auth_scram_failed(conn *c, const char *user, size_t len, const char *why);
 bool auth_can_publish(conn *c, const uint8_t *topic, size_t len);
 bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len);
 

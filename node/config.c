@@ -87,7 +87,7 @@ static const opt opts[] = {
     /* --- end TLS listener --- */
     /* --- auth (node/auth.c) --- */
     {"allow-anonymous", OPT_STR, O(allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
-    {"password-file", OPT_STR, O(password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... lines (shoal passwd); reloaded on SIGHUP"},
+    {"password-file", OPT_STR, O(password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
     {"acl-file", OPT_STR, O(acl_file), NULL, 0, 0, "user/topic/pattern rules; with it, default deny; reloaded on SIGHUP"},
     /* --- end auth --- */
 };

@@ -221,6 +221,7 @@ void conn_free(conn *c)
     if (c->rate_timer) {
         event_free(c->rate_timer);
     }
+    handle_auth_end(c);
     if (c->tls_cn) {
         sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
     }
@@ -243,6 +244,15 @@ static void refuse_connect(conn *c, uint8_t rc, const char *why)
     conn_close(c, rc, why);
 }
 
+void conn_refuse(conn *c, uint8_t rc, const char *why)
+{
+    if (c->state == CS_NEW || c->state == CS_AUTH) {
+        refuse_connect(c, rc, why);
+    } else {
+        conn_close(c, rc, why);
+    }
+}
+
 /* Returns false when the connection is closing and reading must stop. */
 static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size_t rawlen)
 {
@@ -260,6 +270,10 @@ static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size
         } else {
             conn_close(c, rc, "first packet is not CONNECT");
         }
+        return false;
+    }
+    if (c->state == CS_AUTH) {
+        refuse_connect(c, rc, "bad packet during authentication");
         return false;
     }
     conn_close(c, rc, mqtt_rc_name(rc));
@@ -434,7 +448,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 void conn_check_timers(conn *c, uint64_t now)
 {
     broker *b = c->w->b;
-    if (c->state == CS_NEW && now - c->created_ms >= (uint64_t)b->cfg->connect_timeout * 1000u) {
+    uint64_t connect_ms = (uint64_t)b->cfg->connect_timeout * 1000u;
+    if (c->state == CS_AUTH && now - c->created_ms >= connect_ms) {
+        /* The connect timeout covers the whole exchange, not just CONNECT. */
+        conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "authentication not completed within connect timeout");
+    } else if (c->state == CS_NEW && now - c->created_ms >= connect_ms) {
         if (c->tls && !c->tls_up) {
             /* A TLS client that never finishes the handshake. */
             atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
@@ -445,6 +463,8 @@ void conn_check_timers(conn *c, uint64_t now)
         /* Counted, not logged through limits_refused: the close logs it once. */
         atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
+    } else if (c->state == CS_ACTIVE && c->ax && handle_auth_overdue(c, now, connect_ms)) {
+        conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");
     } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & PAUSE_RATE) &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
         /* §3.1.2.10: one and a half times the keep alive. */

@@ -107,6 +107,7 @@ struct session {
 
 enum conn_state {
     CS_NEW = 0,     /* waiting for CONNECT */
+    CS_AUTH,        /* CONNECT taken, enhanced authentication in progress (AUTH only) */
     CS_CLAIMING,    /* CONNECT accepted, waiting for the session */
     CS_ACTIVE,
     CS_CLOSING,     /* flushing its last bytes */
@@ -162,6 +163,10 @@ struct conn {
     token_bucket rate_bytes;   /* --max-publish-bytes-rate */
     struct event *rate_timer;  /* resumes reading after a rate pause; NULL until needed */
     /* --- end limits --- */
+    /* --- enhanced authentication (node/handle_auth.c) --- */
+    bool enhanced_auth;          /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
+    struct auth_exchange *ax;    /* owned; an exchange in progress (until its last message is sent) */
+    /* --- end enhanced authentication --- */
 };
 
 /* Why a connection's input is not being handled (conn.paused bits). */
@@ -301,6 +306,9 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use
 /* Close after flushing what is queued; sends DISCONNECT rc first for v5
  * when rc >= 0x80 and the connection is established. Idempotent. */
 void conn_close(conn *c, uint8_t rc, const char *why);
+/* Refuse with rc and close: a CONNACK before the connection is accepted,
+ * else as conn_close (DISCONNECT for v5). */
+void conn_refuse(conn *c, uint8_t rc, const char *why);
 void conn_free(conn *c);
 void conn_write(conn *c, const void *data, size_t len);
 bool conn_output_full(const conn *c);

@@ -49,6 +49,10 @@ mqtt_rc dispatch_frame(conn *c, const mqtt_frame *f)
         /* §3.1.4-1 / §4.8: the first packet must be CONNECT. */
         return MQTT_RC_PROTOCOL_ERROR;
     }
+    if (c->state == CS_AUTH && f->type != MQTT_AUTH) {
+        /* §4.12: until CONNACK only AUTH may continue the exchange. */
+        return MQTT_RC_PROTOCOL_ERROR;
+    }
     if (c->state != CS_NEW && f->type == MQTT_CONNECT) {
         /* §3.1.0-2: a second CONNECT is a protocol error. */
         return MQTT_RC_PROTOCOL_ERROR;

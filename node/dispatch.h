@@ -21,4 +21,22 @@ mqtt_rc handle_pingreq(conn *c);
 mqtt_rc handle_disconnect(conn *c, const mqtt_reason *p);
 mqtt_rc handle_auth(conn *c, const mqtt_reason *p);
 
+/* handle_connect.c: authenticated; check the will against the ACL, then
+ * claim the client id (CONNACK follows, now or once the session arrives). */
+mqtt_rc connect_proceed(conn *c);
+
+/* handle_auth.c: enhanced authentication (SCRAM-SHA-256, MQTT 5 §4.12). */
+/* Is the CONNECT's Authentication Method one this node runs? */
+bool handle_auth_method_ok(conn *c, const mqtt_props *connect_props);
+/* Start the exchange from CONNECT's Authentication Data: AUTH 0x18, or a
+ * refusal already sent. */
+mqtt_rc handle_auth_connect(conn *c, const mqtt_props *connect_props);
+/* Add the method and server-final message to a successful CONNACK's
+ * properties (borrowed from c until handle_auth_end). */
+void handle_auth_connack_props(conn *c, mqtt_props *pr);
+/* Release the exchange's state (idempotent). */
+void handle_auth_end(conn *c);
+/* A re-authentication open for longer than limit_ms. */
+bool handle_auth_overdue(const conn *c, uint64_t now, uint64_t limit_ms);
+
 #endif

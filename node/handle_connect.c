@@ -30,10 +30,6 @@ static mqtt_rc check_connect(conn *c, const mqtt_connect *p)
         /* §3.1.3-8: 3.1.1 refuses an empty id without clean session (rc 2). */
         return MQTT_RC_CLIENT_ID_INVALID;
     }
-    if (mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
-        /* Enhanced authentication methods arrive with the security work. */
-        return MQTT_RC_BAD_AUTH_METHOD;
-    }
     if (p->has_will) {
         if (p->will_qos > b->cfg->max_qos) {
             return MQTT_RC_QOS_NOT_SUPPORTED;
@@ -51,6 +47,11 @@ static mqtt_rc check_connect(conn *c, const mqtt_connect *p)
             limits_refused(c, l, "action=connack-refused what=will");
             return MQTT_RC_TOPIC_NAME_INVALID;
         }
+    }
+    if (mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
+        /* §4.12.0-1: an unsupported method is refused with 0x8C. A supported
+         * one replaces the user name / password check (handle_auth.c). */
+        return handle_auth_method_ok(c, &p->props) ? MQTT_RC_SUCCESS : MQTT_RC_BAD_AUTH_METHOD;
     }
     return auth_check_connect(c, p); /* sets c->username */
 }
@@ -164,7 +165,9 @@ void connect_finish(conn *c, session *s, bool clean)
     if (c->version == MQTT_V5) {
         mqtt_props pr;
         connack_props(c, &pr, c->assigned_id);
+        handle_auth_connack_props(c, &pr);
         send_connack(c, present, MQTT_RC_SUCCESS, &pr);
+        handle_auth_end(c);
     } else {
         send_connack(c, present, 0, NULL);
     }
@@ -233,10 +236,19 @@ mqtt_rc handle_connect(conn *c, const mqtt_connect *p)
     } else {
         c->client_id = sh_strndup((const char *)p->client_id.p, p->client_id.len);
     }
-    if (p->has_will && !auth_can_publish(c, p->will_topic.p, p->will_topic.len)) {
+    if (p->version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
+        return handle_auth_connect(c, &p->props); /* connect_proceed() once it succeeds */
+    }
+    return connect_proceed(c);
+}
+
+mqtt_rc connect_proceed(conn *c)
+{
+    msg *will = c->will;
+    if (will && !auth_can_publish(c, will->topic, will->topic_len)) {
         /* The ACL must not be bypassed through a will (mosquitto refuses too). */
         sh_log(SH_INFO, "event=acl_denied action=will conn=%llu client=%s topic=%.*s", (unsigned long long)c->id,
-               c->client_id, (int)p->will_topic.len, (const char *)p->will_topic.p);
+               c->client_id, (int)will->topic_len, (const char *)will->topic);
         return MQTT_RC_NOT_AUTHORIZED;
     }
     c->state = CS_CLAIMING;

@@ -1,4 +1,4 @@
-/* PINGREQ, DISCONNECT, AUTH. */
+/* PINGREQ, DISCONNECT (AUTH: handle_auth.c). */
 #include "common/log.h"
 #include "node/core.h"
 #include "node/dispatch.h"
@@ -32,11 +32,4 @@ mqtt_rc handle_disconnect(conn *c, const mqtt_reason *p)
     c->sent_disconnect = true;
     conn_close(c, p->rc, "client DISCONNECT");
     return MQTT_RC_SUCCESS;
-}
-
-mqtt_rc handle_auth(conn *c, const mqtt_reason *p)
-{
-    /* No authentication method was accepted at CONNECT, so AUTH is out of
-     * order (§4.12). */
-    return MQTT_RC_PROTOCOL_ERROR;
 }

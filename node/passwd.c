@@ -1,6 +1,9 @@
-/* The password file: one "user:$pbkdf2-sha512$iterations$salt$hash" line
- * per user, salt and hash in base64 (with padding). The hash is
- * PKCS5_PBKDF2_HMAC(password, salt, iterations, SHA-512). */
+/* The password file: one line per user, base64 fields (with padding):
+ *   user:$pbkdf2-sha512$iterations$salt$hash
+ *       hash = PKCS5_PBKDF2_HMAC(password, salt, iterations, SHA-512)
+ *   user:$scram-sha-256$iterations$salt$StoredKey$ServerKey
+ *       RFC 5802 §3 with SHA-256: what a SCRAM server keeps, and enough to
+ *       check a plain password too (derive StoredKey, compare). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,39 +20,21 @@
 #include <openssl/rand.h>
 
 #include "node/auth.h"
+#include "node/scram.h"
 
 #define PREFIX "$pbkdf2-sha512$"
+#define SCRAM_PREFIX "$scram-sha-256$"
 
-/* Base64 with padding into out (cap bytes). Returns the decoded length or
- * -1. EVP_DecodeBlock counts padding as zero bytes: take them off. */
-static int b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+/* One base64 field ending at '$' (more == true) or at the end of the line. */
+static const char *field(const char *p, bool more, uint8_t *out, size_t cap, int *n)
 {
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > cap + 2) {
-        return -1;
+    const char *end = more ? strchr(p, '$') : p + strlen(p);
+    if (!end) {
+        *n = -1;
+        return NULL;
     }
-    for (size_t i = 0; i < len; i++) {
-        char ch = s[i];
-        if (!(isalnum((unsigned char)ch) || ch == '+' || ch == '/' || (ch == '=' && i >= len - 2))) {
-            return -1;
-        }
-    }
-    if (s[len - 2] == '=' && s[len - 1] != '=') {
-        return -1;
-    }
-    uint8_t tmp[256];
-    if (len / 4 * 3 > sizeof(tmp)) {
-        return -1;
-    }
-    int n = EVP_DecodeBlock(tmp, (const unsigned char *)s, (int)len);
-    if (n < 0) {
-        return -1;
-    }
-    n -= (s[len - 1] == '=') + (s[len - 2] == '=');
-    if (n <= 0 || (size_t)n > cap) {
-        return -1;
-    }
-    memcpy(out, tmp, (size_t)n);
-    return n;
+    *n = scram_b64_decode(p, (size_t)(end - p), out, cap);
+    return more ? end + 1 : end;
 }
 
 int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errlen)
@@ -61,11 +46,17 @@ int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errle
         return SH_ERR;
     }
     const char *h = colon + 1;
-    if (strncmp(h, PREFIX, strlen(PREFIX)) != 0) {
-        snprintf(err, errlen, "hash must start with " PREFIX);
+    if (!strncmp(h, PREFIX, strlen(PREFIX))) {
+        e->scheme = PASSWD_PBKDF2_SHA512;
+        h += strlen(PREFIX);
+    } else if (!strncmp(h, SCRAM_PREFIX, strlen(SCRAM_PREFIX))) {
+        e->scheme = PASSWD_SCRAM_SHA256;
+        h += strlen(SCRAM_PREFIX);
+    } else {
+        snprintf(err, errlen, "hash must start with " PREFIX " or " SCRAM_PREFIX);
         return SH_ERR;
     }
-    h += strlen(PREFIX);
+    bool is_scram = e->scheme == PASSWD_SCRAM_SHA256;
     char *end;
     errno = 0;
     long it = strtol(h, &end, 10);
@@ -73,21 +64,18 @@ int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errle
         snprintf(err, errlen, "bad iteration count");
         return SH_ERR;
     }
-    const char *salt = end + 1;
-    const char *d = strchr(salt, '$');
-    if (!d) {
-        snprintf(err, errlen, "expected $salt$hash");
-        return SH_ERR;
-    }
-    int sl = b64_decode(salt, (size_t)(d - salt), e->salt, sizeof(e->salt));
+    int sl, hl, kl = SCRAM_KEY_LEN;
+    const char *p = field(end + 1, true, e->salt, sizeof(e->salt), &sl);
     if (sl < 0) {
-        snprintf(err, errlen, "bad base64 salt");
+        snprintf(err, errlen, p ? "bad base64 salt" : "expected $salt$hash");
         return SH_ERR;
     }
-    const char *hash = d + 1;
-    int hl = b64_decode(hash, strlen(hash), e->hash, sizeof(e->hash));
-    if (hl < 0) {
-        snprintf(err, errlen, "bad base64 hash");
+    p = field(p, is_scram, e->hash, is_scram ? SCRAM_KEY_LEN : sizeof(e->hash), &hl);
+    if (is_scram && hl >= 0) {
+        p = field(p, false, e->server_key, sizeof(e->server_key), &kl);
+    }
+    if (hl < 0 || (is_scram && (hl != SCRAM_KEY_LEN || kl != SCRAM_KEY_LEN))) {
+        snprintf(err, errlen, is_scram ? "expected $salt$StoredKey$ServerKey with 32-byte keys" : "bad base64 hash");
         return SH_ERR;
     }
     e->iterations = (int)it;
@@ -197,6 +185,13 @@ const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t 
 bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen)
 {
     uint8_t out[PASSWD_HASH_LEN];
+    if (e->scheme == PASSWD_SCRAM_SHA256) {
+        uint8_t server_key[SCRAM_KEY_LEN];
+        bool ok = scram_derive(pw, pwlen, e->salt, e->salt_len, e->iterations, out, server_key) == 0 &&
+                  CRYPTO_memcmp(out, e->hash, SCRAM_KEY_LEN) == 0;
+        OPENSSL_cleanse(out, sizeof(out));
+        return ok;
+    }
     if (e->hash_len == 0 || e->hash_len > sizeof(out) || pwlen > INT_MAX) {
         return false;
     }
@@ -225,11 +220,30 @@ char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int itera
     return line;
 }
 
+char *passwd_make_scram_line(const char *user, const char *pw, size_t pwlen, int iterations)
+{
+    uint8_t salt[PASSWD_SALT_LEN], stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
+    if (RAND_bytes(salt, sizeof(salt)) != 1 ||
+        scram_derive((const uint8_t *)pw, pwlen, salt, sizeof(salt), iterations, stored, server) != 0) {
+        return NULL;
+    }
+    char s64[64], k1[64], k2[64];
+    scram_b64_encode(salt, sizeof(salt), s64, sizeof(s64));
+    scram_b64_encode(stored, sizeof(stored), k1, sizeof(k1));
+    scram_b64_encode(server, sizeof(server), k2, sizeof(k2));
+    size_t n = strlen(user) + strlen(SCRAM_PREFIX) + 16 + strlen(s64) + strlen(k1) + strlen(k2) + 4;
+    char *line = malloc(n);
+    if (line) {
+        snprintf(line, n, "%s:" SCRAM_PREFIX "%d$%s$%s$%s", user, iterations, s64, k1, k2);
+    }
+    return line;
+}
+
 /* --- shoal passwd --- */
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: shoal passwd [-i ITERATIONS] FILE USER   (password on stdin)\n"
+    fprintf(stderr, "usage: shoal passwd [--scram] [-i ITERATIONS] FILE USER   (password on stdin)\n"
                     "       shoal passwd -D FILE USER\n");
     return 2;
 }
@@ -328,12 +342,14 @@ static int write_atomic(const char *path, const char *text)
 
 int passwd_main(int argc, char **argv)
 {
-    bool del = false;
-    long iterations = PASSWD_DEFAULT_ITERATIONS;
+    bool del = false, use_scram = false;
+    long iterations = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "-D")) {
             del = true;
+        } else if (!strcmp(argv[i], "--scram")) {
+            use_scram = true;
         } else if (!strcmp(argv[i], "-i") && i + 1 < argc) {
             char *end;
             iterations = strtol(argv[++i], &end, 10);
@@ -347,6 +363,13 @@ int passwd_main(int argc, char **argv)
     }
     if (argc - i != 2) {
         return usage();
+    }
+    if (use_scram && iterations && iterations < SCRAM_MIN_ITERATIONS) {
+        fprintf(stderr, "shoal passwd: SCRAM-SHA-256 needs -i %d or more (RFC 7677)\n", SCRAM_MIN_ITERATIONS);
+        return 2;
+    }
+    if (!iterations) {
+        iterations = use_scram ? SCRAM_DEFAULT_ITERATIONS : PASSWD_DEFAULT_ITERATIONS;
     }
     const char *path = argv[i], *user = argv[i + 1];
     if (!*user || strpbrk(user, ":\n\r")) {
@@ -378,7 +401,8 @@ int passwd_main(int argc, char **argv)
             free(old);
             return 1;
         }
-        line = passwd_make_line(user, pw, strlen(pw), (int)iterations);
+        line = use_scram ? passwd_make_scram_line(user, pw, strlen(pw), (int)iterations)
+                     : passwd_make_line(user, pw, strlen(pw), (int)iterations);
         OPENSSL_cleanse(pw, sizeof(pw));
         OPENSSL_cleanse(again, sizeof(again));
         if (!line) {

@@ -132,6 +132,19 @@ void send_disconnect(conn *c, uint8_t rc, const char *reason)
     c->sent_disconnect = true;
 }
 
+void send_auth(conn *c, uint8_t rc, const mqtt_props *props)
+{
+    mqtt_reason r;
+    memset(&r, 0, sizeof(r));
+    r.rc = rc;
+    r.props = *props;
+    uint8_t buf[1024];
+    size_t n = mqtt_size_auth(&r);
+    sh_assert(n <= sizeof(buf));
+    mqtt_encode_auth(&r, buf);
+    conn_write(c, buf, n);
+}
+
 /* Aliases we hand out per connection; the first topics sent keep them for
  * the connection's life (no eviction keeps both sides trivially in step). */
 #define OUT_ALIAS_LIMIT 64

@@ -303,6 +303,13 @@ def disconnect(rc=None, version=5, properties=None):
     return fixed(DISCONNECT, 0, body)
 
 
+def auth(rc=0, properties=None):
+    """AUTH (v5 only). rc 0 without properties is the two-byte short form."""
+    if rc == 0 and not properties:
+        return b"\xf0\x00"
+    return fixed(AUTH, 0, bytes([rc]) + props(properties))
+
+
 # ---- decoded packets ----
 
 class Packet:
