@@ -576,6 +576,14 @@ static bool drain_fn(gather_slot *s)
         w->tls_listener = NULL;
         s->aux++;
     }
+    struct evconnlistener **ws[] = {&w->ws_listener, &w->wss_listener};
+    for (size_t i = 0; i < 2; i++) {
+        if (*ws[i]) {
+            evconnlistener_free(*ws[i]);
+            *ws[i] = NULL;
+            s->aux++;
+        }
+    }
     if (s->g->disconnect) {
         conn *c = w->conns;
         while (c) {

@@ -85,6 +85,13 @@ static const opt opts[] = {
     {"tls-min-version", OPT_STR, O(tls_min_version), "1.2", 0, 0, "lowest TLS version accepted: 1.2 or 1.3"},
     {"tls-ciphers", OPT_STR, O(tls_ciphers), NULL, 0, 0, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)"},
     /* --- end TLS listener --- */
+    /* --- WebSocket listeners (node/ws_conn.c) --- */
+    {"ws-port", OPT_INT, O(ws_port), "0", 0, 65535, "MQTT over WebSocket port (0 = none; 8083 is the usual port)"},
+    {"wss-port", OPT_INT, O(wss_port), "0", 0, 65535, "MQTT over WebSocket over TLS port (0 = none; 8084 is usual); uses the --tls-* files"},
+    {"ws-path", OPT_STR, O(ws_path), "/mqtt", 0, 0, "URL path of the WebSocket endpoint; other paths get HTTP 404"},
+    {"ws-max-frame", OPT_U32, O(ws_max_frame), "0", 0, 4294967295L, "largest WebSocket frame payload accepted (bytes), larger: close 1009 (0 = --max-packet-size + 5)"},
+    {"ws-origins", OPT_STR, O(ws_origins), NULL, 0, 0, "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
+    /* --- end WebSocket listeners --- */
     /* --- auth (node/auth.c) --- */
     {"allow-anonymous", OPT_STR, O(allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
     {"password-file", OPT_STR, O(password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
@@ -307,6 +314,10 @@ int config_load(config *cfg, int argc, char **argv)
     }
     if (cfg->metrics_auth && (!cfg->admin_token || !*cfg->admin_token)) {
         fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
+        return 2;
+    }
+    if (cfg->ws_path[0] != '/') {
+        fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws_path);
         return 2;
     }
     /* auth: anonymous by default only without a password file. */

@@ -69,6 +69,13 @@ typedef struct config {
     char *tls_min_version;
     char *tls_ciphers;
     /* --- end TLS listener --- */
+    /* --- WebSocket listeners (node/ws_conn.c) --- */
+    int ws_port;
+    int wss_port;
+    char *ws_path;
+    uint32_t ws_max_frame;
+    char *ws_origins;
+    /* --- end WebSocket listeners --- */
     /* --- auth (node/auth.c) --- */
     char *allow_anonymous; /* "true"/"false"/NULL as given; `anonymous` is the result */
     char *password_file;

@@ -16,6 +16,7 @@
 #include "node/dispatch.h"
 #include "node/send.h"
 #include "node/tls.h"
+#include "node/ws_conn.h"
 #include "proto/frame.h"
 
 /* Slow readers: a closing connection that cannot flush within this time is
@@ -66,7 +67,7 @@ static struct bufferevent *tls_bev_new(worker *w, int fd)
     return bev;
 }
 
-conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use_tls)
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags)
 {
     broker *b = w->b;
     int one = 1;
@@ -78,12 +79,15 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use
     c->last_rx_ms = c->created_ms;
     c->client_receive_max = 65535;
     format_peer(c->peer, sizeof(c->peer), sa);
-    c->tls = use_tls;
-    c->bev = use_tls ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = (flags & CONN_TLS) != 0;
+    c->bev = c->tls ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev) {
         evutil_closesocket(fd);
         sh_free(c, sizeof(*c));
         return NULL;
+    }
+    if (flags & CONN_WS) {
+        c->ws = ws_conn_new();
     }
     /* libevent writes at most 16 KiB per connection per loop turn by
      * default, which starves a subscriber fed by many publishers. */
@@ -99,8 +103,8 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use
     worker_index_conn(w, c);
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
-    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d", (unsigned long long)c->id, c->peer, w->id,
-           c->tls);
+    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer,
+           w->id, c->tls, c->ws != NULL);
     return c;
 }
 
@@ -109,8 +113,20 @@ void conn_write(conn *c, const void *data, size_t len)
     if (c->state >= CS_CLOSED) {
         return;
     }
+    if (c->ws && !ws_conn_frame(c, bufferevent_get_output(c->bev), len)) {
+        return;
+    }
     bufferevent_write(c->bev, data, len);
     atomic_fetch_add_explicit(&c->w->bytes_out, len, memory_order_relaxed);
+}
+
+struct evbuffer *conn_output(conn *c, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->ws) {
+        ws_conn_frame(c, out, len);
+    }
+    return out;
 }
 
 bool conn_output_full(const conn *c)
@@ -174,6 +190,9 @@ void conn_close(conn *c, uint8_t rc, const char *why)
     if (established && c->version == MQTT_V5 && rc >= 0x80 && !c->sent_disconnect) {
         send_disconnect(c, rc, why);
     }
+    if (c->ws) {
+        ws_conn_send_close(c, rc); /* after the last MQTT bytes */
+    }
     c->state = CS_CLOSING;
     c->closing_ms = now_ms();
     bufferevent_disable(c->bev, EV_READ);
@@ -225,6 +244,7 @@ void conn_free(conn *c)
     if (c->tls_cn) {
         sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
     }
+    ws_conn_free(c->ws);
     sh_free(c, sizeof(*c));
 }
 
@@ -286,7 +306,10 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct evbuffer *in = bufferevent_get_input(bev);
     uint32_t max = c->w->b->cfg->max_packet_size;
     c->last_rx_ms = now_ms();
-    while (c->state < CS_CLOSING && !c->paused) {
+    if (c->ws) {
+        in = ws_conn_read(c); /* the MQTT bytes inside the frames; NULL before the upgrade */
+    }
+    while (in && c->state < CS_CLOSING && !c->paused) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) {
             break;
@@ -342,6 +365,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (!go_on) {
             break;
         }
+    }
+    if (c->ws) {
+        ws_conn_read_done(c);
     }
     worker_flush(c->w);
 }
@@ -462,6 +488,10 @@ void conn_check_timers(conn *c, uint64_t now)
         }
         /* Counted, not logged through limits_refused: the close logs it once. */
         atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
+        if (c->ws && !ws_conn_open(c)) {
+            conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no WebSocket handshake within connect timeout");
+            return;
+        }
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
     } else if (c->state == CS_ACTIVE && c->ax && handle_auth_overdue(c, now, connect_ms)) {
         conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");

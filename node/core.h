@@ -29,7 +29,9 @@ struct event_base;
 struct sockaddr;
 struct event;
 struct bufferevent;
+struct evbuffer;
 struct evconnlistener;
+struct ws_conn;
 
 typedef struct broker broker;
 typedef struct worker worker;
@@ -155,6 +157,7 @@ struct conn {
     bool tls_up;            /* handshake completed */
     char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
     /* --- end TLS --- */
+    struct ws_conn *ws;     /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
     char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
     /* --- limits (node/limits.c) --- */
     uint16_t limits_logged;    /* limit_kind bits already logged for this connection */
@@ -240,6 +243,10 @@ struct worker {
     _Atomic uint64_t tls_handshake_failures;
     _Atomic uint64_t tls_handshakes;   /* completed */
     /* --- end TLS --- */
+    /* --- WebSocket (node/ws_conn.c) --- */
+    struct evconnlistener *ws_listener;
+    struct evconnlistener *wss_listener;
+    /* --- end WebSocket --- */
 };
 
 typedef struct broker_stats {
@@ -278,6 +285,10 @@ struct broker {
     struct tls *tls;        /* NULL without --tls-port */
     uint16_t tls_port;      /* the bound TLS port, 0 = none */
     /* --- end TLS --- */
+    /* --- WebSocket (node/ws_conn.c) --- */
+    uint16_t ws_port;       /* the bound ports, 0 = none */
+    uint16_t wss_port;
+    /* --- end WebSocket --- */
     /* --- auth (node/auth.c) --- */
     struct auth *auth;               /* password and ACL tables, swapped on SIGHUP */
     _Atomic uint64_t auth_failures;  /* CONNECTs refused by authentication */
@@ -301,8 +312,10 @@ void worker_unindex_conn(worker *w, conn *c);
 void worker_sys_tick(worker *w);
 
 /* conn.c */
-/* use_tls: wrap the socket in TLS (server side) with b->tls. */
-conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, bool use_tls);
+/* Transports, or'ed in conn_new's flags. */
+#define CONN_TLS 1u /* wrap the socket in TLS (server side) with b->tls */
+#define CONN_WS 2u  /* MQTT over WebSocket (node/ws_conn.c) */
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags);
 /* Close after flushing what is queued; sends DISCONNECT rc first for v5
  * when rc >= 0x80 and the connection is established. Idempotent. */
 void conn_close(conn *c, uint8_t rc, const char *why);
@@ -311,6 +324,10 @@ void conn_close(conn *c, uint8_t rc, const char *why);
 void conn_refuse(conn *c, uint8_t rc, const char *why);
 void conn_free(conn *c);
 void conn_write(conn *c, const void *data, size_t len);
+/* The output buffer, ready for one MQTT packet of len bytes that the caller
+ * adds next (over WebSocket its frame header is already in). Only while the
+ * connection is CS_ACTIVE. */
+struct evbuffer *conn_output(conn *c, size_t len);
 bool conn_output_full(const conn *c);
 void conn_check_timers(conn *c, uint64_t now);
 /* Clear pause reason `why` (PAUSE_*); once none is left, read again and

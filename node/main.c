@@ -12,7 +12,7 @@
 #include "node/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/ctl.h"  /* shoal ctl */
 #include "node/http.h" /* metrics, health, admin API */
-#include "node/tls.h"  /* mqtts listener */
+#include "node/tls.h"  /* mqtts and wss listeners */
 
 static int start(broker *b, config *cfg)
 {
@@ -74,13 +74,16 @@ static int start(broker *b, config *cfg)
     if (!b->bp) {
         return -1;
     }
-    if (cfg->tls_port) {
+    /* wss uses the TLS listener's certificates and their reload. */
+    if (cfg->tls_port || cfg->wss_port) {
         b->tls = tls_open(cfg);
         if (!b->tls) {
             return -1;
         }
         b->tls_port = (uint16_t)cfg->tls_port;
     }
+    b->ws_port = (uint16_t)cfg->ws_port;
+    b->wss_port = (uint16_t)cfg->wss_port;
     if (worker_start_all(b) != 0) {
         return -1;
     }
@@ -170,12 +173,18 @@ int main(int argc, char **argv)
         sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
                "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
     }
-    sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u workers=%d backplane=%s version=%s", b.node_id, b.port,
-           b.tls_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
-    /* Scripts wait for READY, the last startup line; HTTP (and TLS) come just before it. */
+    sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u ws_port=%u wss_port=%u workers=%d backplane=%s version=%s",
+           b.node_id, b.port, b.tls_port, b.ws_port, b.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
+    /* Scripts wait for READY, the last startup line; HTTP, TLS, WS and WSS come just before it. */
     printf("HTTP %s\n", http_url_buf);
     if (b.tls_port) {
         printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls_port);
+    }
+    if (b.ws_port) {
+        printf("WS ws://%s:%u%s\n", cfg.bind, b.ws_port, cfg.ws_path);
+    }
+    if (b.wss_port) {
+        printf("WSS wss://%s:%u%s\n", cfg.bind, b.wss_port, cfg.ws_path);
     }
     printf("READY mqtt://%s:%u\n", cfg.bind, b.port);
     fflush(stdout);

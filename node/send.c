@@ -226,7 +226,7 @@ bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
     uint8_t stackbuf[512];
     uint8_t *buf = head <= sizeof(stackbuf) ? stackbuf : sh_malloc(head);
     mqtt_encode_publish_head(&p, c->version, buf);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = conn_output(c, total);
     if (m->payload_len < REF_THRESHOLD) {
         evbuffer_expand(out, total);
         evbuffer_add(out, buf, head);

@@ -109,7 +109,7 @@ static int check_config(const config *cfg)
 {
     const char *msg = NULL;
     if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key || !*cfg->tls_key) {
-        msg = "--tls-port needs --tls-cert and --tls-key";
+        msg = "--tls-port and --wss-port need --tls-cert and --tls-key";
     } else if (strcmp(cfg->tls_min_version, "1.2") && strcmp(cfg->tls_min_version, "1.3")) {
         msg = "--tls-min-version must be 1.2 or 1.3";
     } else if ((cfg->tls_require_client_cert || cfg->tls_cert_as_username) && (!cfg->tls_ca || !*cfg->tls_ca)) {

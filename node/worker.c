@@ -219,33 +219,39 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     worker_flush(w);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+/* Every listener: the same limits, then a connection with its transport. */
+static void accept_with(worker *w, evutil_socket_t fd, struct sockaddr *sa, int salen, unsigned flags)
 {
-    worker *w = arg;
     broker *b = w->b;
     if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
         atomic_fetch_add(&b->stats.refused, 1);
         atomic_fetch_add_explicit(&w->limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
-        sh_log(SH_INFO, "event=refused reason=max-connections limit=%d", b->cfg->max_connections);
+        sh_log(SH_INFO, "event=refused reason=max-connections limit=%d tls=%d ws=%d", b->cfg->max_connections,
+               (flags & CONN_TLS) != 0, (flags & CONN_WS) != 0);
         evutil_closesocket(fd);
         return;
     }
-    conn_new(w, fd, sa, salen, false);
+    conn_new(w, fd, sa, salen, flags);
 }
 
-/* The TLS listener: the same limits, then a TLS-wrapped connection. */
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    accept_with(arg, fd, sa, salen, 0);
+}
+
 static void accept_tls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-    worker *w = arg;
-    broker *b = w->b;
-    if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
-        atomic_fetch_add(&b->stats.refused, 1);
-        atomic_fetch_add_explicit(&w->limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
-        sh_log(SH_INFO, "event=refused reason=max-connections limit=%d tls=1", b->cfg->max_connections);
-        evutil_closesocket(fd);
-        return;
-    }
-    conn_new(w, fd, sa, salen, true);
+    accept_with(arg, fd, sa, salen, CONN_TLS);
+}
+
+static void accept_ws_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    accept_with(arg, fd, sa, salen, CONN_WS);
+}
+
+static void accept_wss_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+    accept_with(arg, fd, sa, salen, CONN_TLS | CONN_WS);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -353,7 +359,13 @@ int worker_start_all(broker *b)
         if (port == 0) {
             port = bound_port(w->listener);
         }
-        if (b->tls && !(w->tls_listener = listen_on(w, b->tls_port, accept_tls_cb))) {
+        if (b->tls_port && !(w->tls_listener = listen_on(w, b->tls_port, accept_tls_cb))) {
+            return -1;
+        }
+        if (b->ws_port && !(w->ws_listener = listen_on(w, b->ws_port, accept_ws_cb))) {
+            return -1;
+        }
+        if (b->wss_port && !(w->wss_listener = listen_on(w, b->wss_port, accept_wss_cb))) {
             return -1;
         }
     }
@@ -374,6 +386,12 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (w->tls_listener) {
         evconnlistener_disable(w->tls_listener);
+    }
+    if (w->ws_listener) {
+        evconnlistener_disable(w->ws_listener);
+    }
+    if (w->wss_listener) {
+        evconnlistener_disable(w->wss_listener);
     }
     conn *c = w->conns;
     while (c) {
@@ -454,6 +472,12 @@ void worker_free_all(broker *b)
         }
         if (w->tls_listener) {
             evconnlistener_free(w->tls_listener);
+        }
+        if (w->ws_listener) {
+            evconnlistener_free(w->ws_listener);
+        }
+        if (w->wss_listener) {
+            evconnlistener_free(w->wss_listener);
         }
         event_free(w->wake);
         event_free(w->reap);

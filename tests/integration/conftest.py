@@ -22,17 +22,24 @@ class Node:
         self.log_lines = []
         self._log_lock = threading.Lock()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
-        line = self.proc.stdout.readline()
-        # "HTTP http://127.0.0.1:PORT" comes just before READY.
+        # Before READY, in any order: "HTTP http://…", and with their flags
+        # "TLS mqtts://…", "WS ws://HOST:PORT/PATH", "WSS wss://HOST:PORT/PATH".
         self.http_url = None
-        if line.startswith("HTTP "):
-            self.http_url = line.split(None, 1)[1].strip()
+        self.tls_port = self.ws_port = self.wss_port = None
+        self.ws_path = None
+        while True:
             line = self.proc.stdout.readline()
-        # "TLS mqtts://127.0.0.1:PORT" with --tls-port, also before READY.
-        self.tls_port = None
-        if line.startswith("TLS "):
-            self.tls_port = int(line.strip().rsplit(":", 1)[1])
-            line = self.proc.stdout.readline()
+            word = line.split(None, 1)[0] if line.strip() else ""
+            if word == "HTTP":
+                self.http_url = line.split(None, 1)[1].strip()
+            elif word == "TLS":
+                self.tls_port = int(line.strip().rsplit(":", 1)[1])
+            elif word in ("WS", "WSS"):
+                hostport, _, path = line.split(None, 1)[1].strip().split("://", 1)[1].partition("/")
+                setattr(self, "ws_port" if word == "WS" else "wss_port", int(hostport.rsplit(":", 1)[1]))
+                self.ws_path = "/" + path
+            else:
+                break
         if not line.startswith("READY"):
             self.proc.kill()
             raise RuntimeError("shoal did not start: %r\n%s" % (line, self.log()))

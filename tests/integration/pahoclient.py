@@ -34,7 +34,7 @@ class Client:
     version: 5, 4 (3.1.1) or 3 (3.1)."""
 
     def __init__(self, node, client_id=None, version=5, clean=True, keepalive=60, properties=None,
-                 will=None, connect=True, expect_rc=0):
+                 will=None, connect=True, expect_rc=0, transport="tcp"):
         self.node = node
         self.version = version
         self.client_id = uid("paho") if client_id is None else client_id
@@ -43,7 +43,7 @@ class Client:
         if version != 5:
             kw["clean_session"] = clean
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=proto,
-                             reconnect_on_failure=False, **kw)
+                             reconnect_on_failure=False, transport=transport, **kw)
         self.clean = clean
         self.keepalive = keepalive
         self.properties = properties
