@@ -98,7 +98,11 @@ static bool site_allows(const char *fmt, time_t now, unsigned *suppressed)
 void sh_log_write(sh_level level, const char *fmt, ...)
 {
     unsigned suppressed = 0;
-    if (level < SH_ERROR && !site_allows(fmt, time(NULL), &suppressed)) {
+    /* One clock reading for the limiter and the timestamp, so a site never
+     * shows more than LOG_BURST lines stamped with the same second. */
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (level < SH_ERROR && !site_allows(fmt, tv.tv_sec, &suppressed)) {
         return;
     }
     char msg[1024];
@@ -110,8 +114,6 @@ void sh_log_write(sh_level level, const char *fmt, ...)
         snprintf(msg + n, sizeof(msg) - (size_t)n, " suppressed_before=%u", suppressed);
     }
 
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     char ts[40];

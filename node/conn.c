@@ -69,23 +69,31 @@ static struct bufferevent *tls_bev_new(worker *w, int fd)
 
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags)
 {
-    broker *b = w->b;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct bufferevent *bev =
+        (flags & CONN_TLS) ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    char peer[sizeof(((conn *)0)->peer)];
+    format_peer(peer, sizeof(peer), sa);
+    return conn_new_bev(w, bev, peer, flags);
+}
+
+conn *conn_new_bev(worker *w, struct bufferevent *bev, const char *peer, unsigned flags)
+{
+    broker *b = w->b;
     conn *c = sh_calloc(1, sizeof(*c));
     c->id = atomic_fetch_add(&b->next_conn_id, 1) + 1;
     c->w = w;
     c->created_ms = now_ms();
     c->last_rx_ms = c->created_ms;
     c->client_receive_max = 65535;
-    format_peer(c->peer, sizeof(c->peer), sa);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->tls = (flags & CONN_TLS) != 0;
-    c->bev = c->tls ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) {
-        evutil_closesocket(fd);
-        sh_free(c, sizeof(*c));
-        return NULL;
-    }
+    c->bev = bev;
     if (flags & CONN_WS) {
         c->ws = ws_conn_new();
     }

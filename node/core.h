@@ -299,6 +299,9 @@ struct broker {
 uint64_t now_ms(void);
 
 /* worker.c */
+/* Loops and inboxes only: no listeners, no threads (worker_start_all's
+ * first step; tests/fuzz runs these loops itself). */
+int worker_init_all(broker *b);
 int worker_start_all(broker *b);
 void worker_stop_all(broker *b);
 void worker_release_conns(broker *b);
@@ -316,6 +319,10 @@ void worker_sys_tick(worker *w);
 #define CONN_TLS 1u /* wrap the socket in TLS (server side) with b->tls */
 #define CONN_WS 2u  /* MQTT over WebSocket (node/ws_conn.c) */
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags);
+/* The same over a bufferevent the caller made (the connection owns and
+ * frees it); conn_new's second half, which tests/fuzz drives over a
+ * bufferevent pair. With CONN_TLS, bev is a server-side TLS bufferevent. */
+conn *conn_new_bev(worker *w, struct bufferevent *bev, const char *peer, unsigned flags);
 /* Close after flushing what is queued; sends DISCONNECT rc first for v5
  * when rc >= 0x80 and the connection is established. Idempotent. */
 void conn_close(conn *c, uint8_t rc, const char *why);

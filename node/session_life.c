@@ -222,6 +222,14 @@ void session_handle_takeover(worker *w, inbox_item *it)
 
 void connect_claim(conn *c);
 
+/* A newer connection claimed the client id before this one got its
+ * CONNACK. Nothing may precede CONNACK (MQTT-3.2.0-1) and CONNACK has no
+ * "taken over" code, so the connection is closed without a packet. */
+static void claim_lost(conn *c)
+{
+    conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+}
+
 /* The owner handed the session over. The claim may have been overtaken
  * meanwhile: by a newer claim (that one gets the session; this connection
  * lost), or by the session ending (claim again: a new session). */
@@ -236,8 +244,7 @@ void session_handle_adopt(worker *w, inbox_item *it)
     } else if (mine && cur == it->epoch) {
         connect_finish(c, s, it->clean);
     } else if (mine) {
-        c->state = CS_ACTIVE;
-        conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+        claim_lost(c);
     } else if (!s->dead && !s->c && cur == it->epoch) {
         /* The claiming connection is gone and nobody else wants the session. */
         session_detach(w, s, NULL, 0);
@@ -249,8 +256,7 @@ void session_handle_refused(worker *w, inbox_item *it)
 {
     conn *c = worker_find_conn(w, it->conn_id);
     if (c && c->state == CS_CLAIMING && c->claim_epoch == it->epoch) {
-        c->state = CS_ACTIVE;
-        conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+        claim_lost(c);
     }
     session_unref(w->b, it->s);
 }

@@ -345,14 +345,27 @@ static int worker_init(broker *b, worker *w, int id)
     return bp_attach(b->bp, id, w->base);
 }
 
+int worker_init_all(broker *b)
+{
+    b->workers = sh_calloc((size_t)b->nworkers, sizeof(worker));
+    for (int i = 0; i < b->nworkers; i++) {
+        if (worker_init(b, &b->workers[i], i) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int worker_start_all(broker *b)
 {
     evthread_use_pthreads();
-    b->workers = sh_calloc((size_t)b->nworkers, sizeof(worker));
+    if (worker_init_all(b) != 0) {
+        return -1;
+    }
     uint16_t port = (uint16_t)b->cfg->port;
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
-        if (worker_init(b, w, i) != 0 || !(w->listener = listen_on(w, port, accept_cb))) {
+        if (!(w->listener = listen_on(w, port, accept_cb))) {
             return -1;
         }
         /* With --port 0 the first listener picks the port; the others share it. */

@@ -36,7 +36,7 @@ static void setup(void)
     peer = sv[1];
     evutil_make_socket_nonblocking(sv[0]);
     struct sockaddr_in sa = {.sin_family = AF_INET};
-    c = conn_new(&w, sv[0], (struct sockaddr *)&sa, sizeof(sa), false);
+    c = conn_new(&w, sv[0], (struct sockaddr *)&sa, sizeof(sa), 0);
     cr_assert_not_null(c);
     c->state = CS_ACTIVE;
     c->version = MQTT_V5;

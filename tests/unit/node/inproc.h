@@ -1,0 +1,123 @@
+/* A broker in this process with no sockets and no threads: the local
+ * backplane, N workers whose loops the caller runs (inproc_settle), and
+ * clients that are one end of a bufferevent pair whose other end is a real
+ * connection (conn_new_bev). Shared by unit tests and tests/fuzz/fuzz_conn.c.
+ * Everything here follows node/main.c's start() and broker_free(). */
+#ifndef SHOAL_TESTS_INPROC_H
+#define SHOAL_TESTS_INPROC_H
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "node/auth.h"
+#include "node/core.h"
+
+/* A caller may define this to keep inproc_down out of coverage (the fuzzer
+ * would otherwise spend its time walking empty session buckets). */
+#ifndef INPROC_TEARDOWN_ATTR
+#define INPROC_TEARDOWN_ATTR
+#endif
+
+/* cfg is borrowed and must outlive the broker. */
+static inline int inproc_up(broker *b, config *cfg, int nworkers, trie_strategy strategy)
+{
+    memset(b, 0, sizeof(*b));
+    b->cfg = cfg;
+    b->start_ms = now_ms();
+    snprintf(b->node_id, sizeof(b->node_id), "inproc");
+    b->nworkers = nworkers;
+    b->subs = trie_new(strategy);
+    b->retained = retain_new();
+    pthread_rwlock_init(&b->subs_lock, NULL);
+    pthread_rwlock_init(&b->retain_lock, NULL);
+    pthread_mutex_init(&b->sess_lock, NULL);
+    b->sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    bp_config bc = {.node_id = b->node_id, .workers = nworkers, .address = "inproc:1883"};
+    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
+    b->bp = bp_open(&bc, &hooks);
+    if (!b->bp || auth_init(b) != SH_OK || worker_init_all(b) != 0) {
+        return -1;
+    }
+    atomic_store(&b->running, true);
+    return 0;
+}
+
+static inline INPROC_TEARDOWN_ATTR void inproc_down(broker *b)
+{
+    bp_close(b->bp);
+    worker_release_conns(b);
+    for (size_t i = 0; i < SESS_BUCKETS; i++) {
+        session *s = b->sess_tab[i];
+        while (s) {
+            session *next = s->reg_next;
+            s->reg_next = NULL;
+            session_unref(b, s);
+            s = next;
+        }
+    }
+    sh_free(b->sess_tab, SESS_BUCKETS * sizeof(session *));
+    worker_free_all(b);
+    trie_free(b->subs);
+    retain_free(b->retained);
+    pthread_rwlock_destroy(&b->subs_lock);
+    pthread_rwlock_destroy(&b->retain_lock);
+    pthread_mutex_destroy(&b->sess_lock);
+    bp_free(b->bp);
+    auth_free(b);
+}
+
+/* Run every worker's loop until none has anything left to do; a worker may
+ * post to another's inbox, so go round until all are idle. after_turn (may
+ * be NULL) runs after each round, e.g. to read what clients received.
+ * Returns false if the loops never go idle. */
+static inline bool inproc_settle(broker *b, void (*after_turn)(void *), void *arg)
+{
+    for (int round = 0; round < 10000; round++) {
+        bool busy = false;
+        for (int i = 0; i < b->nworkers; i++) {
+            event_base_loop(b->workers[i].base, EVLOOP_NONBLOCK);
+        }
+        if (after_turn) {
+            after_turn(arg);
+        }
+        for (int i = 0; i < b->nworkers; i++) {
+            busy |= event_base_get_num_events(b->workers[i].base, EVENT_BASE_COUNT_ACTIVE) > 0;
+        }
+        if (!busy) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A new connection on worker wi; returns the client's end (NULL on
+ * failure) and the connection's id, to find it with worker_find_conn. */
+static inline struct bufferevent *inproc_connect(broker *b, int wi, uint64_t *conn_id)
+{
+    struct bufferevent *pair[2];
+    if (bufferevent_pair_new(b->workers[wi].base, 0, pair) != 0) {
+        return NULL;
+    }
+    conn *c = conn_new_bev(&b->workers[wi], pair[1], "inproc", 0);
+    if (!c) {
+        bufferevent_free(pair[0]);
+        return NULL;
+    }
+    *conn_id = c->id;
+    bufferevent_enable(pair[0], EV_READ | EV_WRITE);
+    return pair[0];
+}
+
+/* The client goes away: what it wrote is delivered, then EOF. The caller
+ * settles the loops and frees the client's end. */
+static inline void inproc_client_eof(struct bufferevent *client)
+{
+    bufferevent_enable(client, EV_READ);
+    bufferevent_flush(client, EV_WRITE, BEV_FINISHED);
+}
+
+#endif
