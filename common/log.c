@@ -63,14 +63,18 @@ static void json_escape(char *dst, size_t dstlen, const char *src)
 typedef struct log_site {
     const char *fmt;
     time_t second;
-    unsigned lines;
+    unsigned lines;      /* written in `second` */
+    unsigned prev_lines; /* written in second - 1 */
     unsigned suppressed;
 } log_site;
 
 static log_site sites[LOG_SITES];
 static pthread_mutex_t sites_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Returns false to drop the line; *suppressed gets the count to report. */
+/* Returns false to drop the line; *suppressed gets the count to report.
+ * A thread may read the clock just before another moves the window on:
+ * its line counts against the second it is stamped with, never resets the
+ * window backwards. */
 static bool site_allows(const char *fmt, time_t now, unsigned *suppressed)
 {
     size_t h = ((uintptr_t)fmt >> 4) % LOG_SITES;
@@ -78,16 +82,20 @@ static bool site_allows(const char *fmt, time_t now, unsigned *suppressed)
     *suppressed = 0;
     pthread_mutex_lock(&sites_lock);
     log_site *s = &sites[h];
-    if (s->fmt != fmt || s->second != now) {
+    if (s->fmt != fmt || now > s->second) {
         if (s->fmt == fmt) {
             *suppressed = s->suppressed;
+            s->prev_lines = now == s->second + 1 ? s->lines : 0;
+        } else {
+            s->prev_lines = 0;
         }
         s->fmt = fmt;
         s->second = now;
         s->lines = 0;
         s->suppressed = 0;
     }
-    if (++s->lines > LOG_BURST) {
+    unsigned *lines = now == s->second ? &s->lines : now == s->second - 1 ? &s->prev_lines : NULL;
+    if (lines && ++*lines > LOG_BURST) {
         s->suppressed++;
         ok = false;
     }
