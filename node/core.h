@@ -228,6 +228,7 @@ struct worker {
     /* --- metrics and health (node/metrics.c, node/http.c) --- */
     _Atomic uint64_t msgs_in_qos[3], msgs_out_qos[3];
     _Atomic uint64_t disconnects[256]; /* by reason code, counted in conn.c log_close */
+    _Atomic uint64_t connacks[256];    /* CONNACKs sent, by MQTT 5 reason code (3.1.1 codes mapped) */
     _Atomic uint64_t tick_last_ms;     /* when the 1 s tick last ran (monotonic ms) */
     _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
     _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */

@@ -115,24 +115,42 @@ static bool always_exported(int rc)
     }
 }
 
-static void disconnects(metrics_text *t, broker *b)
+static bool connack_always_exported(int rc)
 {
-    metrics_text_family(t, "shoal_disconnects_total", "counter",
-                        "connections closed, by MQTT reason code (0x80: closed without DISCONNECT)");
+    return rc == MQTT_RC_SUCCESS || rc == MQTT_RC_BAD_USER_OR_PASSWORD || rc == MQTT_RC_NOT_AUTHORIZED ||
+           rc == MQTT_RC_SERVER_UNAVAILABLE;
+}
+
+/* One series per reason code seen (plus the always exported ones), summed
+ * over workers from the per-worker array at `off`. `zero_name` names 0x00. */
+static void by_reason_code(metrics_text *t, broker *b, const char *name, const char *help, size_t off,
+                           const char *zero_name, bool (*always)(int rc))
+{
+    metrics_text_family(t, name, "counter", help);
     for (int rc = 0; rc < 256; rc++) {
         uint64_t n = 0;
         for (int i = 0; i < b->nworkers; i++) {
-            n += atomic_load_explicit(&b->workers[i].disconnects[rc], memory_order_relaxed);
+            n += atomic_load_explicit((_Atomic uint64_t *)((char *)&b->workers[i] + off) + rc, memory_order_relaxed);
         }
-        if (n == 0 && !always_exported(rc)) {
+        if (n == 0 && !always(rc)) {
             continue;
         }
         char code[8];
         snprintf(code, sizeof(code), "0x%02x", rc);
-        /* 0x00 on a DISCONNECT is "normal disconnection", not "success". */
-        metrics_label l[2] = {{"code", code}, {"reason", rc == 0 ? "normal" : mqtt_rc_name((uint8_t)rc)}};
-        metrics_text_sample_u64(t, "shoal_disconnects_total", l, 2, n);
+        metrics_label l[2] = {{"code", code}, {"reason", rc == 0 ? zero_name : mqtt_rc_name((uint8_t)rc)}};
+        metrics_text_sample_u64(t, name, l, 2, n);
     }
+}
+
+static void disconnects(metrics_text *t, broker *b)
+{
+    /* 0x00 on a DISCONNECT is "normal disconnection", not "success". */
+    by_reason_code(t, b, "shoal_disconnects_total",
+                   "connections closed, by MQTT reason code (0x80: closed without DISCONNECT)",
+                   offsetof(worker, disconnects), "normal", always_exported);
+    by_reason_code(t, b, "shoal_connacks_total",
+                   "CONNACKs sent, by MQTT 5 reason code (3.1.1 return codes counted as their MQTT 5 equivalent)",
+                   offsetof(worker, connacks), "success", connack_always_exported);
 }
 
 /* A counter family with one series per value of an enum, all exported from

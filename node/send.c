@@ -18,8 +18,21 @@ static mqtt_bytes cstr(const char *s)
     return b;
 }
 
+/* The MQTT 5 reason code a 3.1.1 CONNACK return code stands for, so the
+ * metric has one code space. */
+static uint8_t connack_v5_code(uint8_t version, uint8_t rc)
+{
+    static const uint8_t v311[] = {MQTT_RC_SUCCESS,         MQTT_RC_UNSUPPORTED_VERSION, MQTT_RC_CLIENT_ID_INVALID,
+                                   MQTT_RC_SERVER_UNAVAILABLE, MQTT_RC_BAD_USER_OR_PASSWORD, MQTT_RC_NOT_AUTHORIZED};
+    if (version == MQTT_V5) {
+        return rc;
+    }
+    return rc < sizeof(v311) ? v311[rc] : MQTT_RC_UNSPECIFIED;
+}
+
 void send_connack(conn *c, bool session_present, uint8_t rc, const mqtt_props *props)
 {
+    atomic_fetch_add_explicit(&c->w->connacks[connack_v5_code(c->version, rc)], 1, memory_order_relaxed);
     mqtt_connack p;
     memset(&p, 0, sizeof(p));
     p.session_present = session_present;

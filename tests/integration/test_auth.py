@@ -78,6 +78,11 @@ def test_refusals_v5_and_v311(node_factory, pwfile):
     log = n.log()
     assert "username=mallory" in log and 'reason="unknown user"' in log
     assert "nope" not in log and "wonder" not in log  # passwords are never logged
+    # CONNACKs by reason code, 3.1.1 return codes counted as their v5 codes.
+    body = urllib.request.urlopen(n.http_url + "/metrics", timeout=10).read().decode()
+    connacks = {m.group(1): float(m.group(3)) for m in
+                re.finditer(r'^shoal_connacks_total\{code="(0x..)",reason="([^"]*)"\} (\S+)$', body, re.M)}
+    assert connacks.get("0x00") == 2 and connacks.get("0x86") == 5 and connacks.get("0x87") == 2, connacks
     assert metric(n, "shoal_auth_failures_total") == 7
 
 
