@@ -167,6 +167,7 @@ static const opt opts[] = {
     {"duration", K_DBL, O(duration), 0, 86400, "seconds to publish (conn: to hold) [10]"},
     {"drain", K_DBL, O(drain), 0, 3600, "give up waiting for acks and deliveries after this many seconds without any (at most 10x this after publishing) [10]"},
     {"setup-timeout", K_DBL, O(setup_timeout), 1, 3600, "seconds to connect and subscribe everyone [60]"},
+    {"connect-timeout", K_DBL, O(connect_timeout), 1, 3600, "seconds one connection may take to get its CONNACK [10]"},
     {"host", K_HOSTS, 0, 0, 0, "broker hosts, comma list, 127.0.0.0/8 only [127.0.0.1]"},
     {"port", K_PORTS, 0, 0, 0, "broker ports, comma list or ranges; addresses are host x port [1883]"},
     {"src", K_SRCS, 0, 0, 0, "source addresses to bind, e.g. 127.0.0.2-127.0.0.40 [kernel's choice]"},
@@ -180,6 +181,8 @@ static const opt opts[] = {
     {"subs", K_U32, O(subs), 0, 1000000, "subscribers [per scenario]"},
     {"topics", K_U32, O(topics), 1, 10000000, "topics publishers spread over; retained: messages [per scenario]"},
     {"quiet", K_TRUE, O(quiet), 0, 0, "no progress lines on stderr"},
+    {"subscribe", K_TRUE, O(subscribe), 0, 0,
+     "conn: each connection subscribes to its own topic bench/PREFIX/c/<n> at --qos and counts what arrives"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -211,6 +214,7 @@ static void defaults(bench_opts *o)
     o->duration = 10;
     o->drain = 10;
     o->setup_timeout = 60;
+    o->connect_timeout = 10;
     o->procs = 1;
     o->keepalive = 60;
     o->clean = true;
@@ -383,7 +387,8 @@ static int root(const bench_opts *o, char *buf, size_t len)
 void opts_topic(const bench_opts *o, uint32_t pub, char *buf)
 {
     int n = root(o, buf, OPTS_TOPIC_MAX);
-    uint32_t t = o->sc->map == MAP_PAIR || o->sc->map == MAP_RETAINED ? pub : pub % o->topics;
+    opts_map m = o->sc->map;
+    uint32_t t = m == MAP_PAIR || m == MAP_RETAINED || m == MAP_NONE ? pub : pub % o->topics;
     snprintf(buf + n, OPTS_TOPIC_MAX - (size_t)n, "%u", t);
 }
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define OPTS_MAX_ADDRS 64
+#define OPTS_MAX_ADDRS 256
 #define OPTS_MAX_SRCS 4096
 #define OPTS_TOPIC_MAX 128
 
@@ -41,6 +41,7 @@ typedef struct bench_opts {
     double duration;
     double drain;
     double setup_timeout;
+    double connect_timeout;
     struct sockaddr_in addrs[OPTS_MAX_ADDRS];
     int n_addrs;
     struct in_addr srcs[OPTS_MAX_SRCS];
@@ -51,6 +52,7 @@ typedef struct bench_opts {
     char prefix[48];
     uint32_t conns, pubs, subs, topics;
     bool quiet; /* no progress lines */
+    bool subscribe; /* conn: each connection subscribes to its own topic */
 } bench_opts;
 
 /* Parses argv (argv[0] is the program). On failure writes a message into
@@ -62,8 +64,9 @@ void opts_usage(FILE *out);
  * seeder for retained). Global client ids are 0..n-1: publishers first. */
 uint32_t opts_clients(const bench_opts *o);
 
-/* Topic of publisher `pub` (or of retained topic `pub`), and the filter of
- * subscriber `sub`, written into buf (OPTS_TOPIC_MAX bytes). */
+/* Topic of publisher `pub` (or of retained topic `pub`, or conn's own
+ * topic of connection `pub`), and the filter of subscriber `sub`, written
+ * into buf (OPTS_TOPIC_MAX bytes). */
 void opts_topic(const bench_opts *o, uint32_t pub, char *buf);
 void opts_filter(const bench_opts *o, uint32_t sub, char *buf);
 

@@ -40,12 +40,12 @@ void report_progress(FILE *out, double elapsed, const report_live *now, const re
     double d = dt > 0 ? dt : 1;
     fprintf(out,
             "[%7.1fs] %-5s conns %llu/%llu refused %llu dropped %llu | out %.0f/s in %.0f/s conn %.0f/s | "
-            "errors %llu\n",
+            "errors %llu recv %llu\n",
             elapsed, report_phase_name(now->phase), (unsigned long long)(now->connected - now->dropped),
             (unsigned long long)now->attempted, (unsigned long long)now->refused,
             (unsigned long long)now->dropped, (double)(now->sent - prev->sent) / d,
             (double)(now->received - prev->received) / d, (double)(now->connected - prev->connected) / d,
-            (unsigned long long)now->errors);
+            (unsigned long long)now->errors, (unsigned long long)now->received);
     fflush(out);
 }
 
@@ -126,10 +126,10 @@ static void json_config(FILE *out, const bench_opts *o)
 {
     fprintf(out, "\"config\":{\"qos\":%d,\"size\":%u,\"version\":%d,\"rate\":%.1f,\"inflight\":%u,"
                  "\"duration\":%.1f,\"drain\":%.1f,\"procs\":%d,\"keepalive\":%d,\"clean\":%s,"
-                 "\"conns\":%u,\"pubs\":%u,\"subs\":%u,\"topics\":%u,\"srcs\":%d,\"client_prefix\":\"%s\","
+                 "\"conns\":%u,\"subscribe\":%s,\"pubs\":%u,\"subs\":%u,\"topics\":%u,\"srcs\":%d,\"client_prefix\":\"%s\","
                  "\"addresses\":[",
             o->qos, o->size, o->version, o->rate, o->inflight, o->duration, o->drain, o->procs, o->keepalive,
-            o->clean ? "true" : "false", o->conns, o->pubs, o->subs, o->topics, o->n_srcs, o->prefix);
+            o->clean ? "true" : "false", o->conns, o->subscribe ? "true" : "false", o->pubs, o->subs, o->topics, o->n_srcs, o->prefix);
     for (int i = 0; i < o->n_addrs; i++) {
         char a[32];
         opts_addr_text(&o->addrs[i], a, sizeof(a));

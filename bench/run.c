@@ -15,7 +15,6 @@
 
 /* Connections in flight at once, per worker. */
 #define MAX_PENDING 256
-#define CONNECT_TIMEOUT_MS 10000
 /* The drain's hard bound, in multiples of --drain. */
 #define DRAIN_CAP 10
 /* After DONE: how long DISCONNECTs get to flush. */
@@ -63,9 +62,13 @@ void run_up_cb(client *c)
     r->res.connected++;
     hist_record(&r->res.conn_lat, (now - p->attempt_ns) / 1000);
     r->res.last_connack_ns = now;
-    if (p->role == ROLE_SUB && r->o->sc->map != MAP_RETAINED) {
+    if ((p->role == ROLE_SUB && r->o->sc->map != MAP_RETAINED) || (p->role == ROLE_CONN && r->o->subscribe)) {
         char f[OPTS_TOPIC_MAX];
-        opts_filter(r->o, p->idx, f);
+        if (p->role == ROLE_CONN) {
+            opts_topic(r->o, p->gid, f);
+        } else {
+            opts_filter(r->o, p->idx, f);
+        }
         client_subscribe(c, (mqtt_bytes){(const uint8_t *)f, (uint32_t)strlen(f)}, (uint8_t)r->o->qos);
     } else if (p->role == ROLE_SEED) {
         traffic_seed(r);
@@ -182,7 +185,7 @@ static void begin_run(run *r, uint64_t start)
 {
     const bench_opts *o = r->o;
     r->start_ns = start;
-    r->end_ns = start + secs_ns(o->duration);
+    r->end_ns = r->stopping ? start : start + secs_ns(o->duration);
     r->drain_deadline = r->end_ns + DRAIN_CAP * secs_ns(o->drain);
     uint32_t total_pubs = o->pubs ? o->pubs : 1;
     for (uint32_t i = 0; i < r->n; i++) {
@@ -341,6 +344,12 @@ static void done_step(run *r, uint64_t now)
 static uint64_t next_tick_ns(const run *r, uint64_t now)
 {
     uint64_t best = 1000000;
+    /* conn: held connections need nothing between keep-alive seconds, and
+     * connects paced 10 ms at a time are paced well enough; dozens of
+     * workers waking every millisecond would cost the brokers a core. */
+    if (r->o->sc->map == MAP_NONE && r->phase < PHASE_DRAIN) {
+        return r->phase == PHASE_RUN ? 100000000 : 10000000;
+    }
     if (r->phase != PHASE_RUN || !r->pub_interval_ns) {
         return best;
     }
@@ -366,8 +375,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         uint64_t start = atomic_load(&r->b->start_ns);
         if (start && now >= start) {
             begin_run(r, start);
-        } else if (!start && now >= r->setup_deadline + 10000000000u) {
-            /* Another worker never got ready; stop anyway. */
+        } else if (r->stopping || (!start && now >= r->setup_deadline + 10000000000u)) {
+            /* Stopping, or another worker never got ready: go on anyway. */
             begin_run(r, now);
         }
         break;
@@ -406,6 +415,7 @@ static void term_cb(evutil_socket_t fd, short what, void *arg)
     run *r = arg;
     uint64_t now = run_now();
     /* Cut every remaining phase short. */
+    r->stopping = true;
     r->setup_deadline = now;
     if (r->phase >= PHASE_RUN && r->phase < PHASE_DONE) {
         r->end_ns = r->end_ns < now ? r->end_ns : now;
@@ -493,7 +503,7 @@ static void init_run(run *r, const bench_opts *o, board *b, int proc)
         .clean = o->clean,
         .session_expiry = 3600,
         .inflight = (uint16_t)o->inflight,
-        .connect_timeout_ms = CONNECT_TIMEOUT_MS,
+        .connect_timeout_ms = (uint32_t)(o->connect_timeout * 1000),
     };
     r->payload = sh_malloc(o->size);
     track_stamp_write(&(track_stamp){0}, r->payload, o->size);

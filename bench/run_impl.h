@@ -57,6 +57,7 @@ struct run {
     uint32_t n;
     peer *seeder; /* retained, worker 0 only */
     board_phase phase;
+    bool stopping; /* SIGTERM: every phase still to come is cut short too */
     /* setup */
     uint32_t next_connect;
     uint32_t pending;

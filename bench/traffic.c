@@ -169,6 +169,10 @@ static void message_cb(client *c, const mqtt_publish *m)
     board_add(r->live->received, 1);
     r->res.received++;
     r->res.last_recv_ns = now;
+    /* conn --subscribe: a message on the connection's own topic; counting it is all. */
+    if (p->role == ROLE_CONN && r->o->subscribe) {
+        return;
+    }
     if (p->role != ROLE_SUB || !track_stamp_read(m->payload.p, m->payload.len, &st)) {
         count_error(r);
         return;
