@@ -299,6 +299,11 @@ struct broker {
 /* Monotonic milliseconds. */
 uint64_t now_ms(void);
 
+/* broker.c: the indexes, locks and session table (cfg is borrowed for the
+ * broker's life); broker_free also frees the backplane, after bp_close. */
+void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy);
+void broker_free(broker *b);
+
 /* worker.c */
 /* Loops and inboxes only: no listeners, no threads (worker_start_all's
  * first step; tests/fuzz runs these loops itself). */

@@ -16,8 +16,6 @@
 
 static int start(broker *b, config *cfg)
 {
-    b->cfg = cfg;
-    b->start_ms = now_ms();
     if (cfg->node_id) {
         snprintf(b->node_id, sizeof(b->node_id), "%s", cfg->node_id);
     } else {
@@ -29,19 +27,11 @@ static int start(broker *b, config *cfg)
                  !strcmp(cfg->log_format, "json") ? SH_LOG_JSON
                                                   : (!strcmp(cfg->log_format, "logfmt") ? SH_LOG_LOGFMT : SH_LOG_TEXT),
                  b->node_id);
-    b->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (b->nworkers < 1) {
-        b->nworkers = 1;
-    }
+    int nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     trie_strategy strat = !strcmp(cfg->shared_strategy, "random")
                               ? TRIE_SHARED_RANDOM
                               : (!strcmp(cfg->shared_strategy, "sticky") ? TRIE_SHARED_STICKY : TRIE_SHARED_ROUND_ROBIN);
-    b->subs = trie_new(strat);
-    b->retained = retain_new();
-    pthread_rwlock_init(&b->subs_lock, NULL);
-    pthread_rwlock_init(&b->retain_lock, NULL);
-    pthread_mutex_init(&b->sess_lock, NULL);
-    b->sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    broker_init(b, cfg, nworkers < 1 ? 1 : nworkers, strat);
     char address[300];
     if (cfg->advertise) {
         snprintf(address, sizeof(address), "%s", cfg->advertise);
@@ -89,32 +79,6 @@ static int start(broker *b, config *cfg)
     }
     atomic_store_explicit(&b->running, true, memory_order_release);
     return 0;
-}
-
-/* Free everything, so leak checkers see a clean exit: connections first
- * (they hold sessions), then sessions (their timers live on the loops), then
- * the loops, the indexes and the backplane. */
-static void broker_free(broker *b)
-{
-    worker_release_conns(b);
-    for (size_t i = 0; i < SESS_BUCKETS; i++) {
-        session *s = b->sess_tab[i];
-        while (s) {
-            session *next = s->reg_next;
-            s->reg_next = NULL;
-            session_unref(b, s);
-            s = next;
-        }
-    }
-    sh_free(b->sess_tab, SESS_BUCKETS * sizeof(session *));
-    worker_free_all(b);
-    trie_free(b->subs);
-    retain_free(b->retained);
-    pthread_rwlock_destroy(&b->subs_lock);
-    pthread_rwlock_destroy(&b->retain_lock);
-    pthread_mutex_destroy(&b->sess_lock);
-    bp_free(b->bp);
-    tls_close(b->tls);
 }
 
 int main(int argc, char **argv)
@@ -205,7 +169,8 @@ int main(int argc, char **argv)
     http_stop(http); /* before the workers: an admin request may be waiting on them */
     worker_stop_all(&b);
     bp_close(b.bp);
-    broker_free(&b);
+    broker_free(&b); /* everything, so leak checkers see a clean exit */
+    tls_close(b.tls);
     auth_free(&b);
     sh_log(SH_INFO, "event=stopped");
     config_free(&cfg);

@@ -2,7 +2,7 @@
  * backplane, N workers whose loops the caller runs (inproc_settle), and
  * clients that are one end of a bufferevent pair whose other end is a real
  * connection (conn_new_bev). Shared by unit tests and tests/fuzz/fuzz_conn.c.
- * Everything here follows node/main.c's start() and broker_free(). */
+ * Set up like node/main.c's start(), with broker_init and broker_free. */
 #ifndef SHOAL_TESTS_INPROC_H
 #define SHOAL_TESTS_INPROC_H
 
@@ -26,16 +26,8 @@
 static inline int inproc_up(broker *b, config *cfg, int nworkers, trie_strategy strategy)
 {
     memset(b, 0, sizeof(*b));
-    b->cfg = cfg;
-    b->start_ms = now_ms();
     snprintf(b->node_id, sizeof(b->node_id), "inproc");
-    b->nworkers = nworkers;
-    b->subs = trie_new(strategy);
-    b->retained = retain_new();
-    pthread_rwlock_init(&b->subs_lock, NULL);
-    pthread_rwlock_init(&b->retain_lock, NULL);
-    pthread_mutex_init(&b->sess_lock, NULL);
-    b->sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    broker_init(b, cfg, nworkers, strategy);
     bp_config bc = {.node_id = b->node_id, .workers = nworkers, .address = "inproc:1883"};
     bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
     b->bp = bp_open(&bc, &hooks);
@@ -49,24 +41,7 @@ static inline int inproc_up(broker *b, config *cfg, int nworkers, trie_strategy 
 static inline INPROC_TEARDOWN_ATTR void inproc_down(broker *b)
 {
     bp_close(b->bp);
-    worker_release_conns(b);
-    for (size_t i = 0; i < SESS_BUCKETS; i++) {
-        session *s = b->sess_tab[i];
-        while (s) {
-            session *next = s->reg_next;
-            s->reg_next = NULL;
-            session_unref(b, s);
-            s = next;
-        }
-    }
-    sh_free(b->sess_tab, SESS_BUCKETS * sizeof(session *));
-    worker_free_all(b);
-    trie_free(b->subs);
-    retain_free(b->retained);
-    pthread_rwlock_destroy(&b->subs_lock);
-    pthread_rwlock_destroy(&b->retain_lock);
-    pthread_mutex_destroy(&b->sess_lock);
-    bp_free(b->bp);
+    broker_free(b);
     auth_free(b);
 }
 
