@@ -12,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/conn_io.h"
 #include "node/core.h"
 #include "node/dispatch.h"
 #include "node/send.h"
@@ -23,19 +24,37 @@
  * dropped anyway. */
 #define CLOSE_FLUSH_MS 5000
 
-static void read_cb(struct bufferevent *bev, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
+/* Decimal digits of v at p; returns the end. */
+static char *put_uint(char *p, unsigned v)
+{
+    char tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) {
+        *p++ = tmp[--n];
+    }
+    return p;
+}
 
 static void format_peer(char *dst, size_t len, const struct sockaddr *sa)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
+    if (sa->sa_family == AF_INET && len >= sizeof("255.255.255.255:65535")) {
+        /* By hand: inet_ntop and snprintf were a fifth of the work of
+         * accepting a connection. */
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-        port = ntohs(s4->sin_port);
-        snprintf(dst, len, "%s:%u", host, port);
+        const uint8_t *a = (const uint8_t *)&s4->sin_addr;
+        char *p = dst;
+        for (int i = 0; i < 4; i++) {
+            p = put_uint(p, a[i]);
+            *p++ = i < 3 ? '.' : ':';
+        }
+        p = put_uint(p, ntohs(s4->sin_port));
+        *p = '\0';
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
@@ -67,41 +86,73 @@ static struct bufferevent *tls_bev_new(worker *w, int fd)
     return bev;
 }
 
+static conn *conn_start(worker *w, conn *c, unsigned flags);
+
+/* One allocation: the struct, the peer's name, and for a plain TCP
+ * connection its event (8-byte aligned). */
+static size_t conn_peer_size(const char *peer)
+{
+    return (strlen(peer) + 1 + 7) & ~(size_t)7;
+}
+
+static size_t conn_size(const conn *c)
+{
+    return sizeof(*c) + conn_peer_size(c->peer) + (c->bev ? 0 : conn_io_sock_extra());
+}
+
+static conn *conn_alloc(worker *w, const char *peer, bool sock)
+{
+    size_t n = conn_peer_size(peer);
+    conn *c = sh_calloc(1, sizeof(*c) + n + (sock ? conn_io_sock_extra() : 0));
+    c->w = w;
+    memcpy(c->peer, peer, strlen(peer) + 1);
+    if (sock) {
+        c->ev = (struct event *)((char *)c + sizeof(*c) + n);
+    }
+    return c;
+}
+
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags)
 {
+    (void)salen;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    char peer[CONN_PEER_MAX];
+    format_peer(peer, sizeof(peer), sa);
+    if (!(flags & (CONN_TLS | CONN_WS))) {
+        conn *c = conn_alloc(w, peer, true);
+        conn_io_init_sock(c, fd);
+        return conn_start(w, c, flags);
+    }
     struct bufferevent *bev =
         (flags & CONN_TLS) ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         evutil_closesocket(fd);
         return NULL;
     }
-    char peer[sizeof(((conn *)0)->peer)];
-    format_peer(peer, sizeof(peer), sa);
     return conn_new_bev(w, bev, peer, flags);
 }
 
 conn *conn_new_bev(worker *w, struct bufferevent *bev, const char *peer, unsigned flags)
 {
+    char name[CONN_PEER_MAX];
+    snprintf(name, sizeof(name), "%s", peer);
+    conn *c = conn_alloc(w, name, false);
+    conn_io_init_bev(c, bev);
+    return conn_start(w, c, flags);
+}
+
+static conn *conn_start(worker *w, conn *c, unsigned flags)
+{
     broker *b = w->b;
-    conn *c = sh_calloc(1, sizeof(*c));
     c->id = atomic_fetch_add(&b->next_conn_id, 1) + 1;
-    c->w = w;
     c->created_ms = now_ms();
     c->last_rx_ms = c->created_ms;
     c->client_receive_max = 65535;
-    snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->tls = (flags & CONN_TLS) != 0;
-    c->bev = bev;
     if (flags & CONN_WS) {
         c->ws = ws_conn_new();
     }
-    /* libevent writes at most 16 KiB per connection per loop turn by
-     * default, which starves a subscriber fed by many publishers. */
-    bufferevent_set_max_single_write(c->bev, 256 * 1024);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     c->next = w->conns;
     if (w->conns) {
         w->conns->prev = c;
@@ -121,16 +172,17 @@ void conn_write(conn *c, const void *data, size_t len)
     if (c->state >= CS_CLOSED) {
         return;
     }
-    if (c->ws && !ws_conn_frame(c, bufferevent_get_output(c->bev), len)) {
+    struct evbuffer *out = conn_io_out(c);
+    if (c->ws && !ws_conn_frame(c, out, len)) {
         return;
     }
-    bufferevent_write(c->bev, data, len);
+    evbuffer_add(out, data, len);
     atomic_fetch_add_explicit(&c->w->bytes_out, len, memory_order_relaxed);
 }
 
 struct evbuffer *conn_output(conn *c, size_t len)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = conn_io_out(c);
     if (c->ws) {
         ws_conn_frame(c, out, len);
     }
@@ -139,7 +191,7 @@ struct evbuffer *conn_output(conn *c, size_t len)
 
 bool conn_output_full(const conn *c)
 {
-    return evbuffer_get_length(bufferevent_get_output(c->bev)) >= c->w->b->cfg->max_output_buffer;
+    return conn_io_out_len(c) >= c->w->b->cfg->max_output_buffer;
 }
 
 static void unlink_conn(conn *c)
@@ -164,7 +216,7 @@ static void finish_close(conn *c)
         return;
     }
     c->state = CS_CLOSED;
-    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    conn_io_stop(c);
     unlink_conn(c);
     c->next = c->w->dead;
     c->w->dead = c;
@@ -203,7 +255,7 @@ void conn_close(conn *c, uint8_t rc, const char *why)
     }
     c->state = CS_CLOSING;
     c->closing_ms = now_ms();
-    bufferevent_disable(c->bev, EV_READ);
+    conn_io_read_enable(c, false);
     if (c->s) {
         /* A will goes out on any close but a normal DISCONNECT (§3.1.2.5);
          * handle_disconnect drops it before we get here. */
@@ -218,7 +270,7 @@ void conn_close(conn *c, uint8_t rc, const char *why)
         msg_unref(c->will);
         c->will = NULL;
     }
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (conn_io_out_len(c) == 0) {
         finish_close(c);
     }
 }
@@ -227,7 +279,7 @@ void conn_free(conn *c)
 {
     sh_assert(c->state == CS_CLOSED);
     atomic_fetch_sub(&c->w->b->stats.connections_current, 1);
-    bufferevent_free(c->bev);
+    conn_io_free(c);
     if (c->aliases) {
         for (uint32_t i = 0; i <= c->alias_max; i++) {
             sh_free((void *)c->aliases[i].p, c->aliases[i].len);
@@ -245,15 +297,13 @@ void conn_free(conn *c)
         sh_free(c->username, strlen(c->username) + 1);
     }
     msg_unref(c->will);
-    if (c->rate_timer) {
-        event_free(c->rate_timer);
-    }
+    limits_conn_free(c);
     handle_auth_end(c);
     if (c->tls_cn) {
         sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
     }
     ws_conn_free(c->ws);
-    sh_free(c, sizeof(*c));
+    sh_free(c, conn_size(c));
 }
 
 static void log_bad_input(conn *c, const uint8_t *p, size_t n, uint8_t rc)
@@ -308,10 +358,9 @@ static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size
     return false;
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void read_cb(conn *c)
 {
-    conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+    struct evbuffer *in = conn_io_in(c);
     uint32_t max = c->w->b->cfg->max_packet_size;
     c->last_rx_ms = now_ms();
     if (c->ws) {
@@ -387,16 +436,15 @@ void conn_drain_input(conn *c)
     if (c->state != CS_ACTIVE) {
         return;
     }
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-    /* The socket carries TLS records, not MQTT: only what was decrypted. */
-    while (!c->tls && evbuffer_get_length(in) < c->w->b->cfg->max_packet_size && evbuffer_read(in, fd, 65536) > 0) {
+    /* Over TLS only what was already decrypted. */
+    conn_io_read_now(c, c->w->b->cfg->max_packet_size);
+    struct evbuffer *in = conn_io_in(c);
+    size_t n = in ? evbuffer_get_length(in) : 0;
+    sh_log(SH_DEBUG, "event=drain_before_takeover conn=%llu bytes=%zu", (unsigned long long)c->id, n);
+    if (n) {
+        read_cb(c);
     }
-    sh_log(SH_DEBUG, "event=drain_before_takeover conn=%llu bytes=%zu", (unsigned long long)c->id,
-           evbuffer_get_length(in));
-    if (evbuffer_get_length(in)) {
-        read_cb(c->bev, c);
-    }
+    conn_io_in_done(c);
 }
 
 void conn_resume_reading(conn *c, uint8_t why)
@@ -407,16 +455,21 @@ void conn_resume_reading(conn *c, uint8_t why)
     c->paused &= (uint8_t)~why;
     if (why & PAUSE_RATE) {
         /* Only the rate pause stops the socket; a claim lets it fill. */
-        bufferevent_enable(c->bev, EV_READ);
+        conn_io_read_enable(c, true);
     }
     if (!c->paused) {
-        read_cb(c->bev, c);
+        read_cb(c);
+        conn_io_in_done(c);
     }
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+void conn_on_read(conn *c)
 {
-    conn *c = arg;
+    read_cb(c);
+}
+
+void conn_on_written(conn *c)
+{
     if (c->state == CS_CLOSING) {
         finish_close(c);
         return;
@@ -445,16 +498,15 @@ static void tls_connected(conn *c)
            c->peer, desc, cn[0] ? cn : "-", c->tls_cn ? c->tls_cn : "-");
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+void conn_on_event(conn *c, short what)
 {
-    conn *c = arg;
     if (c->tls && !c->tls_up && (what & BEV_EVENT_CONNECTED)) {
         tls_connected(c);
         return;
     }
     if (c->tls && !c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
         char err[256];
-        tls_bev_error(bev, err, sizeof(err));
+        tls_bev_error(c->bev, err, sizeof(err));
         atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=tls_handshake_failed conn=%llu peer=%s err=\"%s\"", (unsigned long long)c->id, c->peer,
                err);
@@ -462,7 +514,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     } else if (c->tls && (what & BEV_EVENT_ERROR)) {
         /* errno says nothing about a TLS error: use OpenSSL's. */
         char err[256];
-        tls_bev_error(bev, err, sizeof(err));
+        tls_bev_error(c->bev, err, sizeof(err));
         if (strcmp(err, "-") != 0) {
             conn_close(c, MQTT_RC_UNSPECIFIED, err);
         }

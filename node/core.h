@@ -66,44 +66,46 @@ typedef struct sub_entry {
     sub_opts opts;
 } sub_entry;
 
+/* Fields are ordered widest first so that one session per client carries
+ * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
-    atomic_int refs;
     session *reg_next;
-    _Atomic int owner; /* worker index */
-    _Atomic bool online;
-    char *client_id;
-    uint16_t id_len;
-    uint8_t version;
-    bool dead;         /* ended: deliveries are dropped */
-    bool persistent;   /* outlives its connection */
+    char *client_id;   /* in this allocation, after the struct */
     uint64_t epoch;
-    uint32_t expiry_s; /* session expiry interval in force */
     conn *c;           /* attached connection, owner's thread only */
     struct event *timer; /* expiry / will delay while offline */
     worker *timer_w;     /* the worker whose loop the timer is on */
     uint64_t expire_at;  /* monotonic ms the offline session ends, 0 = never */
     uint64_t will_at;    /* monotonic ms the delayed will fires, 0 = none */
     msg *will;           /* delayed will, ref held */
-    uint16_t next_pid;
     /* Outgoing QoS 1/2 awaiting acks, in send order. */
     inflight *inf;
-    uint16_t n_inf;
-    uint16_t cap_inf;
     /* Waiting to be sent: a ring buffer. */
     delivery *q;
+    /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
+    uint16_t *qos2_in;
+    /* Subscriptions, to restore or remove them. */
+    sub_entry *subs;
+    atomic_int refs;
+    _Atomic int owner; /* worker index */
+    uint32_t expiry_s; /* session expiry interval in force */
     uint32_t q_head;
     uint32_t q_len;
     uint32_t q_cap;
-    /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
-    uint16_t *qos2_in;
-    uint16_t n_qos2_in;
-    uint16_t cap_qos2_in;
-    /* Subscriptions, to restore or remove them. */
-    sub_entry *subs;
+    uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
     uint32_t n_subs;
     uint32_t cap_subs;
+    uint16_t id_len;
+    uint16_t next_pid;
+    uint16_t n_inf;
+    uint16_t cap_inf;
+    uint16_t n_qos2_in;
+    uint16_t cap_qos2_in;
     uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
-    uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
+    _Atomic bool online;
+    uint8_t version;
+    bool dead;         /* ended: deliveries are dropped */
+    bool persistent;   /* outlives its connection */
     bool registered;       /* in the registry (under sess_lock) */
 };
 
@@ -116,12 +118,52 @@ enum conn_state {
     CS_CLOSED,      /* waiting to be freed */
 };
 
+/* A connection's publish-rate state (node/limits.c), made on first use. */
+typedef struct conn_rate conn_rate;
+
+/* Ordered widest first, rarely used state behind pointers made on first
+ * use: an idle connection should cost little (docs/architecture.md,
+ * "Memory per connection"). */
 struct conn {
     uint64_t id;
     worker *w;
+    /* Transport (node/conn_io.c): a bufferevent for TLS and WebSocket, else
+     * a bare event on fd and buffers that exist only while holding bytes. */
     struct bufferevent *bev;
+    struct event *ev;       /* plain TCP: inside this allocation, after the struct */
+    struct evbuffer *in, *out;
     conn *prev, *next; /* the worker's list */
     session *s;        /* ref held while attached */
+    uint64_t claim_epoch;
+    uint64_t created_ms;
+    uint64_t last_rx_ms;
+    uint64_t closing_ms;
+    msg *will;              /* ref held */
+    char *client_id;        /* copy until the session is attached */
+    mqtt_bytes *aliases;    /* inbound topic aliases, owned copies, 1-based */
+    mqtt_bytes *out_aliases; /* outbound: alias i+1 stands for out_aliases[i] */
+    char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
+    struct ws_conn *ws;     /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
+    char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
+    conn_rate *rate;        /* --max-publish-rate / --max-publish-bytes-rate (node/limits.c); NULL until needed */
+    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/handle_auth.c) */
+    int fd;                 /* plain TCP */
+    uint32_t client_max_packet;
+    uint32_t will_delay;
+    uint32_t requested_expiry;
+    uint32_t session_expiry;
+    uint16_t keepalive;
+    uint16_t client_receive_max;
+    uint16_t client_alias_max;
+    uint16_t alias_max;     /* ours, granted to the client */
+    uint16_t inbound_pending; /* QoS 1/2 received and not yet acknowledged/completed */
+    uint16_t requested_keepalive;
+    uint16_t out_alias_used;
+    uint16_t out_alias_cap;
+    uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
+    uint8_t ev_what;        /* EV_READ / EV_WRITE ev is registered for */
+    bool read_off;          /* reading disabled */
+    bool io_stopped;        /* closed: neither read nor written again */
     uint8_t state;
     uint8_t version;
     bool will_retain;
@@ -129,48 +171,16 @@ struct conn {
     bool sent_disconnect;
     uint8_t paused;         /* PAUSE_* bits: input is handled only when none is set */
     uint8_t close_rc;
-    uint16_t keepalive;
-    uint16_t client_receive_max;
-    uint16_t client_alias_max;
-    uint16_t alias_max;     /* ours, granted to the client */
-    uint16_t inbound_pending; /* QoS 1/2 received and not yet acknowledged/completed */
-    uint32_t client_max_packet;
-    uint64_t claim_epoch;
-    uint64_t created_ms;
-    uint64_t last_rx_ms;
-    uint64_t closing_ms;
-    uint32_t will_delay;
-    msg *will;              /* ref held */
-    char *client_id;        /* copy while claiming */
     bool clean_start;
     bool assigned_id;
-    uint16_t requested_keepalive;
-    uint32_t requested_expiry;
-    uint32_t session_expiry;
-    mqtt_bytes *aliases;    /* inbound topic aliases, owned copies, 1-based */
-    mqtt_bytes *out_aliases; /* outbound: alias i+1 stands for out_aliases[i] */
-    uint16_t out_alias_used;
-    uint16_t out_alias_cap;
-    char peer[48];
-    /* --- TLS (node/tls.c) --- */
-    bool tls;               /* accepted on the TLS listener */
+    bool tls;               /* accepted on the TLS listener (node/tls.c) */
     bool tls_up;            /* handshake completed */
-    char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
-    /* --- end TLS --- */
-    struct ws_conn *ws;     /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
-    char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
-    /* --- limits (node/limits.c) --- */
-    uint16_t limits_logged;    /* limit_kind bits already logged for this connection */
-    bool rate_init;            /* the buckets below are in use */
-    token_bucket rate_msgs;    /* --max-publish-rate */
-    token_bucket rate_bytes;   /* --max-publish-bytes-rate */
-    struct event *rate_timer;  /* resumes reading after a rate pause; NULL until needed */
-    /* --- end limits --- */
-    /* --- enhanced authentication (node/handle_auth.c) --- */
-    bool enhanced_auth;          /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
-    struct auth_exchange *ax;    /* owned; an exchange in progress (until its last message is sent) */
-    /* --- end enhanced authentication --- */
+    bool enhanced_auth;     /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
+    char peer[];            /* "host:port", in this allocation (then, for plain TCP, ev) */
 };
+
+/* The longest conn.peer, "[IPv6]:port" and its terminator. */
+#define CONN_PEER_MAX 48
 
 /* Why a connection's input is not being handled (conn.paused bits). */
 enum {
@@ -390,6 +400,8 @@ void registry_remove(broker *b, session *s);
 void limits_refused(conn *c, limit_kind l, const char *detail);
 /* Count n dropped messages; log once per session (may be NULL) and reason. */
 void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n);
+/* Release a connection's publish-rate state. */
+void limits_conn_free(conn *c);
 /* May a PUBLISH of `bytes` be handled now? If the client is over its rate,
  * reading is paused until the bucket refills and false is returned: the
  * packet stays in the input buffer. */

@@ -174,6 +174,9 @@ void connect_finish(conn *c, session *s, bool clean)
     sh_log(SH_INFO, "event=connect conn=%llu client=%s peer=%s version=%u clean=%d keepalive=%u session_present=%d",
            (unsigned long long)c->id, s->client_id, c->peer, c->version, clean, c->keepalive, present);
     session_resend(w, s);
+    /* The session holds the id from now on: one copy per connection. */
+    sh_free(c->client_id, strlen(c->client_id) + 1);
+    c->client_id = NULL;
     conn_resume_reading(c, PAUSE_CLAIM);
 }
 

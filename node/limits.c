@@ -2,9 +2,10 @@
  * publish rate (reading paused until the bucket refills), topic sizes. */
 #include "node/limits.h"
 
-#include <event2/bufferevent.h>
+#include "node/conn_io.h"
 #include <event2/event.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
 
@@ -130,6 +131,14 @@ void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n)
 
 /* ---- publish rate ---- */
 
+/* A connection's publish-rate state, made on its first PUBLISH under a
+ * rate limit: most connections never need it. */
+struct conn_rate {
+    token_bucket msgs;   /* --max-publish-rate */
+    token_bucket bytes;  /* --max-publish-bytes-rate */
+    struct event *timer; /* resumes reading after a rate pause; NULL until needed */
+};
+
 static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     conn *c = arg;
@@ -141,13 +150,13 @@ static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
  * the client and nothing it sent is lost. */
 static void pause_for(conn *c, uint64_t ms)
 {
-    if (!c->rate_timer) {
-        c->rate_timer = event_new(c->w->base, -1, 0, rate_timer_cb, c);
+    if (!c->rate->timer) {
+        c->rate->timer = event_new(c->w->base, -1, 0, rate_timer_cb, c);
     }
     c->paused |= PAUSE_RATE;
-    bufferevent_disable(c->bev, EV_READ);
+    conn_io_read_enable(c, false);
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(c->rate_timer, &tv);
+    event_add(c->rate->timer, &tv);
 }
 
 bool limits_publish_admit(conn *c, size_t bytes)
@@ -158,23 +167,24 @@ bool limits_publish_admit(conn *c, size_t bytes)
         return true;
     }
     uint64_t now = now_ms();
-    if (!c->rate_init) {
-        tb_init(&c->rate_msgs, mr, now);
-        tb_init(&c->rate_bytes, br, now);
-        c->rate_init = true;
+    if (!c->rate) {
+        c->rate = sh_calloc(1, sizeof(*c->rate));
+        tb_init(&c->rate->msgs, mr, now);
+        tb_init(&c->rate->bytes, br, now);
     }
+    conn_rate *r = c->rate;
     uint64_t wait = 0;
     if (mr) {
-        tb_refill(&c->rate_msgs, mr, now);
-        if (!tb_ready(&c->rate_msgs)) {
-            wait = tb_wait_ms(&c->rate_msgs, mr);
+        tb_refill(&r->msgs, mr, now);
+        if (!tb_ready(&r->msgs)) {
+            wait = tb_wait_ms(&r->msgs, mr);
             limits_refused(c, LIMIT_PUBLISH_RATE, "action=pause-reading");
         }
     }
     if (br) {
-        tb_refill(&c->rate_bytes, br, now);
-        if (!tb_ready(&c->rate_bytes)) {
-            uint64_t wb = tb_wait_ms(&c->rate_bytes, br);
+        tb_refill(&r->bytes, br, now);
+        if (!tb_ready(&r->bytes)) {
+            uint64_t wb = tb_wait_ms(&r->bytes, br);
             wait = wb > wait ? wb : wait;
             limits_refused(c, LIMIT_PUBLISH_BYTES, "action=pause-reading");
         }
@@ -184,12 +194,24 @@ bool limits_publish_admit(conn *c, size_t bytes)
         return false;
     }
     if (mr) {
-        tb_take(&c->rate_msgs, 1);
+        tb_take(&r->msgs, 1);
     }
     if (br) {
-        tb_take(&c->rate_bytes, bytes);
+        tb_take(&r->bytes, bytes);
     }
     return true;
+}
+
+void limits_conn_free(conn *c)
+{
+    if (!c->rate) {
+        return;
+    }
+    if (c->rate->timer) {
+        event_free(c->rate->timer);
+    }
+    sh_free(c->rate, sizeof(*c->rate));
+    c->rate = NULL;
 }
 
 limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len)

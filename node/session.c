@@ -13,11 +13,13 @@
 
 session *session_new(broker *b, const char *client_id, size_t len, int owner)
 {
-    session *s = sh_calloc(1, sizeof(*s));
+    /* The client id lives in the same allocation. */
+    session *s = sh_calloc(1, sizeof(*s) + len + 1);
     atomic_init(&s->refs, 1);
     atomic_init(&s->owner, owner);
     atomic_init(&s->online, false);
-    s->client_id = sh_strndup(client_id, len);
+    s->client_id = (char *)(s + 1);
+    memcpy(s->client_id, client_id, len);
     s->id_len = (uint16_t)len;
     s->next_pid = 1;
     return s;
@@ -123,8 +125,7 @@ void session_unref(broker *b, session *s)
     sh_free(s->inf, s->cap_inf * sizeof(inflight));
     sh_free(s->q, s->q_cap * sizeof(delivery));
     sh_free(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t));
-    sh_free(s->client_id, s->id_len + 1u);
-    sh_free(s, sizeof(*s));
+    sh_free(s, sizeof(*s) + s->id_len + 1u);
 }
 
 /* ---- subscriptions ---- */

@@ -105,8 +105,9 @@ static void index_insert(conn **tab, uint32_t cap, conn *c)
 
 void worker_index_conn(worker *w, conn *c)
 {
-    /* Keep the load under one half so probes stay short. */
-    if ((w->by_id_used + 1) * 2 > w->by_id_cap) {
+    /* Up to three quarters full: linear probing stays short, and an idle
+     * connection's share of the table is smaller. */
+    if ((w->by_id_used + 1) * 4 > w->by_id_cap * 3u) {
         uint32_t cap = w->by_id_cap ? w->by_id_cap * 2 : 64;
         conn **tab = sh_calloc(cap, sizeof(conn *));
         for (uint32_t i = 0; i < w->by_id_cap; i++) {

@@ -1,0 +1,234 @@
+/* A connection's bytes in and out: a bufferevent for TLS and WebSocket, a
+ * bare event and on-demand buffers for plain TCP (see node/conn_io.h). */
+#include "node/conn_io.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "common/log.h"
+
+/* What bufferevent reads per turn by default, kept for the plain socket. */
+#define READ_PER_TURN 16384
+
+static void bev_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_on_read(arg);
+}
+
+static void bev_write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    conn_on_written(arg);
+}
+
+static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    conn_on_event(arg, what);
+}
+
+void conn_io_init_bev(conn *c, struct bufferevent *bev)
+{
+    c->bev = bev;
+    c->fd = -1;
+    bufferevent_set_max_single_write(bev, CONN_IO_MAX_WRITE);
+    bufferevent_setcb(bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* --- plain socket --- */
+
+static void sock_cb(evutil_socket_t fd, short what, void *arg);
+
+size_t conn_io_sock_extra(void)
+{
+    return (event_get_struct_event_size() + 7u) & ~(size_t)7u;
+}
+
+/* Register c->ev for what is wanted now: reading unless disabled, writing
+ * while there is output. */
+static void sock_update(conn *c)
+{
+    short want = 0;
+    if (!c->io_stopped) {
+        want = (short)((c->read_off ? 0 : EV_READ) | (c->out ? EV_WRITE : 0));
+    }
+    if (want == c->ev_what) {
+        return;
+    }
+    if (c->ev_what) {
+        event_del(c->ev);
+    }
+    c->ev_what = (uint8_t)want;
+    if (want) {
+        event_assign(c->ev, c->w->base, c->fd, (short)(want | EV_PERSIST), sock_cb, c);
+        event_add(c->ev, NULL);
+    }
+}
+
+void conn_io_init_sock(conn *c, int fd)
+{
+    c->fd = fd; /* c->ev was placed by conn.c */
+    sock_update(c);
+}
+
+static bool would_block(void)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static void sock_write(conn *c)
+{
+    int n = evbuffer_write_atmost(c->out, c->fd, CONN_IO_MAX_WRITE);
+    if (n < 0 && would_block()) {
+        return;
+    }
+    if (n <= 0) {
+        /* As a bufferevent reports it: 0 is the peer gone. */
+        c->io_stopped = true;
+        sock_update(c);
+        conn_on_event(c, (short)(BEV_EVENT_WRITING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR)));
+        return;
+    }
+    if (evbuffer_get_length(c->out) == 0) {
+        evbuffer_free(c->out);
+        c->out = NULL;
+        sock_update(c);
+        conn_on_written(c);
+    }
+}
+
+static void sock_read(conn *c)
+{
+    if (!c->in) {
+        c->in = evbuffer_new();
+    }
+    int n = evbuffer_read(c->in, c->fd, READ_PER_TURN);
+    if (n < 0 && would_block()) {
+        conn_io_in_done(c);
+        return;
+    }
+    if (n <= 0) {
+        c->read_off = true;
+        sock_update(c);
+        conn_on_event(c, (short)(BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR)));
+        return;
+    }
+    conn_on_read(c);
+    conn_io_in_done(c);
+}
+
+static void sock_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    conn *c = arg;
+    if ((what & EV_WRITE) && c->out && !c->io_stopped) {
+        sock_write(c);
+    }
+    if ((what & EV_READ) && !c->read_off && !c->io_stopped) {
+        sock_read(c);
+    }
+}
+
+/* --- either --- */
+
+struct evbuffer *conn_io_out(conn *c)
+{
+    if (c->bev) {
+        return bufferevent_get_output(c->bev);
+    }
+    if (!c->out) {
+        c->out = evbuffer_new();
+        sock_update(c);
+    }
+    return c->out;
+}
+
+size_t conn_io_out_len(const conn *c)
+{
+    if (c->bev) {
+        return evbuffer_get_length(bufferevent_get_output(c->bev));
+    }
+    return c->out ? evbuffer_get_length(c->out) : 0;
+}
+
+struct evbuffer *conn_io_in(conn *c)
+{
+    return c->bev ? bufferevent_get_input(c->bev) : c->in;
+}
+
+void conn_io_in_done(conn *c)
+{
+    if (!c->bev && c->in && evbuffer_get_length(c->in) == 0) {
+        evbuffer_free(c->in);
+        c->in = NULL;
+    }
+}
+
+void conn_io_read_now(conn *c, size_t limit)
+{
+    if (c->bev) {
+        if (c->tls) {
+            return; /* the socket carries TLS records, not MQTT */
+        }
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evutil_socket_t fd = bufferevent_getfd(c->bev);
+        while (evbuffer_get_length(in) < limit && evbuffer_read(in, fd, 65536) > 0) {
+        }
+        return;
+    }
+    if (c->io_stopped) {
+        return;
+    }
+    if (!c->in) {
+        c->in = evbuffer_new();
+    }
+    while (evbuffer_get_length(c->in) < limit && evbuffer_read(c->in, c->fd, 65536) > 0) {
+    }
+}
+
+void conn_io_read_enable(conn *c, bool on)
+{
+    if (c->bev) {
+        if (on) {
+            bufferevent_enable(c->bev, EV_READ);
+        } else {
+            bufferevent_disable(c->bev, EV_READ);
+        }
+        return;
+    }
+    c->read_off = !on;
+    sock_update(c);
+}
+
+void conn_io_stop(conn *c)
+{
+    if (c->bev) {
+        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        return;
+    }
+    c->io_stopped = true;
+    sock_update(c);
+}
+
+void conn_io_free(conn *c)
+{
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        return;
+    }
+    c->io_stopped = true;
+    sock_update(c);
+    if (c->in) {
+        evbuffer_free(c->in);
+    }
+    if (c->out) {
+        evbuffer_free(c->out); /* releases by-reference payloads */
+    }
+    evutil_closesocket(c->fd);
+}
