@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory per idle connection and connect rate, one broker at a time, in one run.
 
-Starts each broker on a free loopback port, opens --conns idle MQTT 5
+Starts each broker on a free loopback port, opens --conns idle MQTT 3.1.1
 connections with shoal-bench's `conn` scenario (CONNECT with a client id,
 wait for CONNACK, hold), and reports the broker's RSS growth per connection
 sampled while they are held. For Shoal it also reports the growth of its
