@@ -128,6 +128,9 @@ typedef struct bp_stats {
     double produce_latency_sum;
     uint64_t redis_latency[BP_LATENCY_BUCKETS + 1];
     double redis_latency_sum;
+    /* From a record's produce timestamp (another node's clock) to reading it here. */
+    uint64_t consume_delay[BP_LATENCY_BUCKETS + 1];
+    double consume_delay_sum;
 } bp_stats;
 void bp_get_stats(const backplane *bp, bp_stats *out);
 bool bp_is_ready(const backplane *bp);

@@ -45,6 +45,7 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     }
     bp_hist_read(&r->produce_latency, out->produce_latency, &out->produce_latency_sum);
     bp_hist_read(&r->redis_latency, out->redis_latency, &out->redis_latency_sum);
+    bp_hist_read(&r->consume_delay, out->consume_delay, &out->consume_delay_sum);
 }
 
 /* Log one line per readiness change, not per message. */

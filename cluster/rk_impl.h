@@ -39,6 +39,7 @@ typedef struct rk {
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
     bp_hist redis_latency;
+    bp_hist consume_delay;
 
     /* Redis */
     char redis_host[256];

@@ -270,6 +270,12 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         return;
     }
     atomic_fetch_add(&r->consumed, 1);
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(km, &tstype);
+    if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0) {
+        uint64_t now = rk_unix_ms();
+        bp_hist_observe(&r->consume_delay, now > (uint64_t)ts ? (now - (uint64_t)ts) * 1000u : 0);
+    }
     r->bp->hooks.remote_message(r->bp->hooks.node, &m, (unsigned)km->partition);
 }
 

@@ -310,6 +310,10 @@ static void backplane_metrics(metrics_text *t, broker *b)
                         "time from produce to Kafka's acknowledgement (acks=all)");
     metrics_text_histogram(t, "shoal_kafka_produce_latency_seconds", NULL, 0, bp_latency_bounds,
                            st.produce_latency, BP_LATENCY_BUCKETS, st.produce_latency_sum);
+    metrics_text_family(t, "shoal_kafka_consume_delay_seconds", "histogram",
+                        "time from a record's produce timestamp (the publishing node's clock) to this node reading it");
+    metrics_text_histogram(t, "shoal_kafka_consume_delay_seconds", NULL, 0, bp_latency_bounds, st.consume_delay,
+                           BP_LATENCY_BUCKETS, st.consume_delay_sum);
     metrics_text_family(t, "shoal_redis_command_latency_seconds", "histogram", "time to a Redis reply");
     metrics_text_histogram(t, "shoal_redis_command_latency_seconds", NULL, 0, bp_latency_bounds, st.redis_latency,
                            BP_LATENCY_BUCKETS, st.redis_latency_sum);

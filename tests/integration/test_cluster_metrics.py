@@ -5,6 +5,7 @@ import urllib.request
 
 import pytest
 
+import test_http as H
 from pahoclient import Client, uid
 from test_cluster import Backends
 
@@ -56,6 +57,9 @@ def test_backplane_metrics_move_with_traffic(backends, node_factory):
             break
         assert time.time() < deadline, got
         time.sleep(0.1)
+    # Every record read from the other node is timed from its produce timestamp.
+    assert value(got, "shoal_kafka_consume_delay_seconds_count") >= 20
+    assert value(got, "shoal_kafka_consume_delay_seconds_bucket", '{le="+Inf"}') >= 20
     # A retained publish writes the Redis snapshot: one timed Redis command.
     before = value(scrape(nodes[0]), "shoal_redis_command_latency_seconds_count")
     pub.publish(topic + "/r", b"kept", qos=1, retain=True)
@@ -64,3 +68,9 @@ def test_backplane_metrics_move_with_traffic(backends, node_factory):
         assert time.time() < deadline, "no Redis command was timed"
         time.sleep(0.1)
     assert value(scrape(nodes[0]), "shoal_redis_errors_total") == 0
+    # The dashboard's backend panels use only what a clustered node exports.
+    _, _, used = H.dashboard_exprs()
+    live = set(re.findall(r"^(shoal_[a-zA-Z0-9_]+)", scrape(nodes[1]), re.M))
+    backend = {m for m in used if H.CLUSTER_ONLY.search(m)}
+    assert {"shoal_backend_up", "shoal_kafka_consume_delay_seconds_bucket"} <= backend, backend
+    assert not sorted(backend - live), "dashboard uses metrics a clustered node does not export: %s" % sorted(backend - live)

@@ -1,6 +1,7 @@
 """./deploy/up as a user runs it: one node, and a local cluster behind HAProxy."""
 import asyncio
 import os
+import random
 import re
 import shutil
 import signal
@@ -20,14 +21,16 @@ WAIT = 30
 
 
 def free_port_block(n):
-    """A port P with P..P+n and P+100..P+100+n free (deploy/up's layout)."""
+    """A port P with P..P+n and P+100..P+100+n free (deploy/up's layout).
+
+    P is drawn below the kernel's ephemeral range, so no outgoing connection
+    of another process (a Kafka client, a test's socket) can take one of
+    these ports between this check and deploy/up binding them."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    rng = random.Random()
     for _ in range(200):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        p = s.getsockname()[1]
-        s.close()
-        if p + 200 > 65000:
-            continue
+        p = rng.randrange(10000, ephemeral_low - 200)
         ok = True
         for q in list(range(p, p + n + 1)) + list(range(p + 100, p + 101 + n)):
             t = socket.socket()
