@@ -27,6 +27,7 @@ typedef struct rk {
 
     /* Kafka */
     rd_kafka_t *producer;
+    rd_kafka_topic_t *prod_topic; /* held so the producer keeps the topic's metadata from the start */
     rd_kafka_t *consumer;
     char topic[256];
     int partitions;

@@ -208,17 +208,60 @@ static int assign_all(rk *r)
     r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->partitions);
     for (int p = 0; p < r->partitions; p++) {
-        /* A fresh node starts at the end: history is for sessions ([5/9]). */
-        rd_kafka_topic_partition_list_add(l, r->topic, p)->offset = RD_KAFKA_OFFSET_END;
+        /* A fresh node starts at the end: history is for sessions ([5/9]).
+         * Timestamp -1 asks offsets_for_times for each partition's end. */
+        rd_kafka_topic_partition_list_add(l, r->topic, p)->offset = -1;
         r->positions[p] = -1;
     }
-    rd_kafka_resp_err_t e = rd_kafka_assign(r->consumer, l);
+    /* Resolve "the end" now, before the node is ready: a logical
+     * OFFSET_END would be resolved later, skipping whatever other nodes
+     * produce in between, after this node said it was ready. */
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    /* A topic created a moment ago may not have its leaders yet. */
+    for (int attempt = 0; attempt < 100; attempt++) {
+        for (int i = 0; i < l->cnt; i++) {
+            l->elems[i].offset = -1;
+            l->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        }
+        e = rd_kafka_offsets_for_times(r->consumer, l, 10000);
+        bool all = !e;
+        for (int i = 0; all && i < l->cnt; i++) {
+            all = !l->elems[i].err && l->elems[i].offset >= 0;
+        }
+        if (all) {
+            break;
+        }
+        usleep(200000);
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        if (e || l->elems[i].err || l->elems[i].offset < 0) {
+            if (i == 0) {
+                sh_log(SH_WARN, "event=kafka_end_offsets_unknown topic=%s err=\"%s\"", r->topic,
+                       rd_kafka_err2str(e ? e : l->elems[i].err));
+            }
+            l->elems[i].offset = RD_KAFKA_OFFSET_END;
+        } else {
+            r->positions[l->elems[i].partition] = l->elems[i].offset;
+        }
+    }
+    e = rd_kafka_assign(r->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
         sh_log(SH_ERROR, "event=kafka_assign_failed err=\"%s\"", rd_kafka_err2str(e));
         return -1;
     }
     return 0;
+}
+
+/* Learn the topic's partition leaders on the producer before the node is
+ * ready, so the first publishes do not wait for a metadata round trip. */
+static void warm_producer(rk *r)
+{
+    r->prod_topic = rd_kafka_topic_new(r->producer, r->topic, NULL);
+    const rd_kafka_metadata_t *md = NULL;
+    if (r->prod_topic && rd_kafka_metadata(r->producer, 0, r->prod_topic, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+    }
 }
 
 int rk_kafka_start(rk *r)
@@ -228,6 +271,7 @@ int rk_kafka_start(rk *r)
     if (!r->consumer || ensure_topic(r) != 0 || fetch_partitions(r) != 0 || assign_all(r) != 0) {
         return -1;
     }
+    warm_producer(r);
     atomic_store(&r->kafka_up, true);
     sh_log(SH_INFO, "event=kafka_ready brokers=%s topic=%s partitions=%d", r->bp->cfg.kafka_brokers, r->topic,
            r->partitions);
@@ -396,6 +440,10 @@ void rk_kafka_stop(rk *r)
         rd_kafka_consumer_close(r->consumer);
         rd_kafka_destroy(r->consumer);
         r->consumer = NULL;
+    }
+    if (r->prod_topic) {
+        rd_kafka_topic_destroy(r->prod_topic);
+        r->prod_topic = NULL;
     }
     if (r->producer) {
         rd_kafka_destroy(r->producer);

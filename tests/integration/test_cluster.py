@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 import types
 import urllib.error
@@ -181,6 +182,27 @@ def test_publish_on_one_node_reaches_subscribers_on_another(cluster):
         assert (m.topic, m.payload, m.qos) == (topic, b"cross", 1)
         sub.disconnect()
         pub.disconnect()
+
+
+def test_node_reads_everything_published_after_it_is_ready(cluster):
+    """A node starts reading the stream where it stood when it said READY,
+    not wherever "the end" is once its consumer gets round to it: records
+    produced by other nodes right after READY reach its subscribers, also
+    when the nodes start together on a topic created that moment."""
+    started = {}
+    threads = [threading.Thread(target=lambda k=k: started.__setitem__(k, cluster(uid(k)))) for k in ("n1", "n2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    n1, n2 = started["n1"], started["n2"]
+    topic = uid("fresh")
+    sub = Client(n2)
+    sub.subscribe(topic, qos=1)
+    pub = Client(n1)
+    for i in range(300):
+        pub.publish(topic, str(i).encode(), qos=1, wait=False)
+    assert [int(m.payload) for m in sub.get_n(300, WAIT)] == list(range(300))
 
 
 def test_per_topic_order_across_nodes_and_no_duplicates(cluster):
