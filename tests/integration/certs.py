@@ -1,6 +1,7 @@
 """Certificates for tests, made with the openssl command at test time (keys
 are never committed)."""
 import os
+import shutil
 import subprocess
 
 
@@ -30,3 +31,13 @@ def make_cert(d, ca, name, cn, server):
     run("openssl", "x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
         "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", ext, cwd=d)
     return os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+
+
+def rotate_server_cert(d, cert, key):
+    """Replace the server certificate and key files a node was started with
+    by ones from a new CA 'ca2' (made in d); returns the new CA's file."""
+    new_ca = make_ca(d, "ca2")
+    new_cert, new_key = make_cert(d, "ca2", "server2", "localhost", True)
+    shutil.copy(new_cert, cert)
+    shutil.copy(new_key, key)
+    return new_ca

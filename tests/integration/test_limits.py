@@ -11,6 +11,7 @@ import pytest
 
 import mqttraw as R
 from pahoclient import Client, uid
+from test_http import wait_for
 
 WAIT = 30  # seconds: generous, the machine is a noisy 2-core box
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -29,16 +30,6 @@ def metric(node, name, **labels):
         if all(got.get(k) == str(v) for k, v in labels.items()):
             return float(m.group(3))
     return None
-
-
-def wait_for(cond, what, timeout=WAIT):
-    deadline = time.time() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        assert time.time() < deadline, "timed out waiting for " + what
-        time.sleep(0.05)
 
 
 def limit_lines(node, limit, client):

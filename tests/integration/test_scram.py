@@ -19,6 +19,7 @@ import pytest
 import mqttraw as R
 from conftest import SHOAL_BIN
 from pahoclient import Client, uid
+from test_auth import paho_login_checks
 
 METHOD = "SCRAM-SHA-256"
 
@@ -222,20 +223,7 @@ def test_pbkdf2_only_user_fails_but_plain_login_works(snode):
 
 
 def test_plain_password_for_scram_entry_with_paho(snode):
-    for version in (5, 4):
-        c = Client(snode, version=version, connect=False)
-        c.c.username_pw_set("alice", "wonder")
-        c.connect()
-        topic = uid("paho")
-        c.subscribe(topic, 1)
-        c.publish(topic, b"hi", qos=1)
-        assert c.get().payload == b"hi"
-        c.disconnect()
-        bad = Client(snode, version=version, connect=False)
-        bad.c.username_pw_set("alice", "wonder!")
-        bad.connect(expect_rc=None)
-        assert int(getattr(bad.connack[1], "value", bad.connack[1])) == 0x86
-        bad.disconnect()
+    paho_login_checks(snode, "alice", "wonder", "wonder!")
 
 
 def test_unknown_method_and_no_password_file_0x8c(snode, node):
