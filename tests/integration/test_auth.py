@@ -156,7 +156,8 @@ def test_subscribe_denied_per_filter(aclnode, version, denied):
         anon.send(R.subscribe(2, [("public/x", R.sub_options(0) if version == 5 else 0),
                                   ("alice/#", R.sub_options(0) if version == 5 else 0)], version=version))
         assert anon.expect(R.SUBACK).codes == [0, denied]
-    assert "event=acl_denied action=subscribe" in aclnode.log()
+    # The log reaches the test through a reader thread: wait for the line.
+    assert aclnode.wait_log("event=acl_denied action=subscribe")
 
 
 def test_publish_denied_v5_not_delivered(aclnode):
@@ -173,7 +174,7 @@ def test_publish_denied_v5_not_delivered(aclnode):
         # Same publisher, in order: the allowed message is the first to arrive.
         m = sub.expect(R.PUBLISH)
         assert (m.topic, m.payload) == ("secret/ok", b"fine")
-    assert "event=acl_denied action=publish" in aclnode.log()
+    assert aclnode.wait_log("event=acl_denied action=publish")
 
 
 def test_publish_denied_v311_acked_and_dropped(aclnode):

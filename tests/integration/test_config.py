@@ -158,7 +158,7 @@ def test_sigterm_disconnects_v5_clients_and_exits_0(node_factory):
     assert p.disconnect_rc == 0x8B
     p.c.loop_stop()
     assert n.proc.wait(timeout=20) == 0
-    assert "event=stopping" in n.log()
+    assert n.wait_log("event=stopping")
 
 
 def test_sigint_exits_0(node_factory):
@@ -223,7 +223,7 @@ def test_bind_and_node_id_in_sys(node_factory):
     with Client(n) as c:
         c.subscribe("$SYS/broker/version", 0)
         assert c.get().payload.startswith(b"shoal")
-    assert "test-node-7" in n.log()
+    assert n.wait_log("test-node-7")
 
 
 @pytest.mark.parametrize("strategy", ["round-robin", "random", "sticky"])

@@ -282,6 +282,7 @@ def test_full_queue_of_qos1_refuses_the_new_message(node_factory):
             pub.publish(t, b"%d" % i, qos=1)
         pub.publish(t, b"late0", qos=0)
     wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="queue-full") == 3, "3 refused")
+    assert n.wait_log("event=drop reason=queue-full ")
     assert len([l for l in n.log().splitlines() if "event=drop reason=queue-full " in l and cid in l]) == 1
     r, ack = raw(n, cid, clean=False, properties={R.P_SESSION_EXPIRY: 300})
     got = []
