@@ -39,6 +39,12 @@ typedef struct bp_message {
     uint32_t payload_len;
     const uint8_t *props; /* pre-encoded MQTT 5 properties to forward */
     uint32_t props_len;
+    /* The id of the client that published it, so that No Local (MQTT 5
+     * §3.8.3.1) holds on every node. NULL/0 when no client connection
+     * published it: internal messages, and wills, which the server
+     * publishes after that connection is gone (docs/architecture.md). */
+    const uint8_t *client_id;
+    uint16_t client_id_len;
     uint64_t expiry_at_unix_ms; /* 0 = never */
     uint8_t qos;
     bool retain;

@@ -1,5 +1,6 @@
 #include "cluster/rk_record.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 static uint8_t *put16(uint8_t *d, uint16_t v)
@@ -42,7 +43,8 @@ static size_t origin_len(const char *origin)
 
 size_t rk_record_size(const bp_message *m, const char *origin)
 {
-    return 2 + 1 + 1 + 1 + 1 + origin_len(origin) + 8 + 4 + m->props_len + 2 + m->topic_len + m->payload_len;
+    return 2 + 1 + 1 + 1 + 1 + origin_len(origin) + 2 + m->client_id_len + 8 + 4 + m->props_len + 2 + m->topic_len +
+           m->payload_len;
 }
 
 size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
@@ -57,6 +59,11 @@ size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
     *d++ = (uint8_t)olen;
     memcpy(d, origin, olen);
     d += olen;
+    d = put16(d, m->client_id_len);
+    if (m->client_id_len) {
+        memcpy(d, m->client_id, m->client_id_len);
+    }
+    d += m->client_id_len;
     d = put64(d, m->expiry_at_unix_ms);
     d = put32(d, m->props_len);
     if (m->props_len) {
@@ -73,46 +80,70 @@ size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
     return (size_t)(d - dst);
 }
 
+/* A length-prefixed field at *pos: the slice, or false if the record ends
+ * inside it. */
+static bool take(const uint8_t *buf, size_t len, size_t *pos, int prefix, const uint8_t **p, size_t *n)
+{
+    if (len - *pos < (size_t)prefix) {
+        return false;
+    }
+    uint64_t v = get(buf + *pos, prefix);
+    *pos += (size_t)prefix;
+    if (v > len - *pos) {
+        return false;
+    }
+    *p = buf + *pos;
+    *n = (size_t)v;
+    *pos += (size_t)v;
+    return true;
+}
+
 rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m, const uint8_t **origin,
                                   size_t *olen)
 {
     if (len < 3 || buf[0] != 'S' || buf[1] != 'H') {
         return RK_RECORD_BAD;
     }
-    if (buf[2] > RK_RECORD_VERSION) {
+    uint8_t version = buf[2];
+    if (version > RK_RECORD_VERSION) {
         return RK_RECORD_NEWER;
     }
-    if (buf[2] == 0 || len < 6) {
+    if (version == 0 || len < 5) {
         return RK_RECORD_BAD;
     }
     memset(m, 0, sizeof(*m));
     m->retain = (buf[3] & 1) != 0;
     m->qos = buf[4];
-    size_t pos = 6, n = buf[5];
-    if (m->qos > 2 || len < pos + n + 8 + 4) {
+    size_t pos = 5;
+    if (m->qos > 2 || !take(buf, len, &pos, 1, origin, olen)) {
         return RK_RECORD_BAD;
     }
-    *origin = buf + pos;
-    *olen = n;
-    pos += n;
+    if (version >= 2) {
+        const uint8_t *id;
+        size_t idlen;
+        if (!take(buf, len, &pos, 2, &id, &idlen)) {
+            return RK_RECORD_BAD;
+        }
+        m->client_id = idlen ? id : NULL;
+        m->client_id_len = (uint16_t)idlen;
+    }
+    if (len - pos < 8) {
+        return RK_RECORD_BAD;
+    }
     m->expiry_at_unix_ms = get(buf + pos, 8);
     pos += 8;
-    uint64_t plen = get(buf + pos, 4);
-    pos += 4;
-    if (plen > len - pos || len - pos - plen < 2) {
+    const uint8_t *p;
+    size_t n;
+    if (!take(buf, len, &pos, 4, &p, &n)) {
         return RK_RECORD_BAD;
     }
-    m->props = buf + pos;
-    m->props_len = (uint32_t)plen;
-    pos += plen;
-    size_t tlen = (size_t)get(buf + pos, 2);
-    pos += 2;
-    if (tlen == 0 || tlen > len - pos) {
+    m->props = p;
+    m->props_len = (uint32_t)n;
+    if (!take(buf, len, &pos, 2, &p, &n) || n == 0) {
         return RK_RECORD_BAD;
     }
-    m->topic = buf + pos;
-    m->topic_len = (uint32_t)tlen;
-    pos += tlen;
+    m->topic = p;
+    m->topic_len = (uint32_t)n;
     m->payload = buf + pos;
     m->payload_len = (uint32_t)(len - pos);
     return RK_RECORD_OK;

@@ -2,9 +2,12 @@
  *
  * Layout, big endian (docs/architecture.md has the table):
  *   magic "SH" | version u8 | flags u8 (bit 0 retain) | qos u8 |
- *   origin_len u8 | origin bytes | expiry_at_unix_ms u64 |
+ *   origin_len u8 | origin bytes |
+ *   client_id_len u16 | client_id bytes (version 2 on; 0 = none) |
+ *   expiry_at_unix_ms u64 |
  *   props_len u32 | props | topic_len u16 | topic | payload (the rest)
- * A reader skips a record whose version is newer than it knows (and counts
+ * Writers write the current version; a reader takes every version up to
+ * its own (version 1 has no client id) and skips a newer one (and counts
  * it), so nodes of different releases can share a topic during a rollout. */
 #ifndef SHOAL_CLUSTER_RK_RECORD_H
 #define SHOAL_CLUSTER_RK_RECORD_H
@@ -14,7 +17,7 @@
 
 #include "cluster/backplane.h"
 
-#define RK_RECORD_VERSION 1
+#define RK_RECORD_VERSION 2
 
 typedef enum rk_record_status {
     RK_RECORD_OK = 0,
@@ -25,7 +28,8 @@ typedef enum rk_record_status {
 size_t rk_record_size(const bp_message *m, const char *origin);
 /* Writes exactly rk_record_size() bytes. */
 size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst);
-/* Decodes into *m (slices into buf) and the origin slice. */
+/* Decodes into *m (slices into buf, client_id NULL/0 when the record has
+ * none) and the origin slice. */
 rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m, const uint8_t **origin,
                                   size_t *origin_len);
 

@@ -103,6 +103,8 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
         .topic = m->topic, .topic_len = m->topic_len, .payload = m->payload, .payload_len = m->payload_len,
         .props = m->props, .props_len = m->props_len, .qos = m->qos, .retain = m->retain,
         .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        /* No Local on the other nodes (§3.8.3.1). */
+        .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL, .client_id_len = c->s ? c->s->id_len : 0,
     };
     if (m->retain) {
         /* The snapshot a starting node loads; the stream carries the order. */

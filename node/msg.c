@@ -25,12 +25,13 @@ static mqtt_props forwarded(const mqtt_props *in)
     return out;
 }
 
-/* One allocation laid out as topic | props | payload; props left for the
- * caller to fill. NULL when the (client-controlled) size cannot be had. */
+/* One allocation laid out as topic | props | payload | publisher; props
+ * left for the caller to fill. NULL when the (client-controlled) size
+ * cannot be had. */
 static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, uint8_t qos, bool retain,
-                      uint64_t origin)
+                      uint64_t origin, mqtt_bytes publisher)
 {
-    size_t size = sizeof(msg) + topic.len + props_len + payload.len;
+    size_t size = sizeof(msg) + topic.len + props_len + payload.len + publisher.len;
     msg *m = sh_trymalloc(size);
     if (!m) {
         return NULL;
@@ -53,6 +54,10 @@ static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, 
     if (payload.len) {
         memcpy(m->payload, payload.p, payload.len);
     }
+    m->publisher_len = (uint16_t)publisher.len;
+    if (publisher.len) {
+        memcpy(m->payload + payload.len, publisher.p, publisher.len);
+    }
     return m;
 }
 
@@ -62,7 +67,8 @@ msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint
     mqtt_props fw = forwarded(props);
     uint32_t user_len = props ? mqtt_props_user_size(props) : 0;
     uint32_t fixed_len = mqtt_props_body_size(&fw);
-    msg *m = msg_alloc(topic, fixed_len + user_len, payload, qos, retain, origin);
+    mqtt_bytes none = {NULL, 0};
+    msg *m = msg_alloc(topic, fixed_len + user_len, payload, qos, retain, origin, none);
     if (!m) {
         return NULL;
     }
@@ -82,9 +88,9 @@ msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint
 }
 
 msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
-                 bool retain, uint64_t origin)
+                 bool retain, mqtt_bytes publisher)
 {
-    msg *m = msg_alloc(topic, props_len, payload, qos, retain, origin);
+    msg *m = msg_alloc(topic, props_len, payload, qos, retain, 0, publisher);
     if (m && props_len) {
         memcpy(m->props, props, props_len);
     }

@@ -18,8 +18,11 @@ typedef struct msg {
     uint32_t props_len;   /* pre-encoded forwarded properties, no length prefix */
     uint32_t payload_len;
     uint64_t expiry_at;   /* monotonic ms; 0 = never expires */
-    uint64_t origin;      /* id of the publishing connection (No Local) */
+    uint64_t origin;      /* the publishing session, when published on this node (No Local) */
     uint32_t alloc_size;
+    /* Published on another node: its client's id, after the payload (No
+     * Local); 0 otherwise. Here it fills what would be padding. */
+    uint16_t publisher_len;
     uint8_t *topic;
     uint8_t *props;
     uint8_t *payload;
@@ -42,9 +45,18 @@ static inline msg *msg_ref(msg *m)
 void msg_unref(msg *m);
 
 /* New message whose forwarded properties are given already encoded
- * (`props`, without the length prefix), e.g. from another node. */
+ * (`props`, without the length prefix), e.g. from another node, where
+ * `publisher` is the id of the client that published it (may be empty,
+ * at most 65535 bytes; copied). */
 msg *msg_new_raw(mqtt_bytes topic, const uint8_t *props, uint32_t props_len, mqtt_bytes payload, uint8_t qos,
-                 bool retain, uint64_t origin);
+                 bool retain, mqtt_bytes publisher);
+
+/* The publishing client's id of a message from another node, else empty. */
+static inline mqtt_bytes msg_publisher(const msg *m)
+{
+    mqtt_bytes id = {m->payload + m->payload_len, m->publisher_len};
+    return id;
+}
 
 /* Remaining expiry in seconds (rounded up), 0 if none; sets *expired. */
 uint32_t msg_expiry_left(const msg *m, uint64_t now_ms, bool *expired);

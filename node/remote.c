@@ -25,7 +25,8 @@ static msg *msg_from_bp(const bp_message *bm)
 {
     mqtt_bytes topic = {bm->topic, bm->topic_len};
     mqtt_bytes payload = {bm->payload, bm->payload_len};
-    return msg_new_raw(topic, bm->props, bm->props_len, payload, bm->qos, bm->retain, 0);
+    mqtt_bytes publisher = {bm->client_id, bm->client_id_len};
+    return msg_new_raw(topic, bm->props, bm->props_len, payload, bm->qos, bm->retain, publisher);
 }
 
 /* Backplane thread: copy, then hand to the worker for this shard so one

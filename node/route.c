@@ -36,6 +36,19 @@ static int by_owner(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* §3.8.3.1 No Local is about the client id of the publishing connection.
+ * A publish taken here names its session; one from another node names its
+ * client id, compared only when a No Local subscription matches, so the
+ * common path costs nothing and needs no lookup or lock. */
+static bool is_publisher(const msg *m, const session *s)
+{
+    if ((uint64_t)(uintptr_t)s == m->origin) {
+        return true;
+    }
+    mqtt_bytes id = msg_publisher(m);
+    return id.len && id.len == s->id_len && memcmp(id.p, s->client_id, id.len) == 0;
+}
+
 /* Fold hits [i, j) of one session into one delivery: the highest QoS and
  * every subscription identifier (MQTT 5 §3.3.4). */
 static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
@@ -44,8 +57,8 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     bool any = false;
     for (size_t k = 0; k < n; k++) {
         const sub_opts *o = &h[k].opts;
-        /* §3.8.3.1 No Local: not back to the publishing session. */
-        if (o->no_local && !h[k].shared && (uint64_t)(uintptr_t)h[k].owner == m->origin) {
+        /* §3.8.3.1 No Local: not back to the publishing client. */
+        if (o->no_local && !h[k].shared && is_publisher(m, h[k].owner)) {
             continue;
         }
         uint8_t q = m->qos < o->qos ? m->qos : o->qos;

@@ -54,12 +54,13 @@ Test(rk_record, empty_payload_and_no_props)
     cr_assert_eq(olen, 0);
 }
 
-Test(rk_record, newer_version_is_skipped_not_misread)
+Test(rk_record, version_3_is_newer_skipped_not_misread)
 {
     bp_message m = sample();
     uint8_t buf[128];
     size_t n = rk_record_encode(&m, "n", buf);
     buf[2] = RK_RECORD_VERSION + 1;
+    cr_assert_eq(buf[2], 3);
     /* A later release may change everything after the version byte. */
     buf[5] = 200;
     bp_message out;
@@ -71,6 +72,8 @@ Test(rk_record, newer_version_is_skipped_not_misread)
 Test(rk_record, every_truncation_is_bad_never_an_overread)
 {
     bp_message m = sample();
+    m.client_id = (const uint8_t *)"client-x";
+    m.client_id_len = 8;
     uint8_t full[128];
     size_t n = rk_record_encode(&m, "node-1", full);
     /* Truncating inside the payload is still a valid (shorter) record, so
@@ -106,4 +109,98 @@ Test(rk_record, qos_out_of_range_is_bad)
     const uint8_t *origin;
     size_t olen;
     cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_BAD);
+}
+
+static void decode_ok(const uint8_t *buf, size_t n, bp_message *out)
+{
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, out, &origin, &olen), RK_RECORD_OK);
+    cr_assert_eq(olen, 6);
+    cr_assert_arr_eq(origin, "node-1", 6);
+}
+
+static void assert_sample_fields(const bp_message *out, const bp_message *m)
+{
+    cr_assert_eq(out->qos, 2);
+    cr_assert(out->retain);
+    cr_assert_eq(out->expiry_at_unix_ms, m->expiry_at_unix_ms);
+    cr_assert_eq(out->props_len, m->props_len);
+    cr_assert_arr_eq(out->props, m->props, m->props_len);
+    cr_assert_eq(out->topic_len, 3);
+    cr_assert_arr_eq(out->topic, "a/b", 3);
+    cr_assert_eq(out->payload_len, 7);
+    cr_assert_arr_eq(out->payload, "hello\0x", 7);
+}
+
+Test(rk_record, v2_round_trip_keeps_the_client_id)
+{
+    bp_message m = sample();
+    m.client_id = (const uint8_t *)"client-x";
+    m.client_id_len = 8;
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "node-1", buf);
+    cr_assert_eq(n, rk_record_size(&m, "node-1"));
+    cr_assert_eq(buf[2], 2);
+    bp_message out;
+    decode_ok(buf, n, &out);
+    cr_assert_eq(out.client_id_len, 8);
+    cr_assert_arr_eq(out.client_id, "client-x", 8);
+    assert_sample_fields(&out, &m);
+}
+
+Test(rk_record, v2_round_trip_without_a_client_id)
+{
+    bp_message m = sample();
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "node-1", buf);
+    cr_assert_eq(n, rk_record_size(&m, "node-1"));
+    cr_assert_eq(buf[2], 2);
+    bp_message out;
+    decode_ok(buf, n, &out);
+    cr_assert_eq(out.client_id_len, 0);
+    cr_assert_null(out.client_id);
+    assert_sample_fields(&out, &m);
+}
+
+Test(rk_record, v1_record_still_decodes_without_a_client_id)
+{
+    /* Written byte by byte as docs/architecture.md gives version 1, as an
+     * older node writes it. */
+    static const uint8_t v1[] = {
+        'S', 'H', 1, 1, 2, 6, 'n', 'o', 'd', 'e', '-', '1',
+        1, 2, 3, 4, 5, 6, 7, 8,                /* expiry */
+        0, 0, 0, 7, 0x26, 0, 1, 'k', 0, 1, 'v', /* properties */
+        0, 3, 'a', '/', 'b',                   /* topic */
+        'h', 'e', 'l', 'l', 'o', 0, 'x',       /* payload */
+    };
+    bp_message m = sample();
+    bp_message out;
+    decode_ok(v1, sizeof(v1), &out);
+    cr_assert_eq(out.client_id_len, 0);
+    cr_assert_null(out.client_id);
+    assert_sample_fields(&out, &m);
+}
+
+Test(rk_record, truncated_client_id_is_bad)
+{
+    bp_message m = sample();
+    m.client_id = (const uint8_t *)"client-x";
+    m.client_id_len = 8;
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "n", buf);
+    /* The client id length runs past the end of the record. */
+    size_t at = 6 + 1;
+    buf[at] = 0xff;
+    buf[at + 1] = 0xff;
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_BAD);
+    /* Cut inside the client id bytes. */
+    buf[at] = 0;
+    buf[at + 1] = 8;
+    for (size_t len = at; len < at + 2 + 8; len++) {
+        cr_assert_eq(rk_record_decode(buf, len, &out, &origin, &olen), RK_RECORD_BAD, "len %zu", len);
+    }
 }
