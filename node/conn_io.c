@@ -3,6 +3,7 @@
 #include "node/conn_io.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -55,7 +56,9 @@ static void sock_update(conn *c)
 {
     short want = 0;
     if (!c->io_stopped) {
-        want = (short)((c->read_off ? 0 : EV_READ) | (c->out ? EV_WRITE : 0));
+        /* Output made while reading is written when the read is done
+         * (sock_read), most often completely: no need to ask for EV_WRITE. */
+        want = (short)((c->read_off ? 0 : EV_READ) | (c->out && !c->io_in_read ? EV_WRITE : 0));
     }
     if (want == c->ev_what) {
         return;
@@ -103,14 +106,16 @@ static void sock_write(conn *c)
     }
 }
 
+/* Reads into the stack rather than with evbuffer_read, which asks the
+ * socket for its readable size (one more system call per read). Replies
+ * made while handling the input (CONNACK, PUBACK, ...) are written right
+ * after it: registering for EV_WRITE and back would cost four epoll_ctl
+ * calls per reply. */
 static void sock_read(conn *c)
 {
-    if (!c->in) {
-        c->in = evbuffer_new();
-    }
-    int n = evbuffer_read(c->in, c->fd, READ_PER_TURN);
+    uint8_t buf[READ_PER_TURN];
+    ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
     if (n < 0 && would_block()) {
-        conn_io_in_done(c);
         return;
     }
     if (n <= 0) {
@@ -119,8 +124,18 @@ static void sock_read(conn *c)
         conn_on_event(c, (short)(BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR)));
         return;
     }
+    if (!c->in) {
+        c->in = evbuffer_new();
+    }
+    evbuffer_add(c->in, buf, (size_t)n);
+    c->io_in_read = true;
     conn_on_read(c);
+    c->io_in_read = false;
     conn_io_in_done(c);
+    if (c->out && !c->io_stopped) {
+        sock_write(c);
+    }
+    sock_update(c);
 }
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg)

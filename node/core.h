@@ -163,6 +163,7 @@ struct conn {
     uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
     uint8_t ev_what;        /* EV_READ / EV_WRITE ev is registered for */
     bool read_off;          /* reading disabled */
+    bool io_in_read;        /* handling input just read: output waits for its end (conn_io.c) */
     bool io_stopped;        /* closed: neither read nor written again */
     uint8_t state;
     uint8_t version;
