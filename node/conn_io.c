@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 
 /* What bufferevent reads per turn by default, kept for the plain socket. */
@@ -56,9 +57,7 @@ static void sock_update(conn *c)
 {
     short want = 0;
     if (!c->io_stopped) {
-        /* Output made while reading is written when the read is done
-         * (sock_read), most often completely: no need to ask for EV_WRITE. */
-        want = (short)((c->read_off ? 0 : EV_READ) | (c->out && !c->io_in_read ? EV_WRITE : 0));
+        want = (short)((c->read_off ? 0 : EV_READ) | (c->io_want_write ? EV_WRITE : 0));
     }
     if (want == c->ev_what) {
         return;
@@ -85,10 +84,13 @@ static bool would_block(void)
     return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
 
+/* Writes what the socket takes; asks for EV_WRITE only for the rest. */
 static void sock_write(conn *c)
 {
     int n = evbuffer_write_atmost(c->out, c->fd, CONN_IO_MAX_WRITE);
     if (n < 0 && would_block()) {
+        c->io_want_write = true;
+        sock_update(c);
         return;
     }
     if (n <= 0) {
@@ -101,16 +103,19 @@ static void sock_write(conn *c)
     if (evbuffer_get_length(c->out) == 0) {
         evbuffer_free(c->out);
         c->out = NULL;
+        c->io_want_write = false;
         sock_update(c);
         conn_on_written(c);
+        return;
     }
+    c->io_want_write = true;
+    sock_update(c);
 }
 
 /* Reads into the stack rather than with evbuffer_read, which asks the
  * socket for its readable size (one more system call per read). Replies
  * made while handling the input (CONNACK, PUBACK, ...) are written right
- * after it: registering for EV_WRITE and back would cost four epoll_ctl
- * calls per reply. */
+ * after it. */
 static void sock_read(conn *c)
 {
     uint8_t buf[READ_PER_TURN];
@@ -132,10 +137,9 @@ static void sock_read(conn *c)
     conn_on_read(c);
     c->io_in_read = false;
     conn_io_in_done(c);
-    if (c->out && !c->io_stopped) {
+    if (c->out && !c->io_stopped && !c->io_want_write) {
         sock_write(c);
     }
-    sock_update(c);
 }
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg)
@@ -150,6 +154,68 @@ static void sock_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Output is written at the end of the loop turn that made it, not after a
+ * round through epoll: registering for EV_WRITE and back costs four
+ * epoll_ctl calls per reply, and the write a loop turn later. Most writes
+ * complete; EV_WRITE is asked for only when the socket is full. */
+static void flush_later(conn *c)
+{
+    worker *w = c->w;
+    if (c->io_queued || c->io_want_write) {
+        return;
+    }
+    if (w->n_flush == w->cap_flush) {
+        uint32_t cap = w->cap_flush ? w->cap_flush * 2 : 64;
+        w->flushq = sh_realloc(w->flushq, w->cap_flush * sizeof(conn *), cap * sizeof(conn *));
+        w->cap_flush = cap;
+    }
+    w->flushq[w->n_flush++] = c;
+    c->io_queued = true;
+    if (w->n_flush == 1) {
+        event_active(w->flush, 0, 0);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    /* Writing may make more output (a session pumping its queue), which
+     * may queue more connections: the loop takes them too. */
+    for (uint32_t i = 0; i < w->n_flush; i++) {
+        conn *c = w->flushq[i];
+        c->io_queued = false;
+        if (c->out && !c->io_stopped && !c->io_want_write) {
+            sock_write(c);
+        }
+    }
+    w->n_flush = 0;
+}
+
+static void flush_forget(conn *c)
+{
+    worker *w = c->w;
+    for (uint32_t i = 0; i < w->n_flush; i++) {
+        if (w->flushq[i] == c) {
+            w->flushq[i] = w->flushq[--w->n_flush];
+            break;
+        }
+    }
+    c->io_queued = false;
+}
+
+void conn_io_worker_init(worker *w)
+{
+    w->flush = event_new(w->base, -1, 0, flush_cb, w);
+}
+
+void conn_io_worker_free(worker *w)
+{
+    event_free(w->flush);
+    sh_free(w->flushq, w->cap_flush * sizeof(conn *));
+}
+
 /* --- either --- */
 
 struct evbuffer *conn_io_out(conn *c)
@@ -159,7 +225,9 @@ struct evbuffer *conn_io_out(conn *c)
     }
     if (!c->out) {
         c->out = evbuffer_new();
-        sock_update(c);
+        if (!c->io_in_read) {
+            flush_later(c);
+        }
     }
     return c->out;
 }
@@ -239,6 +307,9 @@ void conn_io_free(conn *c)
     }
     c->io_stopped = true;
     sock_update(c);
+    if (c->io_queued) {
+        flush_forget(c);
+    }
     if (c->in) {
         evbuffer_free(c->in);
     }

@@ -45,6 +45,11 @@ void conn_io_read_enable(conn *c, bool on);
 void conn_io_stop(conn *c);
 void conn_io_free(conn *c);
 
+/* The worker's flush event: writes the output made during a loop turn at
+ * its end, without a round through epoll. */
+void conn_io_worker_init(worker *w);
+void conn_io_worker_free(worker *w);
+
 /* conn.c */
 void conn_on_read(conn *c);
 void conn_on_written(conn *c);

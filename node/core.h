@@ -163,7 +163,9 @@ struct conn {
     uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
     uint8_t ev_what;        /* EV_READ / EV_WRITE ev is registered for */
     bool read_off;          /* reading disabled */
-    bool io_in_read;        /* handling input just read: output waits for its end (conn_io.c) */
+    bool io_in_read;        /* handling input just read: output is written at its end (conn_io.c) */
+    bool io_queued;         /* in the worker's flush queue (conn_io.c) */
+    bool io_want_write;     /* output the socket did not take: EV_WRITE registered */
     bool io_stopped;        /* closed: neither read nor written again */
     uint8_t state;
     uint8_t version;
@@ -224,6 +226,11 @@ struct worker {
     struct event *wake;
     struct event *reap;
     struct event *tick;
+    /* Plain TCP connections with output to write at the end of this turn
+     * (node/conn_io.c). */
+    struct event *flush;
+    conn **flushq;
+    uint32_t n_flush, cap_flush;
     pthread_mutex_t inbox_lock;
     item_vec inbox;
     item_vec *outbox;    /* one per worker, flushed once per batch */

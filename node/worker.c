@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/alloc.h"
+#include "node/conn_io.h"
 #include "common/log.h"
 #include "node/core.h"
 #include "node/metrics.h"
@@ -339,6 +340,7 @@ static int worker_init(broker *b, worker *w, int id)
     /* Reaping runs at the low priority, after the callbacks of this turn. */
     w->reap = event_new(w->base, -1, 0, reap_cb, w);
     event_priority_set(w->reap, 1);
+    conn_io_worker_init(w);
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     struct timeval one = {1, 0};
     event_add(w->tick, &one);
@@ -495,6 +497,7 @@ void worker_free_all(broker *b)
         }
         event_free(w->wake);
         event_free(w->reap);
+        conn_io_worker_free(w);
         event_free(w->tick);
         sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));
         sh_free(w->by_id, w->by_id_cap * sizeof(conn *));

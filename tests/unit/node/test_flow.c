@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "node/conn_io.h"
 #include "node/core.h"
 #include "node/send.h"
 #include "proto/packet.h"
@@ -31,6 +32,7 @@ static void setup(void)
     memset(&w, 0, sizeof(w));
     w.b = &b;
     w.base = event_base_new();
+    conn_io_worker_init(&w);
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     peer = sv[1];
@@ -55,6 +57,7 @@ static void teardown(void)
     conn_free(c);
     close(peer);
     sh_free(w.by_id, w.by_id_cap * sizeof(conn *));
+    conn_io_worker_free(&w);
     event_base_free(w.base);
 }
 
