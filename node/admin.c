@@ -323,7 +323,7 @@ static void offline_sessions(broker *b, const gather *g, recvec *out)
             recvec_push(&ids, s->client_id, &none, false);
         }
     }
-    for (size_t i = 0; !g->id && i < SESS_BUCKETS; i++) {
+    for (size_t i = 0; !g->id && i < b->sess_buckets; i++) {
         for (session *s = b->sess_tab[i]; s; s = s->reg_next) {
             if (!atomic_load(&s->online) && wanted(g, s->client_id)) {
                 json_buf none = {0};

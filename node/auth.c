@@ -182,10 +182,13 @@ static mqtt_rc fail(conn *c, const mqtt_connect *p, mqtt_rc rc, const char *why)
 mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
 {
     broker *b = c->w->b;
-    if (c->tls_cn) {
+    if (c->x && c->x->tls_cn) {
         /* --tls-cert-as-username: the verified certificate's CN is the
-         * username (node/tls.c sets tls_cn only then); no password check. */
-        c->username = sh_strndup(c->tls_cn, strlen(c->tls_cn));
+         * username (node/tls.c sets tls_cn only then); no password check.
+         * It moves over, so the connection keeps one copy. */
+        c->username = c->x->tls_cn;
+        c->x->tls_cn = NULL;
+        conn_ext_trim(c);
         return MQTT_RC_SUCCESS;
     }
     if (p->has_username) {

@@ -13,7 +13,8 @@ void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
     pthread_rwlock_init(&b->subs_lock, NULL);
     pthread_rwlock_init(&b->retain_lock, NULL);
     pthread_mutex_init(&b->sess_lock, NULL);
-    b->sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    b->sess_buckets = SESS_BUCKETS_MIN;
+    b->sess_tab = sh_calloc(b->sess_buckets, sizeof(session *));
 }
 
 /* Connections first (they hold sessions), then sessions (their timers live
@@ -21,7 +22,7 @@ void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
 void broker_free(broker *b)
 {
     worker_release_conns(b);
-    for (size_t i = 0; i < SESS_BUCKETS; i++) {
+    for (size_t i = 0; i < b->sess_buckets; i++) {
         session *s = b->sess_tab[i];
         while (s) {
             session *next = s->reg_next;
@@ -30,7 +31,7 @@ void broker_free(broker *b)
             s = next;
         }
     }
-    sh_free(b->sess_tab, SESS_BUCKETS * sizeof(session *));
+    sh_free(b->sess_tab, b->sess_buckets * sizeof(session *));
     worker_free_all(b);
     trie_free(b->subs);
     retain_free(b->retained);

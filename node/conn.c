@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -88,28 +89,38 @@ static struct bufferevent *tls_bev_new(worker *w, int fd)
 
 static conn *conn_start(worker *w, conn *c, unsigned flags);
 
-/* One allocation: the struct, the peer's name, and for a plain TCP
- * connection its event (8-byte aligned). */
-static size_t conn_peer_size(const char *peer)
-{
-    return (strlen(peer) + 1 + 7) & ~(size_t)7;
-}
-
+/* One allocation: for a plain TCP connection its event (8-byte aligned),
+ * then the struct and the peer's name. */
 static size_t conn_size(const conn *c)
 {
-    return sizeof(*c) + conn_peer_size(c->peer) + (c->bev ? 0 : conn_io_sock_extra());
+    return offsetof(conn, peer) + strlen(c->peer) + 1 + (c->bev ? 0 : conn_io_sock_extra());
 }
 
 static conn *conn_alloc(worker *w, const char *peer, bool sock)
 {
-    size_t n = conn_peer_size(peer);
-    conn *c = sh_calloc(1, sizeof(*c) + n + (sock ? conn_io_sock_extra() : 0));
+    size_t ev = sock ? conn_io_sock_extra() : 0;
+    char *p = sh_calloc(1, ev + offsetof(conn, peer) + strlen(peer) + 1);
+    conn *c = (conn *)(p + ev);
     c->w = w;
     memcpy(c->peer, peer, strlen(peer) + 1);
-    if (sock) {
-        c->ev = (struct event *)((char *)c + sizeof(*c) + n);
-    }
     return c;
+}
+
+conn_ext *conn_ext_get(conn *c)
+{
+    if (!c->x) {
+        c->x = sh_calloc(1, sizeof(*c->x));
+    }
+    return c->x;
+}
+
+void conn_ext_trim(conn *c)
+{
+    conn_ext *x = c->x;
+    if (x && !x->aliases && !x->out_aliases && !x->tls_cn && !x->ws && !x->rate && !x->ax) {
+        sh_free(x, sizeof(*x));
+        c->x = NULL;
+    }
 }
 
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags)
@@ -151,7 +162,7 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     c->client_receive_max = 65535;
     c->tls = (flags & CONN_TLS) != 0;
     if (flags & CONN_WS) {
-        c->ws = ws_conn_new();
+        conn_ext_get(c)->ws = ws_conn_new();
     }
     c->next = w->conns;
     if (w->conns) {
@@ -163,7 +174,7 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
     sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer,
-           w->id, c->tls, c->ws != NULL);
+           w->id, c->tls, conn_ws(c) != NULL);
     return c;
 }
 
@@ -173,7 +184,7 @@ void conn_write(conn *c, const void *data, size_t len)
         return;
     }
     struct evbuffer *out = conn_io_out(c);
-    if (c->ws && !ws_conn_frame(c, out, len)) {
+    if (conn_ws(c) && !ws_conn_frame(c, out, len)) {
         return;
     }
     evbuffer_add(out, data, len);
@@ -183,7 +194,7 @@ void conn_write(conn *c, const void *data, size_t len)
 struct evbuffer *conn_output(conn *c, size_t len)
 {
     struct evbuffer *out = conn_io_out(c);
-    if (c->ws) {
+    if (conn_ws(c)) {
         ws_conn_frame(c, out, len);
     }
     return out;
@@ -250,7 +261,7 @@ void conn_close(conn *c, uint8_t rc, const char *why)
     if (established && c->version == MQTT_V5 && rc >= 0x80 && !c->sent_disconnect) {
         send_disconnect(c, rc, why);
     }
-    if (c->ws) {
+    if (conn_ws(c)) {
         ws_conn_send_close(c, rc); /* after the last MQTT bytes */
     }
     c->state = CS_CLOSING;
@@ -280,16 +291,21 @@ void conn_free(conn *c)
     sh_assert(c->state == CS_CLOSED);
     atomic_fetch_sub(&c->w->b->stats.connections_current, 1);
     conn_io_free(c);
-    if (c->aliases) {
+    limits_conn_free(c);
+    handle_auth_end(c); /* both may leave c->x empty and free it */
+    conn_ext *x = c->x;
+    if (x && x->aliases) {
         for (uint32_t i = 0; i <= c->alias_max; i++) {
-            sh_free((void *)c->aliases[i].p, c->aliases[i].len);
+            sh_free((void *)x->aliases[i].p, x->aliases[i].len);
         }
-        sh_free(c->aliases, (c->alias_max + 1u) * sizeof(mqtt_bytes));
+        sh_free(x->aliases, (c->alias_max + 1u) * sizeof(mqtt_bytes));
     }
-    for (uint16_t i = 0; i < c->out_alias_used; i++) {
-        sh_free((void *)c->out_aliases[i].p, c->out_aliases[i].len);
+    if (x && x->out_aliases) {
+        for (uint16_t i = 0; i < x->out_alias_used; i++) {
+            sh_free((void *)x->out_aliases[i].p, x->out_aliases[i].len);
+        }
+        sh_free(x->out_aliases, x->out_alias_cap * sizeof(mqtt_bytes));
     }
-    sh_free(c->out_aliases, c->out_alias_cap * sizeof(mqtt_bytes));
     if (c->client_id) {
         sh_free(c->client_id, strlen(c->client_id) + 1);
     }
@@ -297,13 +313,15 @@ void conn_free(conn *c)
         sh_free(c->username, strlen(c->username) + 1);
     }
     msg_unref(c->will);
-    limits_conn_free(c);
-    handle_auth_end(c);
-    if (c->tls_cn) {
-        sh_free(c->tls_cn, strlen(c->tls_cn) + 1);
+    if (x) {
+        if (x->tls_cn) {
+            sh_free(x->tls_cn, strlen(x->tls_cn) + 1);
+        }
+        ws_conn_free(x->ws);
+        sh_free(x, sizeof(*x));
     }
-    ws_conn_free(c->ws);
-    sh_free(c, conn_size(c));
+    size_t size = conn_size(c);
+    sh_free((char *)c - (c->bev ? 0 : conn_io_sock_extra()), size);
 }
 
 static void log_bad_input(conn *c, const uint8_t *p, size_t n, uint8_t rc)
@@ -363,7 +381,7 @@ static void read_cb(conn *c)
     struct evbuffer *in = conn_io_in(c);
     uint32_t max = c->w->b->cfg->max_packet_size;
     c->last_rx_ms = now_ms();
-    if (c->ws) {
+    if (conn_ws(c)) {
         in = ws_conn_read(c); /* the MQTT bytes inside the frames; NULL before the upgrade */
     }
     while (in && c->state < CS_CLOSING && !c->paused) {
@@ -423,7 +441,7 @@ static void read_cb(conn *c)
             break;
         }
     }
-    if (c->ws) {
+    if (conn_ws(c)) {
         ws_conn_read_done(c);
     }
     worker_flush(c->w);
@@ -491,11 +509,13 @@ static void tls_connected(conn *c)
     tls_describe(c->bev, desc, sizeof(desc));
     if (cn[0] && c->w->b->cfg->tls_cert_as_username) {
         size_t n = strlen(cn) + 1;
-        c->tls_cn = sh_malloc(n);
-        memcpy(c->tls_cn, cn, n);
+        char *copy = sh_malloc(n);
+        memcpy(copy, cn, n);
+        conn_ext_get(c)->tls_cn = copy;
     }
+    const char *user = c->x && c->x->tls_cn ? c->x->tls_cn : "-";
     sh_log(SH_INFO, "event=tls_handshake conn=%llu peer=%s tls=\"%s\" cn=%s username=%s", (unsigned long long)c->id,
-           c->peer, desc, cn[0] ? cn : "-", c->tls_cn ? c->tls_cn : "-");
+           c->peer, desc, cn[0] ? cn : "-", user);
 }
 
 void conn_on_event(conn *c, short what)
@@ -548,12 +568,12 @@ void conn_check_timers(conn *c, uint64_t now)
         }
         /* Counted, not logged through limits_refused: the close logs it once. */
         atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
-        if (c->ws && !ws_conn_open(c)) {
+        if (conn_ws(c) && !ws_conn_open(c)) {
             conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no WebSocket handshake within connect timeout");
             return;
         }
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
-    } else if (c->state == CS_ACTIVE && c->ax && handle_auth_overdue(c, now, connect_ms)) {
+    } else if (c->state == CS_ACTIVE && c->x && c->x->ax && handle_auth_overdue(c, now, connect_ms)) {
         conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");
     } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & PAUSE_RATE) &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {

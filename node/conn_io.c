@@ -51,8 +51,15 @@ size_t conn_io_sock_extra(void)
     return (event_get_struct_event_size() + 7u) & ~(size_t)7u;
 }
 
-/* Register c->ev for what is wanted now: reading unless disabled, writing
- * while there is output. */
+/* The socket's event sits right before the struct (conn.c), so finding it
+ * costs no pointer. */
+static struct event *sock_ev(conn *c)
+{
+    return (struct event *)((char *)c - conn_io_sock_extra());
+}
+
+/* Register the event for what is wanted now: reading unless disabled, writing
+ * while output waits that the socket did not take. */
 static void sock_update(conn *c)
 {
     short want = 0;
@@ -63,18 +70,18 @@ static void sock_update(conn *c)
         return;
     }
     if (c->ev_what) {
-        event_del(c->ev);
+        event_del(sock_ev(c));
     }
     c->ev_what = (uint8_t)want;
     if (want) {
-        event_assign(c->ev, c->w->base, c->fd, (short)(want | EV_PERSIST), sock_cb, c);
-        event_add(c->ev, NULL);
+        event_assign(sock_ev(c), c->w->base, c->fd, (short)(want | EV_PERSIST), sock_cb, c);
+        event_add(sock_ev(c), NULL);
     }
 }
 
 void conn_io_init_sock(conn *c, int fd)
 {
-    c->fd = fd; /* c->ev was placed by conn.c */
+    c->fd = fd; /* its event was placed by conn.c */
     sock_update(c);
 }
 

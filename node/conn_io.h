@@ -22,10 +22,11 @@
  * which starves a subscriber fed by many publishers. */
 #define CONN_IO_MAX_WRITE (256 * 1024)
 
-/* Bytes of the event a plain socket connection keeps after its struct. */
+/* Bytes of the event a plain socket connection keeps right before its
+ * struct, in the same allocation. */
 size_t conn_io_sock_extra(void);
-/* Start reading the plain socket fd (c->ev already points into c's
- * allocation, conn_io_sock_extra bytes). */
+/* Start reading the plain socket fd (c sits conn_io_sock_extra bytes into
+ * its allocation, after room for the event). */
 void conn_io_init_sock(conn *c, int fd);
 /* Start a bufferevent connection (owned from now on). */
 void conn_io_init_bev(conn *c, struct bufferevent *bev);

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "cluster/backplane.h"
@@ -66,18 +67,24 @@ typedef struct sub_entry {
     sub_opts opts;
 } sub_entry;
 
+/* What only an offline session needs (its expiry and delayed will), made
+ * when it goes offline with a deadline and freed once it has none: a
+ * connected client's session carries one pointer for it. */
+typedef struct session_offline {
+    struct event *timer; /* the next deadline */
+    worker *timer_w;     /* the worker whose loop the timer is on */
+    uint64_t expire_at;  /* monotonic ms the session ends, 0 = never */
+    uint64_t will_at;    /* monotonic ms the delayed will fires */
+    msg *will;           /* delayed will, ref held */
+} session_offline;
+
 /* Fields are ordered widest first so that one session per client carries
  * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
     session *reg_next;
-    char *client_id;   /* in this allocation, after the struct */
     uint64_t epoch;
     conn *c;           /* attached connection, owner's thread only */
-    struct event *timer; /* expiry / will delay while offline */
-    worker *timer_w;     /* the worker whose loop the timer is on */
-    uint64_t expire_at;  /* monotonic ms the offline session ends, 0 = never */
-    uint64_t will_at;    /* monotonic ms the delayed will fires, 0 = none */
-    msg *will;           /* delayed will, ref held */
+    session_offline *off; /* owner's thread only; NULL while nothing is due offline */
     /* Outgoing QoS 1/2 awaiting acks, in send order. */
     inflight *inf;
     /* Waiting to be sent: a ring buffer. */
@@ -107,7 +114,11 @@ struct session {
     bool dead;         /* ended: deliveries are dropped */
     bool persistent;   /* outlives its connection */
     bool registered;       /* in the registry (under sess_lock) */
+    char client_id[];  /* NUL-terminated, in this allocation */
 };
+
+/* The bytes of a session's allocation, its client id included. */
+#define SESSION_SIZE(id_len) (offsetof(session, client_id) + (size_t)(id_len) + 1u)
 
 enum conn_state {
     CS_NEW = 0,     /* waiting for CONNECT */
@@ -121,32 +132,43 @@ enum conn_state {
 /* A connection's publish-rate state (node/limits.c), made on first use. */
 typedef struct conn_rate conn_rate;
 
-/* Ordered widest first, rarely used state behind pointers made on first
- * use: an idle connection should cost little (docs/architecture.md,
+/* What only some connections need, made on first use (conn_ext_get) and
+ * freed with the connection, or once empty again (conn_ext_trim). */
+typedef struct conn_ext {
+    mqtt_bytes *aliases;      /* inbound topic aliases, owned copies, 1-based */
+    mqtt_bytes *out_aliases;  /* outbound: alias i+1 stands for out_aliases[i] */
+    char *tls_cn;             /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
+    struct ws_conn *ws;       /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
+    conn_rate *rate;          /* --max-publish-rate / --max-publish-bytes-rate (node/limits.c); NULL until needed */
+    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/handle_auth.c) */
+    uint16_t out_alias_used;
+    uint16_t out_alias_cap;
+} conn_ext;
+
+/* Ordered widest first with no padding, flags as bits, rarely used state
+ * in `x`: an idle connection should cost little (docs/architecture.md,
  * "Memory per connection"). */
 struct conn {
     uint64_t id;
     worker *w;
     /* Transport (node/conn_io.c): a bufferevent for TLS and WebSocket, else
-     * a bare event on fd and buffers that exist only while holding bytes. */
+     * a bare event on fd (in this allocation, before the struct) and
+     * buffers that exist only while holding bytes. */
     struct bufferevent *bev;
-    struct event *ev;       /* plain TCP: inside this allocation, after the struct */
     struct evbuffer *in, *out;
     conn *prev, *next; /* the worker's list */
     session *s;        /* ref held while attached */
-    uint64_t claim_epoch;
+    /* Each only in its state, so they share the bytes. */
+    union {
+        uint64_t claim_epoch; /* CS_CLAIMING: the epoch of our claim */
+        uint64_t closing_ms;  /* CS_CLOSING: when the close began */
+    };
     uint64_t created_ms;
     uint64_t last_rx_ms;
-    uint64_t closing_ms;
     msg *will;              /* ref held */
     char *client_id;        /* copy until the session is attached */
-    mqtt_bytes *aliases;    /* inbound topic aliases, owned copies, 1-based */
-    mqtt_bytes *out_aliases; /* outbound: alias i+1 stands for out_aliases[i] */
-    char *tls_cn;           /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
-    struct ws_conn *ws;     /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
     char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
-    conn_rate *rate;        /* --max-publish-rate / --max-publish-bytes-rate (node/limits.c); NULL until needed */
-    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/handle_auth.c) */
+    conn_ext *x;            /* NULL until a connection needs it */
     int fd;                 /* plain TCP */
     uint32_t client_max_packet;
     uint32_t will_delay;
@@ -158,29 +180,36 @@ struct conn {
     uint16_t alias_max;     /* ours, granted to the client */
     uint16_t inbound_pending; /* QoS 1/2 received and not yet acknowledged/completed */
     uint16_t requested_keepalive;
-    uint16_t out_alias_used;
-    uint16_t out_alias_cap;
     uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
-    uint8_t ev_what;        /* EV_READ / EV_WRITE ev is registered for */
-    bool read_off;          /* reading disabled */
-    bool io_in_read;        /* handling input just read: output is written at its end (conn_io.c) */
-    bool io_queued;         /* in the worker's flush queue (conn_io.c) */
-    bool io_want_write;     /* output the socket did not take: EV_WRITE registered */
-    bool io_stopped;        /* closed: neither read nor written again */
+    uint8_t ev_what;        /* EV_READ / EV_WRITE the socket's event is registered for */
     uint8_t state;
     uint8_t version;
-    bool will_retain;
-    bool request_problem_info;
-    bool sent_disconnect;
     uint8_t paused;         /* PAUSE_* bits: input is handled only when none is set */
     uint8_t close_rc;
-    bool clean_start;
-    bool assigned_id;
-    bool tls;               /* accepted on the TLS listener (node/tls.c) */
-    bool tls_up;            /* handshake completed */
-    bool enhanced_auth;     /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
-    char peer[];            /* "host:port", in this allocation (then, for plain TCP, ev) */
+    bool read_off : 1;      /* reading disabled */
+    bool io_stopped : 1;    /* closed: neither read nor written again */
+    bool io_in_read : 1;    /* handling input just read: output is written at its end (conn_io.c) */
+    bool io_queued : 1;     /* in the worker's flush queue (conn_io.c) */
+    bool io_want_write : 1; /* output the socket did not take: EV_WRITE registered */
+    bool request_problem_info : 1;
+    bool sent_disconnect : 1;
+    bool clean_start : 1;
+    bool assigned_id : 1;
+    bool tls : 1;           /* accepted on the TLS listener (node/tls.c) */
+    bool tls_up : 1;        /* handshake completed */
+    bool enhanced_auth : 1; /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
+    char peer[];            /* "host:port", in this allocation */
 };
+
+/* c->x, made if needed. */
+conn_ext *conn_ext_get(conn *c);
+/* Free c->x if it holds nothing any more. */
+void conn_ext_trim(conn *c);
+
+static inline struct ws_conn *conn_ws(const conn *c)
+{
+    return c->x ? c->x->ws : NULL;
+}
 
 /* The longest conn.peer, "[IPv6]:port" and its terminator. */
 #define CONN_PEER_MAX 48
@@ -274,7 +303,9 @@ typedef struct broker_stats {
     _Atomic uint64_t refused;
 } broker_stats;
 
-#define SESS_BUCKETS 65536
+/* The session table starts this small and doubles as sessions come, so a
+ * small broker does not pay for a big one. */
+#define SESS_BUCKETS_MIN 1024
 
 struct broker {
     config *cfg;
@@ -294,6 +325,7 @@ struct broker {
     retain *retained;
     pthread_mutex_t sess_lock;
     session **sess_tab; /* client id → session, chained through reg_next */
+    uint32_t sess_buckets; /* a power of two, under sess_lock */
     _Atomic uint64_t sess_count;
     _Atomic uint64_t sess_online;      /* sessions with a connection (session.online) */
     _Atomic uint64_t sess_persistent;  /* registered sessions that outlive their connection */

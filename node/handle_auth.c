@@ -58,11 +58,17 @@ static void send_step(conn *c, uint8_t rc, const char *data, size_t len)
     send_auth(c, rc, &pr);
 }
 
+/* The exchange in progress, or NULL. */
+static struct auth_exchange *ax_of(const conn *c)
+{
+    return c->x ? c->x->ax : NULL;
+}
+
 /* Count, log, tell the client (CONNACK or DISCONNECT) and close. Returns a
  * code below 0x80: the client has been told already. */
 static mqtt_rc refuse(conn *c, uint8_t rc, const char *why)
 {
-    const scram *s = c->ax ? &c->ax->s : NULL;
+    const scram *s = ax_of(c) ? &ax_of(c)->s : NULL;
     auth_scram_failed(c, s ? s->user : "", s ? s->user_len : 0, why);
     handle_auth_end(c);
     conn_refuse(c, rc, REFUSAL);
@@ -72,10 +78,11 @@ static mqtt_rc refuse(conn *c, uint8_t rc, const char *why)
 /* client-first → server-first. */
 static mqtt_rc start(conn *c, const mqtt_props *pr, bool reauth)
 {
-    sh_assert(!c->ax);
-    c->ax = sh_calloc(1, sizeof(*c->ax));
-    c->ax->started_ms = now_ms();
-    scram *s = &c->ax->s;
+    sh_assert(!ax_of(c));
+    struct auth_exchange *ax = sh_calloc(1, sizeof(*ax));
+    conn_ext_get(c)->ax = ax;
+    ax->started_ms = now_ms();
+    scram *s = &ax->s;
     if (!mqtt_props_has(pr, MQTT_PROP_AUTH_DATA)) {
         return refuse(c, MQTT_RC_NOT_AUTHORIZED, "no client-first message");
     }
@@ -92,7 +99,7 @@ static mqtt_rc start(conn *c, const mqtt_props *pr, bool reauth)
     }
     scram_cred cred;
     char nonce[SCRAM_SERVER_NONCE_LEN + 1];
-    if (auth_scram_cred(c->w->b, s->user, s->user_len, &cred, &c->ax->doomed) != SH_OK ||
+    if (auth_scram_cred(c->w->b, s->user, s->user_len, &cred, &ax->doomed) != SH_OK ||
         scram_make_nonce(nonce, sizeof(nonce)) != 0 || scram_server_first(s, &cred, nonce) != SCRAM_OK) {
         return refuse(c, MQTT_RC_NOT_AUTHORIZED, "no SCRAM credentials");
     }
@@ -103,7 +110,7 @@ static mqtt_rc start(conn *c, const mqtt_props *pr, bool reauth)
 /* client-final → server-final (in CONNACK or AUTH 0x00). */
 static mqtt_rc finish(conn *c, const mqtt_props *pr)
 {
-    struct auth_exchange *ax = c->ax;
+    struct auth_exchange *ax = ax_of(c);
     if (!mqtt_props_has(pr, MQTT_PROP_AUTH_DATA)) {
         return refuse(c, MQTT_RC_NOT_AUTHORIZED, "no client-final message");
     }
@@ -141,10 +148,10 @@ mqtt_rc handle_auth(conn *c, const mqtt_reason *p)
     if (!is_scram(&p->props)) {
         return MQTT_RC_PROTOCOL_ERROR;
     }
-    if (p->rc == MQTT_RC_REAUTHENTICATE && c->state == CS_ACTIVE && !c->ax) {
+    if (p->rc == MQTT_RC_REAUTHENTICATE && c->state == CS_ACTIVE && !ax_of(c)) {
         return start(c, &p->props, true);
     }
-    if (p->rc == MQTT_RC_CONTINUE_AUTHENTICATION && c->ax) {
+    if (p->rc == MQTT_RC_CONTINUE_AUTHENTICATION && ax_of(c)) {
         return finish(c, &p->props);
     }
     /* 0x18 with nothing in progress, 0x19 before CONNACK or during an
@@ -168,20 +175,24 @@ mqtt_rc handle_auth_connect(conn *c, const mqtt_props *connect_props)
 
 void handle_auth_connack_props(conn *c, mqtt_props *pr)
 {
-    if (c->ax && c->ax->s.server_final_len) {
-        set_method(pr, c->ax->s.server_final, c->ax->s.server_final_len);
+    const struct auth_exchange *ax = ax_of(c);
+    if (ax && ax->s.server_final_len) {
+        set_method(pr, ax->s.server_final, ax->s.server_final_len);
     }
 }
 
 void handle_auth_end(conn *c)
 {
-    if (c->ax) {
-        sh_free(c->ax, sizeof(*c->ax));
-        c->ax = NULL;
+    struct auth_exchange *ax = ax_of(c);
+    if (ax) {
+        sh_free(ax, sizeof(*ax));
+        c->x->ax = NULL;
+        conn_ext_trim(c);
     }
 }
 
 bool handle_auth_overdue(const conn *c, uint64_t now, uint64_t limit_ms)
 {
-    return c->ax && now - c->ax->started_ms >= limit_ms;
+    const struct auth_exchange *ax = ax_of(c);
+    return ax && now - ax->started_ms >= limit_ms;
 }

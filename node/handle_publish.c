@@ -20,10 +20,11 @@ static mqtt_rc resolve_alias(conn *c, mqtt_publish *p)
     if (a == 0 || a > c->alias_max) {
         return MQTT_RC_TOPIC_ALIAS_INVALID;
     }
-    if (!c->aliases) {
-        c->aliases = sh_calloc(c->alias_max + 1u, sizeof(mqtt_bytes));
+    conn_ext *x = conn_ext_get(c);
+    if (!x->aliases) {
+        x->aliases = sh_calloc(c->alias_max + 1u, sizeof(mqtt_bytes));
     }
-    mqtt_bytes *slot = &c->aliases[a];
+    mqtt_bytes *slot = &x->aliases[a];
     if (p->topic.len == 0) {
         if (slot->len == 0) {
             return MQTT_RC_PROTOCOL_ERROR; /* alias never set */

@@ -150,13 +150,14 @@ static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
  * the client and nothing it sent is lost. */
 static void pause_for(conn *c, uint64_t ms)
 {
-    if (!c->rate->timer) {
-        c->rate->timer = event_new(c->w->base, -1, 0, rate_timer_cb, c);
+    conn_rate *r = c->x->rate;
+    if (!r->timer) {
+        r->timer = event_new(c->w->base, -1, 0, rate_timer_cb, c);
     }
     c->paused |= PAUSE_RATE;
     conn_io_read_enable(c, false);
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(c->rate->timer, &tv);
+    event_add(r->timer, &tv);
 }
 
 bool limits_publish_admit(conn *c, size_t bytes)
@@ -167,12 +168,13 @@ bool limits_publish_admit(conn *c, size_t bytes)
         return true;
     }
     uint64_t now = now_ms();
-    if (!c->rate) {
-        c->rate = sh_calloc(1, sizeof(*c->rate));
-        tb_init(&c->rate->msgs, mr, now);
-        tb_init(&c->rate->bytes, br, now);
+    conn_rate *r = c->x ? c->x->rate : NULL;
+    if (!r) {
+        r = sh_calloc(1, sizeof(*r));
+        tb_init(&r->msgs, mr, now);
+        tb_init(&r->bytes, br, now);
+        conn_ext_get(c)->rate = r;
     }
-    conn_rate *r = c->rate;
     uint64_t wait = 0;
     if (mr) {
         tb_refill(&r->msgs, mr, now);
@@ -204,14 +206,16 @@ bool limits_publish_admit(conn *c, size_t bytes)
 
 void limits_conn_free(conn *c)
 {
-    if (!c->rate) {
+    conn_rate *r = c->x ? c->x->rate : NULL;
+    if (!r) {
         return;
     }
-    if (c->rate->timer) {
-        event_free(c->rate->timer);
+    if (r->timer) {
+        event_free(r->timer);
     }
-    sh_free(c->rate, sizeof(*c->rate));
-    c->rate = NULL;
+    sh_free(r, sizeof(*r));
+    c->x->rate = NULL;
+    conn_ext_trim(c);
 }
 
 limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len)

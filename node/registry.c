@@ -10,13 +10,38 @@ static uint32_t hash(const char *id, size_t len)
     for (size_t i = 0; i < len; i++) {
         h = (h ^ (uint8_t)id[i]) * 16777619u;
     }
-    return h & (SESS_BUCKETS - 1);
+    return h;
+}
+
+static session **bucket(broker *b, const char *id, size_t len)
+{
+    return &b->sess_tab[hash(id, len) & (b->sess_buckets - 1)];
+}
+
+/* Double the table once it holds more sessions than buckets. */
+static void grow(broker *b)
+{
+    uint32_t cap = b->sess_buckets * 2;
+    session **tab = sh_calloc(cap, sizeof(session *));
+    for (uint32_t i = 0; i < b->sess_buckets; i++) {
+        session *s = b->sess_tab[i];
+        while (s) {
+            session *next = s->reg_next;
+            session **head = &tab[hash(s->client_id, s->id_len) & (cap - 1)];
+            s->reg_next = *head;
+            *head = s;
+            s = next;
+        }
+    }
+    sh_free(b->sess_tab, b->sess_buckets * sizeof(session *));
+    b->sess_tab = tab;
+    b->sess_buckets = cap;
 }
 
 /* Caller holds b->sess_lock. */
 session *registry_get(broker *b, const char *id, size_t len)
 {
-    for (session *s = b->sess_tab[hash(id, len)]; s; s = s->reg_next) {
+    for (session *s = *bucket(b, id, len); s; s = s->reg_next) {
         if (s->id_len == len && memcmp(s->client_id, id, len) == 0) {
             return s;
         }
@@ -27,10 +52,13 @@ session *registry_get(broker *b, const char *id, size_t len)
 /* Caller holds b->sess_lock; the registry takes a ref. */
 void registry_put(broker *b, session *s)
 {
-    uint32_t h = hash(s->client_id, s->id_len);
+    if (atomic_load(&b->sess_count) >= b->sess_buckets) {
+        grow(b);
+    }
+    session **head = bucket(b, s->client_id, s->id_len);
     session_ref(s);
-    s->reg_next = b->sess_tab[h];
-    b->sess_tab[h] = s;
+    s->reg_next = *head;
+    *head = s;
     s->registered = true;
     atomic_fetch_add(&b->sess_count, 1);
     if (s->persistent) {
@@ -42,7 +70,7 @@ void registry_put(broker *b, session *s)
  * the registered session for its id. */
 void registry_remove(broker *b, session *s)
 {
-    session **pp = &b->sess_tab[hash(s->client_id, s->id_len)];
+    session **pp = bucket(b, s->client_id, s->id_len);
     while (*pp && *pp != s) {
         pp = &(*pp)->reg_next;
     }

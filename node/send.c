@@ -166,8 +166,9 @@ void send_auth(conn *c, uint8_t rc, const mqtt_props *props)
  * or teach it a new one while the client's Topic Alias Maximum allows. */
 static void apply_out_alias(conn *c, mqtt_publish *p)
 {
-    for (uint16_t i = 0; i < c->out_alias_used; i++) {
-        mqtt_bytes *a = &c->out_aliases[i];
+    conn_ext *x = conn_ext_get(c);
+    for (uint16_t i = 0; i < x->out_alias_used; i++) {
+        mqtt_bytes *a = &x->out_aliases[i];
         if (a->len == p->topic.len && memcmp(a->p, p->topic.p, a->len) == 0) {
             p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
             p->props.topic_alias = (uint16_t)(i + 1);
@@ -175,20 +176,20 @@ static void apply_out_alias(conn *c, mqtt_publish *p)
             return;
         }
     }
-    if (!c->out_aliases) {
-        c->out_alias_cap = c->client_alias_max < OUT_ALIAS_LIMIT ? c->client_alias_max : OUT_ALIAS_LIMIT;
-        c->out_aliases = sh_calloc(c->out_alias_cap, sizeof(mqtt_bytes));
+    if (!x->out_aliases) {
+        x->out_alias_cap = c->client_alias_max < OUT_ALIAS_LIMIT ? c->client_alias_max : OUT_ALIAS_LIMIT;
+        x->out_aliases = sh_calloc(x->out_alias_cap, sizeof(mqtt_bytes));
     }
-    if (c->out_alias_used == c->out_alias_cap) {
+    if (x->out_alias_used == x->out_alias_cap) {
         return;
     }
     uint8_t *copy = sh_malloc(p->topic.len);
     memcpy(copy, p->topic.p, p->topic.len);
-    c->out_aliases[c->out_alias_used].p = copy;
-    c->out_aliases[c->out_alias_used].len = p->topic.len;
-    c->out_alias_used++;
+    x->out_aliases[x->out_alias_used].p = copy;
+    x->out_aliases[x->out_alias_used].len = p->topic.len;
+    x->out_alias_used++;
     p->props.present |= MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
-    p->props.topic_alias = c->out_alias_used;
+    p->props.topic_alias = x->out_alias_used;
 }
 
 static void unref_cleanup(const void *data, size_t len, void *arg)
@@ -231,8 +232,9 @@ bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
     if (c->client_max_packet && total > c->client_max_packet) {
         if (p.topic.len && mqtt_props_has(&p.props, MQTT_PROP_TOPIC_ALIAS)) {
             /* The client never learns this alias: take it back. */
-            c->out_alias_used--;
-            sh_free((void *)c->out_aliases[c->out_alias_used].p, c->out_aliases[c->out_alias_used].len);
+            conn_ext *x = c->x; /* made by apply_out_alias */
+            x->out_alias_used--;
+            sh_free((void *)x->out_aliases[x->out_alias_used].p, x->out_aliases[x->out_alias_used].len);
         }
         return false;
     }

@@ -14,11 +14,10 @@
 session *session_new(broker *b, const char *client_id, size_t len, int owner)
 {
     /* The client id lives in the same allocation. */
-    session *s = sh_calloc(1, sizeof(*s) + len + 1);
+    session *s = sh_calloc(1, SESSION_SIZE(len));
     atomic_init(&s->refs, 1);
     atomic_init(&s->owner, owner);
     atomic_init(&s->online, false);
-    s->client_id = (char *)(s + 1);
     memcpy(s->client_id, client_id, len);
     s->id_len = (uint16_t)len;
     s->next_pid = 1;
@@ -118,14 +117,17 @@ void session_unref(broker *b, session *s)
     }
     session_drop_messages(b, s, false);
     free_subs(s);
-    if (s->timer) {
-        event_free(s->timer);
+    if (s->off) {
+        if (s->off->timer) {
+            event_free(s->off->timer);
+        }
+        msg_unref(s->off->will);
+        sh_free(s->off, sizeof(*s->off));
     }
-    msg_unref(s->will);
     sh_free(s->inf, s->cap_inf * sizeof(inflight));
     sh_free(s->q, s->q_cap * sizeof(delivery));
     sh_free(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t));
-    sh_free(s, sizeof(*s) + s->id_len + 1u);
+    sh_free(s, SESSION_SIZE(s->id_len));
 }
 
 /* ---- subscriptions ---- */

@@ -35,32 +35,65 @@ void session_reset(broker *b, session *s)
     session_drop_messages(b, s, true);
 }
 
+/* The offline state, made on first need. */
+static session_offline *offline(session *s)
+{
+    if (!s->off) {
+        s->off = sh_calloc(1, sizeof(*s->off));
+    }
+    return s->off;
+}
+
+/* Let go of the offline state once nothing is due: no timer, no will. */
+static void offline_trim(session *s)
+{
+    session_offline *o = s->off;
+    if (o && !o->timer && !o->will) {
+        sh_free(o, sizeof(*o));
+        s->off = NULL;
+    }
+}
+
 static void drop_timer(session *s)
 {
-    if (s->timer) {
-        event_free(s->timer);
-        s->timer = NULL;
-        s->timer_w = NULL;
+    session_offline *o = s->off;
+    if (!o) {
+        return;
     }
-    s->expire_at = 0;
+    if (o->timer) {
+        event_free(o->timer);
+        o->timer = NULL;
+        o->timer_w = NULL;
+    }
+    o->expire_at = 0;
+    offline_trim(s);
+}
+
+/* The delayed will, now owned by the caller (NULL if none). */
+static msg *take_will(session *s)
+{
+    session_offline *o = s->off;
+    if (!o) {
+        return NULL;
+    }
+    msg *will = o->will;
+    o->will = NULL;
+    o->will_at = 0;
+    offline_trim(s);
+    return will;
 }
 
 static void drop_delayed_will(session *s)
 {
-    msg_unref(s->will);
-    s->will = NULL;
-    s->will_at = 0;
+    msg_unref(take_will(s));
 }
 
-/* The session is over: its delayed will goes out now (§3.1.3.2.2), its
- * subscriptions go, and it leaves the registry. */
-void session_end(worker *w, session *s)
+/* The session is over: `will` (consumed, may be NULL) goes out now
+ * (§3.1.3.2.2), its subscriptions go, and it leaves the registry. */
+static void end_with_will(worker *w, session *s, msg *will)
 {
     broker *b = w->b;
     drop_timer(s);
-    msg *will = s->will;
-    s->will = NULL;
-    s->will_at = 0;
     session_reset(b, s);
     s->dead = true;
     pthread_mutex_lock(&b->sess_lock);
@@ -69,21 +102,27 @@ void session_end(worker *w, session *s)
     publish_will(w, will);
 }
 
+void session_end(worker *w, session *s)
+{
+    end_with_will(w, s, take_will(s));
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
+    (void)fd;
+    (void)what;
     session *s = arg;
-    worker *w = s->timer_w;
+    /* The timer lives in s->off, so s->off is there while it runs. */
+    session_offline *o = s->off;
+    worker *w = o->timer_w;
     if (s->c || s->dead) {
         return;
     }
     uint64_t now = now_ms();
-    if (s->will && now >= s->will_at) {
-        msg *will = s->will;
-        s->will = NULL;
-        s->will_at = 0;
-        publish_will(w, will);
+    if (o->will && now >= o->will_at) {
+        publish_will(w, take_will(s));
     }
-    if (s->expire_at && now >= s->expire_at) {
+    if (o->expire_at && now >= o->expire_at) {
         sh_log(SH_INFO, "event=session_expired client=%s", s->client_id);
         session_end(w, s);
     } else {
@@ -93,27 +132,31 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Arm the timer for the next offline deadline: the delayed will or the
- * session expiry, whichever is first. */
+ * session expiry, whichever is first. With none left, the offline state
+ * goes. */
 void session_arm_offline_timer(worker *w, session *s)
 {
-    uint64_t next = s->expire_at;
-    if (s->will && (next == 0 || s->will_at < next)) {
-        next = s->will_at;
+    session_offline *o = s->off;
+    uint64_t next = o ? o->expire_at : 0;
+    if (o && o->will && (next == 0 || o->will_at < next)) {
+        next = o->will_at;
     }
     if (next == 0) {
+        drop_timer(s);
         return;
     }
-    if (s->timer && s->timer_w != w) {
-        drop_timer(s);
+    if (o->timer && o->timer_w != w) {
+        event_free(o->timer);
+        o->timer = NULL;
     }
-    if (!s->timer) {
-        s->timer = event_new(w->base, -1, 0, timer_cb, s);
-        s->timer_w = w;
+    if (!o->timer) {
+        o->timer = event_new(w->base, -1, 0, timer_cb, s);
+        o->timer_w = w;
     }
     uint64_t now = now_ms();
     uint64_t ms = next > now ? next - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-    event_add(s->timer, &tv);
+    event_add(o->timer, &tv);
 }
 
 void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
@@ -121,10 +164,8 @@ void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
     s->c = NULL;
     session_set_online(w->b, s, false);
     if (!s->persistent) {
-        msg_unref(s->will);
-        s->will = will;
-        s->will_at = 0;
-        session_end(w, s);
+        drop_delayed_will(s);
+        end_with_will(w, s, will);
         return;
     }
     if (will && will_delay == 0) {
@@ -133,13 +174,18 @@ void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
     }
     if (will) {
         drop_delayed_will(s);
-        s->will = will;
-        s->will_at = now_ms() + (uint64_t)will_delay * 1000u;
+        session_offline *o = offline(s);
+        o->will = will;
+        o->will_at = now_ms() + (uint64_t)will_delay * 1000u;
     }
-    s->expire_at = s->expiry_s == UINT32_MAX ? 0 : now_ms() + (uint64_t)s->expiry_s * 1000u;
     if (s->expiry_s == 0) {
         session_end(w, s);
         return;
+    }
+    if (s->expiry_s != UINT32_MAX) {
+        offline(s)->expire_at = now_ms() + (uint64_t)s->expiry_s * 1000u;
+    } else if (s->off) {
+        s->off->expire_at = 0;
     }
     session_arm_offline_timer(w, s);
 }

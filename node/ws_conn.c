@@ -61,7 +61,7 @@ void ws_conn_free(ws_conn *ws)
 
 bool ws_conn_open(const conn *c)
 {
-    return c->ws->state != WSC_HANDSHAKE;
+    return conn_ws(c)->state != WSC_HANDSHAKE;
 }
 
 static const char *client_of(const conn *c)
@@ -73,7 +73,7 @@ static const char *client_of(const conn *c)
  * before it are handled. */
 static void fail(conn *c, uint16_t code, const char *why)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     sh_log(SH_INFO, "event=ws_error conn=%llu client=%s peer=%s close=%u reason=\"%s\"", (unsigned long long)c->id,
            client_of(c), c->peer, code, why);
     ws->pending = true;
@@ -94,7 +94,7 @@ static void send_control(conn *c, uint8_t opcode, const uint8_t *body, size_t le
  * incomplete or after it was refused (the connection is then closing). */
 static int handshake(conn *c)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     const config *cfg = c->w->b->cfg;
     struct evbuffer *raw = bufferevent_get_input(c->bev);
     size_t avail = evbuffer_get_length(raw);
@@ -153,7 +153,7 @@ static void take_payload(ws_conn *ws, struct evbuffer *raw)
 
 static void control(conn *c, const ws_frame *f, const uint8_t *body)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     if (f->opcode == WS_OP_PING) {
         /* §5.5.3: a pong carries the ping's payload. */
         send_control(c, WS_OP_PONG, body, f->len);
@@ -178,7 +178,7 @@ static void control(conn *c, const ws_frame *f, const uint8_t *body)
  * SH_ERR when more bytes are needed or the frame failed. */
 static int next_frame(conn *c, struct evbuffer *raw)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     const config *cfg = c->w->b->cfg;
     uint64_t max = cfg->ws_max_frame ? cfg->ws_max_frame : (uint64_t)cfg->max_packet_size + 5;
     size_t avail = evbuffer_get_length(raw);
@@ -219,7 +219,7 @@ static int next_frame(conn *c, struct evbuffer *raw)
 
 struct evbuffer *ws_conn_read(conn *c)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     struct evbuffer *raw = bufferevent_get_input(c->bev);
     if (c->state >= CS_CLOSING) {
         return NULL;
@@ -243,7 +243,7 @@ struct evbuffer *ws_conn_read(conn *c)
 
 void ws_conn_read_done(conn *c)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     if (!ws->pending || c->state >= CS_CLOSING) {
         return;
     }
@@ -258,7 +258,7 @@ void ws_conn_read_done(conn *c)
 
 bool ws_conn_frame(conn *c, struct evbuffer *out, size_t len)
 {
-    if (c->ws->state != WSC_OPEN) {
+    if (conn_ws(c)->state != WSC_OPEN) {
         return false;
     }
     uint8_t head[WS_HEADER_MAX];
@@ -268,7 +268,7 @@ bool ws_conn_frame(conn *c, struct evbuffer *out, size_t len)
 
 void ws_conn_send_close(conn *c, uint8_t rc)
 {
-    ws_conn *ws = c->ws;
+    ws_conn *ws = conn_ws(c);
     if (ws->state != WSC_OPEN) {
         return;
     }

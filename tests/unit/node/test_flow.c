@@ -167,5 +167,5 @@ Test(flow, an_alias_is_taken_back_when_its_packet_is_too_large_for_the_client)
     c->client_alias_max = 4;
     c->client_max_packet = 20;
     deliver("a/very/long/topic/name/that/does/not/fit", 0);
-    cr_assert_eq(c->out_alias_used, 0);
+    cr_assert(!c->x || c->x->out_alias_used == 0);
 }

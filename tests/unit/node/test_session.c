@@ -1,6 +1,7 @@
 /* Session queues, inbound QoS 2 ids and subscriptions, on a real broker
  * context with no connection attached (an offline persistent session). */
 #include <criterion/criterion.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,7 +22,8 @@ static void setup(void)
     b.subs = trie_new(TRIE_SHARED_ROUND_ROBIN);
     pthread_rwlock_init(&b.subs_lock, NULL);
     pthread_mutex_init(&b.sess_lock, NULL);
-    b.sess_tab = sh_calloc(SESS_BUCKETS, sizeof(session *));
+    b.sess_buckets = SESS_BUCKETS_MIN;
+    b.sess_tab = sh_calloc(b.sess_buckets, sizeof(session *));
     memset(&w, 0, sizeof(w));
     w.b = &b;
     b.workers = &w; /* the owner (0) whose gauges hold the session's messages */
@@ -31,7 +33,7 @@ static void setup(void)
 static void teardown(void)
 {
     trie_free(b.subs);
-    sh_free(b.sess_tab, SESS_BUCKETS * sizeof(session *));
+    sh_free(b.sess_tab, b.sess_buckets * sizeof(session *));
 }
 
 TestSuite(session, .init = setup, .fini = teardown);
@@ -266,4 +268,40 @@ Test(session, end_removes_subscriptions_from_the_index)
     cr_assert_null(registry_get(&b, "c1", 2));
     pthread_mutex_unlock(&b.sess_lock);
     session_unref(&b, s);
+}
+
+Test(session, offline_state_exists_only_while_something_is_due)
+{
+    w.base = event_base_new();
+    session *s = session_new(&b, "c1", 2, 0);
+    session_set_persistent(&b, s, true);
+    conn c;
+    memset(&c, 0, sizeof(c));
+    session_attach(&w, s, &c);
+    cr_assert_null(s->off, "a connected client's session carries no offline state");
+
+    /* Gone with a delayed will and an expiry: both deadlines are kept. */
+    s->expiry_s = 60;
+    c.s = NULL;
+    session_unref(&b, s);
+    session_detach(&w, s, make_msg("will", 1, 0), 30);
+    cr_assert_not_null(s->off);
+    cr_assert_not_null(s->off->will);
+    cr_assert_not_null(s->off->timer);
+    cr_assert_gt(s->off->expire_at, s->off->will_at);
+
+    /* Back within the will delay: no will, no timer, no offline state. */
+    session_attach(&w, s, &c);
+    cr_assert_null(s->off);
+
+    /* A session that never expires and has no will has nothing due. */
+    s->expiry_s = UINT32_MAX;
+    c.s = NULL;
+    session_unref(&b, s);
+    session_detach(&w, s, NULL, 0);
+    cr_assert_null(s->off);
+    cr_assert_not(s->dead);
+    session_unref(&b, s);
+    event_base_free(w.base);
+    w.base = NULL;
 }
