@@ -93,6 +93,7 @@ typedef struct bp_config {
     int kafka_partitions;
     int kafka_replication;
     const char *kafka_acks;
+    int kafka_linger_ms; /* producer batching delay */
     int heartbeat_ms;
 } bp_config;
 

@@ -93,8 +93,14 @@ static rd_kafka_t *make_producer(rk *r)
     rd_kafka_conf_t *conf = base_conf(r);
     const char *acks = cfg->kafka_acks ? cfg->kafka_acks : "all";
     bool idempotent = strcmp(acks, "all") == 0 || strcmp(acks, "-1") == 0;
+    /* Below a few ms librdkafka's broker thread spins in poll(0) until the
+     * batch is due and Kafka gets one request per record or two: both cost
+     * CPU the nodes and the broker share, and more broker garbage means more
+     * GC pauses, which is where the cross-node latency tail comes from. */
+    char linger[16];
+    snprintf(linger, sizeof(linger), "%d", cfg->kafka_linger_ms);
     if (set(conf, "acks", acks) || set(conf, "enable.idempotence", idempotent ? "true" : "false") ||
-        set(conf, "linger.ms", "1") || set(conf, "message.timeout.ms", MESSAGE_TIMEOUT_MS) ||
+        set(conf, "linger.ms", linger) || set(conf, "message.timeout.ms", MESSAGE_TIMEOUT_MS) ||
         set(conf, "partitioner", "murmur2_random")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -114,10 +120,12 @@ static rd_kafka_t *make_consumer(rk *r)
     char group[300];
     snprintf(group, sizeof(group), "shoal-node-%s", r->bp->cfg.node_id);
     /* Every node reads every partition through assign(); the group id is
-     * required by librdkafka but nothing is committed. */
+     * required by librdkafka but nothing is committed. Kafka answers a
+     * fetch as soon as a record arrives, so the wait bounds only how often
+     * an idle node asks. */
     if (set(conf, "group.id", group) || set(conf, "enable.auto.commit", "false") ||
         set(conf, "enable.auto.offset.store", "false") || set(conf, "enable.partition.eof", "false") ||
-        set(conf, "fetch.wait.max.ms", "10")) {
+        set(conf, "fetch.wait.max.ms", "100")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -50,6 +50,7 @@ typedef struct config {
     char *advertise;
     char *kafka_topic_prefix;
     int kafka_partitions;
+    int kafka_linger_ms;
     int kafka_replication;
     char *kafka_acks;
     int cluster_heartbeat;

@@ -53,6 +53,7 @@ static int start(broker *b, config *cfg)
         .kafka_partitions = cfg->kafka_partitions,
         .kafka_replication = cfg->kafka_replication,
         .kafka_acks = cfg->kafka_acks,
+        .kafka_linger_ms = cfg->kafka_linger_ms,
         .heartbeat_ms = cfg->cluster_heartbeat,
     };
     bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
