@@ -59,7 +59,7 @@ static const opt opts[] = {
     {"kafka-partitions", OPT_INT, O(kafka_partitions), "12", 1, 10000, "partitions of the messages topic when Shoal creates it"},
     {"kafka-replication", OPT_INT, O(kafka_replication), "3", 1, 32, "replication factor of topics Shoal creates"},
     {"kafka-acks", OPT_STR, O(kafka_acks), "all", 0, 0, "producer acks: all (durable, default), 1 or 0"},
-    {"kafka-linger-ms", OPT_INT, O(kafka_linger_ms), "5", 0, 1000, "ms the producer waits to batch records: more adds that to QoS 1/2 acks, less means more Kafka requests"},
+    {"kafka-linger-ms", OPT_INT, O(kafka_linger_ms), "3", 0, 1000, "ms the producer waits to batch records: more adds that to QoS 1/2 acks, less means more Kafka requests"},
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000, "ms between node heartbeats in Redis (TTL is 3x)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
     /* --- limits (node/limits.c) --- */
