@@ -49,6 +49,21 @@ def rss_kib(pid):
     return 0
 
 
+def listen_overflows():
+    """The kernel's count of connections dropped because an accept queue
+    was full (TcpExt ListenOverflows): each costs its client a SYN or ACK
+    retransmission, a second or more."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for head, vals in zip(lines[0::2], lines[1::2]):
+        if head.startswith("TcpExt:"):
+            return dict(zip(head.split()[1:], (int(v) for v in vals.split()[1:]))).get("ListenOverflows")
+    return None
+
+
 def log(msg):
     print("[compare %s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
 
@@ -73,6 +88,7 @@ def run_bench(bench, broker, name, scenario, args, timeout):
     cmd = [bench, scenario, "--port", str(broker["port"]), "--client-prefix", "cmp-%s-" % name, *args]
     log("%s %s: %s" % (broker["name"], name, " ".join(cmd[1:])))
     rss = {"before_kib": rss_kib(broker["pid"])}
+    overflows0 = listen_overflows()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     CURRENT["proc"] = proc
 
@@ -98,6 +114,9 @@ def run_bench(bench, broker, name, scenario, args, timeout):
     killer.cancel()
     t.join(timeout=5)
     rss["after_kib"] = rss_kib(broker["pid"])
+    overflows1 = listen_overflows()
+    if overflows0 is not None and overflows1 is not None:
+        rss["listen_overflows"] = overflows1 - overflows0
     try:
         return json.loads(out.strip().splitlines()[-1]), rss
     except (ValueError, IndexError):
@@ -135,6 +154,8 @@ def metric_rows(runs, idle_n):
         ("Idle connections held", "", True, res("idle", "counts", "connected")),
         ("Memory per idle connection (RSS delta)", "bytes", False, mem_per_conn),
         ("Connect rate (%d connections)" % idle_n, "conn/s", True, res("idle", "rates", "connects_per_s")),
+        ("Connects dropped by a full accept queue", "conns", False,
+         lambda b: runs.get("idle", {}).get(b, {}).get("rss", {}).get("listen_overflows")),
         ("Fan-in QoS 0, received", "msg/s", True, res("fanin_q0", "rates", "received_per_s")),
         ("Fan-in QoS 0, accepted from publishers", "msg/s", True, res("fanin_q0", "rates", "sent_per_s")),
         ("Fan-in QoS 0, not delivered", "msgs", False, res("fanin_q0", "counts", "lost")),
@@ -188,6 +209,9 @@ def markdown(meta, runs, brokers, idle_n, problems):
                  "'received' is deliveries divided by the time deliveries took.")
     lines.append("- Memory per connection is the broker's RSS growth while the idle connections are held, "
                  "divided by their number.")
+    lines.append("- The bench keeps up to 256 connects in flight. A connect dropped by a full accept queue "
+                 "(the kernel's ListenOverflows while that run lasted) waits a second or more for its "
+                 "retransmission, which lowers that run's connect rate.")
     if problems:
         lines.append("")
         lines.append("**Sanity check failures:**")

@@ -252,7 +252,8 @@ struct worker {
     pthread_t thread;
     struct event_base *base;
     struct evconnlistener *listener;
-    struct event *wake;
+    struct event *wake; /* EV_READ on wake_fd: the inbox has items */
+    int wake_fd;        /* eventfd other threads write to */
     struct event *reap;
     struct event *tick;
     /* Plain TCP connections with output to write at the end of this turn

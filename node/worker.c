@@ -7,8 +7,10 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "node/conn_io.h"
@@ -59,8 +61,14 @@ static void post_batch(worker *to, item_vec *items)
     }
     pthread_mutex_unlock(&to->inbox_lock);
     items->n = 0;
+    /* An eventfd, not event_active(): that takes the other worker's base
+     * lock, which its own loop holds most of the time, and the two threads
+     * then meet in futex waits on every cross-worker message. */
     if (was_empty) {
-        event_active(to->wake, EV_READ, 0);
+        uint64_t one = 1;
+        if (write(to->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+            sh_log(SH_ERROR, "event=worker_wake_failed worker=%d err=\"%s\"", to->id, strerror(errno));
+        }
     }
 }
 
@@ -181,6 +189,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
     item_vec batch;
+    uint64_t n;
+    /* Reset the counter first: a post after this wakes the loop again. */
+    if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN) {
+        sh_log(SH_ERROR, "event=worker_wake_failed worker=%d err=\"%s\"", w->id, strerror(errno));
+    }
     pthread_mutex_lock(&w->inbox_lock);
     batch = w->inbox;
     memset(&w->inbox, 0, sizeof(w->inbox));
@@ -336,7 +349,13 @@ static int worker_init(broker *b, worker *w, int id)
     }
     event_base_priority_init(w->base, 2);
     w->outbox = sh_calloc((size_t)b->nworkers, sizeof(item_vec));
-    w->wake = event_new(w->base, -1, 0, wake_cb, w);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0) {
+        sh_log(SH_ERROR, "event=worker_init_failed err=\"eventfd: %s\"", strerror(errno));
+        return -1;
+    }
+    w->wake = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, wake_cb, w);
+    event_add(w->wake, NULL);
     /* Reaping runs at the low priority, after the callbacks of this turn. */
     w->reap = event_new(w->base, -1, 0, reap_cb, w);
     event_priority_set(w->reap, 1);
@@ -351,6 +370,9 @@ static int worker_init(broker *b, worker *w, int id)
 int worker_init_all(broker *b)
 {
     b->workers = sh_calloc((size_t)b->nworkers, sizeof(worker));
+    for (int i = 0; i < b->nworkers; i++) {
+        b->workers[i].wake_fd = -1;
+    }
     for (int i = 0; i < b->nworkers; i++) {
         if (worker_init(b, &b->workers[i], i) != 0) {
             return -1;

@@ -60,7 +60,9 @@ static inline bool inproc_settle(broker *b, void (*after_turn)(void *), void *ar
             after_turn(arg);
         }
         for (int i = 0; i < b->nworkers; i++) {
-            busy |= event_base_get_num_events(b->workers[i].base, EVENT_BASE_COUNT_ACTIVE) > 0;
+            /* Posts wake a worker through its eventfd: not active until polled. */
+            busy |= event_base_get_num_events(b->workers[i].base, EVENT_BASE_COUNT_ACTIVE) > 0 ||
+                    b->workers[i].inbox.n > 0;
         }
         if (!busy) {
             return true;
