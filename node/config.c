@@ -61,6 +61,7 @@ static const opt opts[] = {
     {"kafka-acks", OPT_STR, O(kafka_acks), "all", 0, 0, "producer acks: all (durable, default), 1 or 0"},
     {"kafka-linger-ms", OPT_INT, O(kafka_linger_ms), "3", 0, 1000, "ms the producer waits to batch records: more adds that to QoS 1/2 acks, less means more Kafka requests"},
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000, "ms between node heartbeats in Redis (TTL is 3x)"},
+    {"publisher-backpressure", OPT_INT, O(publisher_backpressure), "1000", 0, 10000000, "messages queued for a connected subscriber at which its publishers' reading pauses until the queue halves (at most --max-queued/4; a subscriber behind for 2 s stops holding them; 0 = off: drop at --max-queued)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
     /* --- limits (node/limits.c) --- */
     {"max-publish-rate", OPT_U32, O(max_publish_rate), "0", 0, 4294967295L, "PUBLISH packets per second one client may send; faster ones are paused, not refused (0 = no limit)"},

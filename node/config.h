@@ -51,6 +51,7 @@ typedef struct config {
     char *kafka_topic_prefix;
     int kafka_partitions;
     int kafka_linger_ms;
+    int publisher_backpressure;
     int kafka_replication;
     char *kafka_acks;
     int cluster_heartbeat;

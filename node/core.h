@@ -110,6 +110,14 @@ struct session {
     uint16_t cap_qos2_in;
     uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
     _Atomic bool online;
+    /* While the connected client is behind (its queue passed the
+     * back-pressure mark or its output buffer filled): when it last made
+     * progress (now_ms). 0 once the queue has halved and the output has
+     * room. Set by the owner, read by publishers (session_behind). */
+    _Atomic uint64_t backlogged_ms;
+    /* Deliveries posted to the owner's inbox and not handled yet: the part
+     * of a backlog the owner has not seen, which publishers count too. */
+    _Atomic uint32_t incoming;
     uint8_t version;
     bool dead;         /* ended: deliveries are dropped */
     bool persistent;   /* outlives its connection */
@@ -447,6 +455,10 @@ void limits_conn_free(conn *c);
  * reading is paused until the bucket refills and false is returned: the
  * packet stays in the input buffer. */
 bool limits_publish_admit(conn *c, size_t bytes);
+/* After routing one of c's messages: if it went to a subscriber that is
+ * behind, stop reading c for a while (TCP then slows the client) instead of
+ * queueing without end; the pause grows while the backlog lasts. */
+void limits_backpressure(conn *c, bool behind);
 /* LIMIT_TOPIC_LENGTH or LIMIT_TOPIC_LEVELS if the topic (or filter) is over
  * --max-topic-length / --max-topic-levels, else LIMIT_COUNT. */
 limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len);
@@ -461,7 +473,16 @@ void worker_post_external(broker *b, int to, const inbox_item *it);
 uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
 
 /* route.c: matching and fan-out */
-void route_publish(worker *w, msg *m);
+bool route_publish(worker *w, msg *m);
+/* Should a publisher to s be slowed down? While s is behind and has made
+ * progress in the last BACKPRESSURE_STALL_MS: a client that took nothing
+ * for that long is stuck, and it may not hold everybody else's publishers;
+ * its excess is dropped (--max-queued, --max-output-buffer) instead. */
+#define BACKPRESSURE_STALL_MS 2000
+bool session_behind(const session *s, uint32_t mark);
+/* --publisher-backpressure, at most --max-queued / 4 so that a publisher
+ * on another worker, seen late, still stops well before drops; 0 = off. */
+uint32_t session_backpressure_mark(const config *cfg);
 void route_deliver_to(worker *w, session *s, delivery *d);
 void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const sub_opts *o);
 /* Publish a will / internal message (origin 0). Consumes m. */

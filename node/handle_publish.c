@@ -236,8 +236,9 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     if (p.retain) {
         store_retained(w, m);
     }
-    route_publish(w, m);
+    bool behind = route_publish(w, m);
     to_backplane(c, m, p.packet_id);
+    limits_backpressure(c, behind);
     msg_unref(m);
     return MQTT_RC_SUCCESS;
 }

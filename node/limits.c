@@ -19,6 +19,7 @@ static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_TOPIC_LEVELS] = "topic-levels",
     [LIMIT_TOPIC_LENGTH] = "topic-length",
     [LIMIT_RECEIVE_MAX] = "receive-maximum",
+    [LIMIT_BACKPRESSURE] = "subscriber-backlog",
 };
 
 static const char *const drop_names[DROP_COUNT] = {
@@ -137,6 +138,7 @@ struct conn_rate {
     token_bucket msgs;   /* --max-publish-rate */
     token_bucket bytes;  /* --max-publish-bytes-rate */
     struct event *timer; /* resumes reading after a rate pause; NULL until needed */
+    uint16_t backoff_ms; /* the next back-pressure pause; 0 while nothing is behind */
 };
 
 static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -145,6 +147,14 @@ static void rate_timer_cb(evutil_socket_t fd, short what, void *arg)
     conn_resume_reading(c, PAUSE_RATE);
     worker_flush(c->w);
 }
+
+/* A publisher whose message went to a backlogged subscriber stops being
+ * read for 5 ms (a subscriber that keeps up drains 1,000 messages in less),
+ * then takes one more packet; while the backlog lasts each pause doubles, up
+ * to 100 ms, so a stalled subscriber gains at most ~10 messages a second
+ * per publisher instead of filling --max-queued. */
+#define BACKPRESSURE_FIRST_MS 5
+#define BACKPRESSURE_MAX_MS 100
 
 /* Pause reading for ms: the socket is left unread, so TCP pushes back on
  * the client and nothing it sent is lost. */
@@ -160,6 +170,38 @@ static void pause_for(conn *c, uint64_t ms)
     event_add(r->timer, &tv);
 }
 
+/* The connection's rate state, made on first use. */
+static conn_rate *rate_state(conn *c, uint64_t now)
+{
+    conn_rate *r = c->x ? c->x->rate : NULL;
+    if (!r) {
+        const config *cfg = c->w->b->cfg;
+        r = sh_calloc(1, sizeof(*r));
+        tb_init(&r->msgs, cfg->max_publish_rate, now);
+        tb_init(&r->bytes, cfg->max_publish_bytes_rate, now);
+        conn_ext_get(c)->rate = r;
+    }
+    return r;
+}
+
+void limits_backpressure(conn *c, bool behind)
+{
+    if (!behind) {
+        if (c->x && c->x->rate) {
+            c->x->rate->backoff_ms = 0;
+        }
+        return;
+    }
+    if (c->paused & PAUSE_RATE) {
+        return;
+    }
+    conn_rate *r = rate_state(c, now_ms());
+    uint16_t ms = r->backoff_ms ? r->backoff_ms : BACKPRESSURE_FIRST_MS;
+    r->backoff_ms = ms * 2 > BACKPRESSURE_MAX_MS ? BACKPRESSURE_MAX_MS : (uint16_t)(ms * 2);
+    limits_refused(c, LIMIT_BACKPRESSURE, "action=pause-reading");
+    pause_for(c, ms);
+}
+
 bool limits_publish_admit(conn *c, size_t bytes)
 {
     const config *cfg = c->w->b->cfg;
@@ -168,13 +210,7 @@ bool limits_publish_admit(conn *c, size_t bytes)
         return true;
     }
     uint64_t now = now_ms();
-    conn_rate *r = c->x ? c->x->rate : NULL;
-    if (!r) {
-        r = sh_calloc(1, sizeof(*r));
-        tb_init(&r->msgs, mr, now);
-        tb_init(&r->bytes, br, now);
-        conn_ext_get(c)->rate = r;
-    }
+    conn_rate *r = rate_state(c, now);
     uint64_t wait = 0;
     if (mr) {
         tb_refill(&r->msgs, mr, now);

@@ -21,6 +21,7 @@ void route_deliver_to(worker *w, session *s, delivery *d)
         session_deliver(w, s, d);
         return;
     }
+    atomic_fetch_add_explicit(&s->incoming, 1, memory_order_relaxed);
     inbox_item it;
     memset(&it, 0, sizeof(it));
     it.kind = IN_DELIVER;
@@ -76,8 +77,10 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     return any;
 }
 
-void route_publish(worker *w, msg *m)
+bool route_publish(worker *w, msg *m)
 {
+    bool behind = false;
+    uint32_t mark = session_backpressure_mark(w->b->cfg);
     broker *b = w->b;
     trie_hit stack[STACK_HITS];
     trie_hit *hits = stack;
@@ -109,6 +112,9 @@ void route_publish(worker *w, msg *m)
         delivery d;
         if (make_delivery(m, &hits[i], j - i, &d)) {
             d.m = msg_ref(m);
+            if (!behind && mark) {
+                behind = session_behind(hits[i].owner, mark);
+            }
             route_deliver_to(w, hits[i].owner, &d);
         }
         for (size_t k = i; k < j; k++) {
@@ -119,6 +125,7 @@ void route_publish(worker *w, msg *m)
     if (hits != stack) {
         sh_free(hits, cap * sizeof(trie_hit));
     }
+    return behind;
 }
 
 void route_publish_internal(worker *w, msg *m)

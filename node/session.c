@@ -18,6 +18,8 @@ session *session_new(broker *b, const char *client_id, size_t len, int owner)
     atomic_init(&s->refs, 1);
     atomic_init(&s->owner, owner);
     atomic_init(&s->online, false);
+    atomic_init(&s->backlogged_ms, 0);
+    atomic_init(&s->incoming, 0);
     memcpy(s->client_id, client_id, len);
     s->id_len = (uint16_t)len;
     s->next_pid = 1;
@@ -65,10 +67,14 @@ void session_drop_messages(broker *b, session *s, bool count)
     s->q_head = 0;
     s->q_qos0 = 0;
     s->n_qos2_in = 0;
+    atomic_store_explicit(&s->backlogged_ms, 0, memory_order_relaxed);
 }
 
 void session_set_online(broker *b, session *s, bool online)
 {
+    if (!online) {
+        atomic_store_explicit(&s->backlogged_ms, 0, memory_order_relaxed);
+    }
     if (atomic_exchange(&s->online, online) != online) {
         if (online) {
             atomic_fetch_add(&b->sess_online, 1);
@@ -270,6 +276,50 @@ static bool evict_oldest_qos0(worker *w, session *s)
     return true;
 }
 
+/* Queued messages at which a connected session's publishers are paused:
+ * --publisher-backpressure, kept under --max-queued so that pausing starts
+ * before anything is dropped. 0: off. */
+uint32_t session_backpressure_mark(const config *cfg)
+{
+    uint32_t mark = (uint32_t)cfg->publisher_backpressure;
+    uint32_t quarter = (uint32_t)cfg->max_queued / 4;
+    return mark > quarter ? quarter : mark;
+}
+
+static void mark_behind(session *s)
+{
+    if (!atomic_load_explicit(&s->backlogged_ms, memory_order_relaxed)) {
+        atomic_store_explicit(&s->backlogged_ms, now_ms(), memory_order_relaxed);
+    }
+}
+
+/* A client that is behind took a message or drained its output: no longer
+ * behind once its queue has halved and its output has room, else it is
+ * still moving, which restarts the stall clock. */
+static void behind_progress(worker *w, session *s)
+{
+    if (!atomic_load_explicit(&s->backlogged_ms, memory_order_relaxed)) {
+        return;
+    }
+    bool caught_up = s->q_len <= session_backpressure_mark(w->b->cfg) / 2 && !(s->c && conn_output_full(s->c));
+    atomic_store_explicit(&s->backlogged_ms, caught_up ? 0 : now_ms(), memory_order_relaxed);
+}
+
+bool session_behind(const session *s, uint32_t mark)
+{
+    /* Deliveries still in the owner's inbox count: a publisher on another
+     * worker can route a lot before the owner's queue shows it. */
+    if (atomic_load_explicit(&s->incoming, memory_order_relaxed) >= mark) {
+        return true;
+    }
+    uint64_t since = atomic_load_explicit(&s->backlogged_ms, memory_order_relaxed);
+    if (!since) {
+        return false;
+    }
+    uint64_t now = now_ms();
+    return now < since || now - since < BACKPRESSURE_STALL_MS;
+}
+
 /* Queue for later, within --max-queued: the oldest QoS 0 goes first, and
  * if there is none the new message is refused. Consumes d->m's ref. */
 static void queue_push(worker *w, session *s, delivery *d)
@@ -294,6 +344,12 @@ static void queue_push(worker *w, session *s, delivery *d)
     s->q_len++;
     s->q_qos0 += d->qos == 0;
     gauge_add(&w->queued, 1);
+    /* Only a connected subscriber slows publishers: an offline session's
+     * queue is bounded by --max-queued alone. */
+    uint32_t mark = session_backpressure_mark(w->b->cfg);
+    if (mark && s->q_len >= mark && atomic_load_explicit(&s->online, memory_order_relaxed)) {
+        mark_behind(s);
+    }
 }
 
 /* Pop the oldest queued delivery (the caller owns its ref). */
@@ -304,6 +360,7 @@ static delivery queue_pop(worker *w, session *s)
     s->q_len--;
     s->q_qos0 -= one.qos == 0;
     gauge_add(&w->queued, -1);
+    behind_progress(w, s);
     return one;
 }
 
@@ -346,6 +403,11 @@ static void deliver_qos0_later(worker *w, session *s, delivery *d)
     }
     limits_count_drop(w, s, s->c ? DROP_OUTPUT_FULL : DROP_OFFLINE_QOS0, 1);
     msg_unref(d->m);
+    /* A connected client that cannot read fast enough: slow its publishers
+     * too, until its output has drained (session_pump). */
+    if (s->c && session_backpressure_mark(w->b->cfg)) {
+        mark_behind(s);
+    }
 }
 
 static void send_qos0(worker *w, session *s, conn *c, delivery *d)
@@ -399,6 +461,7 @@ void session_pump(worker *w, session *s)
             send_inflight(s, c, &one);
         }
     }
+    behind_progress(w, s);
 }
 
 /* After a reconnect: resend unacknowledged PUBLISH with DUP and PUBREL for

@@ -164,6 +164,7 @@ static void handle_item(worker *w, inbox_item *it)
 {
     switch (it->kind) {
     case IN_DELIVER:
+        atomic_fetch_sub_explicit(&it->s->incoming, 1, memory_order_relaxed);
         route_deliver_to(w, it->s, &it->d);
         session_unref(w->b, it->s);
         break;

@@ -326,3 +326,98 @@ def test_help_lists_the_limits():
     for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
                  "--max-topic-length", "--queue-qos0"):
         assert flag in out, flag
+
+
+# --- publisher back-pressure ---------------------------------------------------------
+
+
+PAD = b"x" * 1000
+
+
+def _payload(i):
+    # 1 KB each: a read turn takes at most 16 KiB, so the publisher is
+    # checked every ~16 messages rather than every ~800.
+    return b"%d:" % i + PAD
+
+
+def _flood_a_stalled_subscriber(n, count):
+    """A v5 subscriber taking at most 10 unacknowledged QoS 1 messages
+    (Receive Maximum 10) stalls for 1 s while one publisher sends `count`
+    QoS 1 messages as fast as its socket takes them (a thread: a paused
+    publisher's send blocks). Returns (subscriber, publisher, sender thread,
+    publisher PUBACKs seen during the stall)."""
+    t = uid("bp")
+    sub, ack = raw(n, uid("slow"), properties={R.P_RECEIVE_MAX: 10})
+    assert ack.rc == 0
+    sub.send(R.subscribe(1, [(t, 1)]))
+    sub.expect(R.SUBACK)
+    pub, ack = raw(n, uid("fast"))
+    assert ack.rc == 0
+    data = b"".join(R.publish(t, _payload(i), qos=1, pid=i + 1) for i in range(count))
+    sender = threading.Thread(target=pub.send, args=(data,), daemon=True)
+    sender.start()
+    acked = 0
+    # Shorter than the 2 s after which a subscriber counts as stuck and
+    # stops holding its publishers back.
+    stall_end = time.time() + 1
+    while time.time() < stall_end:
+        try:
+            pub.expect(R.PUBACK, timeout=stall_end - time.time())
+            acked += 1
+        except TimeoutError:
+            break
+    return sub, pub, sender, acked
+
+
+def _drain(sub, pub, sender, count, acked):
+    got = []
+    while len(got) < count:
+        try:
+            p = sub.expect(R.PUBLISH, timeout=5)
+        except TimeoutError:
+            break
+        sub.send(R.puback(p.pid))
+        got.append(p.payload)
+    sender.join(WAIT)
+    assert not sender.is_alive(), "the publisher could not send everything"
+    while acked < count:
+        pub.expect(R.PUBACK)
+        acked += 1
+    return got
+
+
+def test_a_slow_subscriber_pauses_its_publisher_and_nothing_is_dropped(node_factory):
+    """With the defaults (--max-queued 1000, --publisher-backpressure 1000,
+    so pausing starts at 250 queued), a publisher flooding a stalled but
+    connected subscriber is paused instead of having acknowledged messages
+    dropped: during the stall it gets far fewer than all its PUBACKs, the
+    pause is counted and logged once, and when the subscriber catches up
+    every message arrives in order and nothing was dropped."""
+    n = node_factory("--workers", "2")
+    count = 2000
+    sub, pub, sender, acked = _flood_a_stalled_subscriber(n, count)
+    assert acked < 1000, "the publisher was not slowed: %d PUBACKs during the stall; %s" % (
+        acked, [l for l in n.log().splitlines() if "event=limit" in l or "event=drop" in l or "connect" in l][:20])
+    assert metric(n, "shoal_limit_refusals_total", limit="subscriber-backlog") > 0
+    got = _drain(sub, pub, sender, count, acked)
+    assert got == [_payload(i) for i in range(count)], "lost or reordered: %d of %d" % (len(got), count)
+    assert metric(n, "shoal_messages_dropped_total", reason="queue-full") == 0
+    assert n.wait_log("event=limit limit=subscriber-backlog ")
+    pub.send(R.pingreq())
+    assert pub.expect(R.PINGRESP).type == R.PINGRESP
+    sub.close()
+    pub.close()
+
+
+def test_without_backpressure_a_full_queue_drops(node_factory):
+    """--publisher-backpressure 0: the same flood is taken at full speed and
+    whatever does not fit in --max-queued is dropped and counted."""
+    n = node_factory("--workers", "2", "--publisher-backpressure", "0")
+    count = 2000
+    sub, pub, sender, acked = _flood_a_stalled_subscriber(n, count)
+    assert acked == count
+    wait_for(lambda: metric(n, "shoal_messages_dropped_total", reason="queue-full") > 0, "queue-full drops")
+    got = _drain(sub, pub, sender, count, acked)
+    assert len(got) < count
+    sub.close()
+    pub.close()
