@@ -519,6 +519,9 @@ void worker_free_all(broker *b)
             evconnlistener_free(w->wss_listener);
         }
         event_free(w->wake);
+        if (w->wake_fd >= 0) {
+            close(w->wake_fd);
+        }
         event_free(w->reap);
         conn_io_worker_free(w);
         event_free(w->tick);
