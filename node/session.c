@@ -277,8 +277,7 @@ static bool evict_oldest_qos0(worker *w, session *s)
 }
 
 /* Queued messages at which a connected session's publishers are paused:
- * --publisher-backpressure, kept under --max-queued so that pausing starts
- * before anything is dropped. 0: off. */
+ * --publisher-backpressure, at most --max-queued / 4 (see core.h). 0: off. */
 uint32_t session_backpressure_mark(const config *cfg)
 {
     uint32_t mark = (uint32_t)cfg->publisher_backpressure;
