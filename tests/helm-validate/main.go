@@ -291,16 +291,16 @@ type serviceMonitor struct {
 }
 
 type smEndpoint struct {
-	Port              string            `json:"port,omitempty"`
-	TargetPort        *json.RawMessage  `json:"targetPort,omitempty"`
-	Path              string            `json:"path,omitempty"`
-	Scheme            string            `json:"scheme,omitempty"`
-	Params            map[string][]string `json:"params,omitempty"`
-	Interval          string            `json:"interval,omitempty"`
-	ScrapeTimeout     string            `json:"scrapeTimeout,omitempty"`
-	HonorLabels       bool              `json:"honorLabels,omitempty"`
-	HonorTimestamps   *bool             `json:"honorTimestamps,omitempty"`
-	Authorization     *struct {
+	Port            string              `json:"port,omitempty"`
+	TargetPort      *json.RawMessage    `json:"targetPort,omitempty"`
+	Path            string              `json:"path,omitempty"`
+	Scheme          string              `json:"scheme,omitempty"`
+	Params          map[string][]string `json:"params,omitempty"`
+	Interval        string              `json:"interval,omitempty"`
+	ScrapeTimeout   string              `json:"scrapeTimeout,omitempty"`
+	HonorLabels     bool                `json:"honorLabels,omitempty"`
+	HonorTimestamps *bool               `json:"honorTimestamps,omitempty"`
+	Authorization   *struct {
 		Type        string                    `json:"type,omitempty"`
 		Credentials *corev1.SecretKeySelector `json:"credentials,omitempty"`
 	} `json:"authorization,omitempty"`
