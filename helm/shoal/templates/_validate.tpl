@@ -34,9 +34,4 @@ to change.
 {{- if and $v.autoscaling.enabled (kindIs "invalid" $v.autoscaling.targetCPUUtilizationPercentage) (not $v.autoscaling.connections.enabled) }}
 {{- fail "autoscaling.enabled needs a metric: targetCPUUtilizationPercentage or connections.enabled" }}
 {{- end }}
-{{- if $v.podDisruptionBudget.enabled }}
-{{- if eq (kindIs "invalid" $v.podDisruptionBudget.maxUnavailable) (kindIs "invalid" $v.podDisruptionBudget.minAvailable) }}
-{{- fail "podDisruptionBudget: set exactly one of maxUnavailable and minAvailable (the other null)" }}
-{{- end }}
-{{- end }}
 {{- end }}
