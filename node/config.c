@@ -166,6 +166,7 @@ void config_usage(FILE *out)
         }
         fputc('\n', out);
     }
+    fprintf(out, "  %-32s %s\n", "--check-config FILE", "check config file FILE as a start would, then exit 0 or 1");
     fprintf(out, "  %-32s %s\n  %-32s %s\n", "-h, --help", "show this help", "--version", "print the version");
 }
 
@@ -178,7 +179,8 @@ static int load_file(config *cfg, const char *path, const char *set_by_flag)
     }
     char line[4096];
     int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof(line), f)) {
+    /* Every bad line is reported (one start or --check-config shows them all). */
+    while (fgets(line, sizeof(line), f)) {
         lineno++;
         char *p = line;
         while (isspace((unsigned char)*p)) {
@@ -206,8 +208,8 @@ static int load_file(config *cfg, const char *path, const char *set_by_flag)
         if (!o) {
             fprintf(stderr, "shoal: %s: unknown key '%.*s'\n", where, (int)klen, key);
             rc = 2;
-        } else if (!strchr(set_by_flag, (char)('A' + (o - opts)))) {
-            rc = set_opt(cfg, o, val, where);
+        } else if (!strchr(set_by_flag, (char)('A' + (o - opts))) && set_opt(cfg, o, val, where)) {
+            rc = 2;
         }
     }
     fclose(f);
