@@ -72,6 +72,18 @@ char *sh_strndup(const char *s, size_t n)
     return d;
 }
 
+char *sh_strdup(const char *s)
+{
+    return sh_strndup(s, strlen(s));
+}
+
+void sh_free_str(char *s)
+{
+    if (s) {
+        sh_free(s, strlen(s) + 1);
+    }
+}
+
 size_t sh_allocated(void)
 {
     return atomic_load_explicit(&allocated, memory_order_relaxed);

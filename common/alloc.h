@@ -10,6 +10,9 @@ void *sh_calloc(size_t count, size_t n);
 void *sh_realloc(void *p, size_t old_n, size_t n);
 void sh_free(void *p, size_t n);
 char *sh_strndup(const char *s, size_t n);
+char *sh_strdup(const char *s);
+/* Free a string made by sh_strdup/sh_strndup (its size is its length + 1). */
+void sh_free_str(char *s);
 /* Returns NULL on failure instead of aborting. */
 void *sh_trymalloc(size_t n);
 

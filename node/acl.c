@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "node/auth.h"
 #include "proto/topic.h"
 
@@ -55,20 +56,18 @@ static int parse_rule(char *rest, uint8_t *access, char **filter)
 static void add_rule(acl *a, size_t *cap, const acl_rule *r)
 {
     if (a->n == *cap) {
+        size_t old = *cap;
         *cap = *cap ? *cap * 2 : 16;
-        a->v = realloc(a->v, *cap * sizeof(acl_rule));
-        if (!a->v) {
-            abort();
-        }
+        a->v = sh_realloc(a->v, old * sizeof(acl_rule), *cap * sizeof(acl_rule));
     }
     a->v[a->n++] = *r;
 }
 
 acl *acl_parse(const char *text, char *err, size_t errlen)
 {
-    acl *a = calloc(1, sizeof(*a));
+    acl *a = sh_calloc(1, sizeof(*a));
     size_t cap = 0;
-    char *copy = strdup(text);
+    char *copy = sh_strdup(text);
     char *cur_user = NULL;
     int lineno = 0;
     char *save = NULL;
@@ -95,8 +94,8 @@ acl *acl_parse(const char *text, char *err, size_t errlen)
                 snprintf(err, errlen, "line %d: user needs a name", lineno);
                 goto fail;
             }
-            free(cur_user);
-            cur_user = strdup(rest);
+            sh_free_str(cur_user);
+            cur_user = sh_strdup(rest);
             continue;
         }
         bool pattern = klen == 7 && !strncmp(p, "pattern", 7);
@@ -110,16 +109,18 @@ acl *acl_parse(const char *text, char *err, size_t errlen)
             snprintf(err, errlen, "line %d: missing or invalid topic filter", lineno);
             goto fail;
         }
-        r.filter = strdup(filter);
-        r.user = !pattern && cur_user ? strdup(cur_user) : NULL;
+        r.filter = sh_strdup(filter);
+        r.user = !pattern && cur_user ? sh_strdup(cur_user) : NULL;
         add_rule(a, &cap, &r);
     }
-    free(cur_user);
-    free(copy);
+    a->cap = cap;
+    sh_free_str(cur_user);
+    sh_free(copy, strlen(text) + 1);
     return a;
 fail:
-    free(cur_user);
-    free(copy);
+    a->cap = cap;
+    sh_free_str(cur_user);
+    sh_free(copy, strlen(text) + 1);
     acl_free(a);
     return NULL;
 }
@@ -130,11 +131,11 @@ void acl_free(acl *a)
         return;
     }
     for (size_t i = 0; i < a->n; i++) {
-        free(a->v[i].user);
-        free(a->v[i].filter);
+        sh_free_str(a->v[i].user);
+        sh_free_str(a->v[i].filter);
     }
-    free(a->v);
-    free(a);
+    sh_free(a->v, a->cap * sizeof(acl_rule));
+    sh_free(a, sizeof(*a));
 }
 
 /* A value substituted into a pattern must stay one plain level: a username

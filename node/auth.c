@@ -13,6 +13,7 @@
 #include <openssl/rand.h>
 
 #include "common/alloc.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "node/auth.h"
 #include "node/core.h"
@@ -34,25 +35,10 @@ struct auth {
 
 static char *slurp(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
+    char *s = sh_read_file(path);
+    if (!s) {
         snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return NULL;
     }
-    size_t cap = 4096, n = 0, r;
-    char *s = malloc(cap);
-    while ((r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            cap *= 2;
-            s = realloc(s, cap);
-            if (!s) {
-                abort();
-            }
-        }
-    }
-    fclose(f);
-    s[n] = '\0';
     return s;
 }
 
@@ -64,7 +50,7 @@ static passwd_table *load_users(const char *path, char *err, size_t errlen)
     }
     char why[256];
     passwd_table *t = passwd_parse(text, why, sizeof(why));
-    free(text);
+    sh_free_str(text);
     if (!t) {
         snprintf(err, errlen, "%s: %s", path, why);
     }
@@ -79,7 +65,7 @@ static acl *load_acl(const char *path, char *err, size_t errlen)
     }
     char why[256];
     acl *a = acl_parse(text, why, sizeof(why));
-    free(text);
+    sh_free_str(text);
     if (!a) {
         snprintf(err, errlen, "%s: %s", path, why);
     }

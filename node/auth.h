@@ -20,10 +20,7 @@
 #include "node/scram.h"
 #include "proto/packet.h"
 
-#ifndef SH_OK
-#define SH_OK 0
-#define SH_ERR (-1)
-#endif
+#include "common/status.h"
 
 typedef struct broker broker;
 typedef struct conn conn;
@@ -53,11 +50,12 @@ typedef struct passwd_entry {
 typedef struct passwd_table {
     passwd_entry *v; /* sorted by user */
     size_t n;
+    size_t cap;
 } passwd_table;
 
 /* One line (no newline) into e: "user:$pbkdf2-sha512$iterations$salt$hash"
  * or "user:$scram-sha-256$iterations$salt$StoredKey$ServerKey" (base64).
- * SH_OK or SH_ERR with a message in err. e->user is allocated on success. */
+ * SH_OK or SH_ERR with a message in err. e->user is allocated on success (free with sh_free_str). */
 int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errlen);
 /* A whole file's text; blank lines and '#' comments are skipped. NULL on
  * error, with "line N: why" in err. */
@@ -89,6 +87,7 @@ typedef struct acl_rule {
 typedef struct acl {
     acl_rule *v;
     size_t n;
+    size_t cap;
 } acl;
 
 acl *acl_parse(const char *text, char *err, size_t errlen);

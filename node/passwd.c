@@ -19,6 +19,8 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "common/alloc.h"
+#include "common/file.h"
 #include "node/auth.h"
 #include "node/scram.h"
 
@@ -81,7 +83,7 @@ int passwd_parse_line(const char *line, passwd_entry *e, char *err, size_t errle
     e->iterations = (int)it;
     e->salt_len = (size_t)sl;
     e->hash_len = (size_t)hl;
-    e->user = strndup(line, (size_t)(colon - line));
+    e->user = sh_strndup(line, (size_t)(colon - line));
     return SH_OK;
 }
 
@@ -92,8 +94,7 @@ static int entry_cmp(const void *a, const void *b)
 
 passwd_table *passwd_parse(const char *text, char *err, size_t errlen)
 {
-    passwd_table *t = calloc(1, sizeof(*t));
-    size_t cap = 0;
+    passwd_table *t = sh_calloc(1, sizeof(*t));
     int lineno = 0;
     const char *p = text;
     while (*p) {
@@ -126,12 +127,10 @@ passwd_table *passwd_parse(const char *text, char *err, size_t errlen)
             passwd_free(t);
             return NULL;
         }
-        if (t->n == cap) {
-            cap = cap ? cap * 2 : 16;
-            t->v = realloc(t->v, cap * sizeof(passwd_entry));
-            if (!t->v) {
-                abort();
-            }
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 16;
+            t->v = sh_realloc(t->v, t->cap * sizeof(passwd_entry), cap * sizeof(passwd_entry));
+            t->cap = cap;
         }
         t->v[t->n++] = e;
     }
@@ -154,10 +153,10 @@ void passwd_free(passwd_table *t)
         return;
     }
     for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].user);
+        sh_free_str(t->v[i].user);
     }
-    free(t->v);
-    free(t);
+    sh_free(t->v, t->cap * sizeof(passwd_entry));
+    sh_free(t, sizeof(*t));
 }
 
 const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t len)
@@ -213,11 +212,10 @@ char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int itera
     EVP_EncodeBlock((unsigned char *)s64, salt, sizeof(salt));
     EVP_EncodeBlock((unsigned char *)h64, hash, sizeof(hash));
     size_t n = strlen(user) + strlen(PREFIX) + 16 + strlen(s64) + strlen(h64) + 4;
-    char *line = malloc(n);
-    if (line) {
-        snprintf(line, n, "%s:" PREFIX "%d$%s$%s", user, iterations, s64, h64);
-    }
-    return line;
+    char *line = sh_malloc(n);
+    snprintf(line, n, "%s:" PREFIX "%d$%s$%s", user, iterations, s64, h64);
+    /* Callers free it as a string (sh_free_str). */
+    return sh_realloc(line, n, strlen(line) + 1);
 }
 
 char *passwd_make_scram_line(const char *user, const char *pw, size_t pwlen, int iterations)
@@ -232,11 +230,10 @@ char *passwd_make_scram_line(const char *user, const char *pw, size_t pwlen, int
     scram_b64_encode(stored, sizeof(stored), k1, sizeof(k1));
     scram_b64_encode(server, sizeof(server), k2, sizeof(k2));
     size_t n = strlen(user) + strlen(SCRAM_PREFIX) + 16 + strlen(s64) + strlen(k1) + strlen(k2) + 4;
-    char *line = malloc(n);
-    if (line) {
-        snprintf(line, n, "%s:" SCRAM_PREFIX "%d$%s$%s$%s", user, iterations, s64, k1, k2);
-    }
-    return line;
+    char *line = sh_malloc(n);
+    snprintf(line, n, "%s:" SCRAM_PREFIX "%d$%s$%s$%s", user, iterations, s64, k1, k2);
+    /* Callers free it as a string (sh_free_str). */
+    return sh_realloc(line, n, strlen(line) + 1);
 }
 
 /* --- shoal passwd --- */
@@ -276,41 +273,16 @@ static int read_password(const char *prompt, char *buf, size_t cap)
     return SH_OK;
 }
 
-static char *read_file(const char *path, bool *missing)
-{
-    *missing = false;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        *missing = errno == ENOENT;
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    size_t r;
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) {
-            cap *= 2;
-            s = realloc(s, cap);
-        }
-    }
-    fclose(f);
-    if (s) {
-        s[n] = '\0';
-    }
-    return s;
-}
-
 /* Temp file in the same directory, mode 0600, then rename over path. */
 static int write_atomic(const char *path, const char *text)
 {
     size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
+    char *tmp = sh_malloc(n);
     snprintf(tmp, n, "%s.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
         fprintf(stderr, "shoal passwd: cannot create %s: %s\n", tmp, strerror(errno));
-        free(tmp);
+        sh_free(tmp, n);
         return SH_ERR;
     }
     size_t len = strlen(text), off = 0;
@@ -336,7 +308,7 @@ static int write_atomic(const char *path, const char *text)
         fprintf(stderr, "shoal passwd: cannot write %s: %s\n", path, strerror(errno));
         unlink(tmp);
     }
-    free(tmp);
+    sh_free(tmp, n);
     return rc == 0 ? SH_OK : SH_ERR;
 }
 
@@ -376,8 +348,8 @@ int passwd_main(int argc, char **argv)
         fprintf(stderr, "shoal passwd: a user name must be non-empty and contain no ':'\n");
         return 2;
     }
-    bool missing;
-    char *old = read_file(path, &missing);
+    char *old = sh_read_file(path);
+    bool missing = !old && errno == ENOENT;
     if (!old && !(missing && !del)) {
         fprintf(stderr, "shoal passwd: cannot read %s: %s\n", path, missing ? "no such file" : strerror(errno));
         return 1;
@@ -387,18 +359,18 @@ int passwd_main(int argc, char **argv)
         char pw[1024], again[1024];
         if (read_password("Password: ", pw, sizeof(pw)) != SH_OK) {
             fprintf(stderr, "shoal passwd: no password on stdin\n");
-            free(old);
+            sh_free_str(old);
             return 1;
         }
         if (isatty(STDIN_FILENO) &&
             (read_password("Again: ", again, sizeof(again)) != SH_OK || strcmp(pw, again) != 0)) {
             fprintf(stderr, "shoal passwd: the passwords differ\n");
-            free(old);
+            sh_free_str(old);
             return 1;
         }
         if (!*pw) {
             fprintf(stderr, "shoal passwd: empty password\n");
-            free(old);
+            sh_free_str(old);
             return 1;
         }
         line = use_scram ? passwd_make_scram_line(user, pw, strlen(pw), (int)iterations)
@@ -407,14 +379,14 @@ int passwd_main(int argc, char **argv)
         OPENSSL_cleanse(again, sizeof(again));
         if (!line) {
             fprintf(stderr, "shoal passwd: hashing failed\n");
-            free(old);
+            sh_free_str(old);
             return 1;
         }
     }
     /* Keep every other line (comments too) as it was; replace or drop USER's. */
     size_t ulen = strlen(user);
     size_t cap = (old ? strlen(old) : 0) + (line ? strlen(line) : 0) + 4;
-    char *out = malloc(cap);
+    char *out = sh_malloc(cap);
     size_t o = 0;
     bool found = false;
     for (const char *p = old; p && *p;) {
@@ -424,7 +396,7 @@ int passwd_main(int argc, char **argv)
             found = true;
             if (line) {
                 o += (size_t)snprintf(out + o, cap - o, "%s\n", line);
-                free(line);
+                sh_free_str(line);
                 line = NULL;
             }
         } else {
@@ -439,15 +411,15 @@ int passwd_main(int argc, char **argv)
     out[o] = '\0';
     if (line) {
         o += (size_t)snprintf(out + o, cap - o, "%s\n", line);
-        free(line);
+        sh_free_str(line);
     }
-    free(old);
+    sh_free_str(old);
     if (del && !found) {
         fprintf(stderr, "shoal passwd: no user '%s' in %s\n", user, path);
-        free(out);
+        sh_free(out, cap);
         return 1;
     }
     int rc = write_atomic(path, out);
-    free(out);
+    sh_free(out, cap);
     return rc == SH_OK ? 0 : 1;
 }

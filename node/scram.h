@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/status.h"
+
 #define SCRAM_METHOD "SCRAM-SHA-256"
 #define SCRAM_KEY_LEN 32             /* SHA-256 output */
 #define SCRAM_DEFAULT_ITERATIONS 10000

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/status.h"
 #include "node/config.h"
 
 struct ssl_st;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "node/auth.h"
 
 static const uint8_t *u8(const char *s)
@@ -27,8 +28,8 @@ Test(passwd, make_then_verify)
     cr_assert_not(passwd_verify(&e, u8("s3cre"), 5));
     cr_assert_not(passwd_verify(&e, u8("s3cret!"), 7));
     cr_assert_not(passwd_verify(&e, u8(""), 0));
-    free(e.user);
-    free(line);
+    sh_free_str(e.user);
+    sh_free_str(line);
 }
 
 Test(passwd, salts_differ)
@@ -36,8 +37,8 @@ Test(passwd, salts_differ)
     char *a = passwd_make_line("u", "pw", 2, 1);
     char *b = passwd_make_line("u", "pw", 2, 1);
     cr_assert_str_neq(a, b);
-    free(a);
-    free(b);
+    sh_free_str(a);
+    sh_free_str(b);
 }
 
 #define KNOWN_HASH "LRBZ83k0jLq6tLoG1NTgI40Wnann2XwlqjiB/bp8owAeXc2DzPdMZKNG9dfoNmhepmpjOlNII9sdSjlArasEag=="
@@ -52,7 +53,7 @@ Test(passwd, known_vector)
     cr_assert_eq(passwd_parse_line(line, &e, err, sizeof(err)), SH_OK, "%s", err);
     cr_assert(passwd_verify(&e, u8("password"), 8));
     cr_assert_not(passwd_verify(&e, u8("Password"), 8));
-    free(e.user);
+    sh_free_str(e.user);
 }
 
 Test(passwd, malformed_lines)
@@ -98,8 +99,8 @@ Test(passwd, table_parse_find)
     cr_assert_null(passwd_find(t, "bobby", 5));
     cr_assert_null(passwd_find(t, "carol", 5));
     passwd_free(t);
-    free(a);
-    free(b);
+    sh_free_str(a);
+    sh_free_str(b);
 }
 
 Test(passwd, table_errors_name_the_line)
@@ -112,7 +113,7 @@ Test(passwd, table_errors_name_the_line)
     snprintf(text, sizeof(text), "%s\n%s\n", a, a);
     cr_assert_null(passwd_parse(text, err, sizeof(err)));
     cr_assert(strstr(err, "twice"), "%s", err);
-    free(a);
+    sh_free_str(a);
     passwd_table *t = passwd_parse("", err, sizeof(err));
     cr_assert_not_null(t);
     cr_assert_eq(t->n, 0);
@@ -145,7 +146,7 @@ Test(passwd, scram_known_vector)
     cr_assert(passwd_verify(&e, u8("pencil"), 6));
     cr_assert_not(passwd_verify(&e, u8("pencil "), 7));
     cr_assert_not(passwd_verify(&e, u8(""), 0));
-    free(e.user);
+    sh_free_str(e.user);
 }
 
 Test(passwd, scram_make_then_verify)
@@ -160,11 +161,11 @@ Test(passwd, scram_make_then_verify)
     cr_assert_eq(e.salt_len, PASSWD_SALT_LEN);
     cr_assert(passwd_verify(&e, u8("s3cret"), 6));
     cr_assert_not(passwd_verify(&e, u8("s3creT"), 6));
-    free(e.user);
+    sh_free_str(e.user);
     char *again = passwd_make_scram_line("carol", "s3cret", 6, 4096);
     cr_assert_str_neq(line, again); /* fresh salt */
-    free(again);
-    free(line);
+    sh_free_str(again);
+    sh_free_str(line);
 }
 
 Test(passwd, scram_malformed_lines)
@@ -205,5 +206,5 @@ Test(passwd, table_mixes_schemes)
     cr_assert(passwd_verify(passwd_find(t, "user", 4), u8("pencil"), 6));
     cr_assert(passwd_verify(passwd_find(t, "alice", 5), u8("a"), 1));
     passwd_free(t);
-    free(a);
+    sh_free_str(a);
 }
