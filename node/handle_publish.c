@@ -87,7 +87,6 @@ static void durable_cb(bp_status st, void *arg)
         } else if (c->version == MQTT_V5) {
             if (a->qos == 2 && c->s) {
                 session_qos2_remove(c->s, a->pid);
-                c->inbound_pending--;
             }
             send_ack(c, type, a->pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
         } else {
@@ -157,7 +156,6 @@ static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
         /* Finish the exchange: the PUBREL that follows gets its PUBCOMP. */
         if (!session_qos2_has(c->s, p->packet_id)) {
             session_qos2_add(c->s, p->packet_id);
-            c->inbound_pending++;
         }
         send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL);
         return MQTT_RC_SUCCESS;
@@ -186,6 +184,16 @@ static mqtt_rc refuse_topic(conn *c, const mqtt_publish *p, limit_kind l)
     return MQTT_RC_SUCCESS;
 }
 
+/* Would one more QoS 1/2 publish pass the receive maximum? QoS 1 counts
+ * until its PUBACK on this connection; QoS 2 until its PUBREL, for every id
+ * the session holds, those of earlier connections included: the client
+ * counts them too (§4.9, until PUBCOMP), and a session that kept them
+ * across reconnects without bound once overflowed its id list. */
+static bool inbound_full(const conn *c, uint32_t max)
+{
+    return (uint32_t)c->inbound_pending + c->s->n_qos2_in >= max;
+}
+
 mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
 {
     worker *w = c->w;
@@ -206,7 +214,8 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
             return rc;
         }
     }
-    if (p.qos > 0 && c->inbound_pending >= (uint16_t)w->b->cfg->receive_maximum) {
+    bool resend = p.qos == 2 && session_qos2_has(c->s, p.packet_id);
+    if (p.qos > 0 && !resend && inbound_full(c, (uint32_t)w->b->cfg->receive_maximum)) {
         limits_refused(c, LIMIT_RECEIVE_MAX, "action=close");
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
     }
@@ -218,7 +227,7 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
         return refuse_unavailable(c, &p);
     }
-    if (p.qos == 2 && session_qos2_has(c->s, p.packet_id)) {
+    if (resend) {
         /* A resend of a message we already have: acknowledge, don't deliver (§4.3.3). */
         send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);
         return MQTT_RC_SUCCESS;
@@ -227,7 +236,7 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     if (!m) {
         return MQTT_RC_QUOTA_EXCEEDED;
     }
-    if (p.qos > 0) {
+    if (p.qos == 1) {
         c->inbound_pending++;
     }
     if (p.qos == 2) {

@@ -305,3 +305,26 @@ Test(session, offline_state_exists_only_while_something_is_due)
     event_base_free(w.base);
     w.base = NULL;
 }
+
+/* The inbound QoS 2 list holds every packet id at once (the receive
+ * maximum's ceiling, 65,535): its capacity once doubled from 32,768 to
+ * 65,536 in 16 bits, wrapped to 0, and later ids were written past a
+ * one-byte allocation. */
+Test(session, inbound_qos2_ids_hold_every_packet_id)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    for (uint32_t id = 1; id <= 65535; id++) {
+        session_qos2_add(s, (uint16_t)id);
+    }
+    cr_assert_eq(s->n_qos2_in, 65535);
+    cr_assert(session_qos2_has(s, 1));
+    cr_assert(session_qos2_has(s, 32768));
+    cr_assert(session_qos2_has(s, 32769));
+    cr_assert(session_qos2_has(s, 65535));
+    for (uint32_t id = 65535; id >= 1; id--) {
+        cr_assert(session_qos2_remove(s, (uint16_t)id));
+    }
+    cr_assert_eq(s->n_qos2_in, 0);
+    cr_assert_not(session_qos2_has(s, 1));
+    session_unref(&b, s);
+}
