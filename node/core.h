@@ -257,11 +257,15 @@ enum inbox_kind {
     IN_REFUSED,      /* the claim of conn `conn_id` lost to a newer one */
     IN_STOP,         /* shut down */
     IN_REMOTE,       /* a message from the backplane to deliver here (d.m) */
+    IN_QOS2_REPORT,  /* the backplane's answer for inbound QoS 2 id `pid` of session s:
+                      * stored (`clean`), for the connection tagged `conn_id`,
+                      * acknowledged with reason code `epoch` */
 };
 
 typedef struct inbox_item {
     uint8_t kind;
     bool clean;
+    uint16_t pid;   /* IN_QOS2_REPORT */
     int from;
     session *s; /* ref held */
     uint64_t conn_id;
@@ -462,6 +466,11 @@ bool session_qos2_has(session *s, uint16_t pid);
 qos2_id *session_qos2_add_state(session *s, uint16_t pid, uint8_t state, uint32_t conn_tag);
 void session_qos2_add(session *s, uint16_t pid); /* durable */
 bool session_qos2_remove(session *s, uint16_t pid);
+/* The backplane answered for a pending inbound QoS 2 id (stored or not),
+ * on any worker: the session's owner marks it durable and sends PUBREC
+ * (reason code rc), or clears it and tells the connection holding the
+ * session now, if any (v5 PUBREC 0x97, 3.1.1 close). */
+void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc);
 void session_arm_offline_timer(worker *w, session *s);
 
 /* registry.c: client id → session */
@@ -498,7 +507,9 @@ void worker_post_external(broker *b, int to, const inbox_item *it);
 uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
 
 /* route.c: matching and fan-out */
-bool route_publish(worker *w, msg *m);
+/* Hand m to every matching session; *matched (may be NULL) gets how many
+ * sessions it went to. True if one of them is behind (back-pressure). */
+bool route_publish(worker *w, msg *m, uint32_t *matched);
 /* Should a publisher to s be slowed down? While s is behind and has made
  * progress in the last BACKPRESSURE_STALL_MS: a client that took nothing
  * for that long is stuck, and it may not hold everybody else's publishers;

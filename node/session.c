@@ -249,6 +249,50 @@ bool session_qos2_remove(session *s, uint16_t pid)
     return true;
 }
 
+void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc)
+{
+    int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (owner != w->id) {
+        /* The session moved to another worker meanwhile (takeover): its
+         * owner answers; one that no longer holds it forwards again. */
+        inbox_item it;
+        memset(&it, 0, sizeof(it));
+        it.kind = IN_QOS2_REPORT;
+        session_ref(s);
+        it.s = s;
+        it.pid = pid;
+        it.conn_id = conn_tag;
+        it.clean = stored;
+        it.epoch = rc;
+        worker_post(w, owner, &it);
+        return;
+    }
+    qos2_id *e = session_qos2_find(s, pid);
+    if (s->dead || !e || e->state != Q2_PENDING || e->conn_tag != conn_tag) {
+        return; /* the session ended or started clean meanwhile */
+    }
+    conn *c = s->c && s->c->state == CS_ACTIVE ? s->c : NULL;
+    if (stored) {
+        e->state = Q2_DURABLE;
+        if (c) {
+            send_ack(c, MQTT_PUBREC, pid, c->version == MQTT_V5 ? rc : 0, NULL);
+        }
+        return;
+    }
+    /* Nothing was stored: a resend is a new message. */
+    session_qos2_remove(s, pid);
+    if (!c) {
+        return;
+    }
+    if (c->version == MQTT_V5) {
+        /* §4.3.3: a PUBREC with a failure code ends the exchange. */
+        send_ack(c, MQTT_PUBREC, pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
+    } else {
+        /* 3.1.1 has no negative ack: closing is the only honest answer. */
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+    }
+}
+
 /* ---- outgoing ---- */
 
 static uint32_t window(const session *s, const conn *c)
