@@ -328,3 +328,23 @@ Test(session, inbound_qos2_ids_hold_every_packet_id)
     cr_assert_not(session_qos2_has(s, 1));
     session_unref(&b, s);
 }
+
+/* The backplane's answer for a pending inbound QoS 2 id, with no connection
+ * attached: stored makes it durable; refused clears it; an answer tagged
+ * for another connection (an earlier use of the id) changes nothing. */
+Test(session, inbound_qos2_report_marks_durable_or_clears)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    session_qos2_add_state(s, 5, Q2_PENDING, 77);
+    session_qos2_add_state(s, 6, Q2_PENDING, 77);
+    session_qos2_report(&w, s, 5, 78, true, 0);
+    cr_assert_eq(session_qos2_find(s, 5)->state, Q2_PENDING);
+    session_qos2_report(&w, s, 5, 77, true, 0);
+    cr_assert_eq(session_qos2_find(s, 5)->state, Q2_DURABLE);
+    session_qos2_report(&w, s, 5, 77, false, 0); /* not pending any more */
+    cr_assert(session_qos2_has(s, 5));
+    session_qos2_report(&w, s, 6, 77, false, 0);
+    cr_assert_not(session_qos2_has(s, 6));
+    cr_assert_eq(s->n_qos2_in, 1);
+    session_unref(&b, s);
+}
