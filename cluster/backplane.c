@@ -99,6 +99,11 @@ bool bp_is_ready(const backplane *bp)
     return bp->ready && !bp->closed;
 }
 
+bool bp_knows_all_subscribers(const backplane *bp)
+{
+    return strcmp(bp->ops->kind, "local") == 0;
+}
+
 typedef struct deferred {
     bp_done_cb cb;
     void *arg;

@@ -141,6 +141,10 @@ typedef struct bp_stats {
 } bp_stats;
 void bp_get_stats(const backplane *bp, bp_stats *out);
 bool bp_is_ready(const backplane *bp);
+/* Does this backplane know every subscriber of the cluster (the local one:
+ * the node is the cluster)? Then a publish that matched nobody here matched
+ * nobody at all (MQTT 5 0x10 No matching subscribers). */
+bool bp_knows_all_subscribers(const backplane *bp);
 
 /* Make a message durable and visible to other nodes. The callback says when
  * it is durable: a QoS 1/2 ack may be sent only after BP_OK. */

@@ -78,6 +78,19 @@ typedef struct session_offline {
     msg *will;           /* delayed will, ref held */
 } session_offline;
 
+/* An inbound QoS 2 packet id, held from its PUBLISH until PUBREL (§4.3.3).
+ * PUBREC is sent only once the message is durable (the backplane said so):
+ * a resend of a pending id waits for that answer. */
+typedef struct qos2_id {
+    uint32_t conn_tag; /* low bits of the publishing connection's id: a late
+                        * answer for an earlier use of the id (before a clean
+                        * start) is not taken for this one */
+    uint16_t pid;
+    uint8_t state;     /* Q2_PENDING, Q2_DURABLE */
+} qos2_id;
+
+enum { Q2_PENDING = 1, Q2_DURABLE };
+
 /* Fields are ordered widest first so that one session per client carries
  * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
@@ -90,11 +103,19 @@ struct session {
     /* Waiting to be sent: a ring buffer. */
     delivery *q;
     /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
-    uint16_t *qos2_in;
+    qos2_id *qos2_in;
     /* Subscriptions, to restore or remove them. */
     sub_entry *subs;
+    /* While the connected client is behind (its queue passed the
+     * back-pressure mark or its output buffer filled): when it last made
+     * progress (now_ms). 0 once the queue has halved and the output has
+     * room. Set by the owner, read by publishers (session_behind). */
+    _Atomic uint64_t backlogged_ms;
     atomic_int refs;
     _Atomic int owner; /* worker index */
+    /* Deliveries posted to the owner's inbox and not handled yet: the part
+     * of a backlog the owner has not seen, which publishers count too. */
+    _Atomic uint32_t incoming;
     uint32_t expiry_s; /* session expiry interval in force */
     uint32_t q_head;
     uint32_t q_len;
@@ -102,28 +123,28 @@ struct session {
     uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
     uint32_t n_subs;
     uint32_t cap_subs;
+    /* 32 bits, and capacities as powers of two, so that no list's size can
+     * wrap: each holds at most 65,535 (a packet id each). */
+    uint32_t n_inf;
+    uint32_t n_qos2_in;
     uint16_t id_len;
-    uint16_t next_pid;
-    uint16_t n_inf;
-    uint16_t cap_inf;
-    uint16_t n_qos2_in;
-    uint16_t cap_qos2_in;
+    uint16_t next_pid;     /* the last packet id handed out */
     uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
+    uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
+    uint8_t qos2_cap_log2; /* qos2_in likewise */
     _Atomic bool online;
-    /* While the connected client is behind (its queue passed the
-     * back-pressure mark or its output buffer filled): when it last made
-     * progress (now_ms). 0 once the queue has halved and the output has
-     * room. Set by the owner, read by publishers (session_behind). */
-    _Atomic uint64_t backlogged_ms;
-    /* Deliveries posted to the owner's inbox and not handled yet: the part
-     * of a backlog the owner has not seen, which publishers count too. */
-    _Atomic uint32_t incoming;
     uint8_t version;
     bool dead;         /* ended: deliveries are dropped */
     bool persistent;   /* outlives its connection */
     bool registered;       /* in the registry (under sess_lock) */
     char client_id[];  /* NUL-terminated, in this allocation */
 };
+
+/* The entries a list with capacity exponent `log2` holds. */
+static inline uint32_t session_list_cap(uint8_t log2)
+{
+    return log2 ? 1u << log2 : 0;
+}
 
 /* The bytes of a session's allocation, its client id included. */
 #define SESSION_SIZE(id_len) (offsetof(session, client_id) + (size_t)(id_len) + 1u)
@@ -186,7 +207,7 @@ struct conn {
     uint16_t client_receive_max;
     uint16_t client_alias_max;
     uint16_t alias_max;     /* ours, granted to the client */
-    uint16_t inbound_pending; /* QoS 1/2 received and not yet acknowledged/completed */
+    uint16_t inbound_pending; /* QoS 1 received and not yet acknowledged (QoS 2: session.n_qos2_in) */
     uint16_t requested_keepalive;
     uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
     uint8_t ev_what;        /* EV_READ / EV_WRITE the socket's event is registered for */
@@ -236,11 +257,15 @@ enum inbox_kind {
     IN_REFUSED,      /* the claim of conn `conn_id` lost to a newer one */
     IN_STOP,         /* shut down */
     IN_REMOTE,       /* a message from the backplane to deliver here (d.m) */
+    IN_QOS2_REPORT,  /* the backplane's answer for inbound QoS 2 id `pid` of session s:
+                      * stored (`clean`), for the connection tagged `conn_id`,
+                      * acknowledged with reason code `epoch` */
 };
 
 typedef struct inbox_item {
     uint8_t kind;
     bool clean;
+    uint16_t pid;   /* IN_QOS2_REPORT */
     int from;
     session *s; /* ref held */
     uint64_t conn_id;
@@ -434,9 +459,18 @@ void session_attach(worker *w, session *s, conn *c);
 void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
 bool session_remove_sub(session *s, const char *filter, uint16_t len);
 bool session_has_sub(const session *s, const char *filter, uint16_t len);
+qos2_id *session_qos2_find(session *s, uint16_t pid);
 bool session_qos2_has(session *s, uint16_t pid);
-void session_qos2_add(session *s, uint16_t pid);
+/* Hold pid: pending until the backplane answers, or durable already. The
+ * caller keeps the list within the receive maximum. */
+qos2_id *session_qos2_add_state(session *s, uint16_t pid, uint8_t state, uint32_t conn_tag);
+void session_qos2_add(session *s, uint16_t pid); /* durable */
 bool session_qos2_remove(session *s, uint16_t pid);
+/* The backplane answered for a pending inbound QoS 2 id (stored or not),
+ * on any worker: the session's owner marks it durable and sends PUBREC
+ * (reason code rc), or clears it and tells the connection holding the
+ * session now, if any (v5 PUBREC 0x97, 3.1.1 close). */
+void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc);
 void session_arm_offline_timer(worker *w, session *s);
 
 /* registry.c: client id → session */
@@ -473,7 +507,9 @@ void worker_post_external(broker *b, int to, const inbox_item *it);
 uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
 
 /* route.c: matching and fan-out */
-bool route_publish(worker *w, msg *m);
+/* Hand m to every matching session; *matched (may be NULL) gets how many
+ * sessions it went to. True if one of them is behind (back-pressure). */
+bool route_publish(worker *w, msg *m, uint32_t *matched);
 /* Should a publisher to s be slowed down? While s is behind and has made
  * progress in the last BACKPRESSURE_STALL_MS: a client that took nothing
  * for that long is stuck, and it may not hold everybody else's publishers;

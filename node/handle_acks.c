@@ -28,9 +28,6 @@ mqtt_rc handle_pubrec(conn *c, const mqtt_ack *p)
 mqtt_rc handle_pubrel(conn *c, const mqtt_ack *p)
 {
     bool had = session_qos2_remove(c->s, p->packet_id);
-    if (had && c->inbound_pending) {
-        c->inbound_pending--;
-    }
     send_ack(c, MQTT_PUBCOMP, p->packet_id, had ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND, NULL);
     return MQTT_RC_SUCCESS;
 }

@@ -1,5 +1,6 @@
-/* PUBLISH from a client: check → resolve alias → store retained → route →
- * acknowledge once the backplane says it is durable. */
+/* PUBLISH from a client: check → resolve alias → QoS 0: store retained and
+ * route now; QoS 1/2: once the backplane says it is durable, store
+ * retained, route and acknowledge. */
 #include <string.h>
 
 #include "common/alloc.h"
@@ -65,37 +66,78 @@ static void store_retained(worker *w, msg *m)
 }
 
 typedef struct ack_ctx {
-    uint64_t conn_id;
+    uint64_t conn_id; /* the publishing connection, looked up again */
     worker *w;
+    session *s;       /* ref held: QoS 2 is answered through the session */
+    msg *m;           /* ref held: routed here once durable */
     uint16_t pid;
     uint8_t qos;
 } ack_ctx;
 
+/* Inside bp_publish on this thread: a callback that runs now is part of
+ * handling the client's input, which flushes the outbox once at its end. */
+static _Thread_local bool in_bp_publish;
+
+/* The message is durable: now local subscribers may see it (and a
+ * retained one be stored). The reason code for the publisher: 0x10 when
+ * nobody matched and the backplane knows every subscriber (MQTT 5
+ * §3.4.2.1); a cluster node cannot know that other nodes have none. */
+static uint8_t route_durable(worker *w, msg *m, conn *c)
+{
+    if (m->retain) {
+        store_retained(w, m);
+    }
+    uint32_t matched = 0;
+    bool behind = route_publish(w, m, &matched);
+    if (c && c->state == CS_ACTIVE) {
+        limits_backpressure(c, behind);
+    }
+    if (matched == 0 && bp_knows_all_subscribers(w->b->bp)) {
+        return MQTT_RC_NO_MATCHING_SUBSCRIBERS;
+    }
+    return MQTT_RC_SUCCESS;
+}
+
+static void answer_qos1(conn *c, bp_status st, uint16_t pid, uint8_t rc)
+{
+    if (!c || c->state != CS_ACTIVE) {
+        return;
+    }
+    if (c->inbound_pending) {
+        c->inbound_pending--;
+    }
+    if (st == BP_OK) {
+        send_ack(c, MQTT_PUBACK, pid, c->version == MQTT_V5 ? rc : 0, NULL);
+    } else if (c->version == MQTT_V5) {
+        send_ack(c, MQTT_PUBACK, pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
+    } else {
+        /* 3.1.1 has no negative ack: closing is the only honest answer. */
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+    }
+}
+
 /* Backplane durability answer for a QoS 1/2 publish: only now may the
- * client hear that its message is safe. */
+ * client hear that its message is safe, and only now do local subscribers
+ * get it, so that a refused message reached nobody. QoS 1 is answered to
+ * the connection that sent it; QoS 2 through the session, to whichever
+ * connection holds it now (a resend of the id waited for this). */
 static void durable_cb(bp_status st, void *arg)
 {
     ack_ctx *a = arg;
-    conn *c = worker_find_conn(a->w, a->conn_id);
-    if (c && c->state == CS_ACTIVE) {
-        uint8_t type = a->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC;
-        if (c->inbound_pending && a->qos == 1) {
-            c->inbound_pending--;
-        }
-        if (st == BP_OK) {
-            send_ack(c, type, a->pid, MQTT_RC_SUCCESS, NULL);
-        } else if (c->version == MQTT_V5) {
-            if (a->qos == 2 && c->s) {
-                session_qos2_remove(c->s, a->pid);
-                c->inbound_pending--;
-            }
-            send_ack(c, type, a->pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
-        } else {
-            /* 3.1.1 has no negative ack: closing is the only honest answer. */
-            conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
-        }
+    worker *w = a->w;
+    conn *c = worker_find_conn(w, a->conn_id);
+    uint8_t rc = st == BP_OK ? route_durable(w, a->m, c) : MQTT_RC_QUOTA_EXCEEDED;
+    if (a->qos == 1) {
+        answer_qos1(c, st, a->pid, rc);
+    } else {
+        session_qos2_report(w, a->s, a->pid, (uint32_t)a->conn_id, st == BP_OK, rc);
     }
+    msg_unref(a->m);
+    session_unref(w->b, a->s);
     sh_free(a, sizeof(*a));
+    if (!in_bp_publish) {
+        worker_flush(w); /* deliveries for other workers' sessions */
+    }
 }
 
 static void to_backplane(conn *c, msg *m, uint16_t pid)
@@ -118,9 +160,26 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
     ack_ctx *a = sh_malloc(sizeof(*a));
     a->conn_id = c->id;
     a->w = c->w;
+    session_ref(c->s);
+    a->s = c->s;
+    a->m = msg_ref(m);
     a->pid = pid;
     a->qos = m->qos;
+    in_bp_publish = true;
     bp_publish(c->w->b->bp, c->w->id, &bm, durable_cb, a);
+    in_bp_publish = false;
+}
+
+/* A QoS 2 PUBLISH with an id the session holds: acknowledged once durable
+ * (§4.3.3), never delivered again. A pending one gets its PUBREC when the
+ * backplane answers (session_qos2_report). */
+static mqtt_rc answer_resend(conn *c, uint16_t pid)
+{
+    qos2_id *e = session_qos2_find(c->s, pid);
+    if (e->state == Q2_DURABLE) {
+        send_ack(c, MQTT_PUBREC, pid, MQTT_RC_SUCCESS, NULL);
+    }
+    return MQTT_RC_SUCCESS;
 }
 
 /* The backplane cannot make the message durable: refuse it before anyone
@@ -157,7 +216,6 @@ static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
         /* Finish the exchange: the PUBREL that follows gets its PUBCOMP. */
         if (!session_qos2_has(c->s, p->packet_id)) {
             session_qos2_add(c->s, p->packet_id);
-            c->inbound_pending++;
         }
         send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL);
         return MQTT_RC_SUCCESS;
@@ -186,6 +244,16 @@ static mqtt_rc refuse_topic(conn *c, const mqtt_publish *p, limit_kind l)
     return MQTT_RC_SUCCESS;
 }
 
+/* Would one more QoS 1/2 publish pass the receive maximum? QoS 1 counts
+ * until its PUBACK on this connection; QoS 2 until its PUBREL, for every id
+ * the session holds, those of earlier connections included: the client
+ * counts them too (§4.9, until PUBCOMP), and a session that kept them
+ * across reconnects without bound once overflowed its id list. */
+static bool inbound_full(const conn *c, uint32_t max)
+{
+    return (uint32_t)c->inbound_pending + c->s->n_qos2_in >= max;
+}
+
 mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
 {
     worker *w = c->w;
@@ -206,39 +274,44 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
             return rc;
         }
     }
-    if (p.qos > 0 && c->inbound_pending >= (uint16_t)w->b->cfg->receive_maximum) {
+    bool resend = p.qos == 2 && session_qos2_has(c->s, p.packet_id);
+    if (p.qos > 0 && !resend && inbound_full(c, (uint32_t)w->b->cfg->receive_maximum)) {
         limits_refused(c, LIMIT_RECEIVE_MAX, "action=close");
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
     }
     if (!auth_can_publish(c, p.topic.p, p.topic.len)) {
         return refuse_denied(c, &p);
     }
+    if (resend) {
+        return answer_resend(c, p.packet_id);
+    }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
     if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
         return refuse_unavailable(c, &p);
     }
-    if (p.qos == 2 && session_qos2_has(c->s, p.packet_id)) {
-        /* A resend of a message we already have: acknowledge, don't deliver (§4.3.3). */
-        send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);
-        return MQTT_RC_SUCCESS;
-    }
     msg *m = msg_new(p.topic, &p.props, p.payload, p.qos, p.retain, (uint64_t)(uintptr_t)c->s, now_ms());
     if (!m) {
         return MQTT_RC_QUOTA_EXCEEDED;
     }
-    if (p.qos > 0) {
+    if (p.qos == 0) {
+        /* Nothing to acknowledge: local subscribers get it at once. */
+        if (p.retain) {
+            store_retained(w, m);
+        }
+        bool behind = route_publish(w, m, NULL);
+        to_backplane(c, m, 0);
+        limits_backpressure(c, behind);
+        msg_unref(m);
+        return MQTT_RC_SUCCESS;
+    }
+    /* Counted before the backplane's answer, which may come at once. */
+    if (p.qos == 1) {
         c->inbound_pending++;
+    } else {
+        session_qos2_add_state(c->s, p.packet_id, Q2_PENDING, (uint32_t)c->id);
     }
-    if (p.qos == 2) {
-        session_qos2_add(c->s, p.packet_id);
-    }
-    if (p.retain) {
-        store_retained(w, m);
-    }
-    bool behind = route_publish(w, m);
-    to_backplane(c, m, p.packet_id);
-    limits_backpressure(c, behind);
+    to_backplane(c, m, p.packet_id); /* routes once durable (durable_cb) */
     msg_unref(m);
     return MQTT_RC_SUCCESS;
 }

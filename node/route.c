@@ -77,9 +77,10 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     return any;
 }
 
-bool route_publish(worker *w, msg *m)
+bool route_publish(worker *w, msg *m, uint32_t *matched)
 {
     bool behind = false;
+    uint32_t sessions = 0;
     uint32_t mark = session_backpressure_mark(w->b->cfg);
     broker *b = w->b;
     trie_hit stack[STACK_HITS];
@@ -112,6 +113,7 @@ bool route_publish(worker *w, msg *m)
         delivery d;
         if (make_delivery(m, &hits[i], j - i, &d)) {
             d.m = msg_ref(m);
+            sessions++;
             if (!behind && mark) {
                 behind = session_behind(hits[i].owner, mark);
             }
@@ -125,6 +127,9 @@ bool route_publish(worker *w, msg *m)
     if (hits != stack) {
         sh_free(hits, cap * sizeof(trie_hit));
     }
+    if (matched) {
+        *matched = sessions;
+    }
     return behind;
 }
 
@@ -135,7 +140,7 @@ void route_publish_internal(worker *w, msg *m)
         retain_set(w->b->retained, m);
         pthread_rwlock_unlock(&w->b->retain_lock);
     }
-    route_publish(w, m);
+    route_publish(w, m, NULL);
     msg_unref(m);
 }
 

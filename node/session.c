@@ -22,7 +22,7 @@ session *session_new(broker *b, const char *client_id, size_t len, int owner)
     atomic_init(&s->incoming, 0);
     memcpy(s->client_id, client_id, len);
     s->id_len = (uint16_t)len;
-    s->next_pid = 1;
+    s->next_pid = 0; /* none handed out yet: the first is 1 */
     return s;
 }
 
@@ -46,7 +46,7 @@ static worker *owner_worker(broker *b, session *s)
 void session_drop_messages(broker *b, session *s, bool count)
 {
     uint64_t held = s->q_len;
-    for (uint16_t i = 0; i < s->n_inf; i++) {
+    for (uint32_t i = 0; i < s->n_inf; i++) {
         held += s->inf[i].d.m != NULL; /* past PUBREC the message is already delivered */
         msg_unref(s->inf[i].d.m);
     }
@@ -130,9 +130,9 @@ void session_unref(broker *b, session *s)
         msg_unref(s->off->will);
         sh_free(s->off, sizeof(*s->off));
     }
-    sh_free(s->inf, s->cap_inf * sizeof(inflight));
+    sh_free(s->inf, session_list_cap(s->inf_cap_log2) * sizeof(inflight));
     sh_free(s->q, s->q_cap * sizeof(delivery));
-    sh_free(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t));
+    sh_free(s->qos2_in, session_list_cap(s->qos2_cap_log2) * sizeof(qos2_id));
     sh_free(s, SESSION_SIZE(s->id_len));
 }
 
@@ -195,48 +195,115 @@ void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *fil
 
 /* ---- inbound QoS 2 ---- */
 
-bool session_qos2_has(session *s, uint16_t pid)
+/* Room for one more entry in a list of `size`-byte entries whose capacity
+ * is 1 << *log2: it starts at 4 and doubles. The callers bound their lists
+ * to 65,535 entries (one per packet id), so the exponent stays at most 16. */
+static void *list_room(void *v, uint32_t n, uint8_t *log2, size_t size)
 {
-    for (uint16_t i = 0; i < s->n_qos2_in; i++) {
-        if (s->qos2_in[i] == pid) {
-            return true;
+    if (n < session_list_cap(*log2)) {
+        return v;
+    }
+    uint8_t next = *log2 ? (uint8_t)(*log2 + 1) : 2;
+    v = sh_realloc(v, session_list_cap(*log2) * size, session_list_cap(next) * size);
+    *log2 = next;
+    return v;
+}
+
+qos2_id *session_qos2_find(session *s, uint16_t pid)
+{
+    for (uint32_t i = 0; i < s->n_qos2_in; i++) {
+        if (s->qos2_in[i].pid == pid) {
+            return &s->qos2_in[i];
         }
     }
-    return false;
+    return NULL;
+}
+
+bool session_qos2_has(session *s, uint16_t pid)
+{
+    return session_qos2_find(s, pid) != NULL;
+}
+
+qos2_id *session_qos2_add_state(session *s, uint16_t pid, uint8_t state, uint32_t conn_tag)
+{
+    s->qos2_in = list_room(s->qos2_in, s->n_qos2_in, &s->qos2_cap_log2, sizeof(qos2_id));
+    qos2_id *e = &s->qos2_in[s->n_qos2_in++];
+    e->conn_tag = conn_tag;
+    e->pid = pid;
+    e->state = state;
+    return e;
 }
 
 void session_qos2_add(session *s, uint16_t pid)
 {
-    if (s->n_qos2_in == s->cap_qos2_in) {
-        uint16_t cap = s->cap_qos2_in ? (uint16_t)(s->cap_qos2_in * 2) : 4;
-        s->qos2_in = sh_realloc(s->qos2_in, s->cap_qos2_in * sizeof(uint16_t), cap * sizeof(uint16_t));
-        s->cap_qos2_in = cap;
-    }
-    s->qos2_in[s->n_qos2_in++] = pid;
+    session_qos2_add_state(s, pid, Q2_DURABLE, 0);
 }
 
 bool session_qos2_remove(session *s, uint16_t pid)
 {
-    for (uint16_t i = 0; i < s->n_qos2_in; i++) {
-        if (s->qos2_in[i] == pid) {
-            s->qos2_in[i] = s->qos2_in[--s->n_qos2_in];
-            return true;
-        }
+    qos2_id *e = session_qos2_find(s, pid);
+    if (!e) {
+        return false;
     }
-    return false;
+    *e = s->qos2_in[--s->n_qos2_in];
+    return true;
+}
+
+void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc)
+{
+    int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
+    if (owner != w->id) {
+        /* The session moved to another worker meanwhile (takeover): its
+         * owner answers; one that no longer holds it forwards again. */
+        inbox_item it;
+        memset(&it, 0, sizeof(it));
+        it.kind = IN_QOS2_REPORT;
+        session_ref(s);
+        it.s = s;
+        it.pid = pid;
+        it.conn_id = conn_tag;
+        it.clean = stored;
+        it.epoch = rc;
+        worker_post(w, owner, &it);
+        return;
+    }
+    qos2_id *e = session_qos2_find(s, pid);
+    if (s->dead || !e || e->state != Q2_PENDING || e->conn_tag != conn_tag) {
+        return; /* the session ended or started clean meanwhile */
+    }
+    conn *c = s->c && s->c->state == CS_ACTIVE ? s->c : NULL;
+    if (stored) {
+        e->state = Q2_DURABLE;
+        if (c) {
+            send_ack(c, MQTT_PUBREC, pid, c->version == MQTT_V5 ? rc : 0, NULL);
+        }
+        return;
+    }
+    /* Nothing was stored: a resend is a new message. */
+    session_qos2_remove(s, pid);
+    if (!c) {
+        return;
+    }
+    if (c->version == MQTT_V5) {
+        /* §4.3.3: a PUBREC with a failure code ends the exchange. */
+        send_ack(c, MQTT_PUBREC, pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
+    } else {
+        /* 3.1.1 has no negative ack: closing is the only honest answer. */
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+    }
 }
 
 /* ---- outgoing ---- */
 
-static uint16_t window(const session *s, const conn *c)
+static uint32_t window(const session *s, const conn *c)
 {
-    uint16_t max = (uint16_t)c->w->b->cfg->max_inflight;
+    uint32_t max = (uint32_t)c->w->b->cfg->max_inflight;
     return c->client_receive_max < max ? c->client_receive_max : max;
 }
 
 static bool pid_in_use(const session *s, uint16_t pid)
 {
-    for (uint16_t i = 0; i < s->n_inf; i++) {
+    for (uint32_t i = 0; i < s->n_inf; i++) {
         if (s->inf[i].pid == pid) {
             return true;
         }
@@ -363,15 +430,12 @@ static delivery queue_pop(worker *w, session *s)
     return one;
 }
 
-/* Send one QoS 1/2 delivery now, taking a slot of the window. */
+/* Send one QoS 1/2 delivery now, taking a slot of the window (at most
+ * 65,535: --max-inflight and Receive Maximum are 16-bit). */
 static void send_inflight(session *s, conn *c, delivery *d)
 {
     worker *w = c->w;
-    if (s->n_inf == s->cap_inf) {
-        uint16_t cap = s->cap_inf ? (uint16_t)(s->cap_inf * 2) : 4;
-        s->inf = sh_realloc(s->inf, s->cap_inf * sizeof(inflight), cap * sizeof(inflight));
-        s->cap_inf = cap;
-    }
+    s->inf = list_room(s->inf, s->n_inf, &s->inf_cap_log2, sizeof(inflight));
     inflight *f = &s->inf[s->n_inf++];
     f->pid = next_pid(s);
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
@@ -468,7 +532,7 @@ void session_pump(worker *w, session *s)
 void session_resend(worker *w, session *s)
 {
     conn *c = s->c;
-    for (uint16_t i = 0; i < s->n_inf; i++) {
+    for (uint32_t i = 0; i < s->n_inf; i++) {
         inflight *f = &s->inf[i];
         if (f->state == INF_WAIT_COMP) {
             send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
@@ -481,7 +545,7 @@ void session_resend(worker *w, session *s)
 
 static inflight *find_inflight(session *s, uint16_t pid)
 {
-    for (uint16_t i = 0; i < s->n_inf; i++) {
+    for (uint32_t i = 0; i < s->n_inf; i++) {
         if (s->inf[i].pid == pid) {
             return &s->inf[i];
         }

@@ -183,6 +183,10 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_REMOTE:
         remote_deliver(w, it->d.m);
         break;
+    case IN_QOS2_REPORT:
+        session_qos2_report(w, it->s, it->pid, (uint32_t)it->conn_id, it->clean, (uint8_t)it->epoch);
+        session_unref(w->b, it->s);
+        break;
     }
 }
 

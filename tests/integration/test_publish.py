@@ -494,7 +494,7 @@ def test_max_qos_publish_refused(node_factory):
     n = node_factory("--max-qos", "1")
     with raw_pub(n) as pub:
         pub.send(R.publish(uid("t"), b"x", qos=1, pid=1))
-        assert pub.expect(R.PUBACK).rc == 0
+        assert pub.expect(R.PUBACK).rc == 0x10  # accepted; no subscriber
         pub.send(R.publish(uid("t"), b"x", qos=2, pid=2))
         seen = pub.wait_closed()
         assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x9B)], seen
@@ -509,12 +509,53 @@ def test_publish_qos3_is_malformed(node):
         assert len(seen) == 1 and seen[0].type == R.DISCONNECT and seen[0].rc == 0x81, seen
 
 
-def test_publish_to_no_subscribers_acks(node):
+def test_publish_to_no_subscribers_acks_0x10(node):
+    """The local backplane knows every subscriber: MQTT 5 §3.4.2.1 / §3.5.2.1
+    0x10 No matching subscribers, as Mosquitto answers. It is still a
+    success: the QoS 2 exchange goes on to PUBCOMP."""
     with raw_pub(node) as pub:
         pub.send(R.publish(uid("nobody"), b"x", qos=1, pid=1))
         ack = pub.expect(R.PUBACK)
-        # 0x00 or 0x10 (no matching subscribers) are both success.
-        assert ack.pid == 1 and ack.rc in (0x00, 0x10)
+        assert (ack.pid, ack.rc) == (1, 0x10)
+        pub.send(R.publish(uid("nobody"), b"x", qos=2, pid=2))
+        rec = pub.expect(R.PUBREC)
+        assert (rec.pid, rec.rc) == (2, 0x10)
+        pub.send(R.pubrel(2))
+        comp = pub.expect(R.PUBCOMP)
+        assert (comp.pid, comp.rc) == (2, 0)
+
+
+def test_publish_to_a_subscriber_acks_0x00(node):
+    topic = uid("somebody")
+    sub = raw_sub(node, [(topic, 2)])
+    with raw_pub(node) as pub:
+        for qos, ptype in ((1, R.PUBACK), (2, R.PUBREC)):
+            pub.send(R.publish(topic, b"x", qos=qos, pid=qos))
+            ack = pub.expect(ptype)
+            assert (ack.pid, ack.rc) == (qos, 0)
+    sub.close()
+
+
+def test_publish_to_no_subscribers_v311_plain_ack(node):
+    """3.1.1 acks carry no reason code."""
+    with raw_pub(node, version=4) as pub:
+        pub.send(R.publish(uid("nobody"), b"x", qos=1, pid=1, version=4))
+        ack = pub.expect(R.PUBACK)
+        assert ack.pid == 1 and len(ack.body) == 2
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_first_outgoing_packet_id_is_1(node, version):
+    """A new session's first packet id is 1, as every other broker's is
+    (byte-exact client test suites expect it)."""
+    topic = uid("pid1")
+    sub = raw_sub(node, [(topic, 1)], version=version)
+    with Client(node) as pub:
+        pub.publish(topic, b"first", qos=1)
+    p = sub.expect(R.PUBLISH)
+    assert (p.payload, p.pid) == (b"first", 1)
+    sub.send(R.puback(1, version=version))
+    sub.close()
 
 
 @pytest.mark.parametrize("version", [4, 5])

@@ -394,3 +394,78 @@ def test_takeover_while_publishing_loses_nothing(node):
     a.c.loop_stop()
     b.disconnect()
     pub.disconnect()
+
+
+def _pub_qos2_ids(r, ids, version, topic):
+    """Send QoS 2 PUBLISHes with these ids (pipelined, never PUBREL) and
+    return the packets that came back, stopping early if the server closes."""
+    r.send(b"".join(R.publish(topic, b"q2", qos=2, pid=i, version=version) for i in ids))
+    seen = []
+    try:
+        while len(seen) < len(ids):
+            p = r.recv()
+            seen.append(p)
+            if p.type == R.DISCONNECT:
+                r.wait_closed()
+                break
+    except R.Closed:
+        pass
+    return seen
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_held_qos2_ids_count_against_receive_maximum_across_reconnects(node, version):
+    """The reproduction of a heap overflow (issue 15 item 1): a persistent
+    session sends 250 QoS 2 PUBLISHes with new ids per connection, never
+    PUBREL, reconnects, and repeats up to 132 times; the id list once
+    doubled to 65,536 entries in a 16-bit capacity (0) and was written past.
+    The ids the session holds from earlier connections count against the
+    receive maximum (256): the 257th is refused (v5 DISCONNECT 0x93, 3.1.1
+    close) and the node keeps serving everyone else."""
+    cid, topic = uid("q2hold"), uid("q2t")
+    pr = {R.P_SESSION_EXPIRY: NEVER} if version == 5 else None
+    next_id, held, refused = 1, 0, None
+    for round_ in range(132):
+        r = R.RawClient(node, version=version)
+        ack = r.connect(cid, clean=False, version=version, properties=pr)
+        assert ack.rc == 0, ack
+        ids = list(range(next_id, next_id + 250))
+        next_id += 250
+        seen = _pub_qos2_ids(r, ids, version, topic)
+        recs = [p for p in seen if p.type == R.PUBREC]
+        assert [p.pid for p in recs] == ids[:len(recs)] and all(p.rc < 0x80 for p in recs), seen[-3:]
+        held += len(recs)
+        if len(recs) < len(ids):
+            refused = (round_, seen[len(recs):])
+            assert r.closed
+            break
+        r.send(R.disconnect(version=version))
+        assert r.is_closed()
+    assert refused is not None, "never refused: the session holds %d QoS 2 ids" % held
+    round_, rest = refused
+    # Exactly at the bound: 256 held, the 257th refused, in the second connection.
+    assert (round_, held) == (1, 256), (round_, held)
+    if version == 5:
+        assert [(p.type, p.rc) for p in rest] == [(R.DISCONNECT, 0x93)], rest
+    else:
+        assert rest == [], rest
+    # The session is intact: a resend of a held id (at the bound) still gets
+    # its PUBREC, and PUBREL frees the ids.
+    r = R.RawClient(node, version=version)
+    assert r.connect(cid, clean=False, version=version, properties=pr).session_present
+    r.send(R.publish(topic, b"q2", qos=2, pid=256, dup=True, version=version))
+    assert r.expect(R.PUBREC).pid == 256
+    r.send(b"".join(R.pubrel(i, version=version) for i in range(1, 257)))
+    for i in range(1, 257):
+        comp = r.expect(R.PUBCOMP)
+        assert (comp.pid, comp.rc) == (i, 0)
+    r.send(R.publish(topic, b"q2", qos=2, pid=300, version=version))
+    assert r.expect(R.PUBREC).pid == 300
+    r.close()
+    # The node is healthy: another client still works.
+    t = uid("alive")
+    with Client(node) as sub, Client(node) as pub:
+        sub.subscribe(t, 1)
+        pub.publish(t, b"alive", qos=1)
+        assert sub.get().payload == b"alive"
+    assert node.proc.poll() is None

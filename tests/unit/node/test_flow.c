@@ -169,3 +169,24 @@ Test(flow, an_alias_is_taken_back_when_its_packet_is_too_large_for_the_client)
     deliver("a/very/long/topic/name/that/does/not/fit", 0);
     cr_assert(!c->x || c->x->out_alias_used == 0);
 }
+
+/* The window at its ceiling: more than 32,768 messages in flight to one
+ * client. The inflight list's 16-bit capacity once doubled from 32,768 to
+ * 0 and the next message was written past the list. */
+Test(flow, inflight_list_past_32768)
+{
+    enum { N = 40000 };
+    cfg.max_inflight = 65535;
+    cfg.max_queued = 10;
+    cfg.max_output_buffer = 64 << 20;
+    c->client_receive_max = 65535;
+    for (int i = 0; i < N; i++) {
+        deliver("t", 1);
+    }
+    cr_assert_eq(s->n_inf, N);
+    cr_assert_eq(s->q_len, 0);
+    cr_assert_eq(s->inf[0].pid, 1);
+    cr_assert_eq(s->inf[N - 1].pid, N);
+    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, N), MQTT_RC_SUCCESS);
+    cr_assert_eq(s->n_inf, N - 1);
+}

@@ -305,3 +305,46 @@ Test(session, offline_state_exists_only_while_something_is_due)
     event_base_free(w.base);
     w.base = NULL;
 }
+
+/* The inbound QoS 2 list holds every packet id at once (the receive
+ * maximum's ceiling, 65,535): its capacity once doubled from 32,768 to
+ * 65,536 in 16 bits, wrapped to 0, and later ids were written past a
+ * one-byte allocation. */
+Test(session, inbound_qos2_ids_hold_every_packet_id)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    for (uint32_t id = 1; id <= 65535; id++) {
+        session_qos2_add(s, (uint16_t)id);
+    }
+    cr_assert_eq(s->n_qos2_in, 65535);
+    cr_assert(session_qos2_has(s, 1));
+    cr_assert(session_qos2_has(s, 32768));
+    cr_assert(session_qos2_has(s, 32769));
+    cr_assert(session_qos2_has(s, 65535));
+    for (uint32_t id = 65535; id >= 1; id--) {
+        cr_assert(session_qos2_remove(s, (uint16_t)id));
+    }
+    cr_assert_eq(s->n_qos2_in, 0);
+    cr_assert_not(session_qos2_has(s, 1));
+    session_unref(&b, s);
+}
+
+/* The backplane's answer for a pending inbound QoS 2 id, with no connection
+ * attached: stored makes it durable; refused clears it; an answer tagged
+ * for another connection (an earlier use of the id) changes nothing. */
+Test(session, inbound_qos2_report_marks_durable_or_clears)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    session_qos2_add_state(s, 5, Q2_PENDING, 77);
+    session_qos2_add_state(s, 6, Q2_PENDING, 77);
+    session_qos2_report(&w, s, 5, 78, true, 0);
+    cr_assert_eq(session_qos2_find(s, 5)->state, Q2_PENDING);
+    session_qos2_report(&w, s, 5, 77, true, 0);
+    cr_assert_eq(session_qos2_find(s, 5)->state, Q2_DURABLE);
+    session_qos2_report(&w, s, 5, 77, false, 0); /* not pending any more */
+    cr_assert(session_qos2_has(s, 5));
+    session_qos2_report(&w, s, 6, 77, false, 0);
+    cr_assert_not(session_qos2_has(s, 6));
+    cr_assert_eq(s->n_qos2_in, 1);
+    session_unref(&b, s);
+}

@@ -1,0 +1,147 @@
+"""QoS 1/2 on a cluster node while Kafka does not answer (its broker
+process stopped with SIGSTOP, so a produce waits for its delivery report,
+10 s, and is then refused): nothing is acknowledged or delivered before it
+is durable (issue 15 items 3 and 4)."""
+import os
+import signal
+import time
+from contextlib import contextmanager
+
+import pytest
+
+import mqttraw as R
+from pahoclient import uid
+from test_cluster import WAIT, Backends
+
+
+@pytest.fixture(scope="module")
+def backends():
+    b = Backends()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def cluster(backends, node_factory):
+    prefix = uid("t") + "."
+
+    def make(name, *extra):
+        return node_factory("--workers", "2", "--node-id", name, "--redis", backends.redis_url, "--kafka",
+                            backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4",
+                            "--kafka-topic-prefix", prefix, "--cluster-heartbeat", "300", *extra)
+    return make
+
+
+@contextmanager
+def kafka_frozen(backends):
+    """The Kafka broker this module started, stopped (SIGSTOP) and then
+    continued: TCP stays up, nothing answers."""
+    with open(os.path.join(backends.kafka_dir, "broker-1.pid")) as f:
+        pid = int(f.read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def nothing_within(r, seconds):
+    """No packet arrives within `seconds` (the connection may stay open)."""
+    try:
+        p = r.recv(seconds)
+    except TimeoutError:
+        return True
+    raise AssertionError("unexpected %r" % (p,))
+
+
+def session(node, cid, version):
+    r = R.RawClient(node, version=version, timeout=WAIT)
+    pr = {R.P_SESSION_EXPIRY: 300} if version == 5 else None
+    ack = r.connect(cid, clean=False, version=version, properties=pr)
+    assert ack.rc == 0, ack
+    return r
+
+
+def ready(node):
+    """A QoS 1 round trip through Kafka works (after a thaw it may take a while)."""
+    deadline = time.time() + 90
+    while True:
+        r = R.RawClient(node, timeout=WAIT)
+        r.connect(uid("probe"))
+        r.send(R.publish(uid("probe"), b"p", qos=1, pid=1))
+        try:
+            if r.expect(R.PUBACK).rc < 0x80:
+                r.close()
+                return
+        except (R.Closed, TimeoutError):
+            pass
+        r.close()
+        assert time.time() < deadline, "node never acknowledged a QoS 1 publish again"
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_qos2_resend_of_a_pending_id_waits_for_durability(cluster, backends, version):
+    """PUBLISH QoS 2 while Kafka hangs, the connection drops, the client
+    comes back to its session and resends with DUP: no PUBREC until the
+    delivery report. The report fails: the id is cleared through the session
+    and the connection that now holds it is told (v5 PUBREC 0x97, 3.1.1
+    close); the next resend is a new message, stored and acknowledged."""
+    n1 = cluster(uid("n1"))
+    ready(n1)
+    cid, topic = uid("q2p"), uid("q2t")
+    first = session(n1, cid, version)
+    with kafka_frozen(backends):
+        first.send(R.publish(topic, b"m", qos=2, pid=5, version=version))
+        assert nothing_within(first, 1)
+        first.close()
+        again = session(n1, cid, version)
+        again.send(R.publish(topic, b"m", qos=2, pid=5, dup=True, version=version))
+        # Not acknowledged before Kafka has answered (10 s message timeout).
+        assert nothing_within(again, 3)
+        if version == 5:
+            rec = again.expect(R.PUBREC, timeout=WAIT)
+            assert (rec.pid, rec.rc) == (5, 0x97), rec
+        else:
+            assert again.wait_closed(WAIT) == []
+    ready(n1)
+    last = session(n1, cid, version)
+    last.send(R.publish(topic, b"m", qos=2, pid=5, dup=True, version=version))
+    rec = last.expect(R.PUBREC, timeout=90)
+    assert rec.pid == 5 and rec.rc < 0x80, rec
+    last.send(R.pubrel(5, version=version))
+    assert last.expect(R.PUBCOMP).pid == 5
+    last.close()
+    assert n1.proc.poll() is None
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_local_subscriber_never_sees_a_refused_message(cluster, backends, qos):
+    """QoS 1/2 is routed to local subscribers only once Kafka has stored it:
+    a message its publisher is told was refused reached nobody. QoS 0 stays
+    immediate."""
+    n1 = cluster(uid("n1"))
+    ready(n1)
+    topic = uid("loc")
+    sub = R.RawClient(n1, timeout=WAIT)
+    sub.connect(uid("sub"))
+    sub.send(R.subscribe(1, [(topic, 2)]))
+    sub.expect(R.SUBACK)
+    pub = R.RawClient(n1, timeout=WAIT)
+    pub.connect(uid("pub"))
+    with kafka_frozen(backends):
+        pub.send(R.publish(topic, b"refused", qos=qos, pid=1))
+        ack = pub.expect(R.PUBACK if qos == 1 else R.PUBREC, timeout=WAIT)
+        assert (ack.pid, ack.rc) == (1, 0x97), ack
+        pub.send(R.publish(topic, b"q0", qos=0))
+        p = sub.expect(R.PUBLISH)
+        assert p.payload == b"q0", p
+    ready(n1)
+    pub.send(R.publish(topic, b"stored", qos=qos, pid=2))
+    ack = pub.expect(R.PUBACK if qos == 1 else R.PUBREC, timeout=90)
+    assert (ack.pid, ack.rc) == (2, 0), ack
+    p = sub.expect(R.PUBLISH, timeout=WAIT)
+    assert p.payload == b"stored", p
+    assert nothing_within(sub, 0.5)
+    sub.close()
+    pub.close()
