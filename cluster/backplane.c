@@ -1,6 +1,7 @@
 #include "cluster/backplane.h"
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "cluster/backplane_impl.h"
@@ -16,12 +17,47 @@ const char *bp_status_name(bp_status st)
         return "closed";
     case BP_EUNAVAILABLE:
         return "unavailable";
-    case BP_ESTALE:
-        return "stale";
-    case BP_ENOTFOUND:
-        return "not-found";
     }
     return "unknown";
+}
+
+/* Checked entry by entry (not as an array of pointers) so that the name in
+ * the log is the field's and adding an entry cannot skip its check. */
+const char *bp_ops_missing(const bp_ops *ops)
+{
+#define REQUIRE(op)        \
+    if (!ops->op) {        \
+        return #op;        \
+    }
+    REQUIRE(kind);
+    REQUIRE(open);
+    REQUIRE(close);
+    REQUIRE(free);
+    REQUIRE(publish);
+    REQUIRE(retain_set);
+    REQUIRE(nodes);
+    REQUIRE(stats);
+#undef REQUIRE
+    return NULL;
+}
+
+backplane *bp_open_ops(const bp_ops *ops, const bp_config *cfg, const bp_hooks *hooks)
+{
+    const char *missing = bp_ops_missing(ops);
+    if (missing) {
+        sh_log(SH_ERROR, "event=backplane_incomplete kind=%s missing=%s msg=\"the backplane lacks an operation\"",
+               ops->kind ? ops->kind : "?", missing);
+        return NULL;
+    }
+    backplane *bp = sh_calloc(1, sizeof(*bp));
+    bp->ops = ops;
+    bp->cfg = *cfg;
+    bp->hooks = *hooks;
+    if (ops->open(bp) != 0) {
+        sh_free(bp, sizeof(*bp));
+        return NULL;
+    }
+    return bp;
 }
 
 backplane *bp_open(const bp_config *cfg, const bp_hooks *hooks)
@@ -31,9 +67,9 @@ backplane *bp_open(const bp_config *cfg, const bp_hooks *hooks)
             sh_log(SH_ERROR, "event=backplane_config msg=\"--redis and --kafka go together\"");
             return NULL;
         }
-        return bp_rk_open(cfg, hooks);
+        return bp_open_ops(&bp_rk_ops, cfg, hooks);
     }
-    return bp_local_open(cfg, hooks);
+    return bp_open_ops(&bp_local_ops, cfg, hooks);
 }
 
 int bp_attach(backplane *bp, int worker, struct event_base *base)
@@ -47,8 +83,7 @@ int bp_attach(backplane *bp, int worker, struct event_base *base)
 
 void bp_close(backplane *bp)
 {
-    if (bp && !bp->closed) {
-        bp->closed = true;
+    if (bp && !atomic_exchange(&bp->closed, true)) {
         bp->ops->close(bp);
     }
 }
@@ -56,7 +91,9 @@ void bp_close(backplane *bp)
 void bp_free(backplane *bp)
 {
     if (bp) {
+        bp_close(bp);
         bp->ops->free(bp);
+        sh_free(bp, sizeof(*bp));
     }
 }
 
@@ -84,9 +121,7 @@ void bp_hist_read(bp_hist *h, uint64_t *counts, double *sum_s)
 void bp_get_stats(const backplane *bp, bp_stats *out)
 {
     memset(out, 0, sizeof(*out));
-    if (bp->ops->stats) {
-        bp->ops->stats(bp, out);
-    }
+    bp->ops->stats(bp, out);
 }
 
 const char *bp_kind(const backplane *bp)
@@ -134,63 +169,35 @@ void bp_defer_done(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_statu
     }
 }
 
-#define FORWARD(op, ...)                   \
-    do {                                   \
-        if (bp->ops->op) {                 \
-            bp->ops->op(bp, __VA_ARGS__);  \
-        }                                  \
-    } while (0)
-
+/* After bp_close nothing reaches an implementation: its threads are gone,
+ * so a call there would never complete. The caller is told at once. */
 void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
 {
+    if (atomic_load(&bp->closed)) {
+        if (cb) {
+            cb(BP_ECLOSED, arg);
+        }
+        return;
+    }
     bp->ops->publish(bp, worker, m, cb, arg);
-}
-
-void bp_route_add(backplane *bp, int worker, const char *filter, const char *group)
-{
-    FORWARD(route_add, worker, filter, group);
-}
-
-void bp_route_remove(backplane *bp, int worker, const char *filter, const char *group)
-{
-    FORWARD(route_remove, worker, filter, group);
 }
 
 void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
 {
+    if (atomic_load(&bp->closed)) {
+        if (cb) {
+            cb(BP_ECLOSED, arg);
+        }
+        return;
+    }
     bp->ops->retain_set(bp, worker, m, cb, arg);
-}
-
-
-void bp_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg)
-{
-    bp->ops->session_claim(bp, worker, client_id, cb, arg);
-}
-
-
-void bp_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
-                      void *arg)
-{
-    bp->ops->session_store(bp, worker, s, expiry_s, cb, arg);
-}
-
-void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg)
-{
-    bp->ops->session_drop(bp, worker, client_id, epoch, cb, arg);
-}
-
-void bp_will_schedule(backplane *bp, int worker, const char *client_id, const bp_message *will,
-                      uint32_t delay_s)
-{
-    FORWARD(will_schedule, worker, client_id, will, delay_s);
-}
-
-void bp_will_cancel(backplane *bp, int worker, const char *client_id)
-{
-    FORWARD(will_cancel, worker, client_id);
 }
 
 void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
+    if (atomic_load(&bp->closed)) {
+        cb(BP_ECLOSED, NULL, 0, arg);
+        return;
+    }
     bp->ops->nodes(bp, worker, cb, arg);
 }

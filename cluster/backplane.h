@@ -1,7 +1,9 @@
 /* The backplane: everything a node shares with the rest of the cluster,
  * behind one interface. Two implementations: `local` (in-process, the
- * embedded default) and `redis_kafka` (sessions, retained and membership in
- * Redis; messages on Kafka).
+ * embedded default) and `redis_kafka` (retained snapshot and membership in
+ * Redis; messages on Kafka). The interface holds only what a node calls;
+ * tests/unit/cluster/backplane_contract.h checks both implementations
+ * against the rules below.
  *
  * Rules for every asynchronous call:
  *  - the callback runs exactly once, on the event_base of the worker that
@@ -23,10 +25,8 @@ struct event_base;
 
 typedef enum bp_status {
     BP_OK = 0,
-    BP_ECLOSED = -1,      /* backplane shutting down */
+    BP_ECLOSED = -1,      /* backplane closed or shutting down */
     BP_EUNAVAILABLE = -2, /* backend unreachable: nothing durable was written */
-    BP_ESTALE = -3,       /* a newer owner epoch exists (fenced) */
-    BP_ENOTFOUND = -4,
 } bp_status;
 
 const char *bp_status_name(bp_status st);
@@ -50,15 +50,6 @@ typedef struct bp_message {
     bool retain;
 } bp_message;
 
-/* A session record as stored by the backplane (borrowed in callbacks).
- * `state` is an opaque serialized blob the node produces and parses. */
-typedef struct bp_session {
-    const char *client_id;
-    uint64_t epoch;
-    const uint8_t *state;
-    uint32_t state_len;
-} bp_session;
-
 typedef struct bp_node_info {
     const char *node_id;
     const char *address;
@@ -72,9 +63,6 @@ typedef struct bp_hooks {
      * cluster member list) to deliver locally. Messages with the same
      * `shard` must be delivered in the order given (per-topic order). */
     void (*remote_message)(void *node, const bp_message *m, unsigned shard);
-    /* Another connection claimed a client id this node owns: close the
-     * local connection (MQTT 5: 0x8E) and store its session. */
-    void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
     /* Readiness changed (backend reachable or not). */
     void (*ready_changed)(void *node, bool ready);
     void *node;
@@ -100,17 +88,18 @@ typedef struct bp_config {
 typedef struct backplane backplane;
 
 typedef void (*bp_done_cb)(bp_status st, void *arg);
-typedef void (*bp_session_cb)(bp_status st, const bp_session *s, void *arg);
 typedef void (*bp_nodes_cb)(bp_status st, const bp_node_info *nodes, size_t n, void *arg);
 
 /* Create the backplane chosen by cfg (local when redis_url and
- * kafka_brokers are NULL). Returns NULL and logs why on failure. */
+ * kafka_brokers are NULL). Returns NULL and logs why on failure; with
+ * redis_kafka that includes another running node holding cfg->node_id. */
 backplane *bp_open(const bp_config *cfg, const bp_hooks *hooks);
 
 /* Attach a worker's loop; calls from that worker complete on it. */
 int bp_attach(backplane *bp, int worker, struct event_base *base);
 
-/* Stop: pending operations complete with BP_ECLOSED. Then free. */
+/* Stop: pending operations complete with BP_ECLOSED, and so does every
+ * call made after. Then free (bp_free closes first if needed). */
 void bp_close(backplane *bp);
 void bp_free(backplane *bp);
 
@@ -150,29 +139,12 @@ bool bp_knows_all_subscribers(const backplane *bp);
  * it is durable: a QoS 1/2 ack may be sent only after BP_OK. */
 void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
 
-/* Routes: which filters this node has subscribers for (targeted routing
- * and shared-group membership use them; the local backplane ignores them). */
-void bp_route_add(backplane *bp, int worker, const char *filter, const char *group);
-void bp_route_remove(backplane *bp, int worker, const char *filter, const char *group);
-
 /* Retained snapshot (the node keeps its own in-memory index for lookups). */
 void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
 
-/* Sessions. claim bumps the owner epoch of client_id atomically and returns
- * the stored record (ENOTFOUND if none); store writes state fenced by epoch
- * (ESTALE when a newer claim exists); drop deletes it. */
-void bp_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg);
-void bp_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
-                      void *arg);
-void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
-
-/* Wills that must survive this node: scheduled with their delay, cancelled
- * when the client comes back; a survivor fires them if this node dies. */
-void bp_will_schedule(backplane *bp, int worker, const char *client_id, const bp_message *will,
-                      uint32_t delay_s);
-void bp_will_cancel(backplane *bp, int worker, const char *client_id);
-
-/* Live nodes of the cluster (the local backplane: this node only). */
+/* Live nodes of the cluster (the local backplane: this node only). The
+ * array and its strings are borrowed for the callback's duration; n is 0
+ * unless st is BP_OK. */
 void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
 
 #endif

@@ -8,25 +8,30 @@
 
 #define BP_MAX_WORKERS 64
 
+/* Every entry is required: bp_open refuses a table with a hole (and logs
+ * which), so a forgotten operation is a start-up error, not a NULL call on
+ * the first request that needs it. */
 typedef struct bp_ops {
     const char *kind;
+    /* Fill bp->impl from bp->cfg and bp->hooks; on failure log why, free
+     * what it made and return -1 (bp itself is the caller's). */
+    int (*open)(backplane *bp);
     void (*close)(backplane *bp);
-    void (*free)(backplane *bp);
+    void (*free)(backplane *bp); /* bp->impl only; after close */
     void (*publish)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
-    void (*route_add)(backplane *bp, int worker, const char *filter, const char *group);
-    void (*route_remove)(backplane *bp, int worker, const char *filter, const char *group);
     void (*retain_set)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
-    void (*session_claim)(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg);
-    void (*session_store)(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
-                          void *arg);
-    void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
-                         void *arg);
-    void (*will_schedule)(backplane *bp, int worker, const char *client_id, const bp_message *will,
-                          uint32_t delay_s);
-    void (*will_cancel)(backplane *bp, int worker, const char *client_id);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
 } bp_ops;
+
+/* The name of the first missing entry of ops, or NULL when it is complete. */
+const char *bp_ops_missing(const bp_ops *ops);
+
+/* bp_open with a given implementation (tests give it their own tables). */
+backplane *bp_open_ops(const bp_ops *ops, const bp_config *cfg, const bp_hooks *hooks);
+
+extern const bp_ops bp_local_ops;
+extern const bp_ops bp_rk_ops;
 
 /* A latency histogram updated from any thread. */
 typedef struct bp_hist {
@@ -41,13 +46,10 @@ struct backplane {
     bp_config cfg;
     bp_hooks hooks;
     struct event_base *bases[BP_MAX_WORKERS];
-    bool closed;
+    _Atomic bool closed; /* set by bp_close, read by workers */
     _Atomic bool ready; /* written by the backplane thread, read by workers */
     void *impl;
 };
-
-backplane *bp_local_open(const bp_config *cfg, const bp_hooks *hooks);
-backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks);
 
 /* Run a completion on the worker's loop on its next turn, so callbacks
  * never re-enter the caller. */

@@ -102,21 +102,9 @@ static void rk_retain_set(backplane *bp, int worker, const bp_message *m, bp_don
     rk_redis_retain_set(bp->impl, worker, m, cb, arg);
 }
 
-static void rk_session_claim(backplane *bp, int worker, const char *client_id, bp_session_cb cb, void *arg)
+static void rk_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
-    rk_redis_session_claim(bp->impl, worker, client_id, cb, arg);
-}
-
-static void rk_session_store(backplane *bp, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb,
-                             void *arg)
-{
-    rk_redis_session_store(bp->impl, worker, s, expiry_s, cb, arg);
-}
-
-static void rk_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
-                            void *arg)
-{
-    rk_redis_session_drop(bp->impl, worker, client_id, epoch, cb, arg);
+    rk_redis_nodes(bp->impl, worker, cb, arg);
 }
 
 static void rk_close(backplane *bp)
@@ -128,60 +116,70 @@ static void rk_close(backplane *bp)
     pthread_join(r->probe_thread, NULL);
     rk_redis_stop(r);
     rk_kafka_stop(r);
+    /* Operations handed to the loop after its last turn still answer
+     * (BP_ECLOSED): every callback runs exactly once. */
+    event_base_loop(r->base, EVLOOP_NONBLOCK);
+}
+
+/* The one way to free an rk, from a failed open (whatever it got as far as
+ * making) and after close alike: each stop is a no-op for what is not
+ * there. */
+static void rk_release(rk *r)
+{
+    rk_redis_stop(r);
+    rk_kafka_stop(r);
+    if (r->keepalive) {
+        event_free(r->keepalive);
+    }
+    if (r->base) {
+        event_base_free(r->base);
+    }
+    sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    sh_free(r, sizeof(*r));
 }
 
 static void rk_free(backplane *bp)
 {
-    rk *r = bp->impl;
-    event_free(r->keepalive);
-    event_base_free(r->base);
-    sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
-    sh_free(r, sizeof(*r));
-    sh_free(bp, sizeof(*bp));
+    rk_release(bp->impl);
 }
-
-static const bp_ops rk_ops = {
-    .kind = "redis_kafka",
-    .close = rk_close,
-    .free = rk_free,
-    .publish = rk_publish,
-    .retain_set = rk_retain_set,
-    .session_claim = rk_session_claim,
-    .session_store = rk_session_store,
-    .session_drop = rk_session_drop,
-    .stats = rk_stats,
-};
 
 void *rk_probe_main(void *arg);
 
-backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks)
+/* Redis's URL first (nothing to undo), Kafka ready, the retained snapshot
+ * loaded, and only then the node id claimed: the claim's TTL starts running
+ * just before the heartbeats that renew it. */
+static int rk_open(backplane *bp)
 {
     evthread_use_pthreads();
-    backplane *bp = sh_calloc(1, sizeof(*bp));
+    const bp_config *cfg = &bp->cfg;
     rk *r = sh_calloc(1, sizeof(*r));
-    bp->ops = &rk_ops;
-    bp->cfg = *cfg;
-    bp->hooks = *hooks;
     bp->impl = r;
     r->bp = bp;
+    r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
     r->base = event_base_new();
     r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);
     struct timeval sec = {1, 0};
     event_add(r->keepalive, &sec);
-    r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
     snprintf(r->topic, sizeof(r->topic), "%smessages", cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "shoal.");
-    if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0) {
-        rk_kafka_stop(r);
-        rk_tls_stop(r->tls);
-        event_free(r->keepalive);
-        event_base_free(r->base);
-        sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
-        sh_free(r, sizeof(*r));
-        sh_free(bp, sizeof(*bp));
-        return NULL;
+    if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0 ||
+        rk_redis_claim_node(r) != 0) {
+        rk_release(r);
+        bp->impl = NULL;
+        return -1;
     }
     rk_update_ready(r);
     pthread_create(&r->thread, NULL, rk_main, r);
     pthread_create(&r->probe_thread, NULL, rk_probe_main, r);
-    return bp;
+    return 0;
 }
+
+const bp_ops bp_rk_ops = {
+    .kind = "redis_kafka",
+    .open = rk_open,
+    .close = rk_close,
+    .free = rk_free,
+    .publish = rk_publish,
+    .retain_set = rk_retain_set,
+    .nodes = rk_nodes,
+    .stats = rk_stats,
+};

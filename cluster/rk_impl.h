@@ -54,6 +54,11 @@ typedef struct rk {
     struct event *heartbeat;
     _Atomic bool redis_up;
     bool was_ready;
+    /* Membership: "token|address", the value of this node's claim key; the
+     * token is random per process, so a restart is a different claimant. */
+    char claim[340];
+    bool claimed;  /* released on stop */
+    bool id_lost;  /* a heartbeat found the claim held by another instance */
 } rk;
 
 /* rk_kafka.c */
@@ -68,9 +73,12 @@ int rk_redis_load_retained(rk *r); /* before the thread starts */
 void rk_redis_attach(rk *r);
 void rk_redis_stop(rk *r);
 void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
-void rk_redis_session_claim(rk *r, int worker, const char *client_id, bp_session_cb cb, void *arg);
-void rk_redis_session_store(rk *r, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb, void *arg);
-void rk_redis_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg);
+/* Claim cfg->node_id for this process (docs/architecture.md, "Membership"):
+ * waits up to one claim TTL for an earlier instance's claim to expire, and
+ * fails (logged) while another running node holds it. Before the thread
+ * starts; rk_redis_stop releases the claim. */
+int rk_redis_claim_node(rk *r);
 
 /* redis_kafka.c */
 void rk_update_ready(rk *r);

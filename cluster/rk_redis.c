@@ -1,11 +1,14 @@
-/* Redis: the retained snapshot, node membership (heartbeats) and session
- * records, over one async hiredis connection on the backplane's loop. */
+/* Redis: the retained snapshot and node membership (a claim per node id,
+ * renewed by heartbeats), over one async hiredis connection on the
+ * backplane's loop; the start-up steps use a short-lived sync one. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "cluster/rk_impl.h"
 #include "cluster/rk_record.h"
@@ -14,7 +17,9 @@
 #include "common/log.h"
 
 #define RETAINED_KEY "shoal:retained"
-#define NODES_KEY "shoal:nodes"
+#define CLAIM_KEY_FMT "shoal:node:{%s}" /* "token|address", PX = the claim TTL */
+#define MEMBERS_KEY "shoal:members"     /* zset: node id -> expiry (Redis time, ms) */
+#define ADDRESSES_KEY "shoal:member-addresses" /* hash: node id -> address */
 #define NODES_TOPIC "$SYS/broker/cluster/nodes"
 
 int rk_redis_parse_url(rk *r, const char *url)
@@ -180,6 +185,216 @@ static void connect_async(rk *r)
 
 /* ---- membership ---- */
 
+/* A claim lives for 3 heartbeats: one late or lost renewal does not drop a
+ * live node, and a killed one is gone within 3 beats. */
+static int heartbeat_ms(const rk *r)
+{
+    return r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
+}
+
+static int claim_ttl_ms(const rk *r)
+{
+    return 3 * heartbeat_ms(r);
+}
+
+static void claim_key(const rk *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, CLAIM_KEY_FMT, r->bp->cfg.node_id);
+}
+
+/* Scripts read the clock with TIME: expiry is Redis's own time, whatever the
+ * nodes' wall clocks say. A script that reads TIME and then writes needs
+ * effects replication, the default from Redis 5 on and asked for before.
+ * KEYS: claim, members, addresses; ARGV: claim value, ttl ms, id, address. */
+#define LUA_NOW                                                                     \
+    "if redis.replicate_commands then redis.replicate_commands() end "              \
+    "local t = redis.call('TIME') "                                                 \
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+#define LUA_REGISTER                                                                \
+    "redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3]) " \
+    "redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) "
+/* Drops the expired members, returns the live ones as {id, address, ...}. */
+#define LUA_LIVE                                                                    \
+    "local cut = string.format('%d', now) "                                         \
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut)) do "    \
+    "  redis.call('ZREM', KEYS[2], id) redis.call('HDEL', KEYS[3], id) end "        \
+    "local live = {} "                                                              \
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cut, '+inf')) do " \
+    "  live[#live + 1] = id live[#live + 1] = redis.call('HGET', KEYS[3], id) or '' end "
+
+/* Start: take the id if nobody holds it -> {1}; else {0, holder, pttl}. */
+static const char *CLAIM_LUA =
+    "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+    "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])} end "
+    LUA_NOW LUA_REGISTER "return {1}";
+/* Each heartbeat: renew our claim and entry -> {1, live}; if another
+ * instance holds the id -> {0, holder} and nothing is written. */
+static const char *HEARTBEAT_LUA =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if cur and cur ~= ARGV[1] then return {0, cur} end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    LUA_NOW LUA_REGISTER LUA_LIVE "return {1, live}";
+/* bp_nodes: the live members -> {id, address, ...}. */
+static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
+/* Clean stop: leave at once (only our own claim). */
+static const char *RELEASE_LUA =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[3]) redis.call('HDEL', KEYS[3], ARGV[3]) "
+    "return 1";
+
+/* The address part of a claim value ("token|address"). */
+static const char *claim_address(const char *value)
+{
+    const char *bar = strchr(value, '|');
+    return bar ? bar + 1 : "";
+}
+
+static redisReply *eval_membership(rk *r, redisContext *c, const char *script)
+{
+    char key[320];
+    claim_key(r, key, sizeof(key));
+    const bp_config *cfg = &r->bp->cfg;
+    return redisCommand(c, "EVAL %s 3 %s %s %s %s %d %s %s", script, key, MEMBERS_KEY, ADDRESSES_KEY, r->claim,
+                        claim_ttl_ms(r), cfg->node_id, claim_address(r->claim));
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+static uint64_t mono_ms(void)
+{
+    return rk_mono_us() / 1000u;
+}
+
+/* One try: 1 claimed, 0 held by another (holder and pttl filled), -1 error. */
+static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long *pttl)
+{
+    redisReply *rep = eval_membership(r, c, CLAIM_LUA);
+    int rc = -1;
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && rep->element[0]->integer == 1) {
+        rc = 1;
+    } else if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+        snprintf(holder, cap, "%s", claim_address(rep->element[1]->str ? rep->element[1]->str : ""));
+        *pttl = rep->element[2]->integer;
+        rc = 0;
+    } else {
+        sh_log(SH_ERROR, "event=node_id_claim_failed node_id=%s err=\"%s\"", r->bp->cfg.node_id,
+               rep && rep->type == REDIS_REPLY_ERROR ? rep->str : c->errstr);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* A node killed without stopping cannot release its claim: its successor
+ * waits for it to expire, at most one TTL plus one heartbeat (a renewal the
+ * old instance may have had on its way). A claim renewed all that time
+ * belongs to a running node: refuse, saying for how long it was renewed. */
+static int claim_loop(rk *r, redisContext *c)
+{
+    const char *id = r->bp->cfg.node_id;
+    long limit = claim_ttl_ms(r) + heartbeat_ms(r);
+    uint64_t start = mono_ms();
+    bool waited = false;
+    for (;;) {
+        char holder[300] = "";
+        long long pttl = 0;
+        int rc = try_claim(r, c, holder, sizeof(holder), &pttl);
+        if (rc < 0) {
+            return -1;
+        }
+        long elapsed = (long)(mono_ms() - start);
+        if (rc == 1) {
+            if (waited) {
+                sh_log(SH_INFO, "event=node_id_claimed node_id=%s waited_ms=%ld", id, elapsed);
+            }
+            return 0;
+        }
+        if (elapsed >= limit) {
+            sh_log(SH_ERROR,
+                   "event=node_id_taken node_id=%s holder=%s waited_ms=%ld msg=\"another running node holds this "
+                   "--node-id: it renewed its claim throughout the %ld ms this node waited; stop it or choose "
+                   "another --node-id\"",
+                   id, holder, elapsed, elapsed);
+            return -1;
+        }
+        if (!waited) {
+            sh_log(SH_INFO,
+                   "event=node_id_wait node_id=%s holder=%s expires_in_ms=%lld max_wait_ms=%ld msg=\"an instance "
+                   "with this id holds its claim (a node killed without stopping cannot release it); waiting for "
+                   "it to expire\"",
+                   id, holder, pttl, limit);
+            waited = true;
+        }
+        long nap = pttl > 0 ? (long)pttl + 5 : 20;
+        sleep_ms(nap < limit - elapsed ? nap : limit - elapsed);
+    }
+}
+
+int rk_redis_claim_node(rk *r)
+{
+    uint8_t rnd[16];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+        sh_log(SH_ERROR, "event=node_id_claim_failed msg=\"no random bytes for the instance token\"");
+        return -1;
+    }
+    const bp_config *cfg = &r->bp->cfg;
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        n += (size_t)snprintf(r->claim + n, sizeof(r->claim) - n, "%02x", rnd[i]);
+    }
+    snprintf(r->claim + n, sizeof(r->claim) - n, "|%s", cfg->address ? cfg->address : "");
+    struct timeval tv = {5, 0};
+    redisContext *c = connect_sync(r, tv);
+    if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK || sync_select(r, c) != 0) {
+        sh_log(SH_ERROR, "event=redis_unreachable host=%s port=%d err=\"%s\"", r->redis_host, r->redis_port,
+               c ? c->errstr : "alloc");
+        redisFree(c);
+        return -1;
+    }
+    int rc = claim_loop(r, c);
+    redisFree(c);
+    r->claimed = rc == 0;
+    return rc;
+}
+
+/* A clean stop leaves the member list at once and frees the id for a
+ * restart; bounded by a short timeout (Redis may be what is failing). */
+static void release_node(rk *r)
+{
+    if (!r->claimed) {
+        return;
+    }
+    r->claimed = false;
+    struct timeval tv = {1, 0};
+    redisContext *c = connect_sync(r, tv);
+    if (!c || c->err || redisSetTimeout(c, tv) != REDIS_OK || sync_select(r, c) != 0) {
+        sh_log(SH_WARN, "event=node_id_release_failed node_id=%s err=\"%s\" msg=\"the claim expires by itself\"",
+               r->bp->cfg.node_id, c ? c->errstr : "alloc");
+        redisFree(c);
+        return;
+    }
+    freeReplyObject(eval_membership(r, c, RELEASE_LUA));
+    redisFree(c);
+}
+
+/* Members as node infos pointing into the reply {id, address, ...}. */
+static size_t parse_members(const redisReply *rep, bp_node_info *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i + 1 < rep->elements && n < cap; i += 2) {
+        if (rep->element[i]->type == REDIS_REPLY_STRING && rep->element[i + 1]->type == REDIS_REPLY_STRING) {
+            out[n].node_id = rep->element[i]->str;
+            out[n].address = rep->element[i + 1]->str;
+            n++;
+        }
+    }
+    return n;
+}
+
 static void append_json_string(char *dst, size_t cap, size_t *len, const char *s, size_t n)
 {
     for (size_t i = 0; i < n && *len + 8 < cap; i++) {
@@ -191,28 +406,22 @@ static void append_json_string(char *dst, size_t cap, size_t *len, const char *s
     }
 }
 
-/* Members are "id|address" with the expiry time as score; publish the live
- * ones as JSON to local subscribers of $SYS/broker/cluster/nodes. */
-static void members_cb(redisAsyncContext *ac, void *reply, void *arg)
+#define MAX_MEMBERS 256
+
+/* Publish the live members as JSON to local subscribers of
+ * $SYS/broker/cluster/nodes. */
+static void publish_members(rk *r, const redisReply *live)
 {
-    rk *r = arg;
-    redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        return;
-    }
+    bp_node_info nodes[MAX_MEMBERS];
+    size_t n = parse_members(live, nodes, MAX_MEMBERS);
     char json[8192];
     size_t len = 0;
     json[len++] = '[';
-    for (size_t i = 0; i < rep->elements && len + 300 < sizeof(json); i++) {
-        const char *m = rep->element[i]->str;
-        const char *bar = strchr(m, '|');
-        size_t idlen = bar ? (size_t)(bar - m) : strlen(m);
+    for (size_t i = 0; i < n && len + 300 < sizeof(json); i++) {
         len += (size_t)snprintf(json + len, sizeof(json) - len, "%s{\"id\":\"", i ? "," : "");
-        append_json_string(json, sizeof(json), &len, m, idlen);
+        append_json_string(json, sizeof(json), &len, nodes[i].node_id, strlen(nodes[i].node_id));
         len += (size_t)snprintf(json + len, sizeof(json) - len, "\",\"address\":\"");
-        if (bar) {
-            append_json_string(json, sizeof(json), &len, bar + 1, strlen(bar + 1));
-        }
+        append_json_string(json, sizeof(json), &len, nodes[i].address, strlen(nodes[i].address));
         len += (size_t)snprintf(json + len, sizeof(json) - len, "\"}");
     }
     json[len++] = ']';
@@ -223,29 +432,52 @@ static void members_cb(redisAsyncContext *ac, void *reply, void *arg)
     r->bp->hooks.remote_message(r->bp->hooks.node, &msg, 0);
 }
 
+/* {1, live} or {0, holder}. Losing the claim can only happen after this
+ * node could not renew it for a whole TTL (Redis unreachable or restarted
+ * empty, the process paused) and another instance started meanwhile: said
+ * once per change at ERROR, see docs/architecture.md. */
+static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    rk *r = arg;
+    redisReply *rep = reply;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        return;
+    }
+    bool lost = rep->element[0]->integer != 1;
+    if (lost != r->id_lost) {
+        r->id_lost = lost;
+        if (lost) {
+            sh_log(SH_ERROR,
+                   "event=node_id_lost node_id=%s holder=%s msg=\"another instance took this node id while this "
+                   "node could not renew its claim; stop one of them\"",
+                   r->bp->cfg.node_id, rep->element[1]->str ? claim_address(rep->element[1]->str) : "");
+        } else {
+            sh_log(SH_INFO, "event=node_id_reclaimed node_id=%s", r->bp->cfg.node_id);
+        }
+    }
+    if (!lost && rep->element[1]->type == REDIS_REPLY_ARRAY) {
+        publish_members(r, rep->element[1]);
+    }
+}
+
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
     rk *r = arg;
     if (!r->ac || !atomic_load(&r->redis_up)) {
         return;
     }
-    const bp_config *cfg = &r->bp->cfg;
-    int hb = cfg->heartbeat_ms > 0 ? cfg->heartbeat_ms : 1000;
-    uint64_t now = rk_unix_ms();
-    char member[600];
-    snprintf(member, sizeof(member), "%s|%s", cfg->node_id, cfg->address ? cfg->address : "");
-    /* Remove our older entry first: the address may have changed. */
-    redisAsyncCommand(r->ac, NULL, NULL, "ZADD %s %llu %s", NODES_KEY, (unsigned long long)(now + 3u * (uint64_t)hb),
-                      member);
-    redisAsyncCommand(r->ac, NULL, NULL, "ZREMRANGEBYSCORE %s -inf %llu", NODES_KEY, (unsigned long long)now);
-    redisAsyncCommand(r->ac, members_cb, r, "ZRANGEBYSCORE %s %llu +inf", NODES_KEY, (unsigned long long)now);
+    char key[320];
+    claim_key(r, key, sizeof(key));
+    redisAsyncCommand(r->ac, heartbeat_reply_cb, r, "EVAL %s 3 %s %s %s %s %d %s %s", HEARTBEAT_LUA, key,
+                      MEMBERS_KEY, ADDRESSES_KEY, r->claim, claim_ttl_ms(r), r->bp->cfg.node_id,
+                      claim_address(r->claim));
 }
 
 void rk_redis_attach(rk *r)
 {
     r->redis_retry = evtimer_new(r->base, retry_cb, r);
     r->heartbeat = event_new(r->base, -1, EV_PERSIST, heartbeat_cb, r);
-    int hb = r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
+    int hb = heartbeat_ms(r);
     struct timeval t = {hb / 1000, (hb % 1000) * 1000};
     event_add(r->heartbeat, &t);
     connect_async(r);
@@ -253,6 +485,7 @@ void rk_redis_attach(rk *r)
 
 void rk_redis_stop(rk *r)
 {
+    release_node(r);
     if (r->ac) {
         redisAsyncContext *ac = r->ac;
         r->ac = NULL;
@@ -275,10 +508,8 @@ typedef struct redis_op {
     int worker;
     int kind;
     bp_done_cb done;
-    bp_session_cb sess;
+    bp_nodes_cb nodes;
     void *arg;
-    uint64_t epoch;
-    uint32_t expiry_s;
     char *key;
     size_t key_len;
     uint8_t *val;
@@ -286,7 +517,7 @@ typedef struct redis_op {
     uint64_t start_us;
 } redis_op;
 
-enum { OP_RETAIN, OP_CLAIM, OP_STORE, OP_DROP };
+enum { OP_RETAIN, OP_NODES };
 
 static void op_free(redis_op *op)
 {
@@ -296,120 +527,102 @@ static void op_free(redis_op *op)
     sh_free(op, sizeof(*op));
 }
 
-typedef struct session_result {
-    bp_session_cb cb;
-    void *arg;
-    bp_status st;
-    bp_session s;
-    char *id;
-    size_t id_len;
-    uint8_t *state;
-    size_t state_len;
-} session_result;
-
-static void session_result_cb(evutil_socket_t fd, short what, void *arg)
-{
-    session_result *res = arg;
-    res->cb(res->st, &res->s, res->arg);
-    sh_free(res->id, res->id_len + 1);
-    sh_free(res->state, res->state_len ? res->state_len : 1);
-    sh_free(res, sizeof(*res));
-}
-
-/* CLAIM reply: {epoch, state or nil}. */
-static void claim_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
-{
-    redis_op *op = arg;
-    redisReply *rep = reply;
-    session_result *res = sh_calloc(1, sizeof(*res));
-    res->cb = op->sess;
-    res->arg = op->arg;
-    res->st = BP_EUNAVAILABLE;
-    res->id = sh_strndup(op->key, op->key_len);
-    res->id_len = op->key_len;
-    res->s.client_id = res->id;
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-        res->s.epoch = (uint64_t)rep->element[0]->integer;
-        redisReply *st = rep->element[1];
-        if (st->type == REDIS_REPLY_STRING) {
-            res->state_len = st->len;
-            res->state = sh_malloc(st->len ? st->len : 1);
-            memcpy(res->state, st->str, st->len);
-            res->s.state = res->state;
-            res->s.state_len = (uint32_t)st->len;
-            res->st = BP_OK;
-        } else {
-            res->st = BP_ENOTFOUND;
-        }
-    }
-    struct timeval now = {0, 0};
-    event_base_once(op->r->bp->bases[op->worker], -1, EV_TIMEOUT, session_result_cb, res, &now);
-    op_free(op);
-}
-
 static void status_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     redis_op *op = arg;
     redisReply *rep = reply;
-    bp_status st = BP_EUNAVAILABLE;
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         atomic_fetch_add(&op->r->redis_errors, 1);
     }
-    if (rep && rep->type == REDIS_REPLY_INTEGER) {
-        st = rep->integer == 1 ? BP_OK : (rep->integer == 0 ? BP_ESTALE : BP_ENOTFOUND);
-    } else if (rep && rep->type != REDIS_REPLY_ERROR) {
-        st = BP_OK;
-    }
+    bp_status st = rep && rep->type != REDIS_REPLY_ERROR ? BP_OK : BP_EUNAVAILABLE;
     rk_complete(op->r, op->worker, op->done, op->arg, st);
     op_free(op);
 }
 
-/* The epoch fences every write: a store or drop from an older owner is
- * refused (0) once a newer claim exists. */
-static const char *CLAIM_LUA =
-    "local e = redis.call('INCR', KEYS[1]) return {e, redis.call('GET', KEYS[2])}";
-static const char *STORE_LUA =
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end "
-    "if tonumber(ARGV[3]) > 0 then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) "
-    "else redis.call('SET', KEYS[2], ARGV[2]) end return 1";
-static const char *DROP_LUA =
-    "if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end "
-    "redis.call('DEL', KEYS[2]) return 1";
+/* The member list handed to the calling worker: one block holding the
+ * infos and then their strings, freed after the callback. */
+typedef struct nodes_result {
+    bp_nodes_cb cb;
+    void *arg;
+    bp_status st;
+    size_t n;
+    size_t size;
+    bp_node_info nodes[];
+} nodes_result;
+
+static void nodes_result_cb(evutil_socket_t fd, short what, void *arg)
+{
+    nodes_result *res = arg;
+    res->cb(res->st, res->st == BP_OK ? res->nodes : NULL, res->st == BP_OK ? res->n : 0, res->arg);
+    sh_free(res, res->size);
+}
+
+static nodes_result *nodes_result_new(const bp_node_info *nodes, size_t n)
+{
+    size_t size = sizeof(nodes_result) + n * sizeof(bp_node_info);
+    for (size_t i = 0; i < n; i++) {
+        size += strlen(nodes[i].node_id) + strlen(nodes[i].address) + 2;
+    }
+    nodes_result *res = sh_calloc(1, size);
+    res->size = size;
+    res->n = n;
+    char *p = (char *)&res->nodes[n];
+    for (size_t i = 0; i < n; i++) {
+        size_t a = strlen(nodes[i].node_id) + 1, b = strlen(nodes[i].address) + 1;
+        res->nodes[i].node_id = memcpy(p, nodes[i].node_id, a);
+        res->nodes[i].address = memcpy(p + a, nodes[i].address, b);
+        p += a + b;
+    }
+    return res;
+}
+
+static void nodes_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    redis_op *op = arg;
+    redisReply *rep = reply;
+    bp_node_info nodes[MAX_MEMBERS];
+    size_t n = 0;
+    bool ok = rep && rep->type == REDIS_REPLY_ARRAY;
+    if (ok) {
+        n = parse_members(rep, nodes, MAX_MEMBERS);
+    } else if (rep) {
+        atomic_fetch_add(&op->r->redis_errors, 1);
+    }
+    nodes_result *res = nodes_result_new(nodes, n);
+    res->cb = op->nodes;
+    res->arg = op->arg;
+    res->st = atomic_load(&op->r->bp->closed) ? BP_ECLOSED : (ok ? BP_OK : BP_EUNAVAILABLE);
+    struct timeval now = {0, 0};
+    if (event_base_once(op->r->bp->bases[op->worker], -1, EV_TIMEOUT, nodes_result_cb, res, &now) != 0) {
+        res->st = BP_ECLOSED; /* the worker's loop is gone: answer here rather than never */
+        nodes_result_cb(-1, 0, res);
+    }
+    op_free(op);
+}
 
 static void run_op(evutil_socket_t fd, short what, void *arg)
 {
     redis_op *op = arg;
     rk *r = op->r;
-    if (!r->ac || !atomic_load(&r->redis_up)) {
-        if (op->kind == OP_CLAIM) {
-            claim_reply_cb(NULL, NULL, op);
-        } else {
-            status_reply_cb(NULL, NULL, op);
-        }
-        return;
-    }
-    char ekey[600], skey[600];
-    snprintf(ekey, sizeof(ekey), "shoal:session:{%.*s}:epoch", (int)op->key_len, op->key);
-    snprintf(skey, sizeof(skey), "shoal:session:{%.*s}:state", (int)op->key_len, op->key);
+    bool up = r->ac && atomic_load(&r->redis_up);
     switch (op->kind) {
     case OP_RETAIN:
-        if (op->val_len == 0) {
+        if (!up) {
+            status_reply_cb(NULL, NULL, op);
+        } else if (op->val_len == 0) {
             redisAsyncCommand(r->ac, status_reply_cb, op, "HDEL %s %b", RETAINED_KEY, op->key, op->key_len);
         } else {
             redisAsyncCommand(r->ac, status_reply_cb, op, "HSET %s %b %b", RETAINED_KEY, op->key, op->key_len,
                               op->val, op->val_len);
         }
         break;
-    case OP_CLAIM:
-        redisAsyncCommand(r->ac, claim_reply_cb, op, "EVAL %s 2 %s %s", CLAIM_LUA, ekey, skey);
-        break;
-    case OP_STORE:
-        redisAsyncCommand(r->ac, status_reply_cb, op, "EVAL %s 2 %s %s %llu %b %u", STORE_LUA, ekey, skey,
-                          (unsigned long long)op->epoch, op->val, op->val_len, op->expiry_s);
-        break;
-    case OP_DROP:
-        redisAsyncCommand(r->ac, status_reply_cb, op, "EVAL %s 2 %s %s %llu", DROP_LUA, ekey, skey,
-                          (unsigned long long)op->epoch);
+    case OP_NODES:
+        if (!up) {
+            nodes_reply_cb(NULL, NULL, op);
+        } else {
+            redisAsyncCommand(r->ac, nodes_reply_cb, op, "EVAL %s 3 %s %s %s", MEMBERS_LUA, "-", MEMBERS_KEY,
+                              ADDRESSES_KEY);
+        }
         break;
     }
 }
@@ -452,29 +665,10 @@ void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, 
     post_op(r, op);
 }
 
-void rk_redis_session_claim(rk *r, int worker, const char *client_id, bp_session_cb cb, void *arg)
+void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg)
 {
-    redis_op *op = new_op(OP_CLAIM, worker, client_id, strlen(client_id), NULL, 0);
-    op->sess = cb;
-    op->arg = arg;
-    post_op(r, op);
-}
-
-void rk_redis_session_store(rk *r, int worker, const bp_session *s, uint32_t expiry_s, bp_done_cb cb, void *arg)
-{
-    redis_op *op = new_op(OP_STORE, worker, s->client_id, strlen(s->client_id), s->state, s->state_len);
-    op->epoch = s->epoch;
-    op->expiry_s = expiry_s == UINT32_MAX ? 0 : expiry_s;
-    op->done = cb;
-    op->arg = arg;
-    post_op(r, op);
-}
-
-void rk_redis_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg)
-{
-    redis_op *op = new_op(OP_DROP, worker, client_id, strlen(client_id), NULL, 0);
-    op->epoch = epoch;
-    op->done = cb;
+    redis_op *op = new_op(OP_NODES, worker, "", 0, NULL, 0);
+    op->nodes = cb;
     op->arg = arg;
     post_op(r, op);
 }

@@ -26,6 +26,8 @@ from pahoclient import Client, props, uid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 WAIT = 30
+HEARTBEAT_MS = 300  # --cluster-heartbeat of the cluster fixture's nodes
+ADMIN_TOKEN = "cluster-admin-token"
 
 
 def free_port():
@@ -163,10 +165,14 @@ def cluster(backends, node_factory):
     per test so tests never see each other's records."""
     prefix = uid("t") + "."
 
+    def argv(name, *extra):
+        return ["--workers", "2", "--node-id", name, "--redis", backends.redis_url, "--kafka", backends.bootstrap,
+                "--kafka-replication", "1", "--kafka-partitions", "4", "--kafka-topic-prefix", prefix,
+                "--cluster-heartbeat", str(HEARTBEAT_MS), *extra]
+
     def make(name, *extra):
-        return node_factory("--workers", "2", "--node-id", name, "--redis", backends.redis_url, "--kafka",
-                            backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4",
-                            "--kafka-topic-prefix", prefix, "--cluster-heartbeat", "300", *extra)
+        return node_factory(*argv(name, *extra))
+    make.argv = argv  # the arguments make() starts a node with, for tests that run it themselves
     make.topic = prefix + "messages"  # the Kafka topic these nodes share
     make.partitions = 4
     return make
@@ -587,6 +593,151 @@ def test_membership_lists_live_nodes(cluster):
     while b in ids:
         ids = {n["id"] for n in json.loads(sub.get(WAIT).payload)}
         assert time.time() < deadline, ids
+
+
+def api_nodes(node):
+    """GET /api/v1/nodes with the admin token: (status, {node_id: record})."""
+    req = urllib.request.Request(node.http_url + "/api/v1/nodes", headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    try:
+        with _opener.open(req, timeout=WAIT) as r:
+            return r.status, {n["node_id"]: n for n in json.loads(r.read())["nodes"]}
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def ctl_nodes(node, *flags):
+    env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_URL", "SHOAL_ADMIN_TOKEN")}
+    return subprocess.run([SHOAL_BIN, "ctl", "--url", node.http_url, "--token", ADMIN_TOKEN, *flags, "nodes"],
+                          capture_output=True, text=True, timeout=WAIT, env=env)
+
+
+def test_nodes_api_and_ctl_nodes_on_three_nodes(cluster):
+    """GET /api/v1/nodes and `shoal ctl nodes` list every live node of the
+    cluster with the address it advertises, from whichever node is asked
+    (it used to call a NULL operation and kill the node)."""
+    ids = [uid("api%d" % i) for i in (1, 2, 3)]
+    addr = {n: "127.0.0.%d:%d" % (i + 1, 18830 + i) for i, n in enumerate(ids)}
+    nodes = [cluster(n, "--admin-token", ADMIN_TOKEN, "--advertise", addr[n]) for n in ids]
+    for me, node in zip(ids, nodes):
+        def listed(node=node):
+            status, got = api_nodes(node)
+            assert status == 200, got
+            return got if set(ids) <= set(got) else None
+        got = wait_for(listed, "all three nodes in %s's /api/v1/nodes" % me)
+        for n in ids:
+            assert got[n]["address"] == addr[n], got
+            assert got[n]["self"] is (n == me), got
+        r = ctl_nodes(node)
+        assert r.returncode == 0, r.stderr
+        rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:] if line.strip()}
+        assert r.stdout.split()[:3] == ["NODE", "ADDRESS", "SELF"], r.stdout
+        for n in ids:
+            assert rows[n] == [addr[n], "yes" if n == me else "no"], r.stdout
+        r = ctl_nodes(node, "--json")
+        assert r.returncode == 0 and set(ids) <= {n["node_id"] for n in json.loads(r.stdout)["nodes"]}, r.stdout
+    # A node that stops leaves the list at once (it removes itself); the others stay.
+    assert nodes[2].stop() == 0
+    status, got = api_nodes(nodes[0])
+    assert status == 200 and ids[2] not in got and {ids[0], ids[1]} <= set(got), got
+
+
+def test_nodes_api_answers_503_while_redis_is_down(cluster, backends):
+    n1 = cluster(uid("n503"), "--admin-token", ADMIN_TOKEN)
+    backends.stop_redis()
+    try:
+        assert n1.wait_log("event=backplane_not_ready", WAIT), n1.log()[-2000:]
+        status, body = api_nodes(n1)
+        assert status == 503 and "backplane" in body, (status, body)
+    finally:
+        backends.start_redis()
+    assert n1.wait_log("event=backplane_ready", WAIT)
+    wait_for(lambda: api_nodes(n1)[0] == 200, "/api/v1/nodes answering again")
+
+
+def test_second_node_with_the_same_node_id_refuses_to_start(cluster):
+    """Two nodes with one --node-id would each skip the other's records as
+    their own: the second one refuses to start, says why, exits non-zero,
+    and the first keeps serving across the cluster."""
+    dup, other = uid("dup"), uid("other")
+    n1, n2 = cluster(dup), cluster(other)
+    started = time.time()
+    r = subprocess.run([SHOAL_BIN, "--port", "0", "--http-port", "0", "--bind", "127.0.0.1",
+                        *cluster.argv(dup)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "READY" not in r.stdout, (r.returncode, r.stdout, r.stderr[-3000:])
+    assert "event=node_id_taken node_id=%s" % dup in r.stderr, r.stderr[-3000:]
+    assert "another running node" in r.stderr, r.stderr[-3000:]
+    # It waited for at most about one claim TTL (3 heartbeats), not forever.
+    assert time.time() - started < 60
+    # The first node with that id is unharmed: cross-node delivery both ways.
+    for a, b in ((n1, n2), (n2, n1)):
+        topic = uid("dup")
+        sub = Client(b)
+        sub.subscribe(topic, qos=1)
+        Client(a).publish(topic, b"still-one", qos=1)
+        assert sub.get(WAIT).payload == b"still-one"
+        sub.disconnect()
+
+
+def test_node_restarted_after_sigkill_with_its_id_starts_once_its_claim_expires(cluster):
+    """A node killed with SIGKILL cannot release its id; started again with
+    the same id it waits for the old claim to expire (a few heartbeats) and
+    then serves, rather than being locked out."""
+    name = uid("phoenix")
+    first = Node(*cluster.argv(name))
+    try:
+        first.proc.kill()
+        first.proc.wait(WAIT)
+        again = cluster(name)
+        assert "event=node_id_wait node_id=%s" % name in again.log(), again.log()[-3000:]
+        peer = cluster(uid("peer"))
+        topic = uid("phoenix")
+        sub = Client(peer)
+        sub.subscribe(topic, qos=1)
+        Client(again).publish(topic, b"back", qos=1)
+        assert sub.get(WAIT).payload == b"back"
+    finally:
+        if first.proc.poll() is None:
+            first.proc.kill()
+            first.proc.wait()
+
+
+def redis_cli(url, *args):
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    return subprocess.run(["redis-cli", "-p", port, *args], check=True, capture_output=True, text=True,
+                          timeout=WAIT).stdout.split()
+
+
+def test_membership_expiry_is_redis_time_and_a_killed_node_leaves(cluster, backends):
+    """A member's expiry is written by Redis from its own TIME (never a
+    node's wall clock): the score is Redis's now + the claim TTL, and the
+    claim key carries that TTL. Live nodes stay listed beat after beat; a
+    node killed without stopping leaves within a few heartbeats."""
+    a_id, b_id = uid("clock"), uid("doomed")
+    a = cluster(a_id, "--admin-token", ADMIN_TOKEN)
+    doomed = Node(*cluster.argv(b_id, "--admin-token", ADMIN_TOKEN))
+    try:
+        ttl = 3 * HEARTBEAT_MS
+        sec, usec = (int(v) for v in redis_cli(backends.redis_url, "TIME"))
+        redis_now = sec * 1000 + usec // 1000
+        expiry = float(redis_cli(backends.redis_url, "ZSCORE", "shoal:members", a_id)[0])
+        assert redis_now < expiry <= redis_now + ttl, (redis_now, expiry)
+        pttl = int(redis_cli(backends.redis_url, "PTTL", "shoal:node:{%s}" % a_id)[0])
+        assert 0 < pttl <= ttl, pttl
+        deadline = time.time() + 10 * HEARTBEAT_MS / 1000
+        while time.time() < deadline:
+            for n in (a, doomed):
+                status, got = api_nodes(n)
+                assert status == 200 and {a_id, b_id} <= set(got), got
+            time.sleep(HEARTBEAT_MS / 1000 / 3)
+        doomed.proc.kill()
+        doomed.proc.wait(WAIT)
+        wait_for(lambda: b_id not in api_nodes(a)[1], "the killed node leaving the list",
+                 timeout=20 * HEARTBEAT_MS / 1000)
+        assert a_id in api_nodes(a)[1]
+    finally:
+        if doomed.proc.poll() is None:
+            doomed.proc.kill()
+            doomed.proc.wait()
 
 
 def test_redis_outage_refuses_qos1_keeps_qos0_and_recovers(cluster, backends):

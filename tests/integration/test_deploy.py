@@ -9,11 +9,13 @@ import socket
 import subprocess
 import threading
 import time
+import json
 import urllib.request
 
 import pytest
 
 import mqttraw as R
+from conftest import SHOAL_BIN
 from pahoclient import Client, uid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
@@ -318,3 +320,70 @@ def test_cluster_with_two_kafka_brokers_and_keep():
         if up.proc.poll() is None:
             up.stop(signal.SIGTERM)
         shutil.rmtree(work, ignore_errors=True)
+
+
+TOKEN = "deploy-admin-token"
+
+
+def api_nodes(http_port):
+    req = urllib.request.Request("http://127.0.0.1:%d/api/v1/nodes" % http_port,
+                                 headers={"Authorization": "Bearer " + TOKEN})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=WAIT) as r:
+        return {n["node_id"]: n for n in json.loads(r.read())["nodes"]}
+
+
+def ctl_nodes(http_port):
+    env = {k: v for k, v in os.environ.items() if k not in ("SHOAL_URL", "SHOAL_ADMIN_TOKEN")}
+    r = subprocess.run([SHOAL_BIN, "ctl", "--url", "http://127.0.0.1:%d" % http_port, "--token", TOKEN, "nodes"],
+                       capture_output=True, text=True, timeout=WAIT, env=env)
+    assert r.returncode == 0, r.stderr
+    return {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:] if line.strip()}
+
+
+def test_three_nodes_list_each_other_and_a_killed_node_is_reported_at_once():
+    """./deploy/up --nodes 3: every node's /api/v1/nodes and `shoal ctl
+    nodes` list the three (this used to kill the node asked); kill -9 of
+    one node is reported by deploy/up at once, naming it, its signal and the
+    end of its log, while the other two keep serving and drop it from the
+    list."""
+    port = free_port_block(3)
+    up = Up("--nodes", "3", "--port", str(port), "--", "--admin-token", TOKEN)
+    names = ["node-%d" % i for i in (1, 2, 3)]
+    for i in (1, 2, 3):
+        got = {}
+        deadline = time.time() + WAIT
+        while set(got) != set(names):
+            assert time.time() < deadline, got
+            got = api_nodes(port + 100 + i)
+        for j in (1, 2, 3):
+            assert got["node-%d" % j]["address"] == "127.0.0.1:%d" % (port + j), got
+            assert got["node-%d" % j]["self"] is (i == j), got
+        rows = ctl_nodes(port + 100 + i)
+        assert set(rows) == set(names), rows
+        assert rows["node-%d" % i] == ["127.0.0.1:%d" % (port + i), "yes"], rows
+    with open(os.path.join(up.work, "node-2.pid")) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + WAIT
+    want = "node-2 (pid %d) killed by signal 9 (SIGKILL); last lines of %s/node-2.log:" % (pid, up.work)
+    while not any(want in line for line in up.err):
+        assert time.time() < deadline, "".join(up.err)
+        assert up.proc.poll() is None, "deploy/up stopped:\n" + "".join(up.err)
+        time.sleep(0.1)
+    err = "".join(up.err)
+    tail = err[err.index(want):].splitlines()[1:4]
+    assert tail and all(line.startswith("    ") for line in tail), err
+    # The other two serve on and see node-2 leave within a few heartbeats.
+    deadline = time.time() + WAIT
+    while "node-2" in ctl_nodes(port + 101):
+        assert time.time() < deadline
+        time.sleep(0.2)
+    assert set(ctl_nodes(port + 103)) == {"node-1", "node-3"}
+    topic = uid("after-kill")
+    sub = Client(up)
+    sub.subscribe(topic, qos=1)
+    Client(up, version=4).publish(topic, b"still here", qos=1)
+    assert sub.get(WAIT).payload == b"still here"
+    sub.disconnect()
+    assert up.stop(signal.SIGTERM) == 0

@@ -1,0 +1,428 @@
+/* The backplane contract (cluster/backplane.h), one Criterion suite for
+ * every implementation. The file that includes it defines, before the
+ * #include,
+ *
+ *   #define CONTRACT_SHARES_MESSAGES true|false  other members receive what
+ *                                                one publishes
+ *
+ * and after it `static void contract_config(bp_config *cfg)` (backends,
+ * topic prefix), and gets the tests: every callback runs exactly once (also for calls
+ * pending at close), BP_ECLOSED after close, completions and deliveries in
+ * order per topic. tests/unit/cluster/test_backplane.c runs it against
+ * `local`; tests/integration/backplane_contract_rk.c against `redis_kafka`
+ * with a real Redis and Kafka. */
+#ifndef SHOAL_TESTS_BACKPLANE_CONTRACT_H
+#define SHOAL_TESTS_BACKPLANE_CONTRACT_H
+
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cluster/backplane.h"
+
+#ifndef CONTRACT_SHARES_MESSAGES
+#error "define CONTRACT_SHARES_MESSAGES before including backplane_contract.h"
+#endif
+
+#define WAIT_S 60
+#define MAX_CALLS 256
+
+/* ---- a member under test: a backplane, a worker loop, what it received ---- */
+
+typedef struct received {
+    char topic[64];
+    int seq;
+    unsigned shard;
+} received;
+
+typedef struct member {
+    backplane *bp;
+    struct event_base *base;
+    char node_id[64];
+    char address[64];
+    pthread_mutex_t lock;
+    received got[MAX_CALLS * 2];
+    int ngot;
+} member;
+
+static void remote_message(void *node, const bp_message *m, unsigned shard)
+{
+    member *mb = node;
+    static const char ours[] = "contract/order/";
+    size_t n = sizeof(ours) - 1;
+    if (m->topic_len >= 64 || m->payload_len >= 16 || m->topic_len < n || memcmp(m->topic, ours, n) != 0) {
+        return; /* not the order test's: membership announcements, retained snapshots */
+    }
+    char payload[16];
+    memcpy(payload, m->payload, m->payload_len);
+    payload[m->payload_len] = 0;
+    pthread_mutex_lock(&mb->lock);
+    if (mb->ngot < MAX_CALLS * 2) {
+        received *r = &mb->got[mb->ngot++];
+        memcpy(r->topic, m->topic, m->topic_len);
+        r->topic[m->topic_len] = 0;
+        r->seq = atoi(payload);
+        r->shard = shard;
+    }
+    pthread_mutex_unlock(&mb->lock);
+}
+
+static void contract_config(bp_config *cfg);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void member_open(member *mb, const char *name)
+{
+    static int serial;
+    memset(mb, 0, sizeof(*mb));
+    pthread_mutex_init(&mb->lock, NULL);
+    snprintf(mb->node_id, sizeof(mb->node_id), "contract-%s-%d-%d", name, (int)getpid(), serial++);
+    snprintf(mb->address, sizeof(mb->address), "127.0.0.1:%d", 20000 + serial);
+    bp_config cfg = {.node_id = mb->node_id, .workers = 1, .address = mb->address, .heartbeat_ms = 300,
+                     .kafka_partitions = 4, .kafka_replication = 1, .kafka_acks = "all", .kafka_linger_ms = 1};
+    contract_config(&cfg);
+    bp_hooks hooks = {.remote_message = remote_message, .node = mb};
+    mb->base = event_base_new();
+    mb->bp = bp_open(&cfg, &hooks);
+    cr_assert_not_null(mb->bp, "bp_open failed (see the log above)");
+    cr_assert_eq(bp_attach(mb->bp, 0, mb->base), 0);
+}
+
+static void member_free(member *mb)
+{
+    bp_free(mb->bp);
+    event_base_free(mb->base);
+    pthread_mutex_destroy(&mb->lock);
+}
+
+/* Turn the worker loop until done() or WAIT_S. */
+static bool run_until(member *mb, bool (*done)(void *), void *arg)
+{
+    double deadline = now_s() + WAIT_S;
+    while (!done(arg)) {
+        if (now_s() > deadline) {
+            return false;
+        }
+        event_base_loop(mb->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    return true;
+}
+
+/* Turn it a little longer: a second callback would show up here. */
+static void run_a_while(member *mb)
+{
+    double until = now_s() + 0.3;
+    while (now_s() < until) {
+        event_base_loop(mb->base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+}
+
+static bool is_ready(void *arg)
+{
+    return bp_is_ready(((member *)arg)->bp);
+}
+
+static void member_ready(member *mb)
+{
+    cr_assert(run_until(mb, is_ready, mb), "%s never ready", mb->node_id);
+}
+
+/* ---- calls and what their callbacks said ---- */
+
+typedef struct calls {
+    int n;
+    int count[MAX_CALLS];
+    bp_status st[MAX_CALLS];
+    int order[MAX_CALLS]; /* call index in completion order */
+    int done;
+    int nodes_n;
+    bool self_listed;
+    const char *self;
+} calls;
+
+typedef struct call_ref {
+    calls *c;
+    int i;
+} call_ref;
+
+static call_ref refs[MAX_CALLS];
+
+static void done_cb(bp_status st, void *arg)
+{
+    call_ref *r = arg;
+    r->c->count[r->i]++;
+    r->c->st[r->i] = st;
+    r->c->order[r->c->done++] = r->i;
+}
+
+static void nodes_cb(bp_status st, const bp_node_info *nodes, size_t n, void *arg)
+{
+    call_ref *r = arg;
+    calls *c = r->c;
+    c->nodes_n = (int)n;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_not_null(nodes[i].node_id);
+        cr_assert_not_null(nodes[i].address);
+        if (strcmp(nodes[i].node_id, c->self) == 0) {
+            c->self_listed = true;
+        }
+    }
+    cr_assert(st == BP_OK || n == 0, "nodes given with status %s", bp_status_name(st));
+    done_cb(st, arg);
+}
+
+static call_ref *next_call(calls *c)
+{
+    cr_assert_lt(c->n, MAX_CALLS);
+    call_ref *r = &refs[c->n];
+    r->c = c;
+    r->i = c->n++;
+    return r;
+}
+
+static bool all_done(void *arg)
+{
+    calls *c = arg;
+    return c->done >= c->n;
+}
+
+static void assert_each_once(const calls *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        cr_assert_eq(c->count[i], 1, "call %d completed %d times", i, c->count[i]);
+    }
+}
+
+static bp_message message(const char *topic, char *payload, int seq, int qos)
+{
+    snprintf(payload, 16, "%d", seq);
+    bp_message m = {.topic = (const uint8_t *)topic, .topic_len = (uint32_t)strlen(topic),
+                    .payload = (const uint8_t *)payload, .payload_len = (uint32_t)strlen(payload), .qos = (uint8_t)qos};
+    return m;
+}
+
+static void publish(member *mb, calls *c, const char *topic, int seq)
+{
+    char payload[16];
+    bp_message m = message(topic, payload, seq, 1);
+    bp_publish(mb->bp, 0, &m, done_cb, next_call(c));
+}
+
+static void unique_topic(char *buf, size_t cap, const char *what)
+{
+    static int serial;
+    snprintf(buf, cap, "contract/%s/%d-%d-%ld", what, (int)getpid(), serial++, (long)time(NULL));
+}
+
+/* ---- the contract ---- */
+
+Test(backplane_contract, publish_completes_each_callback_once_ok)
+{
+    member a;
+    member_open(&a, "pub");
+    member_ready(&a);
+    calls c = {0};
+    char topic[64];
+    unique_topic(topic, sizeof(topic), "once");
+    for (int i = 0; i < 50; i++) {
+        publish(&a, &c, topic, i);
+    }
+    cr_assert(run_until(&a, all_done, &c), "%d of %d publishes completed", c.done, c.n);
+    run_a_while(&a);
+    assert_each_once(&c);
+    for (int i = 0; i < c.n; i++) {
+        cr_assert_eq(c.st[i], BP_OK, "publish %d: %s", i, bp_status_name(c.st[i]));
+    }
+    member_free(&a);
+}
+
+Test(backplane_contract, retain_set_and_delete_complete_once_ok)
+{
+    member a;
+    member_open(&a, "retain");
+    member_ready(&a);
+    calls c = {0};
+    char topic[64], payload[16];
+    unique_topic(topic, sizeof(topic), "retain");
+    bp_message m = message(topic, payload, 7, 1);
+    m.retain = true;
+    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    m.payload_len = 0; /* an empty retained message deletes it */
+    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    cr_assert(run_until(&a, all_done, &c));
+    run_a_while(&a);
+    assert_each_once(&c);
+    cr_assert_eq(c.st[0], BP_OK);
+    cr_assert_eq(c.st[1], BP_OK);
+    member_free(&a);
+}
+
+Test(backplane_contract, nodes_lists_this_node_once)
+{
+    member a;
+    member_open(&a, "nodes");
+    member_ready(&a);
+    calls c = {.self = a.node_id};
+    bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
+    cr_assert(run_until(&a, all_done, &c));
+    run_a_while(&a);
+    assert_each_once(&c);
+    cr_assert_eq(c.st[0], BP_OK);
+    cr_assert(c.self_listed, "%s not among %d nodes", a.node_id, c.nodes_n);
+    member_free(&a);
+}
+
+Test(backplane_contract, other_members_are_listed_when_messages_are_shared)
+{
+    member a, b;
+    member_open(&a, "list-a");
+    member_open(&b, "list-b");
+    member_ready(&a);
+    calls c = {.self = b.node_id};
+    bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
+    cr_assert(run_until(&a, all_done, &c));
+    cr_assert_eq(c.st[0], BP_OK);
+    /* A shared backplane lists b from a; the local one only ever lists itself. */
+    cr_assert_eq(c.self_listed, CONTRACT_SHARES_MESSAGES);
+    member_free(&b);
+    member_free(&a);
+}
+
+Test(backplane_contract, every_call_after_close_completes_once_with_eclosed)
+{
+    member a;
+    member_open(&a, "closed");
+    member_ready(&a);
+    bp_close(a.bp);
+    cr_assert_not(bp_is_ready(a.bp));
+    calls c = {.self = a.node_id};
+    char topic[64], payload[16];
+    unique_topic(topic, sizeof(topic), "closed");
+    publish(&a, &c, topic, 1);
+    bp_message m = message(topic, payload, 2, 0);
+    m.retain = true;
+    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
+    bp_publish(a.bp, 0, &m, NULL, NULL); /* QoS 0: no callback, and no crash */
+    cr_assert(run_until(&a, all_done, &c));
+    run_a_while(&a);
+    assert_each_once(&c);
+    for (int i = 0; i < c.n; i++) {
+        cr_assert_eq(c.st[i], BP_ECLOSED, "call %d: %s", i, bp_status_name(c.st[i]));
+    }
+    cr_assert_eq(c.nodes_n, 0);
+    member_free(&a);
+}
+
+Test(backplane_contract, calls_pending_at_close_complete_once)
+{
+    member a;
+    member_open(&a, "pending");
+    member_ready(&a);
+    calls c = {.self = a.node_id};
+    char topic[64], payload[16];
+    unique_topic(topic, sizeof(topic), "pending");
+    for (int i = 0; i < 20; i++) {
+        publish(&a, &c, topic, i);
+    }
+    bp_message m = message(topic, payload, 99, 1);
+    m.retain = true;
+    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
+    bp_close(a.bp);
+    cr_assert(run_until(&a, all_done, &c), "%d of %d calls completed after close", c.done, c.n);
+    run_a_while(&a);
+    assert_each_once(&c);
+    for (int i = 0; i < c.n; i++) {
+        cr_assert(c.st[i] == BP_OK || c.st[i] == BP_ECLOSED, "call %d: %s", i, bp_status_name(c.st[i]));
+    }
+    member_free(&a);
+}
+
+static int seq_of_call(const calls *c, int i, const int *call_topic, int topic)
+{
+    /* Calls alternate between the topics; the n-th call on a topic is its seq. */
+    int seq = 0;
+    for (int k = 0; k < i; k++) {
+        seq += call_topic[k] == topic;
+    }
+    return seq;
+}
+
+typedef struct delivery_wait {
+    member *mb;
+    int want;
+} delivery_wait;
+
+static bool delivered(void *arg)
+{
+    delivery_wait *w = arg;
+    pthread_mutex_lock(&w->mb->lock);
+    int n = w->mb->ngot;
+    pthread_mutex_unlock(&w->mb->lock);
+    return n >= w->want;
+}
+
+Test(backplane_contract, order_per_topic_in_completions_and_deliveries)
+{
+    enum { PER_TOPIC = 60 };
+    member a, b;
+    member_open(&a, "order-a");
+    member_open(&b, "order-b");
+    member_ready(&a);
+    member_ready(&b);
+    char topics[2][64];
+    unique_topic(topics[0], sizeof(topics[0]), "order");
+    unique_topic(topics[1], sizeof(topics[1]), "order");
+    calls c = {0};
+    int call_topic[MAX_CALLS];
+    for (int i = 0; i < 2 * PER_TOPIC; i++) {
+        call_topic[c.n] = i % 2;
+        publish(&a, &c, topics[i % 2], i / 2);
+    }
+    cr_assert(run_until(&a, all_done, &c), "%d of %d completed", c.done, c.n);
+    assert_each_once(&c);
+    /* Completions: per topic in call order. */
+    int last[2] = {-1, -1};
+    for (int k = 0; k < c.n; k++) {
+        int i = c.order[k], t = call_topic[i];
+        int seq = seq_of_call(&c, i, call_topic, t);
+        cr_assert_gt(seq, last[t], "topic %d: call %d completed after %d", t, seq, last[t]);
+        last[t] = seq;
+        cr_assert_eq(c.st[i], BP_OK);
+    }
+    /* Deliveries to the other member: each once, in order, one shard per topic. */
+    delivery_wait w = {&b, CONTRACT_SHARES_MESSAGES ? 2 * PER_TOPIC : 0};
+    cr_assert(run_until(&b, delivered, &w), "b got %d of %d", b.ngot, w.want);
+    run_a_while(&b);
+    pthread_mutex_lock(&b.lock);
+    cr_assert_eq(b.ngot, w.want, "b got %d messages, want %d", b.ngot, w.want);
+    int next[2] = {0, 0};
+    unsigned shard[2] = {0, 0};
+    for (int k = 0; k < b.ngot; k++) {
+        int t = strcmp(b.got[k].topic, topics[0]) == 0 ? 0 : 1;
+        cr_assert_str_eq(b.got[k].topic, topics[t]);
+        cr_assert_eq(b.got[k].seq, next[t], "topic %d: got %d, want %d", t, b.got[k].seq, next[t]);
+        if (next[t] == 0) {
+            shard[t] = b.got[k].shard;
+        }
+        cr_assert_eq(b.got[k].shard, shard[t], "topic %d changed shard", t);
+        next[t]++;
+    }
+    pthread_mutex_unlock(&b.lock);
+    member_free(&b);
+    member_free(&a);
+}
+
+#endif
