@@ -36,21 +36,93 @@ int sh_log_parse_level(const char *s)
     return -1;
 }
 
+/* JSON string body of a line already through sh_log_escape: only '"' and
+ * '\\' are left to escape (no control bytes, no ill-formed UTF-8). */
 static void json_escape(char *dst, size_t dstlen, const char *src)
 {
     size_t j = 0;
-    for (size_t i = 0; src[i] && j + 7 < dstlen; i++) {
+    for (size_t i = 0; src[i] && j + 3 < dstlen; i++) {
         unsigned char ch = (unsigned char)src[i];
         if (ch == '"' || ch == '\\') {
             dst[j++] = '\\';
-            dst[j++] = (char)ch;
-        } else if (ch < 0x20) {
-            j += (size_t)snprintf(dst + j, dstlen - j, "\\u%04x", ch);
-        } else {
-            dst[j++] = (char)ch;
         }
+        dst[j++] = (char)ch;
     }
     dst[j] = '\0';
+}
+
+/* Length of the printable UTF-8 sequence at s[0..n), or 0 when the bytes
+ * there must be escaped: ill-formed (Unicode table 3-7: no overlongs, no
+ * surrogates, nothing past U+10FFFF), a C1 control U+0080..U+009F, or the
+ * line/paragraph separators U+2028/U+2029 that some viewers break on. */
+static size_t printable_utf8(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    if (n < len || s[1] < lo || s[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) {
+            return 0;
+        }
+    }
+    bool c1 = c == 0xC2 && s[1] <= 0x9F;
+    bool separator = c == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9);
+    return c1 || separator ? 0 : len;
+}
+
+size_t sh_log_escape(char *dst, size_t dstlen, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = (const unsigned char *)src;
+    size_t j = 0;
+    if (dstlen == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n;) {
+        unsigned char ch = s[i];
+        size_t run = ch >= 0x20 && ch < 0x7F && ch != '\\' ? 1 : ch >= 0x80 ? printable_utf8(s + i, n - i) : 0;
+        if (run > 0) {
+            if (j + run >= dstlen) {
+                break;
+            }
+            memcpy(dst + j, s + i, run);
+            j += run;
+            i += run;
+            continue;
+        }
+        /* Escape one byte; a sequence that is not printable goes out byte
+         * by byte, each as \xNN. */
+        if (j + (ch == '\\' ? 2 : 4) >= dstlen) {
+            break;
+        }
+        dst[j++] = '\\';
+        if (ch == '\\') {
+            dst[j++] = '\\';
+        } else {
+            dst[j++] = 'x';
+            dst[j++] = hex[ch >> 4];
+            dst[j++] = hex[ch & 0x0F];
+        }
+        i++;
+    }
+    dst[j] = '\0';
+    return j;
 }
 
 /* Rate limit per call site (its format string): a flood of bad clients
@@ -113,14 +185,22 @@ void sh_log_write(sh_level level, const char *fmt, ...)
     if (level < SH_ERROR && !site_allows(fmt, tv.tv_sec, &suppressed)) {
         return;
     }
-    char msg[1024];
+    char raw[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    if (suppressed && n > 0 && (size_t)n < sizeof(msg)) {
-        snprintf(msg + n, sizeof(msg) - (size_t)n, " suppressed_before=%u", suppressed);
+    if (n < 0) {
+        n = 0;
     }
+    if (suppressed && (size_t)n < sizeof(raw)) {
+        snprintf(raw + n, sizeof(raw) - (size_t)n, " suppressed_before=%u", suppressed);
+    }
+    /* Call sites format client ids, user names, topics and peers' words
+     * with %s: escape the whole line once here, so no value in any format
+     * can end the line or reach a terminal as a control sequence. */
+    char msg[4 * sizeof(raw)];
+    sh_log_escape(msg, sizeof(msg), raw, strnlen(raw, sizeof(raw)));
 
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
@@ -131,7 +211,7 @@ void sh_log_write(sh_level level, const char *fmt, ...)
     const char *lvl = level_names[level < 4 ? level : 3];
     /* One fprintf per line so lines from several threads never interleave. */
     if (log_format == SH_LOG_JSON) {
-        char esc[2048];
+        char esc[2 * sizeof(msg)];
         json_escape(esc, sizeof(esc), msg);
         fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"node\":\"%s\",\"msg\":\"%s\"}\n", ts, lvl,
                 log_node, esc);

@@ -34,6 +34,14 @@ void sh_log_write(sh_level level, const char *fmt, ...) __attribute__((format(pr
         }                                   \
     } while (0)
 
+/* Copies src[0..n) into dst (size dstlen, always terminated) with every
+ * byte that is not printable text written as \xNN: C0 controls (so a
+ * newline can never start a forged line), DEL, the C1 controls
+ * U+0080..U+009F, U+2028/U+2029, and ill-formed UTF-8; a backslash is
+ * doubled. Printable UTF-8 passes through. Stops at a whole escape when dst
+ * is full. Returns the length written. Every log line goes through it. */
+size_t sh_log_escape(char *dst, size_t dstlen, const char *src, size_t n);
+
 /* Copies up to n bytes of untrusted data into dst (size dstlen) with
  * non-printables replaced by '.', for log samples. */
 void sh_log_sample(char *dst, size_t dstlen, const void *data, size_t n);

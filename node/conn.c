@@ -389,8 +389,9 @@ static void read_cb(conn *c)
         if (avail == 0) {
             break;
         }
-        /* The fixed header is at most 5 bytes: look at it before making the
-         * packet contiguous, so an oversize packet is refused unread. */
+        /* The fixed header is at most 5 bytes: parse it once from a copy,
+         * before making the packet contiguous, so an oversize packet is
+         * refused unread and an incomplete one is left where it is. */
         uint8_t head[5];
         size_t hn = avail < 5 ? avail : 5;
         evbuffer_copyout(in, head, hn);
@@ -401,16 +402,6 @@ static void read_cb(conn *c)
              * body that an HTTP request or a port scan will never send. */
             n = MQTT_BAD;
             f.rc = MQTT_RC_PROTOCOL_ERROR;
-        }
-        if (n == MQTT_NEED_MORE) {
-            uint32_t len;
-            int vn = mqtt_varint_read(head + 1, hn - 1, &len);
-            if (vn < 0) {
-                break; /* header incomplete */
-            }
-            if ((size_t)(1 + vn) + len > avail) {
-                break; /* body incomplete */
-            }
         }
         if (n == MQTT_BAD) {
             log_bad_input(c, head, hn, f.rc);
@@ -425,15 +416,15 @@ static void read_cb(conn *c)
             }
             break;
         }
-        uint32_t body_len;
-        int vn = mqtt_varint_read(head + 1, hn - 1, &body_len);
-        size_t total = (size_t)(1 + vn) + body_len;
-        if ((head[0] >> 4) == MQTT_PUBLISH && c->state == CS_ACTIVE && !limits_publish_admit(c, total)) {
+        size_t total = mqtt_frame_size(&f);
+        if (total == 0 || total > avail) {
+            break; /* header or body incomplete */
+        }
+        if (f.type == MQTT_PUBLISH && c->state == CS_ACTIVE && !limits_publish_admit(c, total)) {
             break; /* over its rate: the packet waits in the buffer, reading is paused */
         }
         const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
-        n = mqtt_frame_parse(raw, total, max, &f);
-        sh_assert(n == (int)total);
+        mqtt_frame_bind(&f, raw);
         atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
         bool go_on = process_frame(c, &f, raw, total);
         evbuffer_drain(in, total);

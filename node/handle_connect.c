@@ -30,6 +30,13 @@ static mqtt_rc check_connect(conn *c, const mqtt_connect *p)
         /* §3.1.3-8: 3.1.1 refuses an empty id without clean session (rc 2). */
         return MQTT_RC_CLIENT_ID_INVALID;
     }
+    if (p->client_id.len == 0 && p->version == MQTT_V31) {
+        /* MQTT 3.1 §3.1 CONNECT payload: "The Client Identifier (Client ID)
+         * is between 1 and 23 characters long"; a server answers a bad one
+         * with return code 2 (Identifier Rejected). Only 3.1.1 allowed an
+         * empty id. Longer ids stay accepted, as Mosquitto does. */
+        return MQTT_RC_CLIENT_ID_INVALID;
+    }
     if (p->has_will) {
         if (p->will_qos > b->cfg->max_qos) {
             return MQTT_RC_QOS_NOT_SUPPORTED;

@@ -98,6 +98,21 @@ static inline bool rd_str(mqtt_bytes *c, mqtt_bytes *out)
     return true;
 }
 
+/* A topic name or filter, or another string Shoal logs and shows (client
+ * id, user name): a UTF-8 Encoded String without the control characters
+ * U+0001..U+001F and U+007F..U+009F. [MQTT-1.5.4-3] lets a receiver treat
+ * them as a Malformed Packet, as Mosquitto does; refusing them here means
+ * a newline can never forge a log line or reach the admin API. */
+static inline bool rd_printable(mqtt_bytes *c, mqtt_bytes *out)
+{
+    mqtt_bytes t = *c;
+    if (!rd_bin(&t, out) || mqtt_utf8_check(out->p, out->len) != MQTT_UTF8_OK) {
+        return false;
+    }
+    *c = t;
+    return true;
+}
+
 static inline uint8_t *wr_u8(uint8_t *d, uint8_t v)
 {
     d[0] = v;

@@ -93,8 +93,9 @@ mqtt_rc mqtt_decode_publish(const mqtt_frame *f, uint8_t version, mqtt_publish *
         return rc;
     }
     mqtt_bytes c = frame_body(f);
-    /* §3.3.2.1: the topic is a UTF-8 Encoded String. */
-    if (!rd_str(&c, &out->topic)) {
+    /* §3.3.2.1: the topic is a UTF-8 Encoded String; control characters
+     * are malformed too ([MQTT-1.5.4-3], see rd_printable). */
+    if (!rd_printable(&c, &out->topic)) {
         return MQTT_RC_MALFORMED;
     }
     /* §2.2.1 [MQTT-2.2.1-3]: QoS > 0 carries a non-zero packet id. */

@@ -18,15 +18,27 @@ static bool name_is(mqtt_bytes name, const char *want, uint32_t want_len)
 }
 
 /* §3.1.2.1, §3.1.2.2: "MQTT" with level 4 or 5, or 3.1's "MQIsdp" with
- * level 3. Anything else is a protocol we do not speak: 0x84, with the
- * requested level kept so the node can answer in the client's dialect. */
+ * level 3.
+ * - Another name is another protocol: "If the Protocol Name is incorrect
+ *   the Server MAY disconnect the Client" (both versions), so 0x81 with the
+ *   version left at 0: the node has no dialect to answer in and closes
+ *   without a CONNACK (Mosquitto does the same).
+ * - A known name with a level we do not speak: 0x84, with the requested
+ *   level kept so the node answers in the client's dialect (3.1.1
+ *   [MQTT-3.1.2-2]: CONNACK return code 1). */
 static mqtt_rc read_protocol(mqtt_bytes *c, mqtt_connect *out)
 {
-    if (!rd_bin(c, &out->protocol_name) || !rd_u8(c, &out->version)) {
+    if (!rd_bin(c, &out->protocol_name)) {
         return MQTT_RC_MALFORMED;
     }
     bool mqtt = name_is(out->protocol_name, "MQTT", 4);
     bool mqisdp = name_is(out->protocol_name, "MQIsdp", 6);
+    if (!mqtt && !mqisdp) {
+        return MQTT_RC_MALFORMED;
+    }
+    if (!rd_u8(c, &out->version)) {
+        return MQTT_RC_MALFORMED;
+    }
     bool ok = (mqtt && (out->version == MQTT_V311 || out->version == MQTT_V5)) ||
               (mqisdp && out->version == MQTT_V31);
     return ok ? MQTT_RC_SUCCESS : MQTT_RC_UNSUPPORTED_VERSION;
@@ -73,7 +85,9 @@ static mqtt_rc read_payload(mqtt_bytes *c, mqtt_connect *out)
         if (rc != MQTT_RC_SUCCESS) {
             return rc;
         }
-        if (!rd_str(c, &out->will_topic) || !rd_bin(c, &out->will_payload)) {
+        /* The will topic is a topic: control characters are malformed
+         * ([MQTT-1.5.4-3], see rd_printable). */
+        if (!rd_printable(c, &out->will_topic) || !rd_bin(c, &out->will_payload)) {
             return MQTT_RC_MALFORMED;
         }
     }
@@ -87,9 +101,34 @@ static mqtt_rc read_payload(mqtt_bytes *c, mqtt_connect *out)
     return c->len == 0 ? MQTT_RC_SUCCESS : MQTT_RC_MALFORMED;
 }
 
+/* Strings Shoal logs and shows: the client id and the user name may not
+ * hold control characters ([MQTT-1.5.4-3] lets a receiver refuse them).
+ * Each gets the code the spec gives for a refused value of that field, so
+ * 3.1.1 clients get a CONNACK too:
+ * - client id: v5 §3.1.3.1 "If the Server rejects the ClientID it MAY
+ *   respond ... 0x85 (Client Identifier not valid)"; 3.1.1 [MQTT-3.1.3-9]
+ *   "MUST respond ... 0x02 (Identifier rejected)".
+ * - user name: v5 §3.2.2.2 0x86 Bad User Name or Password, "The data in
+ *   the user name or password is malformed"; 3.1.1 table 3.1 code 4 has
+ *   the same words. (0x8C is about the Authentication Method property.) */
+static mqtt_rc printable_rules(const mqtt_connect *p)
+{
+    if (mqtt_utf8_check(p->client_id.p, p->client_id.len) != MQTT_UTF8_OK) {
+        return MQTT_RC_CLIENT_ID_INVALID;
+    }
+    if (p->has_username && mqtt_utf8_check(p->username.p, p->username.len) != MQTT_UTF8_OK) {
+        return MQTT_RC_BAD_USER_OR_PASSWORD;
+    }
+    return MQTT_RC_SUCCESS;
+}
+
 /* Rules that need the whole CONNECT parsed first. */
 static mqtt_rc connect_rules(const mqtt_connect *p)
 {
+    mqtt_rc rc = printable_rules(p);
+    if (rc != MQTT_RC_SUCCESS) {
+        return rc;
+    }
     /* v5 §3.1.2.11.10: Authentication Data without a method. */
     if (mqtt_props_has(&p->props, MQTT_PROP_AUTH_DATA) &&
         !mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
@@ -99,9 +138,11 @@ static mqtt_rc connect_rules(const mqtt_connect *p)
         return MQTT_RC_SUCCESS;
     }
     /* §3.1.3.3: the will topic is a topic name; v5 §3.2.2.2 answers a
-     * refused one with 0x90. */
+     * refused one with 0x90. 3.1.1 has no return code for it, and a
+     * CONNECT that does not conform is closed without a CONNACK
+     * ([MQTT-3.1.4-1], [MQTT-3.2.2-6]): 0x81. */
     if (!mqtt_topic_name_valid(p->will_topic.p, p->will_topic.len)) {
-        return MQTT_RC_TOPIC_NAME_INVALID;
+        return is_v5(p->version) ? MQTT_RC_TOPIC_NAME_INVALID : MQTT_RC_MALFORMED;
     }
     const mqtt_props *w = &p->will_props;
     /* §3.1.3.2.5 [MQTT-3.3.2-14]: Response Topic holds no wildcards. */

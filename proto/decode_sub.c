@@ -14,10 +14,11 @@
 #define SO_RH_SHIFT 4
 
 /* §4.7.3 [MQTT-4.7.3-1]: filters are UTF-8 strings of at least one
- * character; an empty one cannot be parsed into a filter at all. */
+ * character; an empty one cannot be parsed into a filter at all. Control
+ * characters are malformed too ([MQTT-1.5.4-3], see rd_printable). */
 static bool read_filter(mqtt_bytes *c, mqtt_bytes *filter)
 {
-    return rd_str(c, filter) && filter->len > 0;
+    return rd_printable(c, filter) && filter->len > 0;
 }
 
 static bool read_entry(mqtt_bytes *c, uint8_t version, mqtt_sub *out, uint8_t *opts)

@@ -88,11 +88,13 @@ int mqtt_frame_parse(const uint8_t *buf, size_t len, uint32_t max_size, mqtt_fra
     if (max_size != 0 && total > max_size) {
         return frame_bad(f, MQTT_RC_PACKET_TOO_LARGE);
     }
+    /* The header is whole: say what the packet needs even when the body has
+     * not arrived, so the caller never parses this header again. */
+    f->header_len = (uint8_t)(1 + n);
+    f->body_len = rem;
     if (len < total) {
         return MQTT_NEED_MORE;
     }
-    f->header_len = (uint8_t)(1 + n);
-    f->body_len = rem;
     f->body = buf + 1 + n;
     return (int)total;
 }

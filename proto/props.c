@@ -227,7 +227,9 @@ static mqtt_rc accept_one(const mqtt_prop *pr, uint16_t ctx_bit, uint64_t *seen,
     const prop_def *d = &defs[pr->id];
     uint64_t bit = MQTT_PROP_BIT(pr->id);
     if ((d->ctx & ctx_bit) == 0) {
-        return MQTT_RC_PROTOCOL_ERROR; /* §2.2.2.2: not allowed here */
+        /* §2.2.2.2: "A Control Packet which contains an Identifier which is
+         * not valid for its packet type ... is a Malformed Packet." */
+        return MQTT_RC_MALFORMED;
     }
     if ((*seen & bit) != 0 && (d->repeat & ctx_bit) == 0) {
         return MQTT_RC_PROTOCOL_ERROR; /* §2.2.2.2: "more than once" */

@@ -122,7 +122,8 @@ bool mqtt_prop_allowed(uint8_t id, uint8_t ctx);
 const char *mqtt_prop_name(uint8_t id);
 
 /* Read a property block (length varint + properties) at the start of `in`.
- * Validates identifiers (unknown → 0x81), context (not allowed → 0x82),
+ * Validates identifiers (unknown → 0x81), context (not valid for the
+ * packet type → 0x81, §2.2.2.2),
  * duplicates (→ 0x82, except User Property, and Subscription Identifier in
  * PUBLISH), value ranges (→ 0x82, e.g. Receive Maximum 0, Maximum Packet
  * Size 0, Topic Alias 0 → 0x94, Subscription Identifier 0 → 0x82 ...) and

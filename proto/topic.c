@@ -17,17 +17,25 @@ bool mqtt_topic_filter_has_wildcard(const uint8_t *s, size_t len)
     return len > 0 && (memchr(s, '+', len) != NULL || memchr(s, '#', len) != NULL);
 }
 
+/* Valid UTF-8 without control characters: [MQTT-1.5.4-3] lets Shoal refuse
+ * U+0001..U+001F and U+007F..U+009F, and it does in every topic, so no
+ * topic can forge a log line or reach the admin API with one. */
+static bool printable(const uint8_t *s, size_t len)
+{
+    return mqtt_utf8_check(s, len) == MQTT_UTF8_OK;
+}
+
 /* §4.7.1: wildcards belong in filters only [MQTT-3.3.2-2]. */
 bool mqtt_topic_name_valid(const uint8_t *s, size_t len)
 {
-    return length_ok(len) && !mqtt_topic_filter_has_wildcard(s, len) && mqtt_utf8_valid(s, len);
+    return length_ok(len) && !mqtt_topic_filter_has_wildcard(s, len) && printable(s, len);
 }
 
 /* §4.7.1.2 / §4.7.1.3: '+' fills a whole level; '#' fills a whole level and
  * must be the last character. */
 bool mqtt_topic_filter_valid(const uint8_t *s, size_t len)
 {
-    if (!length_ok(len) || !mqtt_utf8_valid(s, len)) {
+    if (!length_ok(len) || !printable(s, len)) {
         return false;
     }
     for (size_t i = 0; i < len; i++) {
@@ -63,7 +71,7 @@ int mqtt_share_parse(const uint8_t *s, size_t len, mqtt_bytes *group, mqtt_bytes
         return -1;
     }
     size_t glen = (size_t)(slash - g);
-    if (mqtt_topic_filter_has_wildcard(g, glen) || !mqtt_utf8_valid(g, glen)) {
+    if (mqtt_topic_filter_has_wildcard(g, glen) || !printable(g, glen)) {
         return -1;
     }
     const uint8_t *fl = slash + 1;

@@ -4,10 +4,12 @@
 
 #include "proto/mqtt.h"
 
-/* A topic name for PUBLISH: 1..65535 bytes, valid UTF-8, no '+' or '#'. */
+/* A topic name for PUBLISH: 1..65535 bytes, valid UTF-8 without control
+ * characters (U+0001..U+001F, U+007F..U+009F), no '+' or '#'. */
 bool mqtt_topic_name_valid(const uint8_t *s, size_t len);
 
-/* A topic filter: 1..65535 bytes, valid UTF-8, '+' occupies a whole level,
+/* A topic filter: 1..65535 bytes, valid UTF-8 without control characters,
+ * '+' occupies a whole level,
  * '#' occupies a whole level and is last. Empty levels are allowed. */
 bool mqtt_topic_filter_valid(const uint8_t *s, size_t len);
 

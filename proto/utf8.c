@@ -1,8 +1,8 @@
 /* UTF-8 Encoded Strings (§1.5.4): well-formed per RFC 3629 (Unicode table
  * 3-7: no overlongs, no surrogates D800..DFFF, nothing above U+10FFFF) and
  * no U+0000 [MQTT-1.5.4-1, -2]. Control characters U+0001..U+001F and
- * U+007F..U+009F are reported, not refused [MQTT-1.5.4-3 lets a receiver
- * choose]. */
+ * U+007F..U+009F are reported, not refused here [MQTT-1.5.4-3 lets a
+ * receiver choose]; the decoders refuse them where Shoal logs the string. */
 #include <string.h>
 
 #include "proto/utf8.h"

@@ -7,7 +7,9 @@
 typedef enum mqtt_utf8 {
     MQTT_UTF8_OK = 0,
     /* Well formed but holds U+0001..U+001F or U+007F..U+009F, which the
-     * spec lets a receiver refuse; Shoal accepts them. */
+     * spec lets a receiver refuse [MQTT-1.5.4-3]. Shoal refuses them in
+     * topics, client ids and user names (they would reach logs and the
+     * admin API) and accepts them in payload-like strings (properties). */
     MQTT_UTF8_CONTROL = 1,
     MQTT_UTF8_BAD = -1, /* ill-formed, overlong, surrogate, > U+10FFFF, or U+0000 */
 } mqtt_utf8;

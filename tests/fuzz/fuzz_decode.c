@@ -103,6 +103,12 @@ static void frame_all(const uint8_t *data, size_t size, uint32_t max_size)
         mqtt_frame f;
         int n = mqtt_frame_parse(data + off, size - off, max_size, &f);
         if (n == MQTT_NEED_MORE) {
+            /* A whole header says how much is missing: more than is here,
+             * never past the largest packet, never a body pointer. */
+            size_t need = mqtt_frame_size(&f);
+            CHECK(f.body == NULL);
+            CHECK(need == 0 || (need > size - off && need <= 5u + MQTT_MAX_REMAINING));
+            CHECK(need != 0 || size - off < 5);
             return;
         }
         if (n == MQTT_BAD) {

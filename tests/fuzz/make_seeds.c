@@ -1,9 +1,10 @@
 /* fuzz_seeds DIR: write every packet of tests/unit/proto/vectors.h (valid
- * and corrupted) into DIR, one file each, plus one file holding all valid
+ * and corrupted) and of refusals.h into DIR, one file each, plus one file holding all valid
  * vectors back to back, as the seed corpus for fuzz_decode. */
 #include <stdio.h>
 #include <string.h>
 
+#include "refusals.h"
 #include "vectors.h"
 
 static int write_file(const char *dir, const char *prefix, const char *name, const uint8_t *b,
@@ -25,6 +26,16 @@ static int write_table(const char *dir, const char *prefix, const bad *rows, siz
 {
     for (size_t i = 0; i < n; i++) {
         if (write_file(dir, prefix, rows[i].name, rows[i].bytes, rows[i].len) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int write_refusals(const char *dir)
+{
+    for (size_t i = 0; i < N_OF(refusals); i++) {
+        if (write_file(dir, "refusal", refusals[i].name, refusals[i].bytes, refusals[i].len) != 0) {
             return -1;
         }
     }
@@ -62,6 +73,7 @@ int main(int argc, char **argv)
     rc |= write_table(dir, "unsubscribe", corrupt_unsubscribe, N_OF(corrupt_unsubscribe));
     rc |= write_table(dir, "suback", corrupt_suback, N_OF(corrupt_suback));
     rc |= write_table(dir, "other", corrupt_other, N_OF(corrupt_other));
+    rc |= write_refusals(dir);
     rc |= write_stream(dir);
     return rc == 0 ? 0 : 1;
 }

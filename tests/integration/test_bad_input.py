@@ -136,8 +136,10 @@ def test_subscribe_before_connect(node, healthy):
 
 
 @pytest.mark.parametrize("version", [4, 5])
-@pytest.mark.parametrize("topic", [b"a/\xc3\x28", b"\xff\xfe", b"a\x00b", b"\xed\xa0\x80"],
-                         ids=["bad-continuation", "ff-fe", "nul", "surrogate"])
+@pytest.mark.parametrize("topic", [b"a/\xc3\x28", b"\xff\xfe", b"a\x00b", b"\xed\xa0\x80",
+                                   b"a\nevent=auth_ok", b"a\rb", b"a\x1b[2Jb", b"a\x7fb", b"a\xc2\x9bb"],
+                         ids=["bad-continuation", "ff-fe", "nul", "surrogate",
+                              "newline", "cr", "escape", "del", "c1-csi"])
 def test_invalid_utf8_topic(node, healthy, version, topic):
     sub = Client(node)
     sub.subscribe("#", 0)
@@ -150,6 +152,56 @@ def test_invalid_utf8_topic(node, healthy, version, topic):
     # Nothing with that topic got through to a catch-all subscriber.
     assert all(m.topic.startswith("healthy") or m.topic.startswith("barrier") for m in sub.barrier())
     sub.disconnect()
+
+
+@pytest.mark.parametrize("version", [4, 5])
+@pytest.mark.parametrize("filt", [b"a/\nb", b"#\x01", b"a\xc2\x85"], ids=["newline", "u0001", "c1-nel"])
+def test_control_character_filter(node, healthy, version, filt):
+    """[MQTT-1.5.4-3]: a filter with a control character is malformed, in
+    SUBSCRIBE and UNSUBSCRIBE: DISCONNECT 0x81 (v5) or a close (3.1.1)."""
+    for pkt in (R.subscribe(1, [(filt, 0)], version=version), R.unsubscribe(1, [filt], version=version)):
+        r = bad(node, version=version)
+        port = r.sock.getsockname()[1]
+        r.send(pkt)
+        closed_with(r, 0x81 if version == 5 else None)
+        assert_logged(node, port)
+    healthy.check()
+
+
+# The main rows of tests/unit/proto/refusals.h, over a socket after a good
+# CONNECT: each gets DISCONNECT with the code the spec's words give (v5).
+REFUSAL_TABLE = [
+    ("wildcard-available-in-subscribe", b"\x82\x09\x00\x01\x02\x28\x01\x00\x01t\x00", 0x81),
+    ("server-reference-in-subscribe", b"\x82\x0b\x00\x01\x04\x1c\x00\x01s\x00\x01t\x00", 0x81),
+    ("server-reference-in-unsubscribe", b"\xa2\x0a\x00\x01\x04\x1c\x00\x01s\x00\x01t", 0x81),
+    ("sub-id-in-unsubscribe", b"\xa2\x08\x00\x01\x02\x0b\x01\x00\x01t", 0x81),
+    ("session-expiry-in-publish", b"\x30\x09\x00\x01t\x05\x11\x00\x00\x00\x01", 0x81),
+    ("topic-alias-in-disconnect", b"\xe0\x05\x00\x03\x23\x00\x01", 0x81),
+    ("unknown-property", b"\x30\x06\x00\x01t\x02\x7f\x00", 0x81),
+    ("publish-qos-3", b"\x36\x06\x00\x01t\x00\x01\x00", 0x81),
+    ("topic-newline", b"\x30\x05\x00\x02a\n\x00", 0x81),
+    ("subscribe-reserved-option-bits", b"\x82\x07\x00\x01\x00\x00\x01t\x40", 0x81),
+    ("duplicate-message-expiry", b"\x30\x0e\x00\x01t\x0a\x02\x00\x00\x00\x01\x02\x00\x00\x00\x02", 0x82),
+    ("subscribe-qos-3", b"\x82\x07\x00\x01\x00\x00\x01t\x03", 0x82),
+    ("subscribe-retain-handling-3", b"\x82\x07\x00\x01\x00\x00\x01t\x30", 0x82),
+    ("subscribe-no-payload", b"\x82\x03\x00\x01\x00", 0x82),
+    ("unsubscribe-no-payload", b"\xa2\x03\x00\x01\x00", 0x82),
+    ("subscription-id-0", b"\x82\x09\x00\x01\x02\x0b\x00\x00\x01t\x00", 0x82),
+    ("empty-topic-without-alias", b"\x30\x03\x00\x00\x00", 0x82),
+    ("topic-alias-0", b"\x30\x07\x00\x01t\x03\x23\x00\x00", 0x94),
+    ("payload-not-utf8", b"\x30\x08\x00\x01t\x02\x01\x01\xc3\x28", 0x99),
+]
+
+
+@pytest.mark.parametrize("pkt,rc", [r[1:] for r in REFUSAL_TABLE], ids=[r[0] for r in REFUSAL_TABLE])
+def test_refusal_table(node, healthy, pkt, rc):
+    r = bad(node, version=5)
+    port = r.sock.getsockname()[1]
+    r.send(pkt)
+    closed_with(r, rc)
+    assert R.wait_log_re(node, r"info\s+event=disconnect [^\n]*peer=127\.0\.0\.1:%d [^\n]*rc=0x%02x" % (port, rc)), \
+        node.log()[-3000:]
+    healthy.check()
 
 
 def test_invalid_utf8_client_id(node, healthy):

@@ -501,3 +501,95 @@ def test_takeover_session_present_consistent(node, version):
             ack.session_present, "is still active" if has_sub else "is gone")
     a.close()
     b.close()
+
+
+# --- CONNECT validation against §3.1.4 of both versions, one table -------------------------
+#
+# v5 §3.1.4: a CONNECT that does not match §3.1 is closed, and the Server MAY
+# send a CONNACK with a code >= 0x80 first (Shoal does: 0x81, 0x82, ...).
+# 3.1.1 §3.1.4 [MQTT-3.1.4-1]: a CONNECT that does not conform is closed
+# WITHOUT a CONNACK; [MQTT-3.2.2-6]: a CONNACK only when one of the six
+# return codes applies (1 level, 2 identifier, 4 user name or password, ...).
+# Both: a wrong protocol name (§3.1.2.1) is another protocol, closed at once.
+
+CLOSE = None
+
+
+def _with_trailing_byte(pkt):
+    # One byte past the payload: the remaining length covers it (< 128 here).
+    assert pkt[1] < 127
+    return R.fixed(R.CONNECT, 0, pkt[2:] + b"\xaa")
+
+
+FORGED_ID = "abc\n2026-12-07T00:00:00.000Z info  event=auth_ok client=admin"
+
+CONNECT_TABLE = [
+    # (id, version the reply is read in, CONNECT bytes, CONNACK code or CLOSE)
+    ("v31-empty-id", 3, lambda: R.connect("", version=3), 2),
+    ("v31-id-ok", 3, lambda: R.connect(uid("v31"), version=3), 0),
+    ("v311-empty-id-clean", 4, lambda: R.connect("", version=4), 0),
+    ("v311-empty-id-persistent", 4, lambda: R.connect("", version=4, clean=False), 2),
+    ("v311-wrong-name", 4, lambda: R.connect(uid("n"), version=4, proto_name="MQTX"), CLOSE),
+    ("v5-wrong-name", 5, lambda: R.connect(uid("n"), version=5, proto_name="MQTX"), CLOSE),
+    ("v31-wrong-name", 3, lambda: R.connect(uid("n"), version=3, proto_name="MQIsdX"), CLOSE),
+    ("v311-level-6", 4, lambda: R.connect(uid("l"), version=6, proto_name="MQTT"), 1),
+    ("v311-mqisdp-level-4", 4, lambda: R.connect(uid("l"), version=4, proto_name="MQIsdp"), 1),
+    ("v311-reserved-flag", 4, lambda: R.connect(uid("r"), version=4, flags=0x03), CLOSE),
+    ("v5-reserved-flag", 5, lambda: R.connect(uid("r"), version=5, flags=0x03), 0x81),
+    ("v311-password-without-user", 4, lambda: R.connect(uid("p"), version=4, password=b"x"), CLOSE),
+    ("v311-will-qos-3", 4, lambda: R.connect(uid("w"), version=4, will={"topic": "t", "qos": 3}), CLOSE),
+    ("v5-will-qos-3", 5, lambda: R.connect(uid("w"), version=5, will={"topic": "t", "qos": 3}), 0x81),
+    ("v311-will-topic-wildcard", 4, lambda: R.connect(uid("w"), version=4, will={"topic": "a/#"}), CLOSE),
+    ("v5-will-topic-wildcard", 5, lambda: R.connect(uid("w"), version=5, will={"topic": "a/#"}), 0x90),
+    ("v311-will-topic-newline", 4, lambda: R.connect(uid("w"), version=4, will={"topic": "a\nb"}), CLOSE),
+    ("v5-will-topic-newline", 5, lambda: R.connect(uid("w"), version=5, will={"topic": "a\nb"}), 0x81),
+    ("v311-id-bad-utf8", 4, lambda: R.connect(b"\xc3\x28id", version=4), CLOSE),
+    ("v5-id-bad-utf8", 5, lambda: R.connect(b"\xc3\x28id", version=5), 0x81),
+    ("v311-trailing-byte", 4, lambda: _with_trailing_byte(R.connect(uid("t"), version=4)), CLOSE),
+    ("v311-id-300", 4, lambda: R.connect("x" * 300, version=4), 2),
+    ("v5-id-300", 5, lambda: R.connect("x" * 300, version=5), 0x85),
+    ("v311-id-forged-line", 4, lambda: R.connect(FORGED_ID, version=4), 2),
+    ("v5-id-forged-line", 5, lambda: R.connect(FORGED_ID, version=5), 0x85),
+    ("v31-id-escape", 3, lambda: R.connect("a\x1b[2Jb", version=3), 2),
+    ("v5-id-c1-nel", 5, lambda: R.connect("a\u0085b", version=5), 0x85),
+    ("v311-user-cr", 4, lambda: R.connect(uid("u"), version=4, username="bob\r", password=b"pw"), 4),
+    ("v5-user-newline", 5, lambda: R.connect(uid("u"), version=5, username="bob\nevent=x"), 0x86),
+    ("v5-user-del", 5, lambda: R.connect(uid("u"), version=5, username="bob\x7f"), 0x86),
+    ("v5-receive-max-0", 5, lambda: R.connect(uid("z"), properties=[(R.P_RECEIVE_MAX, 0)]), 0x82),
+    ("v5-topic-alias-in-connect", 5, lambda: R.connect(uid("z"), properties=[(R.P_TOPIC_ALIAS, 1)]), 0x81),
+    ("v5-auth-data-without-method", 5, lambda: R.connect(uid("z"), properties=[(R.P_AUTH_DATA, b"x")]), 0x82),
+]
+
+
+@pytest.mark.parametrize("version,make,want", [r[1:] for r in CONNECT_TABLE], ids=[r[0] for r in CONNECT_TABLE])
+def test_connect_validation_table(node, version, make, want):
+    with R.RawClient(node, version=4 if version == 3 else version) as r:
+        port = r.sock.getsockname()[1]
+        r.send(make())
+        if want == 0:
+            ack = r.expect(R.CONNACK)
+            assert ack.rc == 0, ack
+            r.send(R.pingreq())
+            r.expect(R.PINGRESP)
+            return
+        seen = r.wait_closed()
+        if want is CLOSE:
+            assert seen == [], "expected a close without CONNACK, got %r" % seen
+        else:
+            assert [(p.type, p.rc, p.session_present) for p in seen] == [(R.CONNACK, want, False)], seen
+    # One INFO line names the peer.
+    m = R.wait_log_re(node, r"info\s+event=(bad_input|disconnect) [^\n]*peer=127\.0\.0\.1:%d\b" % port)
+    assert m, node.log()[-3000:]
+
+
+def test_forged_client_id_never_reaches_the_log(node):
+    """Issue 15 item 15 as the user tried it: the client id's second line
+    never appears as a line of its own, and the node keeps serving."""
+    for version in (4, 5):
+        with R.RawClient(node, version=version) as r:
+            r.send(R.connect(FORGED_ID, version=version))
+            assert r.expect(R.CONNACK).rc == (0x85 if version == 5 else 2)
+            assert r.is_closed()
+    roundtrip(node, 5)
+    assert not re.search(r"^\S+ info\s+event=auth_ok", node.log(), re.M), node.log()[-3000:]
+    assert "client=admin" not in node.log()

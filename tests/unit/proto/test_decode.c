@@ -3,6 +3,7 @@
  * every proper prefix, every truncated body, and against a guard page
  * (byte-at-a-time framing lives in test_frame.c). */
 #include "harness.h"
+#include "refusals.h"
 #include "proto/props.h"
 
 /* ---------------- four runs per vector ---------------- */
@@ -183,6 +184,36 @@ ParameterizedTestParameters(decode, other_corruption)
 ParameterizedTest(size_t *i, decode, other_corruption)
 {
     check_bad(&corrupt_other[*i]);
+}
+
+/* ---------------- the spec's words, one table ---------------- */
+
+ParameterizedTestParameters(decode, refusal_words)
+{
+    TABLE_PARAMS(refusals);
+}
+
+/* Each refusal against a guard page: the framer (when it refuses) or the
+ * decoder answers the code the rule's own words give. */
+ParameterizedTest(size_t *i, decode, refusal_words)
+{
+    const refusal *r = &refusals[*i];
+    bad row = {r->name, r->bytes, r->len, r->version, 0, r->rc};
+    uint8_t rc = bad_rc(&row);
+    cr_assert_eq(rc, r->rc, "%s: got 0x%02x (%s), want 0x%02x (%s): %s", r->name, rc,
+                 mqtt_rc_name(rc), r->rc, mqtt_rc_name(r->rc), r->words);
+}
+
+/* A CONNECT in some other protocol gets no CONNACK (§3.1.2.1): the decoder
+ * leaves the version at 0 so the node has no dialect to answer in. */
+Test(decode, wrong_protocol_name_has_no_version)
+{
+    static const uint8_t b[] = {0x10, 0x0D, MQTX5, 0x02, 0x00, 0x3C, 0x00, 0x00, 0x00};
+    mqtt_frame f;
+    mqtt_packet p;
+    frame_exact(b, sizeof(b), &f);
+    cr_assert_eq(mqtt_decode(&f, 0, &p), MQTT_RC_MALFORMED);
+    cr_assert_eq(p.u.connect.version, 0);
 }
 
 /* ---------------- PUBLISH field by field ---------------- */

@@ -141,15 +141,17 @@ Test(decode_connect, unsupported_version_reports_requested_level)
     cr_assert_eq(c.version, 7);
 }
 
-Test(decode_connect, unsupported_name_reports_requested_level)
+/* §3.1.2.1: another protocol name is another protocol, not an unsupported
+ * MQTT version: no dialect to answer in, so the node closes silently. */
+Test(decode_connect, unknown_name_is_not_mqtt)
 {
     static const uint8_t b[] = {0x10, 0x0C, 0x00, 0x04, 'm', 'q', 't', 't', 0x05,
                                 0x02, 0x00, 0x3C, 0x00, 0x00};
     mqtt_frame f;
     mqtt_connect c;
     frame_exact(b, sizeof(b), &f);
-    cr_assert_eq(mqtt_decode_connect(&f, &c), MQTT_RC_UNSUPPORTED_VERSION);
-    cr_assert_eq(c.version, 5);
+    cr_assert_eq(mqtt_decode_connect(&f, &c), MQTT_RC_MALFORMED);
+    cr_assert_eq(c.version, 0);
 }
 
 Test(decode_connect, dispatcher_ignores_connection_version)
@@ -161,13 +163,26 @@ Test(decode_connect, dispatcher_ignores_connection_version)
     cr_assert_eq(p.u.connect.props.session_expiry, 3600);
 }
 
-Test(decode_connect, client_id_control_characters_accepted)
+/* Issue 15 item 15: a client id with control characters would forge log
+ * lines; §3.1.3.1 lets the server reject it (0x85, 3.1.1 code 2). */
+Test(decode_connect, client_id_control_characters_refused)
 {
     static const uint8_t b[] = {0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04,
                                 0x02, 0x00, 0x3C, 0x00, 0x02, 0x01, 0x7F};
+    mqtt_frame f;
+    mqtt_packet p;
+    frame_exact(b, sizeof(b), &f);
+    cr_assert_eq(mqtt_decode(&f, 4, &p), MQTT_RC_CLIENT_ID_INVALID);
+}
+
+/* Printable UTF-8 beyond ASCII stays a valid client id. */
+Test(decode_connect, client_id_non_ascii_accepted)
+{
+    static const uint8_t b[] = {0x10, 0x0F, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
+                                0x00, 0x3C, 0x00, 0x03, 0xC3, 0xA9, 'x'};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 4, &p);
-    cr_assert_eq(p.u.connect.client_id.len, 2);
+    cr_assert_eq(p.u.connect.client_id.len, 3);
 }
 
 Test(decode_connect, will_qos_2_without_retain)
@@ -184,13 +199,14 @@ Test(decode_connect, will_qos_2_without_retain)
 
 Test(decode_connect, v5_will_delay_only_in_will_context)
 {
-    /* Will Delay Interval in the CONNECT properties: not allowed (0x82). */
+    /* Will Delay Interval in the CONNECT properties: not valid for the
+     * packet type, so malformed (§2.2.2.2). */
     static const uint8_t b[] = {0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02,
                                 0x00, 0x3C, 0x05, 0x18, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00};
     mqtt_frame f;
     mqtt_packet p;
     frame_exact(b, sizeof(b), &f);
-    cr_assert_eq(mqtt_decode(&f, 5, &p), MQTT_RC_PROTOCOL_ERROR);
+    cr_assert_eq(mqtt_decode(&f, 5, &p), MQTT_RC_MALFORMED);
 }
 
 Test(decode_connect, connack_v311_fields)

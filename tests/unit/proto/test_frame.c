@@ -202,3 +202,81 @@ Test(frame, stream_of_all_vectors_at_once)
     }
     cr_assert_eq(off, total);
 }
+
+/* Length of the fixed header of a complete packet: 1 + its varint. */
+static size_t header_len_of(const uint8_t *b, size_t len)
+{
+    uint32_t rem;
+    int n = mqtt_varint_read(b + 1, len - 1, &rem);
+    cr_assert_gt(n, 0);
+    return 1u + (size_t)n;
+}
+
+/* Every prefix of every vector, each ending at a guard page: before the
+ * header is whole the framer knows nothing but type and flags; from the
+ * last header byte on it says how many bytes the packet needs, so a reader
+ * parses the header once and then waits for exactly that many. */
+Test(frame, every_prefix_reports_the_needed_length)
+{
+    for (size_t i = 0; i < N_VECTORS; i++) {
+        const vec *v = &vectors[i];
+        size_t hl = header_len_of(v->bytes, v->len);
+        for (size_t k = 0; k <= v->len; k++) {
+            guard g;
+            mqtt_frame f;
+            const uint8_t *b = guard_place(&g, v->bytes, k);
+            int n = mqtt_frame_parse(b, k, 0, &f);
+            if (k == v->len) {
+                cr_assert_eq(n, (int)v->len, "%s: whole packet gave %d", v->name, n);
+                cr_assert_eq(f.body, b + hl, "%s", v->name);
+            } else {
+                cr_assert_eq(n, MQTT_NEED_MORE, "%s: prefix %zu gave %d", v->name, k, n);
+                cr_assert_null(f.body, "%s: prefix %zu has a body", v->name, k);
+            }
+            if (k >= hl) {
+                cr_assert_eq(f.header_len, hl, "%s: prefix %zu header %u", v->name, k, f.header_len);
+                cr_assert_eq(mqtt_frame_size(&f), v->len, "%s: prefix %zu needs %zu", v->name, k,
+                             mqtt_frame_size(&f));
+                cr_assert_eq(f.type, v->bytes[0] >> 4);
+            } else {
+                cr_assert_eq(f.header_len, 0, "%s: prefix %zu", v->name, k);
+                cr_assert_eq(mqtt_frame_size(&f), 0, "%s: prefix %zu", v->name, k);
+            }
+            guard_free(&g);
+        }
+    }
+}
+
+/* The largest packet announces its size from its five header bytes. */
+Test(frame, header_alone_gives_the_largest_size)
+{
+    static const uint8_t b[] = {0x30, 0xFF, 0xFF, 0xFF, 0x7F};
+    guard g;
+    mqtt_frame f;
+    const uint8_t *p = guard_place(&g, b, sizeof(b));
+    cr_assert_eq(mqtt_frame_parse(p, sizeof(b), 0, &f), MQTT_NEED_MORE);
+    cr_assert_eq(f.header_len, 5);
+    cr_assert_eq(f.body_len, MQTT_MAX_REMAINING);
+    cr_assert_eq(mqtt_frame_size(&f), 5u + MQTT_MAX_REMAINING);
+    guard_free(&g);
+}
+
+/* The reader's path: parse the header from a copy of its first bytes, then
+ * bind the frame to the contiguous packet without parsing it again. */
+Test(frame, bind_points_the_body_into_the_packet)
+{
+    for (size_t i = 0; i < N_VECTORS; i++) {
+        const vec *v = &vectors[i];
+        uint8_t head[5];
+        size_t hn = v->len < 5 ? v->len : 5;
+        memcpy(head, v->bytes, hn);
+        mqtt_frame f;
+        int n = mqtt_frame_parse(head, hn, 0, &f);
+        cr_assert(n == MQTT_NEED_MORE || n == (int)v->len, "%s", v->name);
+        cr_assert_eq(mqtt_frame_size(&f), v->len, "%s", v->name);
+        mqtt_frame_bind(&f, v->bytes);
+        mqtt_frame whole;
+        cr_assert_eq(mqtt_frame_parse(v->bytes, v->len, 0, &whole), (int)v->len);
+        cr_assert_eq(memcmp(&f, &whole, sizeof(f)), 0, "%s", v->name);
+    }
+}

@@ -78,21 +78,23 @@ static const prop_case prop_cases[] = {
     PC("user bad value", MQTT_PUBLISH, 0x81, 0x07, 0x26, 0x00, 0x01, 'k', 0x00, 0x01, 0x80),
     PC("user missing value", MQTT_PUBLISH, 0x81, 0x04, 0x26, 0x00, 0x01, 'k'),
     PC("user in will", MQTT_PROPS_WILL, 0x00, 0x05, 0x26, 0, 0, 0, 0),
-    PC("user not in pingreq", MQTT_PINGREQ, 0x82, 0x05, 0x26, 0, 0, 0, 0),
-    /* identifiers and contexts */
+    PC("user not in pingreq", MQTT_PINGREQ, 0x81, 0x05, 0x26, 0, 0, 0, 0),
+    /* identifiers and contexts: §2.2.2.2 "A Control Packet which contains
+     * an Identifier which is not valid for its packet type ... is a
+     * Malformed Packet", so 0x81, not 0x82. */
     PC("unknown id 0x00", MQTT_PUBLISH, 0x81, 0x01, 0x00),
     PC("unknown id 0x04", MQTT_PUBLISH, 0x81, 0x02, 0x04, 0x00),
     PC("unknown id 0x2B", MQTT_PUBLISH, 0x81, 0x02, 0x2B, 0x00),
     PC("unknown id 0x80", MQTT_PUBLISH, 0x81, 0x03, 0x80, 0x01, 0x00),
-    PC("will delay in connect", MQTT_CONNECT, 0x82, 0x05, 0x18, 0, 0, 0, 1),
+    PC("will delay in connect", MQTT_CONNECT, 0x81, 0x05, 0x18, 0, 0, 0, 1),
     PC("will delay in will", MQTT_PROPS_WILL, 0x00, 0x05, 0x18, 0, 0, 0, 1),
-    PC("topic alias in will", MQTT_PROPS_WILL, 0x82, 0x03, 0x23, 0x00, 0x01),
-    PC("session expiry in publish", MQTT_PUBLISH, 0x82, 0x05, 0x11, 0, 0, 0, 1),
-    PC("reason string in publish", MQTT_PUBLISH, 0x82, 0x03, 0x1F, 0x00, 0x00),
+    PC("topic alias in will", MQTT_PROPS_WILL, 0x81, 0x03, 0x23, 0x00, 0x01),
+    PC("session expiry in publish", MQTT_PUBLISH, 0x81, 0x05, 0x11, 0, 0, 0, 1),
+    PC("reason string in publish", MQTT_PUBLISH, 0x81, 0x03, 0x1F, 0x00, 0x00),
     PC("reason string in pubrel", MQTT_PUBREL, 0x00, 0x03, 0x1F, 0x00, 0x00),
     PC("auth method in auth", MQTT_AUTH, 0x00, 0x03, 0x15, 0x00, 0x00),
     PC("server reference in disconnect", MQTT_DISCONNECT, 0x00, 0x03, 0x1C, 0x00, 0x00),
-    PC("server keep alive in connect", MQTT_CONNECT, 0x82, 0x03, 0x13, 0x00, 0x01),
+    PC("server keep alive in connect", MQTT_CONNECT, 0x81, 0x03, 0x13, 0x00, 0x01),
     /* block framing */
     PC("empty block", MQTT_PUBLISH, 0x00, 0x00),
     PC("length past input", MQTT_PUBLISH, 0x81, 0x05, 0x01, 0x01),
@@ -117,6 +119,47 @@ ParameterizedTest(size_t *i, props, read_table)
         cr_assert_eq(out.raw.len, c->len, "%s", c->what);
     } else {
         cr_assert_eq(used, 0, "%s: nothing used on failure", c->what);
+    }
+}
+
+/* A well-formed value of each wire type, inside the type's range. */
+static size_t good_value(uint8_t wire, uint8_t *d)
+{
+    static const uint8_t byte1[] = {0x01}, u16[] = {0x00, 0x01}, u32[] = {0, 0, 0, 1},
+                         vbi[] = {0x01}, str[] = {0x00, 0x01, 'a'},
+                         pair[] = {0x00, 0x01, 'k', 0x00, 0x01, 'v'};
+    const struct {
+        const uint8_t *p;
+        size_t n;
+    } v[] = {
+        [MQTT_WIRE_BYTE] = {byte1, 1}, [MQTT_WIRE_U16] = {u16, 2},   [MQTT_WIRE_U32] = {u32, 4},
+        [MQTT_WIRE_VARINT] = {vbi, 1}, [MQTT_WIRE_STRING] = {str, 3}, [MQTT_WIRE_BINARY] = {str, 3},
+        [MQTT_WIRE_PAIR] = {pair, 6},
+    };
+    memcpy(d, v[wire].p, v[wire].n);
+    return v[wire].n;
+}
+
+/* Every identifier 0..127 in every context (the will and packet types 1..15),
+ * with a well-formed value: accepted where table 2-4 lists it, otherwise
+ * 0x81 (§2.2.2.2: not valid for its packet type, or unknown). */
+Test(props, every_identifier_in_every_context)
+{
+    for (unsigned id = 0; id < 128; id++) {
+        for (uint8_t ctx = 0; ctx < 16; ctx++) {
+            uint8_t blk[16];
+            uint8_t wire = mqtt_prop_wire_type((uint8_t)id);
+            size_t n = 1;
+            blk[n++] = (uint8_t)id;
+            n += wire != MQTT_WIRE_NONE ? good_value(wire, blk + n) : 0;
+            blk[0] = (uint8_t)(n - 1);
+            mqtt_props out;
+            uint32_t used;
+            mqtt_rc rc = read_block(blk, n, ctx, &out, &used);
+            mqtt_rc want = mqtt_prop_allowed((uint8_t)id, ctx) ? MQTT_RC_SUCCESS : MQTT_RC_MALFORMED;
+            cr_assert_eq(rc, want, "id 0x%02x (%s) in context %u: got 0x%02x", id,
+                         mqtt_prop_name((uint8_t)id), ctx, rc);
+        }
     }
 }
 
