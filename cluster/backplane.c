@@ -94,6 +94,11 @@ const char *bp_kind(const backplane *bp)
     return bp->ops->kind;
 }
 
+uint32_t bp_max_publish_size(const backplane *bp, uint32_t max_topic, uint32_t max_client_id)
+{
+    return bp->ops->max_publish ? bp->ops->max_publish(bp, max_topic, max_client_id) : 0;
+}
+
 bool bp_is_ready(const backplane *bp)
 {
     return bp->ready && !bp->closed;

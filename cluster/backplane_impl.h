@@ -26,6 +26,8 @@ typedef struct bp_ops {
     void (*will_cancel)(backplane *bp, int worker, const char *client_id);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
+    /* Optional (NULL = no limit): see bp_max_publish_size. */
+    uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
 } bp_ops;
 
 /* A latency histogram updated from any thread. */

@@ -28,7 +28,7 @@ uint64_t rk_mono_us(void)
 static void rk_stats(const backplane *bp, bp_stats *out)
 {
     rk *r = bp->impl;
-    out->kafka_up = atomic_load(&r->kafka_up);
+    out->kafka_up = atomic_load(&r->kafka_up) && !atomic_load(&r->kafka_fatal);
     out->redis_up = atomic_load(&r->redis_up);
     out->produced = atomic_load(&r->produced);
     out->produce_errors = atomic_load(&r->produce_errors);
@@ -48,20 +48,27 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     bp_hist_read(&r->consume_delay, out->consume_delay, &out->consume_delay_sum);
 }
 
-/* Log one line per readiness change, not per message. */
+/* Log one line per readiness change, not per message. Any thread calls
+ * this; the lock makes the read of the inputs, the published flag and the
+ * logged change one step, so two threads never publish an older answer
+ * after a newer one. */
 void rk_update_ready(rk *r)
 {
     backplane *bp = r->bp;
-    bool ready = atomic_load(&r->kafka_up) && atomic_load(&r->redis_up) && !atomic_load(&r->stopping);
-    bp->ready = ready;
+    pthread_mutex_lock(&r->ready_lock);
+    bool kafka = atomic_load(&r->kafka_up) && !atomic_load(&r->kafka_fatal);
+    bool redis = atomic_load(&r->redis_up);
+    bool ready = kafka && redis && !atomic_load(&r->stopping);
+    atomic_store(&bp->ready, ready);
     if (ready != r->was_ready) {
         r->was_ready = ready;
         sh_log(ready ? SH_INFO : SH_WARN, "event=backplane_%s kafka=%s redis=%s", ready ? "ready" : "not_ready",
-               atomic_load(&r->kafka_up) ? "up" : "down", atomic_load(&r->redis_up) ? "up" : "down");
+               kafka ? "up" : "down", redis ? "up" : "down");
         if (bp->hooks.ready_changed) {
             bp->hooks.ready_changed(bp->hooks.node, ready);
         }
     }
+    pthread_mutex_unlock(&r->ready_lock);
 }
 
 void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st)
@@ -74,7 +81,12 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
     rk *r = arg;
     if (atomic_load(&r->stopping)) {
         event_base_loopexit(r->base, NULL);
+        return;
     }
+    /* Once a second: Redis liveness, then readiness from scratch, so a
+     * missed transition cannot leave it stale. */
+    rk_redis_watchdog(r);
+    rk_update_ready(r);
 }
 
 static void *rk_main(void *arg)
@@ -136,8 +148,14 @@ static void rk_free(backplane *bp)
     event_free(r->keepalive);
     event_base_free(r->base);
     sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    pthread_mutex_destroy(&r->ready_lock);
     sh_free(r, sizeof(*r));
     sh_free(bp, sizeof(*bp));
+}
+
+static uint32_t rk_max_publish(const backplane *bp, uint32_t max_topic, uint32_t max_client_id)
+{
+    return rk_kafka_max_publish(bp->impl, max_topic, max_client_id);
 }
 
 static const bp_ops rk_ops = {
@@ -150,9 +168,8 @@ static const bp_ops rk_ops = {
     .session_store = rk_session_store,
     .session_drop = rk_session_drop,
     .stats = rk_stats,
+    .max_publish = rk_max_publish,
 };
-
-void *rk_probe_main(void *arg);
 
 backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks)
 {
@@ -164,6 +181,7 @@ backplane *bp_rk_open(const bp_config *cfg, const bp_hooks *hooks)
     bp->hooks = *hooks;
     bp->impl = r;
     r->bp = bp;
+    pthread_mutex_init(&r->ready_lock, NULL);
     r->base = event_base_new();
     r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);
     struct timeval sec = {1, 0};
