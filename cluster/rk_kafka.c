@@ -532,7 +532,8 @@ static bool topic_writable(rk *r, const char **why)
         const rd_kafka_metadata_partition_t *mp = &md->topics[0].partitions[p];
         if (mp->leader < 0) {
             *why = "no-leader";
-        } else if (mp->isr_cnt < need) {
+        } else if (mp->isr_cnt < (need < mp->replica_cnt ? need : mp->replica_cnt)) {
+            /* Kafka caps min.insync.replicas at the replica count. */
             *why = "too-few-in-sync-replicas";
         }
     }
