@@ -37,6 +37,7 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(retain_set);
     REQUIRE(nodes);
     REQUIRE(stats);
+    REQUIRE(max_publish);
 #undef REQUIRE
     return NULL;
 }
@@ -129,6 +130,11 @@ const char *bp_kind(const backplane *bp)
     return bp->ops->kind;
 }
 
+uint32_t bp_max_publish_size(const backplane *bp, uint32_t max_topic, uint32_t max_client_id)
+{
+    return bp->ops->max_publish(bp, max_topic, max_client_id);
+}
+
 bool bp_is_ready(const backplane *bp)
 {
     return bp->ready && !bp->closed;
@@ -136,7 +142,7 @@ bool bp_is_ready(const backplane *bp)
 
 bool bp_knows_all_subscribers(const backplane *bp)
 {
-    return strcmp(bp->ops->kind, "local") == 0;
+    return bp->ops->knows_all_subscribers;
 }
 
 typedef struct deferred {

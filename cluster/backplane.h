@@ -65,6 +65,10 @@ typedef struct bp_hooks {
     void (*remote_message)(void *node, const bp_message *m, unsigned shard);
     /* Readiness changed (backend reachable or not). */
     void (*ready_changed)(void *node, bool ready);
+    /* A QoS 0 message bp_publish dropped instead of passing it on (the
+     * backbone is down or its queue is full). Runs on the calling worker,
+     * inside bp_publish; may be NULL. */
+    void (*qos0_dropped)(void *node, int worker);
     void *node;
 } bp_hooks;
 
@@ -134,6 +138,12 @@ bool bp_is_ready(const backplane *bp);
  * the node is the cluster)? Then a publish that matched nobody here matched
  * nobody at all (MQTT 5 0x10 No matching subscribers). */
 bool bp_knows_all_subscribers(const backplane *bp);
+
+/* The largest PUBLISH packet (fixed header included) whose message this
+ * backplane carries whatever its topic (up to max_topic bytes) and its
+ * publisher's client id (up to max_client_id bytes); 0 = no limit. The node
+ * caps its Maximum Packet Size to it. */
+uint32_t bp_max_publish_size(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
 
 /* Make a message durable and visible to other nodes. The callback says when
  * it is durable: a QoS 1/2 ack may be sent only after BP_OK. */

@@ -13,6 +13,9 @@
  * the first request that needs it. */
 typedef struct bp_ops {
     const char *kind;
+    /* Every subscriber in the cluster is in this process (the local
+     * backplane), so "no matching subscribers" (0x10) can be told. */
+    bool knows_all_subscribers;
     /* Fill bp->impl from bp->cfg and bp->hooks; on failure log why, free
      * what it made and return -1 (bp itself is the caller's). */
     int (*open)(backplane *bp);
@@ -22,6 +25,8 @@ typedef struct bp_ops {
     void (*retain_set)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
+    /* See bp_max_publish_size; 0 = no limit. */
+    uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
 } bp_ops;
 
 /* The name of the first missing entry of ops, or NULL when it is complete. */

@@ -51,8 +51,15 @@ static int l_open(backplane *bp)
     return 0;
 }
 
+/* Everything stays in this process: no record limit beyond the node's own. */
+static uint32_t l_max_publish(const backplane *bp, uint32_t max_topic, uint32_t max_client_id)
+{
+    return 0;
+}
+
 const bp_ops bp_local_ops = {
     .kind = "local",
+    .knows_all_subscribers = true,
     .open = l_open,
     .close = l_close,
     .free = l_free,
@@ -60,4 +67,5 @@ const bp_ops bp_local_ops = {
     .retain_set = l_retain_set,
     .nodes = l_nodes,
     .stats = l_stats,
+    .max_publish = l_max_publish,
 };

@@ -28,7 +28,7 @@ uint64_t rk_mono_us(void)
 static void rk_stats(const backplane *bp, bp_stats *out)
 {
     rk *r = bp->impl;
-    out->kafka_up = atomic_load(&r->kafka_up);
+    out->kafka_up = atomic_load(&r->kafka_up) && !atomic_load(&r->kafka_fatal);
     out->redis_up = atomic_load(&r->redis_up);
     out->produced = atomic_load(&r->produced);
     out->produce_errors = atomic_load(&r->produce_errors);
@@ -48,20 +48,27 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     bp_hist_read(&r->consume_delay, out->consume_delay, &out->consume_delay_sum);
 }
 
-/* Log one line per readiness change, not per message. */
+/* Log one line per readiness change, not per message. Any thread calls
+ * this; the lock makes the read of the inputs, the published flag and the
+ * logged change one step, so two threads never publish an older answer
+ * after a newer one. */
 void rk_update_ready(rk *r)
 {
     backplane *bp = r->bp;
-    bool ready = atomic_load(&r->kafka_up) && atomic_load(&r->redis_up) && !atomic_load(&r->stopping);
-    bp->ready = ready;
+    pthread_mutex_lock(&r->ready_lock);
+    bool kafka = atomic_load(&r->kafka_up) && !atomic_load(&r->kafka_fatal);
+    bool redis = atomic_load(&r->redis_up);
+    bool ready = kafka && redis && !atomic_load(&r->stopping);
+    atomic_store(&bp->ready, ready);
     if (ready != r->was_ready) {
         r->was_ready = ready;
         sh_log(ready ? SH_INFO : SH_WARN, "event=backplane_%s kafka=%s redis=%s", ready ? "ready" : "not_ready",
-               atomic_load(&r->kafka_up) ? "up" : "down", atomic_load(&r->redis_up) ? "up" : "down");
+               kafka ? "up" : "down", redis ? "up" : "down");
         if (bp->hooks.ready_changed) {
             bp->hooks.ready_changed(bp->hooks.node, ready);
         }
     }
+    pthread_mutex_unlock(&r->ready_lock);
 }
 
 void rk_complete(rk *r, int worker, bp_done_cb cb, void *arg, bp_status st)
@@ -74,7 +81,12 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
     rk *r = arg;
     if (atomic_load(&r->stopping)) {
         event_base_loopexit(r->base, NULL);
+        return;
     }
+    /* Once a second: Redis liveness, then readiness from scratch, so a
+     * missed transition cannot leave it stale. */
+    rk_redis_watchdog(r);
+    rk_update_ready(r);
 }
 
 static void *rk_main(void *arg)
@@ -135,12 +147,18 @@ static void rk_release(rk *r)
         event_base_free(r->base);
     }
     sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    pthread_mutex_destroy(&r->ready_lock);
     sh_free(r, sizeof(*r));
 }
 
 static void rk_free(backplane *bp)
 {
     rk_release(bp->impl);
+}
+
+static uint32_t rk_max_publish(const backplane *bp, uint32_t max_topic, uint32_t max_client_id)
+{
+    return rk_kafka_max_publish(bp->impl, max_topic, max_client_id);
 }
 
 void *rk_probe_main(void *arg);
@@ -155,6 +173,7 @@ static int rk_open(backplane *bp)
     rk *r = sh_calloc(1, sizeof(*r));
     bp->impl = r;
     r->bp = bp;
+    pthread_mutex_init(&r->ready_lock, NULL);
     r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
     r->base = event_base_new();
     r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);
@@ -182,4 +201,5 @@ const bp_ops bp_rk_ops = {
     .retain_set = rk_retain_set,
     .nodes = rk_nodes,
     .stats = rk_stats,
+    .max_publish = rk_max_publish,
 };

@@ -36,6 +36,21 @@ typedef struct rk {
     struct event *prod_ev;
     struct event *cons_ev;
     _Atomic bool kafka_up;
+    /* The idempotent producer failed fatally: it refuses every record until
+     * the node restarts, so the node stays not ready (never ready and
+     * refusing). */
+    _Atomic bool kafka_fatal;
+    /* Delivery reports that failed in a row; KAFKA_MAX_DELIVERY_FAILURES of
+     * them mark Kafka down until the probe finds the topic writable again. */
+    _Atomic uint32_t delivery_failures;
+    /* The producer's queue refused a record (QUEUE_FULL): logged once per
+     * change, QoS 0 dropped and counted while it lasts. */
+    _Atomic bool queue_full;
+    /* Read from the topic at start (DescribeConfigs) and by the probe while
+     * Kafka is down: the largest record it takes and the in-sync replicas
+     * an acks=all write needs. */
+    uint32_t max_record; /* key + value bytes of one record, framing subtracted */
+    _Atomic int min_isr;
     int64_t *positions; /* next offset per partition, for session resume */
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
@@ -53,6 +68,14 @@ typedef struct rk {
     struct event *redis_retry;
     struct event *heartbeat;
     _Atomic bool redis_up;
+    /* When the outstanding liveness PING was sent (mono us, 0 = none): a
+     * Redis that holds the connection but never answers is cut off after
+     * REDIS_TIMEOUT_MS. Backplane thread only. */
+    uint64_t ping_sent_us;
+
+    /* Readiness: computed under ready_lock from any thread (delivery
+     * reports, the probe thread, Redis callbacks, the 1 s tick). */
+    pthread_mutex_t ready_lock;
     bool was_ready;
     /* Membership: "token|address", the value of this node's claim key; the
      * token is random per process, so a restart is a different claimant. */
@@ -66,12 +89,18 @@ int rk_kafka_start(rk *r);  /* before the thread starts; may block briefly */
 void rk_kafka_attach(rk *r); /* on the backplane thread */
 void rk_kafka_stop(rk *r);
 void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+/* The largest PUBLISH packet whose message always fits one record. */
+uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_client_id);
+void *rk_probe_main(void *arg); /* the probe thread: Kafka health once a second */
 
 /* rk_redis.c */
 int rk_redis_parse_url(rk *r, const char *url);
 int rk_redis_load_retained(rk *r); /* before the thread starts */
 void rk_redis_attach(rk *r);
 void rk_redis_stop(rk *r);
+/* Once a second on the backplane thread: send a PING, cut off a Redis that
+ * left the previous one unanswered for REDIS_TIMEOUT_MS. */
+void rk_redis_watchdog(rk *r);
 void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
 void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg);
 /* Claim cfg->node_id for this process (docs/architecture.md, "Membership"):

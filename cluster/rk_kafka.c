@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,6 +17,30 @@
 /* A QoS 1/2 publish waits at most this long for Kafka before the client is
  * told the message could not be stored. */
 #define MESSAGE_TIMEOUT_MS "10000"
+
+/* This many failed delivery reports in a row (no leader, too few in-sync
+ * replicas, ...) mark Kafka down: otherwise the node stays ready while every
+ * QoS 1/2 publish waits MESSAGE_TIMEOUT_MS to be refused. */
+#define KAFKA_MAX_DELIVERY_FAILURES 3
+
+/* The probe calls Kafka down after this many failed checks in a row (one
+ * slow answer on a busy machine is not an outage). */
+#define PROBE_FAILURES_DOWN 2
+#define PROBE_TIMEOUT_MS 2000
+
+/* The producer's own queue (records waiting for Kafka): librdkafka's default
+ * of 1 GiB would let an outage grow the node by that much. Past it a QoS 0
+ * record is dropped and counted, a QoS 1/2 one refused. */
+#define QUEUE_MAX_MESSAGES "100000"
+#define QUEUE_MAX_KBYTES "65536"
+
+/* What librdkafka's producer takes by default (message.max.bytes). */
+#define PRODUCER_MAX_BYTES 1000000u
+
+/* Kafka's framing around one record when it travels alone: the record
+ * batch header (61 bytes) and the record's own varints and attributes
+ * (under 40). */
+#define KAFKA_FRAMING 128u
 
 typedef struct produce_ctx {
     bp_done_cb cb;
@@ -40,12 +65,18 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
     produce_ctx *ctx = m->_private;
     if (m->err) {
         atomic_fetch_add(&r->produce_errors, 1);
-        sh_log(SH_WARN, "event=kafka_produce_failed err=\"%s\"", rd_kafka_err2str(m->err));
-    } else {
-        atomic_fetch_add(&r->produced, 1);
-        if (!atomic_exchange(&r->kafka_up, true)) {
+        uint32_t n = atomic_fetch_add(&r->delivery_failures, 1) + 1;
+        /* The first failure of a run is news; the rest are counted
+         * (produce_errors) and end in kafka_down. */
+        sh_log(n == 1 ? SH_WARN : SH_DEBUG, "event=kafka_produce_failed err=\"%s\"", rd_kafka_err2str(m->err));
+        if (n >= KAFKA_MAX_DELIVERY_FAILURES && atomic_exchange(&r->kafka_up, false)) {
+            sh_log(SH_WARN, "event=kafka_down reason=delivery-failures failures=%u err=\"%s\"", n,
+                   rd_kafka_err2str(m->err));
             rk_update_ready(r);
         }
+    } else {
+        atomic_fetch_add(&r->produced, 1);
+        atomic_store(&r->delivery_failures, 0);
     }
     if (ctx) {
         bp_hist_observe(&r->produce_latency, rk_mono_us() - ctx->start_us);
@@ -57,6 +88,18 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
 static void error_cb(rd_kafka_t *rkp, int err, const char *reason, void *opaque)
 {
     rk *r = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL && rkp == r->producer) {
+        char why[256];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rkp, why, sizeof(why));
+        /* The idempotent producer refuses every record from now on: never
+         * report ready while that is so. */
+        atomic_store(&r->kafka_fatal, true);
+        atomic_store(&r->kafka_up, false);
+        sh_log(SH_ERROR, "event=kafka_producer_fatal err=\"%s\" reason=\"%s\" msg=\"not ready until restarted\"",
+               rd_kafka_err2name(orig), why);
+        rk_update_ready(r);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__FATAL) {
         if (atomic_exchange(&r->kafka_up, false)) {
             sh_log(SH_WARN, "event=kafka_down err=\"%s\"", reason);
@@ -97,11 +140,16 @@ static rd_kafka_t *make_producer(rk *r)
      * batch is due and Kafka gets one request per record or two: both cost
      * CPU the nodes and the broker share, and more broker garbage means more
      * GC pauses, which is where the cross-node latency tail comes from. */
-    char linger[16];
+    char linger[16], max_bytes[16];
     snprintf(linger, sizeof(linger), "%d", cfg->kafka_linger_ms);
+    /* A batch never exceeds what the topic takes (its max.message.bytes
+     * bounds whole batches), nor does a single record. */
+    snprintf(max_bytes, sizeof(max_bytes), "%u", r->max_record ? r->max_record : PRODUCER_MAX_BYTES);
     if (set(conf, "acks", acks) || set(conf, "enable.idempotence", idempotent ? "true" : "false") ||
         set(conf, "linger.ms", linger) || set(conf, "message.timeout.ms", MESSAGE_TIMEOUT_MS) ||
-        set(conf, "partitioner", "murmur2_random")) {
+        set(conf, "partitioner", "murmur2_random") || set(conf, "message.max.bytes", max_bytes) ||
+        set(conf, "batch.size", max_bytes) || set(conf, "queue.buffering.max.messages", QUEUE_MAX_MESSAGES) ||
+        set(conf, "queue.buffering.max.kbytes", QUEUE_MAX_KBYTES)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -155,10 +203,10 @@ static int ensure_topic(rk *r)
     if (rf >= 3) {
         rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", "2");
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(r->producer);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(r->consumer);
     int rc = -1;
     for (int attempt = 0; attempt < 60 && rc != 0; attempt++) {
-        rd_kafka_CreateTopics(r->producer, &nt, 1, NULL, q);
+        rd_kafka_CreateTopics(r->consumer, &nt, 1, NULL, q);
         rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
         const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
         size_t n = 0;
@@ -272,17 +320,99 @@ static void warm_producer(rk *r)
     }
 }
 
+static bool acks_all(const rk *r)
+{
+    const char *acks = r->bp->cfg.kafka_acks ? r->bp->cfg.kafka_acks : "all";
+    return strcmp(acks, "all") == 0 || strcmp(acks, "-1") == 0;
+}
+
+/* The topic's max.message.bytes and min.insync.replicas (DescribeConfigs
+ * on handle h). Blocks up to timeout_ms. */
+static int describe_topic(rk *r, rd_kafka_t *h, int timeout_ms, long *max_message, long *min_isr)
+{
+    rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, r->topic);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(h);
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(h, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, NULL, 0);
+    rd_kafka_DescribeConfigs(h, &res, 1, o, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 500);
+    const rd_kafka_DescribeConfigs_result_t *dr = ev ? rd_kafka_event_DescribeConfigs_result(ev) : NULL;
+    size_t n = 0;
+    const rd_kafka_ConfigResource_t **rs = dr ? rd_kafka_DescribeConfigs_result_resources(dr, &n) : NULL;
+    int rc = -1;
+    if (ev && !rd_kafka_event_error(ev) && n == 1 && !rd_kafka_ConfigResource_error(rs[0])) {
+        size_t cnt = 0;
+        const rd_kafka_ConfigEntry_t **e = rd_kafka_ConfigResource_configs(rs[0], &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            const char *name = rd_kafka_ConfigEntry_name(e[i]), *v = rd_kafka_ConfigEntry_value(e[i]);
+            if (v && strcmp(name, "max.message.bytes") == 0) {
+                *max_message = atol(v);
+            } else if (v && strcmp(name, "min.insync.replicas") == 0) {
+                *min_isr = atol(v);
+            }
+        }
+        rc = 0;
+    }
+    if (ev) {
+        rd_kafka_event_destroy(ev);
+    }
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_ConfigResource_destroy(res);
+    return rc;
+}
+
+/* The largest record the backbone takes: the topic's max.message.bytes and
+ * the producer's message.max.bytes, whichever is smaller. */
+static void read_topic_limits(rk *r)
+{
+    long max_message = 0, min_isr = 1;
+    /* A topic created a moment ago may not be described yet. */
+    for (int attempt = 0; attempt < 20 && max_message <= 0; attempt++) {
+        if (attempt) {
+            usleep(250000);
+        }
+        describe_topic(r, r->consumer, 5000, &max_message, &min_isr);
+    }
+    if (max_message <= 0) {
+        sh_log(SH_WARN, "event=kafka_topic_config_unknown topic=%s msg=\"assuming max.message.bytes=%u\"", r->topic,
+               PRODUCER_MAX_BYTES);
+        max_message = PRODUCER_MAX_BYTES;
+    }
+    r->max_record = max_message < (long)PRODUCER_MAX_BYTES ? (uint32_t)max_message : PRODUCER_MAX_BYTES;
+    atomic_store(&r->min_isr, (int)(min_isr > 0 ? min_isr : 1));
+}
+
+uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_client_id)
+{
+    if (r->max_record == 0) {
+        return 0;
+    }
+    /* A PUBLISH of S bytes has at least 3 bytes besides its topic, properties
+     * and payload; its record repeats the topic as the key and adds the
+     * record header (origin node and the publisher's client id). */
+    bp_message none = {0};
+    int64_t header = (int64_t)rk_record_size(&none, r->bp->cfg.node_id);
+    int64_t cap = (int64_t)r->max_record - KAFKA_FRAMING - header - max_client_id - max_topic + 3;
+    return cap < 64 ? 64 : (uint32_t)cap;
+}
+
 int rk_kafka_start(rk *r)
 {
+    r->consumer = make_consumer(r);
+    if (!r->consumer || ensure_topic(r) != 0) {
+        return -1;
+    }
+    /* Before the producer: its batch and record limits follow the topic's. */
+    read_topic_limits(r);
     r->producer = make_producer(r);
-    r->consumer = r->producer ? make_consumer(r) : NULL;
-    if (!r->consumer || ensure_topic(r) != 0 || fetch_partitions(r) != 0 || assign_all(r) != 0) {
+    if (!r->producer || fetch_partitions(r) != 0 || assign_all(r) != 0) {
         return -1;
     }
     warm_producer(r);
     atomic_store(&r->kafka_up, true);
-    sh_log(SH_INFO, "event=kafka_ready brokers=%s topic=%s partitions=%d", r->bp->cfg.kafka_brokers, r->topic,
-           r->partitions);
+    sh_log(SH_INFO, "event=kafka_ready brokers=%s topic=%s partitions=%d max_record=%u min_insync_replicas=%d",
+           r->bp->cfg.kafka_brokers, r->topic, r->partitions, r->max_record, atomic_load(&r->min_isr));
     return 0;
 }
 
@@ -382,24 +512,75 @@ void rk_kafka_attach(rk *r)
     cons_cb(r->cons_pipe[0], EV_READ, r);
 }
 
-/* While Kafka is marked down, ask for metadata once a second on this
- * thread (it blocks) so readiness comes back without traffic. */
+/* Can a record be written to the topic now? Every partition needs a
+ * leader and, with acks=all, min.insync.replicas in sync. Blocks up to
+ * PROBE_TIMEOUT_MS (the probe thread only). */
+static bool topic_writable(rk *r, const char **why)
+{
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(r->producer, 0, r->prod_topic, &md, PROBE_TIMEOUT_MS);
+    *why = NULL;
+    if (e) {
+        *why = rd_kafka_err2name(e);
+    } else if (md->broker_cnt == 0 || md->topic_cnt != 1) {
+        *why = "no-brokers";
+    } else if (md->topics[0].err) {
+        *why = rd_kafka_err2name(md->topics[0].err);
+    }
+    int need = acks_all(r) ? atomic_load(&r->min_isr) : 0;
+    for (int p = 0; !*why && p < md->topics[0].partition_cnt; p++) {
+        const rd_kafka_metadata_partition_t *mp = &md->topics[0].partitions[p];
+        if (mp->leader < 0) {
+            *why = "no-leader";
+        } else if (mp->isr_cnt < (need < mp->replica_cnt ? need : mp->replica_cnt)) {
+            /* Kafka caps min.insync.replicas at the replica count. */
+            *why = "too-few-in-sync-replicas";
+        }
+    }
+    if (md) {
+        rd_kafka_metadata_destroy(md);
+    }
+    return *why == NULL;
+}
+
+static void probe_once(rk *r, int *fails)
+{
+    bool up = atomic_load(&r->kafka_up);
+    if (!up) {
+        /* Down: the topic's settings may be what changed (min.insync.replicas
+         * raised, then lowered again). */
+        long max_message = 0, min_isr = 1;
+        if (describe_topic(r, r->producer, PROBE_TIMEOUT_MS, &max_message, &min_isr) == 0 && min_isr > 0) {
+            atomic_store(&r->min_isr, (int)min_isr);
+        }
+    }
+    const char *why;
+    if (topic_writable(r, &why)) {
+        *fails = 0;
+        if (!up && !atomic_load(&r->kafka_fatal) && !atomic_exchange(&r->kafka_up, true)) {
+            atomic_store(&r->delivery_failures, 0);
+            sh_log(SH_INFO, "event=kafka_up topic=%s", r->topic);
+            rk_update_ready(r);
+        }
+        return;
+    }
+    if (++*fails >= PROBE_FAILURES_DOWN && atomic_exchange(&r->kafka_up, false)) {
+        sh_log(SH_WARN, "event=kafka_down reason=%s topic=%s", why, r->topic);
+        rk_update_ready(r);
+    }
+}
+
+/* Once a second, on this thread (the checks block): mark Kafka down when
+ * the topic is not writable (a stopped or hung broker answers nothing,
+ * which no socket error reports for a long time) and up again when it is,
+ * without waiting for traffic. */
 void *rk_probe_main(void *arg)
 {
     rk *r = arg;
+    int fails = 0;
     while (!atomic_load(&r->stopping)) {
-        if (!atomic_load(&r->kafka_up)) {
-            const rd_kafka_metadata_t *md = NULL;
-            if (rd_kafka_metadata(r->producer, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                bool any = md->broker_cnt > 0;
-                rd_kafka_metadata_destroy(md);
-                if (any && !atomic_exchange(&r->kafka_up, true)) {
-                    sh_log(SH_INFO, "event=kafka_up");
-                    rk_update_ready(r);
-                }
-            } else if (md) {
-                rd_kafka_metadata_destroy(md);
-            }
+        if (!atomic_load(&r->kafka_fatal)) {
+            probe_once(r, &fails);
         }
         for (int i = 0; i < 10 && !atomic_load(&r->stopping); i++) {
             usleep(100000);
@@ -408,9 +589,38 @@ void *rk_probe_main(void *arg)
     return NULL;
 }
 
+/* QoS 0 that cannot go on (cb is NULL): counted by the node. */
+static void drop_qos0(rk *r, int worker)
+{
+    const bp_hooks *h = &r->bp->hooks;
+    if (h->qos0_dropped) {
+        h->qos0_dropped(h->node, worker);
+    }
+}
+
+/* One line when the producer's queue fills up and one when it takes
+ * records again, not one per refused record. */
+static void queue_state(rk *r, bool full)
+{
+    if (atomic_exchange(&r->queue_full, full) != full) {
+        if (full) {
+            sh_log(SH_WARN, "event=kafka_queue_full max_messages=%s max_kbytes=%s msg=\"QoS 0 dropped, QoS 1/2 "
+                   "refused until Kafka catches up\"", QUEUE_MAX_MESSAGES, QUEUE_MAX_KBYTES);
+        } else {
+            sh_log(SH_INFO, "event=kafka_queue_ok");
+        }
+    }
+}
+
 void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg)
 {
     const char *origin = r->bp->cfg.node_id;
+    if (!cb && (!atomic_load(&r->kafka_up) || atomic_load(&r->kafka_fatal))) {
+        /* Kafka is down: a QoS 0 record would only wait in the producer's
+         * queue to expire (the node's memory); the outage is already logged. */
+        drop_qos0(r, worker);
+        return;
+    }
     size_t n = rk_record_size(m, origin);
     uint8_t *buf = sh_malloc(n);
     rk_record_encode(m, origin, buf);
@@ -427,13 +637,23 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
         r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(m->topic, m->topic_len),
         RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
     sh_free(buf, n);
-    if (e) {
-        atomic_fetch_add(&r->produce_errors, 1);
-        sh_log(SH_WARN, "event=kafka_produce_refused err=\"%s\"", rd_kafka_err2str(e));
-        if (ctx) {
-            sh_free(ctx, sizeof(*ctx));
-            rk_complete(r, worker, cb, arg, BP_EUNAVAILABLE);
+    if (!e) {
+        if (atomic_load_explicit(&r->queue_full, memory_order_relaxed)) {
+            queue_state(r, false);
         }
+        return;
+    }
+    atomic_fetch_add(&r->produce_errors, 1);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        queue_state(r, true);
+    } else {
+        sh_log(SH_WARN, "event=kafka_produce_refused err=\"%s\"", rd_kafka_err2str(e));
+    }
+    if (ctx) {
+        sh_free(ctx, sizeof(*ctx));
+        rk_complete(r, worker, cb, arg, BP_EUNAVAILABLE);
+    } else {
+        drop_qos0(r, worker);
     }
 }
 

@@ -22,6 +22,11 @@
 #define ADDRESSES_KEY "shoal:member-addresses" /* hash: node id -> address */
 #define NODES_TOPIC "$SYS/broker/cluster/nodes"
 
+/* A Redis that leaves a command unanswered this long is cut off and marked
+ * down: a stopped or wedged server keeps the TCP connection open, so no
+ * socket error would ever say so (hiredis 0.14 has no command timeout). */
+#define REDIS_TIMEOUT_MS 3000
+
 int rk_redis_parse_url(rk *r, const char *url)
 {
     const char *p = url;
@@ -132,17 +137,34 @@ static void schedule_retry(rk *r)
     event_add(r->redis_retry, &t);
 }
 
+/* Redis is up once it answers, not once the TCP connection is made (a
+ * stopped server's kernel still accepts it). */
+static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    rk *r = arg;
+    redisReply *rep = reply;
+    r->ping_sent_us = 0;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        return; /* disconnected (on_disconnect says so) or not serving yet: the next tick asks again */
+    }
+    if (!atomic_exchange(&r->redis_up, true)) {
+        sh_log(SH_INFO, "event=redis_up host=%s port=%d", r->redis_host, r->redis_port);
+        rk_update_ready(r);
+    }
+}
+
+static void send_ping(rk *r)
+{
+    r->ping_sent_us = rk_mono_us();
+    redisAsyncCommand(r->ac, ping_cb, r, "PING");
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     rk *r = ac->data;
     if (status != REDIS_OK) {
         r->ac = NULL; /* hiredis frees the context after this callback */
         schedule_retry(r);
-        return;
-    }
-    if (!atomic_exchange(&r->redis_up, true)) {
-        sh_log(SH_INFO, "event=redis_up host=%s port=%d", r->redis_host, r->redis_port);
-        rk_update_ready(r);
     }
 }
 
@@ -181,6 +203,37 @@ static void connect_async(rk *r)
     }
     redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->redis_db);
     r->ac = ac;
+    send_ping(r);
+}
+
+void rk_redis_watchdog(rk *r)
+{
+    if (!r->ac) {
+        return;
+    }
+    if (r->ping_sent_us == 0) {
+        send_ping(r);
+        return;
+    }
+    uint64_t waited_ms = (rk_mono_us() - r->ping_sent_us) / 1000u;
+    if (waited_ms < REDIS_TIMEOUT_MS) {
+        return;
+    }
+    /* Once per outage at WARN; each reconnect that times out again at DEBUG. */
+    bool was_up = atomic_exchange(&r->redis_up, false);
+    sh_log(was_up ? SH_WARN : SH_DEBUG, "event=redis_timeout host=%s port=%d waited_ms=%llu", r->redis_host,
+           r->redis_port, (unsigned long long)waited_ms);
+    /* Pending commands complete with no reply (their callers hear
+     * BP_EUNAVAILABLE); a connected context also runs on_disconnect. */
+    redisAsyncContext *ac = r->ac;
+    r->ac = NULL;
+    redisAsyncFree(ac);
+    r->ping_sent_us = 0;
+    if (was_up) {
+        sh_log(SH_WARN, "event=redis_down host=%s port=%d err=\"timeout\"", r->redis_host, r->redis_port);
+        rk_update_ready(r);
+    }
+    schedule_retry(r);
 }
 
 /* ---- membership ---- */

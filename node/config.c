@@ -69,6 +69,7 @@ static const opt opts[] = {
     {"max-subscriptions", OPT_INT, O(max_subscriptions), "0", 0, INT_MAX, "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
     {"max-topic-levels", OPT_INT, O(max_topic_levels), "128", 1, 65535, "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
     {"max-topic-length", OPT_INT, O(max_topic_length), "65535", 1, 65535, "bytes in a topic name or filter; longer get 0x90 (publish, will) or 0x8F (subscribe)"},
+    {"max-inbox", OPT_U32, O(max_inbox), "1000000", 64, 100000000, "deliveries waiting for one worker thread (64 bytes each plus the message) past which QoS 0 ones are dropped and counted (reason inbox-full); QoS 1/2 and retained updates always go in"},
     {"queue-qos0", OPT_BOOL, O(queue_qos0), "true", 0, 0, "queue QoS 0 messages for offline persistent sessions (within --max-queued; evicted first)"},
     /* --- end limits --- */
     /* --- HTTP endpoint (node/http.c) --- */

@@ -38,6 +38,7 @@ typedef struct config {
     int max_connections;
     uint32_t max_session_expiry;
     uint32_t max_output_buffer;
+    uint32_t max_inbox; /* items waiting in one worker's inbox before QoS 0 is dropped */
     /* --- limits (node/limits.c) --- */
     uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
     uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */

@@ -296,6 +296,11 @@ struct worker {
     uint32_t n_flush, cap_flush;
     pthread_mutex_t inbox_lock;
     item_vec inbox;
+    /* --max-inbox (node/worker.c): QoS 0 deliveries are dropped while the
+     * inbox holds that many items. Under inbox_lock. */
+    bool inbox_full;
+    uint32_t inbox_drops_tick;     /* dropped since the last 1 s tick */
+    uint64_t inbox_drops_episode;  /* dropped since the inbox became full */
     item_vec *outbox;    /* one per worker, flushed once per batch */
     bool outbox_dirty;
     conn *conns;         /* live connections */
@@ -500,6 +505,10 @@ limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t le
 /* remote.c: messages from the backplane */
 void remote_message_hook(void *node, const bp_message *m, unsigned shard);
 void remote_ready_hook(void *node, bool ready);
+void remote_qos0_dropped_hook(void *node, int worker_id);
+/* After bp_open, before the workers start: lower --max-packet-size to what
+ * the backplane carries and say so in one log line. */
+void remote_cap_packet_size(broker *b);
 void remote_deliver(worker *w, msg *m);
 /* Post from a thread that is not a worker (the backplane's). */
 void worker_post_external(broker *b, int to, const inbox_item *it);

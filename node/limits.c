@@ -31,6 +31,8 @@ static const char *const drop_names[DROP_COUNT] = {
     [DROP_TOO_LARGE] = "too-large-for-client",
     [DROP_ACL_DENIED] = "acl-denied",
     [DROP_SESSION_ENDED] = "session-ended",
+    [DROP_INBOX_FULL] = "inbox-full",
+    [DROP_BACKBONE] = "backbone-unavailable",
 };
 
 const char *limit_name(limit_kind l)

@@ -34,6 +34,8 @@ typedef enum drop_reason {
     DROP_TOO_LARGE,       /* larger than the client's Maximum Packet Size */
     DROP_ACL_DENIED,      /* a publish the ACL refused */
     DROP_SESSION_ENDED,   /* queued or in flight when the session ended or started clean */
+    DROP_INBOX_FULL,      /* QoS 0 for a worker whose inbox holds --max-inbox items */
+    DROP_BACKBONE,        /* QoS 0 not passed to other nodes: Kafka down or its producer queue full */
     DROP_COUNT
 } drop_reason;
 

@@ -56,7 +56,8 @@ static int start(broker *b, config *cfg)
         .kafka_linger_ms = cfg->kafka_linger_ms,
         .heartbeat_ms = cfg->cluster_heartbeat,
     };
-    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
+    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook,
+                      .qos0_dropped = remote_qos0_dropped_hook};
     /* bp_open copies what it keeps of bc but not `address`: keep it alive. */
     static char kept_address[300];
     memcpy(kept_address, address, sizeof(kept_address));
@@ -65,6 +66,7 @@ static int start(broker *b, config *cfg)
     if (!b->bp) {
         return -1;
     }
+    remote_cap_packet_size(b);
     /* wss uses the TLS listener's certificates and their reload. */
     if (cfg->tls_port || cfg->wss_port) {
         b->tls = tls_open(cfg);

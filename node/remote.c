@@ -74,3 +74,32 @@ void remote_ready_hook(void *node, bool ready)
     (void)node;
     (void)ready;
 }
+
+/* On the publishing worker, inside bp_publish. */
+void remote_qos0_dropped_hook(void *node, int worker_id)
+{
+    broker *b = node;
+    limits_count_drop(&b->workers[worker_id], NULL, DROP_BACKBONE, 1);
+}
+
+/* handle_connect.c refuses longer client ids (MAX_CLIENT_ID). */
+#define CLIENT_ID_MAX 256
+
+void remote_cap_packet_size(broker *b)
+{
+    config *cfg = b->cfg;
+    uint32_t cap = bp_max_publish_size(b->bp, (uint32_t)cfg->max_topic_length, CLIENT_ID_MAX);
+    if (cap == 0) {
+        return;
+    }
+    /* MQTT 5 §3.2.2.3.6: CONNACK's Maximum Packet Size tells v5 clients;
+     * the framer refuses a larger packet with 0x95 before anything routes it. */
+    if (cfg->max_packet_size > cap) {
+        sh_log(SH_INFO, "event=max_packet_size value=%u configured=%u reason=backbone-record-limit "
+               "max_topic_length=%d msg=\"a larger PUBLISH would not fit one Kafka record\"", cap,
+               cfg->max_packet_size, cfg->max_topic_length);
+        cfg->max_packet_size = cap;
+    } else {
+        sh_log(SH_INFO, "event=max_packet_size value=%u backbone_limit=%u", cfg->max_packet_size, cap);
+    }
+}

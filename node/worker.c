@@ -51,15 +51,70 @@ void worker_post_external(broker *b, int to, const inbox_item *it)
     post_batch(&b->workers[to], &one);
 }
 
+/* What a full inbox may refuse: QoS 0 that changes nothing but one
+ * delivery. Session hand-overs, QoS 1/2 (acknowledged, or waiting for an
+ * ack) and retained updates (every node's index must follow the stream)
+ * always go in. */
+static bool is_droppable(const inbox_item *it)
+{
+    if (it->kind == IN_DELIVER) {
+        return it->d.qos == 0;
+    }
+    if (it->kind == IN_REMOTE) {
+        return it->d.m->qos == 0 && !it->d.m->retain;
+    }
+    return false;
+}
+
+/* Undo what the poster did for the item (see handle_item). */
+static void drop_item(broker *b, inbox_item *it)
+{
+    if (it->kind == IN_DELIVER) {
+        atomic_fetch_sub_explicit(&it->s->incoming, 1, memory_order_relaxed);
+    }
+    msg_unref(it->d.m);
+    if (it->s) {
+        session_unref(b, it->s);
+    }
+}
+
+static void inbox_dropped(worker *to, inbox_item *dropped, uint32_t n, bool newly_full)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        drop_item(to->b, &dropped[i]);
+    }
+    limits_count_drop(to, NULL, DROP_INBOX_FULL, n);
+    if (newly_full) {
+        sh_log(SH_WARN, "event=inbox_full worker=%d max_inbox=%u msg=\"QoS 0 deliveries dropped until it drains\"",
+               to->id, to->b->cfg->max_inbox);
+    }
+}
+
 static void post_batch(worker *to, item_vec *items)
 {
     /* Called by any thread. */
+    uint32_t limit = to->b->cfg->max_inbox, ndrop = 0;
+    bool newly_full = false;
     pthread_mutex_lock(&to->inbox_lock);
     bool was_empty = to->inbox.n == 0;
     for (uint32_t i = 0; i < items->n; i++) {
+        if (limit && to->inbox.n >= limit && is_droppable(&items->v[i])) {
+            /* Kept at the front of items (ndrop <= i) to release unlocked. */
+            items->v[ndrop++] = items->v[i];
+            continue;
+        }
         vec_push(&to->inbox, &items->v[i]);
     }
+    if (ndrop) {
+        newly_full = !to->inbox_full;
+        to->inbox_full = true;
+        to->inbox_drops_tick += ndrop;
+        to->inbox_drops_episode += ndrop;
+    }
     pthread_mutex_unlock(&to->inbox_lock);
+    if (ndrop) {
+        inbox_dropped(to, items->v, ndrop, newly_full);
+    }
     items->n = 0;
     /* An eventfd, not event_active(): that takes the other worker's base
      * lock, which its own loop holds most of the time, and the two threads
@@ -220,9 +275,28 @@ static void reap_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The inbox is no longer full once a whole tick went by without a drop:
+ * one line per episode, not one per batch. */
+static void inbox_tick(worker *w)
+{
+    uint64_t episode = 0;
+    pthread_mutex_lock(&w->inbox_lock);
+    if (w->inbox_full && w->inbox_drops_tick == 0) {
+        w->inbox_full = false;
+        episode = w->inbox_drops_episode;
+        w->inbox_drops_episode = 0;
+    }
+    w->inbox_drops_tick = 0;
+    pthread_mutex_unlock(&w->inbox_lock);
+    if (episode) {
+        sh_log(SH_INFO, "event=inbox_ok worker=%d dropped=%llu", w->id, (unsigned long long)episode);
+    }
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
+    inbox_tick(w);
     uint64_t now = now_ms();
     conn *c = w->conns;
     uint32_t active = 0; /* metrics */

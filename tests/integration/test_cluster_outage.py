@@ -1,0 +1,295 @@
+"""Outages and the bounds that hold through them, with a real Redis and a
+real Kafka (one Backends for the module: Kafka is slow to start): readiness
+follows a hung Redis, a hung Kafka and failing deliveries; the packet size is
+capped to what one Kafka record takes; a QoS 0 flood during an outage and a
+worker's inbox stay bounded."""
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import mqttraw as R
+from pahoclient import Client, uid
+from test_cluster import ROOT, WAIT, Backends, http_get, metric, wait_for
+
+
+@pytest.fixture(scope="module")
+def backends():
+    b = Backends()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def cluster(backends, node_factory):
+    """Cluster nodes on the shared backends, one Kafka topic per test."""
+    prefix = uid("o") + "."
+
+    def make(name, *extra):
+        return node_factory("--workers", "2", "--node-id", name, "--redis", backends.redis_url, "--kafka",
+                            backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4",
+                            "--kafka-topic-prefix", prefix, "--cluster-heartbeat", "300", *extra)
+    make.topic = prefix + "messages"
+    return make
+
+
+@contextlib.contextmanager
+def stopped(pid):
+    """SIGSTOP a backend process we started; SIGCONT it whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def redis_pid(backends):
+    with open(os.path.join(backends.redis["REDIS_DIR"], "redis.pid")) as f:
+        return int(f.read())
+
+
+def kafka_pid(backends):
+    with open(os.path.join(backends.kafka_dir, "broker-1.pid")) as f:
+        return int(f.read())
+
+
+def kafka_tool(backends, main_class, *args):
+    """Run one of Kafka's own admin tools (the jars deploy/kafka/fetch keeps)."""
+    libs = subprocess.run([os.path.join(ROOT, "deploy/kafka/fetch")], check=True, capture_output=True,
+                          text=True, timeout=600).stdout.strip().splitlines()[-1]
+    subprocess.run(["java", "-Xmx256m", "-cp", libs + "/*", main_class, "--bootstrap-server", backends.bootstrap,
+                    *args], check=True, capture_output=True, timeout=180)
+
+
+def topic_config(backends, topic, *args):
+    kafka_tool(backends, "kafka.admin.ConfigCommand", "--alter", "--entity-type", "topics", "--entity-name", topic,
+               *args)
+
+
+def rss_kb(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def ready(node):
+    return http_get(node, "/health/ready")[0]
+
+
+def qos1_acks(client):
+    """Reason codes of the client's QoS 1 publishes, by message id."""
+    acks = {}
+    client.c.on_publish = lambda c, u, mid, rc, p: acks.__setitem__(mid, int(rc.value))
+    return acks
+
+
+def test_hung_redis_marks_the_node_not_ready_and_back(cluster, backends):
+    """A stopped Redis keeps its TCP connections open and answers nothing:
+    the command timeout finds it, /health/ready says 503 and QoS 1 is
+    refused; after SIGCONT the node is ready again without a restart."""
+    n = cluster(uid("n1"))
+    topic = uid("hung")
+    sub = Client(n, version=5)
+    sub.subscribe(topic, qos=1)
+    pub = Client(n, version=5)
+    acks = qos1_acks(pub)
+    assert ready(n) == 200
+    with stopped(redis_pid(backends)):
+        wait_for(lambda: ready(n) == 503, "/health/ready 503 with Redis stopped")
+        assert "event=redis_timeout" in n.log()
+        info = pub.publish(topic, b"refused", qos=1, wait=False)
+        info.wait_for_publish(WAIT)
+        assert acks[info.mid] == 0x97, acks
+    wait_for(lambda: ready(n) == 200, "/health/ready 200 after Redis resumed")
+    info = pub.publish(topic, b"after", qos=1)
+    assert acks[info.mid] == 0, acks
+    assert [m.payload for m in sub.get_n(1, WAIT)] == [b"after"]
+    assert n.log().count("event=backplane_not_ready") == 1, n.log()[-3000:]
+
+
+@pytest.mark.skip(reason="Kafka caps min.insync.replicas at the replica count, so the one-broker Kafka "
+                         "accepts these writes: needs a multi-broker Backends")
+def test_failing_kafka_deliveries_mark_the_node_not_ready(cluster, backends):
+    """Raising the topic's min.insync.replicas above its one replica makes
+    every acks=all delivery fail while metadata still looks healthy: a few
+    failures in a row take the node out of readiness (no QoS 1 publish is
+    acknowledged), and it comes back once the topic is writable again."""
+    n = cluster(uid("n1"))
+    topic = uid("isr")
+    pub = Client(n, version=5)
+    acks = qos1_acks(pub)
+    info = pub.publish(topic, b"before", qos=1)
+    assert acks[info.mid] == 0
+    topic_config(backends, cluster.topic, "--add-config", "min.insync.replicas=2")
+    try:
+        # Publish until the node gives up (the new setting reaches the
+        # broker a moment after the tool returns).
+        infos = []
+        deadline = time.time() + 120
+        while ready(n) == 200:
+            assert time.time() < deadline, "still ready:\n" + "".join(
+                l for l in n.log_lines if "event=http" not in l)[-4000:]
+            infos.append(pub.publish(topic, b"%d" % len(infos), qos=1, wait=False))
+            time.sleep(0.5)
+        assert "event=kafka_down reason=delivery-failures" in n.log(), n.log()[-3000:]
+        for i in infos:
+            i.wait_for_publish(WAIT)
+        assert list(acks.values()).count(0x97) >= 3, acks
+        assert metric(n, "shoal_backend_up", backend="kafka") == 0
+        # Not ready: refused at once, not after a 10 s wait.
+        info = pub.publish(topic, b"refused", qos=1, wait=False)
+        info.wait_for_publish(5)
+        assert acks[info.mid] == 0x97, acks
+    finally:
+        topic_config(backends, cluster.topic, "--delete-config", "min.insync.replicas")
+    wait_for(lambda: ready(n) == 200, "/health/ready 200 once the topic is writable", 90)
+    info = pub.publish(topic, b"after", qos=1)
+    assert acks[info.mid] == 0, acks
+
+
+def exact_publish(topic, size, version, pid=1):
+    """A QoS 1 PUBLISH of exactly `size` bytes."""
+    n = size - len(R.publish(topic, b"", qos=1, pid=pid, version=version))
+    while len(R.publish(topic, b"x" * n, qos=1, pid=pid, version=version)) > size:
+        n -= 1
+    pkt = R.publish(topic, b"x" * n, qos=1, pid=pid, version=version)
+    assert len(pkt) == size
+    return pkt
+
+
+def test_packet_size_capped_to_what_one_kafka_record_takes(cluster, backends):
+    """The topic takes records of at most 200000 bytes: the node reads that
+    at start, says so, tells v5 clients in CONNACK, delivers a PUBLISH of
+    exactly the cap across nodes (longest topic, longest client id) and
+    refuses one byte more with 0x95 (3.1.1: close), then serves on."""
+    kafka_tool(backends, "org.apache.kafka.tools.TopicCommand", "--create", "--topic", cluster.topic,
+               "--partitions", "4", "--replication-factor", "1", "--config", "max.message.bytes=200000")
+    n1 = cluster(uid("n1"), "--max-topic-length", "1000")
+    n2 = cluster(uid("n2"), "--max-topic-length", "1000")
+    assert "event=max_packet_size value=" in n1.log()
+    topic = (uid("big") + "/" + "t" * 1000)[:1000]
+    sub = Client(n2, version=5)
+    sub.subscribe(topic, qos=1)
+    long_id = ("c" * 256)
+    with R.RawClient(n1, version=5) as c:
+        ack = c.connect(long_id)
+        assert ack.rc == 0
+        cap = ack.props.get(R.P_MAX_PACKET_SIZE)
+        # Under the topic's limit by the record's framing, header, key (the
+        # topic again) and client id; far under the 256 MiB default.
+        assert 200000 - 2000 < cap < 200000, cap
+        c.send(exact_publish(topic, cap, 5))
+        assert c.expect(R.PUBACK).rc == 0
+        m = sub.get(WAIT)
+        assert m.topic == topic and len(m.payload) > cap - 1400
+        c.send(exact_publish(topic, cap + 1, 5, pid=2))
+        seen = c.wait_closed(WAIT)
+        assert [(p.type, p.rc) for p in seen] == [(R.DISCONNECT, 0x95)], seen
+    with R.RawClient(n1, version=4) as c:
+        assert c.connect(uid("v311"), version=4).rc == 0
+        c.send(exact_publish(topic, cap + 1, 4))
+        assert c.wait_closed(WAIT) == []
+    sub.none(0.5)
+    # Everyone else is still served, across nodes too.
+    pub = Client(n1, version=5)
+    pub.publish(topic, b"still here", qos=1)
+    assert sub.get(WAIT).payload == b"still here"
+    assert metric(n1, "shoal_limit_refusals_total", limit="packet-size") == 2
+
+
+def flood(client, topic, count, size):
+    """QoS 0 publishes, then a PINGREQ: its PINGRESP means the node has
+    handled every publish before it."""
+    pkt = R.publish(topic, b"f" * size, qos=0)
+    batch = pkt * 100
+    for _ in range(count // 100):
+        client.send(batch)
+    client.send(R.pingreq())
+    client.expect(R.PINGRESP, timeout=120)
+
+
+def test_qos0_flood_while_kafka_hangs_stays_bounded(cluster, backends):
+    """Kafka stopped (SIGSTOP: no socket error, just silence) while a QoS 0
+    publisher floods 300 MB: the probe marks Kafka down, QoS 0 stops being
+    queued for it and is counted as dropped, the node's memory stays far
+    below the flood, the outage is a few log lines rather than one per
+    record, and all comes back after SIGCONT."""
+    n1, n2 = cluster(uid("n1")), cluster(uid("n2"))
+    topic = uid("flood")
+    remote = Client(n2, version=5)
+    remote.subscribe(topic, qos=1)
+    rss_before = rss_kb(n1)
+    with stopped(kafka_pid(backends)):
+        with R.RawClient(n1, timeout=WAIT) as f:
+            assert f.connect(uid("flooder")).rc == 0
+            flood(f, topic, 1000, 10000)
+            wait_for(lambda: ready(n1) == 503, "/health/ready 503 with Kafka stopped")
+            dropped_before = metric(n1, "shoal_messages_dropped_total", reason="backbone-unavailable") or 0
+            flood(f, topic, 30000, 10000)
+            dropped = metric(n1, "shoal_messages_dropped_total", reason="backbone-unavailable")
+            assert dropped - dropped_before == 30000, (dropped_before, dropped)
+        grown_mb = (rss_kb(n1) - rss_before) / 1024
+        assert grown_mb < 150, "node grew %d MB during a 300 MB QoS 0 flood" % grown_mb
+        # The node keeps serving local clients.
+        a, b = Client(n1, version=5), Client(n1, version=4)
+        b.subscribe(topic + "/local", qos=0)
+        a.publish(topic + "/local", b"local", qos=0)
+        assert b.get(WAIT).payload == b"local"
+        log = n1.log()
+        assert "event=kafka_produce_refused" not in log
+        assert log.count("event=kafka_down") == 1, log[-3000:]
+        assert log.count("event=kafka_queue_full") <= 1
+    for n in (n1, n2):
+        wait_for(lambda: ready(n) == 200, "/health/ready 200 after Kafka resumed", 90)
+    pub = Client(n1, version=5)
+    pub.publish(topic, b"after", qos=1)
+    got = remote.get(WAIT)
+    while got.payload != b"after":  # flood records queued before the probe noticed may arrive first
+        got = remote.get(WAIT)
+    assert n1.proc.poll() is None and n2.proc.poll() is None
+
+
+def test_full_worker_inbox_drops_qos0_counted_and_logged_once(node_factory):
+    """One QoS 0 publish fanned out to a few hundred subscribers posts one
+    inbox item per subscriber on the other worker: past --max-inbox the rest
+    are dropped and counted (inbox-full), with one line when it fills and
+    one when it drains; QoS 1 still reaches everyone."""
+    n = node_factory("--workers", "2", "--max-inbox", "64")
+    topic = uid("fan")
+    subs = []
+    for i in range(400):
+        c = R.RawClient(n, timeout=WAIT)
+        assert c.connect(uid("s")).rc == 0
+        c.send(R.subscribe(1, [(topic, R.sub_options(qos=1))]))
+        c.expect(R.SUBACK)
+        subs.append(c)
+    try:
+        with R.RawClient(n, timeout=WAIT) as p:
+            assert p.connect(uid("p")).rc == 0
+            p.send(R.publish(topic, b"q0", qos=0))
+            assert n.wait_log("event=inbox_full", WAIT), n.log()[-2000:]
+            dropped = metric(n, "shoal_messages_dropped_total", reason="inbox-full")
+            got = 0
+            for c in subs:
+                try:
+                    c.expect(R.PUBLISH, timeout=0.2)
+                    got += 1
+                except TimeoutError:
+                    pass
+            assert dropped > 0 and got + dropped == 400, (got, dropped)
+            assert n.wait_log("event=inbox_ok", WAIT)
+            assert n.log().count("event=inbox_full") == 1
+            # QoS 1 is never dropped for a full inbox.
+            p.send(R.publish(topic, b"q1", qos=1, pid=7))
+            assert p.expect(R.PUBACK).rc == 0
+            for c in subs:
+                m = c.expect(R.PUBLISH)
+                assert m.payload == b"q1", m
+    finally:
+        for c in subs:
+            c.close()
