@@ -21,6 +21,9 @@ Checks (name: invariant, what fails it):
                  retained value of a topic (or a later unacknowledged one)
   wills       6  a client connected with a will to a node that was killed:
                  its will never reached a subscriber
+  progress    7  a publisher did not get through its messages within the
+                 scenario's time bound (others must be unaffected by a slow or
+                 stuck subscriber, and service must come back after a fault)
   false-ack   -  an ack for a message never sent, a message both acknowledged
                  and refused, or an acknowledged message that reached nobody
                  although a subscriber that never moved was subscribed
@@ -30,7 +33,7 @@ A check is "pass", "fail" or "n/a" (nothing in the history exercises it).
 import collections
 
 CHECKS = [("lost", "1"), ("lost-moved", "1"), ("qos2-dup", "1"), ("order", "2"), ("one-conn", "3"),
-          ("shared-once", "4"), ("retained", "5"), ("wills", "6"), ("false-ack", "-")]
+          ("shared-once", "4"), ("retained", "5"), ("wills", "6"), ("progress", "7"), ("false-ack", "-")]
 MAX_SHOWN = 20  # violations listed per check (the count is always complete)
 
 
@@ -255,7 +258,11 @@ def check(events):
             if len(clients) < 2:
                 continue
             first_t, first_c, first_conn, q = ds[0]
-            dropped = conns[first_c].get(first_conn, {}).get("t1") is not None
+            # A QoS 1 redelivery is fine only once the first member's
+            # connection had dropped (it may not have acked).
+            t1 = conns[first_c].get(first_conn, {}).get("t1")
+            later = min(x[0] for x in ds if x[1] != first_c)
+            dropped = t1 is not None and t1 <= later
             if max(x[3] for x in ds) == 2 or not dropped:
                 doubled.append(m)
         if doubled:
@@ -329,6 +336,16 @@ def check(events):
             oc3.fail("%s: connected on %s at once in %d samples over %.1fs" % (
                 cid, "+".join(nodes), len(rs), round_t[rs[-1]] - round_t[rs[0]]))
 
+    # ---- others unaffected: every publisher got through -------------------
+    pg = checks["progress"]
+    for e in by["pub_end"]:
+        pg.checked += 1
+        if e["reason"] != "done":
+            mine = [acks[m]["t"] for m in acks if acks[m]["client"] == e["client"]]
+            pg.fail("%s sent %d of %d (%s); its last ack %s" % (
+                e["client"], e["sent"], e["count"], e["reason"],
+                "%.1fs before it ended" % (e["t"] - max(mine)) if mine else "never came"))
+
     # ---- false ack: acknowledged yet delivered to nobody -------------------
     for m, s in acked.items():
         if s["retain"]:
@@ -342,7 +359,16 @@ def check(events):
                 m, ws[0][0]))
 
     # ---- counts -------------------------------------------------------------
+    # Max unavailability: the longest a publisher waited, between acks
+    # (QoS 1/2) or from losing its connection to having one again (any QoS).
     unavailable = 0.0
+    for client, cs in conns.items():
+        if not any(s["client"] == client for s in sends.values()):
+            continue
+        spans = sorted((c["t0"], c["t1"]) for c in cs.values())
+        for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+            if a1 is not None:
+                unavailable = max(unavailable, b0 - a1)
     per_pub = collections.defaultdict(list)
     for m in acked:
         per_pub[acked[m]["client"]].append(acks[m]["t"])

@@ -209,8 +209,11 @@ class LocalCluster:
         with open(os.path.join(self.work, "haproxy.log"), "w") as fe:
             self.haproxy = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=fe, stderr=fe,
                                             stdin=subprocess.DEVNULL)
-        wait_for(lambda: port_open(self.port) or (self.haproxy.poll() is not None and
-                                                  _raise("haproxy exited"))), "HAProxy listening", 30)
+        def listening():
+            if self.haproxy.poll() is not None:
+                raise RuntimeError("haproxy exited; see %s/haproxy.log" % self.work)
+            return port_open(self.port)
+        wait_for(listening, "HAProxy listening", 30)
 
     def stop(self):
         """Stop everything started, by PID; keep the work dir if anything failed."""
@@ -249,6 +252,3 @@ class LocalCluster:
             shutil.rmtree(self.work, ignore_errors=True)
         return problems
 
-
-def _raise(msg):
-    raise RuntimeError(msg)

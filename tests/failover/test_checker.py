@@ -77,6 +77,7 @@ def good():
     h.deliver("s2", m, "d/p")
     h("probe", client="pr2", node="node-2", filter="ret/#")
     h.deliver("pr2", r1, "ret/a", retain=True)
+    h("pub_end", client="p", sent=4, count=4, reason="done")
     assert r0
     return h
 
@@ -93,10 +94,17 @@ def test_good_history_passes_every_check():
     r = run(good())
     assert {n: c["status"] for n, c in r["checks"].items()} == {
         "lost": "pass", "lost-moved": "pass", "qos2-dup": "pass", "order": "pass", "one-conn": "pass",
-        "shared-once": "pass", "retained": "pass", "wills": "pass", "false-ack": "pass"}, r["checks"]
+        "shared-once": "pass", "retained": "pass", "wills": "pass", "progress": "pass", "false-ack": "pass"}, r["checks"]
     c = r["counts"]
     assert (c["sent"], c["acked"], c["lost"], c["duplicated"], c["reordered"], c["refused"]) == (11, 11, 0, 0, 0, 0)
     assert verdict(r, {}) == ("pass", [])
+
+
+def test_publisher_that_did_not_get_through():
+    h = good()
+    h("pub_end", client="q", sent=3, count=400, reason="deadline")
+    assert status(h)["progress"] == "fail"
+    assert run(h)["checks"]["progress"]["shown"][0].startswith("q sent 3 of 400 (deadline); its last ack")
 
 
 def test_empty_history_is_not_applicable():
@@ -199,6 +207,25 @@ def test_shared_message_to_two_members():
     m = h.pub("sp", 2, "s/x")
     h.deliver("g1", m, "s/x").deliver("g2", m, "s/x", node="node-3")
     assert status(h)["shared-once"] == "fail"
+
+
+def test_shared_message_to_two_members_that_left_cleanly_later():
+    h = good()
+    m = h.pub("sp", 2, "s/x")
+    h.deliver("g1", m, "s/x").deliver("g2", m, "s/x", node="node-3")
+    h("disconnect", client="g1", conn=1, node="node-2", rc=0)
+    h("disconnect", client="g2", conn=1, node="node-3", rc=0)
+    assert status(h)["shared-once"] == "fail"
+
+
+def test_unavailability_counts_a_publisher_without_connection():
+    h = good()
+    h.connect("pd", "node-1")
+    h.pub("pd", 0, "d/d", qos=0, ack=False)
+    h("disconnect", client="pd", conn=1, node="node-1", rc=7)
+    h.t += 3
+    h.connect("pd", "node-2", conn=2)
+    assert run(h)["counts"]["max_unavailable_s"] == pytest.approx(3.0, abs=0.1)
 
 
 def test_shared_qos1_redelivered_after_member_dropped_is_fine():

@@ -11,6 +11,7 @@ line, each with "t" (Unix time, s) and "ev":
   subscribe   client, conn, filter, qos        (sent)
   suback      client, conn, filter, granted    (granted QoS, or >= 0x80 refused)
   send        client, msg, topic, qos, retain, seq
+  pub_end     client, sent, count, reason    (done, stopped or deadline)
   ack         client, msg, rc                  (QoS 1 PUBACK, QoS 2 PUBREC: success)
   refused     client, msg, rc, stage           (an ack with a reason code >= 0x80)
   complete    client, msg, rc                  (QoS 2 PUBCOMP)
@@ -290,9 +291,7 @@ class Subscriber(Actor):
             if self.reconnect == "end":
                 self.resumed.wait(max(0, self.deadline - time.time()))
             via = self._next_via()
-        if self.connected.is_set():
-            c.disconnect()
-            c.loop_stop()
+        _close(c, self)
 
 
 class Publisher(Actor):
@@ -376,11 +375,26 @@ class Publisher(Actor):
         with self._cv:
             while self._mids and not self.lost.is_set() and time.time() < end:
                 self._cv.wait(0.1)
+        self.rec("pub_end", client=self.client_id, sent=self.sent, count=self.count,
+                 reason="done" if self.sent >= self.count else ("stopped" if self.stopping.is_set() else "deadline"))
         self.done.set()
         if c is not None:
-            if self.connected.is_set():
-                c.disconnect()
-            c.loop_stop()
+            _close(c, self)
+
+
+def _close(c, actor):
+    """DISCONNECT, and if the broker does not read it (a paused publisher)
+    within 3 s, close the socket: paho's loop would wait for ever."""
+    if actor.connected.is_set():
+        c.disconnect()
+        if not actor.lost.wait(3):
+            sock = c.socket()
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+    c.loop_stop()
 
 
 class WillClient(Actor):
@@ -400,9 +414,7 @@ class WillClient(Actor):
         self.ready.set()
         while not self.stopping.is_set() and not self.lost.is_set():
             self.lost.wait(0.1)
-        if self.connected.is_set():
-            c.disconnect()  # a normal DISCONNECT: the will is discarded
-        c.loop_stop()
+        _close(c, self)  # a normal DISCONNECT: the will is discarded
 
 
 class Holder(Actor):
@@ -416,9 +428,7 @@ class Holder(Actor):
         self.ready.set()
         while not self.stopping.is_set() and not self.lost.is_set():
             self.lost.wait(0.1)
-        if self.connected.is_set():
-            c.disconnect()
-        c.loop_stop()
+        _close(c, self)
 
 
 class StuckSubscriber(Actor):
