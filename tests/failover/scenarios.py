@@ -9,8 +9,10 @@ and any other failing check fails it too.
 """
 import random
 import signal
+import sys
 import threading
 import time
+import traceback
 
 from workload import Holder, Publisher, StuckSubscriber, Subscriber, WillClient, retained_probe
 
@@ -28,17 +30,6 @@ KILL_TODAY = {
     # Nobody publishes the wills of a dead node's clients.
     "wills": S59 + ": a dead node's wills published by a survivor (invariant 6)",
 }
-
-SLOW_TODAY = {
-    **COMMON_TODAY,
-    # Not [5/9]: a node bug found by this suite (reported 2026-12, node/ is
-    # not this suite's to change). A publisher on the node of a subscriber
-    # that never reads stays paused for good, although
-    # --publisher-backpressure says a subscriber behind for 2 s stops
-    # holding its publishers. Remove when fixed.
-    "progress": "node bug: publishers stay paused behind a stuck subscriber",
-}
-
 
 class Size:
     """How much load: short (CI) or long."""
@@ -161,12 +152,12 @@ def faults_none(ctx):
 
 
 def extra_slow(ctx, prefix):
-    """A subscriber that takes 50 ms per message, one that never reads."""
+    """A subscriber that takes 20 ms per message, one that never reads."""
     names = [n.name for n in ctx.target.nodes] or ["lb", "lb", "lb"]
     deadline = time.time() + ctx.size.budget
     return [
         Subscriber(ctx.rec, ctx.target, prefix + "-slow", 5, via=names[1 % len(names)], persistent=False,
-                   filters=[("%s/data/#" % prefix, 1)], slow=0.05, deadline=deadline),
+                   filters=[("%s/data/#" % prefix, 1)], slow=0.02, deadline=deadline),
         StuckSubscriber(ctx.rec, ctx.target, prefix + "-stuck", 4, via=names[2 % len(names)],
                         filter="%s/data/#" % prefix, deadline=deadline),
     ]
@@ -185,7 +176,7 @@ SCENARIOS = [
     Scenario("redis", 3, "Redis restarted, then a 10 s Redis outage (SIGSTOP/SIGCONT)", faults_redis,
              COMMON_TODAY),
     Scenario("slow-subscribers", 7, "a slow subscriber and a stuck one (never reads) beside the others",
-             faults_none, SLOW_TODAY, extra=extra_slow),
+             faults_none, COMMON_TODAY, extra=extra_slow),
 ]
 TARGET = Scenario("target", 0, "the workload against --target, faults left to the user", faults_none, {},
                   local_only=False)
@@ -227,7 +218,10 @@ def run_scenario(sc, rec, target, cluster, size, seed, prefix, log):
     for a in actors + pubs:
         a.join(25)
         if a.is_alive():
-            ctx.errors.append("%s still running after stop" % a.client_id)
+            frame = sys._current_frames().get(a.ident)
+            ctx.errors.append("%s still running after stop, at %s" % (
+                a.client_id, " < ".join("%s:%d" % (f.name, f.lineno)
+                                        for f in reversed(traceback.extract_stack(frame)[-4:])) if frame else "?"))
         if a.error:
             ctx.errors.append(a.error)
     return ctx

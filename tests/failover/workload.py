@@ -307,15 +307,24 @@ class Publisher(Actor):
         self.sent = 0
         self._lock = threading.Lock()
         self._mids = {}
+        self._early = {}
         self._cv = threading.Condition(self._lock)
         self.done = threading.Event()
 
+    # paho calls these holding its _out_message_mutex, which publish() takes
+    # too: so publish() is never called holding self._lock (a lock-order
+    # inversion), and an ack that comes before publish() returned its mid
+    # waits in self._early until the mid is known.
     def _on_publish(self, client, userdata, mid, rc, properties):
         with self._cv:
             msg = self._mids.pop(mid, None)
+            if msg is None:
+                self._early.setdefault(mid, []).append(("publish", rc))
+                return
             self._cv.notify_all()
-        if msg is None:
-            return
+        self._publish_done(msg, rc)
+
+    def _publish_done(self, msg, rc):
         code = _rc(rc)
         if self.qos == 2:
             # PUBREC decided ack/refused (_on_pubrec); this is the PUBCOMP.
@@ -329,8 +338,12 @@ class Publisher(Actor):
     def _on_pubrec(self, mid, code):
         with self._lock:
             msg = self._mids.get(mid)
-        if msg is None:
-            return
+            if msg is None:
+                self._early.setdefault(mid, []).append(("pubrec", code))
+                return
+        self._pubrec_done(msg, code)
+
+    def _pubrec_done(self, msg, code):
         if code >= 0x80:
             self.rec("refused", client=self.client_id, msg=msg, rc=code, stage="pubrec")
         else:
@@ -358,22 +371,34 @@ class Publisher(Actor):
                 if not self._connect_retrying(c, via, False, True):
                     break
             with self._cv:
-                while len(self._mids) >= self.window and not self.lost.is_set() and not self.stopping.is_set():
+                while (len(self._mids) >= self.window and not self.lost.is_set() and not self.stopping.is_set()
+                       and time.time() < self.deadline):
                     self._cv.wait(0.1)
                 if self.lost.is_set():
                     continue  # this seq is skipped, never sent
-                topic = self.topics[seq % len(self.topics)]
-                msg = "%s:%d" % (self.client_id, seq)
-                self.rec("send", client=self.client_id, msg=msg, topic=topic, qos=self.qos, retain=self.retain,
-                         seq=seq)
-                info = c.publish(topic, msg.encode(), qos=self.qos, retain=self.retain)
-                if self.qos > 0:
+                if len(self._mids) >= self.window:
+                    break  # stopped, or past the deadline
+                self._early.clear()
+            topic = self.topics[seq % len(self.topics)]
+            msg = "%s:%d" % (self.client_id, seq)
+            self.rec("send", client=self.client_id, msg=msg, topic=topic, qos=self.qos, retain=self.retain, seq=seq)
+            info = c.publish(topic, msg.encode(), qos=self.qos, retain=self.retain)
+            if self.qos > 0:
+                with self._cv:
                     self._mids[info.mid] = msg
+                    early = self._early.pop(info.mid, [])
+                for kind, code in early:
+                    if kind == "pubrec":
+                        self._pubrec_done(msg, code)
+                    else:
+                        with self._cv:
+                            self._mids.pop(info.mid, None)
+                        self._publish_done(msg, code)
             self.sent = seq + 1
         # Wait (bounded) for the last acks.
         end = time.time() + 15
         with self._cv:
-            while self._mids and not self.lost.is_set() and time.time() < end:
+            while self._mids and not self.lost.is_set() and not self.stopping.is_set() and time.time() < end:
                 self._cv.wait(0.1)
         self.rec("pub_end", client=self.client_id, sent=self.sent, count=self.count,
                  reason="done" if self.sent >= self.count else ("stopped" if self.stopping.is_set() else "deadline"))
