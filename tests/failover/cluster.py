@@ -1,0 +1,254 @@
+"""A local Shoal cluster for the failover suite, built from the project's own
+scripts: deploy/redis/start, deploy/kafka/start (KRaft), N shoal nodes and
+HAProxy configured from deploy/haproxy/haproxy.cfg.in exactly as deploy/up
+does. Unlike deploy/up it keeps every PID, so faults can be injected
+(SIGKILL a node and restart it on its port, SIGSTOP/SIGCONT Redis, stop and
+start Redis, kill Kafka brokers) and everything it started is stopped by PID.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+ADMIN_TOKEN = "failover-suite-token"
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def run_env(cmd, timeout=240):
+    """Run a deploy/* start script and parse its KEY=VALUE lines."""
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=timeout).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def wait_for(cond, what, timeout):
+    deadline = time.time() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.time() > deadline:
+            raise TimeoutError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.1)
+
+
+def http_json(url, token=ADMIN_TOKEN, timeout=5):
+    """GET url as JSON with the admin token; None on any error."""
+    req = urllib.request.Request(url, headers={"Authorization": "Bearer " + token} if token else {})
+    try:
+        with _opener.open(req, timeout=timeout) as r:
+            return json.loads(r.read().decode())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+class NodeSpec:
+    """Where a node listens (the MQTT and HTTP ports stay across restarts)."""
+
+    def __init__(self, name, port, http_port):
+        self.name, self.port, self.http_port = name, port, http_port
+        self.http_url = "http://127.0.0.1:%d" % http_port
+        self.proc = None
+        self.starts = 0
+
+
+class LocalCluster:
+    def __init__(self, shoal_bin, nodes=3, kafka_brokers=1, extra=(), log=print):
+        self.shoal_bin = os.path.abspath(shoal_bin)
+        self.log = log
+        self.extra = list(extra)
+        self.kafka_brokers = kafka_brokers
+        self.work = tempfile.mkdtemp(prefix="shoal-failover.")
+        self.redis_dir = os.path.join(self.work, "redis")
+        self.kafka_dir = os.path.join(self.work, "kafka")
+        self.redis_running = self.kafka_started = False
+        self.redis_stopped_sig = False
+        self.haproxy = None
+        self.nodes = [NodeSpec("node-%d" % (i + 1), free_port(), free_port()) for i in range(nodes)]
+        self.port = free_port()  # HAProxy
+        self.redis_port = free_port()
+        self.redis_url = self.bootstrap = None
+        self.failed = False
+
+    # ---- start / stop ----------------------------------------------------
+    def start(self):
+        t0 = time.time()
+        try:
+            self.start_redis()
+            kport = self._port_block(2 * self.kafka_brokers)
+            env = run_env([os.path.join(ROOT, "deploy/kafka/start"), "--brokers", str(self.kafka_brokers),
+                           "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
+                           "--dir", self.kafka_dir])
+            self.kafka_started = True
+            self.bootstrap = env["KAFKA_BOOTSTRAP"]
+            for n in self.nodes:
+                self.start_node(n)
+            self._start_haproxy()
+        except BaseException:
+            self.failed = True
+            self.stop()
+            raise
+        self.log("cluster up in %.0fs: HAProxy 127.0.0.1:%d, nodes %s, redis %s, kafka %s (work %s)" % (
+            time.time() - t0, self.port, ", ".join("%s:%d" % (n.name, n.port) for n in self.nodes),
+            self.redis_url, self.bootstrap, self.work))
+
+    def _port_block(self, n):
+        for _ in range(200):
+            p = free_port()
+            if p + n < 65000 and all(not port_open(q) for q in range(p, p + n)):
+                try:
+                    held = []
+                    for q in range(p, p + n):
+                        s = socket.socket()
+                        held.append(s)
+                        s.bind(("127.0.0.1", q))
+                    return p
+                except OSError:
+                    continue
+                finally:
+                    for s in held:
+                        s.close()
+        raise RuntimeError("no block of %d free ports" % n)
+
+    def start_redis(self):
+        env = run_env([os.path.join(ROOT, "deploy/redis/start"), "--port", str(self.redis_port),
+                       "--dir", self.redis_dir])
+        self.redis_url = env["REDIS_URL"]
+        self.redis_running = True
+
+    def stop_redis(self):
+        if self.redis_running:
+            if self.redis_stopped_sig:
+                self.redis_signal(signal.SIGCONT)
+            subprocess.run([os.path.join(ROOT, "deploy/redis/stop"), "--dir", self.redis_dir],
+                           check=True, capture_output=True, timeout=60)
+            self.redis_running = False
+
+    def redis_pid(self):
+        with open(os.path.join(self.redis_dir, "redis.pid")) as f:
+            return int(f.read().strip())
+
+    def redis_signal(self, sig):
+        os.kill(self.redis_pid(), sig)
+        self.redis_stopped_sig = sig == signal.SIGSTOP
+
+    def kafka_pid(self, i):
+        with open(os.path.join(self.kafka_dir, "broker-%d.pid" % i)) as f:
+            return int(f.read().strip())
+
+    def node_args(self, n):
+        return [self.shoal_bin, "--port", str(n.port), "--http-port", str(n.http_port), "--bind", "127.0.0.1",
+                "--node-id", n.name, "--advertise", "127.0.0.1:%d" % n.port, "--redis", self.redis_url,
+                "--kafka", self.bootstrap, "--kafka-replication", str(min(self.kafka_brokers, 3)),
+                "--kafka-partitions", "4", "--workers", "2", "--sys-interval", "0",
+                "--admin-token", ADMIN_TOKEN, *self.extra]
+
+    def start_node(self, n, timeout=120):
+        n.starts += 1
+        out = os.path.join(self.work, "%s.out.%d" % (n.name, n.starts))
+        err = os.path.join(self.work, "%s.log.%d" % (n.name, n.starts))
+        with open(out, "w") as fo, open(err, "w") as fe:
+            n.proc = subprocess.Popen(self.node_args(n), stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+
+        def ready():
+            if n.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s; log %s" % (n.name, n.proc.returncode, err))
+            with open(out) as f:
+                return any(line.startswith("READY") for line in f)
+        wait_for(ready, "%s READY" % n.name, timeout)
+
+    def node_ready(self, n):
+        """The node's own /health/ready says 200 (what HAProxy checks)."""
+        try:
+            with _opener.open(n.http_url + "/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def kill_node(self, n, sig=signal.SIGKILL):
+        if n.proc and n.proc.poll() is None:
+            n.proc.send_signal(sig)
+            n.proc.wait(timeout=60)
+
+    def _start_haproxy(self):
+        tmpl = os.path.join(ROOT, "deploy/haproxy/haproxy.cfg.in")
+        lines = []
+        with open(tmpl) as f:
+            for line in f.read().splitlines():
+                if line == "@SERVERS@":
+                    lines += ["  server %s 127.0.0.1:%d check port %d inter 1s fall 2 rise 1" % (n.name, n.port,
+                                                                                                 n.http_port)
+                              for n in self.nodes]
+                else:
+                    lines.append(line.replace("@PORT@", str(self.port)))
+        cfg = os.path.join(self.work, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(self.work, "haproxy.log"), "w") as fe:
+            self.haproxy = subprocess.Popen(["haproxy", "-f", cfg, "-db"], stdout=fe, stderr=fe,
+                                            stdin=subprocess.DEVNULL)
+        def listening():
+            if self.haproxy.poll() is not None:
+                raise RuntimeError("haproxy exited; see %s/haproxy.log" % self.work)
+            return port_open(self.port)
+        wait_for(listening, "HAProxy listening", 30)
+
+    def stop(self):
+        """Stop everything started, by PID; keep the work dir if anything failed."""
+        problems = []
+        if self.haproxy and self.haproxy.poll() is None:
+            self.haproxy.terminate()
+            self.haproxy.wait(timeout=30)
+        for n in self.nodes:
+            if n.proc and n.proc.poll() is None:
+                n.proc.terminate()
+                try:
+                    n.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+                    n.proc.wait()
+                    problems.append("%s needed SIGKILL" % n.name)
+        if self.kafka_started:
+            if self.kafka_brokers > 0:
+                for i in range(1, self.kafka_brokers + 1):
+                    try:
+                        os.kill(self.kafka_pid(i), signal.SIGCONT)
+                    except (OSError, ValueError):
+                        pass
+            r = subprocess.run([os.path.join(ROOT, "deploy/kafka/stop"), "--dir", self.kafka_dir],
+                               capture_output=True, text=True, timeout=180)
+            if r.returncode != 0:
+                problems.append("kafka stop: " + r.stderr.strip()[-300:])
+            self.kafka_started = False
+        try:
+            self.stop_redis()
+        except subprocess.CalledProcessError as e:
+            problems.append("redis stop: %s" % e)
+        if problems or self.failed:
+            self.log("cluster stopped; logs kept in %s %s" % (self.work, "; ".join(problems)))
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return problems
+
