@@ -226,6 +226,7 @@ static inline struct ws_conn *conn_ws(const conn *c)
 enum {
     PAUSE_CLAIM = 1, /* CONNECT accepted, the session is being fetched */
     PAUSE_RATE = 2,  /* over its publish rate: the socket is not read */
+    PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
 };
 
 /* Items a worker receives from other threads. */

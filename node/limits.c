@@ -20,6 +20,7 @@ static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_TOPIC_LENGTH] = "topic-length",
     [LIMIT_RECEIVE_MAX] = "receive-maximum",
     [LIMIT_BACKPRESSURE] = "subscriber-backlog",
+    [LIMIT_OUTPUT_BUFFER] = "output-buffer",
 };
 
 static const char *const drop_names[DROP_COUNT] = {

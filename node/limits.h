@@ -21,6 +21,7 @@ typedef enum limit_kind {
     LIMIT_TOPIC_LENGTH,     /* --max-topic-length: 0x90 / 0x8F */
     LIMIT_RECEIVE_MAX,      /* --receive-maximum exceeded by the client: 0x93 */
     LIMIT_BACKPRESSURE,     /* --publisher-backpressure: a subscriber is behind, reading paused */
+    LIMIT_OUTPUT_BUFFER,    /* --max-output-buffer: replies the client does not read, reading paused */
     LIMIT_COUNT
 } limit_kind;
 

@@ -3,6 +3,8 @@ nothing lost), subscriptions per client, topic levels and length (publish,
 subscribe, will), the queue policy for a full session queue, and one log
 line per client and limit however often it is hit."""
 import re
+import socket
+import ssl
 import threading
 import time
 import urllib.request
@@ -421,3 +423,141 @@ def test_without_backpressure_a_full_queue_drops(node_factory):
     assert len(got) < count
     sub.close()
     pub.close()
+
+
+# --- replies to a client that never reads -----------------------------------------------
+
+
+def _rss_bytes(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _reply_flood(version=4, publishes=60000, pings_each=200):
+    """QoS 1 publishes, each followed by PINGREQs, as one byte string, and
+    the replies the node owes for them in order: a PUBACK each, a PINGRESP
+    each (2 bytes for 2: what the client sends is what the node must hold)."""
+    t = uid("unread")
+    sent, want = [], []
+    ping, pingresp = R.pingreq(), bytes([R.PINGRESP << 4, 0])
+    for i in range(publishes):
+        pid = i % 65535 + 1
+        sent.append(R.publish(t, b"", qos=1, pid=pid, version=version) + ping * pings_each)
+        want.append(bytes([R.PUBACK << 4, 2, pid >> 8, pid & 0xFF]) + pingresp * pings_each)
+    return b"".join(sent), b"".join(want)
+
+
+def _send_until_stalled(sock, data, stall_s=3.0, chunk=16384):
+    """Send `data` until it is all sent or the socket takes nothing for
+    `stall_s` seconds; returns the bytes sent. A timed-out chunk is resent
+    unchanged (what TLS requires)."""
+    sock.settimeout(0.2)
+    sent, last_progress = 0, time.time()
+    while sent < len(data) and time.time() - last_progress < stall_s:
+        try:
+            n = sock.send(data[sent:sent + chunk])
+        except (socket.timeout, ssl.SSLWantWriteError):
+            continue
+        sent += n
+        last_progress = time.time()
+    return sent
+
+
+def _finish(sock, data, sent, want, timeout=120):
+    """Read every reply while sending the rest; returns what was read."""
+    got = bytearray()
+    deadline = time.time() + timeout
+    while len(got) < len(want) and time.time() < deadline:
+        # Everything readable first (a TLS recv returns one record), then
+        # as much as the socket takes.
+        sock.settimeout(0.01)
+        while True:
+            try:
+                b = sock.recv(1 << 20)
+            except (socket.timeout, ssl.SSLWantReadError):
+                break
+            if not b:
+                return bytes(got)
+            got += b
+        while sent < len(data):
+            try:
+                sent += sock.send(data[sent:sent + 16384])
+            except (socket.timeout, ssl.SSLWantWriteError):
+                break
+    return bytes(got)
+
+
+def _unread_replies_are_bounded(n, sock):
+    """A 3.1.1 client whose receive buffer is small sends QoS 1 publishes and
+    PINGREQs and reads nothing: the node stops reading it once its output is
+    over --max-output-buffer (so the client's sends stall), the node's
+    memory stays flat, another client is served meanwhile, and once the
+    client reads it gets every reply in order."""
+    sock.settimeout(WAIT)
+    sock.sendall(R.connect(uid("unread"), version=4))
+    connack = b""
+    while len(connack) < 4:
+        connack += sock.recv(4 - len(connack))
+    assert connack == bytes([R.CONNACK << 4, 2, 0, 0])
+    data, want = _reply_flood()
+    rss0 = _rss_bytes(n)
+    sent = _send_until_stalled(sock, data)
+    grown = _rss_bytes(n) - rss0
+    print("sent %d of %d bytes before stalling; node RSS grew %d KiB" % (sent, len(data), grown // 1024))
+    assert sent < len(data), "the node read everything: its replies sit in its heap (RSS +%d KiB)" % (grown // 1024)
+    # What stalled the client is a few MB of socket buffers and at most
+    # --max-output-buffer of replies, not the 24 MB it sent.
+    assert grown < 8 << 20, "node RSS grew %d KiB" % (grown // 1024)
+    assert metric(n, "shoal_limit_refusals_total", limit="output-buffer") > 0
+    assert n.wait_log("event=limit limit=output-buffer ")
+    # Another client is served while this one is paused.
+    t = uid("other")
+    with Client(n) as other:
+        other.subscribe(t, 1)
+        other.publish(t, b"still here", qos=1)
+        assert other.get().payload == b"still here"
+    got = _finish(sock, data, sent, want)
+    assert len(got) == len(want), "got %d of %d reply bytes" % (len(got), len(want))
+    assert got == want, "replies out of order or corrupted"
+    sock.close()
+
+
+def _small_rcvbuf_socket(port):
+    """A socket whose kernel takes little of what the node sends. Not much
+    smaller: under an MSS (64 KiB on loopback) the kernel's window updates
+    stall the transfer when the client does read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_unread_replies_pause_reading_tcp(node_factory):
+    n = node_factory("--workers", "2", "--max-output-buffer", "65536")
+    _unread_replies_are_bounded(n, _small_rcvbuf_socket(n.port))
+
+
+@pytest.fixture(scope="module")
+def server_cert(tmp_path_factory):
+    from certs import make_ca, make_cert
+    d = str(tmp_path_factory.mktemp("pki"))
+    make_ca(d, "ca")
+    return make_cert(d, "ca", "server", "localhost", True)
+
+
+def test_unread_replies_pause_reading_tls(node_factory, server_cert):
+    cert, key = server_cert
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    n = node_factory("--workers", "2", "--max-output-buffer", "65536", "--tls-port", str(port),
+                     "--tls-cert", cert, "--tls-key", key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(_small_rcvbuf_socket(n.tls_port))
+    _unread_replies_are_bounded(n, s)
