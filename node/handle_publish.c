@@ -223,6 +223,9 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
         send_ack(c, MQTT_PUBREC, p.packet_id, MQTT_RC_SUCCESS, NULL);
         return MQTT_RC_SUCCESS;
     }
+    if (p.retain && !limits_retain_admit(c, &p)) {
+        return MQTT_RC_SUCCESS; /* --max-retained: refused with 0x97 */
+    }
     msg *m = msg_new(p.topic, &p.props, p.payload, p.qos, p.retain, (uint64_t)(uintptr_t)c->s, now_ms());
     if (!m) {
         return MQTT_RC_QUOTA_EXCEEDED;

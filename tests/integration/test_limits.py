@@ -7,6 +7,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -326,7 +327,7 @@ def test_help_lists_the_limits():
     from conftest import SHOAL_BIN
     out = subprocess.run([SHOAL_BIN, "--help"], capture_output=True, text=True, timeout=WAIT).stdout
     for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
-                 "--max-topic-length", "--queue-qos0"):
+                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer"):
         assert flag in out, flag
 
 
@@ -561,3 +562,193 @@ def test_unread_replies_pause_reading_tls(node_factory, server_cert):
     ctx.verify_mode = ssl.CERT_NONE
     s = ctx.wrap_socket(_small_rcvbuf_socket(n.tls_port))
     _unread_replies_are_bounded(n, s)
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def _sessions(n):
+    return sum(metric(n, "shoal_sessions", state=s) or 0 for s in ("online", "offline"))
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_max_sessions(node_factory, version):
+    """--max-sessions 2 counts every session the node holds, offline
+    persistent ones included: a third client id is refused (v5 CONNACK 0x97
+    Quota exceeded, 3.1.1 return code 3 Server unavailable), an existing
+    session is still resumed, and a session that ends frees its slot."""
+    n = node_factory("--max-sessions", "2")
+    persistent = {R.P_SESSION_EXPIRY: 300} if version == 5 else None
+    a, b, c = uid("sa"), uid("sb"), uid("sc")
+    r, ack = raw(n, a, version=version, clean=version == 5, properties=persistent)
+    assert ack.rc == 0
+    r.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert r.is_closed()
+    wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "a's session to be offline")
+    rb, ack = raw(n, b, version=version)
+    assert ack.rc == 0
+    assert _sessions(n) == 2
+    # The third is refused, and the connection closed.
+    rc_, ack = raw(n, c, version=version)
+    assert ack.rc == (0x97 if version == 5 else 3)
+    assert rc_.is_closed()
+    assert metric(n, "shoal_limit_refusals_total", limit="max-sessions") == 1
+    assert n.wait_log("event=limit limit=max-sessions ")
+    # Resuming an existing session takes no new slot.
+    r, ack = raw(n, a, version=version, clean=False, properties=persistent)
+    assert ack.rc == 0 and ack.session_present
+    # b's clean session ends with its connection: its slot is free again.
+    rb.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert rb.is_closed()
+    wait_for(lambda: _sessions(n) == 1, "b's session to end")
+    rc_, ack = raw(n, c, version=version)
+    assert ack.rc == 0
+    rc_.close()
+    r.close()
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_max_session_expiry_caps_sessions_that_never_expire(node_factory, version):
+    """A 3.1.1 persistent session (clean session 0) and a v5 one with
+    Session Expiry 0xFFFFFFFF never expire by default; --max-session-expiry
+    caps them too (v5 is told in CONNACK)."""
+    n = node_factory("--max-session-expiry", "1")
+    cid, t = uid("forever"), uid("t")
+    if version == 5:
+        r, ack = raw(n, cid, version=5, clean=True, properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF})
+        assert ack.props.get(R.P_SESSION_EXPIRY) == 1
+    else:
+        r, ack = raw(n, cid, version=4, clean=False)
+    assert ack.rc == 0
+    r.send(R.subscribe(1, [(t, 1)], version=version))
+    r.expect(R.SUBACK)
+    r.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert r.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % cid, timeout=WAIT)
+    r, ack = raw(n, cid, version=version, clean=False,
+                 properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF} if version == 5 else None)
+    assert ack.rc == 0 and not ack.session_present
+    r.close()
+
+
+def test_max_session_expiry_caps_the_disconnect_value(node_factory):
+    """A v5 DISCONNECT may change the Session Expiry Interval: the cap holds there too."""
+    n = node_factory("--max-session-expiry", "1")
+    cid = uid("ext")
+    r, ack = raw(n, cid, properties={R.P_SESSION_EXPIRY: 1})
+    r.send(R.disconnect(0, properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF}))
+    assert r.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % cid, timeout=WAIT)
+
+
+def test_default_session_expiry_is_never(node_factory):
+    """Without --max-session-expiry a 3.1.1 persistent session outlives a
+    v5 one of 1 s."""
+    n = node_factory()
+    keep, ref = uid("keep"), uid("ref")
+    r, _ = raw(n, keep, version=4, clean=False)
+    r.send(R.disconnect(version=4))
+    assert r.is_closed()
+    q, _ = raw(n, ref, properties={R.P_SESSION_EXPIRY: 1})
+    q.send(R.disconnect(0))
+    assert q.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % ref, timeout=WAIT)
+    assert "event=session_expired client=%s" % keep not in n.log()
+    r, ack = raw(n, keep, version=4, clean=False)
+    assert ack.session_present
+    r.close()
+
+
+# --- retained messages ---------------------------------------------------------------------
+
+
+def test_max_retained(node_factory):
+    """--max-retained 2: two topics are stored; a third is refused (v5 QoS
+    1/2: PUBACK/PUBREC 0x97, and nobody gets it); replacing a stored topic
+    is fine; deleting one frees a slot; QoS 0 and 3.1.1 publishers, who
+    cannot be told, have their message delivered but not retained."""
+    n = node_factory("--max-retained", "2", "--sys-interval", "0")  # $SYS topics would count too
+    base = uid("rt")
+    ta, tb, tc, td = ("%s/%s" % (base, x) for x in "abcd")
+    live = Client(n)
+    live.subscribe(base + "/#", 1)
+    cid = uid("retainer")
+    r, _ = raw(n, cid)
+    r.send(R.publish(ta, b"a1", qos=1, pid=1, retain=True))
+    r.send(R.publish(tb, b"b1", qos=1, pid=2, retain=True))
+    assert [(a.pid, a.rc) for a in (r.expect(R.PUBACK), r.expect(R.PUBACK))] == [(1, 0), (2, 0)]
+    assert [m.payload for m in live.get_n(2)] == [b"a1", b"b1"]
+    r.send(R.publish(tc, b"c1", qos=1, pid=3, retain=True))
+    a = r.expect(R.PUBACK)
+    assert (a.pid, a.rc) == (3, 0x97)
+    r.send(R.publish(tc, b"c2", qos=2, pid=4, retain=True))
+    a = r.expect(R.PUBREC)
+    assert (a.pid, a.rc) == (4, 0x97)
+    live.none()
+    assert metric(n, "shoal_retained_messages") == 2
+    assert metric(n, "shoal_limit_refusals_total", limit="max-retained") == 2
+    assert n.wait_log("event=limit limit=max-retained ")
+    # A replacement needs no slot.
+    r.send(R.publish(ta, b"a2", qos=1, pid=5, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    # QoS 0 (v5) and a 3.1.1 QoS 1: delivered, not retained.
+    r.send(R.publish(tc, b"c3", qos=0, retain=True))
+    with Client(n, version=4) as old:
+        old.publish(td, b"d1", qos=1, retain=True)
+    assert sorted(m.payload for m in live.get_n(3)) == [b"a2", b"c3", b"d1"]
+    assert metric(n, "shoal_retained_messages") == 2
+    with Client(n) as fresh:
+        fresh.subscribe(base + "/#", 0)
+        assert sorted(m.payload for m in fresh.get_n(2)) == [b"a2", b"b1"]
+        fresh.none()
+    # Deleting one frees a slot.
+    r.send(R.publish(tb, b"", qos=1, pid=6, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    live.get()
+    r.send(R.publish(tc, b"c4", qos=1, pid=7, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    assert metric(n, "shoal_retained_messages") == 2
+    r.close()
+    live.disconnect()
+
+
+def test_expired_retained_message_is_freed_without_a_lookup(node_factory):
+    """A retained message with Message Expiry 1 s leaves the index when it
+    expires (the gauge drops with nobody subscribing or listing), and then
+    neither a new subscriber nor the admin API sees it."""
+    from test_http import TOKEN, api
+    n = node_factory("--admin-token", TOKEN, "--sys-interval", "0")  # the gauge counts $SYS topics too
+    base = uid("exp")
+    r, _ = raw(n, uid("pub"))
+    r.send(R.publish(base + "/short", b"gone soon", qos=1, pid=1, retain=True,
+                     properties={R.P_MESSAGE_EXPIRY: 1}))
+    assert r.expect(R.PUBACK).rc == 0
+    r.send(R.publish(base + "/long", b"stays", qos=1, pid=2, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    assert metric(n, "shoal_retained_messages") == 2
+    wait_for(lambda: metric(n, "shoal_retained_messages") == 1, "the expired message to be freed")
+    status, body = api(n, "GET", "/api/v1/retained?filter=" + urllib.parse.quote(base + "/#"))
+    assert status == 200
+    assert [x["topic"] for x in body["retained"]] == [base + "/long"]
+    with Client(n) as fresh:
+        fresh.subscribe(base + "/#", 1)
+        assert fresh.get().payload == b"stays"
+        fresh.none()
+    r.close()
+
+
+def test_session_and_retained_caps_from_env_and_config_file(node_factory, tmp_path):
+    """Each flag is also a SHOAL_* variable and a config-file key."""
+    conf = tmp_path / "shoal.conf"
+    conf.write_text("max-retained 1\n")
+    n = node_factory("--config", str(conf), "--sys-interval", "0", env={"SHOAL_MAX_SESSIONS": "1"})
+    r, ack = raw(n, uid("one"))
+    assert ack.rc == 0
+    r.send(R.publish(uid("k"), b"1", qos=1, pid=1, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    r.send(R.publish(uid("k"), b"2", qos=1, pid=2, retain=True))
+    assert r.expect(R.PUBACK).rc == 0x97
+    r2, ack = raw(n, uid("two"))
+    assert ack.rc == 0x97
+    r.close()
+    r2.close()
