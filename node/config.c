@@ -53,7 +53,7 @@ static const opt opts[] = {
     {"connect-timeout", OPT_INT, O(connect_timeout), "10", 1, 3600, "seconds a new connection has to send CONNECT"},
     {"sys-interval", OPT_INT, O(sys_interval), "10", 0, 86400, "seconds between $SYS updates (0 = off)"},
     {"max-connections", OPT_INT, O(max_connections), "0", 0, INT_MAX, "connections per node (0 = no limit)"},
-    {"max-session-expiry", OPT_U32, O(max_session_expiry), "4294967295", 0, 4294967295L, "cap on session expiry (s)"},
+    {"max-session-expiry", OPT_U32, O(max_session_expiry), "4294967295", 0, 4294967295L, "cap on session expiry (s), 3.1.1 clean session 0 and v5 0xFFFFFFFF (never) included; default: no cap"},
     {"advertise", OPT_STR, O(advertise), NULL, 0, 0, "host:port other nodes and clients are told (default node-id:port)"},
     {"kafka-topic-prefix", OPT_STR, O(kafka_topic_prefix), "shoal.", 0, 0, "prefix of the Kafka topics Shoal uses"},
     {"kafka-partitions", OPT_INT, O(kafka_partitions), "12", 1, 10000, "partitions of the messages topic when Shoal creates it"},
@@ -71,6 +71,8 @@ static const opt opts[] = {
     {"max-topic-length", OPT_INT, O(max_topic_length), "65535", 1, 65535, "bytes in a topic name or filter; longer get 0x90 (publish, will) or 0x8F (subscribe)"},
     {"max-inbox", OPT_U32, O(max_inbox), "1000000", 64, 100000000, "deliveries waiting for one worker thread (64 bytes each plus the message) past which QoS 0 ones are dropped and counted (reason inbox-full); QoS 1/2 and retained updates always go in"},
     {"queue-qos0", OPT_BOOL, O(queue_qos0), "true", 0, 0, "queue QoS 0 messages for offline persistent sessions (within --max-queued; evicted first)"},
+    {"max-sessions", OPT_U32, O(max_sessions), "0", 0, 4294967295L, "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
+    {"max-retained", OPT_U32, O(max_retained), "0", 0, 4294967295L, "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
     /* --- end limits --- */
     /* --- HTTP endpoint (node/http.c) --- */
     {"http-port", OPT_INT, O(http_port), "8080", 0, 65535, "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},

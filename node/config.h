@@ -46,6 +46,8 @@ typedef struct config {
     int max_topic_levels;
     int max_topic_length;
     bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
+    uint32_t max_sessions;           /* sessions on the node, online and offline, 0 = no limit */
+    uint32_t max_retained;           /* retained messages on the node, 0 = no limit */
     /* --- end limits --- */
     /* cluster */
     char *advertise;

@@ -349,6 +349,25 @@ void conn_refuse(conn *c, uint8_t rc, const char *why)
     }
 }
 
+/* Reading resumes once the client has taken the output down to half of
+ * --max-output-buffer: a mark below the limit, so one reply more does not
+ * pause it again at once. */
+static size_t output_resume_mark(const conn *c)
+{
+    return c->w->b->cfg->max_output_buffer / 2;
+}
+
+/* Replies (PUBACK, PINGRESP, SUBACK...) would otherwise pile up without
+ * limit for a client that sends but never reads: stop reading it, so its
+ * own TCP window pushes back, until it reads its replies. */
+static void pause_for_output(conn *c)
+{
+    c->paused |= PAUSE_OUTPUT;
+    conn_io_read_enable(c, false);
+    conn_io_write_mark(c, output_resume_mark(c));
+    limits_refused(c, LIMIT_OUTPUT_BUFFER, "action=pause-reading");
+}
+
 /* Returns false when the connection is closing and reading must stop. */
 static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size_t rawlen)
 {
@@ -431,6 +450,10 @@ static void read_cb(conn *c)
         if (!go_on) {
             break;
         }
+        if (conn_output_full(c)) {
+            pause_for_output(c);
+            break;
+        }
     }
     if (conn_ws(c)) {
         ws_conn_read_done(c);
@@ -462,8 +485,10 @@ void conn_resume_reading(conn *c, uint8_t why)
         return;
     }
     c->paused &= (uint8_t)~why;
-    if (why & PAUSE_RATE) {
-        /* Only the rate pause stops the socket; a claim lets it fill. */
+    /* The rate and output pauses stop the socket (a claim lets it fill):
+     * it is read again once neither holds. */
+    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT;
+    if ((why & stops_socket) && !(c->paused & stops_socket)) {
         conn_io_read_enable(c, true);
     }
     if (!c->paused) {
@@ -480,8 +505,18 @@ void conn_on_read(conn *c)
 void conn_on_written(conn *c)
 {
     if (c->state == CS_CLOSING) {
-        finish_close(c);
+        /* Under an output mark this may come before the last bytes left. */
+        if (conn_io_out_len(c) == 0) {
+            finish_close(c);
+        }
         return;
+    }
+    if ((c->paused & PAUSE_OUTPUT) && conn_io_out_len(c) <= output_resume_mark(c)) {
+        conn_io_write_mark(c, 0);
+        conn_resume_reading(c, PAUSE_OUTPUT);
+        if (c->state != CS_ACTIVE) {
+            return;
+        }
     }
     /* The client is reading again: send what waited for buffer space. */
     if (c->s && c->state == CS_ACTIVE) {
@@ -566,7 +601,7 @@ void conn_check_timers(conn *c, uint64_t now)
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
     } else if (c->state == CS_ACTIVE && c->x && c->x->ax && handle_auth_overdue(c, now, connect_ms)) {
         conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");
-    } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & PAUSE_RATE) &&
+    } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT)) &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
         /* §3.1.2.10: one and a half times the keep alive. */
         conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");

@@ -117,6 +117,9 @@ static void sock_write(conn *c)
     }
     c->io_want_write = true;
     sock_update(c);
+    if (c->paused & PAUSE_OUTPUT) {
+        conn_on_written(c); /* it resumes reading once below its mark */
+    }
 }
 
 /* Reads into the stack rather than with evbuffer_read, which asks the
@@ -294,6 +297,15 @@ void conn_io_read_enable(conn *c, bool on)
     }
     c->read_off = !on;
     sock_update(c);
+}
+
+void conn_io_write_mark(conn *c, size_t low)
+{
+    /* A plain socket needs no mark: sock_write reports partial writes
+     * while the connection is paused for output. */
+    if (c->bev) {
+        bufferevent_setwatermark(c->bev, EV_WRITE, low, 0);
+    }
 }
 
 void conn_io_stop(conn *c)

@@ -8,7 +8,9 @@
  * buffer at all: see docs/architecture.md, "Memory per connection".
  *
  * Either way the connection sees the same callbacks (conn.c): conn_on_read
- * after bytes arrived, conn_on_written once the output has drained, and
+ * after bytes arrived, conn_on_written once the output has drained (to the
+ * conn_io_write_mark, and on a plain socket after each partial write while
+ * reading is paused for output: conn.c checks the length), and
  * conn_on_event with BEV_EVENT_* flags on EOF or an error. */
 #ifndef SHOAL_NODE_CONN_IO_H
 #define SHOAL_NODE_CONN_IO_H
@@ -42,6 +44,9 @@ void conn_io_in_done(conn *c);
  * socket bytes, not TLS records), up to limit bytes buffered. */
 void conn_io_read_now(conn *c, size_t limit);
 void conn_io_read_enable(conn *c, bool on);
+/* Call conn_on_written once the output is down to `low` bytes rather than
+ * only when it is empty (0, the default). */
+void conn_io_write_mark(conn *c, size_t low);
 /* No more reading or writing: the connection is closed. */
 void conn_io_stop(conn *c);
 void conn_io_free(conn *c);

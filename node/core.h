@@ -247,6 +247,7 @@ static inline struct ws_conn *conn_ws(const conn *c)
 enum {
     PAUSE_CLAIM = 1, /* CONNECT accepted, the session is being fetched */
     PAUSE_RATE = 2,  /* over its publish rate: the socket is not read */
+    PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
 };
 
 /* Items a worker receives from other threads. */
@@ -482,6 +483,8 @@ void session_arm_offline_timer(worker *w, session *s);
 session *registry_get(broker *b, const char *id, size_t len);
 void registry_put(broker *b, session *s);
 void registry_remove(broker *b, session *s);
+/* Caller holds b->sess_lock: --max-sessions leaves no room for a new one. */
+bool registry_full(broker *b);
 
 /* limits.c */
 /* Count a refusal; log it once per connection and limit. */
@@ -501,6 +504,16 @@ void limits_backpressure(conn *c, bool behind);
 /* LIMIT_TOPIC_LENGTH or LIMIT_TOPIC_LEVELS if the topic (or filter) is over
  * --max-topic-length / --max-topic-levels, else LIMIT_COUNT. */
 limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len);
+/* --max-sessions left no room for c's new session: CONNACK 0x97 (3.1.1:
+ * 3), counted, and close. */
+void limits_refuse_session_or_close(conn *c);
+/* May p's retained message be stored (--max-retained)? A v5 QoS 1/2
+ * publisher is refused with PUBACK/PUBREC 0x97 (false: drop the message);
+ * anyone else cannot be told, so the message goes on without its retain
+ * flag (true). */
+bool limits_retain_admit(conn *c, mqtt_publish *p);
+/* Once a second on one worker: free retained messages that have expired. */
+void limits_tick(worker *w, uint64_t now);
 
 /* remote.c: messages from the backplane */
 void remote_message_hook(void *node, const bp_message *m, unsigned shard);

@@ -98,7 +98,7 @@ static void take_options(conn *c, const mqtt_connect *p)
         /* 3.1.1 clean session 0: the session never expires on its own. */
         c->session_expiry = UINT32_MAX;
     }
-    if (c->session_expiry != UINT32_MAX && c->session_expiry > b->cfg->max_session_expiry) {
+    if (c->session_expiry > b->cfg->max_session_expiry) { /* "never" (UINT32_MAX) too */
         c->session_expiry = b->cfg->max_session_expiry;
     }
 }
@@ -196,6 +196,11 @@ void connect_claim(conn *c)
     size_t len = strlen(c->client_id);
     pthread_mutex_lock(&b->sess_lock);
     session *s = registry_get(b, c->client_id, len);
+    if (!s && registry_full(b)) {
+        pthread_mutex_unlock(&b->sess_lock);
+        limits_refuse_session_or_close(c);
+        return;
+    }
     if (!s) {
         s = session_new(b, c->client_id, len, w->id);
         s->epoch = 1;

@@ -290,6 +290,9 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
     if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
         return refuse_unavailable(c, &p);
     }
+    if (p.retain && !limits_retain_admit(c, &p)) {
+        return MQTT_RC_SUCCESS; /* --max-retained: refused with 0x97 */
+    }
     msg *m = msg_new(p.topic, &p.props, p.payload, p.qos, p.retain, (uint64_t)(uintptr_t)c->s, now_ms());
     if (!m) {
         return MQTT_RC_QUOTA_EXCEEDED;

@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/core.h"
+#include "node/send.h"
 
 static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_CONNECTIONS] = "max-connections",
@@ -20,6 +21,9 @@ static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_TOPIC_LENGTH] = "topic-length",
     [LIMIT_RECEIVE_MAX] = "receive-maximum",
     [LIMIT_BACKPRESSURE] = "subscriber-backlog",
+    [LIMIT_OUTPUT_BUFFER] = "output-buffer",
+    [LIMIT_SESSIONS] = "max-sessions",
+    [LIMIT_RETAINED] = "max-retained",
 };
 
 static const char *const drop_names[DROP_COUNT] = {
@@ -265,4 +269,58 @@ limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t le
         return LIMIT_TOPIC_LEVELS;
     }
     return LIMIT_COUNT;
+}
+
+/* ---- sessions and retained messages ---- */
+
+void limits_refuse_session_or_close(conn *c)
+{
+    limits_refused(c, LIMIT_SESSIONS, c->version == MQTT_V5 ? "action=connack-0x97" : "action=connack-3");
+    /* 3.1.1 has no Quota exceeded: 0x97 maps to 3, Server unavailable. */
+    send_connack_refusal(c, MQTT_RC_QUOTA_EXCEEDED);
+    c->sent_disconnect = true;
+    conn_close(c, MQTT_RC_QUOTA_EXCEEDED, "--max-sessions reached");
+}
+
+bool limits_retain_admit(conn *c, mqtt_publish *p)
+{
+    broker *b = c->w->b;
+    if (!b->cfg->max_retained || p->payload.len == 0) {
+        return true; /* deleting always frees, never takes, a slot */
+    }
+    pthread_rwlock_rdlock(&b->retain_lock);
+    bool room = retain_has_room(b->retained, p->topic);
+    pthread_rwlock_unlock(&b->retain_lock);
+    if (room) {
+        return true;
+    }
+    if (c->version == MQTT_V5 && p->qos > 0) {
+        /* MQTT 5 §3.4.2.1: 0x97 Quota exceeded. Refused whole, before
+         * anyone sees it, so a retry makes no duplicate. */
+        limits_refused(c, LIMIT_RETAINED, p->qos == 1 ? "action=puback-0x97" : "action=pubrec-0x97");
+        send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, MQTT_RC_QUOTA_EXCEEDED,
+                 "retained message limit reached");
+        return false;
+    }
+    /* QoS 0 and 3.1.1 have no negative acknowledgement: closing would be
+     * harsher than the limit asks, so the message is delivered as a normal
+     * one (nor does it reach the cluster's retained snapshot). */
+    limits_refused(c, LIMIT_RETAINED, "action=deliver-not-retained");
+    p->retain = false;
+    return true;
+}
+
+void limits_tick(worker *w, uint64_t now)
+{
+    broker *b = w->b;
+    pthread_rwlock_rdlock(&b->retain_lock);
+    uint64_t next = retain_next_expiry(b->retained);
+    pthread_rwlock_unlock(&b->retain_lock);
+    if (next == 0 || next > now) {
+        return; /* the write lock only when something is due */
+    }
+    pthread_rwlock_wrlock(&b->retain_lock);
+    size_t n = retain_expire(b->retained, now);
+    pthread_rwlock_unlock(&b->retain_lock);
+    sh_log(SH_DEBUG, "event=retained_expired count=%zu", n);
 }

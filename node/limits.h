@@ -21,6 +21,9 @@ typedef enum limit_kind {
     LIMIT_TOPIC_LENGTH,     /* --max-topic-length: 0x90 / 0x8F */
     LIMIT_RECEIVE_MAX,      /* --receive-maximum exceeded by the client: 0x93 */
     LIMIT_BACKPRESSURE,     /* --publisher-backpressure: a subscriber is behind, reading paused */
+    LIMIT_OUTPUT_BUFFER,    /* --max-output-buffer: replies the client does not read, reading paused */
+    LIMIT_SESSIONS,         /* --max-sessions: a new session refused, CONNACK 0x97 / 3 */
+    LIMIT_RETAINED,         /* --max-retained: a new retained topic not stored (v5 QoS 1/2: 0x97) */
     LIMIT_COUNT
 } limit_kind;
 

@@ -49,6 +49,12 @@ session *registry_get(broker *b, const char *id, size_t len)
     return NULL;
 }
 
+bool registry_full(broker *b)
+{
+    uint32_t max = b->cfg->max_sessions;
+    return max && atomic_load(&b->sess_count) >= max;
+}
+
 /* Caller holds b->sess_lock; the registry takes a ref. */
 void registry_put(broker *b, session *s)
 {

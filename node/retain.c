@@ -2,7 +2,12 @@
  * subscribe walks only the branches it can match ("a/+/c" visits the
  * children of "a", "a/#" the subtree under "a") instead of every topic.
  * Children sit in a per-node open-addressing table (100k devices under one
- * level is normal). Empty branches are pruned on delete. */
+ * level is normal). Empty branches are pruned on delete.
+ *
+ * Messages with a Message Expiry also sit in a binary min-heap of their
+ * nodes by deadline (each node knows its heap slot), so retain_expire
+ * frees them when due in O(log n) each, without walking the trie or
+ * waiting for a subscriber to look them up. */
 #include "node/retain.h"
 
 #include <string.h>
@@ -20,7 +25,8 @@ typedef struct rkids {
 
 struct rnode {
     rkids *kids;
-    msg *m; /* ref held; NULL on inner nodes */
+    msg *m;        /* ref held; NULL on inner nodes */
+    uint32_t heap; /* slot + 1 in retain.heap while m expires; 0 otherwise */
     uint16_t len;
     uint8_t level[];
 };
@@ -29,7 +35,96 @@ struct retain {
     rnode *root;
     uint64_t seed;
     size_t count;
+    size_t max;      /* 0 = no limit */
+    rnode **heap;    /* nodes whose message expires, earliest deadline first */
+    uint32_t heap_n, heap_cap;
 };
+
+/* --- expiry deadlines: a min-heap of nodes by m->expiry_at --------------- */
+
+static uint64_t due(const rnode *n)
+{
+    return n->m->expiry_at;
+}
+
+static void heap_place(retain *r, uint32_t i, rnode *n)
+{
+    r->heap[i] = n;
+    n->heap = i + 1;
+}
+
+static void sift_up(retain *r, uint32_t i)
+{
+    rnode *n = r->heap[i];
+    while (i > 0) {
+        uint32_t parent = (i - 1) / 2;
+        if (due(r->heap[parent]) <= due(n)) {
+            break;
+        }
+        heap_place(r, i, r->heap[parent]);
+        i = parent;
+    }
+    heap_place(r, i, n);
+}
+
+static void sift_down(retain *r, uint32_t i)
+{
+    rnode *n = r->heap[i];
+    for (;;) {
+        uint32_t child = 2 * i + 1;
+        if (child >= r->heap_n) {
+            break;
+        }
+        if (child + 1 < r->heap_n && due(r->heap[child + 1]) < due(r->heap[child])) {
+            child++;
+        }
+        if (due(n) <= due(r->heap[child])) {
+            break;
+        }
+        heap_place(r, i, r->heap[child]);
+        i = child;
+    }
+    heap_place(r, i, n);
+}
+
+static void heap_push(retain *r, rnode *n)
+{
+    if (r->heap_n == r->heap_cap) {
+        uint32_t cap = r->heap_cap ? r->heap_cap * 2 : 16;
+        r->heap = sh_realloc(r->heap, r->heap_cap * sizeof(rnode *), cap * sizeof(rnode *));
+        r->heap_cap = cap;
+    }
+    r->heap[r->heap_n++] = n;
+    sift_up(r, r->heap_n - 1);
+}
+
+static void heap_remove(retain *r, rnode *n)
+{
+    uint32_t i = n->heap - 1;
+    n->heap = 0;
+    rnode *last = r->heap[--r->heap_n];
+    if (i == r->heap_n) {
+        return;
+    }
+    heap_place(r, i, last);
+    sift_up(r, i);
+    sift_down(r, last->heap - 1);
+}
+
+/* n->m just changed (NULL included): keep its deadline in the heap. */
+static void heap_update(retain *r, rnode *n)
+{
+    bool expires = n->m && n->m->expiry_at;
+    if (n->heap && !expires) {
+        heap_remove(r, n);
+    } else if (n->heap) {
+        uint32_t i = n->heap - 1;
+        sift_up(r, i);
+        sift_down(r, n->heap - 1);
+    } else if (expires) {
+        heap_push(r, n);
+    }
+}
 
 /* --- nodes and their children ------------------------------------------- */
 
@@ -49,6 +144,7 @@ static rnode *rnode_new(const uint8_t *l, size_t len)
     rnode *n = sh_malloc(offsetof(rnode, level) + len);
     n->kids = NULL;
     n->m = NULL;
+    n->heap = 0;
     n->len = (uint16_t)len;
     if (len) {
         memcpy(n->level, l, len);
@@ -118,20 +214,44 @@ static void kids_erase(const retain *r, rnode *n, void **slot)
 
 retain *retain_new(void)
 {
-    retain *r = sh_malloc(sizeof(*r));
+    retain *r = sh_calloc(1, sizeof(*r));
     r->seed = level_seed(r);
-    r->count = 0;
     r->root = rnode_new(NULL, 0);
     return r;
 }
 
-void retain_set(retain *r, msg *m)
+void retain_set_max(retain *r, size_t max)
+{
+    r->max = max;
+}
+
+/* The node holding topic's message, or NULL. */
+static rnode *find(const retain *r, mqtt_bytes topic)
+{
+    rnode *n = r->root;
+    for (uint32_t pos = 0; n && pos <= topic.len;) {
+        uint32_t end = level_end(topic, pos);
+        n = kids_get(r, n->kids, topic.p + pos, end - pos);
+        pos = end + 1;
+    }
+    return n && n->m ? n : NULL;
+}
+
+bool retain_has_room(const retain *r, mqtt_bytes topic)
+{
+    return r->max == 0 || r->count < r->max || find(r, level_nonnull(topic));
+}
+
+int retain_set(retain *r, msg *m)
 {
     mqtt_bytes topic = level_nonnull((mqtt_bytes){m->topic, m->topic_len});
     /* MQTT §3.3.1.3: a retained message with an empty payload deletes. */
     if (m->payload_len == 0) {
         retain_delete(r, topic);
-        return;
+        return SH_OK;
+    }
+    if (!retain_has_room(r, topic)) {
+        return SH_ERR; /* checked first: a refused topic leaves no branch */
     }
     rnode *n = r->root;
     for (uint32_t pos = 0; pos <= topic.len;) {
@@ -146,11 +266,13 @@ void retain_set(retain *r, msg *m)
     }
     msg *old = n->m;
     n->m = msg_ref(m);
+    heap_update(r, n);
     if (old) {
         msg_unref(old);
     } else {
         r->count++;
     }
+    return SH_OK;
 }
 
 /* Cut the branch below `cut` at level l: every node on it is empty and has
@@ -194,6 +316,7 @@ static bool unset(retain *r, mqtt_bytes topic, const msg *only)
         return false;
     }
     n->m = NULL;
+    heap_update(r, n); /* before the prune frees n */
     r->count--;
     if (!n->kids) {
         prune(r, cut, topic.p + cut_pos, cut_end - cut_pos);
@@ -355,10 +478,30 @@ void retain_free(retain *r)
         rnode_free(n);
     }
     level_stack_free(&st);
+    sh_free(r->heap, r->heap_cap * sizeof(rnode *));
     sh_free(r, sizeof(*r));
 }
 
 size_t retain_count(const retain *r)
 {
     return r->count;
+}
+
+size_t retain_expire(retain *r, uint64_t now_ms)
+{
+    size_t n = 0;
+    while (r->heap_n && msg_is_expired(r->heap[0]->m, now_ms)) {
+        msg *m = r->heap[0]->m;
+        if (!unset(r, (mqtt_bytes){m->topic, m->topic_len}, m)) {
+            heap_remove(r, r->heap[0]); /* cannot happen; never loop on it */
+            continue;
+        }
+        n++;
+    }
+    return n;
+}
+
+uint64_t retain_next_expiry(const retain *r)
+{
+    return r->heap_n ? due(r->heap[0]) : 0;
 }

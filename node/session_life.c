@@ -178,6 +178,10 @@ void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
         o->will = will;
         o->will_at = now_ms() + (uint64_t)will_delay * 1000u;
     }
+    if (s->expiry_s > w->b->cfg->max_session_expiry) {
+        /* A DISCONNECT may have raised it after CONNECT applied the cap. */
+        s->expiry_s = w->b->cfg->max_session_expiry;
+    }
     if (s->expiry_s == 0) {
         session_end(w, s);
         return;

@@ -309,6 +309,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     metrics_tick(w, now, active); /* loop lag, liveness, online gauge */
     if (w->id == 0) {
         worker_sys_tick(w);
+        limits_tick(w, now); /* retained messages that expired */
     }
     worker_flush(w);
 }

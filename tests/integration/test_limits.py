@@ -2,9 +2,13 @@
 nothing lost), subscriptions per client, topic levels and length (publish,
 subscribe, will), the queue policy for a full session queue, and one log
 line per client and limit however often it is hit."""
+import os
 import re
+import socket
+import ssl
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -325,7 +329,7 @@ def test_help_lists_the_limits():
     from conftest import SHOAL_BIN
     out = subprocess.run([SHOAL_BIN, "--help"], capture_output=True, text=True, timeout=WAIT).stdout
     for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
-                 "--max-topic-length", "--queue-qos0"):
+                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer"):
         assert flag in out, flag
 
 
@@ -422,3 +426,336 @@ def test_without_backpressure_a_full_queue_drops(node_factory):
     assert len(got) < count
     sub.close()
     pub.close()
+
+
+# --- replies to a client that never reads -----------------------------------------------
+
+
+def _rss_bytes(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _reply_flood(version=4, publishes=60000, pings_each=200):
+    """QoS 1 publishes, each followed by PINGREQs, as one byte string, and
+    the replies the node owes for them in order: a PUBACK each, a PINGRESP
+    each (2 bytes for 2: what the client sends is what the node must hold)."""
+    t = uid("unread")
+    sent, want = [], []
+    ping, pingresp = R.pingreq(), bytes([R.PINGRESP << 4, 0])
+    for i in range(publishes):
+        pid = i % 65535 + 1
+        sent.append(R.publish(t, b"", qos=1, pid=pid, version=version) + ping * pings_each)
+        want.append(bytes([R.PUBACK << 4, 2, pid >> 8, pid & 0xFF]) + pingresp * pings_each)
+    return b"".join(sent), b"".join(want)
+
+
+def _send_until_stalled(sock, data, stall_s=3.0, chunk=16384):
+    """Send `data` until it is all sent or the socket takes nothing for
+    `stall_s` seconds; returns the bytes sent. A timed-out chunk is resent
+    unchanged (what TLS requires)."""
+    sock.settimeout(0.2)
+    sent, last_progress = 0, time.time()
+    while sent < len(data) and time.time() - last_progress < stall_s:
+        try:
+            n = sock.send(data[sent:sent + chunk])
+        except (socket.timeout, ssl.SSLWantWriteError):
+            continue
+        sent += n
+        last_progress = time.time()
+    return sent
+
+
+def _finish(sock, data, sent, want, timeout=120):
+    """Read every reply while sending the rest; returns what was read."""
+    got = bytearray()
+    deadline = time.time() + timeout
+    while len(got) < len(want) and time.time() < deadline:
+        # Everything readable first (a TLS recv returns one record), then
+        # as much as the socket takes.
+        sock.settimeout(0.01)
+        while True:
+            try:
+                b = sock.recv(1 << 20)
+            except (socket.timeout, ssl.SSLWantReadError):
+                break
+            if not b:
+                return bytes(got)
+            got += b
+        while sent < len(data):
+            try:
+                sent += sock.send(data[sent:sent + 16384])
+            except (socket.timeout, ssl.SSLWantWriteError):
+                break
+    return bytes(got)
+
+
+def _unread_replies_are_bounded(n, sock):
+    """A 3.1.1 client whose receive buffer is small sends QoS 1 publishes and
+    PINGREQs and reads nothing: the node stops reading it once its output is
+    over --max-output-buffer (so the client's sends stall), the node's
+    memory stays flat, another client is served meanwhile, and once the
+    client reads it gets every reply in order."""
+    sock.settimeout(WAIT)
+    sock.sendall(R.connect(uid("unread"), version=4))
+    connack = b""
+    while len(connack) < 4:
+        connack += sock.recv(4 - len(connack))
+    assert connack == bytes([R.CONNACK << 4, 2, 0, 0])
+    data, want = _reply_flood()
+    rss0 = _rss_bytes(n)
+    sent = _send_until_stalled(sock, data)
+    grown = _rss_bytes(n) - rss0
+    print("sent %d of %d bytes before stalling; node RSS grew %d KiB" % (sent, len(data), grown // 1024))
+    assert sent < len(data), "the node read everything: its replies sit in its heap (RSS +%d KiB)" % (grown // 1024)
+    # What stalled the client is a few MB of socket buffers and at most
+    # --max-output-buffer of replies, not the 24 MB it sent.
+    assert grown < 8 << 20, "node RSS grew %d KiB" % (grown // 1024)
+    assert metric(n, "shoal_limit_refusals_total", limit="output-buffer") > 0
+    assert n.wait_log("event=limit limit=output-buffer ")
+    # Another client is served while this one is paused.
+    t = uid("other")
+    with Client(n) as other:
+        other.subscribe(t, 1)
+        other.publish(t, b"still here", qos=1)
+        assert other.get().payload == b"still here"
+    got = _finish(sock, data, sent, want)
+    assert len(got) == len(want), "got %d of %d reply bytes" % (len(got), len(want))
+    assert got == want, "replies out of order or corrupted"
+    sock.close()
+
+
+def _small_rcvbuf_socket(port):
+    """A socket whose kernel takes little of what the node sends. Not much
+    smaller: under an MSS (64 KiB on loopback) the kernel's window updates
+    stall the transfer when the client does read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+# Under ASan freed memory waits in a quarantine (16 MB in pytest.sh), which
+# would count as growth here; release binaries ignore this.
+SMALL_QUARANTINE = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"}
+
+
+def test_unread_replies_pause_reading_tcp(node_factory):
+    n = node_factory("--workers", "2", "--max-output-buffer", "65536", env=SMALL_QUARANTINE)
+    _unread_replies_are_bounded(n, _small_rcvbuf_socket(n.port))
+
+
+@pytest.fixture(scope="module")
+def server_cert(tmp_path_factory):
+    from certs import make_ca, make_cert
+    d = str(tmp_path_factory.mktemp("pki"))
+    make_ca(d, "ca")
+    return make_cert(d, "ca", "server", "localhost", True)
+
+
+def test_unread_replies_pause_reading_tls(node_factory, server_cert):
+    cert, key = server_cert
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    n = node_factory("--workers", "2", "--max-output-buffer", "65536", "--tls-port", str(port),
+                     "--tls-cert", cert, "--tls-key", key, env=SMALL_QUARANTINE)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = ctx.wrap_socket(_small_rcvbuf_socket(n.tls_port))
+    _unread_replies_are_bounded(n, s)
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+
+def _sessions(n):
+    return sum(metric(n, "shoal_sessions", state=s) or 0 for s in ("online", "offline"))
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_max_sessions(node_factory, version):
+    """--max-sessions 2 counts every session the node holds, offline
+    persistent ones included: a third client id is refused (v5 CONNACK 0x97
+    Quota exceeded, 3.1.1 return code 3 Server unavailable), an existing
+    session is still resumed, and a session that ends frees its slot."""
+    n = node_factory("--max-sessions", "2")
+    persistent = {R.P_SESSION_EXPIRY: 300} if version == 5 else None
+    a, b, c = uid("sa"), uid("sb"), uid("sc")
+    r, ack = raw(n, a, version=version, clean=version == 5, properties=persistent)
+    assert ack.rc == 0
+    r.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert r.is_closed()
+    wait_for(lambda: metric(n, "shoal_sessions", state="offline") == 1, "a's session to be offline")
+    rb, ack = raw(n, b, version=version)
+    assert ack.rc == 0
+    assert _sessions(n) == 2
+    # The third is refused, and the connection closed.
+    rc_, ack = raw(n, c, version=version)
+    assert ack.rc == (0x97 if version == 5 else 3)
+    assert rc_.is_closed()
+    assert metric(n, "shoal_limit_refusals_total", limit="max-sessions") == 1
+    assert n.wait_log("event=limit limit=max-sessions ")
+    # Resuming an existing session takes no new slot.
+    r, ack = raw(n, a, version=version, clean=False, properties=persistent)
+    assert ack.rc == 0 and ack.session_present
+    # b's clean session ends with its connection: its slot is free again.
+    rb.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert rb.is_closed()
+    wait_for(lambda: _sessions(n) == 1, "b's session to end")
+    rc_, ack = raw(n, c, version=version)
+    assert ack.rc == 0
+    rc_.close()
+    r.close()
+
+
+@pytest.mark.parametrize("version", [5, 4])
+def test_max_session_expiry_caps_sessions_that_never_expire(node_factory, version):
+    """A 3.1.1 persistent session (clean session 0) and a v5 one with
+    Session Expiry 0xFFFFFFFF never expire by default; --max-session-expiry
+    caps them too (v5 is told in CONNACK)."""
+    n = node_factory("--max-session-expiry", "1")
+    cid, t = uid("forever"), uid("t")
+    if version == 5:
+        r, ack = raw(n, cid, version=5, clean=True, properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF})
+        assert ack.props.get(R.P_SESSION_EXPIRY) == 1
+    else:
+        r, ack = raw(n, cid, version=4, clean=False)
+    assert ack.rc == 0
+    r.send(R.subscribe(1, [(t, 1)], version=version))
+    r.expect(R.SUBACK)
+    r.send(R.disconnect(0) if version == 5 else R.disconnect(version=4))
+    assert r.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % cid, timeout=WAIT)
+    r, ack = raw(n, cid, version=version, clean=False,
+                 properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF} if version == 5 else None)
+    assert ack.rc == 0 and not ack.session_present
+    r.close()
+
+
+def test_max_session_expiry_caps_the_disconnect_value(node_factory):
+    """A v5 DISCONNECT may change the Session Expiry Interval: the cap holds there too."""
+    n = node_factory("--max-session-expiry", "1")
+    cid = uid("ext")
+    r, ack = raw(n, cid, properties={R.P_SESSION_EXPIRY: 1})
+    r.send(R.disconnect(0, properties={R.P_SESSION_EXPIRY: 0xFFFFFFFF}))
+    assert r.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % cid, timeout=WAIT)
+
+
+def test_default_session_expiry_is_never(node_factory):
+    """Without --max-session-expiry a 3.1.1 persistent session outlives a
+    v5 one of 1 s."""
+    n = node_factory()
+    keep, ref = uid("keep"), uid("ref")
+    r, _ = raw(n, keep, version=4, clean=False)
+    r.send(R.disconnect(version=4))
+    assert r.is_closed()
+    q, _ = raw(n, ref, properties={R.P_SESSION_EXPIRY: 1})
+    q.send(R.disconnect(0))
+    assert q.is_closed()
+    assert n.wait_log("event=session_expired client=%s" % ref, timeout=WAIT)
+    assert "event=session_expired client=%s" % keep not in n.log()
+    r, ack = raw(n, keep, version=4, clean=False)
+    assert ack.session_present
+    r.close()
+
+
+# --- retained messages ---------------------------------------------------------------------
+
+
+def test_max_retained(node_factory):
+    """--max-retained 2: two topics are stored; a third is refused (v5 QoS
+    1/2: PUBACK/PUBREC 0x97, and nobody gets it); replacing a stored topic
+    is fine; deleting one frees a slot; QoS 0 and 3.1.1 publishers, who
+    cannot be told, have their message delivered but not retained."""
+    n = node_factory("--max-retained", "2", "--sys-interval", "0")  # $SYS topics would count too
+    base = uid("rt")
+    ta, tb, tc, td = ("%s/%s" % (base, x) for x in "abcd")
+    live = Client(n)
+    live.subscribe(base + "/#", 1)
+    cid = uid("retainer")
+    r, _ = raw(n, cid)
+    r.send(R.publish(ta, b"a1", qos=1, pid=1, retain=True))
+    r.send(R.publish(tb, b"b1", qos=1, pid=2, retain=True))
+    assert [(a.pid, a.rc) for a in (r.expect(R.PUBACK), r.expect(R.PUBACK))] == [(1, 0), (2, 0)]
+    assert [m.payload for m in live.get_n(2)] == [b"a1", b"b1"]
+    r.send(R.publish(tc, b"c1", qos=1, pid=3, retain=True))
+    a = r.expect(R.PUBACK)
+    assert (a.pid, a.rc) == (3, 0x97)
+    r.send(R.publish(tc, b"c2", qos=2, pid=4, retain=True))
+    a = r.expect(R.PUBREC)
+    assert (a.pid, a.rc) == (4, 0x97)
+    live.none()
+    assert metric(n, "shoal_retained_messages") == 2
+    assert metric(n, "shoal_limit_refusals_total", limit="max-retained") == 2
+    assert n.wait_log("event=limit limit=max-retained ")
+    # A replacement needs no slot.
+    r.send(R.publish(ta, b"a2", qos=1, pid=5, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    # QoS 0 (v5) and a 3.1.1 QoS 1: delivered, not retained.
+    r.send(R.publish(tc, b"c3", qos=0, retain=True))
+    with Client(n, version=4) as old:
+        old.publish(td, b"d1", qos=1, retain=True)
+    assert sorted(m.payload for m in live.get_n(3)) == [b"a2", b"c3", b"d1"]
+    assert metric(n, "shoal_retained_messages") == 2
+    with Client(n) as fresh:
+        fresh.subscribe(base + "/#", 0)
+        assert sorted(m.payload for m in fresh.get_n(2)) == [b"a2", b"b1"]
+        fresh.none()
+    # Deleting one frees a slot.
+    r.send(R.publish(tb, b"", qos=1, pid=6, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    live.get()
+    r.send(R.publish(tc, b"c4", qos=1, pid=7, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    assert metric(n, "shoal_retained_messages") == 2
+    r.close()
+    live.disconnect()
+
+
+def test_expired_retained_message_is_freed_without_a_lookup(node_factory):
+    """A retained message with Message Expiry 1 s leaves the index when it
+    expires (the gauge drops with nobody subscribing or listing), and then
+    neither a new subscriber nor the admin API sees it."""
+    from test_http import TOKEN, api
+    n = node_factory("--admin-token", TOKEN, "--sys-interval", "0")  # the gauge counts $SYS topics too
+    base = uid("exp")
+    r, _ = raw(n, uid("pub"))
+    r.send(R.publish(base + "/short", b"gone soon", qos=1, pid=1, retain=True,
+                     properties={R.P_MESSAGE_EXPIRY: 1}))
+    assert r.expect(R.PUBACK).rc == 0
+    r.send(R.publish(base + "/long", b"stays", qos=1, pid=2, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    assert metric(n, "shoal_retained_messages") == 2
+    wait_for(lambda: metric(n, "shoal_retained_messages") == 1, "the expired message to be freed")
+    status, body = api(n, "GET", "/api/v1/retained?filter=" + urllib.parse.quote(base + "/#"))
+    assert status == 200
+    assert [x["topic"] for x in body["retained"]] == [base + "/long"]
+    with Client(n) as fresh:
+        fresh.subscribe(base + "/#", 1)
+        assert fresh.get().payload == b"stays"
+        fresh.none()
+    r.close()
+
+
+def test_session_and_retained_caps_from_env_and_config_file(node_factory, tmp_path):
+    """Each flag is also a SHOAL_* variable and a config-file key."""
+    conf = tmp_path / "shoal.conf"
+    conf.write_text("max-retained 1\n")
+    n = node_factory("--config", str(conf), "--sys-interval", "0", env={"SHOAL_MAX_SESSIONS": "1"})
+    r, ack = raw(n, uid("one"))
+    assert ack.rc == 0
+    r.send(R.publish(uid("k"), b"1", qos=1, pid=1, retain=True))
+    assert r.expect(R.PUBACK).rc == 0
+    r.send(R.publish(uid("k"), b"2", qos=1, pid=2, retain=True))
+    assert r.expect(R.PUBACK).rc == 0x97
+    r2, ack = raw(n, uid("two"))
+    assert ack.rc == 0x97
+    r.close()
+    r2.close()

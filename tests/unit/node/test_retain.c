@@ -341,3 +341,132 @@ Test(retain, free_releases_every_message)
     msg_unref(kept);
     cr_expect_eq(sh_allocated(), base);
 }
+
+/* --- expiry without a lookup, and the cap ------------------------------ */
+
+static size_t match_all(retain *r, uint64_t now)
+{
+    size_t n = 0;
+    return retain_match(r, B("#"), now, count_cb, &n);
+}
+
+/* Expired messages leave the index (and their memory is freed) when the
+ * sweep runs, in deadline order, whatever was set in between. */
+Test(retain, expire_frees_due_messages_without_a_lookup)
+{
+    size_t base = sh_allocated();
+    retain *r = retain_new();
+    const uint32_t secs[] = {5, 1, 3, 9, 2, 7};
+    for (int i = 0; i < 6; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "e/%d", i);
+        msg *m = mk_expiring(t, secs[i], 0);
+        retain_set(r, m);
+        msg_unref(m);
+    }
+    put(r, "forever", "x");
+    cr_expect_eq(retain_next_expiry(r), 1000);
+    cr_expect_eq(retain_expire(r, 999), 0);
+    cr_expect_eq(retain_expire(r, 1000), 1);
+    cr_expect_eq(retain_count(r), 6);
+    cr_expect_eq(retain_next_expiry(r), 2000);
+    cr_expect_eq(retain_expire(r, 5500), 3); /* 2, 3 and 5 s */
+    cr_expect_eq(retain_count(r), 3);
+    cr_expect_eq(match_all(r, 5500), 3);
+    cr_expect_eq(retain_expire(r, 100000), 2);
+    cr_expect_eq(retain_count(r), 1);
+    cr_expect_eq(retain_next_expiry(r), 0, "only a message that never expires is left");
+    retain_free(r);
+    cr_expect_eq(sh_allocated(), base);
+}
+
+/* Replacing or deleting a message takes its deadline with it. */
+Test(retain, replace_and_delete_update_the_deadlines)
+{
+    size_t base = sh_allocated();
+    retain *r = retain_new();
+    msg *m = mk_expiring("a/b", 1, 0);
+    retain_set(r, m);
+    msg_unref(m);
+    put(r, "a/b", "kept"); /* no expiry now */
+    cr_expect_eq(retain_next_expiry(r), 0);
+    cr_expect_eq(retain_expire(r, 5000), 0);
+    cr_expect_eq(retain_count(r), 1);
+    m = mk_expiring("a/c", 2, 0);
+    retain_set(r, m);
+    msg_unref(m);
+    m = mk_expiring("a/d", 4, 0);
+    retain_set(r, m);
+    msg_unref(m);
+    cr_expect(retain_delete(r, B("a/c")));
+    cr_expect_eq(retain_next_expiry(r), 4000);
+    m = mk_expiring("a/d", 1, 0); /* an earlier deadline for the same topic */
+    retain_set(r, m);
+    msg_unref(m);
+    cr_expect_eq(retain_next_expiry(r), 1000);
+    cr_expect_eq(retain_expire(r, 1000), 1);
+    cr_expect_eq(retain_count(r), 1);
+    /* An expired one found by a lookup leaves the deadlines too. */
+    m = mk_expiring("a/e", 1, 0);
+    retain_set(r, m);
+    msg_unref(m);
+    cr_expect_eq(match_all(r, 2000), 1);
+    cr_expect_eq(retain_next_expiry(r), 0);
+    retain_free(r);
+    cr_expect_eq(sh_allocated(), base);
+}
+
+/* Many deadlines: the sweep always takes the earliest first. */
+Test(retain, expire_thousands_in_order)
+{
+    retain *r = retain_new();
+    enum { N = 5000 };
+    for (int i = 0; i < N; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "x/%d", i);
+        msg *m = mk_expiring(t, (uint32_t)((i * 7919) % N + 1), 0);
+        retain_set(r, m);
+        msg_unref(m);
+    }
+    size_t gone = 0;
+    for (uint64_t s = 1; s <= N; s += 97) {
+        gone += retain_expire(r, s * 1000);
+        cr_assert_eq(gone, s);
+        cr_assert_eq(retain_count(r), N - s);
+        cr_assert_eq(retain_next_expiry(r), (s + 1) * 1000);
+    }
+    retain_free(r);
+}
+
+/* At the cap a new topic is refused; replacing one is not; deleting frees
+ * a slot. */
+Test(retain, cap_refuses_new_topics_only)
+{
+    size_t base = sh_allocated();
+    retain *r = retain_new();
+    retain_set_max(r, 2);
+    msg *a = mk("a", "1"), *b = mk("b", "1"), *c = mk("c", "1"), *a2 = mk("a", "2"), *del = mk("b", "");
+    cr_expect_eq(retain_set(r, a), SH_OK);
+    cr_expect_eq(retain_set(r, b), SH_OK);
+    cr_expect(!retain_has_room(r, B("c")));
+    cr_expect(retain_has_room(r, B("a")));
+    cr_expect_eq(retain_set(r, c), SH_ERR);
+    cr_expect_eq(retain_count(r), 2);
+    cr_expect_eq(atomic_load(&c->refs), 1, "a refused message holds no ref");
+    cr_expect_eq(retain_set(r, a2), SH_OK);
+    cr_expect_eq(retain_set(r, del), SH_OK); /* deleting is always allowed */
+    cr_expect_eq(retain_count(r), 1);
+    cr_expect(retain_has_room(r, B("c")));
+    cr_expect_eq(retain_set(r, c), SH_OK);
+    cr_expect_eq(retain_count(r), 2);
+    retain_set_max(r, 0); /* no limit */
+    put(r, "d", "1");
+    cr_expect_eq(retain_count(r), 3);
+    retain_free(r);
+    msg_unref(a);
+    msg_unref(b);
+    msg_unref(c);
+    msg_unref(a2);
+    msg_unref(del);
+    cr_expect_eq(sh_allocated(), base);
+}

@@ -17,6 +17,7 @@ static void setup(void)
     memset(&cfg, 0, sizeof(cfg));
     cfg.max_queued = 5;
     cfg.max_inflight = 4;
+    cfg.max_session_expiry = UINT32_MAX; /* the default: no cap (0 would end every session offline) */
     memset(&b, 0, sizeof(b));
     b.cfg = &cfg;
     b.subs = trie_new(TRIE_SHARED_ROUND_ROBIN);
