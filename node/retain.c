@@ -35,8 +35,8 @@ struct retain {
     rnode *root;
     uint64_t seed;
     size_t count;
-    size_t max;      /* 0 = no limit */
-    rnode **heap;    /* nodes whose message expires, earliest deadline first */
+    size_t max;   /* 0 = no limit */
+    rnode **heap; /* nodes whose message expires, earliest deadline first */
     uint32_t heap_n, heap_cap;
 };
 
