@@ -15,8 +15,7 @@ _Static_assert(MQTT_PROXY_BAD == MQTT_BAD, "one bad value");
 
 /* §2.2: the 12-byte v2 signature; its NUL and CRLFs make it a line no text
  * protocol accepts. */
-static const uint8_t v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-                                   0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+static const uint8_t v2_sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
 static int bad(mqtt_proxy_hdr *h, const char *why)
 {
@@ -213,15 +212,13 @@ typedef enum tok_kind { TOK_IP4, TOK_IP6, TOK_PORT } tok_kind;
 
 /* One field and the byte after it, which must be `delim`. Returns 1 with
  * [*s, *s + *n) set, or need more / bad. */
-static int v1_token(v1cur *c, tok_kind k, uint8_t delim, const uint8_t **s, size_t *n,
-                    mqtt_proxy_hdr *h)
+static int v1_token(v1cur *c, tok_kind k, uint8_t delim, const uint8_t **s, size_t *n, mqtt_proxy_hdr *h)
 {
     /* The longest texts: "255.255.255.255", inet_ntop's 45-character
      * IPv6 form, "65535". */
     static const size_t max_len[] = {[TOK_IP4] = 15, [TOK_IP6] = 45, [TOK_PORT] = 5};
     size_t start = c->pos;
-    while (c->pos < c->end && in_set(c->b[c->pos], k == TOK_IP6) &&
-           c->pos - start <= max_len[k]) {
+    while (c->pos < c->end && in_set(c->b[c->pos], k == TOK_IP6) && c->pos - start <= max_len[k]) {
         c->pos++;
     }
     if (c->pos - start > max_len[k]) {
@@ -231,9 +228,7 @@ static int v1_token(v1cur *c, tok_kind k, uint8_t delim, const uint8_t **s, size
         return v1_short(c, h);
     }
     if (c->b[c->pos] != delim) {
-        return bad(h, c->b[c->pos] == '\n' ? "v1 LF without CR"
-                      : k == TOK_PORT       ? "v1 port"
-                                            : "v1 address");
+        return bad(h, c->b[c->pos] == '\n' ? "v1 LF without CR" : k == TOK_PORT ? "v1 port" : "v1 address");
     }
     *s = c->b + start;
     *n = c->pos - start;
@@ -333,8 +328,7 @@ static int v1_unknown(v1cur *c, mqtt_proxy_hdr *h)
 
 static int v1_parse(const uint8_t *buf, size_t len, mqtt_proxy_hdr *h)
 {
-    v1cur c = {buf, 0, len < MQTT_PROXY_V1_MAX ? len : MQTT_PROXY_V1_MAX,
-               len >= MQTT_PROXY_V1_MAX};
+    v1cur c = {buf, 0, len < MQTT_PROXY_V1_MAX ? len : MQTT_PROXY_V1_MAX, len >= MQTT_PROXY_V1_MAX};
     int m = lit(&c, "PROXY ");
     if (m != LIT_MATCH) {
         return m == LIT_NO ? bad(h, "signature") : MQTT_PROXY_NEED_MORE;
@@ -464,8 +458,7 @@ static int v2_parse(const uint8_t *buf, size_t len, mqtt_proxy_hdr *h)
     return r;
 }
 
-int mqtt_proxy_parse(const uint8_t *buf, size_t len, unsigned allowed_versions,
-                     mqtt_proxy_hdr *out)
+int mqtt_proxy_parse(const uint8_t *buf, size_t len, unsigned allowed_versions, mqtt_proxy_hdr *out)
 {
     /* Reset outputs so a partial parse never leaves stale values. */
     memset(out, 0, sizeof(*out));

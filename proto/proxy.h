@@ -52,8 +52,8 @@ typedef struct mqtt_proxy_addr {
 } mqtt_proxy_addr;
 
 typedef struct mqtt_proxy_hdr {
-    uint8_t version; /* 1 or 2 once known (from the first byte) */
-    bool local;      /* v2 LOCAL command: the balancer's own connection
+    uint8_t version;     /* 1 or 2 once known (from the first byte) */
+    bool local;          /* v2 LOCAL command: the balancer's own connection
                         (a health check), not a relayed client */
     mqtt_proxy_addr src; /* the client */
     mqtt_proxy_addr dst; /* the address the client connected to */
@@ -76,8 +76,7 @@ typedef struct mqtt_proxy_hdr {
  * above 65535). Outputs are reset on entry. When src.family is
  * MQTT_PROXY_UNSPEC the header is valid but carries no address: keep the
  * connection's own. v2 TLVs are walked for bounds and otherwise ignored. */
-int mqtt_proxy_parse(const uint8_t *buf, size_t len, unsigned allowed_versions,
-                     mqtt_proxy_hdr *out);
+int mqtt_proxy_parse(const uint8_t *buf, size_t len, unsigned allowed_versions, mqtt_proxy_hdr *out);
 
 static inline bool mqtt_proxy_has_addr(const mqtt_proxy_hdr *h)
 {

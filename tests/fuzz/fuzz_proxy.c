@@ -14,13 +14,12 @@
 
 #include "proto/proxy.h"
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                      \
-            abort();                                                             \
-        }                                                                        \
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -44,8 +43,8 @@ static void check_addr(const mqtt_proxy_addr *a)
     CHECK(n == strlen(want) && strcmp(got, want) == 0);
 
     char line[160];
-    int len = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n", v6 ? "TCP6" : "TCP4", host,
-                       host, a->port, a->port);
+    int len = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n", v6 ? "TCP6" : "TCP4", host, host, a->port,
+                       a->port);
     CHECK(len > 0 && (size_t)len <= MQTT_PROXY_V1_MAX);
     mqtt_proxy_hdr h;
     CHECK(mqtt_proxy_parse((const uint8_t *)line, (size_t)len, MQTT_PROXY_V1, &h) == len);
@@ -115,8 +114,7 @@ static void address_on(const uint8_t *data, size_t size, bool v6)
     }
     tok[size] = '\0';
     char line[128];
-    int len = snprintf(line, sizeof(line), "PROXY %s %s %s 1 2\r\n", v6 ? "TCP6" : "TCP4", tok,
-                       v6 ? "::1" : "1.1.1.1");
+    int len = snprintf(line, sizeof(line), "PROXY %s %s %s 1 2\r\n", v6 ? "TCP6" : "TCP4", tok, v6 ? "::1" : "1.1.1.1");
     CHECK(len > 0 && (size_t)len < sizeof(line));
     uint8_t want[16] = {0};
     bool ok = inet_pton(v6 ? AF_INET6 : AF_INET, tok, want) == 1;

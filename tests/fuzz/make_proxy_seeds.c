@@ -7,8 +7,7 @@
 
 #include "proxy_vectors.h"
 
-static int write_file(const char *dir, const char *prefix, const char *name, const uint8_t *b,
-                      size_t len)
+static int write_file(const char *dir, const char *prefix, const char *name, const uint8_t *b, size_t len)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s_%s", dir, prefix, name);
@@ -24,8 +23,8 @@ static int write_file(const char *dir, const char *prefix, const char *name, con
 
 int main(int argc, char **argv)
 {
-    static const char *const tokens[] = {"2001:db8::1", "::ffff:192.0.2.1", "192.0.2.1",
-                                         "1:2:3:4:5:6:7:8", "fe80::1:2:3.4.5.6"};
+    static const char *const tokens[] = {"2001:db8::1", "::ffff:192.0.2.1", "192.0.2.1", "1:2:3:4:5:6:7:8",
+                                         "fe80::1:2:3.4.5.6"};
     if (argc != 2) {
         fprintf(stderr, "usage: %s DIR\n", argv[0]);
         return 2;
@@ -44,8 +43,7 @@ int main(int argc, char **argv)
         rc |= write_file(dir, "then_connect", v->name, buf, v->len + sizeof(v_connect_v311_min));
     }
     for (size_t i = 0; i < N_OF(proxy_corrupt); i++) {
-        rc |= write_file(dir, "bad", proxy_corrupt[i].name, proxy_corrupt[i].bytes,
-                         proxy_corrupt[i].len);
+        rc |= write_file(dir, "bad", proxy_corrupt[i].name, proxy_corrupt[i].bytes, proxy_corrupt[i].len);
     }
     for (size_t i = 0; i < N_OF(tokens); i++) {
         char name[16];

@@ -28,8 +28,7 @@ static void check_vec(const proxy_vec *v, const uint8_t *b, size_t len, unsigned
 {
     mqtt_proxy_hdr h;
     int n = mqtt_proxy_parse(b, len, versions, &h);
-    cr_assert_eq(n, (int)v->len, "%s: gave %d (%s), want %zu", v->name, n, h.why ? h.why : "-",
-                 v->len);
+    cr_assert_eq(n, (int)v->len, "%s: gave %d (%s), want %zu", v->name, n, h.why ? h.why : "-", v->len);
     cr_assert_null(h.why, "%s", v->name);
     cr_assert_eq(h.version, v->version, "%s: version %u", v->name, h.version);
     cr_assert_eq(h.local, v->local, "%s: local", v->name);
@@ -70,8 +69,7 @@ Test(proxy, every_proper_prefix_needs_more)
             mqtt_proxy_hdr h;
             const uint8_t *b = guard_place(&g, v->bytes, k);
             int n = mqtt_proxy_parse(b, k, MQTT_PROXY_V1 | MQTT_PROXY_V2, &h);
-            cr_assert_eq(n, MQTT_PROXY_NEED_MORE, "%s: prefix %zu gave %d (%s)", v->name, k, n,
-                         h.why ? h.why : "-");
+            cr_assert_eq(n, MQTT_PROXY_NEED_MORE, "%s: prefix %zu gave %d (%s)", v->name, k, n, h.why ? h.why : "-");
             cr_assert_null(h.why, "%s: prefix %zu", v->name, k);
             cr_assert_eq(h.src.family, MQTT_PROXY_UNSPEC, "%s: prefix %zu", v->name, k);
             cr_assert_eq(h.dst.family, MQTT_PROXY_UNSPEC, "%s: prefix %zu", v->name, k);
@@ -99,8 +97,8 @@ Test(proxy, one_byte_at_a_time_then_connect)
             acc[have - 1] = stream[have - 1];
             if (have < v->len) {
                 mqtt_proxy_hdr h;
-                cr_assert_eq(mqtt_proxy_parse(acc, have, own_version(v), &h), MQTT_PROXY_NEED_MORE,
-                             "%s: %zu bytes", v->name, have);
+                cr_assert_eq(mqtt_proxy_parse(acc, have, own_version(v), &h), MQTT_PROXY_NEED_MORE, "%s: %zu bytes",
+                             v->name, have);
             } else {
                 check_vec(v, acc, have, own_version(v));
             }
@@ -126,8 +124,7 @@ Test(proxy, corruption_table)
                              h.why ? h.why : "-");
             } else {
                 cr_assert_eq(n, MQTT_PROXY_BAD, "%s: prefix %zu gave %d", r->name, k, n);
-                cr_assert_str_eq(h.why, r->why, "%s: prefix %zu: \"%s\", want \"%s\"", r->name, k,
-                                 h.why, r->why);
+                cr_assert_str_eq(h.why, r->why, "%s: prefix %zu: \"%s\", want \"%s\"", r->name, k, h.why, r->why);
                 cr_assert_eq(h.src.family, MQTT_PROXY_UNSPEC, "%s", r->name);
                 cr_assert(!h.local, "%s", r->name);
             }
@@ -155,8 +152,7 @@ Test(proxy, reset_outputs_on_entry)
 /* Only the first header is the header: a second one is the stream's. */
 Test(proxy, consumes_only_the_first_header)
 {
-    static const uint8_t two[] = {SIG2, 0x21, 0x11, 0x00, 0x0C, V2_TCP4_BLOCK,
-                                  SIG2, 0x20, 0x00, 0x00, 0x00};
+    static const uint8_t two[] = {SIG2, 0x21, 0x11, 0x00, 0x0C, V2_TCP4_BLOCK, SIG2, 0x20, 0x00, 0x00, 0x00};
     mqtt_proxy_hdr h;
     cr_assert_eq(mqtt_proxy_parse(two, sizeof(two), MQTT_PROXY_V2, &h), 28);
     cr_assert(!h.local);
@@ -179,8 +175,7 @@ Test(proxy, v2_body_at_the_limit)
     const uint8_t *p = guard_place(&g, b, MQTT_PROXY_V2_MAX);
     cr_assert_eq(mqtt_proxy_parse(p, MQTT_PROXY_V2_MAX, MQTT_PROXY_V2, &h), MQTT_PROXY_V2_MAX);
     cr_assert_eq(h.src.port, 56400);
-    cr_assert_eq(mqtt_proxy_parse(p, MQTT_PROXY_V2_MAX - 1, MQTT_PROXY_V2, &h),
-                 MQTT_PROXY_NEED_MORE);
+    cr_assert_eq(mqtt_proxy_parse(p, MQTT_PROXY_V2_MAX - 1, MQTT_PROXY_V2, &h), MQTT_PROXY_NEED_MORE);
     guard_free(&g);
     b[14] = 0x08;
     b[15] = 0x01;
@@ -205,8 +200,7 @@ Test(proxy, v1_line_at_the_limit)
     /* The CRLF becomes "xx". */
     b[MQTT_PROXY_V1_MAX - 2] = 'x';
     b[MQTT_PROXY_V1_MAX - 1] = 'x';
-    cr_assert_eq(mqtt_proxy_parse(b, MQTT_PROXY_V1_MAX - 1, MQTT_PROXY_V1, &h),
-                 MQTT_PROXY_NEED_MORE);
+    cr_assert_eq(mqtt_proxy_parse(b, MQTT_PROXY_V1_MAX - 1, MQTT_PROXY_V1, &h), MQTT_PROXY_NEED_MORE);
     cr_assert_eq(mqtt_proxy_parse(b, MQTT_PROXY_V1_MAX, MQTT_PROXY_V1, &h), MQTT_PROXY_BAD);
     cr_assert_str_eq(h.why, "v1 no CRLF in 107 bytes");
     /* A CRLF one byte later, ending the line at 108 bytes. */
@@ -223,8 +217,7 @@ Test(proxy, v1_line_at_the_limit)
 static int v1_accepts(const char *s, bool v6, uint8_t addr[16])
 {
     char line[160];
-    int n = snprintf(line, sizeof(line), "PROXY %s %s %s 1 2\r\n", v6 ? "TCP6" : "TCP4", s,
-                     v6 ? "::1" : "1.1.1.1");
+    int n = snprintf(line, sizeof(line), "PROXY %s %s %s 1 2\r\n", v6 ? "TCP6" : "TCP4", s, v6 ? "::1" : "1.1.1.1");
     cr_assert(n > 0 && (size_t)n < sizeof(line));
     mqtt_proxy_hdr h;
     int r = mqtt_proxy_parse((const uint8_t *)line, (size_t)n, MQTT_PROXY_V1, &h);
@@ -250,18 +243,47 @@ static void agrees_with_inet_pton(const char *s, bool v6)
 Test(proxy, v1_addresses_parse_as_inet_pton_does)
 {
     static const char *const v6[] = {
-        "::",          "::1",           "1::",           "1::2",           "::ffff:1.2.3.4",
-        "::1.2.3.4",   "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:7:1.2.3.4",
-        "1:2:3:4:5::1.2.3.4", "::ffff:1.2.3", "::ffff:01.2.3.4", "::ffff:1.2.3.4.5",
-        ":::",         ":1",            "1:",            "1:::2",          "::1::",
-        "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:", "12345::", "0000::ffff",
-        "00000::",     "a:B:c:D:e:F:0:9", "g::1",         "1.2.3.4",        "::1.2.3.4:5",
-        "1::2:3:4:5:6:7", "1::2:3:4:5:6:7:8", "::ffff:256.1.1.1", "::ffff:1.2.3.4.",
-        "fe80::",      "::0.0.0.0",     ":",             "1.2.3.4::",      "::1:2.3.4.5",
+        "::",
+        "::1",
+        "1::",
+        "1::2",
+        "::ffff:1.2.3.4",
+        "::1.2.3.4",
+        "1:2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:1.2.3.4",
+        "1:2:3:4:5:6:7:1.2.3.4",
+        "1:2:3:4:5::1.2.3.4",
+        "::ffff:1.2.3",
+        "::ffff:01.2.3.4",
+        "::ffff:1.2.3.4.5",
+        ":::",
+        ":1",
+        "1:",
+        "1:::2",
+        "::1::",
+        "1:2:3:4:5:6:7::",
+        "::2:3:4:5:6:7:8",
+        "1:2:3:4:5:6:7:8:",
+        "12345::",
+        "0000::ffff",
+        "00000::",
+        "a:B:c:D:e:F:0:9",
+        "g::1",
+        "1.2.3.4",
+        "::1.2.3.4:5",
+        "1::2:3:4:5:6:7",
+        "1::2:3:4:5:6:7:8",
+        "::ffff:256.1.1.1",
+        "::ffff:1.2.3.4.",
+        "fe80::",
+        "::0.0.0.0",
+        ":",
+        "1.2.3.4::",
+        "::1:2.3.4.5",
     };
     static const char *const v4[] = {
-        "0.0.0.0", "255.255.255.255", "1.2.3.4", "256.0.0.0", "1.2.3", "1.2.3.4.5", "01.2.3.4",
-        "0.0.0.00", "1..2.3", ".1.2.3", "1.2.3.", "1.2.3.04", "100.200.250.199", "999.1.1.1",
+        "0.0.0.0",  "255.255.255.255", "1.2.3.4", "256.0.0.0", "1.2.3",    "1.2.3.4.5",       "01.2.3.4",
+        "0.0.0.00", "1..2.3",          ".1.2.3",  "1.2.3.",    "1.2.3.04", "100.200.250.199", "999.1.1.1",
     };
     for (size_t i = 0; i < N_OF(v6); i++) {
         agrees_with_inet_pton(v6[i], true);
