@@ -99,6 +99,7 @@ typedef struct rk_sess {
     redisAsyncContext *ac;
     struct event *retry;
     char channel[320];
+    char name[320]; /* CLIENT SETNAME: which connection this is in CLIENT LIST */
 } rk_sess;
 
 typedef enum { S_CLAIM, S_LOAD, S_STORE, S_RELEASE, S_DROP } sess_kind;
@@ -441,6 +442,7 @@ static void sub_connect(rk *r)
     if (r->redis_password[0]) {
         redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->redis_password);
     }
+    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME %s", r->sess->name);
     redisAsyncCommand(ac, revoke_msg_cb, r, "SUBSCRIBE %s", r->sess->channel);
     r->sess->ac = ac;
 }
@@ -449,6 +451,14 @@ void rk_session_attach(rk *r)
 {
     r->sess = sh_calloc(1, sizeof(*r->sess));
     snprintf(r->sess->channel, sizeof(r->sess->channel), REVOKE_CHANNEL_FMT, r->bp->cfg.node_id);
+    /* A client name takes no spaces or quotes: those become '_'. */
+    int n = snprintf(r->sess->name, sizeof(r->sess->name), "shoal-revoke-%s", r->bp->cfg.node_id);
+    for (int i = 0; i < n && r->sess->name[i]; i++) {
+        char ch = r->sess->name[i];
+        if (ch <= ' ' || ch > '~' || ch == '"' || ch == '\'') {
+            r->sess->name[i] = '_';
+        }
+    }
     r->sess->retry = evtimer_new(r->base, sub_retry_cb, r);
     sub_connect(r);
 }
