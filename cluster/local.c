@@ -246,8 +246,7 @@ static void view_done(l_view *v, bp_session_cb cb, void *arg)
     sh_free(v->copy, v->rec.state_len ? v->rec.state_len : 1);
 }
 
-static void l_session_claim(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb,
-                            void *arg)
+static void l_session_claim(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg)
 {
     local *l = bp->impl;
     l_view v = {0};
@@ -325,8 +324,7 @@ static void l_session_release(backplane *bp, int worker, const char *client_id, 
     done(cb, arg, ok ? BP_OK : BP_ESTALE);
 }
 
-static void l_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
-                           void *arg)
+static void l_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg)
 {
     local *l = bp->impl;
     pthread_mutex_lock(&l->lock);

@@ -131,8 +131,8 @@ static void rk_session_load_op(backplane *bp, int worker, const char *client_id,
     rk_session_load(bp->impl, worker, client_id, epoch, renotify, cb, arg);
 }
 
-static void rk_session_store_op(backplane *bp, int worker, const char *client_id, uint64_t epoch,
-                                const uint8_t *state, uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
+static void rk_session_store_op(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                                uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     rk_session_store(bp->impl, worker, client_id, epoch, state, len, ttl_ms, cb, arg);
 }

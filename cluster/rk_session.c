@@ -23,22 +23,21 @@
 
 /* Is the node instance (id, token) alive: does its node-id claim
  * (rk_redis.c, "token|address") still hold its token? */
-#define LUA_ALIVE                                                                                              \
-    "local function alive(id, tok) "                                                                           \
-    "  if id == '' or tok == '' then return 0 end "                                                            \
-    "  local v = redis.call('GET', 'shoal:node:{' .. id .. '}') "                                              \
+#define LUA_ALIVE                                                 \
+    "local function alive(id, tok) "                              \
+    "  if id == '' or tok == '' then return 0 end "               \
+    "  local v = redis.call('GET', 'shoal:node:{' .. id .. '}') " \
     "  if v and string.sub(v, 1, #tok + 1) == tok .. '|' then return 1 end return 0 end "
 /* The previous owner as the caller sees it: '' when none or the caller
  * itself (same id and token). */
-#define LUA_PREV                                                                                               \
-    "local function prev_of(id, tok, me, metok) "                                                              \
+#define LUA_PREV                                  \
+    "local function prev_of(id, tok, me, metok) " \
     "  if id == me and tok == metok then return '' end return id end "
 #define LUA_REVOKE "redis.call('PUBLISH', 'shoal:revoke:{' .. prev .. '}', epoch .. ':' .. ARGV[5]) "
 
 /* KEYS: record. ARGV: clean (0/1), -, node id, token, client id.
  * -> {epoch, state|nil, prev owner, prev alive, released (0)} */
-static const char *CLAIM_LUA =
-    LUA_ALIVE LUA_PREV
+static const char *CLAIM_LUA = LUA_ALIVE LUA_PREV
     "local k = KEYS[1] "
     "local f = redis.call('HMGET', k, 'epoch', 'owner', 'token') "
     "local owner, tok = f[2] or '', f[3] or '' "
@@ -56,8 +55,7 @@ static const char *CLAIM_LUA =
 /* KEYS: record. ARGV: epoch (0 = unfenced), renotify (0/1), node id, token,
  * client id. -> {-1} stale, or {epoch, state|nil, prev owner, prev alive,
  * released}; a missing record read unfenced is {0, nil, '', 0, 0}. */
-static const char *LOAD_LUA =
-    LUA_ALIVE LUA_PREV
+static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'prev_owner', 'prev_token', 'released', "
     "  'state') "
     "if ARGV[1] ~= '0' and (f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4]) then return {-1} end "
@@ -88,10 +86,9 @@ static const char *RELEASE_LUA =
     "return 1";
 
 /* KEYS: record. ARGV: epoch, -, node id, token. -> 1 deleted, 0 stale. */
-static const char *DROP_LUA =
-    "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
-    "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
-    "redis.call('DEL', KEYS[1]) return 1";
+static const char *DROP_LUA = "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
+                              "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
+                              "redis.call('DEL', KEYS[1]) return 1";
 
 /* The subscriber: its own connection (a subscribed hiredis context takes no
  * other command). Backplane thread only. */
@@ -299,8 +296,8 @@ static void post_sess(rk *r, sess_op *op)
     }
 }
 
-static sess_op *new_sess_op(sess_kind kind, int worker, const char *client_id, uint64_t epoch,
-                            const uint8_t *state, uint32_t len)
+static sess_op *new_sess_op(sess_kind kind, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                            uint32_t len)
 {
     sess_op *op = sh_calloc(1, sizeof(*op));
     op->kind = kind;
@@ -334,8 +331,8 @@ void rk_session_load(rk *r, int worker, const char *client_id, uint64_t epoch, b
     post_sess(r, op);
 }
 
-void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
-                      uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
+void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state, uint32_t len,
+                      uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     sess_op *op = new_sess_op(S_STORE, worker, client_id, epoch, state, len);
     op->ttl_ms = ttl_ms;
@@ -426,8 +423,8 @@ static void on_sub_disconnect(const redisAsyncContext *ac, int status)
  * Revokes published meanwhile are lost; the new owner re-notifies. */
 static void sub_connect(rk *r)
 {
-    redisAsyncContext *ac =
-        r->tls ? redisAsyncConnectUnix(rk_tls_path(r->tls)) : redisAsyncConnect(r->redis_host, r->redis_port);
+    redisAsyncContext *ac = r->tls ? redisAsyncConnectUnix(rk_tls_path(r->tls))
+                                   : redisAsyncConnect(r->redis_host, r->redis_port);
     if (!ac || ac->err) {
         if (ac) {
             redisAsyncFree(ac);
