@@ -172,7 +172,9 @@ void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
  * node/ encodes it). Every claim bumps the epoch; every write after it is
  * fenced by that epoch and by the owner (this node's instance), so a node
  * that lost a client id to a newer claim cannot overwrite its successor's
- * state (BP_ESTALE). client_id is a NUL-terminated MQTT client id. */
+ * state (BP_ESTALE). client_id is a NUL-terminated MQTT client id.
+ * BP_EUNAVAILABLE: the backend did not answer (nothing is known to be
+ * written). The writes (store, release, drop) take a NULL callback. */
 
 typedef struct bp_session_rec {
     uint64_t epoch;       /* claim: the new epoch; load: the record's */
