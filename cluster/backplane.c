@@ -17,6 +17,8 @@ const char *bp_status_name(bp_status st)
         return "closed";
     case BP_EUNAVAILABLE:
         return "unavailable";
+    case BP_ESTALE:
+        return "stale";
     }
     return "unknown";
 }
@@ -38,6 +40,11 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(nodes);
     REQUIRE(stats);
     REQUIRE(max_publish);
+    REQUIRE(session_claim);
+    REQUIRE(session_load);
+    REQUIRE(session_store);
+    REQUIRE(session_release);
+    REQUIRE(session_drop);
 #undef REQUIRE
     return NULL;
 }
@@ -206,4 +213,59 @@ void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
         return;
     }
     bp->ops->nodes(bp, worker, cb, arg);
+}
+
+/* Session records: the same rule, and a NULL callback is allowed for the
+ * writes (fire and forget), as for bp_publish. */
+static bool closed_done(backplane *bp, bp_done_cb cb, void *arg)
+{
+    if (!atomic_load(&bp->closed)) {
+        return false;
+    }
+    if (cb) {
+        cb(BP_ECLOSED, arg);
+    }
+    return true;
+}
+
+void bp_session_claim(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg)
+{
+    if (atomic_load(&bp->closed)) {
+        cb(BP_ECLOSED, NULL, arg);
+        return;
+    }
+    bp->ops->session_claim(bp, worker, client_id, clean, cb, arg);
+}
+
+void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
+                     bp_session_cb cb, void *arg)
+{
+    if (atomic_load(&bp->closed)) {
+        cb(BP_ECLOSED, NULL, arg);
+        return;
+    }
+    bp->ops->session_load(bp, worker, client_id, epoch, renotify, cb, arg);
+}
+
+void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                      uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
+{
+    if (!closed_done(bp, cb, arg)) {
+        bp->ops->session_store(bp, worker, client_id, epoch, state, len, ttl_ms, cb, arg);
+    }
+}
+
+void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
+                        const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+{
+    if (!closed_done(bp, cb, arg)) {
+        bp->ops->session_release(bp, worker, client_id, old_epoch, state, len, cb, arg);
+    }
+}
+
+void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg)
+{
+    if (!closed_done(bp, cb, arg)) {
+        bp->ops->session_drop(bp, worker, client_id, epoch, cb, arg);
+    }
 }

@@ -27,6 +27,7 @@ typedef enum bp_status {
     BP_OK = 0,
     BP_ECLOSED = -1,      /* backplane closed or shutting down */
     BP_EUNAVAILABLE = -2, /* backend unreachable: nothing durable was written */
+    BP_ESTALE = -3,       /* fenced: a newer claim of the session exists, nothing was written */
 } bp_status;
 
 const char *bp_status_name(bp_status st);
@@ -69,6 +70,13 @@ typedef struct bp_hooks {
      * backbone is down or its queue is full). Runs on the calling worker,
      * inside bp_publish; may be NULL. */
     void (*qos0_dropped)(void *node, int worker);
+    /* Another node claimed a client id this node owned (bp_session_claim
+     * there): new_epoch is the claim's. The node closes that connection
+     * (MQTT 5 0x8E), releases the final state with its own epoch and drops
+     * the session. Best effort (Redis pub/sub): the new owner re-notifies
+     * while it waits, so the hook may run more than once for one claim, and
+     * for a session this node no longer has. May be NULL. */
+    void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
     void *node;
 } bp_hooks;
 
@@ -156,5 +164,66 @@ void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb
  * array and its strings are borrowed for the callback's duration; n is 0
  * unless st is BP_OK. */
 void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
+
+/* ---- Session records (docs/architecture.md, "Session records in Redis") ----
+ *
+ * One record per client id, shared by the cluster: the epoch of the latest
+ * claim, its owner, and the state blob the owner last stored (opaque here:
+ * node/ encodes it). Every claim bumps the epoch; every write after it is
+ * fenced by that epoch and by the owner (this node's instance), so a node
+ * that lost a client id to a newer claim cannot overwrite its successor's
+ * state (BP_ESTALE). client_id is a NUL-terminated MQTT client id.
+ * BP_EUNAVAILABLE: the backend did not answer (nothing is known to be
+ * written). The writes (store, release, drop) take a NULL callback. */
+
+typedef struct bp_session_rec {
+    uint64_t epoch;       /* claim: the new epoch; load: the record's */
+    const uint8_t *state; /* the last stored (or released) state; NULL when none */
+    uint32_t state_len;
+    /* The owner before this claim: "" when there was none or it was this
+     * very node instance (nothing to wait for). A restarted node sees its
+     * own id here with prev_alive false. */
+    const char *prev_owner;
+    bool prev_alive; /* that owner's node claim still holds its instance token */
+    bool released;   /* that owner stored its final state and let go */
+} bp_session_rec;
+
+/* rec is NULL unless st is BP_OK. */
+typedef void (*bp_session_cb)(bp_status st, const bp_session_rec *rec, void *arg);
+
+/* Claim client_id for this node: bump the epoch atomically, make this node
+ * the owner, clear `released`, remove any expiry (a connected client's
+ * session does not expire), and notify the previous owner if it is another
+ * node (session_revoked there). clean: delete the stored state in the same
+ * step (clean start); the previous owner's release then sets `released`
+ * without bringing its state back. */
+void bp_session_claim(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg);
+
+/* Re-read the record, fenced: BP_ESTALE once a newer claim than epoch
+ * exists (epoch 0: no fence). The new owner polls this until `released` or
+ * `!prev_alive`. renotify: send the previous owner its revoke again (pub/sub
+ * loses messages while a node reconnects). A record that does not exist
+ * (expired, dropped) is BP_ESTALE too, or with epoch 0 BP_OK with epoch 0
+ * and no state. */
+void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
+                     bp_session_cb cb, void *arg);
+
+/* Write the state, accepted only while the record's epoch == epoch and this
+ * node instance owns it; BP_ESTALE otherwise (close the connection with
+ * 0x8E, drop the session locally). ttl_ms: the record expires that long
+ * after this write (measured by the backend's clock); 0 = never. */
+void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                      uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
+
+/* The previous owner's last word after a revoke: accepted once, only while
+ * the record's previous claim is old_epoch, was this node instance's and has
+ * not been released; sets `released`. state NULL: let go without writing
+ * (keep what is stored). BP_ESTALE when refused. */
+void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
+                        const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg);
+
+/* Delete the record, fenced like a store (a clean session that ended, an
+ * expired one). */
+void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
 #endif

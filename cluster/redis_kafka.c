@@ -119,6 +119,36 @@ static void rk_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
     rk_redis_nodes(bp->impl, worker, cb, arg);
 }
 
+static void rk_session_claim_op(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb,
+                                void *arg)
+{
+    rk_session_claim(bp->impl, worker, client_id, clean, cb, arg);
+}
+
+static void rk_session_load_op(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
+                               bp_session_cb cb, void *arg)
+{
+    rk_session_load(bp->impl, worker, client_id, epoch, renotify, cb, arg);
+}
+
+static void rk_session_store_op(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                                uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
+{
+    rk_session_store(bp->impl, worker, client_id, epoch, state, len, ttl_ms, cb, arg);
+}
+
+static void rk_session_release_op(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
+                                  const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+{
+    rk_session_release(bp->impl, worker, client_id, old_epoch, state, len, cb, arg);
+}
+
+static void rk_session_drop_op(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
+                               void *arg)
+{
+    rk_session_drop(bp->impl, worker, client_id, epoch, cb, arg);
+}
+
 static void rk_close(backplane *bp)
 {
     rk *r = bp->impl;
@@ -202,4 +232,9 @@ const bp_ops bp_rk_ops = {
     .nodes = rk_nodes,
     .stats = rk_stats,
     .max_publish = rk_max_publish,
+    .session_claim = rk_session_claim_op,
+    .session_load = rk_session_load_op,
+    .session_store = rk_session_store_op,
+    .session_release = rk_session_release_op,
+    .session_drop = rk_session_drop_op,
 };

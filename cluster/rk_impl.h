@@ -82,6 +82,7 @@ typedef struct rk {
     char claim[340];
     bool claimed;  /* released on stop */
     bool id_lost;  /* a heartbeat found the claim held by another instance */
+    struct rk_sess *sess; /* rk_session.c: the revoke subscriber */
 } rk;
 
 /* rk_kafka.c */
@@ -108,6 +109,18 @@ void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg);
  * fails (logged) while another running node holds it. Before the thread
  * starts; rk_redis_stop releases the claim. */
 int rk_redis_claim_node(rk *r);
+
+/* rk_session.c: session records (bp_session_* in backplane.h). */
+void rk_session_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
+void rk_session_stop(rk *r);   /* from rk_redis_stop */
+void rk_session_claim(rk *r, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg);
+void rk_session_load(rk *r, int worker, const char *client_id, uint64_t epoch, bool renotify, bp_session_cb cb,
+                     void *arg);
+void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                      uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
+void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
+                        uint32_t len, bp_done_cb cb, void *arg);
+void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
 /* redis_kafka.c */
 void rk_update_ready(rk *r);

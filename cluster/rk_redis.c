@@ -534,10 +534,12 @@ void rk_redis_attach(rk *r)
     struct timeval t = {hb / 1000, (hb % 1000) * 1000};
     event_add(r->heartbeat, &t);
     connect_async(r);
+    rk_session_attach(r);
 }
 
 void rk_redis_stop(rk *r)
 {
+    rk_session_stop(r);
     release_node(r);
     if (r->ac) {
         redisAsyncContext *ac = r->ac;

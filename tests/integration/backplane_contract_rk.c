@@ -19,3 +19,214 @@ static void contract_config(bp_config *cfg)
     cfg->kafka_brokers = kafka;
     cfg->kafka_topic_prefix = prefix;
 }
+
+/* ---- redis_kafka only: two nodes on one Redis ---- */
+
+#include <hiredis/hiredis.h>
+
+/* A direct connection to the test's Redis, to look at what the scripts
+ * wrote (redis://host:port, as deploy/redis/start prints it). */
+static redisContext *redis_direct(void)
+{
+    const char *url = getenv("SHOAL_TEST_REDIS_URL");
+    cr_assert(url && strncmp(url, "redis://", 8) == 0, "a plain redis:// URL expected, got %s", url ? url : "none");
+    char host[128];
+    int port = 0;
+    cr_assert_eq(sscanf(url + 8, "%127[^:]:%d", host, &port), 2, "cannot parse %s", url);
+    struct timeval tv = {5, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    cr_assert(c && !c->err, "cannot connect to %s", url);
+    return c;
+}
+
+static long long pttl(redisContext *c, const char *id)
+{
+    redisReply *rep = redisCommand(c, "PTTL shoal:sess:{%s}", id);
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+static long long numsub(redisContext *c, const char *node_id)
+{
+    redisReply *rep = redisCommand(c, "PUBSUB NUMSUB shoal:revoke:{%s}", node_id);
+    cr_assert(rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2);
+    long long n = rep->element[1]->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* Wait (turning the member's loop) until node_id's revoke channel has
+ * want subscribers: a revoke published before is lost by design. */
+static void wait_numsub(member *mb, redisContext *c, const char *node_id, long long want)
+{
+    double deadline = now_s() + WAIT_S;
+    while (numsub(c, node_id) != want) {
+        cr_assert_lt(now_s(), deadline, "%s: revoke channel never had %lld subscribers", node_id, want);
+        event_base_loop(mb->base, EVLOOP_NONBLOCK);
+        usleep(10000);
+    }
+}
+
+/* CLIENT KILL the revoke subscriber of node_id (named by CLIENT SETNAME). */
+static void kill_subscriber(redisContext *c, const char *node_id)
+{
+    char name[160];
+    snprintf(name, sizeof(name), " name=shoal-revoke-%s ", node_id);
+    redisReply *rep = redisCommand(c, "CLIENT LIST");
+    cr_assert(rep && rep->type == REDIS_REPLY_STRING);
+    const char *line = strstr(rep->str, name);
+    cr_assert_not_null(line, "no connection named %s", name);
+    while (line > rep->str && line[-1] != '\n') {
+        line--;
+    }
+    long long cid = 0;
+    cr_assert_eq(sscanf(line, "id=%lld", &cid), 1);
+    freeReplyObject(rep);
+    rep = redisCommand(c, "CLIENT KILL ID %lld", cid);
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+}
+
+typedef struct revoke_wait {
+    member *mb;
+    int want;
+} revoke_wait;
+
+static bool revoked(void *arg)
+{
+    revoke_wait *w = arg;
+    return revokes(w->mb) >= w->want;
+}
+
+static void wait_revokes(member *mb, int want, const char *id, uint64_t epoch)
+{
+    revoke_wait w = {mb, want};
+    cr_assert(run_until(mb, revoked, &w), "%s got %d revokes, want %d", mb->node_id, revokes(mb), want);
+    pthread_mutex_lock(&mb->lock);
+    cr_assert_str_eq(mb->revoked_id[want - 1], id);
+    cr_assert_eq(mb->revoked_epoch[want - 1], epoch);
+    pthread_mutex_unlock(&mb->lock);
+}
+
+Test(backplane_contract_rk, a_claim_from_another_node_revokes_and_the_release_hands_over)
+{
+    member a, b;
+    member_open(&a, "sess-a");
+    member_open(&b, "sess-b");
+    member_ready(&a);
+    member_ready(&b);
+    char id[128];
+    unique_client(id, sizeof(id), "takeover");
+    sess_res r[8] = {0};
+    redisContext *c = redis_direct();
+    wait_numsub(&a, c, a.node_id, 1);
+    redisFree(c);
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "a-state", 0);
+    claim(&b, &r[2], id, false);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_str_eq(r[2].prev_owner, a.node_id);
+    cr_assert(r[2].prev_alive, "a is running");
+    cr_assert_not(r[2].released);
+    cr_assert_str_eq(r[2].state, "a-state", "b sees what a stored last");
+    wait_revokes(&a, 1, id, 2);
+    /* Pub/sub may lose a revoke: b's poll can send it again. */
+    load(&b, &r[3], id, 2, true);
+    cr_assert_eq(r[3].st, BP_OK);
+    cr_assert_not(r[3].released);
+    wait_revokes(&a, 2, id, 2);
+    /* a is fenced out of the record now... */
+    store(&a, &r[4], id, 1, "a-late", 0);
+    cr_assert_eq(r[4].st, BP_ESTALE, "%s", bp_status_name(r[4].st));
+    /* ...except for its last word, once. */
+    release(&a, &r[5], id, 1, "a-final");
+    cr_assert_eq(r[5].st, BP_OK, "%s", bp_status_name(r[5].st));
+    load(&b, &r[6], id, 2, true);
+    cr_assert(r[6].released);
+    cr_assert_str_eq(r[6].state, "a-final");
+    release(&a, &r[7], id, 1, "a-again");
+    cr_assert_eq(r[7].st, BP_ESTALE);
+    sess_assert_once(&a, r, 8);
+    /* No revoke after the release, and none ever for b. */
+    cr_assert_eq(revokes(&a), 2);
+    cr_assert_eq(revokes(&b), 0);
+    member_free(&b);
+    member_free(&a);
+}
+
+Test(backplane_contract_rk, the_previous_owner_is_dead_once_its_node_claim_is_gone)
+{
+    member a, b;
+    member_open(&a, "dead-a");
+    member_open(&b, "dead-b");
+    member_ready(&a);
+    member_ready(&b);
+    char id[128], a_id[64];
+    unique_client(id, sizeof(id), "dead");
+    snprintf(a_id, sizeof(a_id), "%s", a.node_id);
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    claim(&b, &r[1], id, false);
+    cr_assert_str_eq(r[1].prev_owner, a_id);
+    cr_assert(r[1].prev_alive);
+    member_free(&a); /* a clean stop releases its node-id claim */
+    load(&b, &r[2], id, 2, false);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_str_eq(r[2].prev_owner, a_id);
+    cr_assert_not(r[2].prev_alive, "a stopped: b need not wait for its release");
+    cr_assert_not(r[2].released);
+    sess_assert_once(&b, r, 3);
+    member_free(&b);
+}
+
+Test(backplane_contract_rk, a_store_ttl_is_the_record_ttl_in_redis)
+{
+    member a;
+    member_open(&a, "pttl");
+    member_ready(&a);
+    redisContext *c = redis_direct();
+    char id[128];
+    unique_client(id, sizeof(id), "pttl");
+    sess_res r[4] = {0};
+    claim(&a, &r[0], id, false);
+    cr_assert_eq(pttl(c, id), -1, "a claimed record has no TTL");
+    store(&a, &r[1], id, 1, "offline", 600000);
+    long long t = pttl(c, id);
+    cr_assert(t > 0 && t <= 600000, "PTTL %lld after a 600000 ms store", t);
+    store(&a, &r[2], id, 1, "online", 0);
+    cr_assert_eq(pttl(c, id), -1, "a store with ttl 0 removes the expiry");
+    store(&a, &r[3], id, 1, "offline", 600000);
+    claim(&a, &(sess_res){0}, id, false);
+    cr_assert_eq(pttl(c, id), -1, "a claim (the client connected) removes the expiry");
+    sess_assert_once(&a, r, 4);
+    redisFree(c);
+    member_free(&a);
+}
+
+Test(backplane_contract_rk, the_revoke_subscription_comes_back_after_its_connection_drops)
+{
+    member a, b;
+    member_open(&a, "resub-a");
+    member_open(&b, "resub-b");
+    member_ready(&a);
+    member_ready(&b);
+    redisContext *c = redis_direct();
+    char id[128];
+    unique_client(id, sizeof(id), "resub");
+    sess_res r[3] = {0};
+    wait_numsub(&a, c, a.node_id, 1);
+    claim(&a, &r[0], id, false);
+    kill_subscriber(c, a.node_id);
+    wait_numsub(&a, c, a.node_id, 0);
+    wait_numsub(&a, c, a.node_id, 1); /* reconnected and subscribed again */
+    claim(&b, &r[1], id, false);
+    cr_assert_eq(r[1].epoch, 2);
+    wait_revokes(&a, 1, id, 2);
+    sess_assert_once(&a, r, 2);
+    redisFree(c);
+    member_free(&b);
+    member_free(&a);
+}

@@ -8,7 +8,8 @@
  * and after it `static void contract_config(bp_config *cfg)` (backends,
  * topic prefix), and gets the tests: every callback runs exactly once (also for calls
  * pending at close), BP_ECLOSED after close, completions and deliveries in
- * order per topic. tests/unit/cluster/test_backplane.c runs it against
+ * order per topic, and the session-record rules (claims bump the epoch,
+ * writes are fenced by it, a release is accepted once). tests/unit/cluster/test_backplane.c runs it against
  * `local`; tests/integration/backplane_contract_rk.c against `redis_kafka`
  * with a real Redis and Kafka. */
 #ifndef SHOAL_TESTS_BACKPLANE_CONTRACT_H
@@ -26,6 +27,345 @@
 
 #ifndef CONTRACT_SHARES_MESSAGES
 #error "define CONTRACT_SHARES_MESSAGES before including backplane_contract.h"
+/* ---- session records ---- */
+
+/* What one session call's callback said (copied: results are borrowed). */
+typedef struct sess_res {
+    int count;
+    bp_status st;
+    uint64_t epoch;
+    bool has_state;
+    char state[64];
+    char prev_owner[128];
+    bool prev_alive;
+    bool released;
+} sess_res;
+
+static void sess_cb(bp_status st, const bp_session_rec *rec, void *arg)
+{
+    sess_res *r = arg;
+    r->count++;
+    r->st = st;
+    if (st != BP_OK) {
+        cr_assert_null(rec, "a record given with status %s", bp_status_name(st));
+        return;
+    }
+    cr_assert_not_null(rec);
+    cr_assert_not_null(rec->prev_owner);
+    r->epoch = rec->epoch;
+    r->has_state = rec->state != NULL;
+    cr_assert_lt(rec->state_len, sizeof(r->state));
+    if (rec->state) {
+        memcpy(r->state, rec->state, rec->state_len);
+        r->state[rec->state_len] = 0;
+    }
+    snprintf(r->prev_owner, sizeof(r->prev_owner), "%s", rec->prev_owner);
+    r->prev_alive = rec->prev_alive;
+    r->released = rec->released;
+}
+
+static void sess_done_cb(bp_status st, void *arg)
+{
+    sess_res *r = arg;
+    r->count++;
+    r->st = st;
+}
+
+static bool sess_answered(void *arg)
+{
+    return ((sess_res *)arg)->count > 0;
+}
+
+static void sess_wait(member *mb, sess_res *r, const char *what)
+{
+    cr_assert(run_until(mb, sess_answered, r), "%s never answered", what);
+}
+
+static void unique_client(char *buf, size_t cap, const char *what)
+{
+    static int serial;
+    snprintf(buf, cap, "contract-%s-%d-%d-%ld", what, (int)getpid(), serial++, (long)time(NULL));
+}
+
+/* Each call waits for its answer; sess_assert_once checks, a while after
+ * the last, that none answered twice. */
+static void claim(member *mb, sess_res *r, const char *id, bool clean)
+{
+    bp_session_claim(mb->bp, 0, id, clean, sess_cb, r);
+    sess_wait(mb, r, "claim");
+}
+
+static void load(member *mb, sess_res *r, const char *id, uint64_t epoch, bool renotify)
+{
+    bp_session_load(mb->bp, 0, id, epoch, renotify, sess_cb, r);
+    sess_wait(mb, r, "load");
+}
+
+static void store(member *mb, sess_res *r, const char *id, uint64_t epoch, const char *state, uint64_t ttl_ms)
+{
+    bp_session_store(mb->bp, 0, id, epoch, (const uint8_t *)state, (uint32_t)strlen(state), ttl_ms, sess_done_cb,
+                     r);
+    sess_wait(mb, r, "store");
+}
+
+static void release(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state)
+{
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0,
+                       sess_done_cb, r);
+    sess_wait(mb, r, "release");
+}
+
+static void drop(member *mb, sess_res *r, const char *id, uint64_t epoch)
+{
+    bp_session_drop(mb->bp, 0, id, epoch, sess_done_cb, r);
+    sess_wait(mb, r, "drop");
+}
+
+static void sess_assert_once(member *mb, const sess_res *r, int n)
+{
+    run_a_while(mb);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(r[i].count, 1, "session call %d answered %d times", i, r[i].count);
+    }
+}
+
+static int revokes(member *mb)
+{
+    pthread_mutex_lock(&mb->lock);
+    int n = mb->nrevoked;
+    pthread_mutex_unlock(&mb->lock);
+    return n;
+}
+
+Test(backplane_contract, session_claims_start_at_epoch_1_and_bump_it)
+{
+    member a;
+    member_open(&a, "sess-claim");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "claim");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    cr_assert_eq(r[0].st, BP_OK, "%s", bp_status_name(r[0].st));
+    cr_assert_eq(r[0].epoch, 1);
+    cr_assert_not(r[0].has_state, "a new id has no state");
+    cr_assert_str_eq(r[0].prev_owner, "", "nobody owned a new id");
+    claim(&a, &r[1], id, false);
+    cr_assert_eq(r[1].st, BP_OK);
+    cr_assert_eq(r[1].epoch, 2);
+    /* The previous owner is this very node: nothing to wait for, nobody to notify. */
+    cr_assert_str_eq(r[1].prev_owner, "");
+    load(&a, &r[2], id, 2, false);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_eq(r[2].epoch, 2);
+    sess_assert_once(&a, r, 3);
+    cr_assert_eq(revokes(&a), 0, "a node never revokes itself");
+    member_free(&a);
+}
+
+Test(backplane_contract, session_store_is_fenced_by_the_epoch)
+{
+    member a;
+    member_open(&a, "sess-store");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "store");
+    sess_res r[9] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "one", 0);
+    cr_assert_eq(r[1].st, BP_OK, "%s", bp_status_name(r[1].st));
+    claim(&a, &r[2], id, false);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert(r[2].has_state, "a claim that is not clean keeps the state");
+    cr_assert_str_eq(r[2].state, "one");
+    store(&a, &r[3], id, 1, "stale", 0);
+    cr_assert_eq(r[3].st, BP_ESTALE, "a write with the old epoch: %s", bp_status_name(r[3].st));
+    store(&a, &r[4], id, 3, "future", 0);
+    cr_assert_eq(r[4].st, BP_ESTALE, "an epoch nobody claimed: %s", bp_status_name(r[4].st));
+    store(&a, &r[5], id, 2, "two", 0);
+    cr_assert_eq(r[5].st, BP_OK);
+    load(&a, &r[6], id, 2, false);
+    cr_assert_eq(r[6].st, BP_OK);
+    cr_assert_str_eq(r[6].state, "two");
+    load(&a, &r[7], id, 1, false);
+    cr_assert_eq(r[7].st, BP_ESTALE, "a load with the old epoch: %s", bp_status_name(r[7].st));
+    load(&a, &r[8], id, 0, false);
+    cr_assert_eq(r[8].st, BP_OK);
+    cr_assert_eq(r[8].epoch, 2, "an unfenced load reads the current epoch");
+    sess_assert_once(&a, r, 9);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_release_is_accepted_once_for_the_previous_epoch)
+{
+    member a;
+    member_open(&a, "sess-release");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "release");
+    sess_res r[8] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "before", 0);
+    claim(&a, &r[2], id, false);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_not(r[2].released);
+    release(&a, &r[3], id, 2, "not-prev");
+    cr_assert_eq(r[3].st, BP_ESTALE, "only the previous claim releases: %s", bp_status_name(r[3].st));
+    release(&a, &r[4], id, 1, "final");
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    load(&a, &r[5], id, 2, false);
+    cr_assert(r[5].released);
+    cr_assert_str_eq(r[5].state, "final", "the release wrote the final state");
+    release(&a, &r[6], id, 1, "again");
+    cr_assert_eq(r[6].st, BP_ESTALE, "a second release: %s", bp_status_name(r[6].st));
+    load(&a, &r[7], id, 2, false);
+    cr_assert_str_eq(r[7].state, "final");
+    sess_assert_once(&a, r, 8);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_clean_claim_deletes_the_state_for_good)
+{
+    member a;
+    member_open(&a, "sess-clean");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "clean");
+    sess_res r[5] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "old", 0);
+    claim(&a, &r[2], id, true);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_not(r[2].has_state, "a clean claim deletes the state");
+    /* The previous owner's last word does not bring it back. */
+    release(&a, &r[3], id, 1, "old-final");
+    cr_assert_eq(r[3].st, BP_OK);
+    load(&a, &r[4], id, 2, false);
+    cr_assert(r[4].released);
+    cr_assert_not(r[4].has_state, "state \"%s\" came back after a clean claim", r[4].state);
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_starts_again)
+{
+    member a;
+    member_open(&a, "sess-drop");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "drop");
+    sess_res r[8] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "x", 0);
+    claim(&a, &r[2], id, false);
+    drop(&a, &r[3], id, 1);
+    cr_assert_eq(r[3].st, BP_ESTALE, "a drop with the old epoch: %s", bp_status_name(r[3].st));
+    drop(&a, &r[4], id, 2);
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    load(&a, &r[5], id, 0, false);
+    cr_assert_eq(r[5].st, BP_OK);
+    cr_assert_eq(r[5].epoch, 0, "the record is gone");
+    cr_assert_not(r[5].has_state);
+    load(&a, &r[6], id, 2, false);
+    cr_assert_eq(r[6].st, BP_ESTALE, "a fenced load of a dropped record: %s", bp_status_name(r[6].st));
+    claim(&a, &r[7], id, false);
+    cr_assert_eq(r[7].epoch, 1);
+    cr_assert_not(r[7].has_state);
+    sess_assert_once(&a, r, 8);
+    member_free(&a);
+}
+
+typedef struct expiry_wait {
+    member *mb;
+    const char *id;
+    sess_res r;
+} expiry_wait;
+
+static bool record_gone(void *arg)
+{
+    expiry_wait *w = arg;
+    if (w->r.count == 0) {
+        bp_session_load(w->mb->bp, 0, w->id, 0, false, sess_cb, &w->r);
+        return false;
+    }
+    if (w->r.count == 1 && w->r.st == BP_OK && w->r.epoch == 0) {
+        return true;
+    }
+    memset(&w->r, 0, sizeof(w->r));
+    return false;
+}
+
+Test(backplane_contract, session_store_ttl_expires_the_record_and_0_keeps_it)
+{
+    member a;
+    member_open(&a, "sess-ttl");
+    member_ready(&a);
+    char id[128], keep[128];
+    unique_client(id, sizeof(id), "ttl");
+    unique_client(keep, sizeof(keep), "ttl-keep");
+    sess_res r[6] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "offline", 200);
+    cr_assert_eq(r[1].st, BP_OK);
+    claim(&a, &r[2], keep, false);
+    store(&a, &r[3], keep, 1, "short", 200);
+    store(&a, &r[4], keep, 1, "forever", 0); /* a later store without expiry removes it */
+    expiry_wait w = {.mb = &a, .id = id};
+    cr_assert(run_until(&a, record_gone, &w), "the record outlived its TTL");
+    run_a_while(&a);
+    run_a_while(&a); /* well past the first TTL */
+    load(&a, &r[5], keep, 1, false);
+    cr_assert_eq(r[5].st, BP_OK, "%s", bp_status_name(r[5].st));
+    cr_assert_str_eq(r[5].state, "forever");
+    sess_assert_once(&a, r, 6);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_calls_after_close_complete_once_with_eclosed)
+{
+    member a;
+    member_open(&a, "sess-closed");
+    member_ready(&a);
+    bp_close(a.bp);
+    char id[128];
+    unique_client(id, sizeof(id), "closed");
+    sess_res r[5] = {0};
+    bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
+    bp_session_load(a.bp, 0, id, 1, true, sess_cb, &r[1]);
+    bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[2]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
+    bp_session_store(a.bp, 0, id, 1, NULL, 0, 0, NULL, NULL); /* no callback, and no crash */
+    for (int i = 0; i < 5; i++) {
+        sess_wait(&a, &r[i], "a call after close");
+        cr_assert_eq(r[i].st, BP_ECLOSED, "call %d: %s", i, bp_status_name(r[i].st));
+    }
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_calls_pending_at_close_complete_once)
+{
+    member a;
+    member_open(&a, "sess-pending");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "pending");
+    sess_res r[5] = {0};
+    bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
+    bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[1]);
+    bp_session_load(a.bp, 0, id, 1, false, sess_cb, &r[2]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
+    bp_close(a.bp);
+    for (int i = 0; i < 5; i++) {
+        sess_wait(&a, &r[i], "a call pending at close");
+    }
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
 #endif
 
 #define WAIT_S 60
@@ -47,7 +387,23 @@ typedef struct member {
     pthread_mutex_t lock;
     received got[MAX_CALLS * 2];
     int ngot;
+    /* session_revoked calls, under lock */
+    char revoked_id[8][128];
+    uint64_t revoked_epoch[8];
+    int nrevoked;
 } member;
+
+static void session_revoked(void *node, const char *client_id, uint64_t new_epoch)
+{
+    member *mb = node;
+    pthread_mutex_lock(&mb->lock);
+    if (mb->nrevoked < 8) {
+        snprintf(mb->revoked_id[mb->nrevoked], sizeof(mb->revoked_id[0]), "%s", client_id);
+        mb->revoked_epoch[mb->nrevoked] = new_epoch;
+    }
+    mb->nrevoked++;
+    pthread_mutex_unlock(&mb->lock);
+}
 
 static void remote_message(void *node, const bp_message *m, unsigned shard)
 {
@@ -90,7 +446,7 @@ static void member_open(member *mb, const char *name)
     bp_config cfg = {.node_id = mb->node_id, .workers = 1, .address = mb->address, .heartbeat_ms = 300,
                      .kafka_partitions = 4, .kafka_replication = 1, .kafka_acks = "all", .kafka_linger_ms = 1};
     contract_config(&cfg);
-    bp_hooks hooks = {.remote_message = remote_message, .node = mb};
+    bp_hooks hooks = {.remote_message = remote_message, .session_revoked = session_revoked, .node = mb};
     mb->base = event_base_new();
     mb->bp = bp_open(&cfg, &hooks);
     cr_assert_not_null(mb->bp, "bp_open failed (see the log above)");
@@ -422,6 +778,345 @@ Test(backplane_contract, order_per_topic_in_completions_and_deliveries)
     }
     pthread_mutex_unlock(&b.lock);
     member_free(&b);
+    member_free(&a);
+}
+
+/* ---- session records ---- */
+
+/* What one session call's callback said (copied: results are borrowed). */
+typedef struct sess_res {
+    int count;
+    bp_status st;
+    uint64_t epoch;
+    bool has_state;
+    char state[64];
+    char prev_owner[128];
+    bool prev_alive;
+    bool released;
+} sess_res;
+
+static void sess_cb(bp_status st, const bp_session_rec *rec, void *arg)
+{
+    sess_res *r = arg;
+    r->count++;
+    r->st = st;
+    if (st != BP_OK) {
+        cr_assert_null(rec, "a record given with status %s", bp_status_name(st));
+        return;
+    }
+    cr_assert_not_null(rec);
+    cr_assert_not_null(rec->prev_owner);
+    r->epoch = rec->epoch;
+    r->has_state = rec->state != NULL;
+    cr_assert_lt(rec->state_len, sizeof(r->state));
+    if (rec->state) {
+        memcpy(r->state, rec->state, rec->state_len);
+        r->state[rec->state_len] = 0;
+    }
+    snprintf(r->prev_owner, sizeof(r->prev_owner), "%s", rec->prev_owner);
+    r->prev_alive = rec->prev_alive;
+    r->released = rec->released;
+}
+
+static void sess_done_cb(bp_status st, void *arg)
+{
+    sess_res *r = arg;
+    r->count++;
+    r->st = st;
+}
+
+static bool sess_answered(void *arg)
+{
+    return ((sess_res *)arg)->count > 0;
+}
+
+static void sess_wait(member *mb, sess_res *r, const char *what)
+{
+    cr_assert(run_until(mb, sess_answered, r), "%s never answered", what);
+}
+
+static void unique_client(char *buf, size_t cap, const char *what)
+{
+    static int serial;
+    snprintf(buf, cap, "contract-%s-%d-%d-%ld", what, (int)getpid(), serial++, (long)time(NULL));
+}
+
+/* Each call waits for its answer; sess_assert_once checks, a while after
+ * the last, that none answered twice. */
+static void claim(member *mb, sess_res *r, const char *id, bool clean)
+{
+    bp_session_claim(mb->bp, 0, id, clean, sess_cb, r);
+    sess_wait(mb, r, "claim");
+}
+
+static void load(member *mb, sess_res *r, const char *id, uint64_t epoch, bool renotify)
+{
+    bp_session_load(mb->bp, 0, id, epoch, renotify, sess_cb, r);
+    sess_wait(mb, r, "load");
+}
+
+static void store(member *mb, sess_res *r, const char *id, uint64_t epoch, const char *state, uint64_t ttl_ms)
+{
+    bp_session_store(mb->bp, 0, id, epoch, (const uint8_t *)state, (uint32_t)strlen(state), ttl_ms, sess_done_cb,
+                     r);
+    sess_wait(mb, r, "store");
+}
+
+static void release(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state)
+{
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0,
+                       sess_done_cb, r);
+    sess_wait(mb, r, "release");
+}
+
+static void drop(member *mb, sess_res *r, const char *id, uint64_t epoch)
+{
+    bp_session_drop(mb->bp, 0, id, epoch, sess_done_cb, r);
+    sess_wait(mb, r, "drop");
+}
+
+static void sess_assert_once(member *mb, const sess_res *r, int n)
+{
+    run_a_while(mb);
+    for (int i = 0; i < n; i++) {
+        cr_assert_eq(r[i].count, 1, "session call %d answered %d times", i, r[i].count);
+    }
+}
+
+static int revokes(member *mb)
+{
+    pthread_mutex_lock(&mb->lock);
+    int n = mb->nrevoked;
+    pthread_mutex_unlock(&mb->lock);
+    return n;
+}
+
+Test(backplane_contract, session_claims_start_at_epoch_1_and_bump_it)
+{
+    member a;
+    member_open(&a, "sess-claim");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "claim");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    cr_assert_eq(r[0].st, BP_OK, "%s", bp_status_name(r[0].st));
+    cr_assert_eq(r[0].epoch, 1);
+    cr_assert_not(r[0].has_state, "a new id has no state");
+    cr_assert_str_eq(r[0].prev_owner, "", "nobody owned a new id");
+    claim(&a, &r[1], id, false);
+    cr_assert_eq(r[1].st, BP_OK);
+    cr_assert_eq(r[1].epoch, 2);
+    /* The previous owner is this very node: nothing to wait for, nobody to notify. */
+    cr_assert_str_eq(r[1].prev_owner, "");
+    load(&a, &r[2], id, 2, false);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_eq(r[2].epoch, 2);
+    sess_assert_once(&a, r, 3);
+    cr_assert_eq(revokes(&a), 0, "a node never revokes itself");
+    member_free(&a);
+}
+
+Test(backplane_contract, session_store_is_fenced_by_the_epoch)
+{
+    member a;
+    member_open(&a, "sess-store");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "store");
+    sess_res r[9] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "one", 0);
+    cr_assert_eq(r[1].st, BP_OK, "%s", bp_status_name(r[1].st));
+    claim(&a, &r[2], id, false);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert(r[2].has_state, "a claim that is not clean keeps the state");
+    cr_assert_str_eq(r[2].state, "one");
+    store(&a, &r[3], id, 1, "stale", 0);
+    cr_assert_eq(r[3].st, BP_ESTALE, "a write with the old epoch: %s", bp_status_name(r[3].st));
+    store(&a, &r[4], id, 3, "future", 0);
+    cr_assert_eq(r[4].st, BP_ESTALE, "an epoch nobody claimed: %s", bp_status_name(r[4].st));
+    store(&a, &r[5], id, 2, "two", 0);
+    cr_assert_eq(r[5].st, BP_OK);
+    load(&a, &r[6], id, 2, false);
+    cr_assert_eq(r[6].st, BP_OK);
+    cr_assert_str_eq(r[6].state, "two");
+    load(&a, &r[7], id, 1, false);
+    cr_assert_eq(r[7].st, BP_ESTALE, "a load with the old epoch: %s", bp_status_name(r[7].st));
+    load(&a, &r[8], id, 0, false);
+    cr_assert_eq(r[8].st, BP_OK);
+    cr_assert_eq(r[8].epoch, 2, "an unfenced load reads the current epoch");
+    sess_assert_once(&a, r, 9);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_release_is_accepted_once_for_the_previous_epoch)
+{
+    member a;
+    member_open(&a, "sess-release");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "release");
+    sess_res r[8] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "before", 0);
+    claim(&a, &r[2], id, false);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_not(r[2].released);
+    release(&a, &r[3], id, 2, "not-prev");
+    cr_assert_eq(r[3].st, BP_ESTALE, "only the previous claim releases: %s", bp_status_name(r[3].st));
+    release(&a, &r[4], id, 1, "final");
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    load(&a, &r[5], id, 2, false);
+    cr_assert(r[5].released);
+    cr_assert_str_eq(r[5].state, "final", "the release wrote the final state");
+    release(&a, &r[6], id, 1, "again");
+    cr_assert_eq(r[6].st, BP_ESTALE, "a second release: %s", bp_status_name(r[6].st));
+    load(&a, &r[7], id, 2, false);
+    cr_assert_str_eq(r[7].state, "final");
+    sess_assert_once(&a, r, 8);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_clean_claim_deletes_the_state_for_good)
+{
+    member a;
+    member_open(&a, "sess-clean");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "clean");
+    sess_res r[5] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "old", 0);
+    claim(&a, &r[2], id, true);
+    cr_assert_eq(r[2].st, BP_OK);
+    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_not(r[2].has_state, "a clean claim deletes the state");
+    /* The previous owner's last word does not bring it back. */
+    release(&a, &r[3], id, 1, "old-final");
+    cr_assert_eq(r[3].st, BP_OK);
+    load(&a, &r[4], id, 2, false);
+    cr_assert(r[4].released);
+    cr_assert_not(r[4].has_state, "state \"%s\" came back after a clean claim", r[4].state);
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_starts_again)
+{
+    member a;
+    member_open(&a, "sess-drop");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "drop");
+    sess_res r[8] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "x", 0);
+    claim(&a, &r[2], id, false);
+    drop(&a, &r[3], id, 1);
+    cr_assert_eq(r[3].st, BP_ESTALE, "a drop with the old epoch: %s", bp_status_name(r[3].st));
+    drop(&a, &r[4], id, 2);
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    load(&a, &r[5], id, 0, false);
+    cr_assert_eq(r[5].st, BP_OK);
+    cr_assert_eq(r[5].epoch, 0, "the record is gone");
+    cr_assert_not(r[5].has_state);
+    load(&a, &r[6], id, 2, false);
+    cr_assert_eq(r[6].st, BP_ESTALE, "a fenced load of a dropped record: %s", bp_status_name(r[6].st));
+    claim(&a, &r[7], id, false);
+    cr_assert_eq(r[7].epoch, 1);
+    cr_assert_not(r[7].has_state);
+    sess_assert_once(&a, r, 8);
+    member_free(&a);
+}
+
+typedef struct expiry_wait {
+    member *mb;
+    const char *id;
+    sess_res r;
+} expiry_wait;
+
+static bool record_gone(void *arg)
+{
+    expiry_wait *w = arg;
+    if (w->r.count == 0) {
+        bp_session_load(w->mb->bp, 0, w->id, 0, false, sess_cb, &w->r);
+        return false;
+    }
+    if (w->r.count == 1 && w->r.st == BP_OK && w->r.epoch == 0) {
+        return true;
+    }
+    memset(&w->r, 0, sizeof(w->r));
+    return false;
+}
+
+Test(backplane_contract, session_store_ttl_expires_the_record_and_0_keeps_it)
+{
+    member a;
+    member_open(&a, "sess-ttl");
+    member_ready(&a);
+    char id[128], keep[128];
+    unique_client(id, sizeof(id), "ttl");
+    unique_client(keep, sizeof(keep), "ttl-keep");
+    sess_res r[6] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, 1, "offline", 200);
+    cr_assert_eq(r[1].st, BP_OK);
+    claim(&a, &r[2], keep, false);
+    store(&a, &r[3], keep, 1, "short", 200);
+    store(&a, &r[4], keep, 1, "forever", 0); /* a later store without expiry removes it */
+    expiry_wait w = {.mb = &a, .id = id};
+    cr_assert(run_until(&a, record_gone, &w), "the record outlived its TTL");
+    run_a_while(&a);
+    run_a_while(&a); /* well past the first TTL */
+    load(&a, &r[5], keep, 1, false);
+    cr_assert_eq(r[5].st, BP_OK, "%s", bp_status_name(r[5].st));
+    cr_assert_str_eq(r[5].state, "forever");
+    sess_assert_once(&a, r, 6);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_calls_after_close_complete_once_with_eclosed)
+{
+    member a;
+    member_open(&a, "sess-closed");
+    member_ready(&a);
+    bp_close(a.bp);
+    char id[128];
+    unique_client(id, sizeof(id), "closed");
+    sess_res r[5] = {0};
+    bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
+    bp_session_load(a.bp, 0, id, 1, true, sess_cb, &r[1]);
+    bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[2]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
+    bp_session_store(a.bp, 0, id, 1, NULL, 0, 0, NULL, NULL); /* no callback, and no crash */
+    for (int i = 0; i < 5; i++) {
+        sess_wait(&a, &r[i], "a call after close");
+        cr_assert_eq(r[i].st, BP_ECLOSED, "call %d: %s", i, bp_status_name(r[i].st));
+    }
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+Test(backplane_contract, session_calls_pending_at_close_complete_once)
+{
+    member a;
+    member_open(&a, "sess-pending");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "pending");
+    sess_res r[5] = {0};
+    bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
+    bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[1]);
+    bp_session_load(a.bp, 0, id, 1, false, sess_cb, &r[2]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
+    bp_close(a.bp);
+    for (int i = 0; i < 5; i++) {
+        sess_wait(&a, &r[i], "a call pending at close");
+    }
+    sess_assert_once(&a, r, 5);
     member_free(&a);
 }
 
