@@ -19,6 +19,12 @@
 #include "common/log.h"
 #include "node/http_impl.h"
 #include "node/metrics.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/retain.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "proto/topic.h"
 
 #define GATHER_TIMEOUT_MS 5000

@@ -16,7 +16,10 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 /* What a reload replaced: freed at exit only. */
 typedef struct retired {

@@ -1,7 +1,10 @@
 /* The broker's shared state: set up and torn down in one place for the
  * process (main.c) and for in-process tests and fuzzers. */
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/session.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
 {

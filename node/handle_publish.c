@@ -6,9 +6,16 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/retain.h"
 #include "proto/topic.h"
 
 /* §3.3.2.3.4: resolve or learn a topic alias. */

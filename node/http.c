@@ -20,6 +20,8 @@
 #include "node/http_impl.h"
 #include "node/metrics.h"
 #include "node/metrics_text.h"
+#include "node/broker.h"
+#include "node/worker.h"
 
 enum route_auth {
     AUTH_OPEN = 0, /* open unless --metrics-auth */

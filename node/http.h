@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/core.h"
+typedef struct broker broker;
 
 typedef struct http_server http_server;
 

@@ -7,8 +7,13 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/send.h"
+#include "node/retain.h"
 
 static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_CONNECTIONS] = "max-connections",

@@ -8,7 +8,9 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/remote.h"
+#include "node/worker.h"
 #include "node/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/ctl.h"  /* shoal ctl */
 #include "node/http.h" /* metrics, health, admin API */

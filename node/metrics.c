@@ -1,6 +1,11 @@
 /* Broker metrics: every figure is read with atomics or under the index's
  * read lock, so a scrape never waits on a worker's loop. */
 #include "node/metrics.h"
+#include "node/broker.h"
+#include "node/limits.h"
+#include "node/session.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 #include <string.h>
 

@@ -6,7 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "node/core.h"
+typedef struct broker broker;
+typedef struct worker worker;
 #include "node/metrics_text.h"
 
 /* How long a worker may go without its 1 s tick before it counts as stuck. */

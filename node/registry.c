@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/registry.h"
+#include "node/session.h"
 
 static uint32_t hash(const char *id, size_t len)
 {

@@ -4,7 +4,12 @@
 #include <sys/time.h>
 
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 static uint64_t unix_ms(void)
 {

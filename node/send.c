@@ -1,4 +1,7 @@
 #include "node/send.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

@@ -6,7 +6,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/limits.h"
 #include "node/send.h"
 #include "proto/topic.h"
@@ -344,7 +349,7 @@ static bool evict_oldest_qos0(worker *w, session *s)
 }
 
 /* Queued messages at which a connected session's publishers are paused:
- * --publisher-backpressure, at most --max-queued / 4 (see core.h). 0: off. */
+ * --publisher-backpressure, at most --max-queued / 4 (see node/session.h). 0: off. */
 uint32_t session_backpressure_mark(const config *cfg)
 {
     uint32_t mark = (uint32_t)cfg->publisher_backpressure;

@@ -15,7 +15,13 @@
 #include "common/alloc.h"
 #include "node/conn_io.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/metrics.h"
 
 uint64_t now_ms(void)
@@ -211,9 +217,6 @@ void worker_unindex_conn(worker *w, conn *c)
     }
 }
 
-void session_handle_takeover(worker *w, inbox_item *it);
-void session_handle_adopt(worker *w, inbox_item *it);
-void session_handle_refused(worker *w, inbox_item *it);
 
 static void handle_item(worker *w, inbox_item *it)
 {

@@ -19,8 +19,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/conn.h"
 #include "node/ws.h"
+#include "node/session.h"
+#include "node/config.h"
+#include "node/worker.h"
+#include "node/broker.h"
 
 #ifndef SH_OK
 #define SH_OK 0

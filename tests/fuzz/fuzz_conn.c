@@ -36,6 +36,9 @@
 /* Walking every empty session bucket would cost more than the input. */
 #define INPROC_TEARDOWN_ATTR __attribute__((noinline, no_sanitize("coverage")))
 #include "inproc.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/worker.h"
 
 #define CHECK(cond)                                                              \
     do {                                                                         \

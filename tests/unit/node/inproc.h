@@ -14,7 +14,11 @@
 
 #include "common/alloc.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/remote.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 /* A caller may define this to keep inproc_down out of coverage (the fuzzer
  * would otherwise spend its time walking empty session buckets). */

@@ -9,7 +9,10 @@
 
 #include "common/alloc.h"
 #include "node/conn_io.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/send.h"
 #include "proto/packet.h"
 

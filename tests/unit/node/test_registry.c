@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/registry.h"
+#include "node/session.h"
 
 static config cfg;
 static broker b;

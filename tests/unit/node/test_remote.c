@@ -6,6 +6,8 @@
 
 #include "inproc.h"
 #include "proto/packet.h"
+#include "node/broker.h"
+#include "node/remote.h"
 
 static config cfg;
 static broker b;

@@ -6,7 +6,12 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 static config cfg;
 static broker b;

@@ -5,6 +5,8 @@
 
 #include "inproc.h"
 #include "proto/packet.h"
+#include "node/broker.h"
+#include "node/worker.h"
 
 static config cfg;
 static broker b;
