@@ -13,7 +13,7 @@ void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
     b->nworkers = nworkers;
     b->subs = trie_new(strategy);
     b->retained = retain_new();
-    retain_set_max(b->retained, cfg->max_retained);
+    retain_set_max(b->retained, cfg->limits.max_retained);
     pthread_rwlock_init(&b->subs_lock, NULL);
     pthread_rwlock_init(&b->retain_lock, NULL);
     pthread_mutex_init(&b->sess_lock, NULL);

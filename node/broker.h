@@ -15,12 +15,14 @@
 #include <stdint.h>
 
 #include "cluster/backplane.h"
+#include "node/auth.h"
 #include "node/config.h"
+#include "node/http.h"
+#include "node/tls.h"
+#include "node/ws_conn.h"
 #include "node/trie.h"
 
 typedef struct retain retain;
-struct tls;
-struct auth;
 typedef struct broker broker;
 typedef struct worker worker;
 typedef struct session session;
@@ -57,21 +59,11 @@ struct broker {
     _Atomic uint64_t sess_count;
     _Atomic uint64_t sess_online;      /* sessions with a connection (session.online) */
     _Atomic uint64_t sess_persistent;  /* registered sessions that outlive their connection */
-    /* --- operations (node/http.c, node/admin.c) --- */
-    _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
-    /* --- end operations --- */
-    /* --- TLS (node/tls.c) --- */
-    struct tls *tls;        /* NULL without --tls-port */
-    uint16_t tls_port;      /* the bound TLS port, 0 = none */
-    /* --- end TLS --- */
-    /* --- WebSocket (node/ws_conn.c) --- */
-    uint16_t ws_port;       /* the bound ports, 0 = none */
-    uint16_t wss_port;
-    /* --- end WebSocket --- */
-    /* --- auth (node/auth.c) --- */
-    struct auth *auth;               /* password and ACL tables, swapped on SIGHUP */
-    _Atomic uint64_t auth_failures;  /* CONNECTs refused by authentication */
-    /* --- end auth --- */
+    /* Feature state, each owned by its module. */
+    http_ops ops;     /* node/http.h: drain */
+    tls_state tls;    /* node/tls.h */
+    ws_ports ws;      /* node/ws_conn.h */
+    auth_state auth;  /* node/auth.h */
 };
 
 /* broker.c: the indexes, locks and session table (cfg is borrowed for the

@@ -293,7 +293,7 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
         return answer_resend(c, p.packet_id);
     }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
+    atomic_fetch_add_explicit(&w->metrics.msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
     if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
         return refuse_unavailable(c, &p);
     }

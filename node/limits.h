@@ -103,4 +103,16 @@ bool limits_retain_admit(conn *c, mqtt_publish *p);
 /* Once a second on one worker: free retained messages that have expired. */
 void limits_tick(worker *w, uint64_t now);
 
+/* The options behind the limits above (config.limits). */
+typedef struct limits_config {
+    uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
+    uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
+    int max_subscriptions;           /* per session, 0 = no limit */
+    int max_topic_levels;
+    int max_topic_length;
+    bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
+    uint32_t max_sessions;           /* sessions on the node, online and offline, 0 = no limit */
+    uint32_t max_retained;           /* retained messages on the node, 0 = no limit */
+} limits_config;
+
 #endif

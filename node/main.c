@@ -70,15 +70,15 @@ static int start(broker *b, config *cfg)
     }
     remote_cap_packet_size(b);
     /* wss uses the TLS listener's certificates and their reload. */
-    if (cfg->tls_port || cfg->wss_port) {
-        b->tls = tls_open(cfg);
-        if (!b->tls) {
+    if (cfg->tls.port || cfg->ws.wss_port) {
+        b->tls.ctx = tls_open(cfg);
+        if (!b->tls.ctx) {
             return -1;
         }
-        b->tls_port = (uint16_t)cfg->tls_port;
+        b->tls.port = (uint16_t)cfg->tls.port;
     }
-    b->ws_port = (uint16_t)cfg->ws_port;
-    b->wss_port = (uint16_t)cfg->wss_port;
+    b->ws.port = (uint16_t)cfg->ws.port;
+    b->ws.wss_port = (uint16_t)cfg->ws.wss_port;
     if (worker_start_all(b) != 0) {
         return -1;
     }
@@ -177,7 +177,7 @@ int main(int argc, char **argv)
         sh_log(SH_ERROR, "event=start_failed");
         return 1;
     }
-    /* --- HTTP endpoint: after the workers (admin requests post to their loops) --- */
+    /* HTTP after the workers: admin requests post to their loops. */
     http_server *http = http_start(&b);
     if (!http) {
         sh_log(SH_ERROR, "event=start_failed");
@@ -185,24 +185,23 @@ int main(int argc, char **argv)
     }
     char http_url_buf[128];
     http_url(http, http_url_buf, sizeof(http_url_buf));
-    /* --- end HTTP endpoint --- */
-    if (cfg.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
+    if (cfg.auth.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
         strcmp(cfg.bind, "localhost")) {
         sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
                "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
     }
     sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u ws_port=%u wss_port=%u workers=%d backplane=%s version=%s",
-           b.node_id, b.port, b.tls_port, b.ws_port, b.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
+           b.node_id, b.port, b.tls.port, b.ws.port, b.ws.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
     /* Scripts wait for READY, the last startup line; HTTP, TLS, WS and WSS come just before it. */
     printf("HTTP %s\n", http_url_buf);
-    if (b.tls_port) {
-        printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls_port);
+    if (b.tls.port) {
+        printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls.port);
     }
-    if (b.ws_port) {
-        printf("WS ws://%s:%u%s\n", cfg.bind, b.ws_port, cfg.ws_path);
+    if (b.ws.port) {
+        printf("WS ws://%s:%u%s\n", cfg.bind, b.ws.port, cfg.ws.path);
     }
-    if (b.wss_port) {
-        printf("WSS wss://%s:%u%s\n", cfg.bind, b.wss_port, cfg.ws_path);
+    if (b.ws.wss_port) {
+        printf("WSS wss://%s:%u%s\n", cfg.bind, b.ws.wss_port, cfg.ws.path);
     }
     printf("READY mqtt://%s:%u\n", cfg.bind, b.port);
     fflush(stdout);
@@ -214,8 +213,8 @@ int main(int argc, char **argv)
             break;
         }
         auth_reload(&b); /* password and ACL files */
-        if (b.tls) {
-            tls_reload(b.tls); /* TLS certificates; a failure keeps the current ones */
+        if (b.tls.ctx) {
+            tls_reload(b.tls.ctx); /* TLS certificates; a failure keeps the current ones */
         }
     }
     sh_log(SH_INFO, "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -224,7 +223,7 @@ int main(int argc, char **argv)
     worker_stop_all(&b);
     bp_close(b.bp);
     broker_free(&b); /* everything, so leak checkers see a clean exit */
-    tls_close(b.tls);
+    tls_close(b.tls.ctx);
     auth_free(&b);
     sh_log(SH_INFO, "event=stopped");
     config_free(&cfg);

@@ -93,7 +93,7 @@ void remote_qos0_dropped_hook(void *node, int worker_id)
 void remote_cap_packet_size(broker *b)
 {
     config *cfg = b->cfg;
-    uint32_t cap = bp_max_publish_size(b->bp, (uint32_t)cfg->max_topic_length, CLIENT_ID_MAX);
+    uint32_t cap = bp_max_publish_size(b->bp, (uint32_t)cfg->limits.max_topic_length, CLIENT_ID_MAX);
     if (cap == 0) {
         return;
     }
@@ -102,7 +102,7 @@ void remote_cap_packet_size(broker *b)
     if (cfg->max_packet_size > cap) {
         sh_log(SH_INFO, "event=max_packet_size value=%u configured=%u reason=backbone-record-limit "
                "max_topic_length=%d msg=\"a larger PUBLISH would not fit one Kafka record\"", cap,
-               cfg->max_packet_size, cfg->max_topic_length);
+               cfg->max_packet_size, cfg->limits.max_topic_length);
         cfg->max_packet_size = cap;
     } else {
         sh_log(SH_INFO, "event=max_packet_size value=%u backbone_limit=%u", cfg->max_packet_size, cap);

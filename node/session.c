@@ -57,8 +57,8 @@ void session_drop_messages(broker *b, session *s, bool count)
     }
     worker *w = owner_worker(b, s);
     if (w) {
-        gauge_add(&w->inflight, -(int64_t)s->n_inf);
-        gauge_add(&w->queued, -(int64_t)s->q_len);
+        gauge_add(&w->metrics.inflight, -(int64_t)s->n_inf);
+        gauge_add(&w->metrics.queued, -(int64_t)s->q_len);
         if (count) {
             limits_count_drop(w, s, DROP_SESSION_ENDED, held);
         }
@@ -343,7 +343,7 @@ static bool evict_oldest_qos0(worker *w, session *s)
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
     s->q_qos0--;
-    gauge_add(&w->queued, -1);
+    gauge_add(&w->metrics.queued, -1);
     limits_count_drop(w, s, DROP_QOS0_EVICTED, 1);
     return true;
 }
@@ -414,7 +414,7 @@ static void queue_push(worker *w, session *s, delivery *d)
     s->q[(s->q_head + s->q_len) % s->q_cap] = *d;
     s->q_len++;
     s->q_qos0 += d->qos == 0;
-    gauge_add(&w->queued, 1);
+    gauge_add(&w->metrics.queued, 1);
     /* Only a connected subscriber slows publishers: an offline session's
      * queue is bounded by --max-queued alone. */
     uint32_t mark = session_backpressure_mark(w->b->cfg);
@@ -430,7 +430,7 @@ static delivery queue_pop(worker *w, session *s)
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
     s->q_qos0 -= one.qos == 0;
-    gauge_add(&w->queued, -1);
+    gauge_add(&w->metrics.queued, -1);
     behind_progress(w, s);
     return one;
 }
@@ -445,12 +445,12 @@ static void send_inflight(session *s, conn *c, delivery *d)
     f->pid = next_pid(s);
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->d = *d;
-    gauge_add(&w->inflight, 1);
+    gauge_add(&w->metrics.inflight, 1);
     if (!send_publish(c, d, f->pid, false)) {
         /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
         msg_unref(f->d.m);
         s->n_inf--;
-        gauge_add(&w->inflight, -1);
+        gauge_add(&w->metrics.inflight, -1);
         limits_count_drop(w, s, DROP_TOO_LARGE, 1);
     }
 }
@@ -465,7 +465,7 @@ static bool can_send_now(const session *s, const conn *c)
  * order holds (§4.6); otherwise dropped. Consumes d->m's ref. */
 static void deliver_qos0_later(worker *w, session *s, delivery *d)
 {
-    if (s->q_qos0 || (!s->c && w->b->cfg->queue_qos0)) {
+    if (s->q_qos0 || (!s->c && w->b->cfg->limits.queue_qos0)) {
         queue_push(w, s, d);
         return;
     }
@@ -560,7 +560,7 @@ static inflight *find_inflight(session *s, uint16_t pid)
 
 static void remove_inflight(worker *w, session *s, inflight *f)
 {
-    gauge_add(&w->inflight, -1);
+    gauge_add(&w->metrics.inflight, -1);
     msg_unref(f->d.m);
     /* Keep send order: resends must follow the original order (§4.6). */
     size_t idx = (size_t)(f - s->inf);

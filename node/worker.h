@@ -10,7 +10,10 @@
 #include <stdint.h>
 
 #include "node/limits.h"
+#include "node/metrics.h"
 #include "node/session.h"
+#include "node/tls.h"
+#include "node/ws_conn.h"
 
 struct event_base;
 struct event;
@@ -81,29 +84,10 @@ struct worker {
     uint32_t nconns;
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
-    /* --- metrics and health (node/metrics.c, node/http.c) --- */
-    _Atomic uint64_t msgs_in_qos[3], msgs_out_qos[3];
-    _Atomic uint64_t disconnects[256]; /* by reason code, counted in conn.c log_close */
-    _Atomic uint64_t connacks[256];    /* CONNACKs sent, by MQTT 5 reason code (3.1.1 codes mapped) */
-    _Atomic uint64_t tick_last_ms;     /* when the 1 s tick last ran (monotonic ms) */
-    _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
-    _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
-    uint64_t tick_due_ms;              /* owner thread only */
-    _Atomic uint64_t drops[DROP_COUNT];             /* by reason; `dropped` is their sum */
-    _Atomic uint64_t limit_refusals[LIMIT_COUNT];   /* by limit */
-    /* Gauges kept where queues and windows change. Signed: a session moves
-     * between workers, so one worker may add what another subtracts. */
-    _Atomic int64_t queued, inflight;
-    /* --- end metrics and health --- */
-    /* --- TLS (node/tls.c) --- */
-    struct evconnlistener *tls_listener;
-    _Atomic uint64_t tls_handshake_failures;
-    _Atomic uint64_t tls_handshakes;   /* completed */
-    /* --- end TLS --- */
-    /* --- WebSocket (node/ws_conn.c) --- */
-    struct evconnlistener *ws_listener;
-    struct evconnlistener *wss_listener;
-    /* --- end WebSocket --- */
+    /* Feature state, each owned by its module. */
+    worker_metrics metrics; /* node/metrics.h */
+    tls_worker tls;         /* node/tls.h */
+    ws_worker ws;           /* node/ws_conn.h */
 };
 
 /* Monotonic milliseconds. */

@@ -85,19 +85,19 @@ Test(session, offline_qos0_is_dropped_and_counted_without_queue_qos0)
     deliver(s, make_msg("t", 0, 0), 0);
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(atomic_load(&w.dropped), 1);
-    cr_assert_eq(atomic_load(&w.drops[DROP_OFFLINE_QOS0]), 1);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_OFFLINE_QOS0]), 1);
     session_unref(&b, s);
 }
 
 Test(session, offline_qos0_is_queued_with_queue_qos0)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     deliver(s, make_msg("t", 0, 0), 0);
     cr_assert_eq(s->q_len, 1);
     cr_assert_eq(s->q_qos0, 1);
-    cr_assert_eq(atomic_load(&w.queued), 1);
+    cr_assert_eq(atomic_load(&w.metrics.queued), 1);
     cr_assert_eq(atomic_load(&w.dropped), 0);
     session_unref(&b, s);
 }
@@ -126,7 +126,7 @@ static msg *numbered(int i, uint8_t qos)
 
 Test(session, full_queue_evicts_the_oldest_qos0_first)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     /* Wrap the ring first, so eviction runs across its end. */
@@ -140,33 +140,33 @@ Test(session, full_queue_evicts_the_oldest_qos0_first)
     /* Every QoS 1 (5 of them), then the newest QoS 0. */
     cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,29");
     cr_assert_eq(s->q_qos0, 1);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QOS0_EVICTED]), 24);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 0);
-    cr_assert_eq(atomic_load(&w.queued), 6);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_QOS0_EVICTED]), 24);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_QUEUE_FULL]), 0);
+    cr_assert_eq(atomic_load(&w.metrics.queued), 6);
     /* Full of QoS 1 but for one QoS 0: a QoS 1 evicts it, the next is refused. */
     deliver(s, numbered(30, 1), 1);
     deliver(s, numbered(31, 1), 1);
     queue_payloads(s, got, sizeof(got));
     cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,30q1");
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 1);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_QUEUE_FULL]), 1);
     cr_assert_eq(atomic_load(&w.dropped), 26);
     session_unref(&b, s);
 }
 
 Test(session, reset_releases_everything_and_counts_it)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     for (int i = 0; i < 4; i++) {
         deliver(s, numbered(i, i & 1), i & 1);
     }
-    cr_assert_eq(atomic_load(&w.queued), 4);
+    cr_assert_eq(atomic_load(&w.metrics.queued), 4);
     session_reset(&b, s);
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(s->q_qos0, 0);
-    cr_assert_eq(atomic_load(&w.queued), 0);
-    cr_assert_eq(atomic_load(&w.drops[DROP_SESSION_ENDED]), 4);
+    cr_assert_eq(atomic_load(&w.metrics.queued), 0);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_SESSION_ENDED]), 4);
     session_unref(&b, s);
 }
 
@@ -179,8 +179,8 @@ Test(session, queue_is_bounded_by_max_queued)
     }
     cr_assert_eq(s->q_len, 5);
     cr_assert_eq(atomic_load(&w.dropped), 7);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 7);
-    cr_assert_eq(atomic_load(&w.queued), 5);
+    cr_assert_eq(atomic_load(&w.metrics.drops[DROP_QUEUE_FULL]), 7);
+    cr_assert_eq(atomic_load(&w.metrics.queued), 5);
     session_unref(&b, s);
 }
 
