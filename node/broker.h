@@ -44,6 +44,8 @@ struct broker {
     worker *workers;
     uint16_t port;          /* the bound MQTT port */
     char node_id[128];
+    char address[300];      /* what other nodes are told (bp_config.address, kept alive here) */
+    bool threaded;          /* broker_open_opts.threads */
     uint64_t start_ms;
     _Atomic bool stopping;
     _Atomic bool running;   /* workers started: the backplane may post to them */
@@ -66,9 +68,43 @@ struct broker {
     auth_state auth;  /* node/auth.h */
 };
 
-/* broker.c: the indexes, locks and session table (cfg is borrowed for the
- * broker's life); broker_free also frees the backplane, after bp_close. */
-void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy);
-void broker_free(broker *b);
+/* How broker_open sets a broker up beyond its config. */
+typedef struct broker_open_opts {
+    const char *node_id; /* NULL: --node-id, else "<host>-<pid>" */
+    const char *address; /* NULL: --advertise, else "<host>:<port>" */
+    int workers;         /* 0: --workers (0 there: one per core) */
+    /* true (the process): broker_start binds the listeners, runs each
+     * worker on its own thread and starts the HTTP endpoint. false
+     * (in-process tests, fuzzers): no sockets, no threads; the caller runs
+     * the workers' loops (b->workers[i].base). */
+    bool threads;
+    bool setup_log;      /* configure logging from --log-level/--log-format (main) */
+} broker_open_opts;
+
+typedef enum broker_status {
+    BROKER_OK = 0,
+    BROKER_EAUTH,  /* the password or ACL file is bad; the reason is on stderr */
+    BROKER_EOPEN,  /* the backplane, TLS, a listener or a worker did not start; logged */
+} broker_status;
+
+/* The broker's life: open → start → (reload)* → stop → close.
+ *
+ * broker_open: config → broker (cfg is borrowed for the broker's life):
+ * auth tables, node id, indexes, session table, backplane, TLS contexts
+ * and the workers' loops and inboxes. On failure the process exits; a
+ * broker whose open failed is not closed. */
+broker_status broker_open(broker *b, config *cfg, const broker_open_opts *o);
+/* Listeners, worker threads and the HTTP endpoint (threads); then the
+ * backplane may post to the workers. */
+broker_status broker_start(broker *b);
+/* SIGHUP: reload the password and ACL files and the TLS certificates; a
+ * failure keeps what is loaded. */
+void broker_reload(broker *b);
+/* Stop serving: the HTTP endpoint first (an admin request may be waiting
+ * on a worker), then the workers (their threads are joined). Blocks. */
+void broker_stop(broker *b);
+/* Free everything: the backplane closes first (its callbacks run), then
+ * connections, sessions, loops, indexes, TLS and auth. */
+void broker_close(broker *b);
 
 #endif

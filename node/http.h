@@ -17,7 +17,7 @@ typedef struct broker broker;
 typedef struct http_server http_server;
 
 /* Bind --http-bind:--http-port and start the thread. Call after
- * worker_start_all (the workers' loops must exist). Returns NULL and logs
+ * the workers start (broker_start; the workers' loops must exist). Returns NULL and logs
  * why on failure (e.g. the port is taken). */
 http_server *http_start(broker *b);
 
@@ -43,6 +43,7 @@ typedef struct http_config {
 
 /* Operations state (broker.ops), node/admin.c. */
 typedef struct http_ops {
+    http_server *server;   /* NULL until broker_start (not in-process) */
     _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
 } http_ops;
 

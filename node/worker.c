@@ -466,10 +466,6 @@ int worker_init_all(broker *b)
 
 int worker_start_all(broker *b)
 {
-    evthread_use_pthreads();
-    if (worker_init_all(b) != 0) {
-        return -1;
-    }
     uint16_t port = (uint16_t)b->cfg->port;
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
@@ -586,6 +582,9 @@ void worker_release_conns(broker *b)
 
 void worker_free_all(broker *b)
 {
+    if (!b->workers) {
+        return;
+    }
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
         if (w->listener) {

@@ -94,9 +94,10 @@ struct worker {
 uint64_t now_ms(void);
 
 /* worker.c */
-/* Loops and inboxes only: no listeners, no threads (worker_start_all's
- * first step; tests/fuzz runs these loops itself). */
+/* Loops and inboxes only: no listeners, no threads (broker_open; an
+ * in-process broker's caller runs these loops itself). */
 int worker_init_all(broker *b);
+/* Listeners and one thread per worker, after worker_init_all (broker_start). */
 int worker_start_all(broker *b);
 void worker_stop_all(broker *b);
 void worker_release_conns(broker *b);
