@@ -19,6 +19,12 @@
 #include "common/log.h"
 #include "node/http_impl.h"
 #include "node/metrics.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/retain.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "proto/topic.h"
 
 #define GATHER_TIMEOUT_MS 5000
@@ -494,9 +500,9 @@ void admin_node(http_req *r)
     json_key(&j, "http_port");
     json_u64(&j, http_port(r->h));
     json_key(&j, "ready");
-    json_bool(&j, !atomic_load(&b->draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
+    json_bool(&j, !atomic_load(&b->ops.draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
     json_key(&j, "draining");
-    json_bool(&j, atomic_load(&b->draining));
+    json_bool(&j, atomic_load(&b->ops.draining));
     json_key(&j, "connections");
     json_u64(&j, atomic_load(&b->stats.connections_current));
     json_key(&j, "sessions");
@@ -571,12 +577,12 @@ static bool drain_fn(gather_slot *s)
         w->listener = NULL;
         s->aux++;
     }
-    if (w->tls_listener) {
-        evconnlistener_free(w->tls_listener);
-        w->tls_listener = NULL;
+    if (w->tls.listener) {
+        evconnlistener_free(w->tls.listener);
+        w->tls.listener = NULL;
         s->aux++;
     }
-    struct evconnlistener **ws[] = {&w->ws_listener, &w->wss_listener};
+    struct evconnlistener **ws[] = {&w->ws.listener, &w->ws.tls_listener};
     for (size_t i = 0; i < 2; i++) {
         if (*ws[i]) {
             evconnlistener_free(*ws[i]);
@@ -603,7 +609,7 @@ void admin_drain(http_req *r)
     const char *d = http_query(r, "disconnect");
     bool disconnect = d && (!strcmp(d, "1") || !strcmp(d, "true"));
     /* Not ready first, so a load balancer stops sending before the port closes. */
-    atomic_store(&r->b->draining, true);
+    atomic_store(&r->b->ops.draining, true);
     gather *g = gather_new(r->b, drain_fn);
     g->disconnect = disconnect;
     if (gather_run_or_reply(r, g, -1)) {

@@ -16,7 +16,10 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 /* What a reload replaced: freed at exit only. */
 typedef struct retired {
@@ -76,22 +79,22 @@ int auth_init(broker *b)
 {
     struct auth *a = sh_calloc(1, sizeof(*a));
     pthread_mutex_init(&a->reload_lock, NULL);
-    b->auth = a;
+    b->auth.tables = a;
     if (RAND_bytes(a->fake_secret, sizeof(a->fake_secret)) != 1) {
         fprintf(stderr, "shoal: no random bytes for authentication\n");
         return SH_ERR;
     }
     char err[512];
-    if (b->cfg->password_file) {
-        passwd_table *t = load_users(b->cfg->password_file, err, sizeof(err));
+    if (b->cfg->auth.password_file) {
+        passwd_table *t = load_users(b->cfg->auth.password_file, err, sizeof(err));
         if (!t) {
             fprintf(stderr, "shoal: --password-file %s\n", err);
             return SH_ERR;
         }
         atomic_store(&a->users, t);
     }
-    if (b->cfg->acl_file) {
-        acl *l = load_acl(b->cfg->acl_file, err, sizeof(err));
+    if (b->cfg->auth.acl_file) {
+        acl *l = load_acl(b->cfg->auth.acl_file, err, sizeof(err));
         if (!l) {
             fprintf(stderr, "shoal: --acl-file %s\n", err);
             return SH_ERR;
@@ -103,14 +106,14 @@ int auth_init(broker *b)
 
 void auth_reload(broker *b)
 {
-    struct auth *a = b->auth;
+    struct auth *a = b->auth.tables;
     if (!a) {
         return;
     }
     pthread_mutex_lock(&a->reload_lock);
     char err[512];
-    if (b->cfg->password_file) {
-        passwd_table *t = load_users(b->cfg->password_file, err, sizeof(err));
+    if (b->cfg->auth.password_file) {
+        passwd_table *t = load_users(b->cfg->auth.password_file, err, sizeof(err));
         if (t) {
             retired *r = sh_calloc(1, sizeof(*r));
             r->users = atomic_exchange(&a->users, t);
@@ -121,8 +124,8 @@ void auth_reload(broker *b)
             sh_log(SH_ERROR, "event=auth_reload_failed file=password reason=\"%s\"", err);
         }
     }
-    if (b->cfg->acl_file) {
-        acl *l = load_acl(b->cfg->acl_file, err, sizeof(err));
+    if (b->cfg->auth.acl_file) {
+        acl *l = load_acl(b->cfg->auth.acl_file, err, sizeof(err));
         if (l) {
             retired *r = sh_calloc(1, sizeof(*r));
             r->acl = atomic_exchange(&a->acl, l);
@@ -138,7 +141,7 @@ void auth_reload(broker *b)
 
 void auth_free(broker *b)
 {
-    struct auth *a = b->auth;
+    struct auth *a = b->auth.tables;
     if (!a) {
         return;
     }
@@ -153,12 +156,12 @@ void auth_free(broker *b)
     }
     pthread_mutex_destroy(&a->reload_lock);
     sh_free(a, sizeof(*a));
-    b->auth = NULL;
+    b->auth.tables = NULL;
 }
 
 static mqtt_rc fail(conn *c, const mqtt_connect *p, mqtt_rc rc, const char *why)
 {
-    atomic_fetch_add_explicit(&c->w->b->auth_failures, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->b->auth.failures, 1, memory_order_relaxed);
     sh_log(SH_INFO, "event=auth_failed conn=%llu client=%.*s peer=%s username=%.*s reason=\"%s\"",
            (unsigned long long)c->id, (int)p->client_id.len, (const char *)p->client_id.p, c->peer,
            p->has_username ? (int)p->username.len : 1, p->has_username ? (const char *)p->username.p : "-", why);
@@ -181,9 +184,9 @@ mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
         c->username = sh_strndup((const char *)p->username.p, p->username.len);
     }
     if (!c->username) {
-        return b->cfg->anonymous ? MQTT_RC_SUCCESS : fail(c, p, MQTT_RC_NOT_AUTHORIZED, "no username");
+        return b->cfg->auth.anonymous ? MQTT_RC_SUCCESS : fail(c, p, MQTT_RC_NOT_AUTHORIZED, "no username");
     }
-    passwd_table *t = atomic_load_explicit(&b->auth->users, memory_order_acquire);
+    passwd_table *t = atomic_load_explicit(&b->auth.tables->users, memory_order_acquire);
     if (!t) {
         return MQTT_RC_SUCCESS; /* no password file: usernames are taken as given */
     }
@@ -199,12 +202,12 @@ mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
 
 bool auth_has_passwords(broker *b)
 {
-    return atomic_load_explicit(&b->auth->users, memory_order_acquire) != NULL;
+    return atomic_load_explicit(&b->auth.tables->users, memory_order_acquire) != NULL;
 }
 
 int auth_scram_cred(broker *b, const char *user, size_t len, scram_cred *cred, const char **doomed)
 {
-    struct auth *a = b->auth;
+    struct auth *a = b->auth.tables;
     passwd_table *t = atomic_load_explicit(&a->users, memory_order_acquire);
     if (!t) {
         return SH_ERR;
@@ -237,7 +240,7 @@ int auth_scram_cred(broker *b, const char *user, size_t len, scram_cred *cred, c
 
 void auth_scram_failed(conn *c, const char *user, size_t len, const char *why)
 {
-    atomic_fetch_add_explicit(&c->w->b->auth_failures, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->b->auth.failures, 1, memory_order_relaxed);
     char name[65];
     sh_log_sample(name, sizeof(name), user, len < 64 ? len : 64);
     const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
@@ -252,12 +255,12 @@ static const char *client_id_of(conn *c)
 
 bool auth_can_publish(conn *c, const uint8_t *topic, size_t len)
 {
-    acl *l = atomic_load_explicit(&c->w->b->auth->acl, memory_order_acquire);
+    acl *l = atomic_load_explicit(&c->w->b->auth.tables->acl, memory_order_acquire);
     return !l || acl_check_topic(l, c->username, client_id_of(c), topic, len, ACL_WRITE);
 }
 
 bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len)
 {
-    acl *l = atomic_load_explicit(&c->w->b->auth->acl, memory_order_acquire);
+    acl *l = atomic_load_explicit(&c->w->b->auth.tables->acl, memory_order_acquire);
     return !l || acl_check_subscribe(l, c->username, client_id_of(c), filter, len);
 }

@@ -13,6 +13,7 @@
 #ifndef SHOAL_NODE_AUTH_H
 #define SHOAL_NODE_AUTH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,5 +127,19 @@ int auth_scram_cred(broker *b, const char *user, size_t len, scram_cred *cred, c
 void auth_scram_failed(conn *c, const char *user, size_t len, const char *why);
 bool auth_can_publish(conn *c, const uint8_t *topic, size_t len);
 bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len);
+
+/* --allow-anonymous, --password-file, --acl-file (config.auth). */
+typedef struct auth_config {
+    char *allow_anonymous; /* "true"/"false"/NULL as given; `anonymous` is the result */
+    char *password_file;
+    char *acl_file;
+    bool anonymous;
+} auth_config;
+
+/* The broker's auth state (broker.auth). */
+typedef struct auth_state {
+    struct auth *tables;        /* password and ACL tables, swapped on SIGHUP */
+    _Atomic uint64_t failures;  /* CONNECTs refused by authentication */
+} auth_state;
 
 #endif

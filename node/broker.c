@@ -1,16 +1,66 @@
-/* The broker's shared state: set up and torn down in one place for the
- * process (main.c) and for in-process tests and fuzzers. */
-#include "common/alloc.h"
-#include "node/core.h"
+/* The broker's life (open, start, reload, stop, close), in one place for
+ * the process (main.c), the in-process tests and the fuzzers. */
+#include "node/broker.h"
 
-void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
+#include <event2/thread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/remote.h"
+#include "node/retain.h"
+#include "node/session.h"
+#include "node/worker.h"
+
+static void name_node(broker *b, const config *cfg, const broker_open_opts *o)
 {
-    b->cfg = cfg;
+    const char *id = o->node_id ? o->node_id : cfg->node_id;
+    if (id) {
+        snprintf(b->node_id, sizeof(b->node_id), "%s", id);
+    } else {
+        char host[64] = "shoal";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(b->node_id, sizeof(b->node_id), "%s-%d", host, (int)getpid());
+    }
+    const char *addr = o->address ? o->address : cfg->advertise;
+    if (addr) {
+        snprintf(b->address, sizeof(b->address), "%s", addr);
+    } else {
+        char host[128] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(b->address, sizeof(b->address), "%s:%d", host, cfg->port);
+    }
+}
+
+static void setup_log(const broker *b, const config *cfg)
+{
+    sh_log_setup((sh_level)sh_log_parse_level(cfg->log_level),
+                 !strcmp(cfg->log_format, "json") ? SH_LOG_JSON
+                                                  : (!strcmp(cfg->log_format, "logfmt") ? SH_LOG_LOGFMT : SH_LOG_TEXT),
+                 b->node_id);
+}
+
+static trie_strategy shared_strategy(const config *cfg)
+{
+    const char *s = cfg->shared_strategy;
+    if (s && !strcmp(s, "random")) {
+        return TRIE_SHARED_RANDOM;
+    }
+    if (s && !strcmp(s, "sticky")) {
+        return TRIE_SHARED_STICKY;
+    }
+    return TRIE_SHARED_ROUND_ROBIN;
+}
+
+/* The indexes, locks and session table. */
+static void init_indexes(broker *b)
+{
     b->start_ms = now_ms();
-    b->nworkers = nworkers;
-    b->subs = trie_new(strategy);
+    b->subs = trie_new(shared_strategy(b->cfg));
     b->retained = retain_new();
-    retain_set_max(b->retained, cfg->max_retained);
+    retain_set_max(b->retained, b->cfg->limits.max_retained);
     pthread_rwlock_init(&b->subs_lock, NULL);
     pthread_rwlock_init(&b->retain_lock, NULL);
     pthread_mutex_init(&b->sess_lock, NULL);
@@ -18,9 +68,106 @@ void broker_init(broker *b, config *cfg, int nworkers, trie_strategy strategy)
     b->sess_tab = sh_calloc(b->sess_buckets, sizeof(session *));
 }
 
+static broker_status open_backplane(broker *b)
+{
+    const config *cfg = b->cfg;
+    bp_config bc = {
+        .node_id = b->node_id,
+        .workers = b->nworkers,
+        .address = b->address, /* not copied by bp_open: kept in the broker */
+        .redis_url = cfg->redis,
+        .redis_tls_ca = cfg->redis_tls_ca,
+        .redis_tls_cert = cfg->redis_tls_cert,
+        .redis_tls_key = cfg->redis_tls_key,
+        .kafka_brokers = cfg->kafka,
+        .kafka_topic_prefix = cfg->kafka_topic_prefix,
+        .kafka_partitions = cfg->kafka_partitions,
+        .kafka_replication = cfg->kafka_replication,
+        .kafka_acks = cfg->kafka_acks,
+        .kafka_linger_ms = cfg->kafka_linger_ms,
+        .heartbeat_ms = cfg->cluster_heartbeat,
+    };
+    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook,
+                      .qos0_dropped = remote_qos0_dropped_hook};
+    b->bp = bp_open(&bc, &hooks);
+    if (!b->bp) {
+        return BROKER_EOPEN;
+    }
+    remote_cap_packet_size(b);
+    return BROKER_OK;
+}
+
+broker_status broker_open(broker *b, config *cfg, const broker_open_opts *o)
+{
+    memset(b, 0, sizeof(*b));
+    b->cfg = cfg;
+    b->threaded = o->threads;
+    if (auth_init(b) != SH_OK) {
+        return BROKER_EAUTH;
+    }
+    name_node(b, cfg, o);
+    if (o->setup_log) {
+        setup_log(b, cfg);
+    }
+    int n = o->workers > 0 ? o->workers : cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    b->nworkers = n < 1 ? 1 : n;
+    init_indexes(b);
+    if (open_backplane(b) != BROKER_OK) {
+        return BROKER_EOPEN;
+    }
+    /* wss uses the TLS listener's certificates and their reload. */
+    if (cfg->tls.port || cfg->ws.wss_port) {
+        if (!(b->tls.ctx = tls_open(cfg))) {
+            return BROKER_EOPEN;
+        }
+        b->tls.port = (uint16_t)cfg->tls.port;
+    }
+    b->ws.port = (uint16_t)cfg->ws.port;
+    b->ws.wss_port = (uint16_t)cfg->ws.wss_port;
+    /* Before the loops are made: they lock only if told first. */
+    if (o->threads) {
+        evthread_use_pthreads();
+    }
+    return worker_init_all(b) == 0 ? BROKER_OK : BROKER_EOPEN;
+}
+
+broker_status broker_start(broker *b)
+{
+    if (b->threaded) {
+        if (worker_start_all(b) != 0) {
+            return BROKER_EOPEN;
+        }
+    }
+    atomic_store_explicit(&b->running, true, memory_order_release);
+    /* HTTP after the workers: admin requests post to their loops. */
+    if (b->threaded && !(b->ops.server = http_start(b))) {
+        return BROKER_EOPEN;
+    }
+    return BROKER_OK;
+}
+
+void broker_reload(broker *b)
+{
+    auth_reload(b); /* password and ACL files */
+    if (b->tls.ctx) {
+        tls_reload(b->tls.ctx); /* TLS certificates; a failure keeps the current ones */
+    }
+}
+
+void broker_stop(broker *b)
+{
+    atomic_store(&b->stopping, true);
+    if (!b->threaded) {
+        return;
+    }
+    http_stop(b->ops.server); /* before the workers: an admin request may be waiting on them */
+    b->ops.server = NULL;
+    worker_stop_all(b);
+}
+
 /* Connections first (they hold sessions), then sessions (their timers live
  * on the loops), then the loops, the indexes and the backplane. */
-void broker_free(broker *b)
+static void free_state(broker *b)
 {
     worker_release_conns(b);
     for (size_t i = 0; i < b->sess_buckets; i++) {
@@ -40,4 +187,12 @@ void broker_free(broker *b)
     pthread_rwlock_destroy(&b->retain_lock);
     pthread_mutex_destroy(&b->sess_lock);
     bp_free(b->bp);
+}
+
+void broker_close(broker *b)
+{
+    bp_close(b->bp);
+    free_state(b);
+    tls_close(b->tls.ctx);
+    auth_free(b);
 }

@@ -63,45 +63,40 @@ static const opt opts[] = {
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000, "ms between node heartbeats in Redis (TTL is 3x)"},
     {"publisher-backpressure", OPT_INT, O(publisher_backpressure), "1000", 0, 10000000, "messages queued for a connected subscriber at which its publishers' reading pauses until the queue halves (at most --max-queued/4; a subscriber behind for 2 s stops holding them; 0 = off: drop at --max-queued)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824, "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
-    /* --- limits (node/limits.c) --- */
-    {"max-publish-rate", OPT_U32, O(max_publish_rate), "0", 0, 4294967295L, "PUBLISH packets per second one client may send; faster ones are paused, not refused (0 = no limit)"},
-    {"max-publish-bytes-rate", OPT_U32, O(max_publish_bytes_rate), "0", 0, 4294967295L, "PUBLISH bytes per second one client may send; faster ones are paused (0 = no limit)"},
-    {"max-subscriptions", OPT_INT, O(max_subscriptions), "0", 0, INT_MAX, "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
-    {"max-topic-levels", OPT_INT, O(max_topic_levels), "128", 1, 65535, "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
-    {"max-topic-length", OPT_INT, O(max_topic_length), "65535", 1, 65535, "bytes in a topic name or filter; longer get 0x90 (publish, will) or 0x8F (subscribe)"},
+    /* limits: config.limits (node/limits.h) */
+    {"max-publish-rate", OPT_U32, O(limits.max_publish_rate), "0", 0, 4294967295L, "PUBLISH packets per second one client may send; faster ones are paused, not refused (0 = no limit)"},
+    {"max-publish-bytes-rate", OPT_U32, O(limits.max_publish_bytes_rate), "0", 0, 4294967295L, "PUBLISH bytes per second one client may send; faster ones are paused (0 = no limit)"},
+    {"max-subscriptions", OPT_INT, O(limits.max_subscriptions), "0", 0, INT_MAX, "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
+    {"max-topic-levels", OPT_INT, O(limits.max_topic_levels), "128", 1, 65535, "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
+    {"max-topic-length", OPT_INT, O(limits.max_topic_length), "65535", 1, 65535, "bytes in a topic name or filter; longer get 0x90 (publish, will) or 0x8F (subscribe)"},
     {"max-inbox", OPT_U32, O(max_inbox), "1000000", 64, 100000000, "deliveries waiting for one worker thread (64 bytes each plus the message) past which QoS 0 ones are dropped and counted (reason inbox-full); QoS 1/2 and retained updates always go in"},
-    {"queue-qos0", OPT_BOOL, O(queue_qos0), "true", 0, 0, "queue QoS 0 messages for offline persistent sessions (within --max-queued; evicted first)"},
-    {"max-sessions", OPT_U32, O(max_sessions), "0", 0, 4294967295L, "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
-    {"max-retained", OPT_U32, O(max_retained), "0", 0, 4294967295L, "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
-    /* --- end limits --- */
-    /* --- HTTP endpoint (node/http.c) --- */
-    {"http-port", OPT_INT, O(http_port), "8080", 0, 65535, "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},
-    {"http-bind", OPT_STR, O(http_bind), "0.0.0.0", 0, 0, "address the HTTP endpoint binds"},
-    {"admin-token", OPT_STR, O(admin_token), NULL, 0, 0, "Bearer token for /api/v1 (unset: the API answers 403); prefer SHOAL_ADMIN_TOKEN"},
-    {"metrics-auth", OPT_BOOL, O(metrics_auth), "false", 0, 0, "require the admin token for /metrics and /health too"},
-    /* --- end HTTP endpoint --- */
-    /* --- TLS listener (node/tls.c) --- */
-    {"tls-port", OPT_INT, O(tls_port), "0", 0, 65535, "MQTT over TLS port (0 = no TLS listener)"},
-    {"tls-cert", OPT_STR, O(tls_cert), NULL, 0, 0, "server certificate chain (PEM); reloaded on SIGHUP"},
-    {"tls-key", OPT_STR, O(tls_key), NULL, 0, 0, "server private key (PEM); reloaded on SIGHUP"},
-    {"tls-ca", OPT_STR, O(tls_ca), NULL, 0, 0, "CA bundle (PEM) that verifies client certificates"},
-    {"tls-require-client-cert", OPT_BOOL, O(tls_require_client_cert), "false", 0, 0, "refuse TLS clients without a certificate signed by --tls-ca"},
-    {"tls-cert-as-username", OPT_BOOL, O(tls_cert_as_username), "false", 0, 0, "the client certificate's subject CN becomes the username"},
-    {"tls-min-version", OPT_STR, O(tls_min_version), "1.2", 0, 0, "lowest TLS version accepted: 1.2 or 1.3"},
-    {"tls-ciphers", OPT_STR, O(tls_ciphers), NULL, 0, 0, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)"},
-    /* --- end TLS listener --- */
-    /* --- WebSocket listeners (node/ws_conn.c) --- */
-    {"ws-port", OPT_INT, O(ws_port), "0", 0, 65535, "MQTT over WebSocket port (0 = none; 8083 is the usual port)"},
-    {"wss-port", OPT_INT, O(wss_port), "0", 0, 65535, "MQTT over WebSocket over TLS port (0 = none; 8084 is usual); uses the --tls-* files"},
-    {"ws-path", OPT_STR, O(ws_path), "/mqtt", 0, 0, "URL path of the WebSocket endpoint; other paths get HTTP 404"},
-    {"ws-max-frame", OPT_U32, O(ws_max_frame), "0", 0, 4294967295L, "largest WebSocket frame payload accepted (bytes), larger: close 1009 (0 = --max-packet-size + 5)"},
-    {"ws-origins", OPT_STR, O(ws_origins), NULL, 0, 0, "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
-    /* --- end WebSocket listeners --- */
-    /* --- auth (node/auth.c) --- */
-    {"allow-anonymous", OPT_STR, O(allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
-    {"password-file", OPT_STR, O(password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
-    {"acl-file", OPT_STR, O(acl_file), NULL, 0, 0, "user/topic/pattern rules; with it, default deny; reloaded on SIGHUP"},
-    /* --- end auth --- */
+    {"queue-qos0", OPT_BOOL, O(limits.queue_qos0), "true", 0, 0, "queue QoS 0 messages for offline persistent sessions (within --max-queued; evicted first)"},
+    {"max-sessions", OPT_U32, O(limits.max_sessions), "0", 0, 4294967295L, "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
+    {"max-retained", OPT_U32, O(limits.max_retained), "0", 0, 4294967295L, "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
+    /* HTTP endpoint: config.http (node/http.h) */
+    {"http-port", OPT_INT, O(http.port), "8080", 0, 65535, "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},
+    {"http-bind", OPT_STR, O(http.bind), "0.0.0.0", 0, 0, "address the HTTP endpoint binds"},
+    {"admin-token", OPT_STR, O(http.admin_token), NULL, 0, 0, "Bearer token for /api/v1 (unset: the API answers 403); prefer SHOAL_ADMIN_TOKEN"},
+    {"metrics-auth", OPT_BOOL, O(http.metrics_auth), "false", 0, 0, "require the admin token for /metrics and /health too"},
+    /* TLS listener: config.tls (node/tls.h) */
+    {"tls-port", OPT_INT, O(tls.port), "0", 0, 65535, "MQTT over TLS port (0 = no TLS listener)"},
+    {"tls-cert", OPT_STR, O(tls.cert), NULL, 0, 0, "server certificate chain (PEM); reloaded on SIGHUP"},
+    {"tls-key", OPT_STR, O(tls.key), NULL, 0, 0, "server private key (PEM); reloaded on SIGHUP"},
+    {"tls-ca", OPT_STR, O(tls.ca), NULL, 0, 0, "CA bundle (PEM) that verifies client certificates"},
+    {"tls-require-client-cert", OPT_BOOL, O(tls.require_client_cert), "false", 0, 0, "refuse TLS clients without a certificate signed by --tls-ca"},
+    {"tls-cert-as-username", OPT_BOOL, O(tls.cert_as_username), "false", 0, 0, "the client certificate's subject CN becomes the username"},
+    {"tls-min-version", OPT_STR, O(tls.min_version), "1.2", 0, 0, "lowest TLS version accepted: 1.2 or 1.3"},
+    {"tls-ciphers", OPT_STR, O(tls.ciphers), NULL, 0, 0, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)"},
+    /* WebSocket listeners: config.ws (node/ws_conn.h) */
+    {"ws-port", OPT_INT, O(ws.port), "0", 0, 65535, "MQTT over WebSocket port (0 = none; 8083 is the usual port)"},
+    {"wss-port", OPT_INT, O(ws.wss_port), "0", 0, 65535, "MQTT over WebSocket over TLS port (0 = none; 8084 is usual); uses the --tls-* files"},
+    {"ws-path", OPT_STR, O(ws.path), "/mqtt", 0, 0, "URL path of the WebSocket endpoint; other paths get HTTP 404"},
+    {"ws-max-frame", OPT_U32, O(ws.max_frame), "0", 0, 4294967295L, "largest WebSocket frame payload accepted (bytes), larger: close 1009 (0 = --max-packet-size + 5)"},
+    {"ws-origins", OPT_STR, O(ws.origins), NULL, 0, 0, "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
+    /* auth: config.auth (node/auth.h) */
+    {"allow-anonymous", OPT_STR, O(auth.allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
+    {"password-file", OPT_STR, O(auth.password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
+    {"acl-file", OPT_STR, O(auth.acl_file), NULL, 0, 0, "user/topic/pattern rules; with it, default deny; reloaded on SIGHUP"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -319,22 +314,22 @@ int config_load(config *cfg, int argc, char **argv)
         fprintf(stderr, "shoal: --log-format must be text, logfmt or json, not '%s'\n", cfg->log_format);
         return 2;
     }
-    if (cfg->metrics_auth && (!cfg->admin_token || !*cfg->admin_token)) {
+    if (cfg->http.metrics_auth && (!cfg->http.admin_token || !*cfg->http.admin_token)) {
         fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
         return 2;
     }
-    if (cfg->ws_path[0] != '/') {
-        fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws_path);
+    if (cfg->ws.path[0] != '/') {
+        fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws.path);
         return 2;
     }
     /* auth: anonymous by default only without a password file. */
-    cfg->anonymous = !cfg->password_file;
-    if (cfg->allow_anonymous) {
-        const char *v = cfg->allow_anonymous;
+    cfg->auth.anonymous = !cfg->auth.password_file;
+    if (cfg->auth.allow_anonymous) {
+        const char *v = cfg->auth.allow_anonymous;
         if (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) {
-            cfg->anonymous = true;
+            cfg->auth.anonymous = true;
         } else if (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) {
-            cfg->anonymous = false;
+            cfg->auth.anonymous = false;
         } else {
             fprintf(stderr, "shoal: --allow-anonymous must be true or false, not '%s'\n", v);
             return 2;

@@ -8,6 +8,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "node/auth.h"
+#include "node/http.h"
+#include "node/limits.h"
+#include "node/tls.h"
+#include "node/ws_conn.h"
+
 typedef struct config {
     char *bind;
     int port;
@@ -39,16 +45,6 @@ typedef struct config {
     uint32_t max_session_expiry;
     uint32_t max_output_buffer;
     uint32_t max_inbox; /* items waiting in one worker's inbox before QoS 0 is dropped */
-    /* --- limits (node/limits.c) --- */
-    uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
-    uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
-    int max_subscriptions;           /* per session, 0 = no limit */
-    int max_topic_levels;
-    int max_topic_length;
-    bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
-    uint32_t max_sessions;           /* sessions on the node, online and offline, 0 = no limit */
-    uint32_t max_retained;           /* retained messages on the node, 0 = no limit */
-    /* --- end limits --- */
     /* cluster */
     char *advertise;
     char *kafka_topic_prefix;
@@ -58,35 +54,12 @@ typedef struct config {
     int kafka_replication;
     char *kafka_acks;
     int cluster_heartbeat;
-    /* --- HTTP endpoint (node/http.c) --- */
-    int http_port;
-    char *http_bind;
-    char *admin_token;
-    bool metrics_auth;
-    /* --- end HTTP endpoint --- */
-    /* --- TLS listener (node/tls.c) --- */
-    int tls_port;
-    char *tls_cert;
-    char *tls_key;
-    char *tls_ca;
-    bool tls_require_client_cert;
-    bool tls_cert_as_username;
-    char *tls_min_version;
-    char *tls_ciphers;
-    /* --- end TLS listener --- */
-    /* --- WebSocket listeners (node/ws_conn.c) --- */
-    int ws_port;
-    int wss_port;
-    char *ws_path;
-    uint32_t ws_max_frame;
-    char *ws_origins;
-    /* --- end WebSocket listeners --- */
-    /* --- auth (node/auth.c) --- */
-    char *allow_anonymous; /* "true"/"false"/NULL as given; `anonymous` is the result */
-    char *password_file;
-    char *acl_file;
-    bool anonymous;
-    /* --- end auth --- */
+    /* Feature options, each declared by its module. */
+    limits_config limits; /* node/limits.h */
+    http_config http;     /* node/http.h */
+    tls_config tls;       /* node/tls.h */
+    ws_config ws;         /* node/ws_conn.h */
+    auth_config auth;     /* node/auth.h */
 } config;
 
 /* Parse argv (after the program name), the environment and the config

@@ -14,7 +14,11 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/conn_io.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
 #include "node/tls.h"
@@ -70,7 +74,7 @@ static void format_peer(char *dst, size_t len, const struct sockaddr *sa)
  * read_cb, and event_cb sees BEV_EVENT_CONNECTED when it completes. */
 static struct bufferevent *tls_bev_new(worker *w, int fd)
 {
-    SSL *ssl = tls_new_ssl(w->b->tls);
+    SSL *ssl = tls_new_ssl(w->b->tls.ctx);
     if (!ssl) {
         return NULL;
     }
@@ -237,7 +241,7 @@ static void finish_close(conn *c)
 static void log_close(conn *c, uint8_t rc, const char *why)
 {
     const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
-    atomic_fetch_add_explicit(&c->w->disconnects[rc], 1, memory_order_relaxed); /* metrics */
+    atomic_fetch_add_explicit(&c->w->metrics.disconnects[rc], 1, memory_order_relaxed); /* metrics */
     sh_level lvl = rc >= 0x80 && rc != MQTT_RC_SERVER_SHUTTING_DOWN && rc != MQTT_RC_SESSION_TAKEN_OVER ? SH_INFO
                                                                                                           : SH_DEBUG;
     if (c->state >= CS_ACTIVE || c->state == CS_CLAIMING) {
@@ -426,7 +430,7 @@ static void read_cb(conn *c)
             log_bad_input(c, head, hn, f.rc);
             if (f.rc == MQTT_RC_PACKET_TOO_LARGE) {
                 /* Counted here; the close below is its one log line. */
-                atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_PACKET_SIZE], 1, memory_order_relaxed);
+                atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[LIMIT_PACKET_SIZE], 1, memory_order_relaxed);
             }
             if (c->state == CS_NEW) {
                 conn_close(c, f.rc, "bad packet before CONNECT");
@@ -530,10 +534,10 @@ static void tls_connected(conn *c)
 {
     char cn[256], desc[128];
     c->tls_up = true;
-    atomic_fetch_add_explicit(&c->w->tls_handshakes, 1, memory_order_relaxed); /* metrics */
+    atomic_fetch_add_explicit(&c->w->tls.handshakes, 1, memory_order_relaxed); /* metrics */
     tls_peer_cn(c->bev, cn, sizeof(cn));
     tls_describe(c->bev, desc, sizeof(desc));
-    if (cn[0] && c->w->b->cfg->tls_cert_as_username) {
+    if (cn[0] && c->w->b->cfg->tls.cert_as_username) {
         size_t n = strlen(cn) + 1;
         char *copy = sh_malloc(n);
         memcpy(copy, cn, n);
@@ -553,7 +557,7 @@ void conn_on_event(conn *c, short what)
     if (c->tls && !c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
         char err[256];
         tls_bev_error(c->bev, err, sizeof(err));
-        atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->w->tls.handshake_failures, 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=tls_handshake_failed conn=%llu peer=%s err=\"%s\"", (unsigned long long)c->id, c->peer,
                err);
         conn_close(c, MQTT_RC_UNSPECIFIED, "TLS handshake failed");
@@ -587,13 +591,13 @@ void conn_check_timers(conn *c, uint64_t now)
     } else if (c->state == CS_NEW && now - c->created_ms >= connect_ms) {
         if (c->tls && !c->tls_up) {
             /* A TLS client that never finishes the handshake. */
-            atomic_fetch_add_explicit(&c->w->tls_handshake_failures, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->w->tls.handshake_failures, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
             conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no TLS handshake within connect timeout");
             return;
         }
         /* Counted, not logged through limits_refused: the close logs it once. */
-        atomic_fetch_add_explicit(&c->w->limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
         if (conn_ws(c) && !ws_conn_open(c)) {
             conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no WebSocket handshake within connect timeout");
             return;

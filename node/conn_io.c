@@ -1,6 +1,8 @@
 /* A connection's bytes in and out: a bufferevent for TLS and WebSocket, a
  * bare event and on-demand buffers for plain TCP (see node/conn_io.h). */
 #include "node/conn_io.h"
+#include "node/conn.h"
+#include "node/worker.h"
 
 #include <errno.h>
 #include <sys/socket.h>

@@ -18,7 +18,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "node/core.h"
+#include "node/conn.h"
+
+typedef struct worker worker;
 
 /* libevent writes at most 16 KiB per connection per loop turn by default,
  * which starves a subscriber fed by many publishers. */

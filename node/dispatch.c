@@ -1,4 +1,5 @@
 #include "node/dispatch.h"
+#include "node/conn.h"
 
 #include <string.h>
 

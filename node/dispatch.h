@@ -2,7 +2,10 @@
 #ifndef SHOAL_NODE_DISPATCH_H
 #define SHOAL_NODE_DISPATCH_H
 
-#include "node/core.h"
+#include "proto/packet.h"
+
+typedef struct conn conn;
+typedef struct session session;
 #include "proto/frame.h"
 
 /* Decode one complete frame and run its handler. A code >= 0x80 means the
@@ -24,6 +27,12 @@ mqtt_rc handle_auth(conn *c, const mqtt_reason *p);
 /* handle_connect.c: authenticated; check the will against the ACL, then
  * claim the client id (CONNACK follows, now or once the session arrives). */
 mqtt_rc connect_proceed(conn *c);
+/* The session is ours: attach, CONNACK, resend what was in flight
+ * (node/session_life.c calls it once a takeover completes). */
+void connect_finish(conn *c, session *s, bool clean);
+/* Claim the client id in this process: a new session at once, or ask the
+ * worker that owns the existing one to hand it over. */
+void connect_claim(conn *c);
 
 /* handle_auth.c: enhanced authentication (SCRAM-SHA-256, MQTT 5 §4.12). */
 /* Is the CONNECT's Authentication Method one this node runs? */

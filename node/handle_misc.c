@@ -1,8 +1,10 @@
 /* PINGREQ, DISCONNECT (AUTH: handle_auth.c). */
 #include "common/log.h"
-#include "node/core.h"
+#include "node/conn.h"
+#include "node/session.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/worker.h"
 
 mqtt_rc handle_pingreq(conn *c)
 {

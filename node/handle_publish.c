@@ -6,9 +6,16 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/retain.h"
 #include "proto/topic.h"
 
 /* §3.3.2.3.4: resolve or learn a topic alias. */
@@ -286,7 +293,7 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
         return answer_resend(c, p.packet_id);
     }
     atomic_fetch_add_explicit(&w->msgs_in, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
+    atomic_fetch_add_explicit(&w->metrics.msgs_in_qos[p.qos], 1, memory_order_relaxed); /* metrics */
     if (p.qos > 0 && !bp_is_ready(w->b->bp)) {
         return refuse_unavailable(c, &p);
     }

@@ -5,7 +5,12 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
 #include "proto/topic.h"
@@ -55,7 +60,7 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
  * 0x80); one the session already has only changes its options. */
 static uint8_t check_quota(conn *c, const mqtt_sub *e)
 {
-    int max = c->w->b->cfg->max_subscriptions;
+    int max = c->w->b->cfg->limits.max_subscriptions;
     session *s = c->s;
     if (max == 0 || s->n_subs < (uint32_t)max || session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
         return MQTT_RC_SUCCESS;

@@ -1,8 +1,11 @@
 /* UNSUBSCRIBE: remove each filter → UNSUBACK. */
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/session.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/worker.h"
 #include "proto/topic.h"
 
 mqtt_rc handle_unsubscribe(conn *c, const mqtt_unsubscribe *p)

@@ -20,6 +20,8 @@
 #include "node/http_impl.h"
 #include "node/metrics.h"
 #include "node/metrics_text.h"
+#include "node/broker.h"
+#include "node/worker.h"
 
 enum route_auth {
     AUTH_OPEN = 0, /* open unless --metrics-auth */
@@ -79,7 +81,7 @@ uint16_t http_port(const http_server *h)
 
 void http_url(const http_server *h, char *dst, size_t len)
 {
-    const char *bind = h->b->cfg->http_bind;
+    const char *bind = h->b->cfg->http.bind;
     if (!strcmp(bind, "0.0.0.0")) {
         snprintf(dst, len, "http://127.0.0.1:%u", h->port);
     } else if (!strcmp(bind, "::")) {
@@ -204,7 +206,7 @@ static void h_ready(http_req *r)
     broker *b = r->b;
     if (atomic_load(&b->stopping)) {
         health(r, "stopping");
-    } else if (atomic_load(&b->draining)) {
+    } else if (atomic_load(&b->ops.draining)) {
         health(r, "draining");
     } else if (!bp_is_ready(b->bp)) {
         health(r, "backplane not ready");
@@ -238,10 +240,10 @@ static bool token_matches(const char *header, const char *token)
 static bool authorized_or_reply(http_req *r, bool admin)
 {
     const config *cfg = r->b->cfg;
-    if (!admin && !cfg->metrics_auth) {
+    if (!admin && !cfg->http.metrics_auth) {
         return true;
     }
-    const char *token = cfg->admin_token;
+    const char *token = cfg->http.admin_token;
     if (!token || !*token) {
         http_reply_error(r, 403, "admin API disabled: set --admin-token");
         return false;
@@ -438,9 +440,9 @@ http_server *http_start(broker *b)
     evhttp_set_max_body_size(h->http, 65536);
     evhttp_set_timeout(h->http, 30);
     evhttp_set_gencb(h->http, request_cb, h);
-    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(h->http, cfg->http_bind, (uint16_t)cfg->http_port);
+    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(h->http, cfg->http.bind, (uint16_t)cfg->http.port);
     if (!s) {
-        sh_log(SH_ERROR, "event=listen_error what=http bind=%s port=%d err=\"%s\"", cfg->http_bind, cfg->http_port,
+        sh_log(SH_ERROR, "event=listen_error what=http bind=%s port=%d err=\"%s\"", cfg->http.bind, cfg->http.port,
                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         http_free(h);
         return NULL;
@@ -452,8 +454,8 @@ http_server *http_start(broker *b)
         return NULL;
     }
     h->started = true;
-    sh_log(SH_INFO, "event=http_listening bind=%s port=%u admin_api=%s metrics_auth=%s", cfg->http_bind, h->port,
-           cfg->admin_token && *cfg->admin_token ? "on" : "off", cfg->metrics_auth ? "on" : "off");
+    sh_log(SH_INFO, "event=http_listening bind=%s port=%u admin_api=%s metrics_auth=%s", cfg->http.bind, h->port,
+           cfg->http.admin_token && *cfg->http.admin_token ? "on" : "off", cfg->http.metrics_auth ? "on" : "off");
     return h;
 }
 

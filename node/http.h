@@ -7,15 +7,17 @@
 #ifndef SHOAL_NODE_HTTP_H
 #define SHOAL_NODE_HTTP_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/core.h"
+typedef struct broker broker;
 
 typedef struct http_server http_server;
 
 /* Bind --http-bind:--http-port and start the thread. Call after
- * worker_start_all (the workers' loops must exist). Returns NULL and logs
+ * the workers start (broker_start; the workers' loops must exist). Returns NULL and logs
  * why on failure (e.g. the port is taken). */
 http_server *http_start(broker *b);
 
@@ -30,5 +32,19 @@ void http_url(const http_server *h, char *dst, size_t len);
  * request in flight may be waiting on a worker. Blocks until the request
  * being served (if any) finishes. NULL is ignored. */
 void http_stop(http_server *h);
+
+/* --http-* and --admin-token options (config.http). */
+typedef struct http_config {
+    int port;
+    char *bind;
+    char *admin_token;
+    bool metrics_auth;
+} http_config;
+
+/* Operations state (broker.ops), node/admin.c. */
+typedef struct http_ops {
+    http_server *server;   /* NULL until broker_start (not in-process) */
+    _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */
+} http_ops;
 
 #endif

@@ -7,7 +7,7 @@
 #include <event2/keyvalq_struct.h>
 #include <stdarg.h>
 
-#include "node/core.h"
+#include "node/broker.h"
 #include "node/http.h"
 #include "node/json.h"
 

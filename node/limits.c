@@ -7,8 +7,13 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/send.h"
+#include "node/retain.h"
 
 static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_CONNECTIONS] = "max-connections",
@@ -110,7 +115,7 @@ uint32_t limits_topic_levels(const uint8_t *topic, size_t len)
 
 void limits_refused(conn *c, limit_kind l, const char *detail)
 {
-    atomic_fetch_add_explicit(&c->w->limit_refusals[l], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[l], 1, memory_order_relaxed);
     if (c->limits_logged & (1u << l)) {
         return;
     }
@@ -127,7 +132,7 @@ void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n)
         return;
     }
     atomic_fetch_add_explicit(&w->dropped, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->drops[r], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->metrics.drops[r], n, memory_order_relaxed);
     if (s && !(s->drops_logged & (1u << r))) {
         /* Once per session and reason until the client reconnects. */
         s->drops_logged |= (uint16_t)(1u << r);
@@ -183,8 +188,8 @@ static conn_rate *rate_state(conn *c, uint64_t now)
     if (!r) {
         const config *cfg = c->w->b->cfg;
         r = sh_calloc(1, sizeof(*r));
-        tb_init(&r->msgs, cfg->max_publish_rate, now);
-        tb_init(&r->bytes, cfg->max_publish_bytes_rate, now);
+        tb_init(&r->msgs, cfg->limits.max_publish_rate, now);
+        tb_init(&r->bytes, cfg->limits.max_publish_bytes_rate, now);
         conn_ext_get(c)->rate = r;
     }
     return r;
@@ -211,7 +216,7 @@ void limits_backpressure(conn *c, bool behind)
 bool limits_publish_admit(conn *c, size_t bytes)
 {
     const config *cfg = c->w->b->cfg;
-    uint32_t mr = cfg->max_publish_rate, br = cfg->max_publish_bytes_rate;
+    uint32_t mr = cfg->limits.max_publish_rate, br = cfg->limits.max_publish_bytes_rate;
     if (!mr && !br) {
         return true;
     }
@@ -262,10 +267,10 @@ void limits_conn_free(conn *c)
 
 limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len)
 {
-    if (len > (size_t)cfg->max_topic_length) {
+    if (len > (size_t)cfg->limits.max_topic_length) {
         return LIMIT_TOPIC_LENGTH;
     }
-    if (limits_topic_levels(topic, len) > (uint32_t)cfg->max_topic_levels) {
+    if (limits_topic_levels(topic, len) > (uint32_t)cfg->limits.max_topic_levels) {
         return LIMIT_TOPIC_LEVELS;
     }
     return LIMIT_COUNT;
@@ -285,7 +290,7 @@ void limits_refuse_session_or_close(conn *c)
 bool limits_retain_admit(conn *c, mqtt_publish *p)
 {
     broker *b = c->w->b;
-    if (!b->cfg->max_retained || p->payload.len == 0) {
+    if (!b->cfg->limits.max_retained || p->payload.len == 0) {
         return true; /* deleting always frees, never takes, a slot */
     }
     pthread_rwlock_rdlock(&b->retain_lock);

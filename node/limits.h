@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/packet.h"
+
 /* Client-facing refusals, shoal_limit_refusals_total{limit}. Each is logged
  * once per connection (a bit in conn.limits_logged), counted every time. */
 typedef enum limit_kind {
@@ -67,5 +69,50 @@ uint64_t tb_wait_ms(const token_bucket *tb, uint32_t rate);
 
 /* Topic levels: one more than the number of '/'. */
 uint32_t limits_topic_levels(const uint8_t *topic, size_t len);
+
+typedef struct config config;
+typedef struct conn conn;
+typedef struct worker worker;
+typedef struct session session;
+
+/* Count a refusal; log it once per connection and limit. */
+void limits_refused(conn *c, limit_kind l, const char *detail);
+/* Count n dropped messages; log once per session (may be NULL) and reason. */
+void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n);
+/* Release a connection's publish-rate state. */
+void limits_conn_free(conn *c);
+/* May a PUBLISH of `bytes` be handled now? If the client is over its rate,
+ * reading is paused until the bucket refills and false is returned: the
+ * packet stays in the input buffer. */
+bool limits_publish_admit(conn *c, size_t bytes);
+/* After routing one of c's messages: if it went to a subscriber that is
+ * behind, stop reading c for a while (TCP then slows the client) instead of
+ * queueing without end; the pause grows while the backlog lasts. */
+void limits_backpressure(conn *c, bool behind);
+/* LIMIT_TOPIC_LENGTH or LIMIT_TOPIC_LEVELS if the topic (or filter) is over
+ * --max-topic-length / --max-topic-levels, else LIMIT_COUNT. */
+limit_kind limits_topic_check(const config *cfg, const uint8_t *topic, size_t len);
+/* --max-sessions left no room for c's new session: CONNACK 0x97 (3.1.1:
+ * 3), counted, and close. */
+void limits_refuse_session_or_close(conn *c);
+/* May p's retained message be stored (--max-retained)? A v5 QoS 1/2
+ * publisher is refused with PUBACK/PUBREC 0x97 (false: drop the message);
+ * anyone else cannot be told, so the message goes on without its retain
+ * flag (true). */
+bool limits_retain_admit(conn *c, mqtt_publish *p);
+/* Once a second on one worker: free retained messages that have expired. */
+void limits_tick(worker *w, uint64_t now);
+
+/* The options behind the limits above (config.limits). */
+typedef struct limits_config {
+    uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
+    uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
+    int max_subscriptions;           /* per session, 0 = no limit */
+    int max_topic_levels;
+    int max_topic_length;
+    bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
+    uint32_t max_sessions;           /* sessions on the node, online and offline, 0 = no limit */
+    uint32_t max_retained;           /* retained messages on the node, 0 = no limit */
+} limits_config;
 
 #endif

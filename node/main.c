@@ -8,81 +8,10 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
 #include "node/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/ctl.h"  /* shoal ctl */
 #include "node/http.h" /* metrics, health, admin API */
-#include "node/tls.h"  /* mqtts and wss listeners */
-
-static int start(broker *b, config *cfg)
-{
-    if (cfg->node_id) {
-        snprintf(b->node_id, sizeof(b->node_id), "%s", cfg->node_id);
-    } else {
-        char host[64] = "shoal";
-        gethostname(host, sizeof(host) - 1);
-        snprintf(b->node_id, sizeof(b->node_id), "%s-%d", host, (int)getpid());
-    }
-    sh_log_setup((sh_level)sh_log_parse_level(cfg->log_level),
-                 !strcmp(cfg->log_format, "json") ? SH_LOG_JSON
-                                                  : (!strcmp(cfg->log_format, "logfmt") ? SH_LOG_LOGFMT : SH_LOG_TEXT),
-                 b->node_id);
-    int nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    trie_strategy strat = !strcmp(cfg->shared_strategy, "random")
-                              ? TRIE_SHARED_RANDOM
-                              : (!strcmp(cfg->shared_strategy, "sticky") ? TRIE_SHARED_STICKY : TRIE_SHARED_ROUND_ROBIN);
-    broker_init(b, cfg, nworkers < 1 ? 1 : nworkers, strat);
-    char address[300];
-    if (cfg->advertise) {
-        snprintf(address, sizeof(address), "%s", cfg->advertise);
-    } else {
-        char host[128] = "localhost";
-        gethostname(host, sizeof(host) - 1);
-        snprintf(address, sizeof(address), "%s:%d", host, cfg->port);
-    }
-    bp_config bc = {
-        .node_id = b->node_id,
-        .workers = b->nworkers,
-        .address = address,
-        .redis_url = cfg->redis,
-        .redis_tls_ca = cfg->redis_tls_ca,
-        .redis_tls_cert = cfg->redis_tls_cert,
-        .redis_tls_key = cfg->redis_tls_key,
-        .kafka_brokers = cfg->kafka,
-        .kafka_topic_prefix = cfg->kafka_topic_prefix,
-        .kafka_partitions = cfg->kafka_partitions,
-        .kafka_replication = cfg->kafka_replication,
-        .kafka_acks = cfg->kafka_acks,
-        .kafka_linger_ms = cfg->kafka_linger_ms,
-        .heartbeat_ms = cfg->cluster_heartbeat,
-    };
-    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook,
-                      .qos0_dropped = remote_qos0_dropped_hook};
-    /* bp_open copies what it keeps of bc but not `address`: keep it alive. */
-    static char kept_address[300];
-    memcpy(kept_address, address, sizeof(kept_address));
-    bc.address = kept_address;
-    b->bp = bp_open(&bc, &hooks);
-    if (!b->bp) {
-        return -1;
-    }
-    remote_cap_packet_size(b);
-    /* wss uses the TLS listener's certificates and their reload. */
-    if (cfg->tls_port || cfg->wss_port) {
-        b->tls = tls_open(cfg);
-        if (!b->tls) {
-            return -1;
-        }
-        b->tls_port = (uint16_t)cfg->tls_port;
-    }
-    b->ws_port = (uint16_t)cfg->ws_port;
-    b->wss_port = (uint16_t)cfg->wss_port;
-    if (worker_start_all(b) != 0) {
-        return -1;
-    }
-    atomic_store_explicit(&b->running, true, memory_order_release);
-    return 0;
-}
 
 /* Checks config_load leaves to main; the reason goes to stderr. */
 static bool log_level_valid(const config *cfg)
@@ -164,43 +93,36 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     broker b;
-    memset(&b, 0, sizeof(b));
-    b.cfg = &cfg;
-    if (auth_init(&b) != SH_OK) { /* the reason is on stderr */
+    broker_open_opts opts = {.threads = true, .setup_log = true};
+    broker_status st = broker_open(&b, &cfg, &opts);
+    if (st == BROKER_EAUTH) { /* the reason is on stderr */
         auth_free(&b);
         config_free(&cfg);
         return 2;
     }
-    if (start(&b, &cfg) != 0) {
-        sh_log(SH_ERROR, "event=start_failed");
-        return 1;
-    }
-    /* --- HTTP endpoint: after the workers (admin requests post to their loops) --- */
-    http_server *http = http_start(&b);
-    if (!http) {
+    if (st != BROKER_OK || broker_start(&b) != BROKER_OK) {
         sh_log(SH_ERROR, "event=start_failed");
         return 1;
     }
     char http_url_buf[128];
-    http_url(http, http_url_buf, sizeof(http_url_buf));
-    /* --- end HTTP endpoint --- */
-    if (cfg.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
+    http_url(b.ops.server, http_url_buf, sizeof(http_url_buf));
+    if (cfg.auth.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
         strcmp(cfg.bind, "localhost")) {
         sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
                "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
     }
     sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u ws_port=%u wss_port=%u workers=%d backplane=%s version=%s",
-           b.node_id, b.port, b.tls_port, b.ws_port, b.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
+           b.node_id, b.port, b.tls.port, b.ws.port, b.ws.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
     /* Scripts wait for READY, the last startup line; HTTP, TLS, WS and WSS come just before it. */
     printf("HTTP %s\n", http_url_buf);
-    if (b.tls_port) {
-        printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls_port);
+    if (b.tls.port) {
+        printf("TLS mqtts://%s:%u\n", cfg.bind, b.tls.port);
     }
-    if (b.ws_port) {
-        printf("WS ws://%s:%u%s\n", cfg.bind, b.ws_port, cfg.ws_path);
+    if (b.ws.port) {
+        printf("WS ws://%s:%u%s\n", cfg.bind, b.ws.port, cfg.ws.path);
     }
-    if (b.wss_port) {
-        printf("WSS wss://%s:%u%s\n", cfg.bind, b.wss_port, cfg.ws_path);
+    if (b.ws.wss_port) {
+        printf("WSS wss://%s:%u%s\n", cfg.bind, b.ws.wss_port, cfg.ws.path);
     }
     printf("READY mqtt://%s:%u\n", cfg.bind, b.port);
     fflush(stdout);
@@ -211,19 +133,11 @@ int main(int argc, char **argv)
         if (sig != SIGHUP) {
             break;
         }
-        auth_reload(&b); /* password and ACL files */
-        if (b.tls) {
-            tls_reload(b.tls); /* TLS certificates; a failure keeps the current ones */
-        }
+        broker_reload(&b); /* password and ACL files, TLS certificates */
     }
     sh_log(SH_INFO, "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    atomic_store(&b.stopping, true);
-    http_stop(http); /* before the workers: an admin request may be waiting on them */
-    worker_stop_all(&b);
-    bp_close(b.bp);
-    broker_free(&b); /* everything, so leak checkers see a clean exit */
-    tls_close(b.tls);
-    auth_free(&b);
+    broker_stop(&b);
+    broker_close(&b); /* everything, so leak checkers see a clean exit */
     sh_log(SH_INFO, "event=stopped");
     config_free(&cfg);
     return 0;

@@ -1,6 +1,11 @@
 /* Broker metrics: every figure is read with atomics or under the index's
  * read lock, so a scrape never waits on a worker's loop. */
 #include "node/metrics.h"
+#include "node/broker.h"
+#include "node/limits.h"
+#include "node/session.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 #include <string.h>
 
@@ -20,28 +25,28 @@
 void metrics_worker_init(worker *w)
 {
     uint64_t now = now_ms();
-    w->tick_due_ms = now + TICK_MS;
-    atomic_store(&w->tick_last_ms, now);
+    w->metrics.tick_due_ms = now + TICK_MS;
+    atomic_store(&w->metrics.tick_last_ms, now);
 }
 
 void metrics_tick(worker *w, uint64_t now, uint32_t active)
 {
-    uint64_t lag = now > w->tick_due_ms ? now - w->tick_due_ms : 0;
+    uint64_t lag = now > w->metrics.tick_due_ms ? now - w->metrics.tick_due_ms : 0;
     /* libevent schedules a persistent timeout from when it was due, or from
      * now if that is already past; follow it so lag does not accumulate. */
-    w->tick_due_ms += TICK_MS;
-    if (w->tick_due_ms <= now) {
-        w->tick_due_ms = now + TICK_MS;
+    w->metrics.tick_due_ms += TICK_MS;
+    if (w->metrics.tick_due_ms <= now) {
+        w->metrics.tick_due_ms = now + TICK_MS;
     }
-    atomic_store_explicit(&w->tick_lag_ms, lag, memory_order_relaxed);
-    atomic_store_explicit(&w->tick_last_ms, now, memory_order_relaxed);
-    atomic_store_explicit(&w->online, active, memory_order_relaxed);
+    atomic_store_explicit(&w->metrics.tick_lag_ms, lag, memory_order_relaxed);
+    atomic_store_explicit(&w->metrics.tick_last_ms, now, memory_order_relaxed);
+    atomic_store_explicit(&w->metrics.online, active, memory_order_relaxed);
 }
 
 bool metrics_loops_alive(broker *b, uint64_t now, int *stuck, uint64_t *silent_ms)
 {
     for (int i = 0; i < b->nworkers; i++) {
-        uint64_t last = atomic_load_explicit(&b->workers[i].tick_last_ms, memory_order_relaxed);
+        uint64_t last = atomic_load_explicit(&b->workers[i].metrics.tick_last_ms, memory_order_relaxed);
         if (now > last && now - last > METRICS_LIVE_MS) {
             *stuck = i;
             *silent_ms = now - last;
@@ -64,7 +69,7 @@ static uint64_t sum_online(broker *b)
 {
     uint64_t total = 0;
     for (int i = 0; i < b->nworkers; i++) {
-        total += atomic_load_explicit(&b->workers[i].online, memory_order_relaxed);
+        total += atomic_load_explicit(&b->workers[i].metrics.online, memory_order_relaxed);
     }
     return total;
 }
@@ -81,9 +86,9 @@ static const summed summed_counters[] = {
     {"shoal_messages_out_total", offsetof(worker, msgs_out), "PUBLISH packets sent to clients"},
     {"shoal_received_bytes_total", offsetof(worker, bytes_in), "MQTT bytes received from clients"},
     {"shoal_sent_bytes_total", offsetof(worker, bytes_out), "MQTT bytes queued to clients"},
-    {"shoal_tls_handshake_failures_total", offsetof(worker, tls_handshake_failures),
+    {"shoal_tls_handshake_failures_total", offsetof(worker, tls.handshake_failures),
      "TLS handshakes that failed or did not finish within the connect timeout"},
-    {"shoal_tls_handshakes_total", offsetof(worker, tls_handshakes), "TLS handshakes completed"},
+    {"shoal_tls_handshakes_total", offsetof(worker, tls.handshakes), "TLS handshakes completed"},
 };
 
 static void per_qos(metrics_text *t, broker *b, const char *name, const char *help, size_t off)
@@ -147,10 +152,10 @@ static void disconnects(metrics_text *t, broker *b)
     /* 0x00 on a DISCONNECT is "normal disconnection", not "success". */
     by_reason_code(t, b, "shoal_disconnects_total",
                    "connections closed, by MQTT reason code (0x80: closed without DISCONNECT)",
-                   offsetof(worker, disconnects), "normal", always_exported);
+                   offsetof(worker, metrics.disconnects), "normal", always_exported);
     by_reason_code(t, b, "shoal_connacks_total",
                    "CONNACKs sent, by MQTT 5 reason code (3.1.1 return codes counted as their MQTT 5 equivalent)",
-                   offsetof(worker, connacks), "success", connack_always_exported);
+                   offsetof(worker, metrics.connacks), "success", connack_always_exported);
 }
 
 /* A counter family with one series per value of an enum, all exported from
@@ -201,9 +206,9 @@ static void sessions(metrics_text *t, broker *b)
     metrics_text_gauge(t, "shoal_sessions_persistent", "sessions that outlive their connection, online or not",
                        (double)atomic_load(&b->sess_persistent));
     metrics_text_gauge(t, "shoal_queued_messages", "messages queued for sessions, waiting to be sent",
-                       sum_signed(b, offsetof(worker, queued)));
+                       sum_signed(b, offsetof(worker, metrics.queued)));
     metrics_text_gauge(t, "shoal_inflight_messages", "QoS 1/2 messages sent and not yet acknowledged",
-                       sum_signed(b, offsetof(worker, inflight)));
+                       sum_signed(b, offsetof(worker, metrics.inflight)));
 }
 
 static void workers(metrics_text *t, broker *b)
@@ -214,7 +219,7 @@ static void workers(metrics_text *t, broker *b)
         char id[12];
         snprintf(id, sizeof(id), "%d", i);
         metrics_label l = {"worker", id};
-        uint64_t lag = atomic_load_explicit(&b->workers[i].tick_lag_ms, memory_order_relaxed);
+        uint64_t lag = atomic_load_explicit(&b->workers[i].metrics.tick_lag_ms, memory_order_relaxed);
         metrics_text_sample(t, "shoal_worker_loop_lag_seconds", &l, 1, (double)lag / 1000.0);
     }
     metrics_text_family(t, "shoal_worker_connections_online", "gauge",
@@ -224,7 +229,7 @@ static void workers(metrics_text *t, broker *b)
         snprintf(id, sizeof(id), "%d", i);
         metrics_label l = {"worker", id};
         metrics_text_sample_u64(t, "shoal_worker_connections_online", &l, 1,
-                                atomic_load_explicit(&b->workers[i].online, memory_order_relaxed));
+                                atomic_load_explicit(&b->workers[i].metrics.online, memory_order_relaxed));
     }
 }
 
@@ -329,8 +334,8 @@ void metrics_collect(broker *b, metrics_text *t)
                        (double)(now - b->start_ms) / 1000.0);
     metrics_text_gauge(t, "shoal_workers", "worker threads", b->nworkers);
     metrics_text_gauge(t, "shoal_ready", "1 when /health/ready answers ok",
-                       !atomic_load(&b->draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
-    metrics_text_gauge(t, "shoal_draining", "1 after POST /api/v1/drain", atomic_load(&b->draining));
+                       !atomic_load(&b->ops.draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
+    metrics_text_gauge(t, "shoal_draining", "1 after POST /api/v1/drain", atomic_load(&b->ops.draining));
 
     metrics_text_gauge(t, "shoal_connections_current", "open TCP connections, CONNECT pending included",
                        (double)atomic_load(&b->stats.connections_current));
@@ -342,20 +347,20 @@ void metrics_collect(broker *b, metrics_text *t)
     metrics_text_counter(t, "shoal_connections_refused_total", "connections refused by --max-connections",
                          atomic_load(&b->stats.refused));
     metrics_text_counter(t, "shoal_auth_failures_total", "CONNECTs refused by authentication (node/auth.c)",
-                         atomic_load(&b->auth_failures));
+                         atomic_load(&b->auth.failures));
     for (size_t i = 0; i < sizeof(summed_counters) / sizeof(summed_counters[0]); i++) {
         const summed *s = &summed_counters[i];
         metrics_text_counter(t, s->name, s->help, sum(b, s->off));
     }
     per_qos(t, b, "shoal_messages_in_by_qos_total", "PUBLISH packets received from clients, by QoS",
-            offsetof(worker, msgs_in_qos));
+            offsetof(worker, metrics.msgs_in_qos));
     per_qos(t, b, "shoal_messages_out_by_qos_total", "PUBLISH packets sent to clients, by QoS",
-            offsetof(worker, msgs_out_qos));
+            offsetof(worker, metrics.msgs_out_qos));
     by_enum(t, b, "shoal_messages_dropped_total", "messages that did not reach a subscriber, by reason", "reason",
-            offsetof(worker, drops), DROP_COUNT, drop_label);
+            offsetof(worker, metrics.drops), DROP_COUNT, drop_label);
     by_enum(t, b, "shoal_limit_refusals_total",
             "times a client hit a limit (refused, paused or closed), by limit", "limit",
-            offsetof(worker, limit_refusals), LIMIT_COUNT, limit_label);
+            offsetof(worker, metrics.limit_refusals), LIMIT_COUNT, limit_label);
     disconnects(t, b);
 
     pthread_rwlock_rdlock(&b->subs_lock);

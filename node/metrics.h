@@ -4,9 +4,12 @@
 #define SHOAL_NODE_METRICS_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
-#include "node/core.h"
+typedef struct broker broker;
+typedef struct worker worker;
+#include "node/limits.h"
 #include "node/metrics_text.h"
 
 /* How long a worker may go without its 1 s tick before it counts as stuck. */
@@ -27,5 +30,22 @@ void metrics_collect(broker *b, metrics_text *t);
 /* Any thread: true if every worker ticked within METRICS_LIVE_MS; else
  * false with the first stuck worker and how long it has been silent. */
 bool metrics_loops_alive(broker *b, uint64_t now, int *stuck, uint64_t *silent_ms);
+
+/* A worker's metrics and health state (worker.metrics), beside the
+ * counters $SYS shares (worker.msgs_in and the rest). */
+typedef struct worker_metrics {
+    _Atomic uint64_t msgs_in_qos[3], msgs_out_qos[3];
+    _Atomic uint64_t disconnects[256]; /* by reason code, counted in conn.c log_close */
+    _Atomic uint64_t connacks[256];    /* CONNACKs sent, by MQTT 5 reason code (3.1.1 codes mapped) */
+    _Atomic uint64_t tick_last_ms;     /* when the 1 s tick last ran (monotonic ms) */
+    _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
+    _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
+    uint64_t tick_due_ms;              /* owner thread only */
+    _Atomic uint64_t drops[DROP_COUNT];             /* by reason; worker.dropped is their sum */
+    _Atomic uint64_t limit_refusals[LIMIT_COUNT];   /* by limit */
+    /* Gauges kept where queues and windows change. Signed: a session moves
+     * between workers, so one worker may add what another subtracts. */
+    _Atomic int64_t queued, inflight;
+} worker_metrics;
 
 #endif

@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/registry.h"
+#include "node/session.h"
 
 static uint32_t hash(const char *id, size_t len)
 {
@@ -51,7 +53,7 @@ session *registry_get(broker *b, const char *id, size_t len)
 
 bool registry_full(broker *b)
 {
-    uint32_t max = b->cfg->max_sessions;
+    uint32_t max = b->cfg->limits.max_sessions;
     return max && atomic_load(&b->sess_count) >= max;
 }
 

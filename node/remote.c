@@ -4,7 +4,12 @@
 #include <sys/time.h>
 
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 static uint64_t unix_ms(void)
 {
@@ -88,7 +93,7 @@ void remote_qos0_dropped_hook(void *node, int worker_id)
 void remote_cap_packet_size(broker *b)
 {
     config *cfg = b->cfg;
-    uint32_t cap = bp_max_publish_size(b->bp, (uint32_t)cfg->max_topic_length, CLIENT_ID_MAX);
+    uint32_t cap = bp_max_publish_size(b->bp, (uint32_t)cfg->limits.max_topic_length, CLIENT_ID_MAX);
     if (cap == 0) {
         return;
     }
@@ -97,7 +102,7 @@ void remote_cap_packet_size(broker *b)
     if (cfg->max_packet_size > cap) {
         sh_log(SH_INFO, "event=max_packet_size value=%u configured=%u reason=backbone-record-limit "
                "max_topic_length=%d msg=\"a larger PUBLISH would not fit one Kafka record\"", cap,
-               cfg->max_packet_size, cfg->max_topic_length);
+               cfg->max_packet_size, cfg->limits.max_topic_length);
         cfg->max_packet_size = cap;
     } else {
         sh_log(SH_INFO, "event=max_packet_size value=%u backbone_limit=%u", cfg->max_packet_size, cap);

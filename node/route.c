@@ -5,7 +5,11 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 #define STACK_HITS 32
 

@@ -1,4 +1,7 @@
 #include "node/send.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -32,7 +35,7 @@ static uint8_t connack_v5_code(uint8_t version, uint8_t rc)
 
 void send_connack(conn *c, bool session_present, uint8_t rc, const mqtt_props *props)
 {
-    atomic_fetch_add_explicit(&c->w->connacks[connack_v5_code(c->version, rc)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->w->metrics.connacks[connack_v5_code(c->version, rc)], 1, memory_order_relaxed);
     mqtt_connack p;
     memset(&p, 0, sizeof(p));
     p.session_present = session_present;
@@ -255,6 +258,6 @@ bool send_publish(conn *c, const delivery *d, uint16_t pid, bool dup)
     }
     atomic_fetch_add_explicit(&c->w->bytes_out, total, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->w->msgs_out, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->w->msgs_out_qos[d->qos], 1, memory_order_relaxed); /* metrics */
+    atomic_fetch_add_explicit(&c->w->metrics.msgs_out_qos[d->qos], 1, memory_order_relaxed); /* metrics */
     return true;
 }

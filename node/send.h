@@ -2,7 +2,13 @@
 #ifndef SHOAL_NODE_SEND_H
 #define SHOAL_NODE_SEND_H
 
-#include "node/core.h"
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/packet.h"
+
+typedef struct conn conn;
+typedef struct delivery delivery;
 
 void send_connack(conn *c, bool session_present, uint8_t rc, const mqtt_props *props);
 /* CONNACK for a refused CONNECT in the client's protocol version; for

@@ -6,7 +6,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/limits.h"
 #include "node/send.h"
 #include "proto/topic.h"
@@ -52,8 +57,8 @@ void session_drop_messages(broker *b, session *s, bool count)
     }
     worker *w = owner_worker(b, s);
     if (w) {
-        gauge_add(&w->inflight, -(int64_t)s->n_inf);
-        gauge_add(&w->queued, -(int64_t)s->q_len);
+        gauge_add(&w->metrics.inflight, -(int64_t)s->n_inf);
+        gauge_add(&w->metrics.queued, -(int64_t)s->q_len);
         if (count) {
             limits_count_drop(w, s, DROP_SESSION_ENDED, held);
         }
@@ -338,13 +343,13 @@ static bool evict_oldest_qos0(worker *w, session *s)
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
     s->q_qos0--;
-    gauge_add(&w->queued, -1);
+    gauge_add(&w->metrics.queued, -1);
     limits_count_drop(w, s, DROP_QOS0_EVICTED, 1);
     return true;
 }
 
 /* Queued messages at which a connected session's publishers are paused:
- * --publisher-backpressure, at most --max-queued / 4 (see core.h). 0: off. */
+ * --publisher-backpressure, at most --max-queued / 4 (see node/session.h). 0: off. */
 uint32_t session_backpressure_mark(const config *cfg)
 {
     uint32_t mark = (uint32_t)cfg->publisher_backpressure;
@@ -409,7 +414,7 @@ static void queue_push(worker *w, session *s, delivery *d)
     s->q[(s->q_head + s->q_len) % s->q_cap] = *d;
     s->q_len++;
     s->q_qos0 += d->qos == 0;
-    gauge_add(&w->queued, 1);
+    gauge_add(&w->metrics.queued, 1);
     /* Only a connected subscriber slows publishers: an offline session's
      * queue is bounded by --max-queued alone. */
     uint32_t mark = session_backpressure_mark(w->b->cfg);
@@ -425,7 +430,7 @@ static delivery queue_pop(worker *w, session *s)
     s->q_head = (s->q_head + 1) % s->q_cap;
     s->q_len--;
     s->q_qos0 -= one.qos == 0;
-    gauge_add(&w->queued, -1);
+    gauge_add(&w->metrics.queued, -1);
     behind_progress(w, s);
     return one;
 }
@@ -440,12 +445,12 @@ static void send_inflight(session *s, conn *c, delivery *d)
     f->pid = next_pid(s);
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->d = *d;
-    gauge_add(&w->inflight, 1);
+    gauge_add(&w->metrics.inflight, 1);
     if (!send_publish(c, d, f->pid, false)) {
         /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
         msg_unref(f->d.m);
         s->n_inf--;
-        gauge_add(&w->inflight, -1);
+        gauge_add(&w->metrics.inflight, -1);
         limits_count_drop(w, s, DROP_TOO_LARGE, 1);
     }
 }
@@ -460,7 +465,7 @@ static bool can_send_now(const session *s, const conn *c)
  * order holds (§4.6); otherwise dropped. Consumes d->m's ref. */
 static void deliver_qos0_later(worker *w, session *s, delivery *d)
 {
-    if (s->q_qos0 || (!s->c && w->b->cfg->queue_qos0)) {
+    if (s->q_qos0 || (!s->c && w->b->cfg->limits.queue_qos0)) {
         queue_push(w, s, d);
         return;
     }
@@ -555,7 +560,7 @@ static inflight *find_inflight(session *s, uint16_t pid)
 
 static void remove_inflight(worker *w, session *s, inflight *f)
 {
-    gauge_add(&w->inflight, -1);
+    gauge_add(&w->metrics.inflight, -1);
     msg_unref(f->d.m);
     /* Keep send order: resends must follow the original order (§4.6). */
     size_t idx = (size_t)(f - s->inf);

@@ -5,11 +5,15 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/registry.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/send.h"
+#include "node/dispatch.h"
 
-void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *filter);
-void connect_finish(conn *c, session *s, bool clean);
 
 static void publish_will(worker *w, msg *will)
 {
@@ -270,7 +274,6 @@ void session_handle_takeover(worker *w, inbox_item *it)
     post(w, it->from, IN_ADOPT, s, it);
 }
 
-void connect_claim(conn *c);
 
 /* A newer connection claimed the client id before this one got its
  * CONNACK. Nothing may precede CONNACK (MQTT-3.2.0-1) and CONNACK has no

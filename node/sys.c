@@ -3,7 +3,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/route.h"
+#include "node/worker.h"
+#include "node/retain.h"
 
 static void publish_value(worker *w, const char *topic, const char *value)
 {

@@ -8,6 +8,7 @@
  * pair does it (the write side is taken once per SIGHUP), and the old
  * context is then freed as soon as its last connection ends. */
 #include "node/tls.h"
+#include "node/config.h"
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -58,21 +59,21 @@ static SSL_CTX *build_ctx(const config *cfg, char *why, size_t len)
         step = "SSL_CTX_new";
         goto fail;
     }
-    int minv = !strcmp(cfg->tls_min_version, "1.3") ? TLS1_3_VERSION : TLS1_2_VERSION;
+    int minv = !strcmp(cfg->tls.min_version, "1.3") ? TLS1_3_VERSION : TLS1_2_VERSION;
     SSL_CTX_set_min_proto_version(ctx, minv);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (cfg->tls_ciphers && *cfg->tls_ciphers && SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+    if (cfg->tls.ciphers && *cfg->tls.ciphers && SSL_CTX_set_cipher_list(ctx, cfg->tls.ciphers) != 1) {
         step = "tls-ciphers";
-        file = cfg->tls_ciphers;
+        file = cfg->tls.ciphers;
         goto fail;
     }
-    file = cfg->tls_cert;
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+    file = cfg->tls.cert;
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls.cert) != 1) {
         step = "tls-cert";
         goto fail;
     }
-    file = cfg->tls_key;
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+    file = cfg->tls.key;
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls.key, SSL_FILETYPE_PEM) != 1) {
         step = "tls-key";
         goto fail;
     }
@@ -80,18 +81,18 @@ static SSL_CTX *build_ctx(const config *cfg, char *why, size_t len)
         step = "tls-key does not match tls-cert";
         goto fail;
     }
-    if (cfg->tls_ca && *cfg->tls_ca) {
-        file = cfg->tls_ca;
-        if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca, NULL) != 1) {
+    if (cfg->tls.ca && *cfg->tls.ca) {
+        file = cfg->tls.ca;
+        if (SSL_CTX_load_verify_locations(ctx, cfg->tls.ca, NULL) != 1) {
             step = "tls-ca";
             goto fail;
         }
         /* Tell clients which CAs we accept, so they pick the right cert. */
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls_ca);
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cfg->tls.ca);
         if (names) {
             SSL_CTX_set_client_CA_list(ctx, names);
         }
-        int mode = SSL_VERIFY_PEER | (cfg->tls_require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+        int mode = SSL_VERIFY_PEER | (cfg->tls.require_client_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
         SSL_CTX_set_verify(ctx, mode, NULL);
     }
     /* Without an id context, resuming a session with a verified peer fails. */
@@ -108,11 +109,11 @@ fail:
 static int check_config(const config *cfg)
 {
     const char *msg = NULL;
-    if (!cfg->tls_cert || !*cfg->tls_cert || !cfg->tls_key || !*cfg->tls_key) {
+    if (!cfg->tls.cert || !*cfg->tls.cert || !cfg->tls.key || !*cfg->tls.key) {
         msg = "--tls-port and --wss-port need --tls-cert and --tls-key";
-    } else if (strcmp(cfg->tls_min_version, "1.2") && strcmp(cfg->tls_min_version, "1.3")) {
+    } else if (strcmp(cfg->tls.min_version, "1.2") && strcmp(cfg->tls.min_version, "1.3")) {
         msg = "--tls-min-version must be 1.2 or 1.3";
-    } else if ((cfg->tls_require_client_cert || cfg->tls_cert_as_username) && (!cfg->tls_ca || !*cfg->tls_ca)) {
+    } else if ((cfg->tls.require_client_cert || cfg->tls.cert_as_username) && (!cfg->tls.ca || !*cfg->tls.ca)) {
         /* An unverified certificate proves nothing about its subject. */
         msg = "--tls-require-client-cert and --tls-cert-as-username need --tls-ca";
     }
@@ -155,7 +156,7 @@ int tls_reload(tls *t)
     pthread_rwlock_unlock(&t->lock);
     /* Connections accepted with `old` hold their own references. */
     SSL_CTX_free(old);
-    sh_log(SH_INFO, "event=tls_reloaded cert=%s", t->cfg->tls_cert);
+    sh_log(SH_INFO, "event=tls_reloaded cert=%s", t->cfg->tls.cert);
     return 0;
 }
 

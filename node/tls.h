@@ -4,10 +4,14 @@
 #define SHOAL_NODE_TLS_H
 
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/status.h"
-#include "node/config.h"
+
+struct evconnlistener;
+typedef struct config config;
 
 struct ssl_st;
 struct bufferevent;
@@ -34,5 +38,30 @@ void tls_describe(struct bufferevent *bev, char *dst, size_t len);
 void tls_bev_error(struct bufferevent *bev, char *dst, size_t len);
 /* Frees the current context; SSLs still alive hold their own reference. */
 void tls_close(tls *t);
+
+/* --tls-* options (config.tls). */
+typedef struct tls_config {
+    int port;
+    char *cert;
+    char *key;
+    char *ca;
+    bool require_client_cert;
+    bool cert_as_username;
+    char *min_version;
+    char *ciphers;
+} tls_config;
+
+/* The broker's TLS state (broker.tls). */
+typedef struct tls_state {
+    struct tls *ctx;  /* NULL without --tls-port or --wss-port */
+    uint16_t port;    /* the bound TLS port, 0 = none */
+} tls_state;
+
+/* A worker's TLS listener and handshake counters (worker.tls). */
+typedef struct tls_worker {
+    struct evconnlistener *listener;
+    _Atomic uint64_t handshake_failures;
+    _Atomic uint64_t handshakes; /* completed */
+} tls_worker;
 
 #endif

@@ -15,7 +15,13 @@
 #include "common/alloc.h"
 #include "node/conn_io.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/metrics.h"
 
 uint64_t now_ms(void)
@@ -211,9 +217,6 @@ void worker_unindex_conn(worker *w, conn *c)
     }
 }
 
-void session_handle_takeover(worker *w, inbox_item *it);
-void session_handle_adopt(worker *w, inbox_item *it);
-void session_handle_refused(worker *w, inbox_item *it);
 
 static void handle_item(worker *w, inbox_item *it)
 {
@@ -320,7 +323,7 @@ static void accept_with(worker *w, evutil_socket_t fd, struct sockaddr *sa, int 
     broker *b = w->b;
     if (b->cfg->max_connections && atomic_load(&b->stats.connections_current) >= (uint64_t)b->cfg->max_connections) {
         atomic_fetch_add(&b->stats.refused, 1);
-        atomic_fetch_add_explicit(&w->limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->metrics.limit_refusals[LIMIT_CONNECTIONS], 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=refused reason=max-connections limit=%d tls=%d ws=%d", b->cfg->max_connections,
                (flags & CONN_TLS) != 0, (flags & CONN_WS) != 0);
         evutil_closesocket(fd);
@@ -463,10 +466,6 @@ int worker_init_all(broker *b)
 
 int worker_start_all(broker *b)
 {
-    evthread_use_pthreads();
-    if (worker_init_all(b) != 0) {
-        return -1;
-    }
     uint16_t port = (uint16_t)b->cfg->port;
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
@@ -477,13 +476,13 @@ int worker_start_all(broker *b)
         if (port == 0) {
             port = bound_port(w->listener);
         }
-        if (b->tls_port && !(w->tls_listener = listen_on(w, b->tls_port, accept_tls_cb))) {
+        if (b->tls.port && !(w->tls.listener = listen_on(w, b->tls.port, accept_tls_cb))) {
             return -1;
         }
-        if (b->ws_port && !(w->ws_listener = listen_on(w, b->ws_port, accept_ws_cb))) {
+        if (b->ws.port && !(w->ws.listener = listen_on(w, b->ws.port, accept_ws_cb))) {
             return -1;
         }
-        if (b->wss_port && !(w->wss_listener = listen_on(w, b->wss_port, accept_wss_cb))) {
+        if (b->ws.wss_port && !(w->ws.tls_listener = listen_on(w, b->ws.wss_port, accept_wss_cb))) {
             return -1;
         }
     }
@@ -502,14 +501,14 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     if (w->listener) {
         evconnlistener_disable(w->listener);
     }
-    if (w->tls_listener) {
-        evconnlistener_disable(w->tls_listener);
+    if (w->tls.listener) {
+        evconnlistener_disable(w->tls.listener);
     }
-    if (w->ws_listener) {
-        evconnlistener_disable(w->ws_listener);
+    if (w->ws.listener) {
+        evconnlistener_disable(w->ws.listener);
     }
-    if (w->wss_listener) {
-        evconnlistener_disable(w->wss_listener);
+    if (w->ws.tls_listener) {
+        evconnlistener_disable(w->ws.tls_listener);
     }
     conn *c = w->conns;
     while (c) {
@@ -583,19 +582,22 @@ void worker_release_conns(broker *b)
 
 void worker_free_all(broker *b)
 {
+    if (!b->workers) {
+        return;
+    }
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
         if (w->listener) {
             evconnlistener_free(w->listener);
         }
-        if (w->tls_listener) {
-            evconnlistener_free(w->tls_listener);
+        if (w->tls.listener) {
+            evconnlistener_free(w->tls.listener);
         }
-        if (w->ws_listener) {
-            evconnlistener_free(w->ws_listener);
+        if (w->ws.listener) {
+            evconnlistener_free(w->ws.listener);
         }
-        if (w->wss_listener) {
-            evconnlistener_free(w->wss_listener);
+        if (w->ws.tls_listener) {
+            evconnlistener_free(w->ws.tls_listener);
         }
         event_free(w->wake);
         if (w->wake_fd >= 0) {

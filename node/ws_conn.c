@@ -19,8 +19,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/core.h"
+#include "node/conn.h"
 #include "node/ws.h"
+#include "node/session.h"
+#include "node/config.h"
+#include "node/worker.h"
+#include "node/broker.h"
 
 #ifndef SH_OK
 #define SH_OK 0
@@ -111,7 +115,7 @@ static int handshake(conn *c)
         ans.status = 400;
         ans.why = used == WS_NEED_MORE ? "request head too long" : "malformed HTTP request";
     } else {
-        ws_policy pol = {cfg->ws_path, cfg->ws_origins};
+        ws_policy pol = {cfg->ws.path, cfg->ws.origins};
         ws_handshake(&req, &pol, &ans);
     }
     char resp[WS_RESPONSE_MAX];
@@ -180,7 +184,7 @@ static int next_frame(conn *c, struct evbuffer *raw)
 {
     ws_conn *ws = conn_ws(c);
     const config *cfg = c->w->b->cfg;
-    uint64_t max = cfg->ws_max_frame ? cfg->ws_max_frame : (uint64_t)cfg->max_packet_size + 5;
+    uint64_t max = cfg->ws.max_frame ? cfg->ws.max_frame : (uint64_t)cfg->max_packet_size + 5;
     size_t avail = evbuffer_get_length(raw);
     uint8_t head[WS_HEADER_MAX];
     size_t hn = avail < sizeof(head) ? avail : sizeof(head);

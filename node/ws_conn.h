@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct evconnlistener;
+
 struct conn;
 struct evbuffer;
 
@@ -41,5 +43,26 @@ bool ws_conn_frame(struct conn *c, struct evbuffer *out, size_t len);
  * Its code is the one a WebSocket error chose, the peer's own (echoed), 1001
  * when the server shuts down (rc 0x8B), else 1000. */
 void ws_conn_send_close(struct conn *c, uint8_t rc);
+
+/* --ws-* and --wss-port options (config.ws). */
+typedef struct ws_config {
+    int port;
+    int wss_port;
+    char *path;
+    uint32_t max_frame;
+    char *origins;
+} ws_config;
+
+/* The bound WebSocket ports, 0 = none (broker.ws). */
+typedef struct ws_ports {
+    uint16_t port;
+    uint16_t wss_port;
+} ws_ports;
+
+/* A worker's WebSocket listeners (worker.ws). */
+typedef struct ws_worker {
+    struct evconnlistener *listener;     /* ws:// */
+    struct evconnlistener *tls_listener; /* wss:// */
+} ws_worker;
 
 #endif

@@ -36,6 +36,9 @@
 /* Walking every empty session bucket would cost more than the input. */
 #define INPROC_TEARDOWN_ATTR __attribute__((noinline, no_sanitize("coverage")))
 #include "inproc.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/worker.h"
 
 #define CHECK(cond)                                                              \
     do {                                                                         \
@@ -126,7 +129,10 @@ static void apply_knobs(uint8_t k)
 static void broker_up(uint8_t knobs)
 {
     apply_knobs(knobs);
-    CHECK(inproc_up(&b, &cfg, NWORKERS, (knobs >> 4) & 1 ? TRIE_SHARED_STICKY : TRIE_SHARED_ROUND_ROBIN) == 0);
+    if ((knobs >> 4) & 1) {
+        cfg.shared_strategy = (char *)"sticky"; /* cfg is a shallow copy of cfg_default: never freed */
+    }
+    CHECK(inproc_up(&b, &cfg, NWORKERS) == 0);
 }
 
 static bool server_may_send(uint8_t type)

@@ -92,6 +92,9 @@ static void fuzz_frames(const uint8_t *p, size_t len, uint64_t max)
     }
 }
 
+/* libFuzzer's entry point, declared here for -Wmissing-prototypes. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) {

@@ -2,7 +2,7 @@
  * backplane, N workers whose loops the caller runs (inproc_settle), and
  * clients that are one end of a bufferevent pair whose other end is a real
  * connection (conn_new_bev). Shared by unit tests and tests/fuzz/fuzz_conn.c.
- * Set up like node/main.c's start(), with broker_init and broker_free. */
+ * Opened and closed with node/broker.c's lifecycle, like node/main.c. */
 #ifndef SHOAL_TESTS_INPROC_H
 #define SHOAL_TESTS_INPROC_H
 
@@ -14,7 +14,11 @@
 
 #include "common/alloc.h"
 #include "node/auth.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/remote.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 /* A caller may define this to keep inproc_down out of coverage (the fuzzer
  * would otherwise spend its time walking empty session buckets). */
@@ -22,27 +26,21 @@
 #define INPROC_TEARDOWN_ATTR
 #endif
 
-/* cfg is borrowed and must outlive the broker. */
-static inline int inproc_up(broker *b, config *cfg, int nworkers, trie_strategy strategy)
+/* cfg is borrowed and must outlive the broker; --shared-strategy comes
+ * from it (NULL: round-robin). */
+static inline int inproc_up(broker *b, config *cfg, int nworkers)
 {
-    memset(b, 0, sizeof(*b));
-    snprintf(b->node_id, sizeof(b->node_id), "inproc");
-    broker_init(b, cfg, nworkers, strategy);
-    bp_config bc = {.node_id = b->node_id, .workers = nworkers, .address = "inproc:1883"};
-    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook};
-    b->bp = bp_open(&bc, &hooks);
-    if (!b->bp || auth_init(b) != SH_OK || worker_init_all(b) != 0) {
+    broker_open_opts o = {.node_id = "inproc", .address = "inproc:1883", .workers = nworkers};
+    if (broker_open(b, cfg, &o) != BROKER_OK || broker_start(b) != BROKER_OK) {
         return -1;
     }
-    atomic_store(&b->running, true);
     return 0;
 }
 
 static inline INPROC_TEARDOWN_ATTR void inproc_down(broker *b)
 {
-    bp_close(b->bp);
-    broker_free(b);
-    auth_free(b);
+    broker_stop(b);
+    broker_close(b);
 }
 
 /* Run every worker's loop until none has anything left to do; a worker may

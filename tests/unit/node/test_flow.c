@@ -8,14 +8,16 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
-#include "node/conn_io.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "node/send.h"
 #include "proto/packet.h"
 
 static config cfg;
 static broker b;
-static worker w;
+static worker *w;
 static int peer;
 static conn *c;
 static session *s;
@@ -27,18 +29,16 @@ static void setup(void)
     cfg.max_queued = 100;
     cfg.max_output_buffer = 1 << 20;
     cfg.max_packet_size = 1 << 20;
-    memset(&b, 0, sizeof(b));
-    b.cfg = &cfg;
-    memset(&w, 0, sizeof(w));
-    w.b = &b;
-    w.base = event_base_new();
-    conn_io_worker_init(&w);
+    broker_open_opts o = {.workers = 1};
+    cr_assert_eq(broker_open(&b, &cfg, &o), BROKER_OK);
+    cr_assert_eq(broker_start(&b), BROKER_OK);
+    w = &b.workers[0];
     int sv[2];
     cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     peer = sv[1];
     evutil_make_socket_nonblocking(sv[0]);
     struct sockaddr_in sa = {.sin_family = AF_INET};
-    c = conn_new(&w, sv[0], (struct sockaddr *)&sa, sizeof(sa), 0);
+    c = conn_new(w, sv[0], (struct sockaddr *)&sa, sizeof(sa), 0);
     cr_assert_not_null(c);
     c->state = CS_ACTIVE;
     c->version = MQTT_V5;
@@ -47,18 +47,12 @@ static void setup(void)
     c->s = s;
 }
 
+/* The connection (and the session it holds) go with the broker. */
 static void teardown(void)
 {
-    s->c = NULL;
-    c->s = NULL;
-    session_unref(&b, s);
-    c->state = CS_CLOSED;
-    worker_unindex_conn(&w, c);
-    conn_free(c);
+    broker_stop(&b);
+    broker_close(&b);
     close(peer);
-    sh_free(w.by_id, w.by_id_cap * sizeof(conn *));
-    conn_io_worker_free(&w);
-    event_base_free(w.base);
 }
 
 TestSuite(flow, .init = setup, .fini = teardown);
@@ -66,8 +60,8 @@ TestSuite(flow, .init = setup, .fini = teardown);
 /* Let the bufferevent write, then read and decode what the client got. */
 static size_t read_publishes(mqtt_publish *out, size_t cap, uint8_t *buf, size_t buflen)
 {
-    event_base_loop(w.base, EVLOOP_NONBLOCK);
-    event_base_loop(w.base, EVLOOP_NONBLOCK);
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
     ssize_t n = recv(peer, buf, buflen, MSG_DONTWAIT);
     size_t got = 0, pos = 0;
     while (n > 0 && pos < (size_t)n && got < cap) {
@@ -89,7 +83,7 @@ static void deliver(const char *topic, uint8_t qos)
     memset(&d, 0, sizeof(d));
     d.m = msg_new(t, NULL, p, qos, false, 0, now_ms());
     d.qos = qos;
-    session_deliver(&w, s, &d);
+    session_deliver(w, s, &d);
 }
 
 Test(flow, client_receive_maximum_bounds_what_is_in_flight)
@@ -104,7 +98,7 @@ Test(flow, client_receive_maximum_bounds_what_is_in_flight)
     mqtt_publish p[8];
     cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 2);
     /* One PUBACK frees one slot: exactly one more goes out. */
-    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, p[0].packet_id), MQTT_RC_SUCCESS);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, p[0].packet_id), MQTT_RC_SUCCESS);
     cr_assert_eq(s->n_inf, 2);
     cr_assert_eq(s->q_len, 2);
     cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 1);
@@ -139,8 +133,8 @@ Test(flow, unknown_ack_is_reported_and_changes_nothing)
 {
     c->client_receive_max = 1;
     deliver("t", 1);
-    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, 999), MQTT_RC_PACKET_ID_NOT_FOUND);
-    cr_assert_eq(session_ack(&w, s, MQTT_PUBCOMP, s->inf[0].pid), MQTT_RC_PACKET_ID_NOT_FOUND);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 999), MQTT_RC_PACKET_ID_NOT_FOUND);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBCOMP, s->inf[0].pid), MQTT_RC_PACKET_ID_NOT_FOUND);
     cr_assert_eq(s->n_inf, 1);
 }
 
@@ -187,6 +181,6 @@ Test(flow, inflight_list_past_32768)
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(s->inf[0].pid, 1);
     cr_assert_eq(s->inf[N - 1].pid, N);
-    cr_assert_eq(session_ack(&w, s, MQTT_PUBACK, N), MQTT_RC_SUCCESS);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, N), MQTT_RC_SUCCESS);
     cr_assert_eq(s->n_inf, N - 1);
 }

@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/registry.h"
+#include "node/session.h"
 
 static config cfg;
 static broker b;
@@ -13,12 +15,13 @@ static broker b;
 static void setup(void)
 {
     memset(&cfg, 0, sizeof(cfg));
-    broker_init(&b, &cfg, 0, TRIE_SHARED_ROUND_ROBIN);
+    broker_open_opts o = {.workers = 1};
+    cr_assert_eq(broker_open(&b, &cfg, &o), BROKER_OK);
 }
 
 static void teardown(void)
 {
-    broker_free(&b);
+    broker_close(&b);
 }
 
 TestSuite(registry, .init = setup, .fini = teardown);

@@ -6,6 +6,8 @@
 
 #include "inproc.h"
 #include "proto/packet.h"
+#include "node/broker.h"
+#include "node/remote.h"
 
 static config cfg;
 static broker b;
@@ -13,7 +15,7 @@ static broker b;
 static void setup(void)
 {
     cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 2, TRIE_SHARED_ROUND_ROBIN), 0);
+    cr_assert_eq(inproc_up(&b, &cfg, 2), 0);
 }
 
 static void teardown(void)

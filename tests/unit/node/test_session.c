@@ -6,11 +6,16 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/broker.h"
+#include "node/conn.h"
+#include "node/limits.h"
+#include "node/registry.h"
+#include "node/session.h"
+#include "node/worker.h"
 
 static config cfg;
 static broker b;
-static worker w;
+static worker *w; /* the owner (0) whose gauges hold the session's messages */
 
 static void setup(void)
 {
@@ -18,23 +23,16 @@ static void setup(void)
     cfg.max_queued = 5;
     cfg.max_inflight = 4;
     cfg.max_session_expiry = UINT32_MAX; /* the default: no cap (0 would end every session offline) */
-    memset(&b, 0, sizeof(b));
-    b.cfg = &cfg;
-    b.subs = trie_new(TRIE_SHARED_ROUND_ROBIN);
-    pthread_rwlock_init(&b.subs_lock, NULL);
-    pthread_mutex_init(&b.sess_lock, NULL);
-    b.sess_buckets = SESS_BUCKETS_MIN;
-    b.sess_tab = sh_calloc(b.sess_buckets, sizeof(session *));
-    memset(&w, 0, sizeof(w));
-    w.b = &b;
-    b.workers = &w; /* the owner (0) whose gauges hold the session's messages */
-    b.nworkers = 1;
+    broker_open_opts o = {.workers = 1};
+    cr_assert_eq(broker_open(&b, &cfg, &o), BROKER_OK);
+    cr_assert_eq(broker_start(&b), BROKER_OK);
+    w = &b.workers[0];
 }
 
 static void teardown(void)
 {
-    trie_free(b.subs);
-    sh_free(b.sess_tab, b.sess_buckets * sizeof(session *));
+    broker_stop(&b);
+    broker_close(&b);
 }
 
 TestSuite(session, .init = setup, .fini = teardown);
@@ -58,7 +56,7 @@ static void deliver(session *s, msg *m, uint8_t qos)
     memset(&d, 0, sizeof(d));
     d.m = m;
     d.qos = qos;
-    session_deliver(&w, s, &d);
+    session_deliver(w, s, &d);
 }
 
 Test(session, offline_qos1_is_queued_in_order)
@@ -69,7 +67,7 @@ Test(session, offline_qos1_is_queued_in_order)
         deliver(s, make_msg("t", 1, 0), 1);
     }
     cr_assert_eq(s->q_len, 3);
-    cr_assert_eq(atomic_load(&w.dropped), 0);
+    cr_assert_eq(atomic_load(&w->dropped), 0);
     session_unref(&b, s);
 }
 
@@ -79,21 +77,21 @@ Test(session, offline_qos0_is_dropped_and_counted_without_queue_qos0)
     s->persistent = true;
     deliver(s, make_msg("t", 0, 0), 0);
     cr_assert_eq(s->q_len, 0);
-    cr_assert_eq(atomic_load(&w.dropped), 1);
-    cr_assert_eq(atomic_load(&w.drops[DROP_OFFLINE_QOS0]), 1);
+    cr_assert_eq(atomic_load(&w->dropped), 1);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_OFFLINE_QOS0]), 1);
     session_unref(&b, s);
 }
 
 Test(session, offline_qos0_is_queued_with_queue_qos0)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     deliver(s, make_msg("t", 0, 0), 0);
     cr_assert_eq(s->q_len, 1);
     cr_assert_eq(s->q_qos0, 1);
-    cr_assert_eq(atomic_load(&w.queued), 1);
-    cr_assert_eq(atomic_load(&w.dropped), 0);
+    cr_assert_eq(atomic_load(&w->metrics.queued), 1);
+    cr_assert_eq(atomic_load(&w->dropped), 0);
     session_unref(&b, s);
 }
 
@@ -121,7 +119,7 @@ static msg *numbered(int i, uint8_t qos)
 
 Test(session, full_queue_evicts_the_oldest_qos0_first)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     /* Wrap the ring first, so eviction runs across its end. */
@@ -135,33 +133,33 @@ Test(session, full_queue_evicts_the_oldest_qos0_first)
     /* Every QoS 1 (5 of them), then the newest QoS 0. */
     cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,29");
     cr_assert_eq(s->q_qos0, 1);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QOS0_EVICTED]), 24);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 0);
-    cr_assert_eq(atomic_load(&w.queued), 6);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_QOS0_EVICTED]), 24);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_QUEUE_FULL]), 0);
+    cr_assert_eq(atomic_load(&w->metrics.queued), 6);
     /* Full of QoS 1 but for one QoS 0: a QoS 1 evicts it, the next is refused. */
     deliver(s, numbered(30, 1), 1);
     deliver(s, numbered(31, 1), 1);
     queue_payloads(s, got, sizeof(got));
     cr_assert_str_eq(got, "0q1,6q1,12q1,18q1,24q1,30q1");
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 1);
-    cr_assert_eq(atomic_load(&w.dropped), 26);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_QUEUE_FULL]), 1);
+    cr_assert_eq(atomic_load(&w->dropped), 26);
     session_unref(&b, s);
 }
 
 Test(session, reset_releases_everything_and_counts_it)
 {
-    cfg.queue_qos0 = true;
+    cfg.limits.queue_qos0 = true;
     session *s = session_new(&b, "c1", 2, 0);
     s->persistent = true;
     for (int i = 0; i < 4; i++) {
         deliver(s, numbered(i, i & 1), i & 1);
     }
-    cr_assert_eq(atomic_load(&w.queued), 4);
+    cr_assert_eq(atomic_load(&w->metrics.queued), 4);
     session_reset(&b, s);
     cr_assert_eq(s->q_len, 0);
     cr_assert_eq(s->q_qos0, 0);
-    cr_assert_eq(atomic_load(&w.queued), 0);
-    cr_assert_eq(atomic_load(&w.drops[DROP_SESSION_ENDED]), 4);
+    cr_assert_eq(atomic_load(&w->metrics.queued), 0);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_SESSION_ENDED]), 4);
     session_unref(&b, s);
 }
 
@@ -173,9 +171,9 @@ Test(session, queue_is_bounded_by_max_queued)
         deliver(s, make_msg("t", 1, 0), 1);
     }
     cr_assert_eq(s->q_len, 5);
-    cr_assert_eq(atomic_load(&w.dropped), 7);
-    cr_assert_eq(atomic_load(&w.drops[DROP_QUEUE_FULL]), 7);
-    cr_assert_eq(atomic_load(&w.queued), 5);
+    cr_assert_eq(atomic_load(&w->dropped), 7);
+    cr_assert_eq(atomic_load(&w->metrics.drops[DROP_QUEUE_FULL]), 7);
+    cr_assert_eq(atomic_load(&w->metrics.queued), 5);
     session_unref(&b, s);
 }
 
@@ -262,7 +260,7 @@ Test(session, end_removes_subscriptions_from_the_index)
     trie_add(b.subs, f, g, s, &o, &replaced);
     session_add_sub(s, "x/#", 3, &o);
     cr_assert_eq(trie_count(b.subs), 1);
-    session_end(&w, s);
+    session_end(w, s);
     cr_assert_eq(trie_count(b.subs), 0);
     cr_assert(s->dead);
     pthread_mutex_lock(&b.sess_lock);
@@ -273,38 +271,35 @@ Test(session, end_removes_subscriptions_from_the_index)
 
 Test(session, offline_state_exists_only_while_something_is_due)
 {
-    w.base = event_base_new();
     session *s = session_new(&b, "c1", 2, 0);
     session_set_persistent(&b, s, true);
     conn c;
     memset(&c, 0, sizeof(c));
-    session_attach(&w, s, &c);
+    session_attach(w, s, &c);
     cr_assert_null(s->off, "a connected client's session carries no offline state");
 
     /* Gone with a delayed will and an expiry: both deadlines are kept. */
     s->expiry_s = 60;
     c.s = NULL;
     session_unref(&b, s);
-    session_detach(&w, s, make_msg("will", 1, 0), 30);
+    session_detach(w, s, make_msg("will", 1, 0), 30);
     cr_assert_not_null(s->off);
     cr_assert_not_null(s->off->will);
     cr_assert_not_null(s->off->timer);
     cr_assert_gt(s->off->expire_at, s->off->will_at);
 
     /* Back within the will delay: no will, no timer, no offline state. */
-    session_attach(&w, s, &c);
+    session_attach(w, s, &c);
     cr_assert_null(s->off);
 
     /* A session that never expires and has no will has nothing due. */
     s->expiry_s = UINT32_MAX;
     c.s = NULL;
     session_unref(&b, s);
-    session_detach(&w, s, NULL, 0);
+    session_detach(w, s, NULL, 0);
     cr_assert_null(s->off);
     cr_assert_not(s->dead);
     session_unref(&b, s);
-    event_base_free(w.base);
-    w.base = NULL;
 }
 
 /* The inbound QoS 2 list holds every packet id at once (the receive
@@ -338,13 +333,13 @@ Test(session, inbound_qos2_report_marks_durable_or_clears)
     session *s = session_new(&b, "c1", 2, 0);
     session_qos2_add_state(s, 5, Q2_PENDING, 77);
     session_qos2_add_state(s, 6, Q2_PENDING, 77);
-    session_qos2_report(&w, s, 5, 78, true, 0);
+    session_qos2_report(w, s, 5, 78, true, 0);
     cr_assert_eq(session_qos2_find(s, 5)->state, Q2_PENDING);
-    session_qos2_report(&w, s, 5, 77, true, 0);
+    session_qos2_report(w, s, 5, 77, true, 0);
     cr_assert_eq(session_qos2_find(s, 5)->state, Q2_DURABLE);
-    session_qos2_report(&w, s, 5, 77, false, 0); /* not pending any more */
+    session_qos2_report(w, s, 5, 77, false, 0); /* not pending any more */
     cr_assert(session_qos2_has(s, 5));
-    session_qos2_report(&w, s, 6, 77, false, 0);
+    session_qos2_report(w, s, 6, 77, false, 0);
     cr_assert_not(session_qos2_has(s, 6));
     cr_assert_eq(s->n_qos2_in, 1);
     session_unref(&b, s);

@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/core.h"
+#include "node/conn.h"
+#include "node/worker.h"
 
 static worker w;
 

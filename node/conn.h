@@ -1,0 +1,151 @@
+/* One client connection (node/conn.c); it lives on one worker for its
+ * whole life. The transport is node/conn_io.c's. */
+#ifndef SHOAL_NODE_CONN_H
+#define SHOAL_NODE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/msg.h"
+#include "proto/packet.h"
+
+struct sockaddr;
+struct bufferevent;
+struct evbuffer;
+struct ws_conn;
+struct auth_exchange;
+typedef struct worker worker;
+typedef struct conn conn;
+typedef struct session session;
+
+enum conn_state {
+    CS_NEW = 0,     /* waiting for CONNECT */
+    CS_AUTH,        /* CONNECT taken, enhanced authentication in progress (AUTH only) */
+    CS_CLAIMING,    /* CONNECT accepted, waiting for the session */
+    CS_ACTIVE,
+    CS_CLOSING,     /* flushing its last bytes */
+    CS_CLOSED,      /* waiting to be freed */
+};
+
+/* A connection's publish-rate state (node/limits.c), made on first use. */
+typedef struct conn_rate conn_rate;
+
+/* What only some connections need, made on first use (conn_ext_get) and
+ * freed with the connection, or once empty again (conn_ext_trim). */
+typedef struct conn_ext {
+    mqtt_bytes *aliases;      /* inbound topic aliases, owned copies, 1-based */
+    mqtt_bytes *out_aliases;  /* outbound: alias i+1 stands for out_aliases[i] */
+    char *tls_cn;             /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
+    struct ws_conn *ws;       /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
+    conn_rate *rate;          /* --max-publish-rate / --max-publish-bytes-rate (node/limits.c); NULL until needed */
+    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/handle_auth.c) */
+    uint16_t out_alias_used;
+    uint16_t out_alias_cap;
+} conn_ext;
+
+/* Ordered widest first with no padding, flags as bits, rarely used state
+ * in `x`: an idle connection should cost little (docs/architecture.md,
+ * "Memory per connection"). */
+struct conn {
+    uint64_t id;
+    worker *w;
+    /* Transport (node/conn_io.c): a bufferevent for TLS and WebSocket, else
+     * a bare event on fd (in this allocation, before the struct) and
+     * buffers that exist only while holding bytes. */
+    struct bufferevent *bev;
+    struct evbuffer *in, *out;
+    conn *prev, *next; /* the worker's list */
+    session *s;        /* ref held while attached */
+    /* Each only in its state, so they share the bytes. */
+    union {
+        uint64_t claim_epoch; /* CS_CLAIMING: the epoch of our claim */
+        uint64_t closing_ms;  /* CS_CLOSING: when the close began */
+    };
+    uint64_t created_ms;
+    uint64_t last_rx_ms;
+    msg *will;              /* ref held */
+    char *client_id;        /* copy until the session is attached */
+    char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
+    conn_ext *x;            /* NULL until a connection needs it */
+    int fd;                 /* plain TCP */
+    uint32_t client_max_packet;
+    uint32_t will_delay;
+    uint32_t requested_expiry;
+    uint32_t session_expiry;
+    uint16_t keepalive;
+    uint16_t client_receive_max;
+    uint16_t client_alias_max;
+    uint16_t alias_max;     /* ours, granted to the client */
+    uint16_t inbound_pending; /* QoS 1 received and not yet acknowledged (QoS 2: session.n_qos2_in) */
+    uint16_t requested_keepalive;
+    uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
+    uint8_t ev_what;        /* EV_READ / EV_WRITE the socket's event is registered for */
+    uint8_t state;
+    uint8_t version;
+    uint8_t paused;         /* PAUSE_* bits: input is handled only when none is set */
+    uint8_t close_rc;
+    bool read_off : 1;      /* reading disabled */
+    bool io_stopped : 1;    /* closed: neither read nor written again */
+    bool io_in_read : 1;    /* handling input just read: output is written at its end (conn_io.c) */
+    bool io_queued : 1;     /* in the worker's flush queue (conn_io.c) */
+    bool io_want_write : 1; /* output the socket did not take: EV_WRITE registered */
+    bool request_problem_info : 1;
+    bool sent_disconnect : 1;
+    bool clean_start : 1;
+    bool assigned_id : 1;
+    bool tls : 1;           /* accepted on the TLS listener (node/tls.c) */
+    bool tls_up : 1;        /* handshake completed */
+    bool enhanced_auth : 1; /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
+    char peer[];            /* "host:port", in this allocation */
+};
+
+/* c->x, made if needed. */
+conn_ext *conn_ext_get(conn *c);
+/* Free c->x if it holds nothing any more. */
+void conn_ext_trim(conn *c);
+
+static inline struct ws_conn *conn_ws(const conn *c)
+{
+    return c->x ? c->x->ws : NULL;
+}
+
+/* The longest conn.peer, "[IPv6]:port" and its terminator. */
+#define CONN_PEER_MAX 48
+
+/* Why a connection's input is not being handled (conn.paused bits). */
+enum {
+    PAUSE_CLAIM = 1, /* CONNECT accepted, the session is being fetched */
+    PAUSE_RATE = 2,  /* over its publish rate: the socket is not read */
+    PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
+};
+
+
+/* Transports, or'ed in conn_new's flags. */
+#define CONN_TLS 1u /* wrap the socket in TLS (server side) with b->tls */
+#define CONN_WS 2u  /* MQTT over WebSocket (node/ws_conn.c) */
+conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags);
+/* The same over a bufferevent the caller made (the connection owns and
+ * frees it); conn_new's second half, which tests/fuzz drives over a
+ * bufferevent pair. With CONN_TLS, bev is a server-side TLS bufferevent. */
+conn *conn_new_bev(worker *w, struct bufferevent *bev, const char *peer, unsigned flags);
+/* Close after flushing what is queued; sends DISCONNECT rc first for v5
+ * when rc >= 0x80 and the connection is established. Idempotent. */
+void conn_close(conn *c, uint8_t rc, const char *why);
+/* Refuse with rc and close: a CONNACK before the connection is accepted,
+ * else as conn_close (DISCONNECT for v5). */
+void conn_refuse(conn *c, uint8_t rc, const char *why);
+void conn_free(conn *c);
+void conn_write(conn *c, const void *data, size_t len);
+/* The output buffer, ready for one MQTT packet of len bytes that the caller
+ * adds next (over WebSocket its frame header is already in). Only while the
+ * connection is CS_ACTIVE. */
+struct evbuffer *conn_output(conn *c, size_t len);
+bool conn_output_full(const conn *c);
+void conn_check_timers(conn *c, uint64_t now);
+/* Clear pause reason `why` (PAUSE_*); once none is left, read again and
+ * handle what waited. */
+void conn_resume_reading(conn *c, uint8_t why);
+void conn_drain_input(conn *c);
+
+#endif

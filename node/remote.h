@@ -1,0 +1,25 @@
+/* Messages from the backplane (node/remote.c): its hooks, and delivery
+ * of what other nodes published. */
+#ifndef SHOAL_NODE_REMOTE_H
+#define SHOAL_NODE_REMOTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cluster/backplane.h"
+#include "node/msg.h"
+
+typedef struct broker broker;
+typedef struct worker worker;
+
+void remote_message_hook(void *node, const bp_message *m, unsigned shard);
+void remote_ready_hook(void *node, bool ready);
+void remote_qos0_dropped_hook(void *node, int worker_id);
+/* After bp_open, before the workers start: lower --max-packet-size to what
+ * the backplane carries and say so in one log line. */
+void remote_cap_packet_size(broker *b);
+void remote_deliver(worker *w, msg *m);
+/* Convert between monotonic deadlines and wall-clock ones for the wire. */
+uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
+
+#endif

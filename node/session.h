@@ -1,0 +1,195 @@
+/* MQTT session state (node/session.c: queues, acks, subscriptions;
+ * node/session_life.c: attach, detach, takeover, expiry). A session is
+ * owned by one worker at a time (`owner`). Deliveries for a session owned
+ * elsewhere go to the owner's inbox; an owner that no longer holds it
+ * forwards them. */
+#ifndef SHOAL_NODE_SESSION_H
+#define SHOAL_NODE_SESSION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node/msg.h"
+#include "node/trie.h"
+#include "proto/packet.h"
+
+struct event;
+typedef struct config config;
+typedef struct broker broker;
+typedef struct worker worker;
+typedef struct conn conn;
+typedef struct session session;
+typedef struct inbox_item inbox_item;
+
+/* Subscription ids carried with one delivered copy (MQTT 5 §3.3.4: all of
+ * the matching subscriptions' identifiers). */
+#define DELIVERY_MAX_SUB_IDS 4
+
+/* One message on its way to one session. */
+typedef struct delivery {
+    msg *m;          /* ref held */
+    uint8_t qos;     /* already downgraded to the subscription's */
+    bool retain;     /* RETAIN flag to send */
+    uint8_t n_sub_ids;
+    uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
+} delivery;
+
+/* An outgoing QoS 1/2 message awaiting its acknowledgement. */
+typedef struct inflight {
+    uint16_t pid;
+    uint8_t state; /* INF_WAIT_ACK, INF_WAIT_REC, INF_WAIT_COMP */
+    delivery d;
+} inflight;
+
+enum { INF_WAIT_ACK = 1, INF_WAIT_REC, INF_WAIT_COMP };
+
+typedef struct sub_entry {
+    char *filter; /* the filter as subscribed, "$share/g/f" included */
+    uint16_t len;
+    sub_opts opts;
+} sub_entry;
+
+/* What only an offline session needs (its expiry and delayed will), made
+ * when it goes offline with a deadline and freed once it has none: a
+ * connected client's session carries one pointer for it. */
+typedef struct session_offline {
+    struct event *timer; /* the next deadline */
+    worker *timer_w;     /* the worker whose loop the timer is on */
+    uint64_t expire_at;  /* monotonic ms the session ends, 0 = never */
+    uint64_t will_at;    /* monotonic ms the delayed will fires */
+    msg *will;           /* delayed will, ref held */
+} session_offline;
+
+/* An inbound QoS 2 packet id, held from its PUBLISH until PUBREL (§4.3.3).
+ * PUBREC is sent only once the message is durable (the backplane said so):
+ * a resend of a pending id waits for that answer. */
+typedef struct qos2_id {
+    uint32_t conn_tag; /* low bits of the publishing connection's id: a late
+                        * answer for an earlier use of the id (before a clean
+                        * start) is not taken for this one */
+    uint16_t pid;
+    uint8_t state;     /* Q2_PENDING, Q2_DURABLE */
+} qos2_id;
+
+enum { Q2_PENDING = 1, Q2_DURABLE };
+
+/* Fields are ordered widest first so that one session per client carries
+ * no padding (docs/architecture.md, "Memory per connection"). */
+struct session {
+    session *reg_next;
+    uint64_t epoch;
+    conn *c;           /* attached connection, owner's thread only */
+    session_offline *off; /* owner's thread only; NULL while nothing is due offline */
+    /* Outgoing QoS 1/2 awaiting acks, in send order. */
+    inflight *inf;
+    /* Waiting to be sent: a ring buffer. */
+    delivery *q;
+    /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
+    qos2_id *qos2_in;
+    /* Subscriptions, to restore or remove them. */
+    sub_entry *subs;
+    /* While the connected client is behind (its queue passed the
+     * back-pressure mark or its output buffer filled): when it last made
+     * progress (now_ms). 0 once the queue has halved and the output has
+     * room. Set by the owner, read by publishers (session_behind). */
+    _Atomic uint64_t backlogged_ms;
+    atomic_int refs;
+    _Atomic int owner; /* worker index */
+    /* Deliveries posted to the owner's inbox and not handled yet: the part
+     * of a backlog the owner has not seen, which publishers count too. */
+    _Atomic uint32_t incoming;
+    uint32_t expiry_s; /* session expiry interval in force */
+    uint32_t q_head;
+    uint32_t q_len;
+    uint32_t q_cap;
+    uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
+    uint32_t n_subs;
+    uint32_t cap_subs;
+    /* 32 bits, and capacities as powers of two, so that no list's size can
+     * wrap: each holds at most 65,535 (a packet id each). */
+    uint32_t n_inf;
+    uint32_t n_qos2_in;
+    uint16_t id_len;
+    uint16_t next_pid;     /* the last packet id handed out */
+    uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
+    uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
+    uint8_t qos2_cap_log2; /* qos2_in likewise */
+    _Atomic bool online;
+    uint8_t version;
+    bool dead;         /* ended: deliveries are dropped */
+    bool persistent;   /* outlives its connection */
+    bool registered;       /* in the registry (under sess_lock) */
+    char client_id[];  /* NUL-terminated, in this allocation */
+};
+
+/* The entries a list with capacity exponent `log2` holds. */
+static inline uint32_t session_list_cap(uint8_t log2)
+{
+    return log2 ? 1u << log2 : 0;
+}
+
+/* The bytes of a session's allocation, its client id included. */
+#define SESSION_SIZE(id_len) (offsetof(session, client_id) + (size_t)(id_len) + 1u)
+
+/* session.c */
+session *session_new(broker *b, const char *client_id, size_t len, int owner);
+void session_ref(session *s);
+void session_unref(broker *b, session *s);
+/* Deliver on the owner's thread: send now or queue. Consumes d->m's ref. */
+void session_deliver(worker *w, session *s, delivery *d);
+/* Send queued messages while the client's receive window allows. */
+void session_pump(worker *w, session *s);
+void session_resend(worker *w, session *s);
+mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid);
+void session_reset(broker *b, session *s);
+/* Release queued and in-flight messages (counted as dropped, reason
+ * session-ended, when `count`). */
+void session_drop_messages(broker *b, session *s, bool count);
+/* Keep b->sess_online / b->sess_persistent in step with the flags. */
+void session_set_online(broker *b, session *s, bool online);
+void session_set_persistent(broker *b, session *s, bool persistent);
+void session_free_sub_strings(session *s);
+void session_end(worker *w, session *s);
+/* The connection went away: keep the session offline (persistent) or end
+ * it. `will` (consumed, may be NULL) is published now, after will_delay
+ * seconds, or when the session ends, whichever comes first. */
+void session_detach(worker *w, session *s, msg *will, uint32_t will_delay);
+void session_attach(worker *w, session *s, conn *c);
+void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
+bool session_remove_sub(session *s, const char *filter, uint16_t len);
+bool session_has_sub(const session *s, const char *filter, uint16_t len);
+qos2_id *session_qos2_find(session *s, uint16_t pid);
+bool session_qos2_has(session *s, uint16_t pid);
+/* Hold pid: pending until the backplane answers, or durable already. The
+ * caller keeps the list within the receive maximum. */
+qos2_id *session_qos2_add_state(session *s, uint16_t pid, uint8_t state, uint32_t conn_tag);
+void session_qos2_add(session *s, uint16_t pid); /* durable */
+bool session_qos2_remove(session *s, uint16_t pid);
+/* The backplane answered for a pending inbound QoS 2 id (stored or not),
+ * on any worker: the session's owner marks it durable and sends PUBREC
+ * (reason code rc), or clears it and tells the connection holding the
+ * session now, if any (v5 PUBREC 0x97, 3.1.1 close). */
+void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc);
+void session_arm_offline_timer(worker *w, session *s);
+/* Should a publisher to s be slowed down? While s is behind and has made
+ * progress in the last BACKPRESSURE_STALL_MS: a client that took nothing
+ * for that long is stuck, and it may not hold everybody else's publishers;
+ * its excess is dropped (--max-queued, --max-output-buffer) instead. */
+#define BACKPRESSURE_STALL_MS 2000
+bool session_behind(const session *s, uint32_t mark);
+/* --publisher-backpressure, at most --max-queued / 4 so that a publisher
+ * on another worker, seen late, still stops well before drops; 0 = off. */
+uint32_t session_backpressure_mark(const config *cfg);
+/* A subscription's share group ("" if none) and its filter without "$share/g/". */
+void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *filter);
+/* The backplane could not store inbound QoS 2 id `pid`: forget it. */
+void session_ack_failed(worker *w, session *s, uint16_t pid);
+
+/* session_life.c: inbox items of a claim across workers (node/worker.c) */
+void session_handle_takeover(worker *w, inbox_item *it);
+void session_handle_adopt(worker *w, inbox_item *it);
+void session_handle_refused(worker *w, inbox_item *it);
+
+#endif
