@@ -191,7 +191,6 @@ static uint32_t rk_max_publish(const backplane *bp, uint32_t max_topic, uint32_t
     return rk_kafka_max_publish(bp->impl, max_topic, max_client_id);
 }
 
-
 /* Redis's URL first (nothing to undo), Kafka ready, the retained snapshot
  * loaded, and only then the node id claimed: the claim's TTL starts running
  * just before the heartbeats that renew it. */

@@ -87,7 +87,9 @@ static broker_status open_backplane(broker *b)
         .kafka_linger_ms = cfg->kafka_linger_ms,
         .heartbeat_ms = cfg->cluster_heartbeat,
     };
-    bp_hooks hooks = {.node = b, .remote_message = remote_message_hook, .ready_changed = remote_ready_hook,
+    bp_hooks hooks = {.node = b,
+                      .remote_message = remote_message_hook,
+                      .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {

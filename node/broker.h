@@ -19,8 +19,8 @@
 #include "node/config.h"
 #include "node/http.h"
 #include "node/tls.h"
-#include "node/ws_conn.h"
 #include "node/trie.h"
+#include "node/ws_conn.h"
 
 typedef struct retain retain;
 typedef struct broker broker;
@@ -42,13 +42,13 @@ struct broker {
     backplane *bp;
     int nworkers;
     worker *workers;
-    uint16_t port;          /* the bound MQTT port */
+    uint16_t port; /* the bound MQTT port */
     char node_id[128];
-    char address[300];      /* what other nodes are told (bp_config.address, kept alive here) */
-    bool threaded;          /* broker_open_opts.threads */
+    char address[300]; /* what other nodes are told (bp_config.address, kept alive here) */
+    bool threaded;     /* broker_open_opts.threads */
     uint64_t start_ms;
     _Atomic bool stopping;
-    _Atomic bool running;   /* workers started: the backplane may post to them */
+    _Atomic bool running; /* workers started: the backplane may post to them */
     _Atomic uint64_t next_conn_id;
     broker_stats stats;
     pthread_rwlock_t subs_lock;
@@ -56,16 +56,16 @@ struct broker {
     pthread_rwlock_t retain_lock;
     retain *retained;
     pthread_mutex_t sess_lock;
-    session **sess_tab; /* client id → session, chained through reg_next */
+    session **sess_tab;    /* client id → session, chained through reg_next */
     uint32_t sess_buckets; /* a power of two, under sess_lock */
     _Atomic uint64_t sess_count;
-    _Atomic uint64_t sess_online;      /* sessions with a connection (session.online) */
-    _Atomic uint64_t sess_persistent;  /* registered sessions that outlive their connection */
+    _Atomic uint64_t sess_online;     /* sessions with a connection (session.online) */
+    _Atomic uint64_t sess_persistent; /* registered sessions that outlive their connection */
     /* Feature state, each owned by its module. */
-    http_ops ops;     /* node/http.h: drain */
-    tls_state tls;    /* node/tls.h */
-    ws_ports ws;      /* node/ws_conn.h */
-    auth_state auth;  /* node/auth.h */
+    http_ops ops;    /* node/http.h: drain */
+    tls_state tls;   /* node/tls.h */
+    ws_ports ws;     /* node/ws_conn.h */
+    auth_state auth; /* node/auth.h */
 };
 
 /* How broker_open sets a broker up beyond its config. */
@@ -78,13 +78,13 @@ typedef struct broker_open_opts {
      * (in-process tests, fuzzers): no sockets, no threads; the caller runs
      * the workers' loops (b->workers[i].base). */
     bool threads;
-    bool setup_log;      /* configure logging from --log-level/--log-format (main) */
+    bool setup_log; /* configure logging from --log-level/--log-format (main) */
 } broker_open_opts;
 
 typedef enum broker_status {
     BROKER_OK = 0,
-    BROKER_EAUTH,  /* the password or ACL file is bad; the reason is on stderr */
-    BROKER_EOPEN,  /* the backplane, TLS, a listener or a worker did not start; logged */
+    BROKER_EAUTH, /* the password or ACL file is bad; the reason is on stderr */
+    BROKER_EOPEN, /* the backplane, TLS, a listener or a worker did not start; logged */
 } broker_status;
 
 /* The broker's life: open → start → (reload)* → stop → close.

@@ -20,12 +20,12 @@ typedef struct conn conn;
 typedef struct session session;
 
 enum conn_state {
-    CS_NEW = 0,     /* waiting for CONNECT */
-    CS_AUTH,        /* CONNECT taken, enhanced authentication in progress (AUTH only) */
-    CS_CLAIMING,    /* CONNECT accepted, waiting for the session */
+    CS_NEW = 0,  /* waiting for CONNECT */
+    CS_AUTH,     /* CONNECT taken, enhanced authentication in progress (AUTH only) */
+    CS_CLAIMING, /* CONNECT accepted, waiting for the session */
     CS_ACTIVE,
-    CS_CLOSING,     /* flushing its last bytes */
-    CS_CLOSED,      /* waiting to be freed */
+    CS_CLOSING, /* flushing its last bytes */
+    CS_CLOSED,  /* waiting to be freed */
 };
 
 /* A connection's publish-rate state (node/limits.c), made on first use. */
@@ -64,11 +64,11 @@ struct conn {
     };
     uint64_t created_ms;
     uint64_t last_rx_ms;
-    msg *will;              /* ref held */
-    char *client_id;        /* copy until the session is attached */
-    char *username;         /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
-    conn_ext *x;            /* NULL until a connection needs it */
-    int fd;                 /* plain TCP */
+    msg *will;       /* ref held */
+    char *client_id; /* copy until the session is attached */
+    char *username;  /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
+    conn_ext *x;     /* NULL until a connection needs it */
+    int fd;          /* plain TCP */
     uint32_t client_max_packet;
     uint32_t will_delay;
     uint32_t requested_expiry;
@@ -76,14 +76,14 @@ struct conn {
     uint16_t keepalive;
     uint16_t client_receive_max;
     uint16_t client_alias_max;
-    uint16_t alias_max;     /* ours, granted to the client */
+    uint16_t alias_max;       /* ours, granted to the client */
     uint16_t inbound_pending; /* QoS 1 received and not yet acknowledged (QoS 2: session.n_qos2_in) */
     uint16_t requested_keepalive;
     uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
     uint8_t ev_what;        /* EV_READ / EV_WRITE the socket's event is registered for */
     uint8_t state;
     uint8_t version;
-    uint8_t paused;         /* PAUSE_* bits: input is handled only when none is set */
+    uint8_t paused; /* PAUSE_* bits: input is handled only when none is set */
     uint8_t close_rc;
     bool read_off : 1;      /* reading disabled */
     bool io_stopped : 1;    /* closed: neither read nor written again */
@@ -115,11 +115,10 @@ static inline struct ws_conn *conn_ws(const conn *c)
 
 /* Why a connection's input is not being handled (conn.paused bits). */
 enum {
-    PAUSE_CLAIM = 1, /* CONNECT accepted, the session is being fetched */
-    PAUSE_RATE = 2,  /* over its publish rate: the socket is not read */
+    PAUSE_CLAIM = 1,  /* CONNECT accepted, the session is being fetched */
+    PAUSE_RATE = 2,   /* over its publish rate: the socket is not read */
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
 };
-
 
 /* Transports, or'ed in conn_new's flags. */
 #define CONN_TLS 1u /* wrap the socket in TLS (server side) with b->tls */

@@ -1,11 +1,10 @@
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. */
 #include "common/log.h"
 #include "node/conn.h"
-#include "node/session.h"
-#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
-
+#include "node/session.h"
+#include "node/worker.h"
 
 /* §4.3.2 / §4.3.3: an ack for an unknown id is not fatal; v5 answers a
  * PUBREL or PUBREC it cannot match with 0x92. */

@@ -18,11 +18,11 @@
 #include "common/log.h"
 #include "node/auth.h"
 #include "node/conn.h"
-#include "node/session.h"
-#include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/scram.h"
 #include "node/send.h"
+#include "node/session.h"
+#include "node/worker.h"
 #include "proto/utf8.h"
 
 /* One exchange, from client-first until server-final has been sent. */

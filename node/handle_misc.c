@@ -1,9 +1,9 @@
 /* PINGREQ, DISCONNECT (AUTH: handle_auth.c). */
 #include "common/log.h"
 #include "node/conn.h"
-#include "node/session.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/session.h"
 #include "node/worker.h"
 
 mqtt_rc handle_pingreq(conn *c)

@@ -2,9 +2,9 @@
 #include "common/alloc.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/session.h"
 #include "node/dispatch.h"
 #include "node/send.h"
+#include "node/session.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 

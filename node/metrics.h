@@ -3,8 +3,8 @@
 #ifndef SHOAL_NODE_METRICS_H
 #define SHOAL_NODE_METRICS_H
 
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct broker broker;
@@ -35,14 +35,14 @@ bool metrics_loops_alive(broker *b, uint64_t now, int *stuck, uint64_t *silent_m
  * counters $SYS shares (worker.msgs_in and the rest). */
 typedef struct worker_metrics {
     _Atomic uint64_t msgs_in_qos[3], msgs_out_qos[3];
-    _Atomic uint64_t disconnects[256]; /* by reason code, counted in conn.c log_close */
-    _Atomic uint64_t connacks[256];    /* CONNACKs sent, by MQTT 5 reason code (3.1.1 codes mapped) */
-    _Atomic uint64_t tick_last_ms;     /* when the 1 s tick last ran (monotonic ms) */
-    _Atomic uint64_t tick_lag_ms;      /* how late that tick ran */
-    _Atomic uint32_t online;           /* CS_ACTIVE connections at the last tick */
-    uint64_t tick_due_ms;              /* owner thread only */
-    _Atomic uint64_t drops[DROP_COUNT];             /* by reason; worker.dropped is their sum */
-    _Atomic uint64_t limit_refusals[LIMIT_COUNT];   /* by limit */
+    _Atomic uint64_t disconnects[256];            /* by reason code, counted in conn.c log_close */
+    _Atomic uint64_t connacks[256];               /* CONNACKs sent, by MQTT 5 reason code (3.1.1 codes mapped) */
+    _Atomic uint64_t tick_last_ms;                /* when the 1 s tick last ran (monotonic ms) */
+    _Atomic uint64_t tick_lag_ms;                 /* how late that tick ran */
+    _Atomic uint32_t online;                      /* CS_ACTIVE connections at the last tick */
+    uint64_t tick_due_ms;                         /* owner thread only */
+    _Atomic uint64_t drops[DROP_COUNT];           /* by reason; worker.dropped is their sum */
+    _Atomic uint64_t limit_refusals[LIMIT_COUNT]; /* by limit */
     /* Gauges kept where queues and windows change. Signed: a session moves
      * between workers, so one worker may add what another subtracts. */
     _Atomic int64_t queued, inflight;

@@ -6,10 +6,10 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
+#include "node/retain.h"
 #include "node/route.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/retain.h"
 
 #define STACK_HITS 32
 

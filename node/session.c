@@ -10,10 +10,9 @@
 #include "node/conn.h"
 #include "node/limits.h"
 #include "node/registry.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/limits.h"
-#include "node/send.h"
 #include "proto/topic.h"
 
 session *session_new(broker *b, const char *client_id, size_t len, int owner)

@@ -29,9 +29,9 @@ typedef struct inbox_item inbox_item;
 
 /* One message on its way to one session. */
 typedef struct delivery {
-    msg *m;          /* ref held */
-    uint8_t qos;     /* already downgraded to the subscription's */
-    bool retain;     /* RETAIN flag to send */
+    msg *m;      /* ref held */
+    uint8_t qos; /* already downgraded to the subscription's */
+    bool retain; /* RETAIN flag to send */
     uint8_t n_sub_ids;
     uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
 } delivery;
@@ -70,7 +70,7 @@ typedef struct qos2_id {
                         * answer for an earlier use of the id (before a clean
                         * start) is not taken for this one */
     uint16_t pid;
-    uint8_t state;     /* Q2_PENDING, Q2_DURABLE */
+    uint8_t state; /* Q2_PENDING, Q2_DURABLE */
 } qos2_id;
 
 enum { Q2_PENDING = 1, Q2_DURABLE };
@@ -80,7 +80,7 @@ enum { Q2_PENDING = 1, Q2_DURABLE };
 struct session {
     session *reg_next;
     uint64_t epoch;
-    conn *c;           /* attached connection, owner's thread only */
+    conn *c;              /* attached connection, owner's thread only */
     session_offline *off; /* owner's thread only; NULL while nothing is due offline */
     /* Outgoing QoS 1/2 awaiting acks, in send order. */
     inflight *inf;
@@ -104,7 +104,7 @@ struct session {
     uint32_t q_head;
     uint32_t q_len;
     uint32_t q_cap;
-    uint32_t q_qos0;       /* QoS 0 deliveries in the queue */
+    uint32_t q_qos0; /* QoS 0 deliveries in the queue */
     uint32_t n_subs;
     uint32_t cap_subs;
     /* 32 bits, and capacities as powers of two, so that no list's size can
@@ -118,10 +118,10 @@ struct session {
     uint8_t qos2_cap_log2; /* qos2_in likewise */
     _Atomic bool online;
     uint8_t version;
-    bool dead;         /* ended: deliveries are dropped */
-    bool persistent;   /* outlives its connection */
-    bool registered;       /* in the registry (under sess_lock) */
-    char client_id[];  /* NUL-terminated, in this allocation */
+    bool dead;        /* ended: deliveries are dropped */
+    bool persistent;  /* outlives its connection */
+    bool registered;  /* in the registry (under sess_lock) */
+    char client_id[]; /* NUL-terminated, in this allocation */
 };
 
 /* The entries a list with capacity exponent `log2` holds. */

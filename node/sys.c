@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "node/broker.h"
+#include "node/retain.h"
 #include "node/route.h"
 #include "node/worker.h"
-#include "node/retain.h"
 
 static void publish_value(worker *w, const char *topic, const char *value)
 {

@@ -3,8 +3,8 @@
 #ifndef SHOAL_NODE_TLS_H
 #define SHOAL_NODE_TLS_H
 
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,8 +53,8 @@ typedef struct tls_config {
 
 /* The broker's TLS state (broker.tls). */
 typedef struct tls_state {
-    struct tls *ctx;  /* NULL without --tls-port or --wss-port */
-    uint16_t port;    /* the bound TLS port, 0 = none */
+    struct tls *ctx; /* NULL without --tls-port or --wss-port */
+    uint16_t port;   /* the bound TLS port, 0 = none */
 } tls_state;
 
 /* A worker's TLS listener and handshake counters (worker.tls). */

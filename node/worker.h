@@ -24,13 +24,13 @@ typedef struct conn conn;
 
 /* Items a worker receives from other threads. */
 enum inbox_kind {
-    IN_DELIVER = 1,  /* a delivery for session s */
-    IN_TAKEOVER,     /* give session s to worker `from` for conn `conn_id` */
-    IN_ADOPT,        /* session s is now yours, for conn `conn_id` */
-    IN_REFUSED,      /* the claim of conn `conn_id` lost to a newer one */
-    IN_STOP,         /* shut down */
-    IN_REMOTE,       /* a message from the backplane to deliver here (d.m) */
-    IN_QOS2_REPORT,  /* the backplane's answer for inbound QoS 2 id `pid` of session s:
+    IN_DELIVER = 1, /* a delivery for session s */
+    IN_TAKEOVER,    /* give session s to worker `from` for conn `conn_id` */
+    IN_ADOPT,       /* session s is now yours, for conn `conn_id` */
+    IN_REFUSED,     /* the claim of conn `conn_id` lost to a newer one */
+    IN_STOP,        /* shut down */
+    IN_REMOTE,      /* a message from the backplane to deliver here (d.m) */
+    IN_QOS2_REPORT, /* the backplane's answer for inbound QoS 2 id `pid` of session s:
                       * stored (`clean`), for the connection tagged `conn_id`,
                       * acknowledged with reason code `epoch` */
 };
@@ -38,7 +38,7 @@ enum inbox_kind {
 typedef struct inbox_item {
     uint8_t kind;
     bool clean;
-    uint16_t pid;   /* IN_QOS2_REPORT */
+    uint16_t pid; /* IN_QOS2_REPORT */
     int from;
     session *s; /* ref held */
     uint64_t conn_id;
@@ -72,15 +72,15 @@ struct worker {
     /* --max-inbox (node/worker.c): QoS 0 deliveries are dropped while the
      * inbox holds that many items. Under inbox_lock. */
     bool inbox_full;
-    uint32_t inbox_drops_tick;     /* dropped since the last 1 s tick */
-    uint64_t inbox_drops_episode;  /* dropped since the inbox became full */
-    item_vec *outbox;    /* one per worker, flushed once per batch */
+    uint32_t inbox_drops_tick;    /* dropped since the last 1 s tick */
+    uint64_t inbox_drops_episode; /* dropped since the inbox became full */
+    item_vec *outbox;             /* one per worker, flushed once per batch */
     bool outbox_dirty;
-    conn *conns;         /* live connections */
-    conn **by_id;        /* open addressing on id, linear probing */
-    uint32_t by_id_cap;  /* power of two */
+    conn *conns;        /* live connections */
+    conn **by_id;       /* open addressing on id, linear probing */
+    uint32_t by_id_cap; /* power of two */
     uint32_t by_id_used;
-    conn *dead;          /* closed, freed by the reap event */
+    conn *dead; /* closed, freed by the reap event */
     uint32_t nconns;
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
@@ -102,7 +102,7 @@ int worker_start_all(broker *b);
 void worker_stop_all(broker *b);
 void worker_release_conns(broker *b);
 void worker_free_all(broker *b);
-void worker_post(worker *from, int to, const inbox_item *it);  /* batched; from may be NULL */
+void worker_post(worker *from, int to, const inbox_item *it); /* batched; from may be NULL */
 void worker_flush(worker *w);
 /* Live connections by id, for completions that must look them up again. */
 conn *worker_find_conn(worker *w, uint64_t id);

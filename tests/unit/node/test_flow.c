@@ -10,9 +10,9 @@
 #include "common/alloc.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/send.h"
 #include "proto/packet.h"
 
 static config cfg;

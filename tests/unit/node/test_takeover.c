@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "inproc.h"
-#include "proto/packet.h"
 #include "node/broker.h"
 #include "node/worker.h"
+#include "proto/packet.h"
 
 static config cfg;
 static broker b;
