@@ -101,14 +101,14 @@ static const opt opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static int set_opt(config *cfg, const opt *o, const char *val, const char *from)
+static config_status set_opt(config *cfg, const opt *o, const char *val, const char *from)
 {
     char *field = (char *)cfg + o->off;
     if (o->type == OPT_STR) {
         char **s = (char **)field;
-        free(*s);
-        *s = val ? strdup(val) : NULL;
-        return 0;
+        sh_free_str(*s);
+        *s = val ? sh_strdup(val) : NULL;
+        return CONFIG_OK;
     }
     if (o->type == OPT_BOOL) {
         if (!strcasecmp(val, "true") || !strcmp(val, "1") || !strcasecmp(val, "yes") || !strcasecmp(val, "on")) {
@@ -118,9 +118,9 @@ static int set_opt(config *cfg, const opt *o, const char *val, const char *from)
             *(bool *)field = false;
         } else {
             fprintf(stderr, "shoal: %s: %s must be true or false, not '%s'\n", from, o->name, val);
-            return 2;
+            return CONFIG_INVALID;
         }
-        return 0;
+        return CONFIG_OK;
     }
     char *end;
     errno = 0;
@@ -128,14 +128,14 @@ static int set_opt(config *cfg, const opt *o, const char *val, const char *from)
     if (errno || end == val || *end || v < o->min || v > o->max) {
         fprintf(stderr, "shoal: %s: %s must be an integer in %ld..%ld, not '%s'\n", from, o->name, o->min, o->max,
                 val);
-        return 2;
+        return CONFIG_INVALID;
     }
     if (o->type == OPT_INT) {
         *(int *)field = (int)v;
     } else {
         *(uint32_t *)field = (uint32_t)v;
     }
-    return 0;
+    return CONFIG_OK;
 }
 
 static const opt *find_opt(const char *name, size_t len)
@@ -168,15 +168,16 @@ void config_usage(FILE *out)
     fprintf(out, "  %-32s %s\n  %-32s %s\n", "-h, --help", "show this help", "--version", "print the version");
 }
 
-static int load_file(config *cfg, const char *path, const char *set_by_flag)
+static config_status load_file(config *cfg, const char *path, const char *set_by_flag)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "shoal: cannot read config file %s: %s\n", path, strerror(errno));
-        return 2;
+        return CONFIG_INVALID;
     }
     char line[4096];
-    int lineno = 0, rc = 0;
+    int lineno = 0;
+    config_status rc = CONFIG_OK;
     /* Every bad line is reported (one start or --check-config shows them all). */
     while (fgets(line, sizeof(line), f)) {
         lineno++;
@@ -205,16 +206,16 @@ static int load_file(config *cfg, const char *path, const char *set_by_flag)
         snprintf(where, sizeof(where), "%s:%d", path, lineno);
         if (!o) {
             fprintf(stderr, "shoal: %s: unknown key '%.*s'\n", where, (int)klen, key);
-            rc = 2;
+            rc = CONFIG_INVALID;
         } else if (!strchr(set_by_flag, (char)('A' + (o - opts))) && set_opt(cfg, o, val, where)) {
-            rc = 2;
+            rc = CONFIG_INVALID;
         }
     }
     fclose(f);
     return rc;
 }
 
-static int load_env(config *cfg, const char *set_by_flag)
+static config_status load_env(config *cfg, const char *set_by_flag)
 {
     for (size_t i = 0; i < NOPTS; i++) {
         char env[64] = "SHOAL_";
@@ -225,16 +226,16 @@ static int load_env(config *cfg, const char *set_by_flag)
         env[j] = '\0';
         const char *v = getenv(env);
         if (v && !strchr(set_by_flag, (char)('A' + i))) {
-            int rc = set_opt(cfg, &opts[i], v, env);
+            config_status rc = set_opt(cfg, &opts[i], v, env);
             if (rc) {
                 return rc;
             }
         }
     }
-    return 0;
+    return CONFIG_OK;
 }
 
-int config_load(config *cfg, int argc, char **argv)
+config_status config_load(config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < NOPTS; i++) {
@@ -249,15 +250,15 @@ int config_load(config *cfg, int argc, char **argv)
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             config_usage(stdout);
-            return 1;
+            return CONFIG_EXIT;
         }
         if (!strcmp(a, "--version")) {
             printf("shoal %s\n", SHOAL_VERSION);
-            return 1;
+            return CONFIG_EXIT;
         }
         if (strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "shoal: unexpected argument '%s' (see --help)\n", a);
-            return 2;
+            return CONFIG_INVALID;
         }
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
@@ -265,7 +266,7 @@ int config_load(config *cfg, int argc, char **argv)
         const opt *o = find_opt(name, nlen);
         if (!o) {
             fprintf(stderr, "shoal: unknown option '--%.*s' (see --help)\n", (int)nlen, name);
-            return 2;
+            return CONFIG_INVALID;
         }
         const char *val = eq ? eq + 1 : NULL;
         if (!val && o->type == OPT_BOOL && (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
@@ -273,18 +274,18 @@ int config_load(config *cfg, int argc, char **argv)
         } else if (!val) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "shoal: option --%s needs a value\n", o->name);
-                return 2;
+                return CONFIG_INVALID;
             }
             val = argv[++i];
         }
-        int rc = set_opt(cfg, o, val, "command line");
+        config_status rc = set_opt(cfg, o, val, "command line");
         if (rc) {
             return rc;
         }
         set_by_flag[nset++] = (char)('A' + (o - opts));
     }
     set_by_flag[nset] = '\0';
-    int rc = load_env(cfg, set_by_flag);
+    config_status rc = load_env(cfg, set_by_flag);
     if (!rc && cfg->config_file) {
         rc = load_file(cfg, cfg->config_file, set_by_flag);
         if (!rc) {
@@ -299,28 +300,28 @@ int config_load(config *cfg, int argc, char **argv)
         strcmp(cfg->shared_strategy, "sticky")) {
         fprintf(stderr, "shoal: --shared-strategy must be round-robin, random or sticky, not '%s'\n",
                 cfg->shared_strategy);
-        return 2;
+        return CONFIG_INVALID;
     }
     if (strcmp(cfg->kafka_acks, "all") && strcmp(cfg->kafka_acks, "-1") && strcmp(cfg->kafka_acks, "1") &&
         strcmp(cfg->kafka_acks, "0")) {
         fprintf(stderr, "shoal: --kafka-acks must be all, 1 or 0, not '%s'\n", cfg->kafka_acks);
-        return 2;
+        return CONFIG_INVALID;
     }
     if (!cfg->redis != !cfg->kafka) {
         fprintf(stderr, "shoal: --redis and --kafka go together (neither: a single node)\n");
-        return 2;
+        return CONFIG_INVALID;
     }
     if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "logfmt") && strcmp(cfg->log_format, "json")) {
         fprintf(stderr, "shoal: --log-format must be text, logfmt or json, not '%s'\n", cfg->log_format);
-        return 2;
+        return CONFIG_INVALID;
     }
     if (cfg->http.metrics_auth && (!cfg->http.admin_token || !*cfg->http.admin_token)) {
         fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
-        return 2;
+        return CONFIG_INVALID;
     }
     if (cfg->ws.path[0] != '/') {
         fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws.path);
-        return 2;
+        return CONFIG_INVALID;
     }
     /* auth: anonymous by default only without a password file. */
     cfg->auth.anonymous = !cfg->auth.password_file;
@@ -332,10 +333,10 @@ int config_load(config *cfg, int argc, char **argv)
             cfg->auth.anonymous = false;
         } else {
             fprintf(stderr, "shoal: --allow-anonymous must be true or false, not '%s'\n", v);
-            return 2;
+            return CONFIG_INVALID;
         }
     }
-    return 0;
+    return CONFIG_OK;
 }
 
 void config_free(config *cfg)
@@ -343,7 +344,7 @@ void config_free(config *cfg)
     for (size_t i = 0; i < NOPTS; i++) {
         if (opts[i].type == OPT_STR) {
             char **s = (char **)((char *)cfg + opts[i].off);
-            free(*s);
+            sh_free_str(*s);
             *s = NULL;
         }
     }

@@ -62,10 +62,15 @@ typedef struct config {
     auth_config auth;     /* node/auth.h */
 } config;
 
+typedef enum config_status {
+    CONFIG_OK = 0,
+    CONFIG_EXIT,    /* --help or --version was printed: exit 0 */
+    CONFIG_INVALID, /* an invalid option or value, already explained on stderr: exit 2 */
+} config_status;
+
 /* Parse argv (after the program name), the environment and the config
- * file. Returns 0 on success, 1 when --help/--version was printed, 2 on an
- * invalid value (the message is already on stderr). */
-int config_load(config *cfg, int argc, char **argv);
+ * file. config_free is needed whatever it returns. */
+config_status config_load(config *cfg, int argc, char **argv);
 void config_free(config *cfg);
 void config_usage(FILE *out);
 

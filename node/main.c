@@ -48,14 +48,14 @@ static int check_config_main(int argc, char **argv)
         }
     }
     config cfg;
-    int rc = config_load(&cfg, n, args);
-    bool ok = rc == 0 && log_level_valid(&cfg);
+    config_status rc = config_load(&cfg, n, args);
+    bool ok = rc == CONFIG_OK && log_level_valid(&cfg);
     if (ok) {
         printf("shoal: %s: ok\n", file);
     }
     config_free(&cfg);
     sh_free(args, ((size_t)argc + 1) * sizeof(*args));
-    return ok || rc == 1 ? 0 : 1;
+    return ok || rc == CONFIG_EXIT ? 0 : 1;
 }
 
 int main(int argc, char **argv)
@@ -74,10 +74,10 @@ int main(int argc, char **argv)
         }
     }
     config cfg;
-    int rc = config_load(&cfg, argc - 1, argv + 1);
-    if (rc != 0) {
+    config_status rc = config_load(&cfg, argc - 1, argv + 1);
+    if (rc != CONFIG_OK) {
         config_free(&cfg); /* so leak checkers see --help and bad flags exit clean */
-        return rc == 1 ? 0 : 2;
+        return rc == CONFIG_EXIT ? 0 : 2;
     }
     if (!log_level_valid(&cfg)) {
         config_free(&cfg);

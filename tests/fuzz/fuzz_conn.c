@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    CHECK(config_load(&cfg_default, 0, NULL) == 0);
+    CHECK(config_load(&cfg_default, 0, NULL) == CONFIG_OK);
     /* Every log line is formatted (its code is under test too); run the
      * fuzzer with -close_fd_mask=2 to keep them off the terminal. */
     const char *lvl = getenv("FUZZ_LOG_LEVEL");

@@ -17,7 +17,7 @@ static void quiet(void)
 
 TestSuite(config, .init = quiet);
 
-static int load(config *c, int argc, const char **argv)
+static config_status load(config *c, int argc, const char **argv)
 {
     return config_load(c, argc, (char **)argv);
 }
@@ -50,24 +50,24 @@ Test(config, invalid_values_are_exit_code_2)
 {
     config c;
     const char *a1[] = {"--port", "abc"};
-    cr_assert_eq(load(&c, 2, a1), 2);
+    cr_assert_eq(load(&c, 2, a1), CONFIG_INVALID);
     const char *a2[] = {"--max-qos", "7"};
-    cr_assert_eq(load(&c, 2, a2), 2);
+    cr_assert_eq(load(&c, 2, a2), CONFIG_INVALID);
     const char *a3[] = {"--no-such-flag"};
-    cr_assert_eq(load(&c, 1, a3), 2);
+    cr_assert_eq(load(&c, 1, a3), CONFIG_INVALID);
     const char *a4[] = {"--retain-available=maybe"};
-    cr_assert_eq(load(&c, 1, a4), 2);
+    cr_assert_eq(load(&c, 1, a4), CONFIG_INVALID);
     const char *a5[] = {"--shared-strategy", "fastest"};
-    cr_assert_eq(load(&c, 2, a5), 2);
+    cr_assert_eq(load(&c, 2, a5), CONFIG_INVALID);
     const char *a6[] = {"--port"};
-    cr_assert_eq(load(&c, 1, a6), 2);
+    cr_assert_eq(load(&c, 1, a6), CONFIG_INVALID);
 }
 
 Test(config, help_returns_1)
 {
     config c;
     const char *argv[] = {"--help"};
-    cr_assert_eq(load(&c, 1, argv), 1);
+    cr_assert_eq(load(&c, 1, argv), CONFIG_EXIT);
 }
 
 Test(config, env_then_flag_precedence)
@@ -110,6 +110,6 @@ Test(config, file_with_unknown_key_is_an_error)
     fclose(f);
     config c;
     const char *argv[] = {"--config", path};
-    cr_assert_eq(load(&c, 2, argv), 2);
+    cr_assert_eq(load(&c, 2, argv), CONFIG_INVALID);
     unlink(path);
 }

@@ -14,7 +14,7 @@ static broker b;
 
 static void setup(void)
 {
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
+    cr_assert_eq(config_load(&cfg, 0, NULL), CONFIG_OK);
     cr_assert_eq(inproc_up(&b, &cfg, 2), 0);
 }
 
