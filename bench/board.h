@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The board: memory shared by shoal-bench's processes (MAP_SHARED,
  * created before fork). Each worker process writes its own live counters
  * and, at the end, its own result slot; the parent only reads them. The

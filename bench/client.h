@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A minimal asynchronous MQTT client on a libevent bufferevent, speaking
  * 3.1, 3.1.1 and 5 through proto/. It keeps what a load generator needs:
  * the QoS 1/2 handshakes on both sides, a publish window, keep-alive

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Runs shoal-bench scenarios against brokers that bench/compare started,
 then writes results.json, results.md (a table with a ratio column) and PNG
 plots into --out. Exits 1 when a number is not sane."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A log-linear latency histogram in the manner of HdrHistogram, with
  * 2 significant digits.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Memory per idle connection and connect rate, one broker at a time, in one run.
 
 Starts each broker on a free loopback port, opens --conns idle MQTT 3.1.1

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shoal-bench: forks --procs workers that share a board (bench/board.h),
  * prints their merged progress once a second on stderr and the merged
  * result as JSON on stdout. The parent enforces a hard deadline, so a run

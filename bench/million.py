@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """One million concurrent MQTT connections, step by step (bench/million).
 
 Standalone Shoal nodes on their own ports take the connections; shoal-bench

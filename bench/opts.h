@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shoal-bench's command line and scenario table. */
 #ifndef SHOAL_BENCH_OPTS_H
 #define SHOAL_BENCH_OPTS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Progress lines and the final JSON result of shoal-bench. */
 #ifndef SHOAL_BENCH_REPORT_H
 #define SHOAL_BENCH_REPORT_H

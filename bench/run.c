@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A worker's phases: connect and subscribe everyone (SETUP), wait for the
  * other workers (WAIT), publish or hold (RUN), wait for acks and
  * deliveries (DRAIN), write the result and close (DONE). A 1 ms tick

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One worker process of shoal-bench: its share of the clients, from
  * connect to the result slot on the board. */
 #ifndef SHOAL_BENCH_RUN_H

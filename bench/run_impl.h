@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by run.c (phases, timers, connections) and traffic.c
  * (what publishers and subscribers do). Not for use outside bench/. */
 #ifndef SHOAL_BENCH_RUN_IMPL_H

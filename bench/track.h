@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Per-publisher sequence tracking and the benchmark payload.
  *
  * Every benchmark PUBLISH starts with a 20-byte header: a magic word, the

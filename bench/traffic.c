@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* What the clients do once connected: publishers send on schedule (open
  * loop) or as fast as the window allows (closed loop), subscribers check
  * every delivery against its publisher's sequence, retained subscribers

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Cross-node latency on a local cluster: starts ./deploy/up --nodes 2
 (Redis, Kafka, two nodes), runs `shoal-bench xnode` (a publisher on node 1,
 a subscriber on node 2) --runs times, and writes xnode.json, xnode.md and

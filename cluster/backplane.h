@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The backplane: everything a node shares with the rest of the cluster,
  * behind one interface. Two implementations: `local` (in-process, the
  * embedded default) and `redis_kafka` (retained snapshot and membership in

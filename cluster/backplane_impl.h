@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The operations table each backplane implementation fills in. */
 #ifndef SHOAL_CLUSTER_BACKPLANE_IMPL_H
 #define SHOAL_CLUSTER_BACKPLANE_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The local backplane: one node on its own. Messages need no transport
  * (the node already delivers to its own subscribers), retained messages live
  * in the node's index, and the only member is this node. Session records

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The redis_kafka backplane: messages on Kafka, retained snapshot,
  * membership and session records in Redis. */
 #include <event2/event.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The redis_kafka backplane's shared state. Only cluster/rk_*.c and
  * cluster/redis_kafka.c include this; hiredis and librdkafka stay here.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Kafka: the idempotent acks=all producer, the all-partitions consumer,
  * topic creation, and the wake-up pipes that tie both into the backplane's
  * event loop. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The Kafka record that carries one MQTT message between nodes.
  *
  * Layout, big endian (docs/architecture.md has the table):

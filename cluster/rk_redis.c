@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Redis: the retained snapshot and node membership (a claim per node id,
  * renewed by heartbeats), over one async hiredis connection on the
  * backplane's loop; the start-up steps use a short-lived sync one. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Session records in Redis (docs/architecture.md, "Session records in
  * Redis"): one hash per client id written only by the Lua scripts below, so
  * that every claim and every fenced write is one atomic step in Redis. The

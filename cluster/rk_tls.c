@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The rediss:// bridge: Unix socket in, TLS to Redis out. */
 #include "cluster/rk_tls.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* rediss://: a TLS bridge for hiredis.
  *
  * Debian 12's hiredis (0.14) has no TLS, so the node runs a small bridge:

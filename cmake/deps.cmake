@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Every dependency is found with pkg-config; a missing one stops the
 # configure step with the Debian package that provides it.
 find_package(PkgConfig)

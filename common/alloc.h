@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One allocator door: every allocation is counted and a failure aborts in
  * one place. Use sh_trymalloc only where a client controls the size. */
 #ifndef SHOAL_COMMON_ALLOC_H

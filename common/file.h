@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reading a whole (small) file: the password file, the ACL. */
 #ifndef SHOAL_COMMON_FILE_H
 #define SHOAL_COMMON_FILE_H

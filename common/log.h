@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Logging: one event per line on stderr, key=value after the message.
  * The level is checked before formatting. */
 #ifndef SHOAL_COMMON_LOG_H

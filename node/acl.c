@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The ACL file: mosquitto-like "user", "topic" and "pattern" lines.
  *
  *   topic [read|write|readwrite] FILTER    the current user's rule; before

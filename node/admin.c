@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The admin API (/api/v1), served on the HTTP thread.
  *
  * Connections and the sessions attached to them belong to their worker, so

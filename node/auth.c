@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The broker's side of authentication and authorization: tables loaded at
  * start and swapped on SIGHUP (see node/auth.h for the lifetime rule), and
  * the checks CONNECT, PUBLISH and SUBSCRIBE call. */

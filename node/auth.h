@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Authentication (password file) and authorization (ACL file).
  *
  * passwd.c  the password file: parse, hash, verify, `shoal passwd`.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The broker's life (open, start, reload, stop, close), in one place for
  * the process (main.c), the in-process tests and the fuzzers. */
 #include "node/broker.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The broker (node/broker.c): process-wide state, the config, the
  * backplane, the subscription and retained indexes, the session registry
  * and the counters. Passed around, never global.

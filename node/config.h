@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Configuration: every option is a flag (--name), a config-file key
  * ("name value" lines) and an environment variable (SHOAL_NAME). Precedence:
  * flag > environment > file > default. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A client connection: framing, the connection state machine, and the one
  * place where a failure reason code becomes DISCONNECT or a close. */
 #include <event2/buffer.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* One client connection (node/conn.c); it lives on one worker for its
  * whole life. The transport is node/conn_io.c's. */
 #ifndef SHOAL_NODE_CONN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A connection's bytes in and out: a bufferevent for TLS and WebSocket, a
  * bare event and on-demand buffers for plain TCP (see node/conn_io.h). */
 #include "node/conn_io.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A connection's bytes in and out, whatever carries them.
  *
  * TLS, WebSocket and a caller's bufferevent (tests/fuzz) keep a libevent

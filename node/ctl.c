@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shoal ctl: a tiny HTTP/1.1 client over a plain socket, a command table
  * and a table printer. */
 #include "node/ctl.h"

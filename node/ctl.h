@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* `shoal ctl`: the admin client. Talks to a node's HTTP API (/api/v1) and
  * prints human-readable tables, or the API's JSON with --json. */
 #ifndef SHOAL_NODE_CTL_H

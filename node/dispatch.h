@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The packet table: decode → handler, with the connection-state rules. */
 #ifndef SHOAL_NODE_DISPATCH_H
 #define SHOAL_NODE_DISPATCH_H

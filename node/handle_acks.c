@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. */
 #include "common/log.h"
 #include "node/conn.h"

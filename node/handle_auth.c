@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* AUTH: enhanced authentication (MQTT 5 §4.12) with SCRAM-SHA-256 (RFC 5802,
  * RFC 7677), the SASL messages carried in Authentication Data.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CONNECT: check → claim the client id → CONNACK. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PINGREQ, DISCONNECT (AUTH: handle_auth.c). */
 #include "common/log.h"
 #include "node/conn.h"

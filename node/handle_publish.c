@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PUBLISH from a client: check → resolve alias → QoS 0: store retained and
  * route now; QoS 1/2: once the backplane says it is durable, store
  * retained, route and acknowledge. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SUBSCRIBE: per filter check → index → SUBACK → retained messages. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UNSUBSCRIBE: remove each filter → UNSUBACK. */
 #include "common/alloc.h"
 #include "node/broker.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint: server thread, route table, auth, /metrics and
  * /health. The /api/v1 handlers are in node/admin.c. */
 #include "node/http.h"

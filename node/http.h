@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint: GET /metrics (Prometheus text 0.0.4), GET
  * /health/live and /health/ready, and the admin API under /api/v1/
  * (node/admin.c). It runs on its own thread with its own event_base, so a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shared by node/http.c (server, routing, auth, health, metrics) and
  * node/admin.c (the /api/v1 handlers). Not for use outside node/. */
 #ifndef SHOAL_NODE_HTTP_IMPL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A small JSON writer (the HTTP API's bodies) and reader (`shoal ctl`
  * reading them back). Strings are UTF-8; the writer escapes what RFC 8259
  * requires, the reader decodes \uXXXX (surrogate pairs included). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Topic levels and the per-node child table, shared by node/trie.c
  * (subscriptions) and node/retain.c (retained messages). Not for use
  * outside node/.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Limits that protect the node: refusal and drop accounting, the per-client
  * publish rate (reading paused until the bucket refills), topic sizes. */
 #include "node/limits.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Limits that protect the node: the reasons a client is refused or a
  * message is dropped (each counted per worker and exported as metrics), a
  * token bucket for per-client publish rates, and topic size checks. */

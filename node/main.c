@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* shoal: the broker process. */
 #include <event2/event.h>
 #include <signal.h>

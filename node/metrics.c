@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Broker metrics: every figure is read with atomics or under the index's
  * read lock, so a scrape never waits on a worker's loop. */
 #include "node/metrics.h"

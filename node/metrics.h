@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Broker figures for GET /metrics and the health checks: summed per-worker
  * counters, index sizes, loop lag and process figures. */
 #ifndef SHOAL_NODE_METRICS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The Prometheus text exposition format, version 0.0.4: pure functions that
  * append # HELP / # TYPE lines and samples to a growable buffer.
  * https://prometheus.io/docs/instrumenting/exposition_formats/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A published application message: one allocation holding topic, the
  * properties to forward and the payload. Immutable once created; refcounted
  * atomically because it crosses workers. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The password file: one line per user, base64 fields (with padding):
  *   user:$pbkdf2-sha512$iterations$salt$hash
  *       hash = PKCS5_PBKDF2_HMAC(password, salt, iterations, SHA-512)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The session registry: client id → session, for this process. */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Messages that arrive from the backplane: published on another node (or
  * produced by the backplane itself, like the cluster member list). */
 #include <string.h>

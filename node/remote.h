@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Messages from the backplane (node/remote.c): its hooks, and delivery
  * of what other nodes published. */
 #ifndef SHOAL_NODE_REMOTE_H

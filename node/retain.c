@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Retained messages in a trie of topic levels, so a wildcard filter on
  * subscribe walks only the branches it can match ("a/+/c" visits the
  * children of "a", "a/#" the subtree under "a") instead of every topic.

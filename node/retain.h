@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The retained-message index: topic → message, with wildcard lookup for
  * a new subscription. Not thread-safe: the caller locks. */
 #ifndef SHOAL_NODE_RETAIN_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Matching a message against the subscription index and handing one copy
  * to each matching session, on that session's worker. */
 #include <stdlib.h>

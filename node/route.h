@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Matching and fan-out (node/route.c). */
 #ifndef SHOAL_NODE_ROUTE_H
 #define SHOAL_NODE_ROUTE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SCRAM-SHA-256 server side (RFC 5802 §5, §7; RFC 7677). The messages are
  * comma-separated "x=value" attributes in a fixed order; each parser walks
  * them with a cursor and refuses anything out of place. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SCRAM-SHA-256, server side (RFC 5802, RFC 7677), as pure functions over
  * the SASL messages plus one small state struct per exchange. No I/O, no
  * allocation; the caller looks up the user's credentials between the first

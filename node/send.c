@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 #include "node/send.h"
 #include "node/conn.h"
 #include "node/session.h"

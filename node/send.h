@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Encoding packets onto a connection. */
 #ifndef SHOAL_NODE_SEND_H
 #define SHOAL_NODE_SEND_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Sessions: outgoing inflight window and queue, inbound QoS 2 ids,
  * subscriptions, offline expiry and delayed wills. Everything here runs on
  * the session's owner worker. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT session state (node/session.c: queues, acks, subscriptions;
  * node/session_life.c: attach, detach, takeover, expiry). A session is
  * owned by one worker at a time (`owner`). Deliveries for a session owned

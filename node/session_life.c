@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Session lifecycle: attach, detach, offline expiry, delayed wills, end,
  * and the hand-over of a session between workers (takeover). */
 #include <event2/event.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* $SYS topics: broker figures published as retained messages. */
 #include <stddef.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS contexts. One SSL_CTX serves every worker: OpenSSL 3 makes creating
  * SSL objects from a shared context thread-safe.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* TLS for the MQTT listener (mqtts): one server SSL_CTX shared by every
  * worker, rebuilt from the files on SIGHUP. */
 #ifndef SHOAL_NODE_TLS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The subscription index: one node per filter level. Children, '+' and '#'
  * included, sit in a per-node open-addressing table so one node can carry
  * ~100k children ("devices/<id>/..."). Nodes are created on demand and a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The subscription index: a topic trie over filter levels supporting '+',
  * '#', the '$' rule, shared groups and overlapping subscriptions.
  * Not thread-safe: the caller holds a read lock to match and a write lock to

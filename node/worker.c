@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Worker threads: one event_base each, one SO_REUSEPORT listener each, an
  * inbox other threads post to, woken once per batch. */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A worker (node/worker.c): one thread, one event_base, one listener
  * (SO_REUSEPORT); it owns its connections and the sessions attached to
  * them. Other threads reach a worker only through its inbox. */

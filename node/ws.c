@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* RFC 6455, server side, as pure functions: the request head parser, the
  * handshake decision and response, the frame header codec, unmasking and
  * message sequencing. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* WebSocket (RFC 6455) as MQTT's transport, server side: the opening
  * handshake and the frame header as pure functions over bytes. No I/O, no
  * allocation, no state between calls except what the caller passes in; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT over WebSocket on one connection. The WebSocket layer sits between
  * c->bev and conn.c's MQTT framer rather than in a libevent filter
  * bufferevent: a filter reports its output written once the bytes reach the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT over WebSocket on one connection (--ws-port, --wss-port): the glue
  * between c->bev (a socket or TLS bufferevent carrying WebSocket bytes) and
  * conn.c's MQTT framing, which reads the unmasked byte stream this returns.

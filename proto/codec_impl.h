@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Internals shared by the proto/ sources: cursor readers, big-endian writers and the
  * fixed-header rules. Never include this from outside proto/.
  *

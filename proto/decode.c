@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Body decoders for PUBLISH, the four acks, PINGREQ/PINGRESP, DISCONNECT and
  * AUTH, and the mqtt_decode() dispatcher. CONNECT/CONNACK live in
  * decode_connect.c, SUBSCRIBE and friends in decode_sub.c.

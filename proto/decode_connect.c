@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* CONNECT (§3.1) and CONNACK (§3.2) body decoders. */
 #include "proto/codec_impl.h"
 #include "proto/packet.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SUBSCRIBE (§3.8), UNSUBSCRIBE (§3.10), SUBACK (§3.9) and UNSUBACK (§3.11)
  * body decoders, and the cursors over validated entries.
  *

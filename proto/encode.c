@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Encoders. Each mqtt_size_X() is computed from the same pieces that
  * mqtt_encode_X() writes, so the two always agree; the unit tests and the
  * fuzzer check that they do. Inputs are trusted (our own structs): lengths

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Framing: the fixed header (§2.1) and the Variable Byte Integer (§1.5.5).
  * Shaped like picohttpparser's phr_parse_request: a pure function over the
  * caller's bytes that answers length / need more / bad. */

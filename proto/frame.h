@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Framing: the fixed header and the variable byte integer (§2.1, §1.5.5).
  * Only the framer can answer "need more bytes". */
 #ifndef SHOAL_PROTO_FRAME_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Shoal MQTT codec: shared types, packet kinds and reason codes.
  *
  * proto/ is a pure library: no I/O, no globals, no allocation on the decode

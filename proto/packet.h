@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Decoded MQTT packets and the decoders/encoders for every packet kind.
  *
  * Decoders take one complete frame from mqtt_frame_parse() and return an

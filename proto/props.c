@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT 5 properties (§2.2.2): one const table indexed by identifier, one
  * reader loop switching on the wire type, one writer. Adding a property
  * means adding one table row (unlike mosquitto's six parallel switches). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* MQTT 5 properties (§2.2.2): one table, one reader, one writer. */
 #ifndef SHOAL_PROTO_PROPS_H
 #define SHOAL_PROTO_PROPS_H

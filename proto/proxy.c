@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol header, versions 1 (text) and 2 (binary), after HAProxy's
  * doc/proxy-protocol.txt. Section numbers below are that document's.
  *

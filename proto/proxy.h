@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol header (HAProxy's doc/proxy-protocol.txt, versions 1 and
  * 2): what a load balancer puts in front of the client's bytes so that the
  * server learns the client's own address.

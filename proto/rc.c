@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Reason code and packet type names, the 3.1.1 mappings and the per-packet
  * reason code allow-lists of MQTT 5 (§2.4 and each packet's §3.x.2.1). */
 #include "proto/codec_impl.h"

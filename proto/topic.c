@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Topic names, topic filters, shared subscriptions and matching (§4.7,
  * §4.8.2). Inputs are arbitrary bytes: nothing here trusts that the caller
  * validated them, so every loop is bounded by the given length. */

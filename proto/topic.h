@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Topic names, topic filters and matching (§4.7, §4.8.2). */
 #ifndef SHOAL_PROTO_TOPIC_H
 #define SHOAL_PROTO_TOPIC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 Encoded Strings (§1.5.4): well-formed per RFC 3629 (Unicode table
  * 3-7: no overlongs, no surrogates D800..DFFF, nothing above U+10FFFF) and
  * no U+0000 [MQTT-1.5.4-1, -2]. Control characters U+0001..U+001F and

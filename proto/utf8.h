@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* UTF-8 Encoded String rules of MQTT §1.5.4. */
 #ifndef SHOAL_PROTO_UTF8_H
 #define SHOAL_PROTO_UTF8_H

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # Helpers shared by the deploy/*/start and deploy/*/stop scripts.
 # Sourced, not run. Callers set LOG_TAG before using log/die.

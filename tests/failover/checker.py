@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The failover checker: a pure function over a recorded history (the events
 workload.py writes, one dict each) that verifies the invariants of
 ../shared/DESIGN.md and counts what happened.

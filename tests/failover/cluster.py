@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A local Shoal cluster for the failover suite, built from the project's own
 scripts: deploy/redis/start, deploy/kafka/start (KRaft), N shoal nodes and
 HAProxy configured from deploy/haproxy/haproxy.cfg.in exactly as deploy/up

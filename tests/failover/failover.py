@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The failover suite's runner (tests/failover/run is its front end).
 
   run                          short scenarios on a local cluster it starts (CI)

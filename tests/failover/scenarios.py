@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios: one workload (workload.py) with a fault schedule, checked by
 checker.py. Each scenario is bounded in time; its random choices come from
 its seed.

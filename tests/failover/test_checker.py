@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The checker on synthetic histories: a good history passes every check,
 and for each check a crafted bad history makes it (and only it, where the
 checks are independent) fail."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The workload of the failover suite: real MQTT clients (paho-mqtt, and one
 raw socket client that never reads) that record everything they see.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target for the connection state machine.
  *
  * Each input gets a fresh broker with the local backplane and two workers

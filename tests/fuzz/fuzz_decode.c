@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target for proto/.
  *
  * The input is framed repeatedly under several maximum sizes; each frame is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target for proto/proxy.c, the PROXY protocol header parser.
  *
  * The input is parsed as a header with each set of allowed versions. The

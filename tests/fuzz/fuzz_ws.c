@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* libFuzzer target for the WebSocket layer (node/ws.c): the upgrade request
  * parser and handshake decision, then frames as a client would send them.
  *

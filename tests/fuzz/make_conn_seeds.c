@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_conn_seeds DIR: recorded client sessions in fuzz_conn's input
  * format (see fuzz_conn.c), one file each: publish/subscribe at every QoS
  * with the acks a client sends, 3.1, 3.1.1 and 5, takeover on the same and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_proxy_seeds DIR: write every PROXY header of
  * tests/unit/proto/proxy_vectors.h (valid and corrupted) into DIR, one
  * file each, plus each valid header followed by an MQTT CONNECT and a few

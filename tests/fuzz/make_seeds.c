@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* fuzz_seeds DIR: write every packet of tests/unit/proto/vectors.h (valid
  * and corrupted) and of refusals.h into DIR, one file each, plus one file holding all valid
  * vectors back to back, as the seed corpus for fuzz_decode. */

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // helm-validate: strict offline validation of rendered Kubernetes manifests.
 //
 //	helm template ... | helm-validate [-]      or      helm-validate FILE...

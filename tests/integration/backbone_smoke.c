@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Smoke test of the backbone services Shoal's redis_kafka backplane needs:
  * a real Kafka cluster and a real Redis, driven with the same client
  * libraries (librdkafka, hiredis) and settings the backplane uses.

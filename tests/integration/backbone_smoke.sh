@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # End-to-end smoke test of the backbone: start Redis and a one-node Kafka on
 # free ports with deploy/*/start, run the backbone_smoke binary against them,
 # stop both with deploy/*/stop (also on failure), then check that every PID

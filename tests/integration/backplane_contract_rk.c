@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The backplane contract (tests/unit/cluster/backplane_contract.h) against
  * redis_kafka with a real Redis and Kafka, given by with_backends.sh in
  * SHOAL_TEST_REDIS_URL and SHOAL_TEST_KAFKA. Every test opens its own

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Certificates for tests, made with the openssl command at test time (keys
 are never committed)."""
 import os

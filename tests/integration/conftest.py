@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Fixtures that start the real shoal binary on free ports."""
 import os
 import socket

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Hand-built MQTT packets for tests where the exact bytes matter.
 
 Encoders return bytes; `RawClient` wraps a socket and reads one packet at a

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A thin paho-mqtt 2.x wrapper that waits on conditions, never on sleeps."""
 import collections
 import itertools

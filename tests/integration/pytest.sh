@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Run one pytest file against a shoal binary: pytest.sh FILE SHOAL_BIN
 set -euo pipefail
 file="$1"

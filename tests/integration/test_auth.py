@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Passwords (--password-file, shoal passwd) and ACLs (--acl-file): every
 refusal as it appears on the wire, for 3.1.1 and 5.0, and SIGHUP reloads."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Bad clients: each is refused or closed, logged, and never disturbs a
 well-behaved client connected at the same time."""
 import re

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """shoal --check-config FILE: the config file checked as a start would read
 it, every bad line reported with its number, exit 0 or 1, nothing started."""
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The redis_kafka backplane with a real Redis and a real KRaft Kafka:
 cross-node routing, retained messages and membership, backend outages."""
 import collections

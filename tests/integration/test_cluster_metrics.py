@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Cluster figures on /metrics, with a real Redis and Kafka."""
 import re
 import time

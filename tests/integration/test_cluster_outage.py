@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Outages and the bounds that hold through them, with a real Redis and a
 real Kafka (one Backends for the module: Kafka is slow to start): readiness
 follows a hung Redis, a hung Kafka and failing deliveries; the packet size is

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Command line, environment and config file; signals."""
 import json
 import os

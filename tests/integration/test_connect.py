@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """CONNECT / CONNACK, keep alive and session takeover against the real broker."""
 import re
 import time

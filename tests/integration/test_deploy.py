@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """./deploy/up as a user runs it: one node, and a local cluster behind HAProxy."""
 import asyncio
 import os

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """QoS 1/2 on a cluster node while Kafka does not answer (its broker
 process stopped with SIGSTOP, so a produce waits for its delivery report,
 10 s, and is then refused): nothing is acknowledged or delivered before it

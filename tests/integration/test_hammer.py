@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Garbage hammer: several hundred loopback connections send random bytes,
 truncated packets, huge remaining lengths, slowloris dribbles, oversize
 publishes and connect/close churn for a bounded time, while a normal client

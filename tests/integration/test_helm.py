@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Helm chart in helm/shoal, rendered and linted by the real helm.
 
 No cluster is needed: `helm lint` and `helm template` run offline, and the

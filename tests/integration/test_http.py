@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The HTTP endpoint: /metrics, /health, the admin API, `shoal ctl`, a real
 Prometheus scraping the node, and the Grafana dashboard's metric names."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """deploy/Dockerfile, checked without a container engine (there is none here).
 
 The Dockerfile is parsed; its build stage's cmake commands run as written in

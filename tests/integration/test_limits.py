@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Limits that protect the node: per-client publish rates (reading paused,
 nothing lost), subscriptions per client, topic levels and length (publish,
 subscribe, will), the queue policy for a full session queue, and one log

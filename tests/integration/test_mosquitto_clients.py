@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The Debian mosquitto command line clients against the broker."""
 import queue
 import shutil

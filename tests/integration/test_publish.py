@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PUBLISH in both directions: QoS flows, MQTT 5 properties, aliases, limits."""
 import os
 import socket

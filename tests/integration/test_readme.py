@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The README's flag tables and `shoal --help` list the same flags.
 
 A flag table is a markdown table whose header's first cell is "flag"; every

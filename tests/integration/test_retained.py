@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Retained messages: store, replace, delete, wildcard lookup, Retain Handling,
 expiry and --retain-available."""
 import time

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT 5 enhanced authentication with SCRAM-SHA-256 (RFC 5802 / RFC 7677
 carried in AUTH packets, MQTT 5 §4.12): the exchange at CONNECT, refusals,
 protocol errors, re-authentication, ACLs and `shoal passwd --scram`.

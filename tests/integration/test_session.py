@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Persistent sessions: queued messages, expiry, clean start, resend with DUP,
 queue limits and the inflight window."""
 import threading

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """SUBSCRIBE / UNSUBSCRIBE: matching, reason codes, shared subscriptions, $SYS."""
 import collections
 import time

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT over TLS (--tls-port): paho and mosquitto clients, client
 certificates, certificate reload on SIGHUP, and the handshake timeout.
 

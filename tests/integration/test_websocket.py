@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """MQTT over WebSocket (--ws-port) and over secure WebSocket (--wss-port).
 
 Real clients: paho-mqtt with transport="websockets", MQTT.js in Node and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Will messages: when they are published and when not, delay, retain."""
 import time
 import urllib.request

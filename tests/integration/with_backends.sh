@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Run a command against a fresh Redis and one-broker Kafka:
 #   tests/integration/with_backends.sh CMD [ARGS...]
 # starts both on free loopback ports with deploy/*/start, runs CMD with

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A minimal WebSocket client (RFC 6455) built on a socket, for tests where
 the exact frames matter: it can send unmasked, text, oversize or split
 frames, and it reads MQTT packets (mqttraw.Packet) out of binary frames.

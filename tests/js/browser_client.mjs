@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MQTT.js in headless Chromium (playwright-core driving /usr/bin/chromium).
 // The page is served from a local HTTP server, so the WebSocket carries a
 // real Origin (http://127.0.0.1:PORT). Prints "OK ..." and exits 0 when the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the Node and browser clients share: argument parsing and the
 // roundtrip they run (connect, subscribe, publish a small and a 100 KB
 // message to themselves, receive both).

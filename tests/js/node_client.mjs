@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MQTT.js in Node over ws:// or wss://: prints "OK ..." and exits 0 when
 // both messages came back, else prints "ERROR ..." and exits 1.
 //   node node_client.mjs ws://127.0.0.1:8083/mqtt [--version 4] [--ca ca.crt]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The backplane contract (cluster/backplane.h), one Criterion suite for
  * every implementation. The file that includes it defines, before the
  * #include,

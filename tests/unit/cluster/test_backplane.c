@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cluster/backplane.c and cluster/local.c: the contract against the local
  * backplane, and the operations-table check at open. */
 #define CONTRACT_SHARES_MESSAGES false

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/alloc.c: every allocation is counted and every free uncounts it. */
 #include <criterion/criterion.h>
 #include <signal.h>

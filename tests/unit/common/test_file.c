@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* common/file.c: a whole file as a string. */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A broker in this process with no sockets and no threads: the local
  * backplane, N workers whose loops the caller runs (inproc_settle), and
  * clients that are one end of a bufferevent pair whose other end is a real

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* node/acl.c: parsing the ACL file and checking access. */
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Outgoing flow control (the client's Receive Maximum and --max-inflight)
  * and outbound topic aliases, on a real connection over a socketpair. */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The token bucket behind --max-publish-rate / --max-publish-bytes-rate,
  * topic level counting, and the names metrics export. */
 #include <criterion/criterion.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* node/passwd.c: password lines, hashing, verification. */
 #include <criterion/criterion.h>
 #include <stdio.h>

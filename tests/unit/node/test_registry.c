@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The session registry (client id → session): its table starts small and
  * doubles as sessions come, and no session is lost on the way. */
 #include <criterion/criterion.h>

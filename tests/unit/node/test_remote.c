@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Messages from other nodes, on a broker in this process (inproc.h): they
  * go in through the backplane hook as the redis_kafka backplane hands them
  * over, and out to real connections. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* node/scram.c: the SCRAM-SHA-256 server steps against RFC 7677 §3 and
  * against malformed client messages. */
 #include <criterion/criterion.h>

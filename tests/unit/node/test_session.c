@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Session queues, inbound QoS 2 ids and subscriptions, on a real broker
  * context with no connection attached (an offline persistent session). */
 #include <criterion/criterion.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Claiming a client id across workers, on a broker in this process
  * (inproc.h): the loser of two concurrent claims. */
 #include <criterion/criterion.h>

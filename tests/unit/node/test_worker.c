@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The worker's connection index (id → conn), which every delayed
  * completion uses to find its connection again. */
 #include <criterion/criterion.h>

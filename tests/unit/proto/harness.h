@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Helpers for the proto unit tests: guard-page placement (picohttpparser's
  * test.c trick: the input ends where a PROT_NONE page begins, so any
  * over-read crashes the forked test), and decode shortcuts. */

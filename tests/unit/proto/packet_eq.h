@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Semantic equality of decoded packets, and the preparation that turns a
  * decoded packet back into something the encoders accept. Plain C (no
  * Criterion) so that tests/fuzz/fuzz_decode.c can share it.

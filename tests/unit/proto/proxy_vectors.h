@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol headers (HAProxy doc/proxy-protocol.txt), valid and
  * corrupted, shared by tests/unit/proto/test_proxy.c and the fuzz seed
  * generator (tests/fuzz/make_proxy_seeds.c). Plain data only. */

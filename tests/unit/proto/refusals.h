@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Every kind of refusal the decoders make, one row each, with the spec's
  * own words for its reason code beside it (MQTT 5.0 unless a row says
  * 3.1.1). The point of the table is Malformed (0x81) against Protocol

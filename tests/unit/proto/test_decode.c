@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/decode.c: PUBLISH, acks, PING, DISCONNECT, AUTH and mqtt_decode().
  * Also the "four runs per vector" over every vector of vectors.h: whole,
  * every proper prefix, every truncated body, and against a guard page

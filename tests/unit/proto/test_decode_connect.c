@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/decode_connect.c: CONNECT and CONNACK. */
 #include "harness.h"
 #include "proto/props.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/decode_sub.c: SUBSCRIBE, UNSUBSCRIBE, SUBACK, UNSUBACK and the
  * entry cursors. */
 #include "harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/encode.c: every encoder, sizes equal to bytes written, and round
  * trips both ways (vector → decode → encode → same bytes; struct → encode →
  * decode → same struct). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/frame.c: the Variable Byte Integer and mqtt_frame_parse(). */
 #include "harness.h"
 

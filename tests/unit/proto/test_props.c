@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/props.c: the property table, reader, iterator and writer. Like
  * mosquitto's test/unit/property_read.c: per wire type a good value, a
  * duplicate and a bad value, each checking the rc and the bytes used. */

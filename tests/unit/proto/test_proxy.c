@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/proxy.c: mqtt_proxy_parse() and mqtt_proxy_format_peer().
  * Four runs per vector (whole, every proper prefix, one byte at a time,
  * against a guard page) and a corruption table whose every row says from

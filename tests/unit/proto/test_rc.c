@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/rc.c: reason code names, 3.1.1 mappings, packet type names. */
 #include "harness.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/topic.c: topic names, filters, $share parsing and matching. */
 #include <stdlib.h>
 

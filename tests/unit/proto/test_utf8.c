@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* proto/utf8.c: §1.5.4 UTF-8 rules. */
 #include "harness.h"
 #include "proto/utf8.h"

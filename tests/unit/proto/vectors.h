@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* Hand-built MQTT packets, byte by byte from the spec (OASIS MQTT 3.1.1 and
  * 5.0, §3.x), shared by the unit tests and the fuzz seed generator
  * (tests/fuzz/make_seeds.c). Plain data only: no Criterion here.
