@@ -1,8 +1,9 @@
 """Outages and the bounds that hold through them, with a real Redis and a
 real Kafka (one Backends for the module: Kafka is slow to start): readiness
 follows a hung Redis and a hung Kafka (failing deliveries, which need three
-brokers: test_cluster_kafka3.py); the packet size is capped to what one Kafka record takes; a QoS 0 flood during an outage and a
-worker's inbox stay bounded."""
+brokers: test_cluster_kafka3.py); the packet size is capped to what one Kafka
+record takes; a QoS 0 flood during an outage and a worker's inbox stay
+bounded."""
 import contextlib
 import os
 import signal
