@@ -16,8 +16,12 @@
 #include "common/log.h"
 
 /* A QoS 1/2 publish waits at most this long for Kafka before the client is
- * told the message could not be stored. */
-#define MESSAGE_TIMEOUT_MS "10000"
+ * told the message could not be stored. Longer than Kafka takes to get over
+ * one dead broker of three: a SIGKILLed broker is fenced after
+ * broker.session.timeout.ms (9 s), and only then does the ISR shrink and
+ * an acks=all write complete. At 10 s the writes in flight at the crash
+ * timed out (measured), were refused, and took the node out of readiness. */
+#define MESSAGE_TIMEOUT_MS "20000"
 
 /* This many failed delivery reports in a row (no leader, too few in-sync
  * replicas, ...) mark Kafka down: otherwise the node stays ready while every
@@ -28,6 +32,11 @@
  * slow answer on a busy machine is not an outage). */
 #define PROBE_FAILURES_DOWN 2
 #define PROBE_TIMEOUT_MS 2000
+
+/* An idle node writes a canary to every partition when nothing has been
+ * written for this long: a failed write is the only sign of some outages
+ * (see probe_once), and an idle node makes none of its own. */
+#define IDLE_CANARY_US 5000000u
 
 /* The producer's own queue (records waiting for Kafka): librdkafka's default
  * of 1 GiB would let an outage grow the node by that much. Past it a QoS 0
@@ -434,6 +443,10 @@ static void prod_cb(evutil_socket_t fd, short what, void *arg)
 
 static void deliver_record(rk *r, const rd_kafka_message_t *km)
 {
+    if (km->len == 0) {
+        /* A probe's canary (send_canaries): no backplane record is empty. */
+        return;
+    }
     bp_message m;
     const uint8_t *origin;
     size_t olen;
@@ -518,8 +531,14 @@ void rk_kafka_attach(rk *r)
  * PROBE_TIMEOUT_MS (the probe thread only). */
 static bool topic_writable(rk *r, const char **why)
 {
+    /* Asked on the consumer's connections, not the producer's: a broker
+     * handles one request per connection at a time, so a metadata request
+     * queued behind an acks=all produce waits as long as that produce (~9 s
+     * when a follower dies) and the probe would call a healthy topic down. */
+    rd_kafka_topic_t *t = rd_kafka_topic_new(r->consumer, r->topic, NULL);
     const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(r->producer, 0, r->prod_topic, &md, PROBE_TIMEOUT_MS);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(r->consumer, 0, t, &md, PROBE_TIMEOUT_MS);
+    rd_kafka_topic_destroy(t);
     *why = NULL;
     if (e) {
         *why = rd_kafka_err2name(e);
@@ -544,30 +563,87 @@ static bool topic_writable(rk *r, const char **why)
     return *why == NULL;
 }
 
-static void probe_once(rk *r, int *fails)
+/* What the probe thread remembers between checks. */
+typedef struct probe_state {
+    int fails;             /* metadata checks failed in a row */
+    bool canary;           /* canaries sent since Kafka went down */
+    uint64_t canary_base;  /* r->produced when they were sent */
+    uint64_t seen;         /* r->produced at the last check */
+    uint64_t last_write;   /* when it last grew (rk_mono_us) */
+} probe_state;
+
+/* One empty record to every partition, through the producer the
+ * publishes use; every node skips it (deliver_record). Its delivery report
+ * counts like any other: a success bumps r->produced, a failure counts
+ * towards KAFKA_MAX_DELIVERY_FAILURES. */
+static void send_canaries(rk *r)
+{
+    for (int p = 0; p < r->partitions; p++) {
+        rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(p),
+                          RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+    }
+}
+
+static void mark_up(rk *r)
+{
+    if (!atomic_load(&r->kafka_fatal) && !atomic_exchange(&r->kafka_up, true)) {
+        atomic_store(&r->delivery_failures, 0);
+        sh_log(SH_INFO, "event=kafka_up topic=%s", r->topic);
+        rk_update_ready(r);
+    }
+}
+
+/* Metadata alone cannot say Kafka is back. When the controller quorum is
+ * lost (two of three brokers dead) the survivor's metadata stays as it was,
+ * leaders and ISR included, and looks writable while every acks=all write
+ * times out: marking up on it made the node ready again a second after the
+ * delivery failures took it down, and again after every 10 s of refusals.
+ * So Kafka is up again only once a write has succeeded since it went down;
+ * and an idle node, which makes no writes, writes canaries to learn what
+ * its publishers would. */
+static void probe_once(rk *r, probe_state *st)
 {
     bool up = atomic_load(&r->kafka_up);
     if (!up) {
         /* Down: the topic's settings may be what changed (min.insync.replicas
          * raised, then lowered again). */
         long max_message = 0, min_isr = 1;
-        if (describe_topic(r, r->producer, PROBE_TIMEOUT_MS, &max_message, &min_isr) == 0 && min_isr > 0) {
+        if (describe_topic(r, r->consumer, PROBE_TIMEOUT_MS, &max_message, &min_isr) == 0 && min_isr > 0) {
             atomic_store(&r->min_isr, (int)min_isr);
         }
     }
+    uint64_t now = rk_mono_us(), produced = atomic_load(&r->produced);
+    if (produced != st->seen || st->last_write == 0) {
+        st->seen = produced;
+        st->last_write = now;
+    }
     const char *why;
-    if (topic_writable(r, &why)) {
-        *fails = 0;
-        if (!up && !atomic_load(&r->kafka_fatal) && !atomic_exchange(&r->kafka_up, true)) {
-            atomic_store(&r->delivery_failures, 0);
-            sh_log(SH_INFO, "event=kafka_up topic=%s", r->topic);
+    if (!topic_writable(r, &why)) {
+        st->canary = false;
+        if (++st->fails >= PROBE_FAILURES_DOWN && atomic_exchange(&r->kafka_up, false)) {
+            sh_log(SH_WARN, "event=kafka_down reason=%s topic=%s", why, r->topic);
             rk_update_ready(r);
         }
         return;
     }
-    if (++*fails >= PROBE_FAILURES_DOWN && atomic_exchange(&r->kafka_up, false)) {
-        sh_log(SH_WARN, "event=kafka_down reason=%s topic=%s", why, r->topic);
-        rk_update_ready(r);
+    st->fails = 0;
+    bool idle = rd_kafka_outq_len(r->producer) == 0;
+    if (!up) {
+        if (st->canary && produced > st->canary_base) {
+            st->canary = false;
+            mark_up(r);
+        } else if (!st->canary || idle) {
+            /* None sent yet, or the last ones failed (timed out). */
+            st->canary = true;
+            st->canary_base = produced;
+            send_canaries(r);
+        }
+        return;
+    }
+    st->canary = false;
+    if (idle && now - st->last_write >= IDLE_CANARY_US) {
+        st->last_write = now;
+        send_canaries(r);
     }
 }
 
@@ -578,10 +654,10 @@ static void probe_once(rk *r, int *fails)
 void *rk_probe_main(void *arg)
 {
     rk *r = arg;
-    int fails = 0;
+    probe_state st = {0};
     while (!atomic_load(&r->stopping)) {
         if (!atomic_load(&r->kafka_fatal)) {
-            probe_once(r, &fails);
+            probe_once(r, &st);
         }
         for (int i = 0; i < 10 && !atomic_load(&r->stopping); i++) {
             usleep(100000);
