@@ -830,7 +830,7 @@ def test_kafka_outage_refuses_qos1_with_0x97_and_closes_v311(cluster, backends):
     sub.subscribe(topic, qos=1)
     backends.stop_kafka()
     # Until librdkafka notices, a publish waits for its delivery report
-    # (message timeout 10 s) and is then refused: never acknowledged.
+    # (message timeout 20 s) and is then refused: never acknowledged.
     acks = []
     v5.c.on_publish = lambda c, u, mid, rc, p: acks.append(int(rc.value))
     info = v5.publish(topic, b"lost?", qos=1, wait=False)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """A real three-broker KRaft Kafka (RF 3, min.insync.replicas 2) under the
 cluster: one broker killed costs nothing (every QoS 1 publish acknowledged
 and delivered, the nodes stay ready); two killed and the topic cannot take
