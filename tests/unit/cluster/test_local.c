@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The local backplane (cluster/local.c) beyond the contract that
  * test_backplane.c runs against it: what a single node's backplane says
  * about itself (kind, readiness, membership, limits, figures), that it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* A raw MQTT client for the in-process broker (inproc.h): it writes encoded
  * packets into its end of the bufferevent pair and decodes what the broker
  * wrote back, so a test asserts on the bytes on the wire (reason codes),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* The connection state machine (node/conn.c) on an in-process broker
  * (inproc.h): what a client sees on the wire for each transition, and
  * teardown: a close while the connection waits for its session, and the

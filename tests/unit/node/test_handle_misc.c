@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PINGREQ and DISCONNECT (node/handle_misc.c) on an in-process broker:
  * PINGRESP, and what a DISCONNECT does to the will and the session. */
 #include <criterion/criterion.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* SUBSCRIBE (node/handle_subscribe.c) on an in-process broker: the SUBACK
  * code per filter, what the subscription then receives, and the retained
  * messages sent on subscribe. */
