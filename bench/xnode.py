@@ -189,7 +189,8 @@ class Cluster:
         self.work = None
         self.ready = False
         self.lines = []
-        cmd = [os.path.join(root, "deploy/up"), "--nodes", "2", "--port", str(base)]
+        # Clients connect to each node's own port, not through HAProxy.
+        cmd = [os.path.join(root, "deploy/up"), "--nodes", "2", "--port", str(base), "--no-proxy-protocol"]
         if kafka_brokers > 1:
             cmd += ["--kafka-brokers", str(kafka_brokers)]
         if node_args:

@@ -94,6 +94,9 @@ static const opt opts[] = {
     {"ws-path", OPT_STR, O(ws.path), "/mqtt", 0, 0, "URL path of the WebSocket endpoint; other paths get HTTP 404"},
     {"ws-max-frame", OPT_U32, O(ws.max_frame), "0", 0, 4294967295L, "largest WebSocket frame payload accepted (bytes), larger: close 1009 (0 = --max-packet-size + 5)"},
     {"ws-origins", OPT_STR, O(ws.origins), NULL, 0, 0, "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
+    /* PROXY protocol: config.proxy (node/proxy.h) */
+    {"proxy-protocol", OPT_STR, O(proxy.protocol), "off", 0, 0, "PROXY protocol header expected before the client's bytes: off, v1 or v2 on every client listener, or per listener LISTENER=VERSION,... (mqtt, mqtts, ws, wss; unnamed: off); a connection without a valid header is refused"},
+    {"proxy-trusted", OPT_STR, O(proxy.trusted), NULL, 0, 0, "comma-separated ADDRESS[/BITS] the PROXY headers may come from (the load balancers); other sources are refused (unset = any)"},
     /* auth: config.auth (node/auth.h) */
     {"allow-anonymous", OPT_STR, O(auth.allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
     {"password-file", OPT_STR, O(auth.password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
@@ -320,6 +323,9 @@ config_status config_load(config *cfg, int argc, char **argv)
         fprintf(stderr, "shoal: --metrics-auth needs --admin-token (or SHOAL_ADMIN_TOKEN)\n");
         return CONFIG_INVALID;
     }
+    if (proxy_config_parse(&cfg->proxy)) {
+        return 2;
+    }
     if (cfg->ws.path[0] != '/') {
         fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws.path);
         return CONFIG_INVALID;
@@ -342,6 +348,7 @@ config_status config_load(config *cfg, int argc, char **argv)
 
 void config_free(config *cfg)
 {
+    proxy_config_free(&cfg->proxy);
     for (size_t i = 0; i < NOPTS; i++) {
         if (opts[i].type == OPT_STR) {
             char **s = (char **)((char *)cfg + opts[i].off);

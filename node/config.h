@@ -12,6 +12,7 @@
 #include "node/auth.h"
 #include "node/http.h"
 #include "node/limits.h"
+#include "node/proxy.h"
 #include "node/tls.h"
 #include "node/ws_conn.h"
 
@@ -61,6 +62,7 @@ typedef struct config {
     tls_config tls;       /* node/tls.h */
     ws_config ws;         /* node/ws_conn.h */
     auth_config auth;     /* node/auth.h */
+    proxy_config proxy;   /* node/proxy.h */
 } config;
 
 typedef enum config_status {

@@ -98,17 +98,28 @@ static conn *conn_start(worker *w, conn *c, unsigned flags);
  * then the struct and the peer's name. */
 static size_t conn_size(const conn *c)
 {
-    return offsetof(conn, peer) + strlen(c->peer) + 1 + (c->bev ? 0 : conn_io_sock_extra());
+    return offsetof(conn, peer) + strlen(c->peer) + 1 + conn_type_of(c)->prefix();
 }
 
-static conn *conn_alloc(worker *w, const char *peer, bool sock)
+static conn *conn_alloc(worker *w, const char *peer, unsigned transport, unsigned flags)
 {
-    size_t ev = sock ? conn_io_sock_extra() : 0;
+    size_t ev = conn_types[transport].prefix();
     char *p = sh_calloc(1, ev + offsetof(conn, peer) + strlen(peer) + 1);
     conn *c = (conn *)(p + ev);
     c->w = w;
+    c->transport = transport & 3u;
+    c->tls = (flags & CONN_TLS) != 0;
     memcpy(c->peer, peer, strlen(peer) + 1);
     return c;
+}
+
+/* The row of a bufferevent connection made with these flags. */
+static unsigned bev_transport(unsigned flags)
+{
+    if (flags & CONN_WS) {
+        return CONN_T_WS;
+    }
+    return (flags & CONN_TLS) ? CONN_T_TLS : CONN_T_BEV;
 }
 
 conn_ext *conn_ext_get(conn *c)
@@ -136,7 +147,7 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned
     char peer[CONN_PEER_MAX];
     format_peer(peer, sizeof(peer), sa);
     if (!(flags & (CONN_TLS | CONN_WS))) {
-        conn *c = conn_alloc(w, peer, true);
+        conn *c = conn_alloc(w, peer, CONN_T_SOCK, flags);
         conn_io_init_sock(c, fd);
         return conn_start(w, c, flags);
     }
@@ -153,7 +164,7 @@ conn *conn_new_bev(worker *w, struct bufferevent *bev, const char *peer, unsigne
 {
     char name[CONN_PEER_MAX];
     snprintf(name, sizeof(name), "%s", peer);
-    conn *c = conn_alloc(w, name, false);
+    conn *c = conn_alloc(w, name, bev_transport(flags), flags);
     conn_io_init_bev(c, bev);
     return conn_start(w, c, flags);
 }
@@ -165,7 +176,6 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     c->created_ms = now_ms();
     c->last_rx_ms = c->created_ms;
     c->client_receive_max = 65535;
-    c->tls = (flags & CONN_TLS) != 0;
     if (flags & CONN_WS) {
         conn_ext_get(c)->ws = ws_conn_new();
     }
@@ -179,7 +189,7 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
     sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer,
-           w->id, c->tls, conn_ws(c) != NULL);
+           w->id, c->tls, c->transport == CONN_T_WS);
     return c;
 }
 
@@ -189,7 +199,7 @@ void conn_write(conn *c, const void *data, size_t len)
         return;
     }
     struct evbuffer *out = conn_io_out(c);
-    if (conn_ws(c) && !ws_conn_frame(c, out, len)) {
+    if (!conn_type_of(c)->frame(c, out, len)) {
         return;
     }
     evbuffer_add(out, data, len);
@@ -199,9 +209,7 @@ void conn_write(conn *c, const void *data, size_t len)
 struct evbuffer *conn_output(conn *c, size_t len)
 {
     struct evbuffer *out = conn_io_out(c);
-    if (conn_ws(c)) {
-        ws_conn_frame(c, out, len);
-    }
+    conn_type_of(c)->frame(c, out, len);
     return out;
 }
 
@@ -266,9 +274,7 @@ void conn_close(conn *c, uint8_t rc, const char *why)
     if (established && c->version == MQTT_V5 && rc >= 0x80 && !c->sent_disconnect) {
         send_disconnect(c, rc, why);
     }
-    if (conn_ws(c)) {
-        ws_conn_send_close(c, rc); /* after the last MQTT bytes */
-    }
+    conn_type_of(c)->closing(c, rc); /* after the last MQTT bytes (WebSocket: its close frame) */
     c->state = CS_CLOSING;
     c->closing_ms = now_ms();
     conn_io_read_enable(c, false);
@@ -326,7 +332,7 @@ void conn_free(conn *c)
         sh_free(x, sizeof(*x));
     }
     size_t size = conn_size(c);
-    sh_free((char *)c - (c->bev ? 0 : conn_io_sock_extra()), size);
+    sh_free((char *)c - conn_type_of(c)->prefix(), size);
 }
 
 static void log_bad_input(conn *c, const uint8_t *p, size_t n, uint8_t rc)
@@ -402,12 +408,10 @@ static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size
 
 static void read_cb(conn *c)
 {
-    struct evbuffer *in = conn_io_in(c);
+    const conn_type *t = conn_type_of(c);
     uint32_t max = c->w->b->cfg->max_packet_size;
     c->last_rx_ms = now_ms();
-    if (conn_ws(c)) {
-        in = ws_conn_read(c); /* the MQTT bytes inside the frames; NULL before the upgrade */
-    }
+    struct evbuffer *in = t->mqtt_in(c); /* WebSocket: the MQTT bytes inside the frames; NULL before the upgrade */
     while (in && c->state < CS_CLOSING && !c->paused) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) {
@@ -460,9 +464,7 @@ static void read_cb(conn *c)
             break;
         }
     }
-    if (conn_ws(c)) {
-        ws_conn_read_done(c);
-    }
+    t->mqtt_in_done(c);
     worker_flush(c->w);
 }
 
@@ -549,20 +551,20 @@ static void tls_connected(conn *c)
            c->peer, desc, cn[0] ? cn : "-", user);
 }
 
-void conn_on_event(conn *c, short what)
+void conn_on_tls_event(conn *c, short what)
 {
-    if (c->tls && !c->tls_up && (what & BEV_EVENT_CONNECTED)) {
+    if (!c->tls_up && (what & BEV_EVENT_CONNECTED)) {
         tls_connected(c);
         return;
     }
-    if (c->tls && !c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+    if (!c->tls_up && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
         char err[256];
         tls_bev_error(c->bev, err, sizeof(err));
         atomic_fetch_add_explicit(&c->w->tls.handshake_failures, 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=tls_handshake_failed conn=%llu peer=%s err=\"%s\"", (unsigned long long)c->id, c->peer,
                err);
         conn_close(c, MQTT_RC_UNSPECIFIED, "TLS handshake failed");
-    } else if (c->tls && (what & BEV_EVENT_ERROR)) {
+    } else if (what & BEV_EVENT_ERROR) {
         /* errno says nothing about a TLS error: use OpenSSL's. */
         char err[256];
         tls_bev_error(c->bev, err, sizeof(err));
@@ -570,6 +572,11 @@ void conn_on_event(conn *c, short what)
             conn_close(c, MQTT_RC_UNSPECIFIED, err);
         }
     }
+    conn_on_event(c, what);
+}
+
+void conn_on_event(conn *c, short what)
+{
     if (what & BEV_EVENT_EOF) {
         conn_close(c, MQTT_RC_UNSPECIFIED, "connection closed by peer");
     } else if (what & BEV_EVENT_ERROR) {
@@ -590,20 +597,12 @@ void conn_check_timers(conn *c, uint64_t now)
         /* The connect timeout covers the whole exchange, not just CONNECT. */
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "authentication not completed within connect timeout");
     } else if (c->state == CS_NEW && now - c->created_ms >= connect_ms) {
-        if (c->tls && !c->tls_up) {
-            /* A TLS client that never finishes the handshake. */
-            atomic_fetch_add_explicit(&c->w->tls.handshake_failures, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
-            conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no TLS handshake within connect timeout");
-            return;
-        }
-        /* Counted, not logged through limits_refused: the close logs it once. */
+        /* A transport handshake (TLS, WebSocket) that never finished, or
+         * no CONNECT. Counted, not logged through limits_refused: the
+         * close logs it once. */
+        const char *why = conn_type_of(c)->connect_timeout(c);
         atomic_fetch_add_explicit(&c->w->metrics.limit_refusals[LIMIT_CONNECT_TIMEOUT], 1, memory_order_relaxed);
-        if (conn_ws(c) && !ws_conn_open(c)) {
-            conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no WebSocket handshake within connect timeout");
-            return;
-        }
-        conn_close(c, MQTT_RC_MAX_CONNECT_TIME, "no CONNECT within connect timeout");
+        conn_close(c, MQTT_RC_MAX_CONNECT_TIME, why ? why : "no CONNECT within connect timeout");
     } else if (c->state == CS_ACTIVE && c->x && c->x->ax && handle_auth_overdue(c, now, connect_ms)) {
         conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");
     } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT)) &&

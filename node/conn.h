@@ -51,9 +51,9 @@ typedef struct conn_ext {
 struct conn {
     uint64_t id;
     worker *w;
-    /* Transport (node/conn_io.c): a bufferevent for TLS and WebSocket, else
-     * a bare event on fd (in this allocation, before the struct) and
-     * buffers that exist only while holding bytes. */
+    /* Transport (node/conn_io.c, chosen by `transport`): a bufferevent for
+     * TLS and WebSocket, else a bare event on fd (in this allocation,
+     * before the struct) and buffers that exist only while holding bytes. */
     struct bufferevent *bev;
     struct evbuffer *in, *out;
     conn *prev, *next; /* the worker's list */
@@ -95,9 +95,10 @@ struct conn {
     bool sent_disconnect : 1;
     bool clean_start : 1;
     bool assigned_id : 1;
-    bool tls : 1;           /* accepted on the TLS listener (node/tls.c) */
+    bool tls : 1;           /* TLS under the bufferevent (mqtts, wss; node/tls.c) */
     bool tls_up : 1;        /* handshake completed */
     bool enhanced_auth : 1; /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
+    unsigned transport : 2; /* enum conn_transport: its row in conn_types (node/conn_io.h) */
     char peer[];            /* "host:port", in this allocation */
 };
 
@@ -119,6 +120,15 @@ enum {
     PAUSE_CLAIM = 1,  /* CONNECT accepted, the session is being fetched */
     PAUSE_RATE = 2,   /* over its publish rate: the socket is not read */
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
+};
+
+/* How a connection's bytes travel: its row in conn_types (node/conn_io.h).
+ * Two bits in struct conn, so at most four. */
+enum conn_transport {
+    CONN_T_SOCK = 0, /* plain TCP on a bare socket event (the MQTT listener) */
+    CONN_T_BEV,      /* plain MQTT on a caller's bufferevent (tests/fuzz pairs) */
+    CONN_T_TLS,      /* MQTT in TLS on a TLS bufferevent (the MQTTS listener) */
+    CONN_T_WS,       /* MQTT in WebSocket frames on a plain or TLS bufferevent (ws, wss) */
 };
 
 /* Transports, or'ed in conn_new's flags. */

@@ -4,6 +4,7 @@
 #include "node/conn_io.h"
 #include "node/conn.h"
 #include "node/worker.h"
+#include "node/ws_conn.h"
 
 #include <errno.h>
 #include <sys/socket.h>
@@ -36,18 +37,85 @@ static void bev_event_cb(struct bufferevent *bev, short what, void *arg)
     conn_on_event(arg, what);
 }
 
+static void tls_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    conn_on_tls_event(arg, what);
+}
+
 void conn_io_init_bev(conn *c, struct bufferevent *bev)
 {
     c->bev = bev;
     c->fd = -1;
     bufferevent_set_max_single_write(bev, CONN_IO_MAX_WRITE);
-    bufferevent_setcb(bev, bev_read_cb, bev_write_cb, bev_event_cb, c);
+    /* Chosen once here, so no event on the way branches on TLS. */
+    bufferevent_setcb(bev, bev_read_cb, bev_write_cb, c->tls ? tls_event_cb : bev_event_cb, c);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* --- a bufferevent (TLS, WebSocket, a caller's pair) --- */
+
+static size_t bev_prefix(void)
+{
+    return 0;
+}
+
+static struct evbuffer *bev_out(conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+static size_t bev_out_len(const conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static struct evbuffer *bev_in(conn *c)
+{
+    return bufferevent_get_input(c->bev);
+}
+
+static void bev_in_done(conn *c)
+{
+    (void)c; /* the bufferevent keeps its buffer */
+}
+
+static void bev_read_now(conn *c, size_t limit)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    while (evbuffer_get_length(in) < limit && evbuffer_read(in, fd, 65536) > 0) {
+    }
+}
+
+static void bev_read_enable(conn *c, bool on)
+{
+    if (on) {
+        bufferevent_enable(c->bev, EV_READ);
+    } else {
+        bufferevent_disable(c->bev, EV_READ);
+    }
+}
+
+static void bev_write_mark(conn *c, size_t low)
+{
+    bufferevent_setwatermark(c->bev, EV_WRITE, low, 0);
+}
+
+static void bev_stop(conn *c)
+{
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void bev_free(conn *c)
+{
+    bufferevent_free(c->bev);
 }
 
 /* --- plain socket --- */
 
 static void sock_cb(evutil_socket_t fd, short what, void *arg);
+static void sock_in_done(conn *c);
 
 size_t conn_io_sock_extra(void)
 {
@@ -149,7 +217,7 @@ static void sock_read(conn *c)
     c->io_in_read = true;
     conn_on_read(c);
     c->io_in_read = false;
-    conn_io_in_done(c);
+    sock_in_done(c);
     if (c->out && !c->io_stopped && !c->io_want_write) {
         sock_write(c);
     }
@@ -229,13 +297,10 @@ void conn_io_worker_free(worker *w)
     sh_free(w->flushq, w->cap_flush * sizeof(conn *));
 }
 
-/* --- either --- */
+/* --- the plain socket's operations --- */
 
-struct evbuffer *conn_io_out(conn *c)
+static struct evbuffer *sock_out(conn *c)
 {
-    if (c->bev) {
-        return bufferevent_get_output(c->bev);
-    }
     if (!c->out) {
         c->out = evbuffer_new();
         if (!c->io_in_read) {
@@ -245,39 +310,26 @@ struct evbuffer *conn_io_out(conn *c)
     return c->out;
 }
 
-size_t conn_io_out_len(const conn *c)
+static size_t sock_out_len(const conn *c)
 {
-    if (c->bev) {
-        return evbuffer_get_length(bufferevent_get_output(c->bev));
-    }
     return c->out ? evbuffer_get_length(c->out) : 0;
 }
 
-struct evbuffer *conn_io_in(conn *c)
+static struct evbuffer *sock_in(conn *c)
 {
-    return c->bev ? bufferevent_get_input(c->bev) : c->in;
+    return c->in;
 }
 
-void conn_io_in_done(conn *c)
+static void sock_in_done(conn *c)
 {
-    if (!c->bev && c->in && evbuffer_get_length(c->in) == 0) {
+    if (c->in && evbuffer_get_length(c->in) == 0) {
         evbuffer_free(c->in);
         c->in = NULL;
     }
 }
 
-void conn_io_read_now(conn *c, size_t limit)
+static void sock_read_now(conn *c, size_t limit)
 {
-    if (c->bev) {
-        if (c->tls) {
-            return; /* the socket carries TLS records, not MQTT */
-        }
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        evutil_socket_t fd = bufferevent_getfd(c->bev);
-        while (evbuffer_get_length(in) < limit && evbuffer_read(in, fd, 65536) > 0) {
-        }
-        return;
-    }
     if (c->io_stopped) {
         return;
     }
@@ -288,45 +340,28 @@ void conn_io_read_now(conn *c, size_t limit)
     }
 }
 
-void conn_io_read_enable(conn *c, bool on)
+static void sock_read_enable(conn *c, bool on)
 {
-    if (c->bev) {
-        if (on) {
-            bufferevent_enable(c->bev, EV_READ);
-        } else {
-            bufferevent_disable(c->bev, EV_READ);
-        }
-        return;
-    }
     c->read_off = !on;
     sock_update(c);
 }
 
-void conn_io_write_mark(conn *c, size_t low)
+static void sock_write_mark(conn *c, size_t low)
 {
     /* A plain socket needs no mark: sock_write reports partial writes
      * while the connection is paused for output. */
-    if (c->bev) {
-        bufferevent_setwatermark(c->bev, EV_WRITE, low, 0);
-    }
+    (void)c;
+    (void)low;
 }
 
-void conn_io_stop(conn *c)
+static void sock_stop(conn *c)
 {
-    if (c->bev) {
-        bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-        return;
-    }
     c->io_stopped = true;
     sock_update(c);
 }
 
-void conn_io_free(conn *c)
+static void sock_free(conn *c)
 {
-    if (c->bev) {
-        bufferevent_free(c->bev);
-        return;
-    }
     c->io_stopped = true;
     sock_update(c);
     if (c->io_queued) {
@@ -340,3 +375,149 @@ void conn_io_free(conn *c)
     }
     evutil_closesocket(c->fd);
 }
+
+/* --- TLS --- */
+
+static void tls_read_now(conn *c, size_t limit)
+{
+    (void)c;
+    (void)limit; /* the socket carries TLS records, not MQTT */
+}
+
+/* A TLS client that never finished its handshake. */
+static const char *tls_connect_timeout(conn *c)
+{
+    if (c->tls_up) {
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&c->w->tls.handshake_failures, 1, memory_order_relaxed);
+    return "no TLS handshake within connect timeout";
+}
+
+/* --- the MQTT stream as is --- */
+
+static void raw_in_done(conn *c)
+{
+    (void)c;
+}
+
+static bool raw_frame(conn *c, struct evbuffer *out, size_t len)
+{
+    (void)c;
+    (void)out;
+    (void)len;
+    return true;
+}
+
+static void raw_closing(conn *c, uint8_t rc)
+{
+    (void)c;
+    (void)rc;
+}
+
+static const char *raw_connect_timeout(conn *c)
+{
+    (void)c;
+    return NULL;
+}
+
+/* --- WebSocket (node/ws_conn.c), over a plain or a TLS bufferevent --- */
+
+static void ws_read_now(conn *c, size_t limit)
+{
+    if (!c->tls) {
+        bev_read_now(c, limit); /* WebSocket frames: ws_conn_read unwraps them */
+    }
+}
+
+static const char *ws_connect_timeout(conn *c)
+{
+    if (c->tls && !c->tls_up) {
+        return tls_connect_timeout(c);
+    }
+    return ws_conn_open(c) ? NULL : "no WebSocket handshake within connect timeout";
+}
+
+static bool ws_frame(conn *c, struct evbuffer *out, size_t len)
+{
+    return ws_conn_frame(c, out, len);
+}
+
+const conn_type conn_types[4] = {
+    [CONN_T_SOCK] =
+        {
+            .name = "tcp",
+            .prefix = conn_io_sock_extra,
+            .out = sock_out,
+            .out_len = sock_out_len,
+            .in = sock_in,
+            .in_done = sock_in_done,
+            .read_now = sock_read_now,
+            .read_enable = sock_read_enable,
+            .write_mark = sock_write_mark,
+            .stop = sock_stop,
+            .free = sock_free,
+            .mqtt_in = sock_in,
+            .mqtt_in_done = raw_in_done,
+            .frame = raw_frame,
+            .closing = raw_closing,
+            .connect_timeout = raw_connect_timeout,
+        },
+    [CONN_T_BEV] =
+        {
+            .name = "bufferevent",
+            .prefix = bev_prefix,
+            .out = bev_out,
+            .out_len = bev_out_len,
+            .in = bev_in,
+            .in_done = bev_in_done,
+            .read_now = bev_read_now,
+            .read_enable = bev_read_enable,
+            .write_mark = bev_write_mark,
+            .stop = bev_stop,
+            .free = bev_free,
+            .mqtt_in = bev_in,
+            .mqtt_in_done = raw_in_done,
+            .frame = raw_frame,
+            .closing = raw_closing,
+            .connect_timeout = raw_connect_timeout,
+        },
+    [CONN_T_TLS] =
+        {
+            .name = "tls",
+            .prefix = bev_prefix,
+            .out = bev_out,
+            .out_len = bev_out_len,
+            .in = bev_in,
+            .in_done = bev_in_done,
+            .read_now = tls_read_now,
+            .read_enable = bev_read_enable,
+            .write_mark = bev_write_mark,
+            .stop = bev_stop,
+            .free = bev_free,
+            .mqtt_in = bev_in,
+            .mqtt_in_done = raw_in_done,
+            .frame = raw_frame,
+            .closing = raw_closing,
+            .connect_timeout = tls_connect_timeout,
+        },
+    [CONN_T_WS] =
+        {
+            .name = "ws",
+            .prefix = bev_prefix,
+            .out = bev_out,
+            .out_len = bev_out_len,
+            .in = bev_in,
+            .in_done = bev_in_done,
+            .read_now = ws_read_now,
+            .read_enable = bev_read_enable,
+            .write_mark = bev_write_mark,
+            .stop = bev_stop,
+            .free = bev_free,
+            .mqtt_in = ws_conn_read,
+            .mqtt_in_done = ws_conn_read_done,
+            .frame = ws_frame,
+            .closing = ws_conn_send_close,
+            .connect_timeout = ws_connect_timeout,
+        },
+};

@@ -21,11 +21,71 @@
 
 #include "node/conn.h"
 
+struct bufferevent;
+struct evbuffer;
+
 typedef struct worker worker;
 
 /* libevent writes at most 16 KiB per connection per loop turn by default,
  * which starves a subscriber fed by many publishers. */
 #define CONN_IO_MAX_WRITE (256 * 1024)
+
+/* A transport: the operations that differ between plain TCP, TLS and
+ * WebSocket, one row per enum conn_transport (Redis's ConnectionType is
+ * the model). conn.c calls them through conn_type_of(c) rather than
+ * branching on the transport; a connection pays two bits to name its row.
+ *
+ * Two layers: the bytes (a bare socket or a bufferevent) and the MQTT
+ * stream in them (as is, or inside WebSocket frames). TLS lives inside its
+ * bufferevent; a TLS bufferevent reports handshake events to
+ * conn_on_tls_event (set up by conn_io_init_bev), so no row branches on it
+ * but for the two places where TLS state decides (read_now, and the
+ * handshake check in connect_timeout). */
+typedef struct conn_type {
+    const char *name;
+    /* Bytes of the allocation before the struct (the socket's event). */
+    size_t (*prefix)(void);
+    /* --- bytes --- */
+    /* The output buffer, made if needed; the write is armed for what the
+     * caller adds next. */
+    struct evbuffer *(*out)(conn *c);
+    size_t (*out_len)(const conn *c);
+    /* The input buffer; NULL when a plain socket has nothing buffered. */
+    struct evbuffer *(*in)(conn *c);
+    /* After the input was handled: a plain socket lets go of an empty buffer. */
+    void (*in_done)(conn *c);
+    /* Before a takeover: read what the kernel holds for this connection
+     * (socket bytes, not TLS records), up to limit bytes buffered. */
+    void (*read_now)(conn *c, size_t limit);
+    void (*read_enable)(conn *c, bool on);
+    /* Call conn_on_written once the output is down to `low` bytes rather
+     * than only when it is empty (0, the default). */
+    void (*write_mark)(conn *c, size_t low);
+    /* No more reading or writing: the connection is closed. */
+    void (*stop)(conn *c);
+    void (*free)(conn *c);
+    /* --- the MQTT stream in the bytes --- */
+    /* The MQTT bytes that arrived; NULL when there are none yet (before
+     * a WebSocket upgrade). */
+    struct evbuffer *(*mqtt_in)(conn *c);
+    /* After conn.c took what it could from mqtt_in. */
+    void (*mqtt_in_done)(conn *c);
+    /* Before one MQTT packet of len bytes goes into out: its framing.
+     * False, writing nothing, when no packet may be sent. */
+    bool (*frame)(conn *c, struct evbuffer *out, size_t len);
+    /* conn_close after the last MQTT bytes: the transport's own goodbye. */
+    void (*closing)(conn *c, uint8_t rc);
+    /* The connect timeout fired before CONNECT: why, when a transport
+     * handshake is what did not finish (counted here); NULL otherwise. */
+    const char *(*connect_timeout)(conn *c);
+} conn_type;
+
+extern const conn_type conn_types[4];
+
+static inline const conn_type *conn_type_of(const conn *c)
+{
+    return &conn_types[c->transport];
+}
 
 /* Bytes of the event a plain socket connection keeps right before its
  * struct, in the same allocation. */
@@ -33,26 +93,47 @@ size_t conn_io_sock_extra(void);
 /* Start reading the plain socket fd (c sits conn_io_sock_extra bytes into
  * its allocation, after room for the event). */
 void conn_io_init_sock(conn *c, int fd);
-/* Start a bufferevent connection (owned from now on). */
+/* Start a bufferevent connection (owned from now on); c->transport and
+ * c->tls are set. */
 void conn_io_init_bev(conn *c, struct bufferevent *bev);
-/* The output buffer, made if needed; the write is armed for what the
- * caller adds next. */
-struct evbuffer *conn_io_out(conn *c);
-size_t conn_io_out_len(const conn *c);
-/* The input buffer; NULL when a plain socket has nothing buffered. */
-struct evbuffer *conn_io_in(conn *c);
-/* After the input was handled: a plain socket lets go of an empty buffer. */
-void conn_io_in_done(conn *c);
-/* Before a takeover: read what the kernel holds for this connection (plain
- * socket bytes, not TLS records), up to limit bytes buffered. */
-void conn_io_read_now(conn *c, size_t limit);
-void conn_io_read_enable(conn *c, bool on);
-/* Call conn_on_written once the output is down to `low` bytes rather than
- * only when it is empty (0, the default). */
-void conn_io_write_mark(conn *c, size_t low);
-/* No more reading or writing: the connection is closed. */
-void conn_io_stop(conn *c);
-void conn_io_free(conn *c);
+
+/* The operations by name, for the callers outside conn.c. */
+static inline struct evbuffer *conn_io_out(conn *c)
+{
+    return conn_type_of(c)->out(c);
+}
+static inline size_t conn_io_out_len(const conn *c)
+{
+    return conn_type_of(c)->out_len(c);
+}
+static inline struct evbuffer *conn_io_in(conn *c)
+{
+    return conn_type_of(c)->in(c);
+}
+static inline void conn_io_in_done(conn *c)
+{
+    conn_type_of(c)->in_done(c);
+}
+static inline void conn_io_read_now(conn *c, size_t limit)
+{
+    conn_type_of(c)->read_now(c, limit);
+}
+static inline void conn_io_read_enable(conn *c, bool on)
+{
+    conn_type_of(c)->read_enable(c, on);
+}
+static inline void conn_io_write_mark(conn *c, size_t low)
+{
+    conn_type_of(c)->write_mark(c, low);
+}
+static inline void conn_io_stop(conn *c)
+{
+    conn_type_of(c)->stop(c);
+}
+static inline void conn_io_free(conn *c)
+{
+    conn_type_of(c)->free(c);
+}
 
 /* The worker's flush event: writes the output made during a loop turn at
  * its end, without a round through epoll. */
@@ -63,5 +144,8 @@ void conn_io_worker_free(worker *w);
 void conn_on_read(conn *c);
 void conn_on_written(conn *c);
 void conn_on_event(conn *c, short what);
+/* A TLS bufferevent's events: the handshake, OpenSSL's errors, then
+ * conn_on_event. */
+void conn_on_tls_event(conn *c, short what);
 
 #endif

@@ -90,6 +90,11 @@ static const summed summed_counters[] = {
     {"shoal_tls_handshake_failures_total", offsetof(worker, tls.handshake_failures),
      "TLS handshakes that failed or did not finish within the connect timeout"},
     {"shoal_tls_handshakes_total", offsetof(worker, tls.handshakes), "TLS handshakes completed"},
+    {"shoal_proxy_headers_total", offsetof(worker, proxy.accepted), "PROXY protocol headers accepted"},
+    {"shoal_proxy_untrusted_total", offsetof(worker, proxy.untrusted),
+     "connections refused on a PROXY protocol listener: source outside --proxy-trusted"},
+    {"shoal_proxy_bad_header_total", offsetof(worker, proxy.bad),
+     "connections refused on a PROXY protocol listener: no valid header (malformed, closed, or not within the connect timeout)"},
 };
 
 static void per_qos(metrics_text *t, broker *b, const char *name, const char *help, size_t off)

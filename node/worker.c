@@ -330,6 +330,9 @@ static void accept_with(worker *w, evutil_socket_t fd, struct sockaddr *sa, int 
         evutil_closesocket(fd);
         return;
     }
+    if (proxy_accept(w, fd, sa, salen, flags)) {
+        return; /* PROXY protocol: conn_new once the header is in (node/proxy.c) */
+    }
     conn_new(w, fd, sa, salen, flags);
 }
 
@@ -605,6 +608,7 @@ void worker_free_all(broker *b)
             close(w->wake_fd);
         }
         event_free(w->reap);
+        proxy_worker_free(w);
         conn_io_worker_free(w);
         event_free(w->tick);
         sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));

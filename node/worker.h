@@ -12,6 +12,7 @@
 
 #include "node/limits.h"
 #include "node/metrics.h"
+#include "node/proxy.h"
 #include "node/session.h"
 #include "node/tls.h"
 #include "node/ws_conn.h"
@@ -89,6 +90,7 @@ struct worker {
     worker_metrics metrics; /* node/metrics.h */
     tls_worker tls;         /* node/tls.h */
     ws_worker ws;           /* node/ws_conn.h */
+    proxy_worker proxy;     /* node/proxy.h */
 };
 
 /* Monotonic milliseconds. */

@@ -173,6 +173,8 @@ def test_custom_labels_namespace_annotations(helm_env):
     ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
     ("image.digest=latest", "/image/digest"),
     ("redis.tls.enabeld=true", "'enabeld' not allowed"),
+    ("proxyProtocol.mqtt=v3", "/proxyProtocol/mqtt"),
+    ("proxyProtocol.trusted={10.0.0.0/8 x}", "/proxyProtocol/trusted"),
 ])
 def test_schema_rejects_bad_values(helm_env, setting, complaint):
     r = helm(helm_env, "template", "shoal", CHART, "--set", setting, check=False)
@@ -384,9 +386,10 @@ def test_the_rendered_config_passes_check_config(rendered, name, tmp_path):
     env.update(pod_env(docs, c))
     r = subprocess.run([SHOAL_BIN, "--check-config", str(f)], capture_output=True, text=True, timeout=20, env=env)
     assert r.returncode == 0, r.stdout + r.stderr + text
-    # Options the node does not have yet stay out of it.
+    # Options the node does not have yet stay out of it (PROXY protocol is
+    # in the node now: check-config above parsed its keys).
     for k in conf:
-        assert "drain" not in k and "proxy" not in k, k
+        assert "drain" not in k, k
     # And the check can fail: the same file with a bad line does.
     f.write_text(text + "no-such-option 1\n")
     r = subprocess.run([SHOAL_BIN, "--check-config", str(f)], capture_output=True, text=True, timeout=20, env=env)
@@ -494,6 +497,16 @@ def test_full_features(rendered):
     assert shoal_container(dep)["image"].startswith("registry.example.com/iot/shoal@sha256:")
     one(docs, "Secret", "shoal-tls")["type"] == "kubernetes.io/tls"
     assert configmaps(docs) and len(configmaps(docs)) == 1
+
+
+def test_proxy_protocol_rendered(rendered):
+    """Off by default; per listener and the trusted list when set (the
+    rendered file's check-config run is test_the_rendered_config_passes_check_config)."""
+    _, default = config_of(rendered["default"])
+    assert not [k for k in default if k.startswith("proxy-")], default
+    _, full = config_of(rendered["full"])
+    assert full["proxy-protocol"] == "mqtt=v2,mqtts=v2,ws=v1,wss=off", full
+    assert full["proxy-trusted"] == "10.0.0.0/8,192.168.1.10", full
 
 
 @pytest.mark.parametrize("settings,complaint", [

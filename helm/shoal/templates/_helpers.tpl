@@ -181,6 +181,13 @@ redisTls: /etc/shoal/redis-tls
 {{- $_ := set $c "tls-ciphers" . }}
 {{- end }}
 {{- end }}
+{{- $pp := $v.proxyProtocol }}
+{{- if or (ne $pp.mqtt "off") (ne $pp.mqtts "off") (ne $pp.ws "off") (ne $pp.wss "off") }}
+{{- $_ := set $c "proxy-protocol" (printf "mqtt=%s,mqtts=%s,ws=%s,wss=%s" $pp.mqtt $pp.mqtts $pp.ws $pp.wss) }}
+{{- with $pp.trusted }}
+{{- $_ := set $c "proxy-trusted" (join "," .) }}
+{{- end }}
+{{- end }}
 {{- if include "shoal.hasPasswd" . }}
 {{- $_ := set $c "password-file" (printf "%s/%s" $p.passwd $v.auth.passwordFile.key) }}
 {{- end }}
