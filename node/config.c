@@ -96,7 +96,7 @@ static const opt opts[] = {
     {"ws-origins", OPT_STR, O(ws.origins), NULL, 0, 0, "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
     /* PROXY protocol: config.proxy (node/proxy.h) */
     {"proxy-protocol", OPT_STR, O(proxy.protocol), "off", 0, 0, "PROXY protocol header expected before the client's bytes: off, v1 or v2 on every client listener, or per listener LISTENER=VERSION,... (mqtt, mqtts, ws, wss; unnamed: off); a connection without a valid header is refused"},
-    {"proxy-trusted", OPT_STR, O(proxy.trusted), NULL, 0, 0, "comma-separated ADDRESS[/BITS] the PROXY headers may come from (the load balancers); other sources are refused (unset = any)"},
+    {"proxy-trusted", OPT_STR, O(proxy.trusted), NULL, 0, 0, "comma-separated ADDRESS[/BITS] the PROXY headers may come from (the load balancers); other sources are refused; required with --proxy-protocol (0.0.0.0/0,::/0 = any)"},
     /* auth: config.auth (node/auth.h) */
     {"allow-anonymous", OPT_STR, O(auth.allow_anonymous), NULL, 0, 0, "true or false: accept clients without a username (default true, false with --password-file)"},
     {"password-file", OPT_STR, O(auth.password_file), NULL, 0, 0, "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},

@@ -112,10 +112,6 @@ int main(int argc, char **argv)
         sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
                "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
     }
-    if (proxy_config_on(&cfg.proxy) && cfg.proxy.n_nets == 0) {
-        sh_log(SH_WARN, "event=proxy_untrusted protocol=%s msg=\"PROXY protocol is on without --proxy-trusted: any "
-               "source may claim any client address\"", cfg.proxy.protocol);
-    }
     sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u ws_port=%u wss_port=%u workers=%d backplane=%s version=%s",
            b.node_id, b.port, b.tls.port, b.ws.port, b.ws.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);
     /* Scripts wait for READY, the last startup line; HTTP, TLS, WS and WSS come just before it. */

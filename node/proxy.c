@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol on the client listeners: trust check at accept, the
  * header read off the socket, then conn_new with the client's address. */
 #include "node/proxy.h"
@@ -148,7 +149,14 @@ int proxy_config_parse(proxy_config *pc)
 {
     proxy_config_free(pc);
     int rc = parse_protocol(pc);
-    return rc ? rc : parse_trusted(pc);
+    rc = rc ? rc : parse_trusted(pc);
+    if (rc == 0 && proxy_config_on(pc) && pc->n_nets == 0) {
+        /* Anyone who can reach the port could then claim any address. */
+        fprintf(stderr, "shoal: --proxy-protocol needs --proxy-trusted: the load balancers' ADDRESS[/BITS] the "
+                        "header may come from (0.0.0.0/0,::/0 accepts any source)\n");
+        return -1;
+    }
+    return rc;
 }
 
 void proxy_config_free(proxy_config *pc)
@@ -188,7 +196,7 @@ static bool in_net(const proxy_net *n, const uint8_t *a)
 static bool trusted(const proxy_config *pc, const struct sockaddr *sa)
 {
     if (pc->n_nets == 0) {
-        return true; /* no list: any source (warned at start) */
+        return false; /* refused at start: PROXY protocol needs a trusted list */
     }
     uint8_t a4[4], a6[16];
     bool has4 = false, has6 = false;

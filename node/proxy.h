@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol on the client listeners (--proxy-protocol, --proxy-trusted):
  * the first transport step of a connection accepted behind a load balancer.
  * Before any conn exists, the header is read off the socket (proto/proxy.c

@@ -516,6 +516,7 @@ def test_proxy_protocol_rendered(rendered):
     (["kafka.inRelease.enabled=true"], "set kafka.replicationFactor to 1"),
     (["config.extra.port=1884"], "config.extra.port"),
     (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "maxReplicas"),
+    (["proxyProtocol.mqtt=v2"], "proxyProtocol.trusted"),
 ])
 def test_bad_combinations_fail_the_render(helm_env, settings, complaint):
     args = [a for s in settings for a in ("--set", s)]

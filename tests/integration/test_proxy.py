@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """PROXY protocol (--proxy-protocol, --proxy-trusted) with a real HAProxy in
 front (send-proxy-v2 / send-proxy), and raw headers sent by hand.
 
@@ -321,3 +322,20 @@ def test_env_and_config_file_keys(node_factory, tmp_path):
     s.sendall(v2_header("198.51.100.4", 7) + R.connect("px-cfg"))
     assert raw_client(s).expect(R.CONNACK).rc == 0
     assert peer_of(node, "px-cfg") == "198.51.100.4:7"
+
+
+def test_proxy_protocol_without_a_trusted_list_is_refused_at_start(tmp_path):
+    """Anyone who can reach a PROXY listener could claim any address, so the
+    balancers must be named (0.0.0.0/0,::/0 names everyone, on purpose)."""
+    out = subprocess.run([SHOAL_BIN, "--port", "0", "--http-port", "0", "--proxy-protocol", "v2"],
+                         capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 2, out
+    assert "--proxy-protocol needs --proxy-trusted" in out.stderr
+    cfgf = tmp_path / "shoal.conf"
+    cfgf.write_text("proxy-protocol mqtt=v1\n")
+    out = subprocess.run([SHOAL_BIN, "--check-config", str(cfgf)], capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 1, out
+    assert "--proxy-trusted" in out.stderr
+    cfgf.write_text("proxy-protocol mqtt=v1\nproxy-trusted 0.0.0.0/0,::/0\n")
+    out = subprocess.run([SHOAL_BIN, "--check-config", str(cfgf)], capture_output=True, text=True, timeout=WAIT)
+    assert out.returncode == 0, out

@@ -184,9 +184,10 @@ redisTls: /etc/shoal/redis-tls
 {{- $pp := $v.proxyProtocol }}
 {{- if or (ne $pp.mqtt "off") (ne $pp.mqtts "off") (ne $pp.ws "off") (ne $pp.wss "off") }}
 {{- $_ := set $c "proxy-protocol" (printf "mqtt=%s,mqtts=%s,ws=%s,wss=%s" $pp.mqtt $pp.mqtts $pp.ws $pp.wss) }}
-{{- with $pp.trusted }}
-{{- $_ := set $c "proxy-trusted" (join "," .) }}
+{{- if not $pp.trusted }}
+{{- fail "proxyProtocol.trusted: list the load balancers' addresses or CIDRs the PROXY header may come from (0.0.0.0/0 and ::/0 accept any source)" }}
 {{- end }}
+{{- $_ := set $c "proxy-trusted" (join "," $pp.trusted) }}
 {{- end }}
 {{- if include "shoal.hasPasswd" . }}
 {{- $_ := set $c "password-file" (printf "%s/%s" $p.passwd $v.auth.passwordFile.key) }}
