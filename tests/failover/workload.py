@@ -243,6 +243,8 @@ class Subscriber(Actor):
         self.slow = slow
         self.delivered = 0
         self._sub_mids = {}
+        self._early_sub = {}
+        self._sub_lock = threading.Lock()
         self.subscribed = threading.Event()
 
     def _on_message(self, client, userdata, m):
@@ -256,8 +258,18 @@ class Subscriber(Actor):
         if self.slow:
             time.sleep(self.slow)
 
+    # The SUBACK may arrive (on paho's thread) before subscribe() has
+    # returned its mid: it then waits in self._early_sub until the mid is
+    # known. The lock guards the two dicts only, never a paho call.
     def _on_subscribe(self, client, userdata, mid, rcs, properties):
-        filters = self._sub_mids.pop(mid, [])
+        with self._sub_lock:
+            filters = self._sub_mids.pop(mid, None)
+            if filters is None:
+                self._early_sub[mid] = rcs
+                return
+        self._record_suback(filters, rcs)
+
+    def _record_suback(self, filters, rcs):
         for (f, _), rc in zip(filters, rcs):
             self.rec("suback", client=self.client_id, conn=self.conn, filter=f, granted=_rc(rc))
         self.subscribed.set()
@@ -266,7 +278,12 @@ class Subscriber(Actor):
         for f, q in self.filters:
             self.rec("subscribe", client=self.client_id, conn=self.conn, filter=f, qos=q)
         rc, mid = c.subscribe([(f, q) for f, q in self.filters])
-        self._sub_mids[mid] = list(self.filters)
+        with self._sub_lock:
+            rcs = self._early_sub.pop(mid, None)
+            if rcs is None:
+                self._sub_mids[mid] = list(self.filters)
+        if rcs is not None:
+            self._record_suback(list(self.filters), rcs)
 
     def body(self):
         c = self._make_client(self.persistent)
