@@ -84,6 +84,7 @@ typedef struct rk {
     bool claimed;  /* released on stop */
     bool id_lost;  /* a heartbeat found the claim held by another instance */
     struct rk_sess *sess; /* rk_session.c: the revoke subscriber */
+    struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
 } rk;
 
 /* rk_kafka.c */
@@ -96,6 +97,7 @@ uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_clie
 void *rk_probe_main(void *arg); /* the probe thread: Kafka health once a second */
 
 /* rk_redis.c */
+#define RK_RETAINED_KEY "shoal:retained" /* hash: topic -> record */
 int rk_redis_parse_url(rk *r, const char *url);
 int rk_redis_load_retained(rk *r); /* before the thread starts */
 void rk_redis_attach(rk *r);
@@ -122,6 +124,11 @@ void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, 
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
                         uint32_t len, bp_done_cb cb, void *arg);
 void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+
+/* rk_sweep.c: every few seconds, delete expired records from the retained
+ * snapshot (by Redis's clock, one bounded batch per run). */
+void rk_sweep_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
+void rk_sweep_stop(rk *r);   /* from rk_redis_stop, before the context is freed */
 
 /* redis_kafka.c */
 void rk_update_ready(rk *r);

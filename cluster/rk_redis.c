@@ -17,7 +17,6 @@
 #include "common/alloc.h"
 #include "common/log.h"
 
-#define RETAINED_KEY "shoal:retained"
 #define CLAIM_KEY_FMT "shoal:node:{%s}" /* "token|address", PX = the claim TTL */
 #define MEMBERS_KEY "shoal:members"     /* zset: node id -> expiry (Redis time, ms) */
 #define ADDRESSES_KEY "shoal:member-addresses" /* hash: node id -> address */
@@ -100,7 +99,7 @@ int rk_redis_load_retained(rk *r)
         redisFree(c);
         return -1;
     }
-    redisReply *rep = redisCommand(c, "HGETALL %s", RETAINED_KEY);
+    redisReply *rep = redisCommand(c, "HGETALL %s", RK_RETAINED_KEY);
     size_t loaded = 0;
     if (rep && rep->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 1; i < rep->elements; i += 2) {
@@ -536,10 +535,12 @@ void rk_redis_attach(rk *r)
     event_add(r->heartbeat, &t);
     connect_async(r);
     rk_session_attach(r);
+    rk_sweep_attach(r);
 }
 
 void rk_redis_stop(rk *r)
 {
+    rk_sweep_stop(r);
     rk_session_stop(r);
     release_node(r);
     if (r->ac) {
@@ -666,9 +667,9 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
         if (!up) {
             status_reply_cb(NULL, NULL, op);
         } else if (op->val_len == 0) {
-            redisAsyncCommand(r->ac, status_reply_cb, op, "HDEL %s %b", RETAINED_KEY, op->key, op->key_len);
+            redisAsyncCommand(r->ac, status_reply_cb, op, "HDEL %s %b", RK_RETAINED_KEY, op->key, op->key_len);
         } else {
-            redisAsyncCommand(r->ac, status_reply_cb, op, "HSET %s %b %b", RETAINED_KEY, op->key, op->key_len,
+            redisAsyncCommand(r->ac, status_reply_cb, op, "HSET %s %b %b", RK_RETAINED_KEY, op->key, op->key_len,
                               op->val, op->val_len);
         }
         break;

@@ -505,6 +505,108 @@ def test_new_node_loads_the_retained_snapshot(cluster):
     assert (m.payload, m.retain) == (b"from-snapshot", True)
 
 
+def redis_call(url, *args):
+    """One command over a raw RESP socket (binary-safe both ways): the reply
+    as bytes, int, None or a list of those."""
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as s:
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        s.sendall(out)
+        f = s.makefile("rb")
+
+        def read():
+            line = f.readline()
+            kind, rest = line[:1], line[1:-2]
+            if kind == b"$":
+                n = int(rest)
+                return None if n < 0 else f.read(n + 2)[:-2]
+            if kind == b"*":
+                n = int(rest)
+                return None if n < 0 else [read() for _ in range(n)]
+            if kind == b":":
+                return int(rest)
+            assert kind == b"+", line
+            return rest
+        return read()
+
+
+def retained_snapshot(url):
+    """shoal:retained as {topic: record bytes}."""
+    flat = redis_call(url, "HGETALL", "shoal:retained")
+    return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def record_v2(topic, payload, expiry, origin="other-node", client_id=b""):
+    """A version 2 record (with the client id field) as a node writes it."""
+    t, o = topic.encode(), origin.encode()
+    return (b"SH" + bytes([2, 1, 1, len(o)]) + o + struct.pack(">H", len(client_id)) + client_id
+            + struct.pack(">QI", expiry, 0) + struct.pack(">H", len(t)) + t + payload)
+
+
+def test_expired_retained_records_leave_the_redis_snapshot(cluster, backends):
+    """Item 8: a retained message whose Message Expiry has passed is deleted
+    from shoal:retained by the nodes' sweep (rk_sweep.c), judged by Redis's
+    clock from the record's own expiry; records without expiry, with a
+    future one, overwritten by a fresh value, or not understood stay."""
+    base = uid("sweep")
+    url = backends.redis_url
+    sec, usec = (int(v) for v in redis_call(url, "TIME"))
+    redis_now = sec * 1000 + usec // 1000
+    # Written as other nodes (or an older release, version 1) would have.
+    crafted = {
+        base + "/v2-expired": (record_v2(base + "/v2-expired", b"a", redis_now - 1000), False),
+        base + "/v2-expired-cid": (record_v2(base + "/v2-expired-cid", b"b", redis_now - 1, client_id=b"x" * 300),
+                                   False),
+        base + "/v1-expired": (record(base + "/v1-expired", b"c", retain=True, expiry=redis_now - 1000), False),
+        base + "/v2-future": (record_v2(base + "/v2-future", b"d", redis_now + 3600_000), True),
+        base + "/v1-none": (record(base + "/v1-none", b"e", retain=True, expiry=0), True),
+        base + "/garbage": (b"not a record at all, not even close", True),
+        base + "/newer": (b"SH\x09" + record_v2(base + "/newer", b"f", redis_now - 1000)[3:], True),
+        base + "/truncated": (record_v2(base + "/truncated", b"g", redis_now - 1000)[:20], True),
+    }
+    # An expired value overwritten by a fresh one before any sweep: the
+    # sweep judges the value it reads, never an earlier one.
+    redis_call(url, "HSET", "shoal:retained", base + "/raw-over", record_v2(base + "/raw-over", b"old", 1))
+    for topic, (value, _) in crafted.items():
+        redis_call(url, "HSET", "shoal:retained", topic, value)
+    fresh = record_v2(base + "/raw-over", b"fresh", 0)
+    redis_call(url, "HSET", "shoal:retained", base + "/raw-over", fresh)
+    crafted[base + "/raw-over"] = (fresh, True)
+
+    n1 = cluster(uid("n1"))
+    pub = Client(n1)
+    pub.publish(base + "/short", b"one second", qos=1, retain=True, properties=props(MessageExpiryInterval=1))
+    pub.publish(base + "/none", b"forever", qos=1, retain=True)
+    pub.publish(base + "/long", b"an hour", qos=1, retain=True, properties=props(MessageExpiryInterval=3600))
+    pub.publish(base + "/over", b"short-lived", qos=1, retain=True, properties=props(MessageExpiryInterval=1))
+    pub.publish(base + "/over", b"replaced", qos=1, retain=True)
+    published = time.time()
+    pub.disconnect()
+    mine = [base + "/short", base + "/none", base + "/long"]
+    wait_for(lambda: set(mine) <= set(retained_snapshot(url))
+             and retained_snapshot(url).get(base + "/over", b"").endswith(b"replaced"),
+             "the node's retained records in Redis")
+
+    # Bound: the 1 s expiry, then at most one sweep interval (2 s) until a
+    # run reaches it (a hash this small comes back whole from one HSCAN).
+    gone = [base + "/short"] + [t for t, (_, keep) in crafted.items() if not keep]
+    wait_for(lambda: not set(gone) & set(retained_snapshot(url)), "the expired records leaving shoal:retained")
+    took = time.time() - published
+    # One more full sweep after that cannot take the rest either.
+    redis_call(url, "HSET", "shoal:retained", base + "/marker", record_v2(base + "/marker", b"m", 1))
+    wait_for(lambda: base + "/marker" not in retained_snapshot(url), "a later sweep")
+    snap = retained_snapshot(url)
+    for topic, (value, keep) in crafted.items():
+        if keep:
+            assert snap.get(topic) == value, topic
+    for topic, payload in ((base + "/none", b"forever"), (base + "/long", b"an hour"), (base + "/over", b"replaced")):
+        assert snap[topic].endswith(payload), topic
+    print("expired retained record left Redis %.1f s after its publish" % took)
+
+
 @pytest.fixture(scope="module")
 def redis_tls(tmp_path_factory):
     """A second Redis that speaks only TLS and wants client certificates (the
