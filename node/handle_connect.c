@@ -207,7 +207,7 @@ void connect_claim(conn *c)
     uint64_t epoch = sync_claim_epoch(c);
     pthread_mutex_lock(&b->sess_lock);
     session *s = registry_get(b, c->client_id, len);
-    if (sync_revoked_after_locked(b, c->client_id, epoch) || (s && epoch <= s->epoch && epoch != 1)) {
+    if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch && epoch != 1)) {
         pthread_mutex_unlock(&b->sess_lock);
         conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
         return;

@@ -50,13 +50,14 @@ struct sync_claim {
     worker *w;
     uint64_t conn_id;
     uint64_t epoch; /* 0 until the claim answers */
+    uint64_t seq;   /* sync_broker.seq when it was sent */
     uint64_t deadline_ms;
     uint64_t renotify_ms;
     struct event *timer;
     uint8_t *blob; /* the stored state, owned; decoded into st */
     uint32_t blob_len;
     uint8_t phase;
-    bool busy;    /* a backplane call is out: its callback frees what is left */
+    bool busy; /* a backplane call is out: its callback frees what is left */
     bool clean;
     bool foreign; /* the previous owner was another node (or an earlier instance) */
     bool have_state;
@@ -75,17 +76,17 @@ static uint64_t id_hash(const char *id)
     return h | 1; /* 0 marks an empty slot */
 }
 
-bool sync_revoked_after_locked(broker *b, const char *client_id, uint64_t epoch)
+static bool revoked_locked(broker *b, const sync_claim *cl)
 {
-    uint64_t h = id_hash(client_id);
+    uint64_t h = id_hash(cl->client_id);
     const sync_revoke *r = &b->sync.revokes[h % SYNC_REVOKE_SLOTS];
-    return r->hash == h && r->epoch > epoch;
+    return r->hash == h && r->seq > cl->seq && r->epoch > cl->epoch;
 }
 
-static bool revoked_after(broker *b, const char *client_id, uint64_t epoch)
+static bool revoked(broker *b, const sync_claim *cl)
 {
     pthread_mutex_lock(&b->sess_lock);
-    bool r = sync_revoked_after_locked(b, client_id, epoch);
+    bool r = revoked_locked(b, cl);
     pthread_mutex_unlock(&b->sess_lock);
     return r;
 }
@@ -101,6 +102,7 @@ static void note_revoke_locked(broker *b, const char *client_id, uint64_t epoch)
     if (epoch > r->epoch) {
         r->epoch = epoch;
     }
+    r->seq = atomic_fetch_add(&b->sync.seq, 1) + 1;
 }
 
 /* ---- claims ---- */
@@ -147,6 +149,12 @@ uint64_t sync_claim_epoch(const conn *c)
 {
     sync_claim *cl = claim_of(c->w, c->id);
     return cl ? cl->epoch : 0;
+}
+
+bool sync_claim_revoked_locked(broker *b, conn *c)
+{
+    sync_claim *cl = claim_of(c->w, c->id);
+    return cl && revoked_locked(b, cl);
 }
 
 /* Claims whose connection went away while the in-process claim ran: the
@@ -242,7 +250,7 @@ static void claim_step(sync_claim *cl, conn *c, bp_status st, const bp_session_r
         claim_free(cl);
         return;
     }
-    if (st == BP_OK && revoked_after(b, cl->client_id, cl->epoch)) {
+    if (st == BP_OK && revoked(b, cl)) {
         claim_lost(c);
         claim_free(cl);
         return;
@@ -345,6 +353,7 @@ void sync_claim_start(conn *c)
     cl->clean = c->clean_start;
     cl->phase = CL_CLAIMING;
     cl->busy = true;
+    cl->seq = atomic_load(&w->b->sync.seq);
     cl->next = w->sync.claims;
     w->sync.claims = cl;
     c->state = CS_CLAIMING;
@@ -486,9 +495,11 @@ static void encode_session(session *s, uint8_t **out, uint32_t *len)
     }
     st.qos2_in = ids;
     *out = NULL;
+    *len = 0;
     sc_status rc = sc_encode(&st, out, len);
     if (rc != SC_OK) {
         *out = NULL;
+        *len = 0;
         sh_log(SH_WARN, "event=session_state_not_stored client=%s reason=%s subscriptions=%u", s->client_id,
                sc_status_name(rc), s->n_subs);
     }
@@ -527,6 +538,14 @@ static void store_cb(bp_status st, void *arg)
     if (st == BP_ESTALE && !s->dead && s->epoch == x->epoch && atomic_load(&s->owner) == w->id) {
         sh_log(SH_INFO, "event=session_fenced client=%s epoch=%llu msg=\"a newer claim owns the client id\"",
                s->client_id, (unsigned long long)x->epoch);
+        /* The newer claim may wait for our release, which its revoke would
+         * bring; the state this store carried must not be lost meanwhile.
+         * Accepted only if that claim came right after ours. */
+        uint8_t *blob;
+        uint32_t len;
+        encode_session(s, &blob, &len);
+        bp_session_release(w->b->bp, w->id, s->client_id, x->epoch, blob, len, NULL, NULL);
+        sh_free(blob, len);
         let_go(w, s, "session taken over on another node");
         worker_flush(w);
     } else if (st == BP_EUNAVAILABLE) {

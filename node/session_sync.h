@@ -7,6 +7,7 @@
 #ifndef SHOAL_NODE_SESSION_SYNC_H
 #define SHOAL_NODE_SESSION_SYNC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -18,19 +19,24 @@ typedef struct session session;
 typedef struct inbox_item inbox_item;
 typedef struct sync_claim sync_claim;
 
-/* Revokes this node heard of, by client id hash: a claim of ours that
- * answers (or finishes waiting) after a newer claim's revoke arrived has
- * lost, though no session of ours was there to close yet. Direct mapped:
- * an overwritten slot only leaves the case to the session's own check. */
+/* Revokes this node heard of, by client id hash: a claim of ours that was
+ * already on its way when a newer claim's revoke arrived, and answers (or
+ * finishes waiting) after it, has lost, though no session of ours was there
+ * to close yet. Only claims started before the revoke count: epochs start
+ * again at 1 once a record is dropped, so a later claim's lower epoch says
+ * nothing. Direct mapped: an overwritten slot only leaves the case to the
+ * session's own check (its first store is fenced). */
 #define SYNC_REVOKE_SLOTS 256
 typedef struct sync_revoke {
     uint64_t hash;
     uint64_t epoch;
+    uint64_t seq; /* sync_broker.seq when it arrived */
 } sync_revoke;
 
-/* broker.sync: under broker.sess_lock. */
+/* broker.sync: revokes under broker.sess_lock. */
 typedef struct sync_broker {
     sync_revoke revokes[SYNC_REVOKE_SLOTS];
+    _Atomic uint64_t seq; /* bumped by every revoke */
 } sync_broker;
 
 /* worker.sync: the worker's thread only. */
@@ -49,9 +55,9 @@ void sync_worker_free(worker *w);
 void sync_claim_start(conn *c);
 /* The cluster epoch of c's claim, 0 when it has none. */
 uint64_t sync_claim_epoch(const conn *c);
-/* Has a revoke newer than epoch arrived for client_id? Caller holds
- * broker.sess_lock. */
-bool sync_revoked_after_locked(broker *b, const char *client_id, uint64_t epoch);
+/* Did a revoke newer than c's claim arrive while the claim was on its way
+ * (c lost)? Caller holds broker.sess_lock. */
+bool sync_claim_revoked_locked(broker *b, conn *c);
 /* In connect_finish: the session s is c's. Builds it from the stored state
  * when that is the truth (a previous owner elsewhere, or no session here),
  * and says whether a session is present (MQTT §3.2.2.1.1). Frees c's claim. */
