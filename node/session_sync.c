@@ -424,6 +424,15 @@ bool sync_claim_finish(worker *w, conn *c, session *s, bool clean)
 
 /* ---- stores ---- */
 
+/* session.epoch changes under sess_lock (connect_claim on any worker). */
+static uint64_t epoch_of(broker *b, session *s)
+{
+    pthread_mutex_lock(&b->sess_lock);
+    uint64_t e = s->epoch;
+    pthread_mutex_unlock(&b->sess_lock);
+    return e;
+}
+
 static bool worth_storing(const session *s)
 {
     return s->persistent || (s->c && s->c->will) || (s->off && s->off->will);
@@ -535,7 +544,7 @@ static void store_cb(bp_status st, void *arg)
     store_ctx *x = arg;
     session *s = x->s;
     worker *w = x->w;
-    if (st == BP_ESTALE && !s->dead && s->epoch == x->epoch && atomic_load(&s->owner) == w->id) {
+    if (st == BP_ESTALE && !s->dead && atomic_load(&s->owner) == w->id && epoch_of(w->b, s) == x->epoch) {
         sh_log(SH_INFO, "event=session_fenced client=%s epoch=%llu msg=\"a newer claim owns the client id\"",
                s->client_id, (unsigned long long)x->epoch);
         /* The newer claim may wait for our release, which its revoke would
@@ -571,8 +580,8 @@ static void store_one(worker *w, session *s)
     x->w = w;
     session_ref(s);
     x->s = s;
-    x->epoch = s->epoch;
-    bp_session_store(w->b->bp, w->id, s->client_id, s->epoch, blob, len, ttl, store_cb, x);
+    x->epoch = epoch_of(w->b, s);
+    bp_session_store(w->b->bp, w->id, s->client_id, x->epoch, blob, len, ttl, store_cb, x);
     sh_free(blob, len);
 }
 
@@ -604,8 +613,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 void sync_session_ended(worker *w, session *s)
 {
-    if (s->epoch) {
-        bp_session_drop(w->b->bp, w->id, s->client_id, s->epoch, NULL, NULL);
+    uint64_t epoch = epoch_of(w->b, s);
+    if (epoch) {
+        bp_session_drop(w->b->bp, w->id, s->client_id, epoch, NULL, NULL);
     }
 }
 
@@ -658,14 +668,15 @@ void sync_handle_revoke(worker *w, inbox_item *it)
         return;
     }
     if (s && !s->dead) {
-        if (s->epoch < epoch) {
+        uint64_t own = epoch_of(b, s);
+        if (own < epoch) {
             uint8_t *blob;
             uint32_t len;
             encode_session(s, &blob, &len);
             release(w, s->client_id, epoch, blob, len);
             sh_free(blob, len);
             sh_log(SH_INFO, "event=session_revoked client=%s epoch=%llu new_epoch=%llu online=%d", s->client_id,
-                   (unsigned long long)s->epoch, (unsigned long long)epoch, s->c != NULL);
+                   (unsigned long long)own, (unsigned long long)epoch, s->c != NULL);
             /* The will of a connection taken over goes out unless delayed
              * (§3.1.4-3, as for a takeover inside this node). */
             conn *old = s->c;
