@@ -13,6 +13,7 @@
 #include "node/remote.h"
 #include "node/retain.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 
 static void name_node(broker *b, const config *cfg, const broker_open_opts *o)
@@ -91,7 +92,8 @@ static broker_status open_backplane(broker *b)
     bp_hooks hooks = {.node = b,
                       .remote_message = remote_message_hook,
                       .ready_changed = remote_ready_hook,
-                      .qos0_dropped = remote_qos0_dropped_hook};
+                      .qos0_dropped = remote_qos0_dropped_hook,
+                      .session_revoked = sync_revoked_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

@@ -5,6 +5,7 @@
 #include "node/dispatch.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 
 /* §4.3.2 / §4.3.3: an ack for an unknown id is not fatal; v5 answers a
@@ -29,6 +30,9 @@ mqtt_rc handle_pubrec(conn *c, const mqtt_ack *p)
 mqtt_rc handle_pubrel(conn *c, const mqtt_ack *p)
 {
     bool had = session_qos2_remove(c->s, p->packet_id);
+    if (had && c->s->persistent) {
+        sync_mark_dirty(c->w, c->s);
+    }
     send_ack(c, MQTT_PUBCOMP, p->packet_id, had ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND, NULL);
     return MQTT_RC_SUCCESS;
 }

@@ -13,6 +13,7 @@
 #include "node/registry.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 #include "proto/utf8.h"
@@ -165,16 +166,16 @@ void connect_finish(conn *c, session *s, bool clean)
 {
     worker *w = c->w;
     /* A session that was not persistent would have ended with its
-     * connection: resuming it would hand over state the CONNACK denies. */
-    bool present = !clean && s->persistent;
-    if (!present) {
-        session_reset(w->b, s);
-    }
+     * connection: resuming it would hand over state the CONNACK denies.
+     * The cluster's stored state stands in for a session this node does
+     * not have (node/session_sync.c). */
+    bool present = sync_claim_finish(w, c, s, clean);
     session_set_persistent(w->b, s, c->session_expiry > 0);
     s->expiry_s = c->session_expiry;
     s->version = c->version;
     session_attach(w, s, c);
     c->state = CS_ACTIVE;
+    sync_mark_dirty(w, s); /* expiry and will as this CONNECT set them */
     if (c->version == MQTT_V5) {
         mqtt_props pr;
         connack_props(c, &pr, c->assigned_id);
@@ -193,15 +194,25 @@ void connect_finish(conn *c, session *s, bool clean)
     conn_resume_reading(c, PAUSE_CLAIM);
 }
 
-/* Claim the client id in this process: a new session at once, or ask the
- * worker that owns the existing one to hand it over. */
+/* Claim the client id in this process, once the cluster claim gave it an
+ * epoch: a new session at once, or ask the worker that owns the existing
+ * one to hand it over. The session's epoch is the cluster claim's, so
+ * claims here happen in the cluster's order: an older claim that comes
+ * late loses (epoch 1 is a record made afresh, after an end or an expiry,
+ * and comes after whatever this node still holds). */
 void connect_claim(conn *c)
 {
     worker *w = c->w;
     broker *b = w->b;
     size_t len = strlen(c->client_id);
+    uint64_t epoch = sync_claim_epoch(c);
     pthread_mutex_lock(&b->sess_lock);
     session *s = registry_get(b, c->client_id, len);
+    if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch && epoch != 1)) {
+        pthread_mutex_unlock(&b->sess_lock);
+        conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
+        return;
+    }
     if (!s && registry_full(b)) {
         pthread_mutex_unlock(&b->sess_lock);
         limits_refuse_session_or_close(c);
@@ -209,15 +220,15 @@ void connect_claim(conn *c)
     }
     if (!s) {
         s = session_new(b, c->client_id, len, w->id);
-        s->epoch = 1;
+        s->epoch = epoch;
         registry_put(b, s);
         pthread_mutex_unlock(&b->sess_lock);
-        connect_finish(c, s, true);
+        connect_finish(c, s, c->clean_start);
         session_unref(b, s);
         return;
     }
-    s->epoch++;
-    c->claim_epoch = s->epoch;
+    s->epoch = epoch;
+    c->claim_epoch = epoch;
     session_ref(s);
     pthread_mutex_unlock(&b->sess_lock);
     c->state = CS_CLAIMING;
@@ -272,7 +283,6 @@ mqtt_rc connect_proceed(conn *c)
                c->client_id, (int)will->topic_len, (const char *)will->topic);
         return MQTT_RC_NOT_AUTHORIZED;
     }
-    c->state = CS_CLAIMING;
-    connect_claim(c);
+    sync_claim_start(c); /* then connect_claim() */
     return MQTT_RC_SUCCESS;
 }

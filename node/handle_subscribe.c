@@ -11,6 +11,7 @@
 #include "node/limits.h"
 #include "node/route.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 #include "node/dispatch.h"
 #include "node/send.h"
@@ -114,6 +115,7 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
         codes[i++] = c->version == MQTT_V5 ? rc : mqtt_rc_to_v311_suback(rc);
     }
     pthread_rwlock_unlock(&b->subs_lock);
+    sync_mark_dirty(w, s);
     if (fatal == MQTT_RC_SUCCESS) {
         send_suback(c, p->packet_id, codes, i);
         cur = p->entries;

@@ -6,6 +6,7 @@
 #include "node/dispatch.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -31,6 +32,7 @@ mqtt_rc handle_unsubscribe(conn *c, const mqtt_unsubscribe *p)
         codes[i++] = had ? MQTT_RC_SUCCESS : MQTT_RC_NO_SUBSCRIPTION_EXISTED;
     }
     pthread_rwlock_unlock(&b->subs_lock);
+    sync_mark_dirty(c->w, s);
     send_unsuback(c, p->packet_id, codes, i);
     if (codes != stack_codes) {
         sh_free(codes, p->count);

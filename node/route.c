@@ -7,6 +7,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
+#include "node/remote.h"
 #include "node/retain.h"
 #include "node/route.h"
 #include "node/session.h"
@@ -147,6 +148,58 @@ void route_publish_internal(worker *w, msg *m)
     }
     route_publish(w, m, NULL);
     msg_unref(m);
+}
+
+/* The backplane's answer for a QoS 1/2 will: local subscribers get it now,
+ * as they get a client's QoS 1/2 publish once it is durable. A will has no
+ * publisher to refuse, so a backplane that could not take it still
+ * delivers it here (said in one line). */
+typedef struct will_ctx {
+    worker *w;
+    msg *m; /* ref held */
+} will_ctx;
+
+static void will_durable_cb(bp_status st, void *arg)
+{
+    will_ctx *x = arg;
+    worker *w = x->w;
+    msg *m = x->m;
+    sh_free(x, sizeof(*x));
+    if (st != BP_OK) {
+        sh_log(SH_WARN, "event=will_not_durable topic=%.*s status=%s msg=\"delivered on this node only\"",
+               (int)m->topic_len, (const char *)m->topic, bp_status_name(st));
+    }
+    route_publish_internal(w, m);
+    worker_flush(w);
+}
+
+void route_publish_will(worker *w, msg *m)
+{
+    bp_message bm = {
+        .topic = m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .qos = m->qos,
+        .retain = m->retain,
+        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
+    };
+    backplane *bp = w->b->bp;
+    if (m->retain) {
+        bp_retain_set(bp, w->id, &bm, NULL, NULL);
+    }
+    if (m->qos == 0) {
+        bp_publish(bp, w->id, &bm, NULL, NULL);
+        route_publish_internal(w, m);
+        return;
+    }
+    will_ctx *x = sh_malloc(sizeof(*x));
+    x->w = w;
+    x->m = m; /* its ref goes to the callback */
+    bp_publish(bp, w->id, &bm, will_durable_cb, x);
 }
 
 typedef struct collect {

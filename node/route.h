@@ -19,7 +19,11 @@ typedef struct delivery delivery;
 bool route_publish(worker *w, msg *m, uint32_t *matched);
 void route_deliver_to(worker *w, session *s, delivery *d);
 void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const sub_opts *o);
-/* Publish a will / internal message (origin 0). Consumes m. */
+/* Publish a will / internal message (origin 0) on this node. Consumes m. */
 void route_publish_internal(worker *w, msg *m);
+/* Publish a will: through the backplane (other nodes, the retained
+ * snapshot) and to this node's subscribers, QoS 1/2 once the backplane
+ * has it, as a client's publish. Consumes m. */
+void route_publish_will(worker *w, msg *m);
 
 #endif

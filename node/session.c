@@ -13,6 +13,7 @@
 #include "node/registry.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -279,6 +280,9 @@ void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag,
     conn *c = s->c && s->c->state == CS_ACTIVE ? s->c : NULL;
     if (stored) {
         e->state = Q2_DURABLE;
+        if (s->persistent) {
+            sync_mark_dirty(w, s); /* a resend on another node must not be taken as new */
+        }
         if (c) {
             send_ack(c, MQTT_PUBREC, pid, c->version == MQTT_V5 ? rc : 0, NULL);
         }

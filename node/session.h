@@ -80,7 +80,7 @@ enum { Q2_PENDING = 1, Q2_DURABLE };
  * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
     session *reg_next;
-    uint64_t epoch;
+    uint64_t epoch;       /* of the cluster claim that holds it (node/session_sync.c) */
     conn *c;              /* attached connection, owner's thread only */
     session_offline *off; /* owner's thread only; NULL while nothing is due offline */
     /* Outgoing QoS 1/2 awaiting acks, in send order. */
@@ -122,6 +122,7 @@ struct session {
     bool dead;        /* ended: deliveries are dropped */
     bool persistent;  /* outlives its connection */
     bool registered;  /* in the registry (under sess_lock) */
+    bool dirty;       /* in its owner's list of sessions to store (node/session_sync.c) */
     char client_id[]; /* NUL-terminated, in this allocation */
 };
 
@@ -153,6 +154,11 @@ void session_set_online(broker *b, session *s, bool online);
 void session_set_persistent(broker *b, session *s, bool persistent);
 void session_free_sub_strings(session *s);
 void session_end(worker *w, session *s);
+/* Another node owns the client id now: end s here without its will and
+ * without touching the cluster's record (node/session_sync.c). */
+void session_forget(worker *w, session *s);
+/* Publish a will (consumed, may be NULL) through the backplane. */
+void session_publish_will(worker *w, msg *will);
 /* The connection went away: keep the session offline (persistent) or end
  * it. `will` (consumed, may be NULL) is published now, after will_delay
  * seconds, or when the session ends, whichever comes first. */

@@ -11,17 +11,25 @@
 #include "node/registry.h"
 #include "node/route.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/worker.h"
 #include "node/send.h"
 #include "node/dispatch.h"
 
 
+/* Through the backplane like any publish, so that subscribers on every
+ * node and the retained snapshot get it. */
 static void publish_will(worker *w, msg *will)
 {
     if (will) {
         sh_log(SH_DEBUG, "event=will topic=%.*s", will->topic_len, (const char *)will->topic);
-        route_publish_internal(w, will);
+        route_publish_will(w, will);
     }
+}
+
+void session_publish_will(worker *w, msg *will)
+{
+    publish_will(w, will);
 }
 
 /* Remove subscriptions, queue and inflight: a clean start or the end. */
@@ -93,9 +101,9 @@ static void drop_delayed_will(session *s)
     msg_unref(take_will(s));
 }
 
-/* The session is over: `will` (consumed, may be NULL) goes out now
- * (§3.1.3.2.2), its subscriptions go, and it leaves the registry. */
-static void end_with_will(worker *w, session *s, msg *will)
+/* The session is over here: its subscriptions go and it leaves the
+ * registry (which may free it: the caller holds no ref). */
+static void end_here(worker *w, session *s)
 {
     broker *b = w->b;
     drop_timer(s);
@@ -104,12 +112,27 @@ static void end_with_will(worker *w, session *s, msg *will)
     pthread_mutex_lock(&b->sess_lock);
     registry_remove(b, s);
     pthread_mutex_unlock(&b->sess_lock);
+}
+
+/* The session is over: `will` (consumed, may be NULL) goes out now
+ * (§3.1.3.2.2), and the cluster's record goes too. */
+static void end_with_will(worker *w, session *s, msg *will)
+{
+    sync_session_ended(w, s); /* before: leaving the registry may free s */
+    end_here(w, s);
     publish_will(w, will);
 }
 
 void session_end(worker *w, session *s)
 {
     end_with_will(w, s, take_will(s));
+}
+
+void session_forget(worker *w, session *s)
+{
+    drop_delayed_will(s);
+    session_set_online(w->b, s, false);
+    end_here(w, s);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -126,6 +149,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = now_ms();
     if (o->will && now >= o->will_at) {
         publish_will(w, take_will(s));
+        sync_mark_dirty(w, s);
     }
     if (o->expire_at && now >= o->expire_at) {
         sh_log(SH_INFO, "event=session_expired client=%s", s->client_id);
@@ -197,6 +221,7 @@ void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
         s->off->expire_at = 0;
     }
     session_arm_offline_timer(w, s);
+    sync_mark_dirty(w, s); /* offline: the record's TTL, the delayed will */
 }
 
 void session_attach(worker *w, session *s, conn *c)

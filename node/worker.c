@@ -242,6 +242,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_REMOTE:
         remote_deliver(w, it->d.m);
         break;
+    case IN_REVOKE:
+        sync_handle_revoke(w, it);
+        break;
     case IN_QOS2_REPORT:
         session_qos2_report(w, it->s, it->pid, (uint32_t)it->conn_id, it->clean, (uint8_t)it->epoch);
         session_unref(w->b, it->s);
@@ -447,6 +450,7 @@ static int worker_init(broker *b, worker *w, int id)
     w->reap = event_new(w->base, -1, 0, reap_cb, w);
     event_priority_set(w->reap, 1);
     conn_io_worker_init(w);
+    sync_worker_init(w);
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     struct timeval one = {1, 0};
     event_add(w->tick, &one);
@@ -541,7 +545,7 @@ static void free_items(broker *b, item_vec *v)
 {
     for (uint32_t i = 0; i < v->n; i++) {
         inbox_item *it = &v->v[i];
-        if (it->kind == IN_DELIVER || it->kind == IN_REMOTE) {
+        if (it->kind == IN_DELIVER || it->kind == IN_REMOTE || it->kind == IN_REVOKE) {
             msg_unref(it->d.m);
         }
         if (it->s) {
@@ -610,6 +614,7 @@ void worker_free_all(broker *b)
         event_free(w->reap);
         proxy_worker_free(w);
         conn_io_worker_free(w);
+        sync_worker_free(w);
         event_free(w->tick);
         sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));
         sh_free(w->by_id, w->by_id_cap * sizeof(conn *));

@@ -14,6 +14,7 @@
 #include "node/metrics.h"
 #include "node/proxy.h"
 #include "node/session.h"
+#include "node/session_sync.h"
 #include "node/tls.h"
 #include "node/ws_conn.h"
 
@@ -35,6 +36,8 @@ enum inbox_kind {
     IN_QOS2_REPORT, /* the backplane's answer for inbound QoS 2 id `pid` of session s:
                       * stored (`clean`), for the connection tagged `conn_id`,
                       * acknowledged with reason code `epoch` */
+    IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
+                      * session here, if any (node/session_sync.c) */
 };
 
 typedef struct inbox_item {
@@ -91,6 +94,7 @@ struct worker {
     tls_worker tls;         /* node/tls.h */
     ws_worker ws;           /* node/ws_conn.h */
     proxy_worker proxy;     /* node/proxy.h */
+    sync_worker sync;       /* node/session_sync.h */
 };
 
 /* Monotonic milliseconds. */

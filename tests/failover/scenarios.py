@@ -19,8 +19,6 @@ from workload import Holder, Publisher, StuckSubscriber, Subscriber, WillClient,
 
 S59 = "[5/9] issue 17"
 COMMON_TODAY = {
-    # Two connections with one client id on two nodes both stay up today.
-    "one-conn": S59 + ": takeover across nodes (invariant 3)",
     # Each node delivers a $share message to its own members: one per node.
     "shared-once": S59 + ": shared subscriptions cluster-wide (invariant 4)",
 }

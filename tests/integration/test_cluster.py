@@ -106,10 +106,17 @@ def kcat_partition_of(bootstrap, topic, key):
     return parts.pop()
 
 
-def record(topic, payload, origin="kcat-test", qos=1, retain=False, props=b"", expiry=0, version=1):
-    """A backplane record as docs/architecture.md describes it."""
+def record(topic, payload, origin="kcat-test", qos=1, retain=False, props=b"", expiry=0, version=1, client_id=None):
+    """A backplane record as docs/architecture.md describes it (version 2
+    when client_id, the publishing client's id, is given)."""
     t, o = topic.encode(), origin.encode()
-    return (b"SH" + bytes([version, 1 if retain else 0, qos, len(o)]) + o + struct.pack(">QI", expiry, len(props))
+    if client_id is not None:
+        version = 2
+        o += struct.pack(">H", len(client_id.encode())) + client_id.encode()
+        head = bytes([version, 1 if retain else 0, qos, len(origin.encode())])
+    else:
+        head = bytes([version, 1 if retain else 0, qos, len(o)])
+    return (b"SH" + head + o + struct.pack(">QI", expiry, len(props))
             + props + struct.pack(">H", len(t)) + t + payload)
 
 
@@ -384,11 +391,13 @@ def test_subscription_ids_and_user_properties_cross_nodes(cluster):
     sub.close()
 
 
-def test_no_local_holds_for_the_same_client_id_across_nodes(cluster):
+def test_no_local_holds_for_the_same_client_id_across_nodes(cluster, backends):
     """MQTT 5 §3.8.3.1: No Local is about the publisher's client id, on any
-    node. X's session waits on B with a No Local subscription while X
-    publishes through A: back on B, X gets another client's message and none
-    of its own. Another client's No Local subscription gets X's messages."""
+    node. X's session moves from B to A with its No Local subscription (one
+    connection per client id in the cluster): X's own messages published
+    through A never come back to it, another client's do, and another
+    client's No Local subscription on B gets X's. A record from another
+    node carrying X's client id (version 2) is not delivered to X either."""
     a, b = cluster(uid("na")), cluster(uid("nb"))
     topic = uid("nolocal")
     xid = uid("x")
@@ -400,6 +409,7 @@ def test_no_local_holds_for_the_same_client_id_across_nodes(cluster):
     assert z.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True)) == [1]
 
     x = Client(a, client_id=xid, clean=False, properties=keep)
+    assert x.session_present
     own = [b"own-%d" % i for i in range(5)]
     for p in own:
         x.publish(topic, p, qos=1)
@@ -407,13 +417,21 @@ def test_no_local_holds_for_the_same_client_id_across_nodes(cluster):
     y.publish(topic, b"from-y", qos=1)
     # Same topic, same partition: once Z has Y's message, B has routed X's.
     assert [m.payload for m in z.get_n(len(own) + 1, WAIT)] == own + [b"from-y"]
+    m = x.get(WAIT)
+    assert (m.topic, m.payload, m.qos) == (topic, b"from-y", 1)
+    assert x.barrier() == []
     x.disconnect()
     y.disconnect()
 
+    # Back on B; records as another node writes them, with X's id and another.
     x = Client(b, client_id=xid, clean=False, properties=keep)
     assert x.session_present
+    part = kcat_partition_of(backends.bootstrap, cluster.topic, topic)
+    kcat_produce(backends.bootstrap, cluster.topic, part, topic, record(topic, b"x-elsewhere", client_id=xid))
+    kcat_produce(backends.bootstrap, cluster.topic, part, topic, record(topic, b"w-elsewhere", client_id="w"))
+    assert [m.payload for m in z.get_n(2, WAIT)] == [b"x-elsewhere", b"w-elsewhere"]
     m = x.get(WAIT)
-    assert (m.topic, m.payload, m.qos) == (topic, b"from-y", 1)
+    assert (m.topic, m.payload, m.qos) == (topic, b"w-elsewhere", 1)
     assert x.barrier() == []
     x.disconnect()
     z.disconnect()
