@@ -205,10 +205,14 @@ void connect_claim(conn *c)
     worker *w = c->w;
     broker *b = w->b;
     size_t len = strlen(c->client_id);
+    bool clustered = sync_on(b);
     uint64_t epoch = sync_claim_epoch(c);
     pthread_mutex_lock(&b->sess_lock);
     session *s = registry_get(b, c->client_id, len);
-    if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch && epoch != 1)) {
+    if (!clustered) {
+        /* One process: the registry orders the claims. */
+        epoch = s ? s->epoch + 1 : 1;
+    } else if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch && epoch != 1)) {
         pthread_mutex_unlock(&b->sess_lock);
         conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
         return;

@@ -342,9 +342,19 @@ static void claim_cb(bp_status st, const bp_session_rec *rec, void *arg)
     claim_step(cl, c, st, rec);
 }
 
+bool sync_on(const broker *b)
+{
+    return !bp_knows_all_subscribers(b->bp);
+}
+
 void sync_claim_start(conn *c)
 {
     worker *w = c->w;
+    if (!sync_on(w->b)) {
+        c->state = CS_CLAIMING;
+        connect_claim(c);
+        return;
+    }
     sweep_claims(w);
     size_t len = strlen(c->client_id);
     sync_claim *cl = sh_calloc(1, sizeof(*cl) + len + 1);
@@ -441,7 +451,7 @@ static bool worth_storing(const session *s)
 
 void sync_mark_dirty(worker *w, session *s)
 {
-    if (s->dirty || s->dead || !worth_storing(s)) {
+    if (s->dirty || s->dead || !worth_storing(s) || !sync_on(w->b)) {
         return;
     }
     s->dirty = true;
@@ -614,6 +624,9 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 void sync_session_ended(worker *w, session *s)
 {
+    if (!sync_on(w->b)) {
+        return;
+    }
     uint64_t epoch = epoch_of(w->b, s);
     if (epoch) {
         bp_session_drop(w->b->bp, w->id, s->client_id, epoch, NULL, NULL);

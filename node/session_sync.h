@@ -51,6 +51,13 @@ typedef struct sync_worker {
 void sync_worker_init(worker *w);
 void sync_worker_free(worker *w);
 
+/* Are sessions kept in the cluster's records? Not on a backplane whose
+ * every node is this process (the local one): there the registry already
+ * is the one owner table, and a record per client id would only cost
+ * memory and time on every connect. Then every sync_ call below is a no-op
+ * (sync_claim_start goes straight to connect_claim). */
+bool sync_on(const broker *b);
+
 /* CONNECT accepted: claim c->client_id in the cluster, then (on this
  * worker, maybe at once) the in-process claim (connect_claim). */
 void sync_claim_start(conn *c);
