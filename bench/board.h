@@ -45,22 +45,22 @@ typedef struct board_result {
     uint64_t rounds; /* retained: subscribe rounds completed */
     uint64_t first_attempt_ns, last_connack_ns;
     uint64_t first_send_ns, last_send_ns, last_recv_ns;
-    hist lat;      /* delivery latency, µs */
-    hist conn_lat; /* CONNECT attempt to CONNACK, µs */
+    hist lat;        /* delivery latency, µs */
+    hist conn_lat;   /* CONNECT attempt to CONNACK, µs */
     hist send_delay; /* open loop: intended to actual send time, µs (the generator's own lateness) */
 } board_result;
 
 typedef struct board {
-    _Atomic uint64_t start_ns; /* set by the last process to become ready */
-    _Atomic uint32_t ready;    /* processes done with setup */
-    _Atomic uint32_t pub_done; /* processes whose publishers are final */
-    _Atomic uint32_t finished; /* processes that wrote their result */
+    _Atomic uint64_t start_ns;       /* set by the last process to become ready */
+    _Atomic uint32_t ready;          /* processes done with setup */
+    _Atomic uint32_t pub_done;       /* processes whose publishers are final */
+    _Atomic uint32_t finished;       /* processes that wrote their result */
     _Atomic uint64_t group_distinct; /* shared: distinct deliveries so far */
     uint32_t procs;
     uint32_t n_pubs;
     size_t bytes;
-    board_live *live;   /* [procs] */
-    board_result *res;  /* [procs] */
+    board_live *live;  /* [procs] */
+    board_result *res; /* [procs] */
     /* [n_pubs] each, final once pub_done == procs. For QoS 0 acked = sent. */
     _Atomic uint64_t *pub_sent;
     _Atomic uint64_t *pub_acked;

@@ -33,11 +33,11 @@ struct client {
     const client_cfg *cfg;
     void *ud;
     client_state state;
-    uint16_t window;      /* min(cfg inflight, broker's Receive Maximum) */
-    uint16_t used;        /* slots taken */
+    uint16_t window; /* min(cfg inflight, broker's Receive Maximum) */
+    uint16_t used;   /* slots taken */
     uint16_t n_free;
-    uint16_t *free_ids;   /* stack of free packet ids 1..inflight */
-    uint8_t *slots;       /* [inflight + 1] by packet id */
+    uint16_t *free_ids; /* stack of free packet ids 1..inflight */
+    uint8_t *slots;     /* [inflight + 1] by packet id */
     uint64_t started_ns;
     uint64_t last_tx_ns;
     char id[64];
@@ -246,8 +246,7 @@ void client_tick(client *c, uint64_t now)
         end(c, CLIENT_END_TIMEOUT, 0);
         return;
     }
-    if (c->state == CLIENT_UP && c->cfg->keepalive &&
-        now - c->last_tx_ns >= (uint64_t)c->cfg->keepalive * 500000000u) {
+    if (c->state == CLIENT_UP && c->cfg->keepalive && now - c->last_tx_ns >= (uint64_t)c->cfg->keepalive * 500000000u) {
         struct evbuffer_iovec v;
         uint8_t *d = reserve(c, 2, &v);
         if (d) {

@@ -54,7 +54,7 @@ typedef struct client_cbs {
 } client_cbs;
 
 typedef struct client_cfg {
-    uint8_t version;   /* 3, 4 or 5 */
+    uint8_t version; /* 3, 4 or 5 */
     uint16_t keepalive;
     bool clean;
     uint32_t session_expiry; /* v5, when !clean */

@@ -94,7 +94,8 @@ static int reap(pid_t *pids, int n, bool *failed)
         if (w == pids[i]) {
             if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
                 fprintf(stderr, "shoal-bench: worker %d (pid %d) %s %d\n", i, (int)pids[i],
-                        WIFSIGNALED(st) ? "killed by signal" : "exited with", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+                        WIFSIGNALED(st) ? "killed by signal" : "exited with",
+                        WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
                 *failed = true;
             }
             pids[i] = 0;

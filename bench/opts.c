@@ -166,7 +166,8 @@ static const opt opts[] = {
      "msg/s for all publishers together, open loop (conn: connects/s); 0 = as fast as possible [0]"},
     {"inflight", K_U32, O(inflight), 1, 65000, "unacknowledged QoS 1/2 publishes per publisher [16]"},
     {"duration", K_DBL, O(duration), 0, 86400, "seconds to publish (conn: to hold) [10]"},
-    {"drain", K_DBL, O(drain), 0, 3600, "give up waiting for acks and deliveries after this many seconds without any (at most 10x this after publishing) [10]"},
+    {"drain", K_DBL, O(drain), 0, 3600,
+     "give up waiting for acks and deliveries after this many seconds without any (at most 10x this after publishing) [10]"},
     {"setup-timeout", K_DBL, O(setup_timeout), 1, 3600, "seconds to connect and subscribe everyone [60]"},
     {"connect-timeout", K_DBL, O(connect_timeout), 1, 3600, "seconds one connection may take to get its CONNACK [10]"},
     {"host", K_HOSTS, 0, 0, 0, "broker hosts, comma list, 127.0.0.0/8 only [127.0.0.1]"},
@@ -222,8 +223,7 @@ static void defaults(bench_opts *o)
     snprintf(o->prefix, sizeof(o->prefix), "sb%d-", (int)getpid());
 }
 
-static int set_value(bench_opts *o, const opt *d, const char *v, port_list *ports, ip_list *hosts,
-                     ip_list *srcs)
+static int set_value(bench_opts *o, const opt *d, const char *v, port_list *ports, ip_list *hosts, ip_list *srcs)
 {
     char *f = (char *)o + d->off;
     long l;

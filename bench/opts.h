@@ -25,10 +25,10 @@ typedef enum opts_map {
 typedef struct opts_scenario {
     const char *name;
     opts_map map;
-    char letter; /* topic level that keeps scenarios apart */
+    char letter;                 /* topic level that keeps scenarios apart */
     uint32_t pubs, subs, topics; /* defaults */
-    double rate;                  /* default --rate */
-    bool split_addrs;             /* publishers on address 0, subscribers on address 1 */
+    double rate;                 /* default --rate */
+    bool split_addrs;            /* publishers on address 0, subscribers on address 1 */
     const char *help;
 } opts_scenario;
 
@@ -52,7 +52,7 @@ typedef struct bench_opts {
     bool clean;
     char prefix[48];
     uint32_t conns, pubs, subs, topics;
-    bool quiet; /* no progress lines */
+    bool quiet;     /* no progress lines */
     bool subscribe; /* conn: each connection subscribes to its own topic */
 } bench_opts;
 

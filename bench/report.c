@@ -8,8 +8,7 @@
 #include "common/alloc.h"
 
 static const char *const phase_names[] = {
-    [PHASE_SETUP] = "setup", [PHASE_WAIT] = "wait", [PHASE_RUN] = "run",
-    [PHASE_DRAIN] = "drain", [PHASE_DONE] = "done",
+    [PHASE_SETUP] = "setup", [PHASE_WAIT] = "wait", [PHASE_RUN] = "run", [PHASE_DRAIN] = "drain", [PHASE_DONE] = "done",
 };
 
 const char *report_phase_name(board_phase ph)
@@ -43,10 +42,10 @@ void report_progress(FILE *out, double elapsed, const report_live *now, const re
             "[%7.1fs] %-5s conns %llu/%llu refused %llu dropped %llu | out %.0f/s in %.0f/s conn %.0f/s | "
             "errors %llu recv %llu\n",
             elapsed, report_phase_name(now->phase), (unsigned long long)(now->connected - now->dropped),
-            (unsigned long long)now->attempted, (unsigned long long)now->refused,
-            (unsigned long long)now->dropped, (double)(now->sent - prev->sent) / d,
-            (double)(now->received - prev->received) / d, (double)(now->connected - prev->connected) / d,
-            (unsigned long long)now->errors, (unsigned long long)now->received);
+            (unsigned long long)now->attempted, (unsigned long long)now->refused, (unsigned long long)now->dropped,
+            (double)(now->sent - prev->sent) / d, (double)(now->received - prev->received) / d,
+            (double)(now->connected - prev->connected) / d, (unsigned long long)now->errors,
+            (unsigned long long)now->received);
     fflush(out);
 }
 
@@ -103,8 +102,9 @@ static void judge_group(merged *m, const board *b)
 
 static void json_hist(FILE *out, const char *name, const hist *h)
 {
-    fprintf(out, "\"%s\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
-                 "\"p99_9\":%llu,\"max\":%llu}",
+    fprintf(out,
+            "\"%s\":{\"count\":%llu,\"min\":%llu,\"mean\":%.1f,\"p50\":%llu,\"p90\":%llu,\"p99\":%llu,"
+            "\"p99_9\":%llu,\"max\":%llu}",
             name, (unsigned long long)h->count, (unsigned long long)(h->count ? h->min : 0), hist_mean(h),
             (unsigned long long)hist_percentile(h, 50), (unsigned long long)hist_percentile(h, 90),
             (unsigned long long)hist_percentile(h, 99), (unsigned long long)hist_percentile(h, 99.9),
@@ -125,12 +125,14 @@ static void json_cdf(FILE *out, const hist *h)
 
 static void json_config(FILE *out, const bench_opts *o)
 {
-    fprintf(out, "\"config\":{\"qos\":%d,\"size\":%u,\"version\":%d,\"rate\":%.1f,\"inflight\":%u,"
-                 "\"duration\":%.1f,\"drain\":%.1f,\"procs\":%d,\"keepalive\":%d,\"clean\":%s,"
-                 "\"conns\":%u,\"subscribe\":%s,\"pubs\":%u,\"subs\":%u,\"topics\":%u,\"srcs\":%d,\"client_prefix\":\"%s\","
-                 "\"addresses\":[",
+    fprintf(out,
+            "\"config\":{\"qos\":%d,\"size\":%u,\"version\":%d,\"rate\":%.1f,\"inflight\":%u,"
+            "\"duration\":%.1f,\"drain\":%.1f,\"procs\":%d,\"keepalive\":%d,\"clean\":%s,"
+            "\"conns\":%u,\"subscribe\":%s,\"pubs\":%u,\"subs\":%u,\"topics\":%u,\"srcs\":%d,\"client_prefix\":\"%s\","
+            "\"addresses\":[",
             o->qos, o->size, o->version, o->rate, o->inflight, o->duration, o->drain, o->procs, o->keepalive,
-            o->clean ? "true" : "false", o->conns, o->subscribe ? "true" : "false", o->pubs, o->subs, o->topics, o->n_srcs, o->prefix);
+            o->clean ? "true" : "false", o->conns, o->subscribe ? "true" : "false", o->pubs, o->subs, o->topics,
+            o->n_srcs, o->prefix);
     for (int i = 0; i < o->n_addrs; i++) {
         char a[32];
         opts_addr_text(&o->addrs[i], a, sizeof(a));
@@ -147,10 +149,11 @@ static double per_s(uint64_t n, double secs)
 static void json_counts_rates(FILE *out, const bench_opts *o, const merged *m, uint64_t start_ns)
 {
     const board_result *r = &m->r;
-    fprintf(out, "\"counts\":{\"attempted\":%llu,\"connected\":%llu,\"refused\":%llu,\"dropped\":%llu,"
-                 "\"errors\":%llu,\"sent\":%llu,\"acked\":%llu,\"unacked\":%llu,\"backlog\":%llu,"
-                 "\"expected\":%llu,\"received\":%llu,\"lost\":%llu,\"duplicated\":%llu,"
-                 "\"out_of_order\":%llu,\"rounds\":%llu},",
+    fprintf(out,
+            "\"counts\":{\"attempted\":%llu,\"connected\":%llu,\"refused\":%llu,\"dropped\":%llu,"
+            "\"errors\":%llu,\"sent\":%llu,\"acked\":%llu,\"unacked\":%llu,\"backlog\":%llu,"
+            "\"expected\":%llu,\"received\":%llu,\"lost\":%llu,\"duplicated\":%llu,"
+            "\"out_of_order\":%llu,\"rounds\":%llu},",
             (unsigned long long)r->attempted, (unsigned long long)r->connected, (unsigned long long)r->refused,
             (unsigned long long)r->dropped, (unsigned long long)r->errors, (unsigned long long)r->sent,
             (unsigned long long)r->acked, (unsigned long long)(o->qos && r->sent > r->acked ? r->sent - r->acked : 0),
@@ -162,7 +165,8 @@ static void json_counts_rates(FILE *out, const bench_opts *o, const merged *m, u
     if (start_ns && m->last_recv_ns > start_ns && (double)(m->last_recv_ns - start_ns) / 1e9 > recv_s) {
         recv_s = (double)(m->last_recv_ns - start_ns) / 1e9;
     }
-    double conn_s = m->last_connack_ns > m->first_attempt_ns ? (double)(m->last_connack_ns - m->first_attempt_ns) / 1e9 : 0;
+    double conn_s = m->last_connack_ns > m->first_attempt_ns ? (double)(m->last_connack_ns - m->first_attempt_ns) / 1e9
+                                                             : 0;
     fprintf(out, "\"rates\":{\"sent_per_s\":%.1f,\"received_per_s\":%.1f,\"connects_per_s\":%.1f},",
             o->sc->map == MAP_RETAINED ? 0.0 : per_s(r->sent, run_s), per_s(r->received, recv_s),
             per_s(r->connected, conn_s));
@@ -185,8 +189,7 @@ void report_json(FILE *out, const bench_opts *o, const board *b, const char *sta
         judge_group(m, b);
     }
     fprintf(out, "{\"tool\":\"shoal-bench\",\"scenario\":\"%s\",\"status\":\"%s\",\"workers_reported\":%d,",
-            o->sc->name, m->written < (int)b->procs && !strcmp(status, "ok") ? "incomplete" : status,
-            m->written);
+            o->sc->name, m->written < (int)b->procs && !strcmp(status, "ok") ? "incomplete" : status, m->written);
     json_config(out, o);
     fprintf(out, ",");
     json_counts_rates(out, o, m, board_get(b->start_ns));

@@ -59,7 +59,7 @@ track_result track_seen(track *t, uint64_t seq);
 typedef struct track_map {
     uint32_t *keys; /* publisher id + 1; 0 = empty slot */
     track **vals;
-    uint32_t cap;   /* power of two, or 0 */
+    uint32_t cap; /* power of two, or 0 */
     uint32_t used;
 } track_map;
 

@@ -28,9 +28,9 @@ const char *bp_status_name(bp_status st)
  * the log is the field's and adding an entry cannot skip its check. */
 const char *bp_ops_missing(const bp_ops *ops)
 {
-#define REQUIRE(op)        \
-    if (!ops->op) {        \
-        return #op;        \
+#define REQUIRE(op) \
+    if (!ops->op) { \
+        return #op; \
     }
     REQUIRE(kind);
     REQUIRE(open);
@@ -107,7 +107,7 @@ void bp_free(backplane *bp)
 }
 
 const double bp_latency_bounds[BP_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                       0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+                                                      0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
 
 void bp_hist_observe(bp_hist *h, uint64_t us)
 {
@@ -238,8 +238,8 @@ void bp_session_claim(backplane *bp, int worker, const char *client_id, bool cle
     bp->ops->session_claim(bp, worker, client_id, clean, cb, arg);
 }
 
-void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
-                     bp_session_cb cb, void *arg)
+void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify, bp_session_cb cb,
+                     void *arg)
 {
     if (atomic_load(&bp->closed)) {
         cb(BP_ECLOSED, NULL, arg);
@@ -256,8 +256,8 @@ void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t
     }
 }
 
-void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                        const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
+                        uint32_t len, bp_done_cb cb, void *arg)
 {
     if (!closed_done(bp, cb, arg)) {
         bp->ops->session_release(bp, worker, client_id, old_epoch, state, len, cb, arg);

@@ -84,8 +84,8 @@ typedef struct bp_hooks {
 typedef struct bp_config {
     const char *node_id;
     int workers;
-    const char *address;   /* host:port advertised to other nodes */
-    const char *redis_url; /* NULL: local backplane */
+    const char *address;        /* host:port advertised to other nodes */
+    const char *redis_url;      /* NULL: local backplane */
     const char *redis_tls_ca;   /* rediss://: CA bundle, NULL = system store */
     const char *redis_tls_cert; /* rediss://: client certificate, may be NULL */
     const char *redis_tls_key;
@@ -206,8 +206,8 @@ void bp_session_claim(backplane *bp, int worker, const char *client_id, bool cle
  * loses messages while a node reconnects). A record that does not exist
  * (expired, dropped) is BP_ESTALE too, or with epoch 0 BP_OK with epoch 0
  * and no state. */
-void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
-                     bp_session_cb cb, void *arg);
+void bp_session_load(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify, bp_session_cb cb,
+                     void *arg);
 
 /* Write the state, accepted only while the record's epoch == epoch and this
  * node instance owns it; BP_ESTALE otherwise (close the connection with
@@ -220,8 +220,8 @@ void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t
  * the record's previous claim is old_epoch, was this node instance's and has
  * not been released; sets `released`. state NULL: let go without writing
  * (keep what is stored). BP_ESTALE when refused. */
-void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                        const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg);
+void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
+                        uint32_t len, bp_done_cb cb, void *arg);
 
 /* Delete the record, fenced like a store (a clean session that ended, an
  * expired one). */

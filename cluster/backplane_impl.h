@@ -27,16 +27,14 @@ typedef struct bp_ops {
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
     /* Session records: see bp_session_* in backplane.h. */
-    void (*session_claim)(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb,
-                          void *arg);
+    void (*session_claim)(backplane *bp, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg);
     void (*session_load)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bool renotify,
                          bp_session_cb cb, void *arg);
-    void (*session_store)(backplane *bp, int worker, const char *client_id, uint64_t epoch,
-                          const uint8_t *state, uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
-    void (*session_release)(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                            const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg);
-    void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,
-                         void *arg);
+    void (*session_store)(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
+                          uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
+    void (*session_release)(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
+                            uint32_t len, bp_done_cb cb, void *arg);
+    void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
     /* See bp_max_publish_size; 0 = no limit. */
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
 } bp_ops;
@@ -64,7 +62,7 @@ struct backplane {
     bp_hooks hooks;
     struct event_base *bases[BP_MAX_WORKERS];
     _Atomic bool closed; /* set by bp_close, read by workers */
-    _Atomic bool ready; /* written by the backplane thread, read by workers */
+    _Atomic bool ready;  /* written by the backplane thread, read by workers */
     void *impl;
 };
 

@@ -63,8 +63,8 @@ typedef struct rk {
     int redis_port;
     char redis_password[256];
     int redis_db;
-    bool redis_tls;      /* rediss:// */
-    struct rk_tls *tls;  /* the bridge hiredis connects through, with rediss:// */
+    bool redis_tls;     /* rediss:// */
+    struct rk_tls *tls; /* the bridge hiredis connects through, with rediss:// */
     redisAsyncContext *ac;
     struct event *redis_retry;
     struct event *heartbeat;
@@ -81,14 +81,14 @@ typedef struct rk {
     /* Membership: "token|address", the value of this node's claim key; the
      * token is random per process, so a restart is a different claimant. */
     char claim[340];
-    bool claimed;  /* released on stop */
-    bool id_lost;  /* a heartbeat found the claim held by another instance */
-    struct rk_sess *sess; /* rk_session.c: the revoke subscriber */
+    bool claimed;           /* released on stop */
+    bool id_lost;           /* a heartbeat found the claim held by another instance */
+    struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
 } rk;
 
 /* rk_kafka.c */
-int rk_kafka_start(rk *r);  /* before the thread starts; may block briefly */
+int rk_kafka_start(rk *r);   /* before the thread starts; may block briefly */
 void rk_kafka_attach(rk *r); /* on the backplane thread */
 void rk_kafka_stop(rk *r);
 void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
@@ -119,8 +119,8 @@ void rk_session_stop(rk *r);   /* from rk_redis_stop */
 void rk_session_claim(rk *r, int worker, const char *client_id, bool clean, bp_session_cb cb, void *arg);
 void rk_session_load(rk *r, int worker, const char *client_id, uint64_t epoch, bool renotify, bp_session_cb cb,
                      void *arg);
-void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
-                      uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
+void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state, uint32_t len,
+                      uint64_t ttl_ms, bp_done_cb cb, void *arg);
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
                         uint32_t len, bp_done_cb cb, void *arg);
 void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);

@@ -565,11 +565,11 @@ static bool topic_writable(rk *r, const char **why)
 
 /* What the probe thread remembers between checks. */
 typedef struct probe_state {
-    int fails;             /* metadata checks failed in a row */
-    bool canary;           /* canaries sent since Kafka went down */
-    uint64_t canary_base;  /* r->produced when they were sent */
-    uint64_t seen;         /* r->produced at the last check */
-    uint64_t last_write;   /* when it last grew (rk_mono_us) */
+    int fails;            /* metadata checks failed in a row */
+    bool canary;          /* canaries sent since Kafka went down */
+    uint64_t canary_base; /* r->produced when they were sent */
+    uint64_t seen;        /* r->produced at the last check */
+    uint64_t last_write;  /* when it last grew (rk_mono_us) */
 } probe_state;
 
 /* One empty record to every partition, through the producer the
@@ -579,8 +579,8 @@ typedef struct probe_state {
 static void send_canaries(rk *r)
 {
     for (int p = 0; p < r->partitions; p++) {
-        rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(p),
-                          RD_KAFKA_V_VALUE(NULL, 0), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+        rd_kafka_producev(r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_VALUE(NULL, 0),
+                          RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
     }
 }
 
@@ -681,8 +681,10 @@ static void queue_state(rk *r, bool full)
 {
     if (atomic_exchange(&r->queue_full, full) != full) {
         if (full) {
-            sh_log(SH_WARN, "event=kafka_queue_full max_messages=%s max_kbytes=%s msg=\"QoS 0 dropped, QoS 1/2 "
-                   "refused until Kafka catches up\"", QUEUE_MAX_MESSAGES, QUEUE_MAX_KBYTES);
+            sh_log(SH_WARN,
+                   "event=kafka_queue_full max_messages=%s max_kbytes=%s msg=\"QoS 0 dropped, QoS 1/2 "
+                   "refused until Kafka catches up\"",
+                   QUEUE_MAX_MESSAGES, QUEUE_MAX_KBYTES);
         } else {
             sh_log(SH_INFO, "event=kafka_queue_ok");
         }
@@ -711,8 +713,8 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
     }
     /* Keyed by MQTT topic: one partition per topic keeps per-topic order. */
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(m->topic, m->topic_len),
-        RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
+        r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(m->topic, m->topic_len), RD_KAFKA_V_VALUE(buf, n),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
     sh_free(buf, n);
     if (!e) {
         if (atomic_load_explicit(&r->queue_full, memory_order_relaxed)) {

@@ -99,8 +99,7 @@ static bool take(const uint8_t *buf, size_t len, size_t *pos, int prefix, const 
     return true;
 }
 
-rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m, const uint8_t **origin,
-                                  size_t *olen)
+rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m, const uint8_t **origin, size_t *olen)
 {
     if (len < 3 || buf[0] != 'S' || buf[1] != 'H') {
         return RK_RECORD_BAD;

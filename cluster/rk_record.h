@@ -22,8 +22,8 @@
 
 typedef enum rk_record_status {
     RK_RECORD_OK = 0,
-    RK_RECORD_NEWER = 1,     /* a later format: skip it */
-    RK_RECORD_BAD = -1,      /* not a Shoal record, or truncated */
+    RK_RECORD_NEWER = 1, /* a later format: skip it */
+    RK_RECORD_BAD = -1,  /* not a Shoal record, or truncated */
 } rk_record_status;
 
 size_t rk_record_size(const bp_message *m, const char *origin);

@@ -17,8 +17,8 @@
 #include "common/alloc.h"
 #include "common/log.h"
 
-#define CLAIM_KEY_FMT "shoal:node:{%s}" /* "token|address", PX = the claim TTL */
-#define MEMBERS_KEY "shoal:members"     /* zset: node id -> expiry (Redis time, ms) */
+#define CLAIM_KEY_FMT "shoal:node:{%s}"        /* "token|address", PX = the claim TTL */
+#define MEMBERS_KEY "shoal:members"            /* zset: node id -> expiry (Redis time, ms) */
 #define ADDRESSES_KEY "shoal:member-addresses" /* hash: node id -> address */
 #define NODES_TOPIC "$SYS/broker/cluster/nodes"
 
@@ -58,8 +58,11 @@ int rk_redis_parse_url(rk *r, const char *url)
         return 0;
     }
     const bp_config *cfg = &r->bp->cfg;
-    rk_tls_opts o = {.host = r->redis_host, .port = r->redis_port, .ca = cfg->redis_tls_ca,
-                     .cert = cfg->redis_tls_cert, .key = cfg->redis_tls_key};
+    rk_tls_opts o = {.host = r->redis_host,
+                     .port = r->redis_port,
+                     .ca = cfg->redis_tls_ca,
+                     .cert = cfg->redis_tls_cert,
+                     .key = cfg->redis_tls_key};
     r->tls = rk_tls_start(&o);
     return r->tls ? 0 : -1;
 }
@@ -182,8 +185,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
 
 static void connect_async(rk *r)
 {
-    redisAsyncContext *ac =
-        r->tls ? redisAsyncConnectUnix(rk_tls_path(r->tls)) : redisAsyncConnect(r->redis_host, r->redis_port);
+    redisAsyncContext *ac = r->tls ? redisAsyncConnectUnix(rk_tls_path(r->tls))
+                                   : redisAsyncConnect(r->redis_host, r->redis_port);
     if (!ac || ac->err) {
         if (atomic_exchange(&r->redis_up, false)) {
             rk_update_ready(r);
@@ -259,34 +262,33 @@ static void claim_key(const rk *r, char *buf, size_t cap)
  * nodes' wall clocks say. A script that reads TIME and then writes needs
  * effects replication, the default from Redis 5 on and asked for before.
  * KEYS: claim, members, addresses; ARGV: claim value, ttl ms, id, address. */
-#define LUA_NOW                                                                     \
-    "if redis.replicate_commands then redis.replicate_commands() end "              \
-    "local t = redis.call('TIME') "                                                 \
+#define LUA_NOW                                                        \
+    "if redis.replicate_commands then redis.replicate_commands() end " \
+    "local t = redis.call('TIME') "                                    \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
-#define LUA_REGISTER                                                                \
+#define LUA_REGISTER                                                                      \
     "redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3]) " \
     "redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) "
 /* Drops the expired members, returns the live ones as {id, address, ...}. */
-#define LUA_LIVE                                                                    \
-    "local cut = string.format('%d', now) "                                         \
-    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut)) do "    \
-    "  redis.call('ZREM', KEYS[2], id) redis.call('HDEL', KEYS[3], id) end "        \
-    "local live = {} "                                                              \
+#define LUA_LIVE                                                                        \
+    "local cut = string.format('%d', now) "                                             \
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut)) do "        \
+    "  redis.call('ZREM', KEYS[2], id) redis.call('HDEL', KEYS[3], id) end "            \
+    "local live = {} "                                                                  \
     "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cut, '+inf')) do " \
     "  live[#live + 1] = id live[#live + 1] = redis.call('HGET', KEYS[3], id) or '' end "
 
 /* Start: take the id if nobody holds it -> {1}; else {0, holder, pttl}. */
 static const char *CLAIM_LUA =
     "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-    "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])} end "
-    LUA_NOW LUA_REGISTER "return {1}";
+    "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])} end " LUA_NOW LUA_REGISTER
+    "return {1}";
 /* Each heartbeat: renew our claim and entry -> {1, live}; if another
  * instance holds the id -> {0, holder} and nothing is written. */
-static const char *HEARTBEAT_LUA =
-    "local cur = redis.call('GET', KEYS[1]) "
-    "if cur and cur ~= ARGV[1] then return {0, cur} end "
-    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-    LUA_NOW LUA_REGISTER LUA_LIVE "return {1, live}";
+static const char *HEARTBEAT_LUA = "local cur = redis.call('GET', KEYS[1]) "
+                                   "if cur and cur ~= ARGV[1] then return {0, cur} end "
+                                   "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " LUA_NOW LUA_REGISTER LUA_LIVE
+                                   "return {1, live}";
 /* bp_nodes: the live members -> {id, address, ...}. */
 static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
 /* Clean stop: leave at once (only our own claim). */
@@ -479,8 +481,11 @@ static void publish_members(rk *r, const redisReply *live)
     }
     json[len++] = ']';
     bp_message msg = {
-        .topic = (const uint8_t *)NODES_TOPIC, .topic_len = (uint32_t)strlen(NODES_TOPIC),
-        .payload = (const uint8_t *)json, .payload_len = (uint32_t)len, .retain = true,
+        .topic = (const uint8_t *)NODES_TOPIC,
+        .topic_len = (uint32_t)strlen(NODES_TOPIC),
+        .payload = (const uint8_t *)json,
+        .payload_len = (uint32_t)len,
+        .retain = true,
     };
     r->bp->hooks.remote_message(r->bp->hooks.node, &msg, 0);
 }
@@ -521,9 +526,8 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     }
     char key[320];
     claim_key(r, key, sizeof(key));
-    redisAsyncCommand(r->ac, heartbeat_reply_cb, r, "EVAL %s 3 %s %s %s %s %d %s %s", HEARTBEAT_LUA, key,
-                      MEMBERS_KEY, ADDRESSES_KEY, r->claim, claim_ttl_ms(r), r->bp->cfg.node_id,
-                      claim_address(r->claim));
+    redisAsyncCommand(r->ac, heartbeat_reply_cb, r, "EVAL %s 3 %s %s %s %s %d %s %s", HEARTBEAT_LUA, key, MEMBERS_KEY,
+                      ADDRESSES_KEY, r->claim, claim_ttl_ms(r), r->bp->cfg.node_id, claim_address(r->claim));
 }
 
 void rk_redis_attach(rk *r)

@@ -255,7 +255,8 @@ static bool load_ctx(rk_tls *t, const rk_tls_opts *o)
     SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
     what = o->ca ? o->ca : "system CA store";
-    if (o->ca ? SSL_CTX_load_verify_locations(t->ctx, o->ca, NULL) != 1 : SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
+    if (o->ca ? SSL_CTX_load_verify_locations(t->ctx, o->ca, NULL) != 1
+              : SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
         goto fail;
     }
     if (o->cert) {
@@ -264,7 +265,8 @@ static bool load_ctx(rk_tls *t, const rk_tls_opts *o)
             goto fail;
         }
         what = o->key ? o->key : o->cert;
-        if (SSL_CTX_use_PrivateKey_file(t->ctx, what, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(t->ctx) != 1) {
+        if (SSL_CTX_use_PrivateKey_file(t->ctx, what, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(t->ctx) != 1) {
             goto fail;
         }
     }

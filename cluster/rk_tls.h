@@ -12,11 +12,11 @@
 typedef struct rk_tls rk_tls;
 
 typedef struct rk_tls_opts {
-    const char *host;     /* Redis host: SNI and certificate name check */
+    const char *host; /* Redis host: SNI and certificate name check */
     int port;
-    const char *ca;       /* CA bundle (PEM); NULL = the system's */
-    const char *cert;     /* client certificate (PEM) for tls-auth-clients; may be NULL */
-    const char *key;      /* its key */
+    const char *ca;   /* CA bundle (PEM); NULL = the system's */
+    const char *cert; /* client certificate (PEM) for tls-auth-clients; may be NULL */
+    const char *key;  /* its key */
 } rk_tls_opts;
 
 /* Load the certificates and start the bridge. Returns NULL after logging

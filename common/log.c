@@ -214,8 +214,7 @@ void sh_log_write(sh_level level, const char *fmt, ...)
     if (log_format == SH_LOG_JSON) {
         char esc[2 * sizeof(msg)];
         json_escape(esc, sizeof(esc), msg);
-        fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"node\":\"%s\",\"msg\":\"%s\"}\n", ts, lvl,
-                log_node, esc);
+        fprintf(stderr, "{\"time\":\"%s\",\"level\":\"%s\",\"node\":\"%s\",\"msg\":\"%s\"}\n", ts, lvl, log_node, esc);
     } else if (log_format == SH_LOG_LOGFMT) {
         fprintf(stderr, "time=%s level=%s node=%s %s\n", ts, lvl, log_node, msg);
     } else {

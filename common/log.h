@@ -28,11 +28,11 @@ int sh_log_parse_level(const char *s);
 
 void sh_log_write(sh_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define sh_log(level, ...)                  \
-    do {                                    \
-        if ((level) >= sh_log_level) {      \
+#define sh_log(level, ...)                      \
+    do {                                        \
+        if ((level) >= sh_log_level) {          \
             sh_log_write((level), __VA_ARGS__); \
-        }                                   \
+        }                                       \
     } while (0)
 
 /* Copies src[0..n) into dst (size dstlen, always terminated) with every
@@ -47,12 +47,12 @@ size_t sh_log_escape(char *dst, size_t dstlen, const char *src, size_t n);
  * non-printables replaced by '.', for log samples. */
 void sh_log_sample(char *dst, size_t dstlen, const void *data, size_t n);
 
-#define sh_assert(cond)                                                         \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
+#define sh_assert(cond)                                                                        \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
             sh_log_write(SH_ERROR, "assertion failed: %s (%s:%d)", #cond, __FILE__, __LINE__); \
-            abort();                                                            \
-        }                                                                       \
+            abort();                                                                           \
+        }                                                                                      \
     } while (0)
 
 #include <stdlib.h>

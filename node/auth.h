@@ -40,13 +40,13 @@ enum passwd_scheme {
 
 typedef struct passwd_entry {
     char *user;
-    uint8_t scheme;  /* enum passwd_scheme */
+    uint8_t scheme; /* enum passwd_scheme */
     int iterations;
     uint8_t salt[64];
     size_t salt_len;
     uint8_t hash[PASSWD_HASH_LEN]; /* SCRAM: StoredKey */
     size_t hash_len;
-    uint8_t server_key[32];        /* SCRAM: ServerKey */
+    uint8_t server_key[32]; /* SCRAM: ServerKey */
 } passwd_entry;
 
 typedef struct passwd_table {
@@ -139,8 +139,8 @@ typedef struct auth_config {
 
 /* The broker's auth state (broker.auth). */
 typedef struct auth_state {
-    struct auth *tables;        /* password and ACL tables, swapped on SIGHUP */
-    _Atomic uint64_t failures;  /* CONNECTs refused by authentication */
+    struct auth *tables;       /* password and ACL tables, swapped on SIGHUP */
+    _Atomic uint64_t failures; /* CONNECTs refused by authentication */
 } auth_state;
 
 #endif

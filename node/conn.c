@@ -1,28 +1,28 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A client connection: framing, the connection state machine, and the one
  * place where a failure reason code becomes DISCONNECT or a close. */
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <arpa/inet.h>
+#include <openssl/ssl.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/conn_io.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/limits.h"
-#include "node/session.h"
-#include "node/worker.h"
+#include "node/conn_io.h"
 #include "node/dispatch.h"
+#include "node/limits.h"
 #include "node/send.h"
+#include "node/session.h"
 #include "node/tls.h"
+#include "node/worker.h"
 #include "node/ws_conn.h"
 #include "proto/frame.h"
 #include "proto/proxy.h"
@@ -61,8 +61,8 @@ static struct bufferevent *tls_bev_new(worker *w, int fd)
     if (!ssl) {
         return NULL;
     }
-    struct bufferevent *bev =
-        bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         /* Not freeing ssl: whether libevent already did depends on the
          * version, and a leak on this out-of-memory path beats a double free. */
@@ -133,8 +133,8 @@ conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned
         conn_io_init_sock(c, fd);
         return conn_start(w, c, flags);
     }
-    struct bufferevent *bev =
-        (flags & CONN_TLS) ? tls_bev_new(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    struct bufferevent *bev = (flags & CONN_TLS) ? tls_bev_new(w, fd)
+                                                 : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!bev) {
         evutil_closesocket(fd);
         return NULL;
@@ -170,8 +170,8 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     worker_index_conn(w, c);
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
-    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer,
-           w->id, c->tls, c->transport == CONN_T_WS);
+    sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer, w->id,
+           c->tls, c->transport == CONN_T_WS);
     return c;
 }
 
@@ -234,12 +234,12 @@ static void log_close(conn *c, uint8_t rc, const char *why)
     const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
     atomic_fetch_add_explicit(&c->w->metrics.disconnects[rc], 1, memory_order_relaxed); /* metrics */
     sh_level lvl = rc >= 0x80 && rc != MQTT_RC_SERVER_SHUTTING_DOWN && rc != MQTT_RC_SESSION_TAKEN_OVER ? SH_INFO
-                                                                                                          : SH_DEBUG;
+                                                                                                        : SH_DEBUG;
     if (c->state >= CS_ACTIVE || c->state == CS_CLAIMING) {
         lvl = SH_INFO;
     }
-    sh_log(lvl, "event=disconnect conn=%llu client=%s peer=%s rc=0x%02x(%s) reason=\"%s\"",
-           (unsigned long long)c->id, id, c->peer, rc, mqtt_rc_name(rc), why);
+    sh_log(lvl, "event=disconnect conn=%llu client=%s peer=%s rc=0x%02x(%s) reason=\"%s\"", (unsigned long long)c->id,
+           id, c->peer, rc, mqtt_rc_name(rc), why);
 }
 
 /* Close: stop reading, say why (v5), publish the will when due, detach the

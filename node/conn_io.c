@@ -7,11 +7,11 @@
 #include "node/ws_conn.h"
 
 #include <errno.h>
-#include <sys/socket.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <sys/socket.h>
 
 #include "common/alloc.h"
 #include "common/log.h"

@@ -46,23 +46,22 @@ typedef struct response {
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: shoal ctl [--url URL] [--token TOKEN] [--json] COMMAND\n\n"
-            "Commands:\n"
-            "  status                      this node: id, version, uptime, readiness\n"
-            "  nodes                       nodes of the cluster\n"
-            "  clients [--filter F] [--limit N]\n"
-            "                              connected clients and offline sessions (id contains F)\n"
-            "  kick CLIENTID               disconnect a client (MQTT 5: reason 0x98)\n"
-            "  drain [--disconnect]        stop accepting connections and report not ready;\n"
-            "                              --disconnect also closes every client (0x8B)\n"
-            "  retained ls [FILTER]        retained messages matching FILTER (default #)\n"
-            "  retained rm TOPIC           delete the retained message on TOPIC\n\n"
-            "Options:\n"
-            "  --url URL      the node's HTTP endpoint [$SHOAL_URL or http://127.0.0.1:8080]\n"
-            "  --token TOKEN  admin token [$SHOAL_ADMIN_TOKEN]\n"
-            "  --json         print the API's JSON instead of a table\n\n"
-            "Exit status: 0 ok, 1 HTTP or API error, 2 usage error.\n");
+    fprintf(out, "Usage: shoal ctl [--url URL] [--token TOKEN] [--json] COMMAND\n\n"
+                 "Commands:\n"
+                 "  status                      this node: id, version, uptime, readiness\n"
+                 "  nodes                       nodes of the cluster\n"
+                 "  clients [--filter F] [--limit N]\n"
+                 "                              connected clients and offline sessions (id contains F)\n"
+                 "  kick CLIENTID               disconnect a client (MQTT 5: reason 0x98)\n"
+                 "  drain [--disconnect]        stop accepting connections and report not ready;\n"
+                 "                              --disconnect also closes every client (0x8B)\n"
+                 "  retained ls [FILTER]        retained messages matching FILTER (default #)\n"
+                 "  retained rm TOPIC           delete the retained message on TOPIC\n\n"
+                 "Options:\n"
+                 "  --url URL      the node's HTTP endpoint [$SHOAL_URL or http://127.0.0.1:8080]\n"
+                 "  --token TOKEN  admin token [$SHOAL_ADMIN_TOKEN]\n"
+                 "  --json         print the API's JSON instead of a table\n\n"
+                 "Exit status: 0 ok, 1 HTTP or API error, 2 usage error.\n");
 }
 
 /* --- URL and HTTP --------------------------------------------------------- */
@@ -418,8 +417,7 @@ static int call(const ctl *c, const char *method, const char *path, json_val **o
     json_val *v = json_parse(r.body, r.len);
     if (r.status < 200 || r.status > 299) {
         const json_val *e = json_get(v, "error");
-        fprintf(stderr, "shoal ctl: %s (HTTP %d)\n", e && e->type == JSON_STR ? e->str : "request failed",
-                r.status);
+        fprintf(stderr, "shoal ctl: %s (HTTP %d)\n", e && e->type == JSON_STR ? e->str : "request failed", r.status);
         json_free(v);
         free(r.body);
         return CTL_ERR;
@@ -590,12 +588,9 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"status", NULL, 1, 1, cmd_status},
-    {"nodes", NULL, 1, 1, cmd_nodes},
-    {"clients", NULL, 1, 1, cmd_clients},
-    {"kick", NULL, 2, 2, cmd_kick},
-    {"drain", NULL, 1, 1, cmd_drain},
-    {"retained", "ls", 2, 3, cmd_retained_ls},
+    {"status", NULL, 1, 1, cmd_status},        {"nodes", NULL, 1, 1, cmd_nodes},
+    {"clients", NULL, 1, 1, cmd_clients},      {"kick", NULL, 2, 2, cmd_kick},
+    {"drain", NULL, 1, 1, cmd_drain},          {"retained", "ls", 2, 3, cmd_retained_ls},
     {"retained", "rm", 3, 3, cmd_retained_rm},
 };
 

@@ -9,14 +9,14 @@
 #include "node/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/dispatch.h"
 #include "node/limits.h"
 #include "node/remote.h"
+#include "node/retain.h"
 #include "node/route.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/dispatch.h"
-#include "node/send.h"
-#include "node/retain.h"
 #include "proto/topic.h"
 
 /* §3.3.2.3.4: resolve or learn a topic alias. */
@@ -76,8 +76,8 @@ static void store_retained(worker *w, msg *m)
 typedef struct ack_ctx {
     uint64_t conn_id; /* the publishing connection, looked up again */
     worker *w;
-    session *s;       /* ref held: QoS 2 is answered through the session */
-    msg *m;           /* ref held: routed here once durable */
+    session *s; /* ref held: QoS 2 is answered through the session */
+    msg *m;     /* ref held: routed here once durable */
     uint16_t pid;
     uint8_t qos;
 } ack_ctx;
@@ -151,11 +151,18 @@ static void durable_cb(bp_status st, void *arg)
 static void to_backplane(conn *c, msg *m, uint16_t pid)
 {
     bp_message bm = {
-        .topic = m->topic, .topic_len = m->topic_len, .payload = m->payload, .payload_len = m->payload_len,
-        .props = m->props, .props_len = m->props_len, .qos = m->qos, .retain = m->retain,
+        .topic = m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .qos = m->qos,
+        .retain = m->retain,
         .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
         /* No Local on the other nodes (§3.8.3.1). */
-        .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL, .client_id_len = c->s ? c->s->id_len : 0,
+        .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL,
+        .client_id_len = c->s ? c->s->id_len : 0,
     };
     if (m->retain) {
         /* The snapshot a starting node loads; the stream carries the order. */
@@ -210,8 +217,8 @@ static mqtt_rc refuse_unavailable(conn *c, const mqtt_publish *p)
 static mqtt_rc refuse_denied(conn *c, const mqtt_publish *p)
 {
     sh_log(SH_INFO, "event=acl_denied action=publish conn=%llu client=%s username=%s topic=%.*s qos=%u",
-           (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->username ? c->username : "-",
-           (int)p->topic.len, (const char *)p->topic.p, p->qos);
+           (unsigned long long)c->id, c->s ? c->s->client_id : "-", c->username ? c->username : "-", (int)p->topic.len,
+           (const char *)p->topic.p, p->qos);
     limits_count_drop(c->w, NULL, DROP_ACL_DENIED, 1);
     if (p->qos == 0) {
         return MQTT_RC_SUCCESS;

@@ -8,13 +8,13 @@
 #include "node/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/dispatch.h"
 #include "node/limits.h"
 #include "node/route.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/session_sync.h"
 #include "node/worker.h"
-#include "node/dispatch.h"
-#include "node/send.h"
 #include "proto/topic.h"
 
 /* The reason code for one filter (§3.9.3): granted QoS or a failure. */
@@ -64,7 +64,8 @@ static uint8_t check_quota(conn *c, const mqtt_sub *e)
 {
     int max = c->w->b->cfg->limits.max_subscriptions;
     session *s = c->s;
-    if (max == 0 || s->n_subs < (uint32_t)max || session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
+    if (max == 0 || s->n_subs < (uint32_t)max ||
+        session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
         return MQTT_RC_SUCCESS;
     }
     char detail[48];

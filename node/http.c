@@ -18,10 +18,10 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/broker.h"
 #include "node/http_impl.h"
 #include "node/metrics.h"
 #include "node/metrics_text.h"
-#include "node/broker.h"
 #include "node/worker.h"
 
 enum route_auth {
@@ -31,8 +31,8 @@ enum route_auth {
 
 typedef struct route {
     const char *path;
-    bool prefix;      /* path is a prefix: the rest goes to http_req.rest */
-    int method;       /* EVHTTP_REQ_GET, ... */
+    bool prefix; /* path is a prefix: the rest goes to http_req.rest */
+    int method;  /* EVHTTP_REQ_GET, ... */
     uint8_t auth;
     const char *name; /* the handler label in metrics */
     void (*fn)(http_req *r);
@@ -159,8 +159,8 @@ static void http_metrics(http_server *h, metrics_text *t)
                         "time to answer HTTP requests on this endpoint, by handler");
     for (size_t i = 0; i <= NROUTES; i++) {
         metrics_label l = {"handler", i < NROUTES ? routes[i].name : "other"};
-        metrics_text_histogram(t, "shoal_http_request_duration_seconds", &l, 1, dur_bounds, h->dur_counts[i],
-                               NBOUNDS, h->dur_sum[i]);
+        metrics_text_histogram(t, "shoal_http_request_duration_seconds", &l, 1, dur_bounds, h->dur_counts[i], NBOUNDS,
+                               h->dur_sum[i]);
     }
 }
 

@@ -375,8 +375,7 @@ static bool read_number(reader *r, json_val *v)
         p++;
     }
     const char *digits = p;
-    while (p < r->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
-                          *p == '-')) {
+    while (p < r->end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-')) {
         p++;
     }
     if (p == digits || !(*digits >= '0' && *digits <= '9')) {

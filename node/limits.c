@@ -11,10 +11,10 @@
 #include "node/broker.h"
 #include "node/conn.h"
 #include "node/limits.h"
+#include "node/retain.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/send.h"
-#include "node/retain.h"
 
 static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_CONNECTIONS] = "max-connections",
@@ -123,8 +123,8 @@ void limits_refused(conn *c, limit_kind l, const char *detail)
     /* Once per connection and reason: a flood of refusals is one line. */
     c->limits_logged |= (uint16_t)(1u << l);
     const char *id = c->s ? c->s->client_id : (c->client_id ? c->client_id : "-");
-    sh_log(SH_INFO, "event=limit limit=%s conn=%llu client=%s peer=%s %s", limit_name(l), (unsigned long long)c->id,
-           id, c->peer, detail ? detail : "");
+    sh_log(SH_INFO, "event=limit limit=%s conn=%llu client=%s peer=%s %s", limit_name(l), (unsigned long long)c->id, id,
+           c->peer, detail ? detail : "");
 }
 
 void limits_count_drop(worker *w, session *s, drop_reason r, uint64_t n)

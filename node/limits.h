@@ -14,34 +14,34 @@
 /* Client-facing refusals, shoal_limit_refusals_total{limit}. Each is logged
  * once per connection (a bit in conn.limits_logged), counted every time. */
 typedef enum limit_kind {
-    LIMIT_CONNECTIONS = 0,  /* --max-connections: accept closed at once */
-    LIMIT_CONNECT_TIMEOUT,  /* --connect-timeout: no CONNECT in time */
-    LIMIT_PACKET_SIZE,      /* --max-packet-size: 0x95 and close */
-    LIMIT_PUBLISH_RATE,     /* --max-publish-rate: reading paused */
-    LIMIT_PUBLISH_BYTES,    /* --max-publish-bytes-rate: reading paused */
-    LIMIT_SUBSCRIPTIONS,    /* --max-subscriptions: SUBACK 0x97 / 0x80 */
-    LIMIT_TOPIC_LEVELS,     /* --max-topic-levels: 0x90 / 0x8F */
-    LIMIT_TOPIC_LENGTH,     /* --max-topic-length: 0x90 / 0x8F */
-    LIMIT_RECEIVE_MAX,      /* --receive-maximum exceeded by the client: 0x93 */
-    LIMIT_BACKPRESSURE,     /* --publisher-backpressure: a subscriber is behind, reading paused */
-    LIMIT_OUTPUT_BUFFER,    /* --max-output-buffer: replies the client does not read, reading paused */
-    LIMIT_SESSIONS,         /* --max-sessions: a new session refused, CONNACK 0x97 / 3 */
-    LIMIT_RETAINED,         /* --max-retained: a new retained topic not stored (v5 QoS 1/2: 0x97) */
+    LIMIT_CONNECTIONS = 0, /* --max-connections: accept closed at once */
+    LIMIT_CONNECT_TIMEOUT, /* --connect-timeout: no CONNECT in time */
+    LIMIT_PACKET_SIZE,     /* --max-packet-size: 0x95 and close */
+    LIMIT_PUBLISH_RATE,    /* --max-publish-rate: reading paused */
+    LIMIT_PUBLISH_BYTES,   /* --max-publish-bytes-rate: reading paused */
+    LIMIT_SUBSCRIPTIONS,   /* --max-subscriptions: SUBACK 0x97 / 0x80 */
+    LIMIT_TOPIC_LEVELS,    /* --max-topic-levels: 0x90 / 0x8F */
+    LIMIT_TOPIC_LENGTH,    /* --max-topic-length: 0x90 / 0x8F */
+    LIMIT_RECEIVE_MAX,     /* --receive-maximum exceeded by the client: 0x93 */
+    LIMIT_BACKPRESSURE,    /* --publisher-backpressure: a subscriber is behind, reading paused */
+    LIMIT_OUTPUT_BUFFER,   /* --max-output-buffer: replies the client does not read, reading paused */
+    LIMIT_SESSIONS,        /* --max-sessions: a new session refused, CONNACK 0x97 / 3 */
+    LIMIT_RETAINED,        /* --max-retained: a new retained topic not stored (v5 QoS 1/2: 0x97) */
     LIMIT_COUNT
 } limit_kind;
 
 /* Why a message did not reach a subscriber, shoal_messages_dropped_total{reason}. */
 typedef enum drop_reason {
-    DROP_QUEUE_FULL = 0,  /* --max-queued reached, no QoS 0 to evict: the new message */
-    DROP_QOS0_EVICTED,    /* --max-queued reached: the oldest queued QoS 0 made room */
-    DROP_OUTPUT_FULL,     /* QoS 0 to an online client whose output buffer is full */
-    DROP_OFFLINE_QOS0,    /* QoS 0 to an offline session with --queue-qos0 false */
-    DROP_EXPIRED,         /* Message Expiry passed before it could be sent */
-    DROP_TOO_LARGE,       /* larger than the client's Maximum Packet Size */
-    DROP_ACL_DENIED,      /* a publish the ACL refused */
-    DROP_SESSION_ENDED,   /* queued or in flight when the session ended or started clean */
-    DROP_INBOX_FULL,      /* QoS 0 for a worker whose inbox holds --max-inbox items */
-    DROP_BACKBONE,        /* QoS 0 not passed to other nodes: Kafka down or its producer queue full */
+    DROP_QUEUE_FULL = 0, /* --max-queued reached, no QoS 0 to evict: the new message */
+    DROP_QOS0_EVICTED,   /* --max-queued reached: the oldest queued QoS 0 made room */
+    DROP_OUTPUT_FULL,    /* QoS 0 to an online client whose output buffer is full */
+    DROP_OFFLINE_QOS0,   /* QoS 0 to an offline session with --queue-qos0 false */
+    DROP_EXPIRED,        /* Message Expiry passed before it could be sent */
+    DROP_TOO_LARGE,      /* larger than the client's Maximum Packet Size */
+    DROP_ACL_DENIED,     /* a publish the ACL refused */
+    DROP_SESSION_ENDED,  /* queued or in flight when the session ended or started clean */
+    DROP_INBOX_FULL,     /* QoS 0 for a worker whose inbox holds --max-inbox items */
+    DROP_BACKBONE,       /* QoS 0 not passed to other nodes: Kafka down or its producer queue full */
     DROP_COUNT
 } drop_reason;
 
@@ -111,9 +111,9 @@ typedef struct limits_config {
     int max_subscriptions;           /* per session, 0 = no limit */
     int max_topic_levels;
     int max_topic_length;
-    bool queue_qos0;                 /* queue QoS 0 for offline persistent sessions */
-    uint32_t max_sessions;           /* sessions on the node, online and offline, 0 = no limit */
-    uint32_t max_retained;           /* retained messages on the node, 0 = no limit */
+    bool queue_qos0;       /* queue QoS 0 for offline persistent sessions */
+    uint32_t max_sessions; /* sessions on the node, online and offline, 0 = no limit */
+    uint32_t max_retained; /* retained messages on the node, 0 = no limit */
 } limits_config;
 
 #endif

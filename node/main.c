@@ -9,8 +9,8 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/broker.h"
 #include "node/auth.h" /* passwords and ACLs, shoal passwd */
+#include "node/broker.h"
 #include "node/ctl.h"  /* shoal ctl */
 #include "node/http.h" /* metrics, health, admin API */
 
@@ -109,8 +109,10 @@ int main(int argc, char **argv)
     http_url(b.ops.server, http_url_buf, sizeof(http_url_buf));
     if (cfg.auth.anonymous && strncmp(cfg.bind, "127.", 4) && strcmp(cfg.bind, "::1") &&
         strcmp(cfg.bind, "localhost")) {
-        sh_log(SH_WARN, "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
-               "non-loopback address; set --password-file or --allow-anonymous false\"", cfg.bind);
+        sh_log(SH_WARN,
+               "event=anonymous_access bind=%s msg=\"clients without a username are accepted on a "
+               "non-loopback address; set --password-file or --allow-anonymous false\"",
+               cfg.bind);
     }
     sh_log(SH_INFO, "event=ready node=%s port=%u tls_port=%u ws_port=%u wss_port=%u workers=%d backplane=%s version=%s",
            b.node_id, b.port, b.tls.port, b.ws.port, b.ws.wss_port, b.nworkers, bp_kind(b.bp), SHOAL_VERSION);

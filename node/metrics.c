@@ -4,9 +4,9 @@
 #include "node/metrics.h"
 #include "node/broker.h"
 #include "node/limits.h"
+#include "node/retain.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/retain.h"
 
 #include <string.h>
 
@@ -310,17 +310,16 @@ static void backplane_metrics(metrics_text *t, broker *b)
     metrics_text_counter(t, "shoal_kafka_produce_errors_total", "records Kafka refused or timed out",
                          st.produce_errors);
     metrics_text_counter(t, "shoal_kafka_consumed_total", "records from other nodes delivered here", st.consumed);
-    metrics_text_counter(t, "shoal_kafka_records_skipped_total",
-                         "records of a newer format version, skipped", st.skipped_newer);
-    metrics_text_counter(t, "shoal_kafka_bad_records_total", "records that were not Shoal records",
-                         st.bad_records);
+    metrics_text_counter(t, "shoal_kafka_records_skipped_total", "records of a newer format version, skipped",
+                         st.skipped_newer);
+    metrics_text_counter(t, "shoal_kafka_bad_records_total", "records that were not Shoal records", st.bad_records);
     metrics_text_counter(t, "shoal_redis_errors_total", "Redis commands that failed", st.redis_errors);
     metrics_text_gauge(t, "shoal_kafka_consumer_lag_messages",
                        "records in the messages topic this node has not consumed yet", (double)st.consumer_lag);
     metrics_text_family(t, "shoal_kafka_produce_latency_seconds", "histogram",
                         "time from produce to Kafka's acknowledgement (acks=all)");
-    metrics_text_histogram(t, "shoal_kafka_produce_latency_seconds", NULL, 0, bp_latency_bounds,
-                           st.produce_latency, BP_LATENCY_BUCKETS, st.produce_latency_sum);
+    metrics_text_histogram(t, "shoal_kafka_produce_latency_seconds", NULL, 0, bp_latency_bounds, st.produce_latency,
+                           BP_LATENCY_BUCKETS, st.produce_latency_sum);
     metrics_text_family(t, "shoal_kafka_consume_delay_seconds", "histogram",
                         "time from a record's produce timestamp (the publishing node's clock) to this node reading it");
     metrics_text_histogram(t, "shoal_kafka_consume_delay_seconds", NULL, 0, bp_latency_bounds, st.consume_delay,
@@ -346,8 +345,7 @@ void metrics_collect(broker *b, metrics_text *t)
     metrics_text_gauge(t, "shoal_connections_current", "open TCP connections, CONNECT pending included",
                        (double)atomic_load(&b->stats.connections_current));
     metrics_text_gauge(t, "shoal_connections_online",
-                       "established MQTT connections (sum over workers at their last tick)",
-                       (double)sum_online(b));
+                       "established MQTT connections (sum over workers at their last tick)", (double)sum_online(b));
     metrics_text_counter(t, "shoal_connections_total", "TCP connections accepted",
                          atomic_load(&b->stats.connections_total));
     metrics_text_counter(t, "shoal_connections_refused_total", "connections refused by --max-connections",
@@ -364,9 +362,8 @@ void metrics_collect(broker *b, metrics_text *t)
             offsetof(worker, metrics.msgs_out_qos));
     by_enum(t, b, "shoal_messages_dropped_total", "messages that did not reach a subscriber, by reason", "reason",
             offsetof(worker, metrics.drops), DROP_COUNT, drop_label);
-    by_enum(t, b, "shoal_limit_refusals_total",
-            "times a client hit a limit (refused, paused or closed), by limit", "limit",
-            offsetof(worker, metrics.limit_refusals), LIMIT_COUNT, limit_label);
+    by_enum(t, b, "shoal_limit_refusals_total", "times a client hit a limit (refused, paused or closed), by limit",
+            "limit", offsetof(worker, metrics.limit_refusals), LIMIT_COUNT, limit_label);
     disconnects(t, b);
 
     pthread_rwlock_rdlock(&b->subs_lock);

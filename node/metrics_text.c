@@ -103,8 +103,8 @@ void metrics_text_family(metrics_text *t, const char *name, const char *type, co
 }
 
 /* name{labels[,le="extra"]} */
-static void put_series(metrics_text *t, const char *name, const char *suffix, const metrics_label *labels,
-                       size_t n, const char *le)
+static void put_series(metrics_text *t, const char *name, const char *suffix, const metrics_label *labels, size_t n,
+                       const char *le)
 {
     sh_assert(metrics_text_valid_name(name, false));
     puts_(t, name);
@@ -142,8 +142,7 @@ static void put_double(metrics_text *t, double v)
     }
 }
 
-void metrics_text_sample_u64(metrics_text *t, const char *name, const metrics_label *labels, size_t nlabels,
-                             uint64_t v)
+void metrics_text_sample_u64(metrics_text *t, const char *name, const metrics_label *labels, size_t nlabels, uint64_t v)
 {
     put_series(t, name, "", labels, nlabels, NULL);
     putf(t, " %llu\n", (unsigned long long)v);

@@ -62,8 +62,8 @@ static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, 
     return m;
 }
 
-msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
-             uint64_t origin, uint64_t now_ms)
+msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain, uint64_t origin,
+             uint64_t now_ms)
 {
     mqtt_props fw = forwarded(props);
     uint32_t user_len = props ? mqtt_props_user_size(props) : 0;

@@ -16,10 +16,10 @@ typedef struct msg {
     uint8_t qos;
     bool retain;
     uint16_t topic_len;
-    uint32_t props_len;   /* pre-encoded forwarded properties, no length prefix */
+    uint32_t props_len; /* pre-encoded forwarded properties, no length prefix */
     uint32_t payload_len;
-    uint64_t expiry_at;   /* monotonic ms; 0 = never expires */
-    uint64_t origin;      /* the publishing session, when published on this node (No Local) */
+    uint64_t expiry_at; /* monotonic ms; 0 = never expires */
+    uint64_t origin;    /* the publishing session, when published on this node (No Local) */
     uint32_t alloc_size;
     /* Published on another node: its client's id, after the payload (No
      * Local); 0 otherwise. Here it fills what would be padding. */
@@ -34,8 +34,8 @@ typedef struct msg {
  * Indicator, Content Type, Response Topic, Correlation Data and User
  * Properties (in order); Message Expiry becomes expiry_at. Returns NULL
  * if the allocation fails (the size is client-controlled). */
-msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain,
-             uint64_t origin, uint64_t now_ms);
+msg *msg_new(mqtt_bytes topic, const mqtt_props *props, mqtt_bytes payload, uint8_t qos, bool retain, uint64_t origin,
+             uint64_t now_ms);
 
 static inline msg *msg_ref(msg *m)
 {

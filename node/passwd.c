@@ -375,7 +375,7 @@ int passwd_main(int argc, char **argv)
             return 1;
         }
         line = use_scram ? passwd_make_scram_line(user, pw, strlen(pw), (int)iterations)
-                     : passwd_make_line(user, pw, strlen(pw), (int)iterations);
+                         : passwd_make_line(user, pw, strlen(pw), (int)iterations);
         OPENSSL_cleanse(pw, sizeof(pw));
         OPENSSL_cleanse(again, sizeof(again));
         if (!line) {

@@ -8,9 +8,9 @@
 #include "node/broker.h"
 #include "node/limits.h"
 #include "node/remote.h"
+#include "node/retain.h"
 #include "node/route.h"
 #include "node/worker.h"
-#include "node/retain.h"
 
 static uint64_t unix_ms(void)
 {
@@ -101,9 +101,10 @@ void remote_cap_packet_size(broker *b)
     /* MQTT 5 §3.2.2.3.6: CONNACK's Maximum Packet Size tells v5 clients;
      * the framer refuses a larger packet with 0x95 before anything routes it. */
     if (cfg->max_packet_size > cap) {
-        sh_log(SH_INFO, "event=max_packet_size value=%u configured=%u reason=backbone-record-limit "
-               "max_topic_length=%d msg=\"a larger PUBLISH would not fit one Kafka record\"", cap,
-               cfg->max_packet_size, cfg->limits.max_topic_length);
+        sh_log(SH_INFO,
+               "event=max_packet_size value=%u configured=%u reason=backbone-record-limit "
+               "max_topic_length=%d msg=\"a larger PUBLISH would not fit one Kafka record\"",
+               cap, cfg->max_packet_size, cfg->limits.max_topic_length);
         cfg->max_packet_size = cap;
     } else {
         sh_log(SH_INFO, "event=max_packet_size value=%u backbone_limit=%u", cfg->max_packet_size, cap);

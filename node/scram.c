@@ -204,8 +204,8 @@ scram_rc scram_client_first(scram *s, const uint8_t *msg, size_t len)
 scram_rc scram_server_first(scram *s, const scram_cred *cred, const char *server_nonce)
 {
     size_t sn = strlen(server_nonce);
-    if (!nonce_ok(server_nonce, sn, SCRAM_SERVER_NONCE_MAX) || cred->salt_len == 0 ||
-        cred->salt_len > SCRAM_SALT_MAX || cred->iterations < 1) {
+    if (!nonce_ok(server_nonce, sn, SCRAM_SERVER_NONCE_MAX) || cred->salt_len == 0 || cred->salt_len > SCRAM_SALT_MAX ||
+        cred->iterations < 1) {
         return SCRAM_MALFORMED;
     }
     s->cred = *cred;
@@ -326,8 +326,8 @@ int scram_derive(const uint8_t *pw, size_t pwlen, const uint8_t *salt, size_t sa
         return -1;
     }
     int rc = -1;
-    if (PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, salt, (int)salt_len, iterations, EVP_sha256(),
-                          SCRAM_KEY_LEN, salted) &&
+    if (PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, salt, (int)salt_len, iterations, EVP_sha256(), SCRAM_KEY_LEN,
+                          salted) &&
         hmac(salted, "Client Key", 10, client_key) && hmac(salted, "Server Key", 10, server_key)) {
         SHA256(client_key, sizeof(client_key), stored_key);
         rc = 0;

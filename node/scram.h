@@ -20,14 +20,14 @@
 #include "common/status.h"
 
 #define SCRAM_METHOD "SCRAM-SHA-256"
-#define SCRAM_KEY_LEN 32             /* SHA-256 output */
+#define SCRAM_KEY_LEN 32 /* SHA-256 output */
 #define SCRAM_DEFAULT_ITERATIONS 10000
-#define SCRAM_MIN_ITERATIONS 4096    /* RFC 7677 §4 */
-#define SCRAM_MAX_USER 256           /* bytes, after unescaping */
-#define SCRAM_MAX_NONCE 128          /* the client's part */
-#define SCRAM_MAX_MSG 1024           /* longest client message accepted */
+#define SCRAM_MIN_ITERATIONS 4096 /* RFC 7677 §4 */
+#define SCRAM_MAX_USER 256        /* bytes, after unescaping */
+#define SCRAM_MAX_NONCE 128       /* the client's part */
+#define SCRAM_MAX_MSG 1024        /* longest client message accepted */
 #define SCRAM_SALT_MAX 64
-#define SCRAM_SERVER_NONCE_LEN 24    /* ours: base64 of 18 random bytes */
+#define SCRAM_SERVER_NONCE_LEN 24 /* ours: base64 of 18 random bytes */
 #define SCRAM_SERVER_NONCE_MAX 32
 
 typedef struct scram_cred {
@@ -55,15 +55,15 @@ const char *scram_rc_name(scram_rc rc);
 typedef struct scram {
     char user[SCRAM_MAX_USER + 1]; /* unescaped, NUL-terminated */
     size_t user_len;
-    char gs2[3];                   /* "n,," or "y,," */
-    char bare[SCRAM_MAX_MSG];      /* client-first-message-bare */
+    char gs2[3];              /* "n,," or "y,," */
+    char bare[SCRAM_MAX_MSG]; /* client-first-message-bare */
     size_t bare_len;
     char nonce[SCRAM_MAX_NONCE + SCRAM_SERVER_NONCE_MAX + 1]; /* client + server */
     size_t cnonce_len;
     size_t nonce_len;
     char server_first[SCRAM_MAX_NONCE + SCRAM_SERVER_NONCE_MAX + 128];
     size_t server_first_len;
-    char server_final[64];         /* "v=" base64(ServerSignature) */
+    char server_final[64]; /* "v=" base64(ServerSignature) */
     size_t server_final_len;
     scram_cred cred;
 } scram;

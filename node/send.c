@@ -26,8 +26,12 @@ static mqtt_bytes cstr(const char *s)
  * metric has one code space. */
 static uint8_t connack_v5_code(uint8_t version, uint8_t rc)
 {
-    static const uint8_t v311[] = {MQTT_RC_SUCCESS,         MQTT_RC_UNSUPPORTED_VERSION, MQTT_RC_CLIENT_ID_INVALID,
-                                   MQTT_RC_SERVER_UNAVAILABLE, MQTT_RC_BAD_USER_OR_PASSWORD, MQTT_RC_NOT_AUTHORIZED};
+    static const uint8_t v311[] = {MQTT_RC_SUCCESS,
+                                   MQTT_RC_UNSUPPORTED_VERSION,
+                                   MQTT_RC_CLIENT_ID_INVALID,
+                                   MQTT_RC_SERVER_UNAVAILABLE,
+                                   MQTT_RC_BAD_USER_OR_PASSWORD,
+                                   MQTT_RC_NOT_AUTHORIZED};
     if (version == MQTT_V5) {
         return rc;
     }

@@ -8,14 +8,13 @@
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/dispatch.h"
 #include "node/registry.h"
 #include "node/route.h"
+#include "node/send.h"
 #include "node/session.h"
 #include "node/session_sync.h"
 #include "node/worker.h"
-#include "node/send.h"
-#include "node/dispatch.h"
-
 
 /* Through the backplane like any publish, so that subscribers on every
  * node and the retained snapshot get it. */
@@ -246,8 +245,6 @@ static uint64_t current_epoch(broker *b, session *s)
     return e;
 }
 
-
-
 static void post(worker *w, int to, uint8_t kind, session *s, const inbox_item *req)
 {
     inbox_item it;
@@ -299,7 +296,6 @@ void session_handle_takeover(worker *w, inbox_item *it)
     atomic_store(&s->owner, it->from);
     post(w, it->from, IN_ADOPT, s, it);
 }
-
 
 /* A newer connection claimed the client id before this one got its
  * CONNACK. Nothing may precede CONNACK (MQTT-3.2.0-1) and CONNACK has no

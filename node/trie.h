@@ -16,15 +16,15 @@
 typedef struct sub_opts {
     uint8_t qos;
     bool no_local;
-    bool rap;              /* Retain As Published */
+    bool rap; /* Retain As Published */
     uint8_t retain_handling;
-    uint32_t sub_id;       /* 0 = none */
+    uint32_t sub_id; /* 0 = none */
 } sub_opts;
 
 typedef enum trie_strategy {
     TRIE_SHARED_ROUND_ROBIN = 0,
     TRIE_SHARED_RANDOM,
-    TRIE_SHARED_STICKY,    /* the first member keeps getting messages until it leaves */
+    TRIE_SHARED_STICKY, /* the first member keeps getting messages until it leaves */
 } trie_strategy;
 
 typedef struct trie trie;

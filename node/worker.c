@@ -14,16 +14,16 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
-#include "node/conn_io.h"
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/conn_io.h"
 #include "node/limits.h"
+#include "node/metrics.h"
 #include "node/remote.h"
 #include "node/route.h"
 #include "node/session.h"
 #include "node/worker.h"
-#include "node/metrics.h"
 
 uint64_t now_ms(void)
 {
@@ -217,7 +217,6 @@ void worker_unindex_conn(worker *w, conn *c)
         }
     }
 }
-
 
 static void handle_item(worker *w, inbox_item *it)
 {

@@ -76,11 +76,11 @@ static int keep_header(ws_request *req, ws_slice name, ws_slice value)
 }
 
 /* Out of bytes → need more; wrong byte → bad (picohttpparser's CHECK_EOF). */
-#define NEED(n)                                                                                                        \
-    do {                                                                                                               \
-        if ((size_t)(end - p) < (size_t)(n)) {                                                                         \
-            return WS_NEED_MORE;                                                                                       \
-        }                                                                                                              \
+#define NEED(n)                                \
+    do {                                       \
+        if ((size_t)(end - p) < (size_t)(n)) { \
+            return WS_NEED_MORE;               \
+        }                                      \
     } while (0)
 
 /* "\r\n" at p: 1; need more: 0; anything else: -1. */
@@ -346,8 +346,8 @@ size_t ws_response(const ws_answer *ans, char *dst)
         n = snprintf(dst, WS_RESPONSE_MAX,
                      "HTTP/1.1 %d %s\r\nConnection: close\r\n%sContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\n\r\n%s\n",
-                     ans->status, text, ans->bad_version ? "Sec-WebSocket-Version: 13\r\n" : "",
-                     strlen(ans->why) + 1, ans->why);
+                     ans->status, text, ans->bad_version ? "Sec-WebSocket-Version: 13\r\n" : "", strlen(ans->why) + 1,
+                     ans->why);
     }
     return n < 0 ? 0 : ((size_t)n < WS_RESPONSE_MAX ? (size_t)n : WS_RESPONSE_MAX - 1);
 }

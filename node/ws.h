@@ -56,7 +56,7 @@ typedef struct ws_slice {
 /* A parsed request head; every slice borrows the parsed buffer. */
 typedef struct ws_request {
     ws_slice method;
-    ws_slice target; /* path and query as sent */
+    ws_slice target;   /* path and query as sent */
     int minor_version; /* HTTP/1.x */
     ws_slice host;
     ws_slice upgrade;

@@ -20,12 +20,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/conn.h"
-#include "node/ws.h"
-#include "node/session.h"
-#include "node/config.h"
-#include "node/worker.h"
 #include "node/broker.h"
+#include "node/config.h"
+#include "node/conn.h"
+#include "node/session.h"
+#include "node/worker.h"
+#include "node/ws.h"
 
 #ifndef SH_OK
 #define SH_OK 0
@@ -36,14 +36,14 @@ enum { WSC_HANDSHAKE = 0, WSC_OPEN, WSC_CLOSED };
 
 struct ws_conn {
     uint8_t state;
-    bool pending;       /* a close frame or an error came in: close after the MQTT bytes before it */
-    bool peer_closed;   /* that was the peer's close frame */
-    uint8_t pending_rc; /* the MQTT reason for conn_close */
+    bool pending;        /* a close frame or an error came in: close after the MQTT bytes before it */
+    bool peer_closed;    /* that was the peer's close frame */
+    uint8_t pending_rc;  /* the MQTT reason for conn_close */
     uint16_t close_code; /* what our close frame says, 0 = from the MQTT reason */
     const char *pending_why;
     ws_seq seq;
     uint8_t mask[4];
-    uint64_t left;      /* payload bytes of the current data frame still to come */
+    uint64_t left; /* payload bytes of the current data frame still to come */
     uint64_t mask_off;
     struct evbuffer *in; /* the MQTT byte stream, from the upgrade on */
 };

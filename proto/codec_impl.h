@@ -56,8 +56,7 @@ static inline bool rd_u32(mqtt_bytes *c, uint32_t *v)
     if (c->len < 4) {
         return false;
     }
-    *v = ((uint32_t)c->p[0] << 24) | ((uint32_t)c->p[1] << 16) | ((uint32_t)c->p[2] << 8) |
-         (uint32_t)c->p[3];
+    *v = ((uint32_t)c->p[0] << 24) | ((uint32_t)c->p[1] << 16) | ((uint32_t)c->p[2] << 8) | (uint32_t)c->p[3];
     cur_skip(c, 4);
     return true;
 }

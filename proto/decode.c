@@ -13,11 +13,21 @@
 /* §2.1.3 table 2-2: required flags; -1 for PUBLISH (DUP/QoS/RETAIN). */
 static const int8_t required_flags[16] = {
     [0] = -2, /* reserved type: never acceptable */
-    [MQTT_CONNECT] = 0,     [MQTT_CONNACK] = 0,   [MQTT_PUBLISH] = -1,
-    [MQTT_PUBACK] = 0,      [MQTT_PUBREC] = 0,    [MQTT_PUBREL] = 2,
-    [MQTT_PUBCOMP] = 0,     [MQTT_SUBSCRIBE] = 2, [MQTT_SUBACK] = 0,
-    [MQTT_UNSUBSCRIBE] = 2, [MQTT_UNSUBACK] = 0,  [MQTT_PINGREQ] = 0,
-    [MQTT_PINGRESP] = 0,    [MQTT_DISCONNECT] = 0, [MQTT_AUTH] = 0,
+    [MQTT_CONNECT] = 0,
+    [MQTT_CONNACK] = 0,
+    [MQTT_PUBLISH] = -1,
+    [MQTT_PUBACK] = 0,
+    [MQTT_PUBREC] = 0,
+    [MQTT_PUBREL] = 2,
+    [MQTT_PUBCOMP] = 0,
+    [MQTT_SUBSCRIBE] = 2,
+    [MQTT_SUBACK] = 0,
+    [MQTT_UNSUBSCRIBE] = 2,
+    [MQTT_UNSUBACK] = 0,
+    [MQTT_PINGREQ] = 0,
+    [MQTT_PINGRESP] = 0,
+    [MQTT_DISCONNECT] = 0,
+    [MQTT_AUTH] = 0,
 };
 
 int mqtt__required_flags(uint8_t type)
@@ -153,8 +163,7 @@ mqtt_rc mqtt_decode_ack(const mqtt_frame *f, uint8_t version, mqtt_ack *out)
 
 mqtt_rc mqtt_decode_ping(const mqtt_frame *f)
 {
-    bool ok = (f->type == MQTT_PINGREQ || f->type == MQTT_PINGRESP) &&
-              mqtt__flags_ok(f, f->type) && f->body_len == 0;
+    bool ok = (f->type == MQTT_PINGREQ || f->type == MQTT_PINGRESP) && mqtt__flags_ok(f, f->type) && f->body_len == 0;
     /* §3.12 / §3.13: no variable header, no payload. */
     return ok ? MQTT_RC_SUCCESS : MQTT_RC_MALFORMED;
 }

@@ -40,8 +40,7 @@ static mqtt_rc read_protocol(mqtt_bytes *c, mqtt_connect *out)
     if (!rd_u8(c, &out->version)) {
         return MQTT_RC_MALFORMED;
     }
-    bool ok = (mqtt && (out->version == MQTT_V311 || out->version == MQTT_V5)) ||
-              (mqisdp && out->version == MQTT_V31);
+    bool ok = (mqtt && (out->version == MQTT_V311 || out->version == MQTT_V5)) || (mqisdp && out->version == MQTT_V31);
     return ok ? MQTT_RC_SUCCESS : MQTT_RC_UNSUPPORTED_VERSION;
 }
 
@@ -131,8 +130,7 @@ static mqtt_rc connect_rules(const mqtt_connect *p)
         return rc;
     }
     /* v5 §3.1.2.11.10: Authentication Data without a method. */
-    if (mqtt_props_has(&p->props, MQTT_PROP_AUTH_DATA) &&
-        !mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
+    if (mqtt_props_has(&p->props, MQTT_PROP_AUTH_DATA) && !mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
         return MQTT_RC_PROTOCOL_ERROR;
     }
     if (!p->has_will) {

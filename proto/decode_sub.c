@@ -64,8 +64,7 @@ static mqtt_rc check_options(const mqtt_sub *s, uint8_t opts, uint8_t version)
 
 /* Packet identifier then, for v5, properties (§3.8.2, §3.9.2, §3.10.2,
  * §3.11.2). [MQTT-2.2.1-3]: the identifier is non-zero. */
-static mqtt_rc read_id_props(mqtt_bytes *c, uint8_t version, uint8_t ctx, uint16_t *id,
-                             mqtt_props *props)
+static mqtt_rc read_id_props(mqtt_bytes *c, uint8_t version, uint8_t ctx, uint16_t *id, mqtt_props *props)
 {
     if (!rd_u16(c, id) || *id == 0) {
         return MQTT_RC_MALFORMED;

@@ -187,8 +187,7 @@ static uint8_t sub_options(const mqtt_sub *s, uint8_t version)
     return o;
 }
 
-static uint32_t subscribe_rem(const mqtt_props *props, const mqtt_sub *subs, uint32_t n,
-                              uint8_t version)
+static uint32_t subscribe_rem(const mqtt_props *props, const mqtt_sub *subs, uint32_t n, uint8_t version)
 {
     uint32_t rem = 2u + props_size_v(props, version);
     for (uint32_t i = 0; i < n; i++) {
@@ -197,14 +196,14 @@ static uint32_t subscribe_rem(const mqtt_props *props, const mqtt_sub *subs, uin
     return rem;
 }
 
-size_t mqtt_size_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs,
-                           uint32_t n, uint8_t version)
+size_t mqtt_size_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n,
+                           uint8_t version)
 {
     return packet_size(subscribe_rem(props, subs, n, version));
 }
 
-size_t mqtt_encode_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs,
-                             uint32_t n, uint8_t version, uint8_t *dst)
+size_t mqtt_encode_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n,
+                             uint8_t version, uint8_t *dst)
 {
     uint8_t *d = wr_header(dst, MQTT_SUBSCRIBE, 0x02, subscribe_rem(props, subs, n, version));
     d = wr_u16(d, packet_id);
@@ -216,8 +215,7 @@ size_t mqtt_encode_subscribe(uint16_t packet_id, const mqtt_props *props, const 
     return (size_t)(d - dst);
 }
 
-static uint32_t unsubscribe_rem(const mqtt_props *props, const mqtt_bytes *filters, uint32_t n,
-                                uint8_t version)
+static uint32_t unsubscribe_rem(const mqtt_props *props, const mqtt_bytes *filters, uint32_t n, uint8_t version)
 {
     uint32_t rem = 2u + props_size_v(props, version);
     for (uint32_t i = 0; i < n; i++) {
@@ -226,15 +224,14 @@ static uint32_t unsubscribe_rem(const mqtt_props *props, const mqtt_bytes *filte
     return rem;
 }
 
-size_t mqtt_size_unsubscribe(uint16_t packet_id, const mqtt_props *props,
-                             const mqtt_bytes *filters, uint32_t n, uint8_t version)
+size_t mqtt_size_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n,
+                             uint8_t version)
 {
     return packet_size(unsubscribe_rem(props, filters, n, version));
 }
 
-size_t mqtt_encode_unsubscribe(uint16_t packet_id, const mqtt_props *props,
-                               const mqtt_bytes *filters, uint32_t n, uint8_t version,
-                               uint8_t *dst)
+size_t mqtt_encode_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n,
+                               uint8_t version, uint8_t *dst)
 {
     uint32_t rem = unsubscribe_rem(props, filters, n, version);
     uint8_t *d = wr_header(dst, MQTT_UNSUBSCRIBE, 0x02, rem);
@@ -258,8 +255,7 @@ size_t mqtt_size_suback(const mqtt_suback *p, uint8_t version)
     return packet_size(suback_rem(p, version));
 }
 
-static size_t encode_suback_like(const mqtt_suback *p, uint8_t type, uint32_t rem,
-                                 uint8_t version, uint8_t *dst)
+static size_t encode_suback_like(const mqtt_suback *p, uint8_t type, uint32_t rem, uint8_t version, uint8_t *dst)
 {
     uint8_t *d = wr_header(dst, type, 0, rem);
     d = wr_u16(d, p->packet_id);
@@ -350,8 +346,8 @@ static uint32_t entries_rem(const mqtt_props *props, mqtt_bytes entries, uint8_t
     return 2u + props_size_v(props, version) + entries.len;
 }
 
-static size_t encode_entries(uint8_t type, uint16_t packet_id, const mqtt_props *props,
-                             mqtt_bytes entries, uint8_t version, uint8_t *dst)
+static size_t encode_entries(uint8_t type, uint16_t packet_id, const mqtt_props *props, mqtt_bytes entries,
+                             uint8_t version, uint8_t *dst)
 {
     uint8_t *d = wr_header(dst, type, 0x02, entries_rem(props, entries, version));
     d = wr_u16(d, packet_id);
@@ -376,8 +372,7 @@ size_t mqtt_size(const mqtt_packet *p, uint8_t version)
     case MQTT_SUBSCRIBE:
         return packet_size(entries_rem(&p->u.subscribe.props, p->u.subscribe.entries, version));
     case MQTT_UNSUBSCRIBE:
-        return packet_size(
-            entries_rem(&p->u.unsubscribe.props, p->u.unsubscribe.entries, version));
+        return packet_size(entries_rem(&p->u.unsubscribe.props, p->u.unsubscribe.entries, version));
     case MQTT_SUBACK:
         return mqtt_size_suback(&p->u.suback, version);
     case MQTT_UNSUBACK:
@@ -413,8 +408,7 @@ size_t mqtt_encode(const mqtt_packet *p, uint8_t version, uint8_t *dst)
     case MQTT_SUBSCRIBE:
         return encode_entries(MQTT_SUBSCRIBE, s->packet_id, &s->props, s->entries, version, dst);
     case MQTT_UNSUBSCRIBE:
-        return encode_entries(MQTT_UNSUBSCRIBE, u->packet_id, &u->props, u->entries, version,
-                              dst);
+        return encode_entries(MQTT_UNSUBSCRIBE, u->packet_id, &u->props, u->entries, version, dst);
     case MQTT_SUBACK:
         return mqtt_encode_suback(&p->u.suback, version, dst);
     case MQTT_UNSUBACK:

@@ -19,7 +19,7 @@
 #include "proto/props.h"
 
 typedef struct mqtt_connect {
-    uint8_t version;        /* 3, 4 or 5 */
+    uint8_t version;          /* 3, 4 or 5 */
     mqtt_bytes protocol_name; /* "MQTT" or "MQIsdp" */
     bool clean_start;
     uint16_t keepalive;
@@ -47,7 +47,7 @@ typedef struct mqtt_publish {
     uint8_t qos;
     bool dup;
     bool retain;
-    mqtt_bytes topic; /* may be empty in v5 when a Topic Alias is present */
+    mqtt_bytes topic;   /* may be empty in v5 when a Topic Alias is present */
     uint16_t packet_id; /* only when qos > 0 */
     mqtt_props props;
     mqtt_bytes payload;
@@ -150,10 +150,14 @@ size_t mqtt_encode_publish_head(const mqtt_publish *p, uint8_t version, uint8_t 
 size_t mqtt_size_ack(const mqtt_ack *p, uint8_t version);
 size_t mqtt_encode_ack(const mqtt_ack *p, uint8_t version, uint8_t *dst);
 /* SUBSCRIBE entries come from an array here. */
-size_t mqtt_size_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n, uint8_t version);
-size_t mqtt_encode_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n, uint8_t version, uint8_t *dst);
-size_t mqtt_size_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n, uint8_t version);
-size_t mqtt_encode_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n, uint8_t version, uint8_t *dst);
+size_t mqtt_size_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n,
+                           uint8_t version);
+size_t mqtt_encode_subscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_sub *subs, uint32_t n,
+                             uint8_t version, uint8_t *dst);
+size_t mqtt_size_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n,
+                             uint8_t version);
+size_t mqtt_encode_unsubscribe(uint16_t packet_id, const mqtt_props *props, const mqtt_bytes *filters, uint32_t n,
+                               uint8_t version, uint8_t *dst);
 size_t mqtt_size_suback(const mqtt_suback *p, uint8_t version);
 size_t mqtt_encode_suback(const mqtt_suback *p, uint8_t version, uint8_t *dst);
 /* 3.1.1 UNSUBACK carries only the packet id; codes are ignored. */

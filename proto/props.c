@@ -30,8 +30,10 @@ typedef struct prop_def {
 /* P(wire, contexts, field, lo, hi, name); the indirection lets ANY and BOOL
  * expand into their two range arguments first. */
 #define P(...) P_(__VA_ARGS__)
-#define P_(w, c, field, lo, hi, nm) \
-    {w, MQTT_RC_PROTOCOL_ERROR, (c), 0, offsetof(mqtt_props, field), lo, hi, nm}
+#define P_(w, c, field, lo, hi, nm)                                                \
+    {                                                                              \
+        w, MQTT_RC_PROTOCOL_ERROR, (c), 0, offsetof(mqtt_props, field), lo, hi, nm \
+    }
 
 /* §2.2.2.2 table 2-4: wire types and the packets allowed to carry each.
  * Range rules cite the section that makes a value a Protocol Error. */
@@ -41,65 +43,55 @@ static const prop_def defs[MQTT_PROP_SHARED_AVAILABLE + 1] = {
                                    "payload-format-indicator"),
     [MQTT_PROP_MESSAGE_EXPIRY] = P(MQTT_WIRE_U32, C(MQTT_PUBLISH) | WILL, message_expiry, ANY,
                                    "message-expiry-interval"),
-    [MQTT_PROP_CONTENT_TYPE] = P(MQTT_WIRE_STRING, C(MQTT_PUBLISH) | WILL, content_type, ANY,
-                                 "content-type"),
-    [MQTT_PROP_RESPONSE_TOPIC] = P(MQTT_WIRE_STRING, C(MQTT_PUBLISH) | WILL, response_topic, ANY,
-                                   "response-topic"),
-    [MQTT_PROP_CORRELATION_DATA] = P(MQTT_WIRE_BINARY, C(MQTT_PUBLISH) | WILL, correlation_data,
-                                     ANY, "correlation-data"),
+    [MQTT_PROP_CONTENT_TYPE] = P(MQTT_WIRE_STRING, C(MQTT_PUBLISH) | WILL, content_type, ANY, "content-type"),
+    [MQTT_PROP_RESPONSE_TOPIC] = P(MQTT_WIRE_STRING, C(MQTT_PUBLISH) | WILL, response_topic, ANY, "response-topic"),
+    [MQTT_PROP_CORRELATION_DATA] = P(MQTT_WIRE_BINARY, C(MQTT_PUBLISH) | WILL, correlation_data, ANY,
+                                     "correlation-data"),
     /* §3.8.2.1.2: 0 is a Protocol Error. It may repeat in PUBLISH
      * (§3.3.2.3.8, one per matching subscription) but not in SUBSCRIBE. */
-    [MQTT_PROP_SUBSCRIPTION_ID] =
-        {MQTT_WIRE_VARINT, MQTT_RC_PROTOCOL_ERROR, C(MQTT_PUBLISH) | C(MQTT_SUBSCRIBE),
-         C(MQTT_PUBLISH), offsetof(mqtt_props, sub_id), 1, MQTT_MAX_REMAINING,
-         "subscription-identifier"},
-    [MQTT_PROP_SESSION_EXPIRY] =
-        P(MQTT_WIRE_U32, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_DISCONNECT), session_expiry,
-          ANY, "session-expiry-interval"),
-    [MQTT_PROP_ASSIGNED_CLIENT_ID] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK), assigned_client_id,
-                                       ANY, "assigned-client-identifier"),
-    [MQTT_PROP_SERVER_KEEP_ALIVE] = P(MQTT_WIRE_U16, C(MQTT_CONNACK), server_keep_alive, ANY,
-                                      "server-keep-alive"),
-    [MQTT_PROP_AUTH_METHOD] =
-        P(MQTT_WIRE_STRING, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_AUTH), auth_method, ANY,
-          "authentication-method"),
-    [MQTT_PROP_AUTH_DATA] = P(MQTT_WIRE_BINARY, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_AUTH),
-                              auth_data, ANY, "authentication-data"),
+    [MQTT_PROP_SUBSCRIPTION_ID] = {MQTT_WIRE_VARINT, MQTT_RC_PROTOCOL_ERROR, C(MQTT_PUBLISH) | C(MQTT_SUBSCRIBE),
+                                   C(MQTT_PUBLISH), offsetof(mqtt_props, sub_id), 1, MQTT_MAX_REMAINING,
+                                   "subscription-identifier"},
+    [MQTT_PROP_SESSION_EXPIRY] = P(MQTT_WIRE_U32, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_DISCONNECT),
+                                   session_expiry, ANY, "session-expiry-interval"),
+    [MQTT_PROP_ASSIGNED_CLIENT_ID] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK), assigned_client_id, ANY,
+                                       "assigned-client-identifier"),
+    [MQTT_PROP_SERVER_KEEP_ALIVE] = P(MQTT_WIRE_U16, C(MQTT_CONNACK), server_keep_alive, ANY, "server-keep-alive"),
+    [MQTT_PROP_AUTH_METHOD] = P(MQTT_WIRE_STRING, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_AUTH), auth_method, ANY,
+                                "authentication-method"),
+    [MQTT_PROP_AUTH_DATA] = P(MQTT_WIRE_BINARY, C(MQTT_CONNECT) | C(MQTT_CONNACK) | C(MQTT_AUTH), auth_data, ANY,
+                              "authentication-data"),
     /* §3.1.2.11.7: 0 or 1 */
-    [MQTT_PROP_REQUEST_PROBLEM_INFO] = P(MQTT_WIRE_BYTE, C(MQTT_CONNECT), request_problem_info,
-                                         BOOL, "request-problem-information"),
+    [MQTT_PROP_REQUEST_PROBLEM_INFO] = P(MQTT_WIRE_BYTE, C(MQTT_CONNECT), request_problem_info, BOOL,
+                                         "request-problem-information"),
     [MQTT_PROP_WILL_DELAY] = P(MQTT_WIRE_U32, WILL, will_delay, ANY, "will-delay-interval"),
     /* §3.1.2.11.6: 0 or 1 */
-    [MQTT_PROP_REQUEST_RESPONSE_INFO] = P(MQTT_WIRE_BYTE, C(MQTT_CONNECT), request_response_info,
-                                          BOOL, "request-response-information"),
-    [MQTT_PROP_RESPONSE_INFO] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK), response_info, ANY,
-                                  "response-information"),
-    [MQTT_PROP_SERVER_REFERENCE] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK) | C(MQTT_DISCONNECT),
-                                     server_reference, ANY, "server-reference"),
-    [MQTT_PROP_REASON_STRING] =
-        P(MQTT_WIRE_STRING,
-          C(MQTT_CONNACK) | ACKS | C(MQTT_SUBACK) | C(MQTT_UNSUBACK) | C(MQTT_DISCONNECT) |
-              C(MQTT_AUTH),
-          reason_string, ANY, "reason-string"),
+    [MQTT_PROP_REQUEST_RESPONSE_INFO] = P(MQTT_WIRE_BYTE, C(MQTT_CONNECT), request_response_info, BOOL,
+                                          "request-response-information"),
+    [MQTT_PROP_RESPONSE_INFO] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK), response_info, ANY, "response-information"),
+    [MQTT_PROP_SERVER_REFERENCE] = P(MQTT_WIRE_STRING, C(MQTT_CONNACK) | C(MQTT_DISCONNECT), server_reference, ANY,
+                                     "server-reference"),
+    [MQTT_PROP_REASON_STRING] = P(MQTT_WIRE_STRING,
+                                  C(MQTT_CONNACK) | ACKS | C(MQTT_SUBACK) | C(MQTT_UNSUBACK) | C(MQTT_DISCONNECT) |
+                                      C(MQTT_AUTH),
+                                  reason_string, ANY, "reason-string"),
     /* §3.1.2.11.3: 0 is a Protocol Error */
-    [MQTT_PROP_RECEIVE_MAX] = P(MQTT_WIRE_U16, C(MQTT_CONNECT) | C(MQTT_CONNACK), receive_max,
-                                1, UINT16_MAX, "receive-maximum"),
-    [MQTT_PROP_TOPIC_ALIAS_MAX] = P(MQTT_WIRE_U16, C(MQTT_CONNECT) | C(MQTT_CONNACK),
-                                    topic_alias_max, ANY, "topic-alias-maximum"),
+    [MQTT_PROP_RECEIVE_MAX] = P(MQTT_WIRE_U16, C(MQTT_CONNECT) | C(MQTT_CONNACK), receive_max, 1, UINT16_MAX,
+                                "receive-maximum"),
+    [MQTT_PROP_TOPIC_ALIAS_MAX] = P(MQTT_WIRE_U16, C(MQTT_CONNECT) | C(MQTT_CONNACK), topic_alias_max, ANY,
+                                    "topic-alias-maximum"),
     /* §3.3.2.3.4: Topic Alias 0 is not permitted, so 0x94 */
     [MQTT_PROP_TOPIC_ALIAS] = {MQTT_WIRE_U16, MQTT_RC_TOPIC_ALIAS_INVALID, C(MQTT_PUBLISH), 0,
                                offsetof(mqtt_props, topic_alias), 1, UINT16_MAX, "topic-alias"},
     /* §3.2.2.3.4: 0 or 1 */
     [MQTT_PROP_MAX_QOS] = P(MQTT_WIRE_BYTE, C(MQTT_CONNACK), max_qos, BOOL, "maximum-qos"),
     /* §3.2.2.3.5 */
-    [MQTT_PROP_RETAIN_AVAILABLE] = P(MQTT_WIRE_BYTE, C(MQTT_CONNACK), retain_available, BOOL,
-                                     "retain-available"),
+    [MQTT_PROP_RETAIN_AVAILABLE] = P(MQTT_WIRE_BYTE, C(MQTT_CONNACK), retain_available, BOOL, "retain-available"),
     /* §3.1.2.11.8: repeatable everywhere it is allowed. */
-    [MQTT_PROP_USER] = {MQTT_WIRE_PAIR, MQTT_RC_PROTOCOL_ERROR, USER_CTX, USER_CTX, 0, ANY,
-                        "user-property"},
+    [MQTT_PROP_USER] = {MQTT_WIRE_PAIR, MQTT_RC_PROTOCOL_ERROR, USER_CTX, USER_CTX, 0, ANY, "user-property"},
     /* §3.1.2.11.4: 0 is a Protocol Error */
-    [MQTT_PROP_MAX_PACKET_SIZE] = P(MQTT_WIRE_U32, C(MQTT_CONNECT) | C(MQTT_CONNACK),
-                                    max_packet_size, 1, UINT32_MAX, "maximum-packet-size"),
+    [MQTT_PROP_MAX_PACKET_SIZE] = P(MQTT_WIRE_U32, C(MQTT_CONNECT) | C(MQTT_CONNACK), max_packet_size, 1, UINT32_MAX,
+                                    "maximum-packet-size"),
     /* §3.2.2.3.11..13: 0 or 1 */
     [MQTT_PROP_WILDCARD_AVAILABLE] = P(MQTT_WIRE_BYTE, C(MQTT_CONNACK), wildcard_available, BOOL,
                                        "wildcard-subscription-available"),
@@ -222,8 +214,7 @@ static void count_up(uint16_t *n)
 }
 
 /* Context, duplicate and range checks for one property, then store it. */
-static mqtt_rc accept_one(const mqtt_prop *pr, uint16_t ctx_bit, uint64_t *seen,
-                          mqtt_props *out)
+static mqtt_rc accept_one(const mqtt_prop *pr, uint16_t ctx_bit, uint64_t *seen, mqtt_props *out)
 {
     const prop_def *d = &defs[pr->id];
     uint64_t bit = MQTT_PROP_BIT(pr->id);
@@ -363,8 +354,8 @@ uint32_t mqtt_props_copy_user(const mqtt_props *props, uint8_t *dst)
  * repeatable ones have their own encode-side fields. */
 static bool single_valued(uint32_t id, uint64_t present)
 {
-    return (present & MQTT_PROP_BIT(id)) != 0 && def_of(id) != NULL &&
-           id != MQTT_PROP_USER && id != MQTT_PROP_SUBSCRIPTION_ID;
+    return (present & MQTT_PROP_BIT(id)) != 0 && def_of(id) != NULL && id != MQTT_PROP_USER &&
+           id != MQTT_PROP_SUBSCRIPTION_ID;
 }
 
 static uint32_t load_u(const prop_def *d, const mqtt_props *pr)

@@ -83,9 +83,8 @@ uint8_t mqtt_rc_to_v311_suback(uint8_t rc)
 }
 
 static const char *const type_names[16] = {
-    "RESERVED", "CONNECT", "CONNACK",  "PUBLISH",     "PUBACK",   "PUBREC",
-    "PUBREL",   "PUBCOMP", "SUBSCRIBE", "SUBACK",     "UNSUBSCRIBE", "UNSUBACK",
-    "PINGREQ",  "PINGRESP", "DISCONNECT", "AUTH",
+    "RESERVED",  "CONNECT", "CONNACK",     "PUBLISH",  "PUBACK",  "PUBREC",   "PUBREL",     "PUBCOMP",
+    "SUBSCRIBE", "SUBACK",  "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
 };
 
 const char *mqtt_type_name(uint8_t type)
@@ -94,23 +93,20 @@ const char *mqtt_type_name(uint8_t type)
 }
 
 /* Reason codes each packet may carry (MQTT 5). §3.2.2.2: */
-static const uint8_t connack_rcs[] = {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86,
-                                      0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97,
-                                      0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F};
+static const uint8_t connack_rcs[] = {0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89,
+                                      0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F};
 /* §3.4.2.1 and §3.5.2.1 */
 static const uint8_t puback_rcs[] = {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99};
 /* §3.6.2.1 and §3.7.2.1 */
 static const uint8_t pubrel_rcs[] = {0x00, 0x92};
 /* §3.9.3 */
-static const uint8_t suback_rcs[] = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87,
-                                     0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
+static const uint8_t suback_rcs[] = {0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2};
 /* §3.11.3 */
 static const uint8_t unsuback_rcs[] = {0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91};
 /* §3.14.2.1 */
-static const uint8_t disconnect_rcs[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89,
-                                         0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95,
-                                         0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D,
-                                         0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
+static const uint8_t disconnect_rcs[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D,
+                                         0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+                                         0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
 /* §3.15.2.1 */
 static const uint8_t auth_rcs[] = {0x00, 0x18, 0x19};
 
@@ -119,14 +115,17 @@ typedef struct rc_list {
     size_t n;
 } rc_list;
 
-#define RC_LIST(a) {(a), sizeof(a)}
+#define RC_LIST(a)     \
+    {                  \
+        (a), sizeof(a) \
+    }
 
 /* Indexed by packet type; types without a reason code have an empty list. */
 static const rc_list rc_lists[16] = {
-    [MQTT_CONNACK] = RC_LIST(connack_rcs),       [MQTT_PUBACK] = RC_LIST(puback_rcs),
-    [MQTT_PUBREC] = RC_LIST(puback_rcs),         [MQTT_PUBREL] = RC_LIST(pubrel_rcs),
-    [MQTT_PUBCOMP] = RC_LIST(pubrel_rcs),        [MQTT_SUBACK] = RC_LIST(suback_rcs),
-    [MQTT_UNSUBACK] = RC_LIST(unsuback_rcs),     [MQTT_DISCONNECT] = RC_LIST(disconnect_rcs),
+    [MQTT_CONNACK] = RC_LIST(connack_rcs),   [MQTT_PUBACK] = RC_LIST(puback_rcs),
+    [MQTT_PUBREC] = RC_LIST(puback_rcs),     [MQTT_PUBREL] = RC_LIST(pubrel_rcs),
+    [MQTT_PUBCOMP] = RC_LIST(pubrel_rcs),    [MQTT_SUBACK] = RC_LIST(suback_rcs),
+    [MQTT_UNSUBACK] = RC_LIST(unsuback_rcs), [MQTT_DISCONNECT] = RC_LIST(disconnect_rcs),
     [MQTT_AUTH] = RC_LIST(auth_rcs),
 };
 

@@ -120,8 +120,7 @@ bool mqtt_topic_match(const uint8_t *f, size_t flen, const uint8_t *t, size_t tl
         bool f_done = fe == flen, t_done = te == tlen;
         if (f_done || t_done) {
             /* §4.7.1.2: "sport/#" also matches the parent "sport". */
-            return (f_done && t_done) ||
-                   (t_done && flen - fe == 2 && f[fe] == '/' && f[fe + 1] == '#');
+            return (f_done && t_done) || (t_done && flen - fe == 2 && f[fe] == '/' && f[fe + 1] == '#');
         }
         fi = fe + 1;
         ti = te + 1;

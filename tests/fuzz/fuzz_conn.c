@@ -41,13 +41,12 @@
 #include "node/conn.h"
 #include "node/worker.h"
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                      \
-            abort();                                                             \
-        }                                                                        \
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 enum { NSTREAMS = 3, NWORKERS = 2 };

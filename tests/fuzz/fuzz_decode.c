@@ -19,13 +19,12 @@
 #include "proto/topic.h"
 #include "proto/utf8.h"
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                      \
-            abort();                                                             \
-        }                                                                        \
+#define CHECK(cond)                                                                      \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -51,8 +50,7 @@ static void roundtrip(const mqtt_packet *a, uint8_t version, size_t frame_len)
     CHECK(mqtt_frame_parse(out, n, 0, &f) == (int)n);
     mqtt_rc rc = mqtt_decode(&f, version, &b);
     if (rc != MQTT_RC_SUCCESS) {
-        fprintf(stderr, "re-decode of %s v%u failed: 0x%02x\n", mqtt_type_name(a->type),
-                version, rc);
+        fprintf(stderr, "re-decode of %s v%u failed: 0x%02x\n", mqtt_type_name(a->type), version, rc);
     }
     CHECK(rc == MQTT_RC_SUCCESS);
     CHECK(packet_eq(a, &b));

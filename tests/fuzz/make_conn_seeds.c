@@ -81,11 +81,11 @@ typedef struct will {
 } will;
 
 typedef struct copts {
-    bool keep_session;      /* clean session / clean start 0 */
+    bool keep_session; /* clean session / clean start 0 */
     uint16_t keepalive;
-    uint32_t expiry;        /* v5 Session Expiry Interval */
-    uint16_t alias_max;     /* v5 Topic Alias Maximum */
-    uint16_t receive_max;   /* v5 Receive Maximum */
+    uint32_t expiry;      /* v5 Session Expiry Interval */
+    uint16_t alias_max;   /* v5 Topic Alias Maximum */
+    uint16_t receive_max; /* v5 Receive Maximum */
     const char *auth_method;
     const char *username;
     const will *w;

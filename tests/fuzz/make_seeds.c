@@ -8,8 +8,7 @@
 #include "refusals.h"
 #include "vectors.h"
 
-static int write_file(const char *dir, const char *prefix, const char *name, const uint8_t *b,
-                      size_t len)
+static int write_file(const char *dir, const char *prefix, const char *name, const uint8_t *b, size_t len)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s_%s", dir, prefix, name);

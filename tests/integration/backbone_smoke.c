@@ -32,31 +32,36 @@
 
 #define STEP_TIMEOUT_MS 60000
 
-static int64_t now_ms(void) {
+static int64_t now_ms(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms) {
+static void sleep_ms(long ms)
+{
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
     }
 }
 
-static void step(const char *fmt, const char *arg) {
+static void step(const char *fmt, const char *arg)
+{
     printf("backbone_smoke: ");
     printf(fmt, arg);
     printf("\n");
     fflush(stdout);
 }
 
-static void fail(const char *what, const char *why) {
+static void fail(const char *what, const char *why)
+{
     fprintf(stderr, "backbone_smoke: FAIL: %s: %s\n", what, why);
 }
 
 /* Errors a cluster that is still settling returns; worth another try. */
-static bool transient(rd_kafka_resp_err_t err) {
+static bool transient(rd_kafka_resp_err_t err)
+{
     switch (err) {
     case RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS:
     case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
@@ -77,7 +82,8 @@ static bool transient(rd_kafka_resp_err_t err) {
     }
 }
 
-static rd_kafka_conf_t *base_conf(const char *bootstrap) {
+static rd_kafka_conf_t *base_conf(const char *bootstrap)
+{
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err) != RD_KAFKA_CONF_OK ||
@@ -89,7 +95,8 @@ static rd_kafka_conf_t *base_conf(const char *bootstrap) {
     return conf;
 }
 
-static bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *val) {
+static bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *val)
+{
     char err[512];
     if (rd_kafka_conf_set(conf, key, val, err, sizeof err) != RD_KAFKA_CONF_OK) {
         fail(key, err);
@@ -101,15 +108,16 @@ static bool conf_set(rd_kafka_conf_t *conf, const char *key, const char *val) {
 /* Create or delete TOPIC through the admin API; retries transient errors.
  * For create, TOPIC_ALREADY_EXISTS after a retry means an earlier attempt
  * got through. */
-static bool admin_topic(rd_kafka_t *rk, const char *topic, bool create) {
+static bool admin_topic(rd_kafka_t *rk, const char *topic, bool create)
+{
     int64_t deadline = now_ms() + STEP_TIMEOUT_MS;
     bool retried = false;
     char errstr[512];
 
     for (;;) {
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(
-            rk, create ? RD_KAFKA_ADMIN_OP_CREATETOPICS : RD_KAFKA_ADMIN_OP_DELETETOPICS);
+        rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(rk, create ? RD_KAFKA_ADMIN_OP_CREATETOPICS
+                                                                             : RD_KAFKA_ADMIN_OP_DELETETOPICS);
         rd_kafka_AdminOptions_set_request_timeout(opts, 10000, errstr, sizeof errstr);
         rd_kafka_AdminOptions_set_operation_timeout(opts, 10000, errstr, sizeof errstr);
 
@@ -178,7 +186,8 @@ struct delivery {
     int64_t offset;
 };
 
-static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
     (void)rk;
     (void)opaque;
     struct delivery *d = m->_private;
@@ -188,14 +197,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     d->offset = m->offset;
 }
 
-static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
     (void)rk;
     (void)opaque;
     /* librdkafka retries these itself; show them so a hang is explainable. */
     fprintf(stderr, "backbone_smoke: kafka: %s: %s\n", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
 }
 
-static bool kafka_roundtrip(const char *bootstrap) {
+static bool kafka_roundtrip(const char *bootstrap)
+{
     bool ok = false;
     char errstr[512];
     char topic[128];
@@ -332,7 +343,8 @@ out:
 }
 
 /* Accepts HOST:PORT or redis://HOST:PORT[/...]. */
-static bool parse_hostport(const char *s, char *host, size_t hostsz, int *port) {
+static bool parse_hostport(const char *s, char *host, size_t hostsz, int *port)
+{
     if (strncmp(s, "redis://", 8) == 0)
         s += 8;
     const char *colon = strrchr(s, ':');
@@ -348,7 +360,8 @@ static bool parse_hostport(const char *s, char *host, size_t hostsz, int *port) 
     return true;
 }
 
-static bool redis_roundtrip(const char *hostport) {
+static bool redis_roundtrip(const char *hostport)
+{
     char host[256];
     int port;
     if (!parse_hostport(hostport, host, sizeof host, &port)) {
@@ -402,7 +415,8 @@ out:
     return ok;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 3 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fprintf(stderr,
                 "usage: %s KAFKA_BOOTSTRAP REDIS_HOST:PORT\n"
@@ -412,8 +426,8 @@ int main(int argc, char **argv) {
                 argv[0], argv[0]);
         return argc == 2 ? 0 : 2;
     }
-    printf("backbone_smoke: librdkafka %s, hiredis %d.%d.%d\n", rd_kafka_version_str(), HIREDIS_MAJOR,
-           HIREDIS_MINOR, HIREDIS_PATCH);
+    printf("backbone_smoke: librdkafka %s, hiredis %d.%d.%d\n", rd_kafka_version_str(), HIREDIS_MAJOR, HIREDIS_MINOR,
+           HIREDIS_PATCH);
     int64_t t0 = now_ms();
     bool kafka_ok = kafka_roundtrip(argv[1]);
     printf("backbone_smoke: kafka %s (%lld ms)\n", kafka_ok ? "PASS" : "FAIL", (long long)(now_ms() - t0));

@@ -50,8 +50,7 @@ Test(hist, every_value_lies_in_its_bucket_within_one_percent)
         cr_assert_lt(b, HIST_BUCKETS);
         uint64_t lo = hist_bucket_low(b);
         uint64_t hi = hist_bucket_high(b);
-        cr_assert(lo <= v && v <= hi, "v=%lu in [%lu,%lu]", (unsigned long)v, (unsigned long)lo,
-                  (unsigned long)hi);
+        cr_assert(lo <= v && v <= hi, "v=%lu in [%lu,%lu]", (unsigned long)v, (unsigned long)lo, (unsigned long)hi);
         /* 2 significant digits: a bucket spans less than 1% of its values. */
         cr_assert_leq((double)(hi - lo), (double)lo / 100.0);
     }

@@ -105,8 +105,14 @@ static void member_open(member *mb, const char *name)
     pthread_mutex_init(&mb->lock, NULL);
     snprintf(mb->node_id, sizeof(mb->node_id), "contract-%s-%d-%d", name, (int)getpid(), serial++);
     snprintf(mb->address, sizeof(mb->address), "127.0.0.1:%d", 20000 + serial);
-    bp_config cfg = {.node_id = mb->node_id, .workers = 1, .address = mb->address, .heartbeat_ms = 300,
-                     .kafka_partitions = 4, .kafka_replication = 1, .kafka_acks = "all", .kafka_linger_ms = 1};
+    bp_config cfg = {.node_id = mb->node_id,
+                     .workers = 1,
+                     .address = mb->address,
+                     .heartbeat_ms = 300,
+                     .kafka_partitions = 4,
+                     .kafka_replication = 1,
+                     .kafka_acks = "all",
+                     .kafka_linger_ms = 1};
     contract_config(&cfg);
     bp_hooks hooks = {.remote_message = remote_message, .session_revoked = session_revoked, .node = mb};
     mb->base = event_base_new();
@@ -225,8 +231,11 @@ static void assert_each_once(const calls *c)
 static bp_message message(const char *topic, char *payload, int seq, int qos)
 {
     snprintf(payload, 16, "%d", seq);
-    bp_message m = {.topic = (const uint8_t *)topic, .topic_len = (uint32_t)strlen(topic),
-                    .payload = (const uint8_t *)payload, .payload_len = (uint32_t)strlen(payload), .qos = (uint8_t)qos};
+    bp_message m = {.topic = (const uint8_t *)topic,
+                    .topic_len = (uint32_t)strlen(topic),
+                    .payload = (const uint8_t *)payload,
+                    .payload_len = (uint32_t)strlen(payload),
+                    .qos = (uint8_t)qos};
     return m;
 }
 
@@ -519,8 +528,7 @@ static void load(member *mb, sess_res *r, const char *id, uint64_t epoch, bool r
 
 static void store(member *mb, sess_res *r, const char *id, uint64_t epoch, const char *state, uint64_t ttl_ms)
 {
-    bp_session_store(mb->bp, 0, id, epoch, (const uint8_t *)state, (uint32_t)strlen(state), ttl_ms, sess_done_cb,
-                     r);
+    bp_session_store(mb->bp, 0, id, epoch, (const uint8_t *)state, (uint32_t)strlen(state), ttl_ms, sess_done_cb, r);
     sess_wait(mb, r, "store");
 }
 

@@ -9,10 +9,15 @@ static bp_message sample(void)
 {
     static const uint8_t props[] = {0x26, 0, 1, 'k', 0, 1, 'v'};
     bp_message m = {
-        .topic = (const uint8_t *)"a/b", .topic_len = 3,
-        .payload = (const uint8_t *)"hello\0x", .payload_len = 7,
-        .props = props, .props_len = sizeof(props),
-        .expiry_at_unix_ms = 0x0102030405060708ull, .qos = 2, .retain = true,
+        .topic = (const uint8_t *)"a/b",
+        .topic_len = 3,
+        .payload = (const uint8_t *)"hello\0x",
+        .payload_len = 7,
+        .props = props,
+        .props_len = sizeof(props),
+        .expiry_at_unix_ms = 0x0102030405060708ull,
+        .qos = 2,
+        .retain = true,
     };
     return m;
 }
@@ -166,11 +171,10 @@ Test(rk_record, v1_record_still_decodes_without_a_client_id)
     /* Written byte by byte as docs/architecture.md gives version 1, as an
      * older node writes it. */
     static const uint8_t v1[] = {
-        'S', 'H', 1, 1, 2, 6, 'n', 'o', 'd', 'e', '-', '1',
-        1, 2, 3, 4, 5, 6, 7, 8,                /* expiry */
-        0, 0, 0, 7, 0x26, 0, 1, 'k', 0, 1, 'v', /* properties */
-        0, 3, 'a', '/', 'b',                   /* topic */
-        'h', 'e', 'l', 'l', 'o', 0, 'x',       /* payload */
+        'S', 'H', 1,   1,   2,    6, 'n', 'o', 'd', 'e', '-', '1', 1, 2, 3, 4, 5, 6, 7, 8, /* expiry */
+        0,   0,   0,   7,   0x26, 0, 1,   'k', 0,   1,   'v',                              /* properties */
+        0,   3,   'a', '/', 'b',                                                           /* topic */
+        'h', 'e', 'l', 'l', 'o',  0, 'x',                                                  /* payload */
     };
     bp_message m = sample();
     bp_message out;

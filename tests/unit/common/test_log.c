@@ -37,8 +37,7 @@ Test(log, repeated_events_from_one_site_are_rate_limited)
     FILE *f = cr_get_redirected_stderr();
     size_t flood = count_lines(f, "event=flood");
     /* One burst per calendar second the loop touched. */
-    cr_assert(flood >= 200 && flood <= 200 * (size_t)seconds, "%zu flood lines in %lld s", flood,
-              (long long)seconds);
+    cr_assert(flood >= 200 && flood <= 200 * (size_t)seconds, "%zu flood lines in %lld s", flood, (long long)seconds);
 }
 
 Test(log, errors_are_never_suppressed_and_other_sites_unaffected)
@@ -136,7 +135,9 @@ static const esc_case esc_cases[] = {
     {"plain text=1 \"q\"", "plain text=1 \"q\""},
     {"a\nb\rc\td", "a\\x0ab\\x0dc\\x09d"},
     {"bell\x07 esc\x1b[31m del\x7f", "bell\\x07 esc\\x1b[31m del\\x7f"},
-    {"nel\xc2\x85 csi\xc2\x9b" "1m", "nel\\xc2\\x85 csi\\xc2\\x9b1m"},
+    {"nel\xc2\x85 csi\xc2\x9b"
+     "1m",
+     "nel\\xc2\\x85 csi\\xc2\\x9b1m"},
     {"ls\xe2\x80\xa8 ps\xe2\x80\xa9", "ls\\xe2\\x80\\xa8 ps\\xe2\\x80\\xa9"},
     {"bad\xff\xc3(", "bad\\xff\\xc3("},
     {"overlong\xc0\xaf", "overlong\\xc0\\xaf"},

@@ -33,7 +33,9 @@ Test(json, writer_places_commas)
 Test(json, writer_escapes)
 {
     json_buf j = {0};
-    json_str(&j, "q\"b\\n\nt\tc\x01" "d\x7f" "é");
+    json_str(&j, "q\"b\\n\nt\tc\x01"
+                 "d\x7f"
+                 "é");
     cr_expect_str_eq(j.p, "\"q\\\"b\\\\n\\nt\\tc\\u0001d\\u007fé\"");
     json_buf_free(&j);
 }
@@ -129,9 +131,9 @@ Test(json, reader_refuses_every_proper_prefix)
 Test(json, reader_refuses_bad_input)
 {
     const char *bad[] = {
-        "",          "{",           "[1,]",        "{\"a\" 1}",      "{\"a\":1,}",   "tru",
-        "nul",       "\"\\x\"",     "\"\\u12\"",    "\"\\ud800\"",     "\"\\udc00\"",  "\"\\u0000\"",
-        "\"a\nb\"",  "1 2",         "--1",         "{1:2}",          "[1}",          "01x",
+        "",         "{",       "[1,]",      "{\"a\" 1}",   "{\"a\":1,}",  "tru",
+        "nul",      "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\u0000\"",
+        "\"a\nb\"", "1 2",     "--1",       "{1:2}",       "[1}",         "01x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_val *v = json_parse(bad[i], strlen(bad[i]));

@@ -61,18 +61,18 @@ Test(passwd, malformed_lines)
 {
     const char *bad[] = {
         "nocolon",
-        ":$pbkdf2-sha512$10$c2FsdA==$aGFzaA==",            /* empty user */
-        "u:$7$10$c2FsdA==$aGFzaA==",                        /* other scheme */
-        "u:$pbkdf2-sha512$$c2FsdA==$aGFzaA==",              /* no iterations */
-        "u:$pbkdf2-sha512$0$c2FsdA==$aGFzaA==",             /* zero iterations */
-        "u:$pbkdf2-sha512$-5$c2FsdA==$aGFzaA==",            /* negative */
-        "u:$pbkdf2-sha512$10x$c2FsdA==$aGFzaA==",           /* junk after count */
-        "u:$pbkdf2-sha512$10$c2FsdA==",                     /* no hash */
-        "u:$pbkdf2-sha512$10$c2Fsd!==$aGFzaA==",            /* bad base64 */
-        "u:$pbkdf2-sha512$10$c2FsdA=$aGFzaA==",             /* bad length */
-        "u:$pbkdf2-sha512$10$c2FsdA==$",                    /* empty hash */
-        "u:$pbkdf2-sha512$10$$aGFzaA==",                    /* empty salt */
-        "u:$pbkdf2-sha512$10$c2FsdA==$a=Fz",                /* '=' in the middle */
+        ":$pbkdf2-sha512$10$c2FsdA==$aGFzaA==",   /* empty user */
+        "u:$7$10$c2FsdA==$aGFzaA==",              /* other scheme */
+        "u:$pbkdf2-sha512$$c2FsdA==$aGFzaA==",    /* no iterations */
+        "u:$pbkdf2-sha512$0$c2FsdA==$aGFzaA==",   /* zero iterations */
+        "u:$pbkdf2-sha512$-5$c2FsdA==$aGFzaA==",  /* negative */
+        "u:$pbkdf2-sha512$10x$c2FsdA==$aGFzaA==", /* junk after count */
+        "u:$pbkdf2-sha512$10$c2FsdA==",           /* no hash */
+        "u:$pbkdf2-sha512$10$c2Fsd!==$aGFzaA==",  /* bad base64 */
+        "u:$pbkdf2-sha512$10$c2FsdA=$aGFzaA==",   /* bad length */
+        "u:$pbkdf2-sha512$10$c2FsdA==$",          /* empty hash */
+        "u:$pbkdf2-sha512$10$$aGFzaA==",          /* empty salt */
+        "u:$pbkdf2-sha512$10$c2FsdA==$a=Fz",      /* '=' in the middle */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         passwd_entry e;
@@ -129,7 +129,7 @@ Test(passwd, table_errors_name_the_line)
  *   p=hashlib.pbkdf2_hmac('sha256',b'pencil',s,4096);c=hmac.new(p,b'Client Key','sha256').digest();
  *   print(base64.b64encode(hashlib.sha256(c).digest()),
  *         base64.b64encode(hmac.new(p,b'Server Key','sha256').digest()))" */
-#define SCRAM_LINE \
+#define SCRAM_LINE                                                                                    \
     "user:$scram-sha-256$4096$W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=$" \
     "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "inproc.h"
-#include "proto/packet.h"
 #include "node/broker.h"
 #include "node/remote.h"
+#include "proto/packet.h"
 
 static config cfg;
 static broker b;
@@ -72,9 +72,12 @@ static struct bufferevent *no_local_client(int wi, const char *id, const char *f
 static void from_another_node(const char *topic, const char *payload, const char *client_id)
 {
     bp_message m = {
-        .topic = (const uint8_t *)topic, .topic_len = (uint32_t)strlen(topic),
-        .payload = (const uint8_t *)payload, .payload_len = (uint32_t)strlen(payload),
-        .client_id = (const uint8_t *)client_id, .client_id_len = client_id ? (uint16_t)strlen(client_id) : 0,
+        .topic = (const uint8_t *)topic,
+        .topic_len = (uint32_t)strlen(topic),
+        .payload = (const uint8_t *)payload,
+        .payload_len = (uint32_t)strlen(payload),
+        .client_id = (const uint8_t *)client_id,
+        .client_id_len = client_id ? (uint16_t)strlen(client_id) : 0,
     };
     remote_message_hook(&b, &m, 0);
     cr_assert(inproc_settle(&b, NULL, NULL));

@@ -47,9 +47,8 @@ static scram_cred pencil_cred(void)
     c.iterations = 4096;
     c.salt_len = (size_t)scram_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, c.salt, sizeof(c.salt));
     cr_assert_eq(c.salt_len, 16);
-    cr_assert_eq(scram_derive((const uint8_t *)"pencil", 6, c.salt, c.salt_len, c.iterations, c.stored_key,
-                              c.server_key),
-                 0);
+    cr_assert_eq(
+        scram_derive((const uint8_t *)"pencil", 6, c.salt, c.salt_len, c.iterations, c.stored_key, c.server_key), 0);
     return c;
 }
 
@@ -68,8 +67,8 @@ static void client_proof(const char *pw, const scram *s, const char *final_nopro
 {
     uint8_t salted[32], ckey[32], stored[32], sig[32], proof[32];
     unsigned n = 32;
-    PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), s->cred.salt, (int)s->cred.salt_len, s->cred.iterations, EVP_sha256(),
-                      32, salted);
+    PKCS5_PBKDF2_HMAC(pw, (int)strlen(pw), s->cred.salt, (int)s->cred.salt_len, s->cred.iterations, EVP_sha256(), 32,
+                      salted);
     HMAC(EVP_sha256(), salted, 32, (const uint8_t *)"Client Key", 10, ckey, &n);
     SHA256(ckey, 32, stored);
     char am[4096];
@@ -176,18 +175,18 @@ Test(scram, client_first_refusals)
         {"n,,", SCRAM_MALFORMED},
         {"x,,n=user,r=abc", SCRAM_MALFORMED},
         {"n,n=user,r=abc", SCRAM_MALFORMED},
-        {"n,,r=abc", SCRAM_MALFORMED},          /* no user */
-        {"n,,n=user", SCRAM_MALFORMED},         /* no nonce */
+        {"n,,r=abc", SCRAM_MALFORMED},  /* no user */
+        {"n,,n=user", SCRAM_MALFORMED}, /* no nonce */
         {"n,,n=user,", SCRAM_MALFORMED},
-        {"n,,n=user,r=", SCRAM_MALFORMED},      /* empty nonce */
-        {"n,,n=,r=abc", SCRAM_MALFORMED},       /* empty user */
-        {"n,,n=us=2Xer,r=abc", SCRAM_MALFORMED},/* bad escape */
+        {"n,,n=user,r=", SCRAM_MALFORMED},       /* empty nonce */
+        {"n,,n=,r=abc", SCRAM_MALFORMED},        /* empty user */
+        {"n,,n=us=2Xer,r=abc", SCRAM_MALFORMED}, /* bad escape */
         {"n,,n=user=,r=abc", SCRAM_MALFORMED},
         {"n,,n=user=2,r=abc", SCRAM_MALFORMED},
-        {"n,,n=user,r=a b", SCRAM_MALFORMED},   /* space in nonce */
-        {"n,,n=user,r=abc,", SCRAM_MALFORMED},  /* trailing comma */
+        {"n,,n=user,r=a b", SCRAM_MALFORMED},  /* space in nonce */
+        {"n,,n=user,r=abc,", SCRAM_MALFORMED}, /* trailing comma */
         {"n,,n=user,r=abc,1=x", SCRAM_MALFORMED},
-        {"n,,r=abc,n=user", SCRAM_MALFORMED},   /* order */
+        {"n,,r=abc,n=user", SCRAM_MALFORMED}, /* order */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         scram s;

@@ -133,18 +133,18 @@ Test(ws, parse_stops_at_the_head)
 Test(ws, parse_refuses_malformed)
 {
     static const char *bad[] = {
-        "GET /mqtt HTTP/1.1\nHost: a\n\n",                      /* bare LF */
-        "GET /mqtt HTTP/1.1\r\nHost: a\r\n b\r\n\r\n",          /* folded header */
-        "GET /mqtt HTTP/1.1\r\nHo st: a\r\n\r\n",               /* space in a name */
-        "GET /mqtt HTTP/1.1\r\nHost a\r\n\r\n",                 /* no colon */
-        "GET /mqtt HTTP/1.1\r\n: a\r\n\r\n",                    /* empty name */
-        "GET /mqtt HTTP/1.1\r\nHost: a\x01\r\n\r\n",            /* control character */
-        "GET /mqtt HTTP/1.1\r\nHost: a\rb\r\n\r\n",             /* CR inside a value */
-        "GET /mqtt HTTP/2.0\r\n\r\n",                           /* not HTTP/1.x */
+        "GET /mqtt HTTP/1.1\nHost: a\n\n",             /* bare LF */
+        "GET /mqtt HTTP/1.1\r\nHost: a\r\n b\r\n\r\n", /* folded header */
+        "GET /mqtt HTTP/1.1\r\nHo st: a\r\n\r\n",      /* space in a name */
+        "GET /mqtt HTTP/1.1\r\nHost a\r\n\r\n",        /* no colon */
+        "GET /mqtt HTTP/1.1\r\n: a\r\n\r\n",           /* empty name */
+        "GET /mqtt HTTP/1.1\r\nHost: a\x01\r\n\r\n",   /* control character */
+        "GET /mqtt HTTP/1.1\r\nHost: a\rb\r\n\r\n",    /* CR inside a value */
+        "GET /mqtt HTTP/2.0\r\n\r\n",                  /* not HTTP/1.x */
         "GET /mqtt HTTP/1.x\r\n\r\n",
-        "GET /mqtt\r\n\r\n",                                    /* HTTP/0.9 */
-        "GET  /mqtt HTTP/1.1\r\n\r\n",                          /* empty target */
-        " GET /mqtt HTTP/1.1\r\n\r\n",                          /* empty method */
+        "GET /mqtt\r\n\r\n",           /* HTTP/0.9 */
+        "GET  /mqtt HTTP/1.1\r\n\r\n", /* empty target */
+        " GET /mqtt HTTP/1.1\r\n\r\n", /* empty method */
         "G\x01T /mqtt HTTP/1.1\r\n\r\n",
         "GET /mq\x7ftt HTTP/1.1\r\n\r\n",
         "GET /mqtt HTTP/1.1\r\nSec-WebSocket-Key: a\r\nSec-WebSocket-Key: b\r\n\r\n", /* twice */
@@ -264,22 +264,10 @@ Test(ws, handshake_refusals)
         const char *req;
         int status;
     } cases[] = {
-        {"/other", 404},
-        {"/mqtt/", 404},
-        {"/MQTT", 404},
-        {"POST", 400},
-        {"HTTP/1.0", 400},
-        {"no upgrade", 400},
-        {"upgrade h2c", 400},
-        {"no connection", 400},
-        {"connection close", 400},
-        {"no version", 400},
-        {"version 8", 400},
-        {"no key", 400},
-        {"short key", 400},
-        {"key not base64", 400},
-        {"key no padding", 400},
-        {"protocol chat", 400},
+        {"/other", 404},           {"/mqtt/", 404},         {"/MQTT", 404},          {"POST", 400},
+        {"HTTP/1.0", 400},         {"no upgrade", 400},     {"upgrade h2c", 400},    {"no connection", 400},
+        {"connection close", 400}, {"no version", 400},     {"version 8", 400},      {"no key", 400},
+        {"short key", 400},        {"key not base64", 400}, {"key no padding", 400}, {"protocol chat", 400},
         {"protocol MQTT", 400},
     };
     char buf[2048];
@@ -328,8 +316,8 @@ Test(ws, handshake_refusals)
         cr_assert(!strncmp(resp, want, strlen(want)), "%s", resp);
         cr_assert_not_null(strstr(resp, "Connection: close\r\n"));
         /* §4.4: a version refusal names the version we speak. */
-        cr_assert_eq(strstr(resp, "Sec-WebSocket-Version: 13\r\n") != NULL, !strcmp(c, "version 8") ||
-                                                                                 !strcmp(c, "no version"));
+        cr_assert_eq(strstr(resp, "Sec-WebSocket-Version: 13\r\n") != NULL,
+                     !strcmp(c, "version 8") || !strcmp(c, "no version"));
     }
 }
 
@@ -443,9 +431,9 @@ Test(ws, every_length_form_and_every_prefix)
 Test(ws, lengths_not_in_shortest_form)
 {
     ws_frame f;
-    static const uint8_t l16[] = {0x82, 0xfe, 0x00, 0x7d, 1, 2, 3, 4};                 /* 125 in 16 bits */
+    static const uint8_t l16[] = {0x82, 0xfe, 0x00, 0x7d, 1, 2, 3, 4};                   /* 125 in 16 bits */
     static const uint8_t l64[] = {0x82, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4}; /* 65535 in 64 bits */
-    static const uint8_t msb[] = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};   /* 2^63 */
+    static const uint8_t msb[] = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};    /* 2^63 */
     cr_assert_eq(frame_guarded(l16, sizeof(l16), UINT64_MAX, &f), WS_BAD);
     cr_assert_eq(f.close_code, WS_CLOSE_PROTOCOL);
     cr_assert_eq(frame_guarded(l64, sizeof(l64), UINT64_MAX, &f), WS_BAD);
@@ -561,9 +549,8 @@ Test(ws, fragments_with_control_frames_between)
 {
     /* §5.4: control frames may be injected in the middle of a message. */
     ws_seq s = {false};
-    ws_frame seq[] = {fr(WS_OP_BINARY, false), fr(WS_OP_PING, true), fr(WS_OP_CONT, false),
-                      fr(WS_OP_PONG, true),    fr(WS_OP_CONT, false), fr(WS_OP_CLOSE, true),
-                      fr(WS_OP_CONT, true),    fr(WS_OP_BINARY, true)};
+    ws_frame seq[] = {fr(WS_OP_BINARY, false), fr(WS_OP_PING, true),  fr(WS_OP_CONT, false), fr(WS_OP_PONG, true),
+                      fr(WS_OP_CONT, false),   fr(WS_OP_CLOSE, true), fr(WS_OP_CONT, true),  fr(WS_OP_BINARY, true)};
     for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
         cr_assert_eq(ws_seq_next(&s, &seq[i]), 0, "frame %zu", i);
         if (i < 6) {
@@ -598,7 +585,10 @@ Test(ws, close_payloads)
     cr_assert_eq(ws_close_parse((const uint8_t *)"\x03", 1, &code), WS_CLOSE_PROTOCOL);
     cr_assert_eq(ws_close_parse((const uint8_t *)"\x03\xe8", 2, &code), 0);
     cr_assert_eq(code, 1000);
-    cr_assert_eq(ws_close_parse((const uint8_t *)"\x03\xe9" "bye \xc3\xa9", 8, &code), 0);
+    cr_assert_eq(ws_close_parse((const uint8_t *)"\x03\xe9"
+                                                 "bye \xc3\xa9",
+                                8, &code),
+                 0);
     cr_assert_eq(code, 1001);
     cr_assert_eq(ws_close_parse((const uint8_t *)"\x0b\xb8", 2, &code), 0); /* 3000 */
     cr_assert_eq(ws_close_parse((const uint8_t *)"\x13\x87", 2, &code), 0); /* 4999 */

@@ -72,8 +72,7 @@ static inline void decode_ok(const uint8_t *b, size_t len, uint8_t version, mqtt
     cr_assert_eq(rc, MQTT_RC_SUCCESS, "decode gave 0x%02x (%s)", rc, mqtt_rc_name(rc));
 }
 
-#define DECODE_VEC(name, p) \
-    decode_ok(v_##name, sizeof(v_##name), vec_named(#name)->version, (p))
+#define DECODE_VEC(name, p) decode_ok(v_##name, sizeof(v_##name), vec_named(#name)->version, (p))
 
 static inline bool str_is(mqtt_bytes b, const char *s)
 {
@@ -95,8 +94,7 @@ static inline uint8_t bad_rc(const bad *row)
     if (n == MQTT_BAD) {
         rc = f.rc;
     } else {
-        cr_assert_eq(n, (int)row->len, "%s: frame_parse gave %d for %zu bytes", row->name, n,
-                     row->len);
+        cr_assert_eq(n, (int)row->len, "%s: frame_parse gave %d for %zu bytes", row->name, n, row->len);
         rc = (uint8_t)mqtt_decode(&f, row->version, &p);
     }
     guard_free(&g);
@@ -106,8 +104,8 @@ static inline uint8_t bad_rc(const bad *row)
 static inline void check_bad(const bad *row)
 {
     uint8_t rc = bad_rc(row);
-    cr_assert_eq(rc, row->rc, "%s: got 0x%02x (%s), want 0x%02x (%s)", row->name, rc,
-                 mqtt_rc_name(rc), row->rc, mqtt_rc_name(row->rc));
+    cr_assert_eq(rc, row->rc, "%s: got 0x%02x (%s), want 0x%02x (%s)", row->name, rc, mqtt_rc_name(rc), row->rc,
+                 mqtt_rc_name(row->rc));
 }
 
 /* Parameters are indices, not pointers: Criterion re-executes the test

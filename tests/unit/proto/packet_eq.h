@@ -54,33 +54,27 @@ static inline bool repeatables_eq(const mqtt_props *a, const mqtt_props *b)
 static inline bool props_eq(const mqtt_props *a, const mqtt_props *b)
 {
     return a->present == b->present && a->payload_format == b->payload_format &&
-           a->request_problem_info == b->request_problem_info &&
-           a->request_response_info == b->request_response_info && a->max_qos == b->max_qos &&
-           a->retain_available == b->retain_available &&
-           a->wildcard_available == b->wildcard_available &&
-           a->sub_id_available == b->sub_id_available &&
+           a->request_problem_info == b->request_problem_info && a->request_response_info == b->request_response_info &&
+           a->max_qos == b->max_qos && a->retain_available == b->retain_available &&
+           a->wildcard_available == b->wildcard_available && a->sub_id_available == b->sub_id_available &&
            a->shared_available == b->shared_available && a->receive_max == b->receive_max &&
            a->topic_alias_max == b->topic_alias_max && a->topic_alias == b->topic_alias &&
-           a->server_keep_alive == b->server_keep_alive && a->n_user == b->n_user &&
-           a->n_sub_ids == b->n_sub_ids && a->message_expiry == b->message_expiry &&
-           a->session_expiry == b->session_expiry && a->will_delay == b->will_delay &&
-           a->max_packet_size == b->max_packet_size && a->sub_id == b->sub_id &&
-           bytes_eq(a->content_type, b->content_type) &&
-           bytes_eq(a->response_topic, b->response_topic) &&
+           a->server_keep_alive == b->server_keep_alive && a->n_user == b->n_user && a->n_sub_ids == b->n_sub_ids &&
+           a->message_expiry == b->message_expiry && a->session_expiry == b->session_expiry &&
+           a->will_delay == b->will_delay && a->max_packet_size == b->max_packet_size && a->sub_id == b->sub_id &&
+           bytes_eq(a->content_type, b->content_type) && bytes_eq(a->response_topic, b->response_topic) &&
            bytes_eq(a->correlation_data, b->correlation_data) &&
-           bytes_eq(a->assigned_client_id, b->assigned_client_id) &&
-           bytes_eq(a->auth_method, b->auth_method) && bytes_eq(a->auth_data, b->auth_data) &&
-           bytes_eq(a->response_info, b->response_info) &&
-           bytes_eq(a->server_reference, b->server_reference) &&
-           bytes_eq(a->reason_string, b->reason_string) && repeatables_eq(a, b);
+           bytes_eq(a->assigned_client_id, b->assigned_client_id) && bytes_eq(a->auth_method, b->auth_method) &&
+           bytes_eq(a->auth_data, b->auth_data) && bytes_eq(a->response_info, b->response_info) &&
+           bytes_eq(a->server_reference, b->server_reference) && bytes_eq(a->reason_string, b->reason_string) &&
+           repeatables_eq(a, b);
 }
 
 static inline bool connect_eq(const mqtt_connect *a, const mqtt_connect *b)
 {
     return a->version == b->version && bytes_eq(a->protocol_name, b->protocol_name) &&
-           a->clean_start == b->clean_start && a->keepalive == b->keepalive &&
-           props_eq(&a->props, &b->props) && bytes_eq(a->client_id, b->client_id) &&
-           a->has_will == b->has_will && a->will_qos == b->will_qos &&
+           a->clean_start == b->clean_start && a->keepalive == b->keepalive && props_eq(&a->props, &b->props) &&
+           bytes_eq(a->client_id, b->client_id) && a->has_will == b->has_will && a->will_qos == b->will_qos &&
            a->will_retain == b->will_retain && props_eq(&a->will_props, &b->will_props) &&
            bytes_eq(a->will_topic, b->will_topic) && bytes_eq(a->will_payload, b->will_payload) &&
            a->has_username == b->has_username && bytes_eq(a->username, b->username) &&
@@ -102,13 +96,11 @@ static inline bool packet_eq(const mqtt_packet *a, const mqtt_packet *b)
     case MQTT_CONNECT:
         return connect_eq(&a->u.connect, &b->u.connect);
     case MQTT_CONNACK:
-        return a->u.connack.session_present == b->u.connack.session_present &&
-               a->u.connack.rc == b->u.connack.rc &&
+        return a->u.connack.session_present == b->u.connack.session_present && a->u.connack.rc == b->u.connack.rc &&
                props_eq(&a->u.connack.props, &b->u.connack.props);
     case MQTT_PUBLISH:
-        return pa->qos == pb->qos && pa->dup == pb->dup && pa->retain == pb->retain &&
-               bytes_eq(pa->topic, pb->topic) && pa->packet_id == pb->packet_id &&
-               props_eq(&pa->props, &pb->props) && bytes_eq(pa->payload, pb->payload);
+        return pa->qos == pb->qos && pa->dup == pb->dup && pa->retain == pb->retain && bytes_eq(pa->topic, pb->topic) &&
+               pa->packet_id == pb->packet_id && props_eq(&pa->props, &pb->props) && bytes_eq(pa->payload, pb->payload);
     case MQTT_PUBACK:
     case MQTT_PUBREC:
     case MQTT_PUBREL:
@@ -123,8 +115,7 @@ static inline bool packet_eq(const mqtt_packet *a, const mqtt_packet *b)
                bytes_eq(ua->entries, ub->entries) && ua->count == ub->count;
     case MQTT_SUBACK:
     case MQTT_UNSUBACK:
-        return ka->packet_id == kb->packet_id && props_eq(&ka->props, &kb->props) &&
-               bytes_eq(ka->codes, kb->codes);
+        return ka->packet_id == kb->packet_id && props_eq(&ka->props, &kb->props) && bytes_eq(ka->codes, kb->codes);
     case MQTT_DISCONNECT:
     case MQTT_AUTH:
         return ra->rc == rb->rc && props_eq(&ra->props, &rb->props);

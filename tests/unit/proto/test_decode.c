@@ -4,8 +4,8 @@
  * every proper prefix, every truncated body, and against a guard page
  * (byte-at-a-time framing lives in test_frame.c). */
 #include "harness.h"
-#include "refusals.h"
 #include "proto/props.h"
+#include "refusals.h"
 
 /* ---------------- four runs per vector ---------------- */
 
@@ -201,8 +201,8 @@ ParameterizedTest(size_t *i, decode, refusal_words)
     const refusal *r = &refusals[*i];
     bad row = {r->name, r->bytes, r->len, r->version, 0, r->rc};
     uint8_t rc = bad_rc(&row);
-    cr_assert_eq(rc, r->rc, "%s: got 0x%02x (%s), want 0x%02x (%s): %s", r->name, rc,
-                 mqtt_rc_name(rc), r->rc, mqtt_rc_name(r->rc), r->words);
+    cr_assert_eq(rc, r->rc, "%s: got 0x%02x (%s), want 0x%02x (%s): %s", r->name, rc, mqtt_rc_name(rc), r->rc,
+                 mqtt_rc_name(r->rc), r->words);
 }
 
 /* A CONNECT in some other protocol gets no CONNACK (§3.1.2.1): the decoder
@@ -351,8 +351,8 @@ Test(decode, publish_payload_utf8_control_chars_accepted)
 
 Test(decode, publish_repeated_sub_id_and_user_allowed)
 {
-    static const uint8_t b[] = {0x30, 0x13, 0x00, 0x01, 't', 0x0E, 0x0B, 0x01, 0x0B, 0x01,
-                                0x26, 0x00, 0x00, 0x00, 0x00, 0x26, 0x00, 0x00, 0x00, 0x00, 0x00};
+    static const uint8_t b[] = {0x30, 0x13, 0x00, 0x01, 't',  0x0E, 0x0B, 0x01, 0x0B, 0x01, 0x26,
+                                0x00, 0x00, 0x00, 0x00, 0x26, 0x00, 0x00, 0x00, 0x00, 0x00};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 5, &p);
     cr_assert_eq(p.u.publish.props.n_sub_ids, 2);

@@ -133,8 +133,7 @@ Test(decode_connect, empty_client_id_is_not_a_decode_error)
 
 Test(decode_connect, unsupported_version_reports_requested_level)
 {
-    static const uint8_t b[] = {0x10, 0x0C, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x07,
-                                0x02, 0x00, 0x3C, 0x00, 0x00};
+    static const uint8_t b[] = {0x10, 0x0C, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x07, 0x02, 0x00, 0x3C, 0x00, 0x00};
     mqtt_frame f;
     mqtt_connect c;
     frame_exact(b, sizeof(b), &f);
@@ -146,8 +145,7 @@ Test(decode_connect, unsupported_version_reports_requested_level)
  * MQTT version: no dialect to answer in, so the node closes silently. */
 Test(decode_connect, unknown_name_is_not_mqtt)
 {
-    static const uint8_t b[] = {0x10, 0x0C, 0x00, 0x04, 'm', 'q', 't', 't', 0x05,
-                                0x02, 0x00, 0x3C, 0x00, 0x00};
+    static const uint8_t b[] = {0x10, 0x0C, 0x00, 0x04, 'm', 'q', 't', 't', 0x05, 0x02, 0x00, 0x3C, 0x00, 0x00};
     mqtt_frame f;
     mqtt_connect c;
     frame_exact(b, sizeof(b), &f);
@@ -168,8 +166,8 @@ Test(decode_connect, dispatcher_ignores_connection_version)
  * lines; §3.1.3.1 lets the server reject it (0x85, 3.1.1 code 2). */
 Test(decode_connect, client_id_control_characters_refused)
 {
-    static const uint8_t b[] = {0x10, 0x0E, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04,
-                                0x02, 0x00, 0x3C, 0x00, 0x02, 0x01, 0x7F};
+    static const uint8_t b[] = {0x10, 0x0E, 0x00, 0x04, 'M',  'Q',  'T',  'T',
+                                0x04, 0x02, 0x00, 0x3C, 0x00, 0x02, 0x01, 0x7F};
     mqtt_frame f;
     mqtt_packet p;
     frame_exact(b, sizeof(b), &f);
@@ -179,8 +177,8 @@ Test(decode_connect, client_id_control_characters_refused)
 /* Printable UTF-8 beyond ASCII stays a valid client id. */
 Test(decode_connect, client_id_non_ascii_accepted)
 {
-    static const uint8_t b[] = {0x10, 0x0F, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x02,
-                                0x00, 0x3C, 0x00, 0x03, 0xC3, 0xA9, 'x'};
+    static const uint8_t b[] = {0x10, 0x0F, 0x00, 0x04, 'M',  'Q',  'T',  'T', 0x04,
+                                0x02, 0x00, 0x3C, 0x00, 0x03, 0xC3, 0xA9, 'x'};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 4, &p);
     cr_assert_eq(p.u.connect.client_id.len, 3);
@@ -189,8 +187,8 @@ Test(decode_connect, client_id_non_ascii_accepted)
 Test(decode_connect, will_qos_2_without_retain)
 {
     /* Will flag, QoS 2: 0x04 | 0x10. */
-    static const uint8_t b[] = {0x10, 0x11, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x04, 0x14, 0x00,
-                                0x00, 0x00, 0x00, 0x00, 0x01, 't', 0x00, 0x00};
+    static const uint8_t b[] = {0x10, 0x11, 0x00, 0x04, 'M',  'Q',  'T', 'T',  0x04, 0x14,
+                                0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 't', 0x00, 0x00};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 4, &p);
     cr_assert_eq(p.u.connect.will_qos, 2);
@@ -202,7 +200,7 @@ Test(decode_connect, v5_will_delay_only_in_will_context)
 {
     /* Will Delay Interval in the CONNECT properties: not valid for the
      * packet type, so malformed (§2.2.2.2). */
-    static const uint8_t b[] = {0x10, 0x12, 0x00, 0x04, 'M', 'Q', 'T', 'T', 0x05, 0x02,
+    static const uint8_t b[] = {0x10, 0x12, 0x00, 0x04, 'M',  'Q',  'T',  'T',  0x05, 0x02,
                                 0x00, 0x3C, 0x05, 0x18, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00};
     mqtt_frame f;
     mqtt_packet p;

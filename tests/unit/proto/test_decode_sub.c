@@ -97,8 +97,8 @@ Test(decode_sub, invalid_filter_is_the_nodes_decision)
 {
     /* "a/#/b" and "a+" are invalid filters, answered per filter with
      * SUBACK 0x8F by the node; the packet itself decodes. */
-    static const uint8_t b[] = {0x82, 0x0F, 0x00, 0x01, 0x00, 0x05, 'a', '/', '#', '/',
-                                'b',  0x00, 0x00, 0x02, 'a', '+', 0x01};
+    static const uint8_t b[] = {0x82, 0x0F, 0x00, 0x01, 0x00, 0x05, 'a', '/', '#',
+                                '/',  'b',  0x00, 0x00, 0x02, 'a',  '+', 0x01};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 4, &p);
     cr_assert_eq(p.u.subscribe.count, 2);
@@ -108,8 +108,7 @@ Test(decode_sub, no_local_on_malformed_share_left_to_node)
 {
     /* "$share/" alone is not a valid shared subscription; it is an invalid
      * filter (0x8F from the node), not a protocol error. */
-    static const uint8_t b[] = {0x82, 0x0D, 0x00, 0x01, 0x00, 0x00, 0x07, '$', 's',
-                                'h',  'a',  'r',  'e',  '/',  0x04};
+    static const uint8_t b[] = {0x82, 0x0D, 0x00, 0x01, 0x00, 0x00, 0x07, '$', 's', 'h', 'a', 'r', 'e', '/', 0x04};
     mqtt_packet p;
     decode_ok(b, sizeof(b), 5, &p);
 }

@@ -81,10 +81,19 @@ Test(encode, connect_v311_from_struct)
 
 Test(encode, connect_v31_defaults_to_mqisdp)
 {
-    mqtt_connect c = {.version = 3, .clean_start = true, .keepalive = 10, .client_id = S("abc"),
-                      .has_will = true, .will_qos = 1, .will_retain = true,
-                      .will_topic = S("w/t"), .will_payload = S("bye"), .has_username = true,
-                      .username = S("u"), .has_password = true, .password = S("pw")};
+    mqtt_connect c = {.version = 3,
+                      .clean_start = true,
+                      .keepalive = 10,
+                      .client_id = S("abc"),
+                      .has_will = true,
+                      .will_qos = 1,
+                      .will_retain = true,
+                      .will_topic = S("w/t"),
+                      .will_payload = S("bye"),
+                      .has_username = true,
+                      .username = S("u"),
+                      .has_password = true,
+                      .password = S("pw")};
     uint8_t out[BUF];
     size_t n = mqtt_encode_connect(&c, out);
     cr_assert_eq(n, sizeof(v_connect_v31_full));
@@ -95,13 +104,17 @@ Test(encode, connect_v5_will_props_roundtrip)
 {
     uint8_t users[64], out[BUF];
     uint32_t un = mqtt_encode_user_prop(S("a"), S("b"), users);
-    mqtt_connect c = {.version = 5, .keepalive = 5, .client_id = S("id"), .has_will = true,
-                      .will_qos = 2, .will_topic = S("w"), .will_payload = S("bye")};
+    mqtt_connect c = {.version = 5,
+                      .keepalive = 5,
+                      .client_id = S("id"),
+                      .has_will = true,
+                      .will_qos = 2,
+                      .will_topic = S("w"),
+                      .will_payload = S("bye")};
     c.props.present = MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY) | MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
     c.props.session_expiry = 99;
     c.props.receive_max = 7;
-    c.will_props.present = MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY) |
-                           MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
+    c.will_props.present = MQTT_PROP_BIT(MQTT_PROP_WILL_DELAY) | MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT);
     c.will_props.will_delay = 30;
     c.will_props.payload_format = 1;
     c.will_props.user = (mqtt_bytes){users, un};
@@ -144,9 +157,8 @@ Test(encode, connack_v5_server_properties)
 {
     mqtt_connack a = {.rc = 0};
     uint8_t out[BUF];
-    a.props.present = MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID) |
-                      MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX) | MQTT_PROP_BIT(MQTT_PROP_MAX_QOS) |
-                      MQTT_PROP_BIT(MQTT_PROP_SHARED_AVAILABLE);
+    a.props.present = MQTT_PROP_BIT(MQTT_PROP_ASSIGNED_CLIENT_ID) | MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS_MAX) |
+                      MQTT_PROP_BIT(MQTT_PROP_MAX_QOS) | MQTT_PROP_BIT(MQTT_PROP_SHARED_AVAILABLE);
     a.props.assigned_client_id = S("auto-1");
     a.props.topic_alias_max = 10;
     a.props.max_qos = 1;
@@ -162,8 +174,7 @@ Test(encode, connack_v5_server_properties)
 
 Test(encode, publish_v311_matches_vector)
 {
-    mqtt_publish pub = {.qos = 1, .retain = true, .topic = S("t"), .packet_id = 1,
-                        .payload = S("x")};
+    mqtt_publish pub = {.qos = 1, .retain = true, .topic = S("t"), .packet_id = 1, .payload = S("x")};
     uint8_t out[BUF];
     size_t n = mqtt_encode_publish(&pub, 4, out);
     cr_assert_eq(n, mqtt_size_publish(&pub, 4));
@@ -188,8 +199,7 @@ Test(encode, publish_v5_sub_ids_and_users_from_arrays)
     mqtt_publish pub = {.qos = 1, .topic = S("s/t"), .packet_id = 10, .payload = S("{}")};
     mqtt_props *pr = &pub.props;
     pr->present = MQTT_PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT) | MQTT_PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY) |
-                  MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) |
-                  MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC) |
+                  MQTT_PROP_BIT(MQTT_PROP_CONTENT_TYPE) | MQTT_PROP_BIT(MQTT_PROP_RESPONSE_TOPIC) |
                   MQTT_PROP_BIT(MQTT_PROP_CORRELATION_DATA) | MQTT_PROP_BIT(MQTT_PROP_TOPIC_ALIAS);
     pr->payload_format = 1;
     pr->message_expiry = 30;
@@ -222,8 +232,7 @@ Test(encode, publish_single_sub_id_without_array)
 
 Test(encode, publish_head_plus_payload_is_publish)
 {
-    mqtt_publish pub = {.qos = 2, .dup = true, .topic = S("a/b"), .packet_id = 9,
-                        .payload = S("shared payload bytes")};
+    mqtt_publish pub = {.qos = 2, .dup = true, .topic = S("a/b"), .packet_id = 9, .payload = S("shared payload bytes")};
     uint8_t whole[BUF], head[BUF];
     size_t n = mqtt_encode_publish(&pub, 5, whole);
     size_t h = mqtt_encode_publish_head(&pub, 5, head);

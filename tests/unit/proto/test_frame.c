@@ -46,8 +46,7 @@ Test(frame, varint_read_table)
 
 Test(frame, varint_write_size_and_read_back)
 {
-    static const uint32_t values[] = {0,       1,       127,      128,      16383,    16384,
-                                      2097151, 2097152, 12345678, 268435455};
+    static const uint32_t values[] = {0, 1, 127, 128, 16383, 16384, 2097151, 2097152, 12345678, 268435455};
     for (size_t i = 0; i < N_OF(values); i++) {
         uint8_t buf[4];
         uint32_t n = mqtt_varint_write(values[i], buf);
@@ -177,8 +176,7 @@ Test(frame, stream_of_all_vectors_byte_at_a_time)
             continue;
         }
         cr_assert_eq(n, (int)vectors[next].len, "%s", vectors[next].name);
-        cr_assert_eq(mqtt_decode(&f, vectors[next].version, &p), MQTT_RC_SUCCESS, "%s",
-                     vectors[next].name);
+        cr_assert_eq(mqtt_decode(&f, vectors[next].version, &p), MQTT_RC_SUCCESS, "%s", vectors[next].name);
         have = 0;
         next++;
         boundary += next < N_VECTORS ? vectors[next].len : 0;
@@ -236,8 +234,7 @@ Test(frame, every_prefix_reports_the_needed_length)
             }
             if (k >= hl) {
                 cr_assert_eq(f.header_len, hl, "%s: prefix %zu header %u", v->name, k, f.header_len);
-                cr_assert_eq(mqtt_frame_size(&f), v->len, "%s: prefix %zu needs %zu", v->name, k,
-                             mqtt_frame_size(&f));
+                cr_assert_eq(mqtt_frame_size(&f), v->len, "%s: prefix %zu needs %zu", v->name, k, mqtt_frame_size(&f));
                 cr_assert_eq(f.type, v->bytes[0] >> 4);
             } else {
                 cr_assert_eq(f.header_len, 0, "%s: prefix %zu", v->name, k);

@@ -6,8 +6,7 @@
 #include "proto/props.h"
 
 /* Read `len` bytes of block in context `ctx` against a guard page. */
-static mqtt_rc read_block(const uint8_t *blk, size_t len, uint8_t ctx, mqtt_props *out,
-                          uint32_t *used)
+static mqtt_rc read_block(const uint8_t *blk, size_t len, uint8_t ctx, mqtt_props *out, uint32_t *used)
 {
     guard g;
     const uint8_t *b = guard_place(&g, blk, len);
@@ -28,8 +27,10 @@ typedef struct prop_case {
     uint8_t want;
 } prop_case;
 
-#define PC(what, ctx, want, ...) \
-    {what, ctx, {__VA_ARGS__}, sizeof((uint8_t[]){__VA_ARGS__}), want}
+#define PC(what, ctx, want, ...)                                         \
+    {                                                                    \
+        what, ctx, {__VA_ARGS__}, sizeof((uint8_t[]){__VA_ARGS__}), want \
+    }
 
 /* One row per wire type and rule. Blocks are: length varint, properties. */
 static const prop_case prop_cases[] = {
@@ -126,14 +127,13 @@ ParameterizedTest(size_t *i, props, read_table)
 /* A well-formed value of each wire type, inside the type's range. */
 static size_t good_value(uint8_t wire, uint8_t *d)
 {
-    static const uint8_t byte1[] = {0x01}, u16[] = {0x00, 0x01}, u32[] = {0, 0, 0, 1},
-                         vbi[] = {0x01}, str[] = {0x00, 0x01, 'a'},
-                         pair[] = {0x00, 0x01, 'k', 0x00, 0x01, 'v'};
+    static const uint8_t byte1[] = {0x01}, u16[] = {0x00, 0x01}, u32[] = {0, 0, 0, 1}, vbi[] = {0x01},
+                         str[] = {0x00, 0x01, 'a'}, pair[] = {0x00, 0x01, 'k', 0x00, 0x01, 'v'};
     const struct {
         const uint8_t *p;
         size_t n;
     } v[] = {
-        [MQTT_WIRE_BYTE] = {byte1, 1}, [MQTT_WIRE_U16] = {u16, 2},   [MQTT_WIRE_U32] = {u32, 4},
+        [MQTT_WIRE_BYTE] = {byte1, 1}, [MQTT_WIRE_U16] = {u16, 2},    [MQTT_WIRE_U32] = {u32, 4},
         [MQTT_WIRE_VARINT] = {vbi, 1}, [MQTT_WIRE_STRING] = {str, 3}, [MQTT_WIRE_BINARY] = {str, 3},
         [MQTT_WIRE_PAIR] = {pair, 6},
     };
@@ -158,8 +158,8 @@ Test(props, every_identifier_in_every_context)
             uint32_t used;
             mqtt_rc rc = read_block(blk, n, ctx, &out, &used);
             mqtt_rc want = mqtt_prop_allowed((uint8_t)id, ctx) ? MQTT_RC_SUCCESS : MQTT_RC_MALFORMED;
-            cr_assert_eq(rc, want, "id 0x%02x (%s) in context %u: got 0x%02x", id,
-                         mqtt_prop_name((uint8_t)id), ctx, rc);
+            cr_assert_eq(rc, want, "id 0x%02x (%s) in context %u: got 0x%02x", id, mqtt_prop_name((uint8_t)id), ctx,
+                         rc);
         }
     }
 }
@@ -177,9 +177,8 @@ Test(props, read_stops_at_block_end)
 
 Test(props, every_defined_id_has_a_row)
 {
-    static const uint8_t ids[] = {0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x11, 0x12, 0x13,
-                                  0x15, 0x16, 0x17, 0x18, 0x19, 0x1A, 0x1C, 0x1F, 0x21,
-                                  0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2A};
+    static const uint8_t ids[] = {0x01, 0x02, 0x03, 0x08, 0x09, 0x0B, 0x11, 0x12, 0x13, 0x15, 0x16, 0x17, 0x18, 0x19,
+                                  0x1A, 0x1C, 0x1F, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2A};
     unsigned known = 0;
     for (unsigned id = 0; id < 256; id++) {
         if (mqtt_prop_wire_type((uint8_t)id) != MQTT_WIRE_NONE) {
@@ -232,9 +231,8 @@ Test(props, allowed_context_counts)
         uint8_t id;
         unsigned n;
     } want[] = {
-        {MQTT_PROP_PAYLOAD_FORMAT, 2}, {MQTT_PROP_SUBSCRIPTION_ID, 2},
-        {MQTT_PROP_SESSION_EXPIRY, 3}, {MQTT_PROP_AUTH_METHOD, 3},
-        {MQTT_PROP_REASON_STRING, 9},  {MQTT_PROP_USER, 14},
+        {MQTT_PROP_PAYLOAD_FORMAT, 2}, {MQTT_PROP_SUBSCRIPTION_ID, 2}, {MQTT_PROP_SESSION_EXPIRY, 3},
+        {MQTT_PROP_AUTH_METHOD, 3},    {MQTT_PROP_REASON_STRING, 9},   {MQTT_PROP_USER, 14},
         {MQTT_PROP_MAX_QOS, 1},        {MQTT_PROP_RECEIVE_MAX, 2},
     };
     for (size_t i = 0; i < N_OF(want); i++) {
@@ -281,13 +279,12 @@ Test(props, iterator_on_empty_and_null)
 Test(props, copy_user_properties_in_order)
 {
     static const uint8_t blk[] = {0x12, 0x26, 0x00, 0x01, 'a', 0x00, 0x01, '1', 0x01, 0x01,
-                                  0x26, 0x00, 0x02, 'b', 'b', 0x00, 0x02, '2', '2', 0x0B};
+                                  0x26, 0x00, 0x02, 'b',  'b', 0x00, 0x02, '2', '2',  0x0B};
     mqtt_props pr;
     uint32_t used;
     uint8_t dst[64];
     /* The trailing 0x0B is outside the 18-byte block. */
-    cr_assert_eq(mqtt_props_read((mqtt_bytes){blk, sizeof(blk) - 1}, MQTT_PUBLISH, &pr, &used),
-                 MQTT_RC_SUCCESS);
+    cr_assert_eq(mqtt_props_read((mqtt_bytes){blk, sizeof(blk) - 1}, MQTT_PUBLISH, &pr, &used), MQTT_RC_SUCCESS);
     cr_assert_eq(pr.n_user, 2);
     uint32_t size = mqtt_props_user_size(&pr);
     cr_assert_eq(size, 7 + 9);
@@ -365,8 +362,7 @@ Test(props, write_then_read_every_property)
     in.sub_ids = NULL;
     in.n_sub_ids = 0;
     n = mqtt_props_write(&in, buf);
-    cr_assert_eq(mqtt_props_read((mqtt_bytes){buf, n}, MQTT_CONNECT, &out, &used),
-                 MQTT_RC_SUCCESS);
+    cr_assert_eq(mqtt_props_read((mqtt_bytes){buf, n}, MQTT_CONNECT, &out, &used), MQTT_RC_SUCCESS);
     cr_assert_eq(used, n);
     cr_assert_eq(out.present, in.present);
     cr_assert_eq(out.receive_max, 65535);
@@ -406,8 +402,7 @@ Test(props, large_user_property_block_length_varint)
     cr_assert_eq(n, 2 + en);
     mqtt_props out;
     uint32_t used;
-    cr_assert_eq(mqtt_props_read((mqtt_bytes){buf, n}, MQTT_PUBLISH, &out, &used),
-                 MQTT_RC_SUCCESS);
+    cr_assert_eq(mqtt_props_read((mqtt_bytes){buf, n}, MQTT_PUBLISH, &out, &used), MQTT_RC_SUCCESS);
     cr_assert_eq(out.n_user, 1);
     cr_assert_eq(mqtt_props_user_size(&out), en);
 }

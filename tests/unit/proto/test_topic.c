@@ -14,7 +14,10 @@ typedef struct topic_case {
     bool filter_ok;
 } topic_case;
 
-#define T(lit, name_ok, filter_ok) {lit, sizeof(lit) - 1, name_ok, filter_ok}
+#define T(lit, name_ok, filter_ok)               \
+    {                                            \
+        lit, sizeof(lit) - 1, name_ok, filter_ok \
+    }
 
 /* §4.7.1 examples plus the edge cases around empty levels and '$'. */
 static const topic_case topics[] = {
@@ -48,7 +51,9 @@ static const topic_case topics[] = {
     T("##", false, false),
     T("++", false, false),
     T("a/\xC0\xAF", false, false),
-    T("a\x00" "b", false, false),
+    T("a\x00"
+      "b",
+      false, false),
 };
 
 ParameterizedTestParameters(topic, name_and_filter_table)
@@ -95,7 +100,10 @@ typedef struct share_case {
     const char *filter;
 } share_case;
 
-#define SH(lit, want, group, filter) {lit, sizeof(lit) - 1, want, group, filter}
+#define SH(lit, want, group, filter)              \
+    {                                             \
+        lit, sizeof(lit) - 1, want, group, filter \
+    }
 
 static const share_case shares[] = {
     SH("$share/g/t", 1, "g", "t"),

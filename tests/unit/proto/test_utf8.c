@@ -10,7 +10,10 @@ typedef struct utf8_case {
     mqtt_utf8 want;
 } utf8_case;
 
-#define U(what, lit, want) {what, lit, sizeof(lit) - 1, want}
+#define U(what, lit, want)               \
+    {                                    \
+        what, lit, sizeof(lit) - 1, want \
+    }
 
 static const utf8_case cases[] = {
     U("empty", "", MQTT_UTF8_OK),
@@ -20,19 +23,28 @@ static const utf8_case cases[] = {
     U("three byte", "\xE2\x82\xAC", MQTT_UTF8_OK),
     U("four byte", "\xF0\x9F\x98\x80", MQTT_UTF8_OK),
     U("U+10FFFF", "\xF4\x8F\xBF\xBF", MQTT_UTF8_OK),
-    U("U+FEFF BOM kept", "\xEF\xBB\xBF" "a", MQTT_UTF8_OK),
+    U("U+FEFF BOM kept",
+      "\xEF\xBB\xBF"
+      "a",
+      MQTT_UTF8_OK),
     U("U+FFFF noncharacter", "\xEF\xBF\xBF", MQTT_UTF8_OK),
     U("U+D7FF before surrogates", "\xED\x9F\xBF", MQTT_UTF8_OK),
     U("U+E000 after surrogates", "\xEE\x80\x80", MQTT_UTF8_OK),
     U("U+0800 smallest 3-byte", "\xE0\xA0\x80", MQTT_UTF8_OK),
     U("U+10000 smallest 4-byte", "\xF0\x90\x80\x80", MQTT_UTF8_OK),
     U("U+0080 smallest 2-byte", "\xC2\x80", MQTT_UTF8_CONTROL),
-    U("U+0001", "a\x01" "b", MQTT_UTF8_CONTROL),
+    U("U+0001",
+      "a\x01"
+      "b",
+      MQTT_UTF8_CONTROL),
     U("U+001F", "\x1F", MQTT_UTF8_CONTROL),
     U("U+007F", "abcdefgh\x7F", MQTT_UTF8_CONTROL),
     U("U+009F", "\xC2\x9F", MQTT_UTF8_CONTROL),
     U("U+00A0 not control", "\xC2\xA0", MQTT_UTF8_OK),
-    U("U+0000", "a\x00" "b", MQTT_UTF8_BAD),
+    U("U+0000",
+      "a\x00"
+      "b",
+      MQTT_UTF8_BAD),
     U("U+0000 in a long run", "abcdefghij\x00klmnop", MQTT_UTF8_BAD),
     U("overlong NUL", "\xC0\x80", MQTT_UTF8_BAD),
     U("overlong slash", "\xC0\xAF", MQTT_UTF8_BAD),
