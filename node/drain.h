@@ -43,7 +43,7 @@ enum drain_state {
 
 /* broker.drain: set once by drain_begin, then read by any thread. */
 typedef struct drain_broker {
-    _Atomic int state;             /* enum drain_state */
+    _Atomic int state;              /* enum drain_state */
     uint64_t start_ms, deadline_ms; /* written before the workers are told */
     uint64_t quiesce_end_ms;        /* in-flight publishes waited for until then at most */
     uint64_t spread_end_ms;         /* disconnects done by then at most */
