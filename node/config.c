@@ -130,6 +130,13 @@ static const opt opts[] = {
      "PROXY protocol header expected before the client's bytes: off, v1 or v2 on every client listener, or per listener LISTENER=VERSION,... (mqtt, mqtts, ws, wss; unnamed: off); a connection without a valid header is refused"},
     {"proxy-trusted", OPT_STR, O(proxy.trusted), NULL, 0, 0,
      "comma-separated ADDRESS[/BITS] the PROXY headers may come from (the load balancers); other sources are refused; required with --proxy-protocol (0.0.0.0/0,::/0 = any)"},
+    /* drain: config.drain (node/drain.h) */
+    {"drain-timeout", OPT_INT, O(drain.timeout), "30", 1, 3600,
+     "seconds a drain (SIGTERM, POST /api/v1/drain) may take in all: in-flight QoS 1/2 publishes answered, clients disconnected, sessions stored; what is left is then closed (SIGTERM: exit 0)"},
+    {"drain-rate", OPT_U32, O(drain.rate), "500", 1, 1000000,
+     "clients a drain disconnects per second, so they do not all reconnect to the other nodes at once; raised when needed to finish within two thirds of --drain-timeout"},
+    {"server-reference", OPT_STR, O(drain.server_reference), NULL, 0, 0,
+     "MQTT 5 Server Reference a drain sends its clients with DISCONNECT 0x9C Use another server (unset: 0x8B Server shutting down); 3.1.1 clients just see the close"},
     /* auth: config.auth (node/auth.h) */
     {"allow-anonymous", OPT_STR, O(auth.allow_anonymous), NULL, 0, 0,
      "true or false: accept clients without a username (default true, false with --password-file)"},
@@ -360,6 +367,11 @@ config_status config_load(config *cfg, int argc, char **argv)
     }
     if (proxy_config_parse(&cfg->proxy)) {
         return 2;
+    }
+    if (cfg->drain.server_reference &&
+        (!*cfg->drain.server_reference || strlen(cfg->drain.server_reference) > DRAIN_SERVER_REFERENCE_MAX)) {
+        fprintf(stderr, "shoal: --server-reference must be 1..%d bytes\n", DRAIN_SERVER_REFERENCE_MAX);
+        return CONFIG_INVALID;
     }
     if (cfg->ws.path[0] != '/') {
         fprintf(stderr, "shoal: --ws-path must start with '/', not '%s'\n", cfg->ws.path);

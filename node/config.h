@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "node/auth.h"
+#include "node/drain.h"
 #include "node/http.h"
 #include "node/limits.h"
 #include "node/proxy.h"
@@ -63,6 +64,7 @@ typedef struct config {
     ws_config ws;         /* node/ws_conn.h */
     auth_config auth;     /* node/auth.h */
     proxy_config proxy;   /* node/proxy.h */
+    drain_config drain;   /* node/drain.h */
 } config;
 
 typedef enum config_status {

@@ -474,9 +474,9 @@ void conn_resume_reading(conn *c, uint8_t why)
         return;
     }
     c->paused &= (uint8_t)~why;
-    /* The rate and output pauses stop the socket (a claim lets it fill):
-     * it is read again once neither holds. */
-    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT;
+    /* The rate, output and drain pauses stop the socket (a claim lets it
+     * fill): it is read again once none holds (a drain never ends). */
+    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN;
     if ((why & stops_socket) && !(c->paused & stops_socket)) {
         conn_io_read_enable(c, true);
     }
@@ -587,7 +587,7 @@ void conn_check_timers(conn *c, uint64_t now)
         conn_close(c, MQTT_RC_MAX_CONNECT_TIME, why ? why : "no CONNECT within connect timeout");
     } else if (c->state == CS_ACTIVE && c->x && c->x->ax && handle_auth_overdue(c, now, connect_ms)) {
         conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication not completed within connect timeout");
-    } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT)) &&
+    } else if (c->state == CS_ACTIVE && c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN)) &&
                now - c->last_rx_ms >= (uint64_t)c->keepalive * 1500u) {
         /* §3.1.2.10: one and a half times the keep alive. */
         conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");

@@ -11,8 +11,10 @@
 #include "common/log.h"
 #include "node/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/broker.h"
-#include "node/ctl.h"  /* shoal ctl */
-#include "node/http.h" /* metrics, health, admin API */
+#include "node/ctl.h" /* shoal ctl */
+#include "node/drain.h"
+#include "node/http.h"   /* metrics, health, admin API */
+#include "node/worker.h" /* now_ms */
 
 /* Checks config_load leaves to main; the reason goes to stderr. */
 static bool log_level_valid(const config *cfg)
@@ -57,6 +59,30 @@ static int check_config_main(int argc, char **argv)
     config_free(&cfg);
     sh_free(args, ((size_t)argc + 1) * sizeof(*args));
     return ok || rc == CONFIG_EXIT ? 0 : 1;
+}
+
+/* SIGTERM: drain (node/drain.c; maybe begun already by POST
+ * /api/v1/drain), then stop. A second SIGTERM, or SIGINT, stops at once;
+ * SIGHUP still reloads. Returns the signal that ends the wait (SIGTERM
+ * when the drain finished). */
+static int drain_then_stop(broker *b, const sigset_t *set)
+{
+    drain_begin(b, "SIGTERM");
+    /* The drain ends by --drain-timeout; this is for a worker that does
+     * not answer at all (liveness would report it). */
+    uint64_t give_up = now_ms() + (uint64_t)b->cfg->drain.timeout * 1000u + 2000u;
+    const struct timespec poll = {0, 50 * 1000 * 1000};
+    while (drain_state_of(b) != DRAIN_DONE && now_ms() < give_up) {
+        int sig = sigtimedwait(set, NULL, &poll);
+        if (sig == SIGHUP) {
+            broker_reload(b);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            sh_log(SH_WARN, "event=drain_aborted signal=%s remaining=%llu", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                   (unsigned long long)drain_remaining(b));
+            return sig;
+        }
+    }
+    return SIGTERM;
 }
 
 int main(int argc, char **argv)
@@ -137,6 +163,9 @@ int main(int argc, char **argv)
             break;
         }
         broker_reload(&b); /* password and ACL files, TLS certificates */
+    }
+    if (sig == SIGTERM) {
+        sig = drain_then_stop(&b, &set);
     }
     sh_log(SH_INFO, "event=stopping signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     broker_stop(&b);

@@ -18,6 +18,7 @@
 #include "node/broker.h"
 #include "node/conn.h"
 #include "node/conn_io.h"
+#include "node/drain.h"
 #include "node/limits.h"
 #include "node/metrics.h"
 #include "node/remote.h"
@@ -614,6 +615,7 @@ void worker_free_all(broker *b)
         proxy_worker_free(w);
         conn_io_worker_free(w);
         sync_worker_free(w);
+        drain_worker_free(w);
         event_free(w->tick);
         sh_free(w->outbox, (size_t)b->nworkers * sizeof(item_vec));
         sh_free(w->by_id, w->by_id_cap * sizeof(conn *));

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "node/drain.h"
 #include "node/limits.h"
 #include "node/metrics.h"
 #include "node/proxy.h"
@@ -95,6 +96,7 @@ struct worker {
     ws_worker ws;           /* node/ws_conn.h */
     proxy_worker proxy;     /* node/proxy.h */
     sync_worker sync;       /* node/session_sync.h */
+    drain_worker drain;     /* node/drain.h */
 };
 
 /* Monotonic milliseconds. */

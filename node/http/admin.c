@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/drain.h"
 #include "node/http_impl.h"
 #include "node/metrics.h"
 #include "node/registry.h"
@@ -73,7 +74,6 @@ struct gather {
     char *id;     /* exact client id, or NULL */
     char *filter; /* client id substring, or NULL */
     bool detail;
-    bool disconnect;
     int nslots;
     gather_slot slots[];
 };
@@ -481,6 +481,8 @@ void admin_client_kick(http_req *r)
 
 /* --- node ------------------------------------------------------------------ */
 
+static void drain_json(json_buf *j, broker *b);
+
 void admin_node(http_req *r)
 {
     broker *b = r->b;
@@ -508,6 +510,8 @@ void admin_node(http_req *r)
     json_u64(&j, atomic_load(&b->stats.connections_current));
     json_key(&j, "sessions");
     json_u64(&j, atomic_load(&b->sess_count));
+    json_key(&j, "drain");
+    drain_json(&j, b);
     json_obj_end(&j);
     http_reply_json(r, 200, &j);
 }
@@ -567,60 +571,26 @@ void admin_nodes(http_req *r)
 
 /* --- drain ----------------------------------------------------------------- */
 
-/* Close (not just disable) the listener: a disabled one still completes
- * handshakes into its backlog, so clients and load balancers would see a
- * port that accepts and never answers. A closed one refuses at once. */
-static bool drain_fn(gather_slot *s)
+/* disconnect=0: the listeners only (node/drain.c closes them the same way). */
+static bool listeners_fn(gather_slot *s)
 {
-    worker *w = s->w;
-    if (w->listener) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-        s->aux++;
-    }
-    if (w->tls.listener) {
-        evconnlistener_free(w->tls.listener);
-        w->tls.listener = NULL;
-        s->aux++;
-    }
-    struct evconnlistener **ws[] = {&w->ws.listener, &w->ws.tls_listener};
-    for (size_t i = 0; i < 2; i++) {
-        if (*ws[i]) {
-            evconnlistener_free(*ws[i]);
-            *ws[i] = NULL;
-            s->aux++;
-        }
-    }
-    if (s->g->disconnect) {
-        conn *c = w->conns;
-        while (c) {
-            conn *next = c->next;
-            if (c->state < CS_CLOSING) {
-                conn_close(c, MQTT_RC_SERVER_SHUTTING_DOWN, "node draining");
-                s->count++;
-            }
-            c = next;
-        }
-    }
+    s->aux += drain_close_listeners(s->w);
     return true;
 }
 
-void admin_drain(http_req *r)
+/* Close the listeners and report not ready; the clients stay. */
+static void drain_listeners_only(http_req *r)
 {
-    const char *d = http_query(r, "disconnect");
-    bool disconnect = d && (!strcmp(d, "1") || !strcmp(d, "true"));
     /* Not ready first, so a load balancer stops sending before the port closes. */
     atomic_store(&r->b->ops.draining, true);
-    gather *g = gather_new(r->b, drain_fn);
-    g->disconnect = disconnect;
+    gather *g = gather_new(r->b, listeners_fn);
     if (gather_run_or_reply(r, g, -1)) {
-        uint64_t listeners = 0, clients = 0;
+        uint64_t listeners = 0;
         for (int i = 0; i < g->nslots; i++) {
             listeners += g->slots[i].aux;
-            clients += g->slots[i].count;
         }
-        sh_log(SH_INFO, "event=drain listeners_closed=%llu clients_disconnected=%llu by=%s",
-               (unsigned long long)listeners, (unsigned long long)clients, r->peer);
+        sh_log(SH_INFO, "event=drain listeners_closed=%llu clients_disconnected=0 by=%s", (unsigned long long)listeners,
+               r->peer);
         json_buf j = {0};
         json_obj(&j);
         json_key(&j, "status");
@@ -628,11 +598,61 @@ void admin_drain(http_req *r)
         json_key(&j, "listeners_closed");
         json_u64(&j, listeners);
         json_key(&j, "clients_disconnected");
-        json_u64(&j, clients);
+        json_u64(&j, 0);
         json_obj_end(&j);
         http_reply_json(r, 200, &j);
     }
     gather_release(g);
+}
+
+/* The drain's figures, in /api/v1/node and the drain's answer. */
+static void drain_json(json_buf *j, broker *b)
+{
+    static const char *const states[] = {"off", "running", "done"};
+    int st = drain_state_of(b);
+    json_obj(j);
+    json_key(j, "state");
+    json_str(j, states[st]);
+    json_key(j, "timeout_ms");
+    json_u64(j, (uint64_t)b->cfg->drain.timeout * 1000u);
+    json_key(j, "rate");
+    json_u64(j, b->cfg->drain.rate);
+    json_key(j, "connections");
+    json_u64(j, st == DRAIN_OFF ? 0 : atomic_load(&b->drain.connections));
+    json_key(j, "connections_left");
+    json_u64(j, drain_remaining(b));
+    json_key(j, "disconnected");
+    json_u64(j, atomic_load(&b->drain.disconnected));
+    json_key(j, "forced");
+    json_u64(j, atomic_load(&b->drain.forced));
+    json_key(j, "elapsed_ms");
+    json_u64(j, st == DRAIN_DONE ? atomic_load(&b->drain.elapsed_ms)
+                                 : (st == DRAIN_RUNNING ? now_ms() - b->drain.start_ms : 0));
+    json_obj_end(j);
+}
+
+/* The drain runs on the workers (node/drain.c) and may take up to
+ * --drain-timeout: answered at once, followed in GET /api/v1/node. */
+void admin_drain(http_req *r)
+{
+    const char *d = http_query(r, "disconnect");
+    if (d && (!strcmp(d, "0") || !strcmp(d, "false"))) {
+        drain_listeners_only(r);
+        return;
+    }
+    char by[80];
+    snprintf(by, sizeof(by), "http:%s", r->peer);
+    bool started = drain_begin(r->b, by);
+    json_buf j = {0};
+    json_obj(&j);
+    json_key(&j, "status");
+    json_str(&j, "draining");
+    json_key(&j, "started");
+    json_bool(&j, started);
+    json_key(&j, "drain");
+    drain_json(&j, r->b);
+    json_obj_end(&j);
+    http_reply_json(r, 200, &j);
 }
 
 /* --- retained ---------------------------------------------------------------- */

@@ -340,7 +340,14 @@ void metrics_collect(broker *b, metrics_text *t)
     metrics_text_gauge(t, "shoal_workers", "worker threads", b->nworkers);
     metrics_text_gauge(t, "shoal_ready", "1 when /health/ready answers ok",
                        !atomic_load(&b->ops.draining) && !atomic_load(&b->stopping) && bp_is_ready(b->bp));
-    metrics_text_gauge(t, "shoal_draining", "1 after POST /api/v1/drain", atomic_load(&b->ops.draining));
+    metrics_text_gauge(t, "shoal_draining", "1 once a drain began (SIGTERM, POST /api/v1/drain): not ready",
+                       atomic_load(&b->ops.draining));
+    metrics_text_gauge(t, "shoal_drain_done", "1 once a drain finished (its clients are gone)",
+                       drain_state_of(b) == DRAIN_DONE);
+    metrics_text_counter(t, "shoal_drain_disconnected_total", "clients a drain disconnected on its schedule",
+                         atomic_load(&b->drain.disconnected));
+    metrics_text_counter(t, "shoal_drain_forced_total", "connections a drain closed at --drain-timeout",
+                         atomic_load(&b->drain.forced));
 
     metrics_text_gauge(t, "shoal_connections_current", "open TCP connections, CONNECT pending included",
                        (double)atomic_load(&b->stats.connections_current));

@@ -133,6 +133,7 @@ static void durable_cb(bp_status st, void *arg)
 {
     ack_ctx *a = arg;
     worker *w = a->w;
+    atomic_fetch_sub_explicit(&w->drain.inflight, 1, memory_order_relaxed); /* a drain waits for it */
     conn *c = worker_find_conn(w, a->conn_id);
     uint8_t rc = st == BP_OK ? route_durable(w, a->m, c) : MQTT_RC_QUOTA_EXCEEDED;
     if (a->qos == 1) {
@@ -180,6 +181,7 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
     a->m = msg_ref(m);
     a->pid = pid;
     a->qos = m->qos;
+    atomic_fetch_add_explicit(&c->w->drain.inflight, 1, memory_order_relaxed);
     in_bp_publish = true;
     bp_publish(c->w->b->bp, c->w->id, &bm, durable_cb, a);
     in_bp_publish = false;

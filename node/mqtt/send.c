@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "node/send.h"
+#include "node/broker.h"
 #include "node/conn.h"
 #include "node/session.h"
 #include "node/worker.h"
@@ -147,7 +148,14 @@ void send_disconnect(conn *c, uint8_t rc, const char *reason)
     memset(&r, 0, sizeof(r));
     r.rc = rc;
     set_reason(c, &r.props, reason);
-    uint8_t buf[300];
+    const char *ref = c->w->b->cfg->drain.server_reference;
+    if (rc == MQTT_RC_USE_ANOTHER_SERVER && ref) {
+        /* MQTT 5 §4.11: where the client should connect instead. */
+        r.props.present |= MQTT_PROP_BIT(MQTT_PROP_SERVER_REFERENCE);
+        r.props.server_reference = cstr(ref);
+    }
+    uint8_t buf[300 + DRAIN_SERVER_REFERENCE_MAX];
+    sh_assert(mqtt_size_disconnect(&r, c->version) <= sizeof(buf));
     size_t n = mqtt_encode_disconnect(&r, c->version, buf);
     conn_write(c, buf, n);
     c->sent_disconnect = true;

@@ -555,6 +555,7 @@ static void store_cb(bp_status st, void *arg)
     store_ctx *x = arg;
     session *s = x->s;
     worker *w = x->w;
+    atomic_fetch_sub_explicit(&w->drain.stores, 1, memory_order_relaxed); /* a drain waits for it */
     if (st == BP_ESTALE && !s->dead && atomic_load(&s->owner) == w->id && epoch_of(w->b, s) == x->epoch) {
         sh_log(SH_INFO, "event=session_fenced client=%s epoch=%llu msg=\"a newer claim owns the client id\"",
                s->client_id, (unsigned long long)x->epoch);
@@ -592,6 +593,7 @@ static void store_one(worker *w, session *s)
     session_ref(s);
     x->s = s;
     x->epoch = epoch_of(w->b, s);
+    atomic_fetch_add_explicit(&w->drain.stores, 1, memory_order_relaxed);
     bp_session_store(w->b->bp, w->id, s->client_id, x->epoch, blob, len, ttl, store_cb, x);
     sh_free(blob, len);
 }

@@ -30,7 +30,8 @@ typedef struct ctl {
     bool json;
     const char *filter;
     const char *limit;
-    bool disconnect;
+    bool keep_clients; /* drain: the listeners only */
+    bool no_wait;      /* drain: do not wait for it to finish */
     char host[256];
     char port[8];
     char base[256]; /* path prefix from the URL, no trailing '/' */
@@ -53,8 +54,10 @@ static void usage(FILE *out)
                  "  clients [--filter F] [--limit N]\n"
                  "                              connected clients and offline sessions (id contains F)\n"
                  "  kick CLIENTID               disconnect a client (MQTT 5: reason 0x98)\n"
-                 "  drain [--disconnect]        stop accepting connections and report not ready;\n"
-                 "                              --disconnect also closes every client (0x8B)\n"
+                 "  drain [--no-wait]           drain the node: not ready, listeners closed, publishes\n"
+                 "                              in flight answered, clients disconnected (MQTT 5: 0x8B,\n"
+                 "                              or 0x9C with --server-reference); waits until done\n"
+                 "  drain --keep-clients        only close the listeners and report not ready\n"
                  "  retained ls [FILTER]        retained messages matching FILTER (default #)\n"
                  "  retained rm TOPIC           delete the retained message on TOPIC\n\n"
                  "Options:\n"
@@ -526,13 +529,67 @@ static int cmd_kick(ctl *c)
     return rc;
 }
 
+/* Poll GET /api/v1/node until the drain is done, a little past its own
+ * bound. Prints the final node JSON with --json. */
+static int wait_drained(ctl *c, double timeout_ms)
+{
+    bool json = c->json;
+    c->json = false;
+    int rc = CTL_ERR;
+    struct timeval t0, now;
+    gettimeofday(&t0, NULL);
+    for (;;) {
+        json_val *v;
+        if (call(c, "GET", "/api/v1/node", &v) != CTL_OK) {
+            break;
+        }
+        const json_val *d = json_get(v, "drain");
+        if (!strcmp(str_of(d, "state"), "done")) {
+            if (json) {
+                c->json = true;
+                json_free(v);
+                rc = call(c, "GET", "/api/v1/node", &v);
+            } else {
+                printf("drained: %.0f clients disconnected, %.0f closed at the timeout, in %.0f ms\n",
+                       num_of(d, "disconnected"), num_of(d, "forced"), num_of(d, "elapsed_ms"));
+                rc = CTL_OK;
+            }
+            json_free(v);
+            break;
+        }
+        json_free(v);
+        gettimeofday(&now, NULL);
+        double ms = (double)(now.tv_sec - t0.tv_sec) * 1000.0 + (double)(now.tv_usec - t0.tv_usec) / 1000.0;
+        if (ms > timeout_ms + 5000.0) {
+            fprintf(stderr, "shoal ctl: the drain did not finish within %.0f ms\n", timeout_ms);
+            break;
+        }
+        usleep(200 * 1000);
+    }
+    c->json = json;
+    return rc;
+}
+
 static int cmd_drain(ctl *c)
 {
     json_val *v;
-    int rc = call(c, "POST", c->disconnect ? "/api/v1/drain?disconnect=1" : "/api/v1/drain", &v);
-    if (rc == CTL_OK && !c->json) {
+    bool quiet = c->json && !c->keep_clients && !c->no_wait; /* --json: only the final state */
+    bool json = c->json;
+    c->json = c->json && !quiet;
+    int rc = call(c, "POST", c->keep_clients ? "/api/v1/drain?disconnect=0" : "/api/v1/drain", &v);
+    c->json = json;
+    if (rc == CTL_OK && c->keep_clients && !c->json) {
         printf("draining: %.0f listeners closed, %.0f clients disconnected\n", num_of(v, "listeners_closed"),
                num_of(v, "clients_disconnected"));
+    } else if (rc == CTL_OK && !c->keep_clients) {
+        const json_val *d = json_get(v, "drain");
+        if (!c->json) {
+            printf("draining: %.0f connections, timeout %.0f ms\n", num_of(d, "connections"), num_of(d, "timeout_ms"));
+            fflush(stdout);
+        }
+        if (!c->no_wait) {
+            rc = wait_drained(c, num_of(d, "timeout_ms"));
+        }
     }
     json_free(v);
     return rc;
@@ -613,7 +670,11 @@ static int parse_args(ctl *c, int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             c->json = true;
         } else if (!strcmp(a, "--disconnect")) {
-            c->disconnect = true;
+            /* The drain's default now; kept so scripts keep working. */
+        } else if (!strcmp(a, "--keep-clients")) {
+            c->keep_clients = true;
+        } else if (!strcmp(a, "--no-wait")) {
+            c->no_wait = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             exit(0);

@@ -168,6 +168,8 @@ def test_custom_labels_namespace_annotations(helm_env):
     ("ports.mqtt=70000", "/ports/mqtt"),
     ("probes.liveness.periodSeconds=0", "/probes/liveness/periodSeconds"),
     ("drain.timeoutSeconds=0", "/drain/timeoutSeconds"),
+    ("drain.timeoutSeconds=3601", "/drain/timeoutSeconds"),
+    ("drain.rate=0", "/drain/rate"),
     ("websocket.path=mqtt", "/websocket/path"),
     ("podDisruptionBudget.maxUnavailable=half", "/podDisruptionBudget/maxUnavailable"),
     ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
@@ -386,10 +388,8 @@ def test_the_rendered_config_passes_check_config(rendered, name, tmp_path):
     env.update(pod_env(docs, c))
     r = subprocess.run([SHOAL_BIN, "--check-config", str(f)], capture_output=True, text=True, timeout=20, env=env)
     assert r.returncode == 0, r.stdout + r.stderr + text
-    # Options the node does not have yet stay out of it (PROXY protocol is
-    # in the node now: check-config above parsed its keys).
-    for k in conf:
-        assert "drain" not in k, k
+    # The drain options are the node's now (check-config above parsed them).
+    assert "drain-timeout" in conf and "drain-rate" in conf, conf
     # And the check can fail: the same file with a bad line does.
     f.write_text(text + "no-such-option 1\n")
     r = subprocess.run([SHOAL_BIN, "--check-config", str(f)], capture_output=True, text=True, timeout=20, env=env)
@@ -461,6 +461,10 @@ def test_grace_period_covers_the_drain(rendered, name):
     sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert sleep == vals["drain"]["preStopSleepSeconds"]
     assert spec["terminationGracePeriodSeconds"] >= sleep + vals["drain"]["timeoutSeconds"]
+    # The node drains within the same bound the grace period was sized for.
+    conf = config_of(rendered[name])[1]
+    assert conf["drain-timeout"] == str(vals["drain"]["timeoutSeconds"]), conf
+    assert conf["drain-rate"] == str(vals["drain"].get("rate", 500)), conf
 
 
 @pytest.mark.parametrize("name", list(VALUE_SETS))

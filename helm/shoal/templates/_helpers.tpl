@@ -157,6 +157,12 @@ redisTls: /etc/shoal/redis-tls
 {{- $_ := set $c "log-level" $v.config.logLevel }}
 {{- $_ := set $c "log-format" $v.config.logFormat }}
 {{- $_ := set $c "max-connections" $v.config.maxConnections }}
+{{- /* The node's own bound; terminationGracePeriodSeconds covers it (deployment.yaml). */}}
+{{- $_ := set $c "drain-timeout" $v.drain.timeoutSeconds }}
+{{- $_ := set $c "drain-rate" $v.drain.rate }}
+{{- with $v.drain.serverReference }}
+{{- $_ := set $c "server-reference" . }}
+{{- end }}
 {{- if $v.websocket.enabled }}
 {{- $_ := set $c "ws-port" $v.ports.ws }}
 {{- $_ := set $c "ws-path" $v.websocket.path }}
