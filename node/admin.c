@@ -709,7 +709,9 @@ void admin_retained(http_req *r)
     pthread_rwlock_wrlock(&b->retain_lock); /* match may drop expired entries */
     retain_match(b->retained, (mqtt_bytes){(const uint8_t *)filter, (uint32_t)flen}, now, collect_cb, &mv);
     pthread_rwlock_unlock(&b->retain_lock);
-    qsort(mv.v, mv.n, sizeof(msg *), msg_cmp);
+    if (mv.n > 1) {
+        qsort(mv.v, mv.n, sizeof(msg *), msg_cmp); /* v is NULL when nothing matched */
+    }
     json_buf j = {0};
     json_obj(&j);
     json_key(&j, "total");
