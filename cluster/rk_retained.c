@@ -39,20 +39,20 @@
 /* Offsets compare as Lua numbers: exact up to 2^53. A position of another
  * partition is not comparable (the topic's partition count changed): the
  * write wins. Tombstones carry Redis's time for the sweep. */
-const char RK_RETAINED_CAS_LUA[] =
-    LUA_NOW "local cur = redis.call('HGET', KEYS[2], ARGV[1]) "
-            "if cur then "
-            "  local p, o = string.match(cur, '^(%d+):(%d+)') "
-            "  if p and tonumber(p) == tonumber(ARGV[2]) and tonumber(o) >= tonumber(ARGV[3]) then return 0 end "
-            "end "
-            "if #ARGV[4] > 0 then "
-            "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) "
-            "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3]) "
-            "else "
-            "  redis.call('HDEL', KEYS[1], ARGV[1]) "
-            "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. string.format('%d', now)) "
-            "end "
-            "return 1";
+const char RK_RETAINED_CAS_LUA[] = LUA_NOW
+    "local cur = redis.call('HGET', KEYS[2], ARGV[1]) "
+    "if cur then "
+    "  local p, o = string.match(cur, '^(%d+):(%d+)') "
+    "  if p and tonumber(p) == tonumber(ARGV[2]) and tonumber(o) >= tonumber(ARGV[3]) then return 0 end "
+    "end "
+    "if #ARGV[4] > 0 then "
+    "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4]) "
+    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3]) "
+    "else "
+    "  redis.call('HDEL', KEYS[1], ARGV[1]) "
+    "  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[3] .. ':' .. string.format('%d', now)) "
+    "end "
+    "return 1";
 
 const char RK_RETAINED_MARK_LUA[] = "local n = 0 "
                                     "for i = 1, #ARGV, 2 do "
@@ -67,6 +67,7 @@ typedef struct ret_write {
     struct ret_write *next;
     rk *r;
     int64_t offset;
+    uint64_t sent_us; /* for shoal_redis_command_latency_seconds */
     int partition;
     uint32_t topic_len;
     uint32_t rec_len;
@@ -266,8 +267,8 @@ int rk_retained_load(rk *r, redisContext *c)
     load_positions(r->ret, rep->element[1]);
     load_marks(r, rep->element[2]);
     freeReplyObject(rep);
-    sh_log(SH_INFO, "event=retained_loaded count=%zu positions=%zu redis=%s:%d", loaded, r->ret->npos,
-           r->redis_host, r->redis_port);
+    sh_log(SH_INFO, "event=retained_loaded count=%zu positions=%zu redis=%s:%d", loaded, r->ret->npos, r->redis_host,
+           r->redis_port);
     return 0;
 }
 
@@ -326,6 +327,9 @@ static void cas_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     if (!r->ret) {
         return; /* stopping */
     }
+    if (rep) {
+        bp_hist_observe(&r->redis_latency, rk_mono_us() - w->sent_us);
+    }
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
         if (rep && rep->type == REDIS_REPLY_ERROR) {
             atomic_fetch_add(&r->redis_errors, 1);
@@ -340,10 +344,11 @@ static void cas_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 static void send_write(rk *r, ret_write *w)
 {
     w->sent = true;
+    w->sent_us = rk_mono_us();
     const uint8_t *topic = w->data, *rec = w->data + w->topic_len;
-    if (redisAsyncCommand(r->ac, cas_reply_cb, w, "EVAL %s 2 %s %s %b %d %lld %b", RK_RETAINED_CAS_LUA,
-                          RK_RETAINED_KEY, RK_RETAINED_AT_KEY, topic, (size_t)w->topic_len, w->partition,
-                          (long long)w->offset, rec, (size_t)w->rec_len) != REDIS_OK) {
+    if (redisAsyncCommand(r->ac, cas_reply_cb, w, "EVAL %s 2 %s %s %b %d %lld %b", RK_RETAINED_CAS_LUA, RK_RETAINED_KEY,
+                          RK_RETAINED_AT_KEY, topic, (size_t)w->topic_len, w->partition, (long long)w->offset, rec,
+                          (size_t)w->rec_len) != REDIS_OK) {
         w->sent = false;
     }
 }
@@ -353,8 +358,7 @@ static bool redis_writable(const rk *r)
     return r->ac && atomic_load(&r->redis_up) && !atomic_load(&r->stopping);
 }
 
-static void queue_write(rk *r, const bp_message *m, const uint8_t *rec, size_t rec_len, int partition,
-                        int64_t offset)
+static void queue_write(rk *r, const bp_message *m, const uint8_t *rec, size_t rec_len, int partition, int64_t offset)
 {
     rk_ret *t = r->ret;
     ret_part *p = &t->parts[partition];
@@ -393,8 +397,7 @@ static void queue_write(rk *r, const bp_message *m, const uint8_t *rec, size_t r
     }
 }
 
-void rk_retained_consumed(rk *r, const bp_message *m, const uint8_t *rec, size_t rec_len, int partition,
-                          int64_t offset)
+void rk_retained_consumed(rk *r, const bp_message *m, const uint8_t *rec, size_t rec_len, int partition, int64_t offset)
 {
     if (partition < 0 || partition >= r->ret->nparts) {
         return;
