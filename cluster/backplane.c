@@ -153,6 +153,11 @@ bool bp_knows_all_subscribers(const backplane *bp)
     return bp->ops->knows_all_subscribers;
 }
 
+bool bp_retained_from_stream(const backplane *bp)
+{
+    return bp->ops->retained_from_stream;
+}
+
 typedef struct deferred {
     bp_done_cb cb;
     void *arg;

@@ -50,6 +50,10 @@ typedef struct bp_message {
     uint64_t expiry_at_unix_ms; /* 0 = never */
     uint8_t qos;
     bool retain;
+    /* A change of the retained index only, never delivered to subscribers:
+     * an admin delete goes through the stream so that every node and the
+     * snapshot see it (docs/architecture.md, "Retained messages"). */
+    bool retain_only;
 } bp_message;
 
 typedef struct bp_node_info {
@@ -65,6 +69,13 @@ typedef struct bp_hooks {
      * cluster member list) to deliver locally. Messages with the same
      * `shard` must be delivered in the order given (per-topic order). */
     void (*remote_message)(void *node, const bp_message *m, unsigned shard);
+    /* Apply a retained update (m->retain; an empty payload deletes the
+     * topic) to the node's retained index now, on the calling thread (the
+     * node locks). A backplane whose retained_from_stream is true calls it
+     * for every retained record in stream order, the node's own included,
+     * while it loads its snapshot and catches up, and for its own retained
+     * messages (the member list); remote_message then only delivers. */
+    void (*retained)(void *node, const bp_message *m);
     /* Readiness changed (backend reachable or not). */
     void (*ready_changed)(void *node, bool ready);
     /* A QoS 0 message bp_publish dropped instead of passing it on (the
@@ -147,6 +158,11 @@ bool bp_is_ready(const backplane *bp);
  * the node is the cluster)? Then a publish that matched nobody here matched
  * nobody at all (MQTT 5 0x10 No matching subscribers). */
 bool bp_knows_all_subscribers(const backplane *bp);
+/* Does the retained index follow the backplane's stream (the `retained`
+ * hook, own records included)? Then a node never stores a retained message
+ * it publishes: the stream's order decides, on every node alike. False for
+ * the local backplane, where the node stores at once. */
+bool bp_retained_from_stream(const backplane *bp);
 
 /* The largest PUBLISH packet (fixed header included) whose message this
  * backplane carries whatever its topic (up to max_topic bytes) and its

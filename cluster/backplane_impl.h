@@ -17,6 +17,8 @@ typedef struct bp_ops {
     /* Every subscriber in the cluster is in this process (the local
      * backplane), so "no matching subscribers" (0x10) can be told. */
     bool knows_all_subscribers;
+    /* The retained index follows the stream (bp_retained_from_stream). */
+    bool retained_from_stream;
     /* Fill bp->impl from bp->cfg and bp->hooks; on failure log why, free
      * what it made and return -1 (bp itself is the caller's). */
     int (*open)(backplane *bp);

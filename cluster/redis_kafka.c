@@ -88,6 +88,8 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
      * missed transition cannot leave it stale. */
     rk_redis_watchdog(r);
     rk_update_ready(r);
+    rk_retained_tick(r);
+    rk_kafka_tick(r);
 }
 
 static void *rk_main(void *arg)
@@ -110,9 +112,14 @@ static void rk_publish(backplane *bp, int worker, const bp_message *m, bp_done_c
     rk_kafka_publish(r, worker, m, cb, arg);
 }
 
+/* Nothing to write: every node writes the snapshot from the stream
+ * (rk_retained.c), with the record's offset. */
 static void rk_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
 {
-    rk_redis_retain_set(bp->impl, worker, m, cb, arg);
+    (void)m;
+    if (cb) {
+        rk_complete(bp->impl, worker, cb, arg, atomic_load(&bp->closed) ? BP_ECLOSED : BP_OK);
+    }
 }
 
 static void rk_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
@@ -171,6 +178,7 @@ static void rk_release(rk *r)
 {
     rk_redis_stop(r);
     rk_kafka_stop(r);
+    rk_retained_free(r);
     if (r->keepalive) {
         event_free(r->keepalive);
     }
@@ -193,8 +201,9 @@ static uint32_t rk_max_publish(const backplane *bp, uint32_t max_topic, uint32_t
 }
 
 /* Redis's URL first (nothing to undo), Kafka ready, the retained snapshot
- * loaded, and only then the node id claimed: the claim's TTL starts running
- * just before the heartbeats that renew it. */
+ * loaded, the stream assigned and replayed from the snapshot's watermarks,
+ * and only then the node id claimed: the claim's TTL starts running just
+ * before the heartbeats that renew it. */
 static int rk_open(backplane *bp)
 {
     evthread_use_pthreads();
@@ -210,7 +219,7 @@ static int rk_open(backplane *bp)
     event_add(r->keepalive, &sec);
     snprintf(r->topic, sizeof(r->topic), "%smessages", cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "shoal.");
     if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0 ||
-        rk_redis_claim_node(r) != 0) {
+        rk_kafka_assign(r) != 0 || rk_redis_claim_node(r) != 0) {
         rk_release(r);
         bp->impl = NULL;
         return -1;
@@ -223,6 +232,7 @@ static int rk_open(backplane *bp)
 
 const bp_ops bp_rk_ops = {
     .kind = "redis_kafka",
+    .retained_from_stream = true,
     .open = rk_open,
     .close = rk_close,
     .free = rk_free,

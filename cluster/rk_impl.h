@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "cluster/backplane_impl.h"
+#include "cluster/rk_retained.h"
 
 typedef struct rk {
     backplane *bp;
@@ -53,6 +54,14 @@ typedef struct rk {
     uint32_t max_record; /* key + value bytes of one record, framing subtracted */
     _Atomic int min_isr;
     int64_t *positions; /* next offset per partition, for session resume */
+    /* The topic's retention.ms and segment.ms (DescribeConfigs at start):
+     * a record may stay readable for both, and a retained tombstone must
+     * outlive any set a replay can still read (rk_sweep.c). -1 = unknown or
+     * unlimited. */
+    int64_t retention_ms, segment_ms;
+    /* QoS 1/2 retained publishes whose delivery report came before this
+     * node consumed the record: answered once it has (read your writes). */
+    struct rk_parked *parked_head, *parked_tail;
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
     bp_hist redis_latency;
@@ -85,6 +94,7 @@ typedef struct rk {
     bool id_lost;           /* a heartbeat found the claim held by another instance */
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
+    struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
 } rk;
 
 /* rk_kafka.c */
@@ -96,16 +106,22 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
 uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_client_id);
 void *rk_probe_main(void *arg); /* the probe thread: Kafka health once a second */
 
+/* Resolve each partition's end, assign from the retained snapshot's
+ * watermarks and replay up to the end (retained updates only) before the
+ * node is ready. After rk_redis_load_retained. */
+int rk_kafka_assign(rk *r);
+/* Once a second on the backplane thread: answer parked publishes that
+ * waited too long for the consumer. */
+void rk_kafka_tick(rk *r);
+
 /* rk_redis.c */
-#define RK_RETAINED_KEY "shoal:retained" /* hash: topic -> record */
 int rk_redis_parse_url(rk *r, const char *url);
-int rk_redis_load_retained(rk *r); /* before the thread starts */
+int rk_redis_load_retained(rk *r); /* before the thread starts, after rk_kafka_start */
 void rk_redis_attach(rk *r);
 void rk_redis_stop(rk *r);
 /* Once a second on the backplane thread: send a PING, cut off a Redis that
  * left the previous one unanswered for REDIS_TIMEOUT_MS. */
 void rk_redis_watchdog(rk *r);
-void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg);
 void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg);
 /* Claim cfg->node_id for this process (docs/architecture.md, "Membership"):
  * waits up to one claim TTL for an earlier instance's claim to expire, and
@@ -129,6 +145,22 @@ void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, b
  * snapshot (by Redis's clock, one bounded batch per run). */
 void rk_sweep_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
 void rk_sweep_stop(rk *r);   /* from rk_redis_stop, before the context is freed */
+
+/* rk_retained.c: the snapshot follows the stream. */
+void rk_retained_init(rk *r); /* once the partitions are known */
+void rk_retained_free(rk *r);
+int rk_retained_load(rk *r, struct redisContext *c);
+/* Where partition's consumption starts, given its end now: the snapshot's
+ * watermark when it is older (records before `end` are then replayed:
+ * retained updates applied, nothing delivered). */
+int64_t rk_retained_resume_at(rk *r, int partition, int64_t end);
+bool rk_retained_replaying(const rk *r, int partition, int64_t offset);
+void rk_retained_caught_up(rk *r); /* frees what only the replay needed */
+/* A retained record consumed (own records included), in partition order:
+ * apply it to the index and write it to the snapshot. */
+void rk_retained_consumed(rk *r, const bp_message *m, const uint8_t *rec, size_t rec_len, int partition,
+                          int64_t offset);
+void rk_retained_tick(rk *r); /* once a second on the backplane thread */
 
 /* redis_kafka.c */
 void rk_update_ready(rk *r);

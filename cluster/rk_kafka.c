@@ -52,12 +52,74 @@
  * (under 40). */
 #define KAFKA_FRAMING 128u
 
-typedef struct produce_ctx {
+/* A QoS 1/2 retained publish waits at most this long after its delivery
+ * report for this node's consumer to apply it (read your writes); then it is
+ * answered anyway: it is durable, and the index follows when the consumer
+ * gets there. */
+#define PARKED_MAX_US 5000000u
+
+/* How long a starting node replays retained updates (from the snapshot's
+ * watermarks to the end) before it goes on without waiting for the rest:
+ * records still before the end are then applied as they come, not delivered. */
+#define CATCH_UP_MAX_MS 60000
+
+typedef struct rk_parked {
+    struct rk_parked *next; /* parked: the list on rk */
     bp_done_cb cb;
     void *arg;
     int worker;
+    bool retained; /* a retained publish: answered once consumed here */
+    int partition;
+    int64_t offset;
     uint64_t start_us;
+    uint64_t parked_us;
 } produce_ctx;
+
+static void park(rk *r, produce_ctx *ctx)
+{
+    ctx->next = NULL;
+    ctx->parked_us = rk_mono_us();
+    if (r->parked_tail) {
+        r->parked_tail->next = ctx;
+    } else {
+        r->parked_head = ctx;
+    }
+    r->parked_tail = ctx;
+}
+
+/* Answer parked publishes: those of partition (< 0: any) before offset, or
+ * parked before `older_than_us` (0: none by age). Delivery reports come in
+ * offset order per partition, so the list is in that order per partition. */
+static void release_parked(rk *r, int partition, int64_t offset, uint64_t older_than_us)
+{
+    produce_ctx **pp = &r->parked_head, *prev = NULL;
+    while (*pp) {
+        produce_ctx *c = *pp;
+        bool go = (partition < 0 || c->partition == partition) && c->offset < offset;
+        if (!go && older_than_us && c->parked_us < older_than_us) {
+            go = true;
+        }
+        if (!go) {
+            prev = c;
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        if (r->parked_tail == c) {
+            r->parked_tail = prev;
+        }
+        rk_complete(r, c->worker, c->cb, c->arg, BP_OK);
+        sh_free(c, sizeof(*c));
+    }
+}
+
+void rk_kafka_tick(rk *r)
+{
+    uint64_t now = rk_mono_us();
+    if (r->parked_head && now > PARKED_MAX_US) {
+        release_parked(r, -2, INT64_MIN, now - PARKED_MAX_US);
+    }
+}
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
@@ -90,6 +152,15 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
     }
     if (ctx) {
         bp_hist_observe(&r->produce_latency, rk_mono_us() - ctx->start_us);
+        int p = m->partition;
+        if (!m->err && ctx->retained && p >= 0 && p < r->partitions && r->positions[p] <= m->offset) {
+            /* The retained index changes when this node consumes the
+             * record: a publisher told "stored" may subscribe here at once. */
+            ctx->partition = p;
+            ctx->offset = m->offset;
+            park(r, ctx);
+            return;
+        }
         rk_complete(r, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK);
         sh_free(ctx, sizeof(*ctx));
     }
@@ -183,7 +254,9 @@ static rd_kafka_t *make_consumer(rk *r)
      * an idle node asks. */
     if (set(conf, "group.id", group) || set(conf, "enable.auto.commit", "false") ||
         set(conf, "enable.auto.offset.store", "false") || set(conf, "enable.partition.eof", "false") ||
-        set(conf, "fetch.wait.max.ms", "100")) {
+        /* A replay from a watermark that retention has passed starts at the
+         * oldest record still there (docs/architecture.md). */
+        set(conf, "auto.offset.reset", "earliest") || set(conf, "fetch.wait.max.ms", "100")) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
@@ -269,9 +342,47 @@ static int fetch_partitions(rk *r)
     return -1;
 }
 
-static int assign_all(rk *r)
+static void deliver_record(rk *r, const rd_kafka_message_t *km);
+
+/* Consume what lies between the snapshot's watermarks and the end resolved
+ * at start (retained updates only) before the node is ready, so that no
+ * subscriber sees an index older than the snapshot plus the stream. */
+static void catch_up(rk *r)
 {
-    r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    uint64_t start = rk_mono_us();
+    size_t records = 0;
+    for (;;) {
+        bool behind = false;
+        for (int p = 0; p < r->partitions && !behind; p++) {
+            behind = rk_retained_replaying(r, p, r->positions[p]);
+        }
+        if (!behind) {
+            break;
+        }
+        if (rk_mono_us() - start > CATCH_UP_MAX_MS * 1000u) {
+            sh_log(SH_WARN,
+                   "event=retained_catch_up_slow records=%zu msg=\"going on; the rest is applied as it comes\"",
+                   records);
+            break;
+        }
+        rd_kafka_message_t *km = rd_kafka_consumer_poll(r->consumer, 200);
+        if (!km) {
+            continue;
+        }
+        if (!km->err && km->partition >= 0 && km->partition < r->partitions) {
+            r->positions[km->partition] = km->offset + 1;
+            deliver_record(r, km);
+            records++;
+        }
+        rd_kafka_message_destroy(km);
+    }
+    rk_retained_caught_up(r);
+    sh_log(SH_INFO, "event=retained_caught_up records=%zu ms=%llu", records,
+           (unsigned long long)((rk_mono_us() - start) / 1000u));
+}
+
+int rk_kafka_assign(rk *r)
+{
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->partitions);
     for (int p = 0; p < r->partitions; p++) {
         /* A fresh node starts at the end: history is for sessions ([5/9]).
@@ -307,7 +418,11 @@ static int assign_all(rk *r)
             }
             l->elems[i].offset = RD_KAFKA_OFFSET_END;
         } else {
-            r->positions[l->elems[i].partition] = l->elems[i].offset;
+            /* Messages from the end on; retained updates from the
+             * snapshot's watermark when that is older. */
+            int p = l->elems[i].partition;
+            l->elems[i].offset = rk_retained_resume_at(r, p, l->elems[i].offset);
+            r->positions[p] = l->elems[i].offset;
         }
     }
     e = rd_kafka_assign(r->consumer, l);
@@ -316,6 +431,7 @@ static int assign_all(rk *r)
         sh_log(SH_ERROR, "event=kafka_assign_failed err=\"%s\"", rd_kafka_err2str(e));
         return -1;
     }
+    catch_up(r);
     return 0;
 }
 
@@ -338,7 +454,8 @@ static bool acks_all(const rk *r)
 
 /* The topic's max.message.bytes and min.insync.replicas (DescribeConfigs
  * on handle h). Blocks up to timeout_ms. */
-static int describe_topic(rk *r, rd_kafka_t *h, int timeout_ms, long *max_message, long *min_isr)
+static int describe_topic(rk *r, rd_kafka_t *h, int timeout_ms, long *max_message, long *min_isr, int64_t *retention_ms,
+                          int64_t *segment_ms)
 {
     rd_kafka_ConfigResource_t *res = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, r->topic);
     rd_kafka_queue_t *q = rd_kafka_queue_new(h);
@@ -359,6 +476,10 @@ static int describe_topic(rk *r, rd_kafka_t *h, int timeout_ms, long *max_messag
                 *max_message = atol(v);
             } else if (v && strcmp(name, "min.insync.replicas") == 0) {
                 *min_isr = atol(v);
+            } else if (v && retention_ms && strcmp(name, "retention.ms") == 0) {
+                *retention_ms = atoll(v);
+            } else if (v && segment_ms && strcmp(name, "segment.ms") == 0) {
+                *segment_ms = atoll(v);
             }
         }
         rc = 0;
@@ -377,12 +498,13 @@ static int describe_topic(rk *r, rd_kafka_t *h, int timeout_ms, long *max_messag
 static void read_topic_limits(rk *r)
 {
     long max_message = 0, min_isr = 1;
+    r->retention_ms = r->segment_ms = -1;
     /* A topic created a moment ago may not be described yet. */
     for (int attempt = 0; attempt < 20 && max_message <= 0; attempt++) {
         if (attempt) {
             usleep(250000);
         }
-        describe_topic(r, r->consumer, 5000, &max_message, &min_isr);
+        describe_topic(r, r->consumer, 5000, &max_message, &min_isr, &r->retention_ms, &r->segment_ms);
     }
     if (max_message <= 0) {
         sh_log(SH_WARN, "event=kafka_topic_config_unknown topic=%s msg=\"assuming max.message.bytes=%u\"", r->topic,
@@ -416,9 +538,11 @@ int rk_kafka_start(rk *r)
     /* Before the producer: its batch and record limits follow the topic's. */
     read_topic_limits(r);
     r->producer = make_producer(r);
-    if (!r->producer || fetch_partitions(r) != 0 || assign_all(r) != 0) {
+    if (!r->producer || fetch_partitions(r) != 0) {
         return -1;
     }
+    r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    rk_retained_init(r);
     warm_producer(r);
     atomic_store(&r->kafka_up, true);
     sh_log(SH_INFO, "event=kafka_ready brokers=%s topic=%s partitions=%d max_record=%u min_insync_replicas=%d",
@@ -460,8 +584,16 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         sh_log(SH_WARN, "event=kafka_bad_record partition=%d offset=%lld", km->partition, (long long)km->offset);
         return;
     }
+    if (m.retain) {
+        /* Every node applies retained updates in the stream's order, its
+         * own included: the order Kafka gave them is the truth. */
+        rk_retained_consumed(r, &m, km->payload, km->len, km->partition, km->offset);
+    }
+    if (m.retain_only || rk_retained_replaying(r, km->partition, km->offset)) {
+        return; /* not a message, or one from before this node started */
+    }
     const char *self = r->bp->cfg.node_id;
-    /* Our own publishes were delivered locally at once. */
+    /* Our own publishes were delivered locally already. */
     if (olen == strlen(self) && memcmp(origin, self, olen) == 0) {
         return;
     }
@@ -490,6 +622,9 @@ static void cons_cb(evutil_socket_t fd, short what, void *arg)
                 r->positions[km->partition] = km->offset + 1;
             }
             deliver_record(r, km);
+            if (r->parked_head) {
+                release_parked(r, km->partition, km->offset + 1, 0);
+            }
         }
         rd_kafka_message_destroy(km);
     }
@@ -608,7 +743,7 @@ static void probe_once(rk *r, probe_state *st)
         /* Down: the topic's settings may be what changed (min.insync.replicas
          * raised, then lowered again). */
         long max_message = 0, min_isr = 1;
-        if (describe_topic(r, r->consumer, PROBE_TIMEOUT_MS, &max_message, &min_isr) == 0 && min_isr > 0) {
+        if (describe_topic(r, r->consumer, PROBE_TIMEOUT_MS, &max_message, &min_isr, NULL, NULL) == 0 && min_isr > 0) {
             atomic_store(&r->min_isr, (int)min_isr);
         }
     }
@@ -709,6 +844,7 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
         ctx->cb = cb;
         ctx->arg = arg;
         ctx->worker = worker;
+        ctx->retained = m->retain;
         ctx->start_us = rk_mono_us();
     }
     /* Keyed by MQTT topic: one partition per topic keeps per-topic order. */
@@ -743,6 +879,8 @@ void rk_kafka_stop(rk *r)
         /* Reports for what could not be flushed still complete their callers. */
         rd_kafka_poll(r->producer, 0);
     }
+    /* Durable, only not applied here yet: every caller hears once. */
+    release_parked(r, -1, INT64_MAX, 0);
     if (r->consumer) {
         rd_kafka_consumer_close(r->consumer);
         rd_kafka_destroy(r->consumer);

@@ -55,7 +55,7 @@ size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
     *d++ = 'S';
     *d++ = 'H';
     *d++ = RK_RECORD_VERSION;
-    *d++ = m->retain ? 1 : 0;
+    *d++ = (uint8_t)((m->retain ? RK_FLAG_RETAIN : 0) | (m->retain_only ? RK_FLAG_RETAIN_ONLY : 0));
     *d++ = m->qos;
     *d++ = (uint8_t)olen;
     memcpy(d, origin, olen);
@@ -112,7 +112,8 @@ rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m,
         return RK_RECORD_BAD;
     }
     memset(m, 0, sizeof(*m));
-    m->retain = (buf[3] & 1) != 0;
+    m->retain = (buf[3] & RK_FLAG_RETAIN) != 0;
+    m->retain_only = (buf[3] & RK_FLAG_RETAIN_ONLY) != 0;
     m->qos = buf[4];
     size_t pos = 5;
     if (m->qos > 2 || !take(buf, len, &pos, 1, origin, olen)) {

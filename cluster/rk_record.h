@@ -2,7 +2,7 @@
 /* The Kafka record that carries one MQTT message between nodes.
  *
  * Layout, big endian (docs/architecture.md has the table):
- *   magic "SH" | version u8 | flags u8 (bit 0 retain) | qos u8 |
+ *   magic "SH" | version u8 | flags u8 (bit 0 retain, bit 1 retain only) | qos u8 |
  *   origin_len u8 | origin bytes |
  *   client_id_len u16 | client_id bytes (version 2 on; 0 = none) |
  *   expiry_at_unix_ms u64 |
@@ -19,6 +19,11 @@
 #include "cluster/backplane.h"
 
 #define RK_RECORD_VERSION 2
+/* flags: bit 0 retain; bit 1 a retained-index change only, not a message
+ * (an admin delete: nobody receives it). A reader that does not know bit 1
+ * (before issue 17) would deliver the empty payload as a message. */
+#define RK_FLAG_RETAIN 1u
+#define RK_FLAG_RETAIN_ONLY 2u
 
 typedef enum rk_record_status {
     RK_RECORD_OK = 0,

@@ -91,7 +91,8 @@ static int sync_select(rk *r, redisContext *c)
     return ok ? 0 : -1;
 }
 
-/* Startup: load the retained snapshot before the node serves anyone. */
+/* Startup: load the retained snapshot before the node serves anyone
+ * (rk_retained.c reads it; the stream's replay follows in rk_kafka_assign). */
 int rk_redis_load_retained(rk *r)
 {
     struct timeval tv = {5, 0};
@@ -102,26 +103,12 @@ int rk_redis_load_retained(rk *r)
         redisFree(c);
         return -1;
     }
-    redisReply *rep = redisCommand(c, "HGETALL %s", RK_RETAINED_KEY);
-    size_t loaded = 0;
-    if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 1; i < rep->elements; i += 2) {
-            bp_message m;
-            const uint8_t *origin;
-            size_t olen;
-            redisReply *v = rep->element[i];
-            if (rk_record_decode((const uint8_t *)v->str, v->len, &m, &origin, &olen) == RK_RECORD_OK) {
-                m.retain = true;
-                r->bp->hooks.remote_message(r->bp->hooks.node, &m, 0);
-                loaded++;
-            }
-        }
-    }
-    freeReplyObject(rep);
+    int rc = rk_retained_load(r, c);
     redisFree(c);
-    atomic_store(&r->redis_up, true);
-    sh_log(SH_INFO, "event=retained_loaded count=%zu redis=%s:%d", loaded, r->redis_host, r->redis_port);
-    return 0;
+    if (rc == 0) {
+        atomic_store(&r->redis_up, true);
+    }
+    return rc;
 }
 
 static void connect_async(rk *r);
@@ -487,6 +474,10 @@ static void publish_members(rk *r, const redisReply *live)
         .payload_len = (uint32_t)len,
         .retain = true,
     };
+    /* This node's own retained message, not a stream record. */
+    if (r->bp->hooks.retained) {
+        r->bp->hooks.retained(r->bp->hooks.node, &msg);
+    }
     r->bp->hooks.remote_message(r->bp->hooks.node, &msg, 0);
 }
 
@@ -578,7 +569,7 @@ typedef struct redis_op {
     uint64_t start_us;
 } redis_op;
 
-enum { OP_RETAIN, OP_NODES };
+enum { OP_NODES };
 
 static void op_free(redis_op *op)
 {
@@ -586,18 +577,6 @@ static void op_free(redis_op *op)
     sh_free(op->key, op->key_len + 1);
     sh_free(op->val, op->val_len ? op->val_len : 1);
     sh_free(op, sizeof(*op));
-}
-
-static void status_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
-{
-    redis_op *op = arg;
-    redisReply *rep = reply;
-    if (!rep || rep->type == REDIS_REPLY_ERROR) {
-        atomic_fetch_add(&op->r->redis_errors, 1);
-    }
-    bp_status st = rep && rep->type != REDIS_REPLY_ERROR ? BP_OK : BP_EUNAVAILABLE;
-    rk_complete(op->r, op->worker, op->done, op->arg, st);
-    op_free(op);
 }
 
 /* The member list handed to the calling worker: one block holding the
@@ -667,16 +646,6 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
     rk *r = op->r;
     bool up = r->ac && atomic_load(&r->redis_up);
     switch (op->kind) {
-    case OP_RETAIN:
-        if (!up) {
-            status_reply_cb(NULL, NULL, op);
-        } else if (op->val_len == 0) {
-            redisAsyncCommand(r->ac, status_reply_cb, op, "HDEL %s %b", RK_RETAINED_KEY, op->key, op->key_len);
-        } else {
-            redisAsyncCommand(r->ac, status_reply_cb, op, "HSET %s %b %b", RK_RETAINED_KEY, op->key, op->key_len,
-                              op->val, op->val_len);
-        }
-        break;
     case OP_NODES:
         if (!up) {
             nodes_reply_cb(NULL, NULL, op);
@@ -711,19 +680,6 @@ static redis_op *new_op(int kind, int worker, const void *key, size_t key_len, c
         memcpy(op->val, val, val_len);
     }
     return op;
-}
-
-void rk_redis_retain_set(rk *r, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    /* The snapshot holds the same record as the stream (origin included). */
-    size_t n = m->payload_len ? rk_record_size(m, r->bp->cfg.node_id) : 0;
-    redis_op *op = new_op(OP_RETAIN, worker, m->topic, m->topic_len, NULL, n);
-    if (n) {
-        rk_record_encode(m, r->bp->cfg.node_id, op->val);
-    }
-    op->done = cb;
-    op->arg = arg;
-    post_op(r, op);
 }
 
 void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg)

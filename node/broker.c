@@ -91,6 +91,7 @@ static broker_status open_backplane(broker *b)
     };
     bp_hooks hooks = {.node = b,
                       .remote_message = remote_message_hook,
+                      .retained = remote_retained_hook,
                       .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook,
                       .session_revoked = sync_revoked_hook};

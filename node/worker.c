@@ -60,16 +60,16 @@ void worker_post_external(broker *b, int to, const inbox_item *it)
 }
 
 /* What a full inbox may refuse: QoS 0 that changes nothing but one
- * delivery. Session hand-overs, QoS 1/2 (acknowledged, or waiting for an
- * ack) and retained updates (every node's index must follow the stream)
- * always go in. */
+ * delivery (a retained one too: the index follows the stream on the
+ * backplane's thread, not here). Session hand-overs and QoS 1/2
+ * (acknowledged, or waiting for an ack) always go in. */
 static bool is_droppable(const inbox_item *it)
 {
     if (it->kind == IN_DELIVER) {
         return it->d.qos == 0;
     }
     if (it->kind == IN_REMOTE) {
-        return it->d.m->qos == 0 && !it->d.m->retain;
+        return it->d.m->qos == 0;
     }
     return false;
 }

@@ -729,7 +729,9 @@ void admin_retained(http_req *r)
     pthread_rwlock_wrlock(&b->retain_lock); /* match may drop expired entries */
     retain_match(b->retained, (mqtt_bytes){(const uint8_t *)filter, (uint32_t)flen}, now, collect_cb, &mv);
     pthread_rwlock_unlock(&b->retain_lock);
-    qsort(mv.v, mv.n, sizeof(msg *), msg_cmp);
+    if (mv.n > 1) {
+        qsort(mv.v, mv.n, sizeof(msg *), msg_cmp); /* v is NULL when nothing matched */
+    }
     json_buf j = {0};
     json_obj(&j);
     json_key(&j, "total");
@@ -752,6 +754,45 @@ void admin_retained(http_req *r)
     http_reply_json(r, 200, &j);
 }
 
+static void retained_delete_cb(bp_status st, void *arg)
+{
+    gather_slot *s = arg;
+    s->status = st;
+    gather_done(s);
+}
+
+/* On worker 0: an empty retained record that is not a message (nobody
+ * receives it), answered once Kafka has it and this node applied it. */
+static bool retained_delete_fn(gather_slot *s)
+{
+    const char *topic = s->g->id;
+    bp_message m = {
+        .topic = (const uint8_t *)topic,
+        .topic_len = (uint32_t)strlen(topic),
+        .qos = 1,
+        .retain = true,
+        .retain_only = true,
+    };
+    bp_publish(s->w->b->bp, s->w->id, &m, retained_delete_cb, s);
+    return false;
+}
+
+/* A cluster node deletes through the stream, so that every node and the
+ * snapshot see it in Kafka's order (a delete of one node's index would
+ * come back from the snapshot or the next set's replay). */
+static bool delete_through_stream(http_req *r, const char *topic)
+{
+    gather *g = gather_new(r->b, retained_delete_fn);
+    g->id = sh_strndup(topic, strlen(topic));
+    bool ok = gather_run_or_reply(r, g, 0);
+    if (ok && g->slots[0].status != BP_OK) {
+        http_reply_error(r, 503, "backplane: %s", bp_status_name((bp_status)g->slots[0].status));
+        ok = false;
+    }
+    gather_release(g);
+    return ok;
+}
+
 void admin_retained_delete(http_req *r)
 {
     const char *topic = r->rest;
@@ -761,14 +802,19 @@ void admin_retained_delete(http_req *r)
         return;
     }
     broker *b = r->b;
+    mqtt_bytes t = {(const uint8_t *)topic, (uint32_t)len};
+    bool stream = bp_retained_from_stream(b->bp), found;
     pthread_rwlock_wrlock(&b->retain_lock);
-    bool found = retain_delete(b->retained, (mqtt_bytes){(const uint8_t *)topic, (uint32_t)len});
+    found = stream ? retain_has(b->retained, t) : retain_delete(b->retained, t);
     pthread_rwlock_unlock(&b->retain_lock);
     char safe[128];
     sh_log_sample(safe, sizeof(safe), topic, len);
     sh_log(SH_INFO, "event=admin_retained_delete topic=\"%s\" found=%s by=%s", safe, found ? "yes" : "no", r->peer);
     if (!found) {
         http_reply_error(r, 404, "no retained message on '%s'", topic);
+        return;
+    }
+    if (stream && !delete_through_stream(r, topic)) {
         return;
     }
     json_buf j = {0};

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PUBLISH from a client: check → resolve alias → QoS 0: store retained and
  * route now; QoS 1/2: once the backplane says it is durable, store
- * retained, route and acknowledge. */
+ * retained, route and acknowledge. On a cluster node the retained index
+ * follows the backplane's stream instead (bp_retained_from_stream): the
+ * node stores nothing itself, so Kafka's order decides on every node. */
 #include <string.h>
 
 #include "common/alloc.h"
@@ -68,6 +70,9 @@ static mqtt_rc check_publish(conn *c, const mqtt_publish *p)
 static void store_retained(worker *w, msg *m)
 {
     broker *b = w->b;
+    if (bp_retained_from_stream(b->bp)) {
+        return; /* stored when the stream brings it back, in Kafka's order */
+    }
     pthread_rwlock_wrlock(&b->retain_lock);
     retain_set(b->retained, m);
     pthread_rwlock_unlock(&b->retain_lock);
@@ -165,10 +170,6 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
         .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL,
         .client_id_len = c->s ? c->s->id_len : 0,
     };
-    if (m->retain) {
-        /* The snapshot a starting node loads; the stream carries the order. */
-        bp_retain_set(c->w->b->bp, c->w->id, &bm, NULL, NULL);
-    }
     if (m->qos == 0) {
         bp_publish(c->w->b->bp, c->w->id, &bm, NULL, NULL);
         return;

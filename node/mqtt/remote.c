@@ -35,32 +35,65 @@ static msg *msg_from_bp(const bp_message *bm)
     return msg_new_raw(topic, bm->props, bm->props_len, payload, bm->qos, bm->retain, publisher);
 }
 
-/* Backplane thread: copy, then hand to the worker for this shard so one
- * topic's messages stay in order. */
-void remote_message_hook(void *node, const bp_message *bm, unsigned shard)
+/* A copy with the expiry on this node's monotonic clock; NULL when it has
+ * expired already (or no memory, said once per message). */
+static msg *msg_from_bp_live(const bp_message *bm)
 {
-    broker *b = node;
     msg *m = msg_from_bp(bm);
     if (!m) {
         sh_log(SH_WARN, "event=remote_drop reason=out-of-memory topic_len=%u", bm->topic_len);
-        return;
+        return NULL;
     }
     if (bm->expiry_at_unix_ms) {
         uint64_t now_unix = unix_ms();
         if (bm->expiry_at_unix_ms <= now_unix) {
             msg_unref(m);
-            return;
+            return NULL;
         }
         m->expiry_at = now_ms() + (bm->expiry_at_unix_ms - now_unix);
     }
+    return m;
+}
+
+/* The backplane's thread (or the starting node's), in stream order: the
+ * index changes here, never on the worker that delivers the message, so
+ * every node applies one topic's updates in the order Kafka gave them. */
+void remote_retained_hook(void *node, const bp_message *bm)
+{
+    broker *b = node;
+    if (bm->payload_len == 0) {
+        pthread_rwlock_wrlock(&b->retain_lock);
+        retain_delete(b->retained, (mqtt_bytes){bm->topic, bm->topic_len});
+        pthread_rwlock_unlock(&b->retain_lock);
+        return;
+    }
+    msg *m = msg_from_bp_live(bm);
+    if (!m) {
+        /* Expired: an older value must not stay behind it. */
+        pthread_rwlock_wrlock(&b->retain_lock);
+        retain_delete(b->retained, (mqtt_bytes){bm->topic, bm->topic_len});
+        pthread_rwlock_unlock(&b->retain_lock);
+        return;
+    }
+    pthread_rwlock_wrlock(&b->retain_lock);
+    if (retain_set(b->retained, m) != SH_OK) {
+        sh_log(SH_DEBUG, "event=retained_refused reason=max-retained topic_len=%u source=backplane", bm->topic_len);
+    }
+    pthread_rwlock_unlock(&b->retain_lock);
+    msg_unref(m);
+}
+
+/* Backplane thread: copy, then hand to the worker for this shard so one
+ * topic's messages stay in order. Delivery only: the retained index
+ * follows the `retained` hook. */
+void remote_message_hook(void *node, const bp_message *bm, unsigned shard)
+{
+    broker *b = node;
     if (!atomic_load_explicit(&b->running, memory_order_acquire)) {
-        /* Startup (the retained snapshot): nobody is connected yet. */
-        if (m->retain) {
-            pthread_rwlock_wrlock(&b->retain_lock);
-            retain_set(b->retained, m);
-            pthread_rwlock_unlock(&b->retain_lock);
-        }
-        msg_unref(m);
+        return; /* starting: nobody is connected yet */
+    }
+    msg *m = msg_from_bp_live(bm);
+    if (!m) {
         return;
     }
     inbox_item it;
@@ -72,7 +105,8 @@ void remote_message_hook(void *node, const bp_message *bm, unsigned shard)
 
 void remote_deliver(worker *w, msg *m)
 {
-    route_publish_internal(w, m);
+    route_publish(w, m, NULL);
+    msg_unref(m);
 }
 
 void remote_ready_hook(void *node, bool ready)

@@ -15,6 +15,9 @@ typedef struct worker worker;
 
 void remote_message_hook(void *node, const bp_message *m, unsigned shard);
 void remote_ready_hook(void *node, bool ready);
+/* Apply a retained update from the backplane to the index, on the calling
+ * thread (bp_hooks.retained). */
+void remote_retained_hook(void *node, const bp_message *m);
 void remote_qos0_dropped_hook(void *node, int worker_id);
 /* After bp_open, before the workers start: lower --max-packet-size to what
  * the backplane carries and say so in one log line. */

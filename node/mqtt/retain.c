@@ -238,6 +238,11 @@ static rnode *find(const retain *r, mqtt_bytes topic)
     return n && n->m ? n : NULL;
 }
 
+bool retain_has(const retain *r, mqtt_bytes topic)
+{
+    return find(r, level_nonnull(topic)) != NULL;
+}
+
 bool retain_has_room(const retain *r, mqtt_bytes topic)
 {
     return r->max == 0 || r->count < r->max || find(r, level_nonnull(topic));

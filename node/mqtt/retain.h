@@ -33,6 +33,9 @@ int retain_set(retain *r, msg *m);
  * topic holds one already (a replacement does not grow the index). */
 bool retain_has_room(const retain *r, mqtt_bytes topic);
 
+/* Whether the topic holds a message (expired or not). */
+bool retain_has(const retain *r, mqtt_bytes topic);
+
 /* Delete a topic; false if absent. */
 bool retain_delete(retain *r, mqtt_bytes topic);
 

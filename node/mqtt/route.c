@@ -142,6 +142,7 @@ bool route_publish(worker *w, msg *m, uint32_t *matched)
 void route_publish_internal(worker *w, msg *m)
 {
     if (m->retain) {
+        /* This node's own messages ($SYS): never on the stream. */
         pthread_rwlock_wrlock(&w->b->retain_lock);
         retain_set(w->b->retained, m);
         pthread_rwlock_unlock(&w->b->retain_lock);
@@ -159,6 +160,18 @@ typedef struct will_ctx {
     msg *m; /* ref held */
 } will_ctx;
 
+/* A will this node publishes: stored as retained here only when the
+ * backplane does not bring it back through its stream. */
+static void route_will_here(worker *w, msg *m)
+{
+    if (bp_retained_from_stream(w->b->bp)) {
+        route_publish(w, m, NULL);
+        msg_unref(m);
+        return;
+    }
+    route_publish_internal(w, m);
+}
+
 static void will_durable_cb(bp_status st, void *arg)
 {
     will_ctx *x = arg;
@@ -169,7 +182,7 @@ static void will_durable_cb(bp_status st, void *arg)
         sh_log(SH_WARN, "event=will_not_durable topic=%.*s status=%s msg=\"delivered on this node only\"",
                (int)m->topic_len, (const char *)m->topic, bp_status_name(st));
     }
-    route_publish_internal(w, m);
+    route_will_here(w, m);
     worker_flush(w);
 }
 
@@ -188,12 +201,9 @@ void route_publish_will(worker *w, msg *m)
         /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
     };
     backplane *bp = w->b->bp;
-    if (m->retain) {
-        bp_retain_set(bp, w->id, &bm, NULL, NULL);
-    }
     if (m->qos == 0) {
         bp_publish(bp, w->id, &bm, NULL, NULL);
-        route_publish_internal(w, m);
+        route_will_here(w, m);
         return;
     }
     will_ctx *x = sh_malloc(sizeof(*x));

@@ -231,3 +231,189 @@ Test(backplane_contract_rk, the_revoke_subscription_comes_back_after_its_connect
     member_free(&b);
     member_free(&a);
 }
+
+/* ---- the retained snapshot's scripts (cluster/rk_retained.h) ----
+ * Run against the real Redis on keys of their own, so they never meet a
+ * node's. */
+
+#include "cluster/rk_record.h"
+#include "cluster/rk_retained.h"
+
+typedef struct snap_keys {
+    char retained[96], at[96], offsets[96];
+} snap_keys;
+
+static void snap_keys_init(snap_keys *k, const char *name)
+{
+    snprintf(k->retained, sizeof(k->retained), "test:%d:%s:retained", (int)getpid(), name);
+    snprintf(k->at, sizeof(k->at), "test:%d:%s:at", (int)getpid(), name);
+    snprintf(k->offsets, sizeof(k->offsets), "test:%d:%s:offsets", (int)getpid(), name);
+}
+
+/* RK_RETAINED_CAS_LUA: 1 written, 0 kept. value NULL: a delete. */
+static long long cas(redisContext *c, const snap_keys *k, const char *topic, int partition, long long offset,
+                     const char *value)
+{
+    redisReply *rep = redisCommand(c, "EVAL %s 2 %s %s %s %d %lld %s", RK_RETAINED_CAS_LUA, k->retained, k->at, topic,
+                                   partition, offset, value ? value : "");
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER, "CAS: %s", rep && rep->str ? rep->str : "no reply");
+    long long n = rep->integer;
+    freeReplyObject(rep);
+    return n;
+}
+
+/* HGET as a string ("" when absent), into buf. */
+static const char *hget(redisContext *c, const char *key, const char *field, char *buf, size_t cap)
+{
+    redisReply *rep = redisCommand(c, "HGET %s %s", key, field);
+    cr_assert(rep);
+    snprintf(buf, cap, "%s", rep->type == REDIS_REPLY_STRING ? rep->str : "");
+    freeReplyObject(rep);
+    return buf;
+}
+
+static long long redis_now_ms(redisContext *c)
+{
+    redisReply *rep = redisCommand(c, "TIME");
+    long long ms = atoll(rep->element[0]->str) * 1000 + atoll(rep->element[1]->str) / 1000;
+    freeReplyObject(rep);
+    return ms;
+}
+
+Test(retained_scripts, a_set_is_kept_only_when_its_offset_is_newer)
+{
+    redisContext *c = redis_direct();
+    snap_keys k;
+    snap_keys_init(&k, "newer");
+    char buf[256];
+    cr_assert_eq(cas(c, &k, "a/b", 3, 10, "ten"), 1);
+    cr_assert_eq(cas(c, &k, "a/b", 3, 9, "nine"), 0, "an older set overwrote a newer one");
+    cr_assert_eq(cas(c, &k, "a/b", 3, 10, "ten again"), 0, "the same offset twice is written once");
+    cr_assert_str_eq(hget(c, k.retained, "a/b", buf, sizeof(buf)), "ten");
+    cr_assert_str_eq(hget(c, k.at, "a/b", buf, sizeof(buf)), "3:10");
+    cr_assert_eq(cas(c, &k, "a/b", 3, 11, "eleven"), 1);
+    cr_assert_str_eq(hget(c, k.retained, "a/b", buf, sizeof(buf)), "eleven");
+    /* Offsets above 2^32 compare as numbers, not as strings. */
+    cr_assert_eq(cas(c, &k, "big", 0, 9999999999LL, "big"), 1);
+    cr_assert_eq(cas(c, &k, "big", 0, 10000000000LL, "bigger"), 1);
+    cr_assert_eq(cas(c, &k, "big", 0, 999999999LL, "small"), 0);
+    /* Another partition (the partition count changed): not comparable, the write wins. */
+    cr_assert_eq(cas(c, &k, "a/b", 5, 1, "moved"), 1);
+    cr_assert_str_eq(hget(c, k.at, "a/b", buf, sizeof(buf)), "5:1");
+    redisFree(c);
+}
+
+Test(retained_scripts, a_delete_is_a_tombstone_that_an_older_set_cannot_pass)
+{
+    redisContext *c = redis_direct();
+    snap_keys k;
+    snap_keys_init(&k, "tomb");
+    char buf[256];
+    cr_assert_eq(cas(c, &k, "t", 0, 5, "five"), 1);
+    long long before = redis_now_ms(c);
+    cr_assert_eq(cas(c, &k, "t", 0, 7, NULL), 1);
+    cr_assert_str_eq(hget(c, k.retained, "t", buf, sizeof(buf)), "", "the value stayed after its delete");
+    int p = -1;
+    long long off = -1, at = -1;
+    cr_assert_eq(sscanf(hget(c, k.at, "t", buf, sizeof(buf)), "%d:%lld:%lld", &p, &off, &at), 3, "%s", buf);
+    cr_assert_eq(p, 0);
+    cr_assert_eq(off, 7);
+    cr_assert(at >= before && at <= redis_now_ms(c), "tombstone time %lld", at);
+    /* The set from before the delete, replayed or retried late. */
+    cr_assert_eq(cas(c, &k, "t", 0, 6, "six"), 0, "an older set resurrected a deleted topic");
+    cr_assert_str_eq(hget(c, k.retained, "t", buf, sizeof(buf)), "");
+    /* An older delete does not move the tombstone either; a newer set does. */
+    cr_assert_eq(cas(c, &k, "t", 0, 6, NULL), 0);
+    cr_assert_eq(cas(c, &k, "t", 0, 8, "eight"), 1);
+    cr_assert_str_eq(hget(c, k.retained, "t", buf, sizeof(buf)), "eight");
+    cr_assert_str_eq(hget(c, k.at, "t", buf, sizeof(buf)), "0:8");
+    redisFree(c);
+}
+
+Test(retained_scripts, watermarks_only_rise)
+{
+    redisContext *c = redis_direct();
+    snap_keys k;
+    snap_keys_init(&k, "marks");
+    char buf[64];
+    redisReply *rep = redisCommand(c, "EVAL %s 1 %s 0 100 1 50", RK_RETAINED_MARK_LUA, k.offsets);
+    cr_assert_eq(rep->integer, 2);
+    freeReplyObject(rep);
+    rep = redisCommand(c, "EVAL %s 1 %s 0 90 1 60", RK_RETAINED_MARK_LUA, k.offsets);
+    cr_assert_eq(rep->integer, 1, "a lower watermark was written");
+    freeReplyObject(rep);
+    cr_assert_str_eq(hget(c, k.offsets, "0", buf, sizeof(buf)), "100");
+    cr_assert_str_eq(hget(c, k.offsets, "1", buf, sizeof(buf)), "60");
+    redisFree(c);
+}
+
+/* A record as a node writes it, with this expiry (Unix ms, 0 = none). */
+static size_t make_record(uint8_t *buf, const char *topic, const char *payload, uint64_t expiry)
+{
+    bp_message m = {.topic = (const uint8_t *)topic,
+                    .topic_len = (uint32_t)strlen(topic),
+                    .payload = (const uint8_t *)payload,
+                    .payload_len = (uint32_t)strlen(payload),
+                    .expiry_at_unix_ms = expiry,
+                    .retain = true,
+                    .qos = 1};
+    return rk_record_encode(&m, "node-x", buf);
+}
+
+static void sweep_all(redisContext *c, const char *script, int nkeys, const char *k1, const char *k2, long long life)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *rep = nkeys == 2 ? redisCommand(c, "EVAL %s 2 %s %s %s 100", script, k1, k2, cursor)
+                                     : redisCommand(c, "EVAL %s 1 %s %s 100 %lld", script, k1, cursor, life);
+        cr_assert(rep && rep->type == REDIS_REPLY_ARRAY, "sweep: %s", rep && rep->str ? rep->str : "no reply");
+        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+}
+
+Test(retained_scripts, an_expired_value_leaves_as_a_tombstone)
+{
+    redisContext *c = redis_direct();
+    snap_keys k;
+    snap_keys_init(&k, "expire");
+    char buf[256];
+    uint8_t rec[256];
+    long long now = redis_now_ms(c);
+    size_t n = make_record(rec, "gone", "x", (uint64_t)(now - 1000));
+    redisReply *rep = redisCommand(c, "EVAL %s 2 %s %s %s %d %lld %b", RK_RETAINED_CAS_LUA, k.retained, k.at, "gone", 0,
+                                   20LL, rec, n);
+    cr_assert_eq(rep->integer, 1);
+    freeReplyObject(rep);
+    n = make_record(rec, "kept", "y", (uint64_t)(now + 3600 * 1000));
+    rep = redisCommand(c, "EVAL %s 2 %s %s %s %d %lld %b", RK_RETAINED_CAS_LUA, k.retained, k.at, "kept", 0, 21LL, rec,
+                       n);
+    freeReplyObject(rep);
+    sweep_all(c, RK_SWEEP_EXPIRED_LUA, 2, k.retained, k.at, 0);
+    cr_assert_str_eq(hget(c, k.retained, "gone", buf, sizeof(buf)), "");
+    int p;
+    long long off, at;
+    cr_assert_eq(sscanf(hget(c, k.at, "gone", buf, sizeof(buf)), "%d:%lld:%lld", &p, &off, &at), 3, "%s", buf);
+    cr_assert_eq(off, 20);
+    cr_assert_neq(hget(c, k.retained, "kept", buf, sizeof(buf))[0], '\0');
+    cr_assert_str_eq(hget(c, k.at, "kept", buf, sizeof(buf)), "0:21");
+    /* The set before the expired one cannot come back. */
+    cr_assert_eq(cas(c, &k, "gone", 0, 19, "older"), 0);
+    redisFree(c);
+}
+
+Test(retained_scripts, tombstones_leave_after_their_lifetime_only)
+{
+    redisContext *c = redis_direct();
+    snap_keys k;
+    snap_keys_init(&k, "life");
+    char buf[256];
+    long long now = redis_now_ms(c);
+    redisReply *rep = redisCommand(c, "HSET %s old 0:1:%lld young 0:2:%lld live 0:3", k.at, now - 60000, now);
+    freeReplyObject(rep);
+    sweep_all(c, RK_SWEEP_TOMBSTONES_LUA, 1, k.at, NULL, 30000);
+    cr_assert_str_eq(hget(c, k.at, "old", buf, sizeof(buf)), "", "an old tombstone stayed");
+    cr_assert_neq(hget(c, k.at, "young", buf, sizeof(buf))[0], '\0', "a young tombstone left");
+    cr_assert_str_eq(hget(c, k.at, "live", buf, sizeof(buf)), "0:3", "a live position left");
+    redisFree(c);
+}
