@@ -53,6 +53,12 @@ typedef struct rk {
     uint32_t max_record; /* key + value bytes of one record, framing subtracted */
     _Atomic int min_isr;
     int64_t *positions; /* next offset per partition, for session resume */
+    int64_t *start;     /* where the live stream started, per partition */
+    /* Past this node's last record per partition whose delivery report
+     * came (backplane thread): a replay's end covers records this node
+     * routed at their report before the consumer read them. */
+    int64_t *own_high;
+    struct rk_replay *replay; /* rk_replay.c */
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
     bp_hist redis_latency;
@@ -95,6 +101,15 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
 /* The largest PUBLISH packet whose message always fits one record. */
 uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_client_id);
 void *rk_probe_main(void *arg); /* the probe thread: Kafka health once a second */
+
+/* rk_replay.c: sessions read the stream again (bp_replay_*). */
+int rk_replay_start_consumer(rk *r); /* before the thread starts */
+void rk_replay_attach(rk *r);        /* on the backplane thread */
+void rk_replay_stop_all(rk *r);
+void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
+                     bp_replay_cb cb, void *arg);
+void rk_replay_next(rk *r, uint64_t id);
+void rk_replay_cancel(rk *r, uint64_t id);
 
 /* rk_redis.c */
 #define RK_RETAINED_KEY "shoal:retained" /* hash: topic -> record */

@@ -88,9 +88,14 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
         atomic_fetch_add(&r->produced, 1);
         atomic_store(&r->delivery_failures, 0);
     }
+    if (!m->err && m->partition >= 0 && m->partition < r->partitions && m->offset >= 0 && r->own_high &&
+        m->offset + 1 > r->own_high[m->partition]) {
+        r->own_high[m->partition] = m->offset + 1;
+    }
     if (ctx) {
         bp_hist_observe(&r->produce_latency, rk_mono_us() - ctx->start_us);
-        rk_complete(r, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK);
+        bp_defer_done_ref(r->bp, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK, m->partition,
+                          m->offset);
         sh_free(ctx, sizeof(*ctx));
     }
 }
@@ -272,6 +277,8 @@ static int fetch_partitions(rk *r)
 static int assign_all(rk *r)
 {
     r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    r->start = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    r->own_high = sh_calloc((size_t)r->partitions, sizeof(int64_t));
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(r->partitions);
     for (int p = 0; p < r->partitions; p++) {
         /* A fresh node starts at the end: history is for sessions ([5/9]).
@@ -310,6 +317,7 @@ static int assign_all(rk *r)
             r->positions[l->elems[i].partition] = l->elems[i].offset;
         }
     }
+    memcpy(r->start, r->positions, (size_t)r->partitions * sizeof(int64_t));
     e = rd_kafka_assign(r->consumer, l);
     rd_kafka_topic_partition_list_destroy(l);
     if (e) {
@@ -441,10 +449,21 @@ static void prod_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The live stream passed a record it does not hand over: sessions'
+ * positions move past it all the same (node/session_stream.c). */
+static void passed(rk *r, const rd_kafka_message_t *km)
+{
+    const bp_hooks *h = &r->bp->hooks;
+    if (h->remote_position) {
+        h->remote_position(h->node, km->partition, km->offset + 1);
+    }
+}
+
 static void deliver_record(rk *r, const rd_kafka_message_t *km)
 {
     if (km->len == 0) {
         /* A probe's canary (send_canaries): no backplane record is empty. */
+        passed(r, km);
         return;
     }
     bp_message m;
@@ -453,18 +472,23 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     rk_record_status st = rk_record_decode(km->payload, km->len, &m, &origin, &olen);
     if (st == RK_RECORD_NEWER) {
         atomic_fetch_add(&r->skipped_newer, 1);
+        passed(r, km);
         return;
     }
     if (st != RK_RECORD_OK) {
         atomic_fetch_add(&r->bad_records, 1);
         sh_log(SH_WARN, "event=kafka_bad_record partition=%d offset=%lld", km->partition, (long long)km->offset);
+        passed(r, km);
         return;
     }
     const char *self = r->bp->cfg.node_id;
     /* Our own publishes were delivered locally at once. */
     if (olen == strlen(self) && memcmp(origin, self, olen) == 0) {
+        passed(r, km);
         return;
     }
+    m.partition = km->partition;
+    m.offset = km->offset;
     atomic_fetch_add(&r->consumed, 1);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(km, &tstype);
