@@ -288,7 +288,8 @@ static void spill_one(worker *w, session *s, delivery *d)
         }
         if (!st->spilled && !st->spill_logged) {
             st->spill_logged = true;
-            sh_log(SH_INFO, "event=queue_spilled client=%s queued=%u msg=\"further messages stay in Kafka until the "
+            sh_log(SH_INFO,
+                   "event=queue_spilled client=%s queued=%u msg=\"further messages stay in Kafka until the "
                    "client takes them\"",
                    s->client_id, s->q_len);
         }
@@ -477,7 +478,8 @@ static void trim_rules(session_stream *st, const int64_t *pos)
     for (uint32_t i = 0; i < st->n_prev;) {
         bool passed = true;
         for (uint32_t p = 0; p < st->n_parts && passed; p++) {
-            int64_t hi = st->prev[i].hi_own[p] > st->prev[i].hi_other[p] ? st->prev[i].hi_own[p] : st->prev[i].hi_other[p];
+            int64_t hi = st->prev[i].hi_own[p] > st->prev[i].hi_other[p] ? st->prev[i].hi_own[p]
+                                                                         : st->prev[i].hi_other[p];
             passed = hi < 0 || (pos[p] >= 0 && pos[p] >= hi);
         }
         if (passed) {
@@ -566,8 +568,8 @@ void stream_restore(worker *w, session *s, const sc_state *in)
     }
     if (in->n_parts != st->n_parts) {
         if (in->n_parts) {
-            sh_log(SH_WARN, "event=session_positions_refused client=%s stored_partitions=%u partitions=%u", s->client_id,
-                   in->n_parts, st->n_parts);
+            sh_log(SH_WARN, "event=session_positions_refused client=%s stored_partitions=%u partitions=%u",
+                   s->client_id, in->n_parts, st->n_parts);
         }
         return;
     }
