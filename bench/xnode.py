@@ -283,7 +283,7 @@ def run_once(a, cluster, i, duration):
     gc_off, _ = gc_pauses(cluster.gc_log(), 0)
     cmd = [a.bench, "xnode", "--port", "%d,%d" % (p1, p2), "--qos", str(a.qos), "--rate", str(a.rate),
            "--duration", str(duration), "--inflight", str(a.inflight), "--size", str(a.size),
-           "--client-prefix", "xnode-%d-" % i]
+           "--client-prefix", "xnode-%d-" % i] + (["--persistent"] if a.persistent else [])
     log("%s: %s" % ("run %d/%d" % (i, a.runs) if i else "warm-up", " ".join(cmd[1:])))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     CURRENT["bench"] = proc
@@ -468,6 +468,8 @@ def main(argv):
     ap.add_argument("--rate", type=int, default=10000, help="messages per second (default 10000)")
     ap.add_argument("--duration", type=int, default=30, help="seconds of publishing per run (default 30)")
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
+    ap.add_argument("--persistent", action="store_true",
+                    help="persistent sessions (a QoS 2 PUBLISH then waits for the session store, docs/architecture.md)")
     ap.add_argument("--inflight", type=int, default=200, help="publisher's in-flight window (default 200)")
     ap.add_argument("--size", type=int, default=64, help="payload bytes (default 64)")
     ap.add_argument("--warmup", type=int, default=10,

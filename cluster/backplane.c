@@ -46,6 +46,11 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(session_store);
     REQUIRE(session_release);
     REQUIRE(session_drop);
+    REQUIRE(stream_partitions);
+    REQUIRE(stream_start);
+    REQUIRE(replay_start);
+    REQUIRE(replay_next);
+    REQUIRE(replay_stop);
 #undef REQUIRE
     return NULL;
 }
@@ -162,16 +167,38 @@ typedef struct deferred {
     bp_done_cb cb;
     void *arg;
     bp_status st;
+    int32_t partition;
+    int64_t offset;
 } deferred;
+
+/* Where the publish whose callback runs now was written (bp_publish_ref). */
+static _Thread_local int32_t done_partition = -1;
+static _Thread_local int64_t done_offset = -1;
+
+void bp_publish_ref(int32_t *partition, int64_t *offset)
+{
+    *partition = done_partition;
+    *offset = done_offset;
+}
 
 static void deferred_cb(evutil_socket_t fd, short what, void *arg)
 {
     deferred d = *(deferred *)arg;
     sh_free(arg, sizeof(deferred));
+    done_partition = d.partition;
+    done_offset = d.offset;
     d.cb(d.st, d.arg);
+    done_partition = -1;
+    done_offset = -1;
 }
 
 void bp_defer_done(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_status st)
+{
+    bp_defer_done_ref(bp, worker, cb, arg, st, -1, -1);
+}
+
+void bp_defer_done_ref(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_status st, int32_t partition,
+                       int64_t offset)
 {
     if (!cb) {
         return;
@@ -179,6 +206,8 @@ void bp_defer_done(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_statu
     deferred *d = sh_malloc(sizeof(*d));
     d->cb = cb;
     d->arg = arg;
+    d->partition = st == BP_OK ? partition : -1;
+    d->offset = st == BP_OK ? offset : -1;
     d->st = bp->closed ? BP_ECLOSED : st;
     struct timeval now = {0, 0};
     if (event_base_once(bp->bases[worker], -1, EV_TIMEOUT, deferred_cb, d, &now) != 0) {
@@ -273,5 +302,43 @@ void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t 
 {
     if (!closed_done(bp, cb, arg)) {
         bp->ops->session_drop(bp, worker, client_id, epoch, cb, arg);
+    }
+}
+
+/* ---- the stream ---- */
+
+uint32_t bp_stream_partitions(const backplane *bp)
+{
+    return bp->ops->stream_partitions(bp);
+}
+
+int64_t bp_stream_start(const backplane *bp, uint32_t p)
+{
+    return bp->ops->stream_start(bp, p);
+}
+
+uint64_t bp_replay_start(backplane *bp, int worker, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
+                         bp_replay_cb cb, void *arg)
+{
+    uint64_t id = atomic_fetch_add(&bp->replay_ids, 1) + 1;
+    if (atomic_load(&bp->closed)) {
+        cb(BP_ECLOSED, NULL, arg);
+        return id;
+    }
+    bp->ops->replay_start(bp, worker, id, from, n_parts, max_batch ? max_batch : 1, cb, arg);
+    return id;
+}
+
+void bp_replay_next(backplane *bp, uint64_t id)
+{
+    if (!atomic_load(&bp->closed)) {
+        bp->ops->replay_next(bp, id);
+    }
+}
+
+void bp_replay_stop(backplane *bp, uint64_t id)
+{
+    if (!atomic_load(&bp->closed)) {
+        bp->ops->replay_stop(bp, id);
     }
 }

@@ -54,6 +54,15 @@ typedef struct bp_message {
      * an admin delete goes through the stream so that every node and the
      * snapshot see it (docs/architecture.md, "Retained messages"). */
     bool retain_only;
+    /* Where the record sits in the stream (remote messages and replays):
+     * partition -1 when the backplane has no stream (local). own: the
+     * record was produced by this node (replays only; the live stream
+     * skips this node's own records). */
+    bool own;
+    const uint8_t *origin; /* replays: the producing node's id */
+    uint8_t origin_len;
+    int32_t partition;
+    int64_t offset;
 } bp_message;
 
 typedef struct bp_node_info {
@@ -89,6 +98,11 @@ typedef struct bp_hooks {
      * while it waits, so the hook may run more than once for one claim, and
      * for a session this node no longer has. May be NULL. */
     void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
+    /* The live stream passed a record it does not hand over (this node's
+     * own, a canary, one it cannot read): partition's next offset is now
+     * `next`. In order with remote_message for that shard (the partition).
+     * May be NULL. */
+    void (*remote_position)(void *node, int32_t partition, int64_t next);
     void *node;
 } bp_hooks;
 
@@ -173,6 +187,44 @@ uint32_t bp_max_publish_size(const backplane *bp, uint32_t max_topic, uint32_t m
 /* Make a message durable and visible to other nodes. The callback says when
  * it is durable: a QoS 1/2 ack may be sent only after BP_OK. */
 void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
+
+/* Inside a bp_publish callback on the calling worker: where the record was
+ * written (partition, offset); partition -1 when the backplane has no
+ * stream or the publish failed. */
+void bp_publish_ref(int32_t *partition, int64_t *offset);
+
+/* ---- The stream, for sessions' positions (docs/architecture.md, "Offline
+ * queues and positions"). A backplane with a stream (redis_kafka) numbers
+ * its records per partition; the local one has none (0 partitions). ---- */
+uint32_t bp_stream_partitions(const backplane *bp);
+/* The offset the live stream started at in partition p (this node's start). */
+int64_t bp_stream_start(const backplane *bp, uint32_t p);
+
+/* A replay: read the stream again from given offsets, up to the live
+ * stream's position at the moment the replay starts (`end`, per partition:
+ * every record at or past it reaches this node live, after the call).
+ * Records come in batches of at most `max_batch`, each partition in order;
+ * the next batch is read once the caller asks (bp_replay_next), so a
+ * replay holds at most one batch. Replays run one at a time per node, in
+ * the order they were started.
+ *
+ * cb runs on the calling worker once per batch; the last call has `done`
+ * set (or st != BP_OK). After bp_replay_stop the last call comes with
+ * BP_ECLOSED. Messages and `end` are borrowed for the call. */
+typedef struct bp_replay_batch {
+    const int64_t *end; /* n_parts entries */
+    uint32_t n_parts;
+    const bp_message *msgs;
+    size_t n;
+    bool done;
+} bp_replay_batch;
+typedef void (*bp_replay_cb)(bp_status st, const bp_replay_batch *b, void *arg);
+/* from: n_parts offsets, -1 = nothing to read in that partition. Returns
+ * the replay's id (never 0). */
+uint64_t bp_replay_start(backplane *bp, int worker, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
+                         bp_replay_cb cb, void *arg);
+void bp_replay_next(backplane *bp, uint64_t id);
+void bp_replay_stop(backplane *bp, uint64_t id);
 
 /* Retained snapshot (the node keeps its own in-memory index for lookups). */
 void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);

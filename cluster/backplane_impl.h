@@ -37,6 +37,13 @@ typedef struct bp_ops {
     void (*session_release)(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
                             uint32_t len, bp_done_cb cb, void *arg);
     void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+    /* The stream (see bp_stream_partitions, bp_replay_start). */
+    uint32_t (*stream_partitions)(const backplane *bp);
+    int64_t (*stream_start)(const backplane *bp, uint32_t p);
+    void (*replay_start)(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
+                         uint32_t max_batch, bp_replay_cb cb, void *arg);
+    void (*replay_next)(backplane *bp, uint64_t id);
+    void (*replay_stop)(backplane *bp, uint64_t id);
     /* See bp_max_publish_size; 0 = no limit. */
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
 } bp_ops;
@@ -65,11 +72,15 @@ struct backplane {
     struct event_base *bases[BP_MAX_WORKERS];
     _Atomic bool closed; /* set by bp_close, read by workers */
     _Atomic bool ready;  /* written by the backplane thread, read by workers */
+    _Atomic uint64_t replay_ids;
     void *impl;
 };
 
 /* Run a completion on the worker's loop on its next turn, so callbacks
  * never re-enter the caller. */
 void bp_defer_done(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_status st);
+/* The same for a publish, with where the record was written (bp_publish_ref). */
+void bp_defer_done_ref(backplane *bp, int worker, bp_done_cb cb, void *arg, bp_status st, int32_t partition,
+                       int64_t offset);
 
 #endif

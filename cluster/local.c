@@ -344,6 +344,33 @@ static void l_session_drop(backplane *bp, int worker, const char *client_id, uin
     done(cb, arg, ok ? BP_OK : BP_ESTALE);
 }
 
+/* No stream: one node delivers from memory (its queues are the whole
+ * truth), so a replay has nothing to read and is done at once. */
+static uint32_t l_stream_partitions(const backplane *bp)
+{
+    return 0;
+}
+
+static int64_t l_stream_start(const backplane *bp, uint32_t p)
+{
+    return -1;
+}
+
+static void l_replay_start(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
+                           uint32_t max_batch, bp_replay_cb cb, void *arg)
+{
+    bp_replay_batch b = {.end = NULL, .n_parts = 0, .msgs = NULL, .n = 0, .done = true};
+    cb(BP_OK, &b, arg);
+}
+
+static void l_replay_next(backplane *bp, uint64_t id)
+{
+}
+
+static void l_replay_stop(backplane *bp, uint64_t id)
+{
+}
+
 const bp_ops bp_local_ops = {
     .kind = "local",
     .knows_all_subscribers = true,
@@ -360,4 +387,9 @@ const bp_ops bp_local_ops = {
     .session_store = l_session_store,
     .session_release = l_session_release,
     .session_drop = l_session_drop,
+    .stream_partitions = l_stream_partitions,
+    .stream_start = l_stream_start,
+    .replay_start = l_replay_start,
+    .replay_next = l_replay_next,
+    .replay_stop = l_replay_stop,
 };

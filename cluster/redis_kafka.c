@@ -96,6 +96,7 @@ static void *rk_main(void *arg)
 {
     rk *r = arg;
     rk_kafka_attach(r);
+    rk_replay_attach(r);
     rk_redis_attach(r);
     event_base_dispatch(r->base);
     return NULL;
@@ -164,6 +165,7 @@ static void rk_close(backplane *bp)
     event_active(r->keepalive, EV_TIMEOUT, 0);
     pthread_join(r->thread, NULL);
     pthread_join(r->probe_thread, NULL);
+    rk_replay_stop_all(r);
     rk_redis_stop(r);
     rk_kafka_stop(r);
     /* Operations handed to the loop after its last turn still answer
@@ -176,6 +178,7 @@ static void rk_close(backplane *bp)
  * there. */
 static void rk_release(rk *r)
 {
+    rk_replay_stop_all(r);
     rk_redis_stop(r);
     rk_kafka_stop(r);
     rk_retained_free(r);
@@ -186,6 +189,8 @@ static void rk_release(rk *r)
         event_base_free(r->base);
     }
     sh_free(r->positions, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    sh_free(r->start, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
+    sh_free(r->own_high, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
     pthread_mutex_destroy(&r->ready_lock);
     sh_free(r, sizeof(*r));
 }
@@ -218,8 +223,8 @@ static int rk_open(backplane *bp)
     struct timeval sec = {1, 0};
     event_add(r->keepalive, &sec);
     snprintf(r->topic, sizeof(r->topic), "%smessages", cfg->kafka_topic_prefix ? cfg->kafka_topic_prefix : "shoal.");
-    if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_redis_load_retained(r) != 0 ||
-        rk_kafka_assign(r) != 0 || rk_redis_claim_node(r) != 0) {
+    if (rk_redis_parse_url(r, cfg->redis_url) != 0 || rk_kafka_start(r) != 0 || rk_replay_start_consumer(r) != 0 ||
+        rk_redis_load_retained(r) != 0 || rk_kafka_assign(r) != 0 || rk_redis_claim_node(r) != 0) {
         rk_release(r);
         bp->impl = NULL;
         return -1;
@@ -228,6 +233,34 @@ static int rk_open(backplane *bp)
     pthread_create(&r->thread, NULL, rk_main, r);
     pthread_create(&r->probe_thread, NULL, rk_probe_main, r);
     return 0;
+}
+
+static uint32_t rk_stream_partitions(const backplane *bp)
+{
+    const rk *r = bp->impl;
+    return r->partitions > 0 ? (uint32_t)r->partitions : 0;
+}
+
+static int64_t rk_stream_start(const backplane *bp, uint32_t p)
+{
+    const rk *r = bp->impl;
+    return p < (uint32_t)r->partitions ? r->start[p] : -1;
+}
+
+static void rk_replay_start_op(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
+                               uint32_t max_batch, bp_replay_cb cb, void *arg)
+{
+    rk_replay_start(bp->impl, worker, id, from, n_parts, max_batch, cb, arg);
+}
+
+static void rk_replay_next_op(backplane *bp, uint64_t id)
+{
+    rk_replay_next(bp->impl, id);
+}
+
+static void rk_replay_stop_op(backplane *bp, uint64_t id)
+{
+    rk_replay_cancel(bp->impl, id);
 }
 
 const bp_ops bp_rk_ops = {
@@ -246,4 +279,9 @@ const bp_ops bp_rk_ops = {
     .session_store = rk_session_store_op,
     .session_release = rk_session_release_op,
     .session_drop = rk_session_drop_op,
+    .stream_partitions = rk_stream_partitions,
+    .stream_start = rk_stream_start,
+    .replay_start = rk_replay_start_op,
+    .replay_next = rk_replay_next_op,
+    .replay_stop = rk_replay_stop_op,
 };

@@ -62,6 +62,12 @@ typedef struct rk {
     /* QoS 1/2 retained publishes whose delivery report came before this
      * node consumed the record: answered once it has (read your writes). */
     struct rk_parked *parked_head, *parked_tail;
+    int64_t *start; /* where the live stream started, per partition */
+    /* Past this node's last record per partition whose delivery report
+     * came (backplane thread): a replay's end covers records this node
+     * routed at their report before the consumer read them. */
+    int64_t *own_high;
+    struct rk_replay *replay; /* rk_replay.c */
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
     bp_hist redis_latency;
@@ -113,6 +119,14 @@ int rk_kafka_assign(rk *r);
 /* Once a second on the backplane thread: answer parked publishes that
  * waited too long for the consumer. */
 void rk_kafka_tick(rk *r);
+/* rk_replay.c: sessions read the stream again (bp_replay_*). */
+int rk_replay_start_consumer(rk *r); /* before the thread starts */
+void rk_replay_attach(rk *r);        /* on the backplane thread */
+void rk_replay_stop_all(rk *r);
+void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
+                     bp_replay_cb cb, void *arg);
+void rk_replay_next(rk *r, uint64_t id);
+void rk_replay_cancel(rk *r, uint64_t id);
 
 /* rk_redis.c */
 int rk_redis_parse_url(rk *r, const char *url);

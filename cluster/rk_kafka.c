@@ -108,7 +108,7 @@ static void release_parked(rk *r, int partition, int64_t offset, uint64_t older_
         if (r->parked_tail == c) {
             r->parked_tail = prev;
         }
-        rk_complete(r, c->worker, c->cb, c->arg, BP_OK);
+        bp_defer_done_ref(r->bp, c->worker, c->cb, c->arg, BP_OK, c->partition, c->offset);
         sh_free(c, sizeof(*c));
     }
 }
@@ -150,6 +150,10 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
         atomic_fetch_add(&r->produced, 1);
         atomic_store(&r->delivery_failures, 0);
     }
+    if (!m->err && m->partition >= 0 && m->partition < r->partitions && m->offset >= 0 && r->own_high &&
+        m->offset + 1 > r->own_high[m->partition]) {
+        r->own_high[m->partition] = m->offset + 1;
+    }
     if (ctx) {
         bp_hist_observe(&r->produce_latency, rk_mono_us() - ctx->start_us);
         int p = m->partition;
@@ -161,7 +165,8 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
             park(r, ctx);
             return;
         }
-        rk_complete(r, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK);
+        bp_defer_done_ref(r->bp, ctx->worker, ctx->cb, ctx->arg, m->err ? BP_EUNAVAILABLE : BP_OK, m->partition,
+                          m->offset);
         sh_free(ctx, sizeof(*ctx));
     }
 }
@@ -389,6 +394,7 @@ int rk_kafka_assign(rk *r)
          * Timestamp -1 asks offsets_for_times for each partition's end. */
         rd_kafka_topic_partition_list_add(l, r->topic, p)->offset = -1;
         r->positions[p] = -1;
+        r->start[p] = -1;
     }
     /* Resolve "the end" now, before the node is ready: a logical
      * OFFSET_END would be resolved later, skipping whatever other nodes
@@ -418,9 +424,11 @@ int rk_kafka_assign(rk *r)
             }
             l->elems[i].offset = RD_KAFKA_OFFSET_END;
         } else {
-            /* Messages from the end on; retained updates from the
-             * snapshot's watermark when that is older. */
+            /* Messages from the end on (the live stream starts there for
+             * sessions); retained updates from the snapshot's watermark when
+             * that is older. */
             int p = l->elems[i].partition;
+            r->start[p] = l->elems[i].offset;
             l->elems[i].offset = rk_retained_resume_at(r, p, l->elems[i].offset);
             r->positions[p] = l->elems[i].offset;
         }
@@ -542,6 +550,8 @@ int rk_kafka_start(rk *r)
         return -1;
     }
     r->positions = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    r->start = sh_calloc((size_t)r->partitions, sizeof(int64_t));
+    r->own_high = sh_calloc((size_t)r->partitions, sizeof(int64_t));
     rk_retained_init(r);
     warm_producer(r);
     atomic_store(&r->kafka_up, true);
@@ -565,10 +575,21 @@ static void prod_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The live stream passed a record it does not hand over: sessions'
+ * positions move past it all the same (node/session_stream.c). */
+static void passed(rk *r, const rd_kafka_message_t *km)
+{
+    const bp_hooks *h = &r->bp->hooks;
+    if (h->remote_position) {
+        h->remote_position(h->node, km->partition, km->offset + 1);
+    }
+}
+
 static void deliver_record(rk *r, const rd_kafka_message_t *km)
 {
     if (km->len == 0) {
         /* A probe's canary (send_canaries): no backplane record is empty. */
+        passed(r, km);
         return;
     }
     bp_message m;
@@ -577,11 +598,13 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     rk_record_status st = rk_record_decode(km->payload, km->len, &m, &origin, &olen);
     if (st == RK_RECORD_NEWER) {
         atomic_fetch_add(&r->skipped_newer, 1);
+        passed(r, km);
         return;
     }
     if (st != RK_RECORD_OK) {
         atomic_fetch_add(&r->bad_records, 1);
         sh_log(SH_WARN, "event=kafka_bad_record partition=%d offset=%lld", km->partition, (long long)km->offset);
+        passed(r, km);
         return;
     }
     if (m.retain) {
@@ -589,14 +612,21 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
          * own included: the order Kafka gave them is the truth. */
         rk_retained_consumed(r, &m, km->payload, km->len, km->partition, km->offset);
     }
-    if (m.retain_only || rk_retained_replaying(r, km->partition, km->offset)) {
+    bool replaying = rk_retained_replaying(r, km->partition, km->offset);
+    if (m.retain_only || replaying) {
+        if (!replaying) {
+            passed(r, km);
+        }
         return; /* not a message, or one from before this node started */
     }
     const char *self = r->bp->cfg.node_id;
     /* Our own publishes were delivered locally already. */
     if (olen == strlen(self) && memcmp(origin, self, olen) == 0) {
+        passed(r, km);
         return;
     }
+    m.partition = km->partition;
+    m.offset = km->offset;
     atomic_fetch_add(&r->consumed, 1);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(km, &tstype);

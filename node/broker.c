@@ -2,6 +2,7 @@
 /* The broker's life (open, start, reload, stop, close), in one place for
  * the process (main.c), the in-process tests and the fuzzers. */
 #include "node/broker.h"
+#include "node/session_stream.h"
 
 #include <event2/thread.h>
 #include <stdio.h>
@@ -94,11 +95,13 @@ static broker_status open_backplane(broker *b)
                       .retained = remote_retained_hook,
                       .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook,
-                      .session_revoked = sync_revoked_hook};
+                      .session_revoked = sync_revoked_hook,
+                      .remote_position = stream_position_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;
     }
+    stream_broker_init(b);
     remote_cap_packet_size(b);
     return BROKER_OK;
 }
@@ -193,6 +196,7 @@ static void free_state(broker *b)
     pthread_rwlock_destroy(&b->retain_lock);
     pthread_mutex_destroy(&b->sess_lock);
     bp_free(b->bp);
+    stream_broker_free(b);
 }
 
 void broker_close(broker *b)

@@ -65,12 +65,13 @@ struct broker {
     _Atomic uint64_t sess_online;     /* sessions with a connection (session.online) */
     _Atomic uint64_t sess_persistent; /* registered sessions that outlive their connection */
     /* Feature state, each owned by its module. */
-    http_ops ops;       /* node/http.h: drain */
-    tls_state tls;      /* node/tls.h */
-    ws_ports ws;        /* node/ws_conn.h */
-    auth_state auth;    /* node/auth.h */
-    sync_broker sync;   /* node/session_sync.h: under sess_lock */
-    drain_broker drain; /* node/drain.h */
+    http_ops ops;                 /* node/http.h: drain */
+    tls_state tls;                /* node/tls.h */
+    ws_ports ws;                  /* node/ws_conn.h */
+    auth_state auth;              /* node/auth.h */
+    sync_broker sync;             /* node/session_sync.h: under sess_lock */
+    drain_broker drain;           /* node/drain.h */
+    struct stream_broker *stream; /* node/session_stream.h: NULL without a stream */
 };
 
 /* How broker_open sets a broker up beyond its config. */

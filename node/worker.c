@@ -24,6 +24,7 @@
 #include "node/remote.h"
 #include "node/route.h"
 #include "node/session.h"
+#include "node/session_stream.h"
 #include "node/worker.h"
 
 uint64_t now_ms(void)
@@ -245,6 +246,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_REVOKE:
         sync_handle_revoke(w, it);
         break;
+    case IN_POSITION:
+        stream_routed(w, (int32_t)it->conn_id, (int64_t)it->epoch);
+        break;
     case IN_QOS2_REPORT:
         session_qos2_report(w, it->s, it->pid, (uint32_t)it->conn_id, it->clean, (uint8_t)it->epoch);
         session_unref(w->b, it->s);
@@ -304,6 +308,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     worker *w = arg;
     inbox_tick(w);
+    stream_tick(w);
     uint64_t now = now_ms();
     conn *c = w->conns;
     uint32_t active = 0; /* metrics */

@@ -37,6 +37,7 @@ enum inbox_kind {
     IN_QOS2_REPORT, /* the backplane's answer for inbound QoS 2 id `pid` of session s:
                       * stored (`clean`), for the connection tagged `conn_id`,
                       * acknowledged with reason code `epoch` */
+    IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/session_stream.c) */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
                       * session here, if any (node/session_sync.c) */
 };

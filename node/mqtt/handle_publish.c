@@ -140,6 +140,12 @@ static void durable_cb(bp_status st, void *arg)
     worker *w = a->w;
     atomic_fetch_sub_explicit(&w->drain.inflight, 1, memory_order_relaxed); /* a drain waits for it */
     conn *c = worker_find_conn(w, a->conn_id);
+    if (st == BP_OK) {
+        /* Its place in the stream: sessions keep positions by it. No one
+         * else holds the message yet. */
+        bp_publish_ref(&a->m->part, &a->m->off);
+        a->m->own = true;
+    }
     uint8_t rc = st == BP_OK ? route_durable(w, a->m, c) : MQTT_RC_QUOTA_EXCEEDED;
     if (a->qos == 1) {
         answer_qos1(c, st, a->pid, rc);

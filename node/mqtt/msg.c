@@ -46,6 +46,8 @@ static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, 
     m->payload_len = payload.len;
     m->origin = origin;
     m->alloc_size = (uint32_t)size;
+    m->part = -1;
+    m->off = -1;
     m->topic = m->data;
     m->props = m->topic + topic.len;
     m->payload = m->props + props_len;

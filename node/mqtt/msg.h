@@ -24,9 +24,16 @@ typedef struct msg {
     /* Published on another node: its client's id, after the payload (No
      * Local); 0 otherwise. Here it fills what would be padding. */
     uint16_t publisher_len;
+    /* Produced by this node (docs/architecture.md, "Offline queues and
+     * positions": this node's records are one stream, the others another). */
+    bool own;
     uint8_t *topic;
     uint8_t *props;
     uint8_t *payload;
+    /* Where it sits in the cluster's stream: partition -1 = nowhere (the
+     * local backplane, QoS 0 routed before it was written, internal). */
+    int64_t off;
+    int32_t part;
     uint8_t data[];
 } msg;
 

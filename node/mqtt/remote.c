@@ -10,6 +10,7 @@
 #include "node/remote.h"
 #include "node/retain.h"
 #include "node/route.h"
+#include "node/session_stream.h"
 #include "node/worker.h"
 
 static uint64_t unix_ms(void)
@@ -32,7 +33,27 @@ static msg *msg_from_bp(const bp_message *bm)
     mqtt_bytes topic = {bm->topic, bm->topic_len};
     mqtt_bytes payload = {bm->payload, bm->payload_len};
     mqtt_bytes publisher = {bm->client_id, bm->client_id_len};
-    return msg_new_raw(topic, bm->props, bm->props_len, payload, bm->qos, bm->retain, publisher);
+    msg *m = msg_new_raw(topic, bm->props, bm->props_len, payload, bm->qos, bm->retain, publisher);
+    if (m) {
+        m->part = bm->partition;
+        m->off = bm->offset;
+        m->own = bm->own;
+    }
+    return m;
+}
+
+msg *remote_msg_new(const bp_message *bm)
+{
+    msg *m = msg_from_bp(bm);
+    if (m && bm->expiry_at_unix_ms) {
+        uint64_t now_unix = unix_ms();
+        if (bm->expiry_at_unix_ms <= now_unix) {
+            msg_unref(m);
+            return NULL;
+        }
+        m->expiry_at = now_ms() + (bm->expiry_at_unix_ms - now_unix);
+    }
+    return m;
 }
 
 /* A copy with the expiry on this node's monotonic clock; NULL when it has
@@ -105,8 +126,13 @@ void remote_message_hook(void *node, const bp_message *bm, unsigned shard)
 
 void remote_deliver(worker *w, msg *m)
 {
+    int32_t part = m->part;
+    int64_t next = m->off + 1;
     route_publish(w, m, NULL);
     msg_unref(m);
+    if (part >= 0) {
+        stream_routed(w, part, next);
+    }
 }
 
 void remote_ready_hook(void *node, bool ready)

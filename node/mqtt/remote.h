@@ -23,6 +23,9 @@ void remote_qos0_dropped_hook(void *node, int worker_id);
  * the backplane carries and say so in one log line. */
 void remote_cap_packet_size(broker *b);
 void remote_deliver(worker *w, msg *m);
+/* A message of the stream as this node keeps it (expiry on its clock,
+ * place in the stream); NULL when expired or out of memory. */
+msg *remote_msg_new(const bp_message *bm);
 /* Convert between monotonic deadlines and wall-clock ones for the wire. */
 uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
 

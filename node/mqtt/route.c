@@ -178,7 +178,10 @@ static void will_durable_cb(bp_status st, void *arg)
     worker *w = x->w;
     msg *m = x->m;
     sh_free(x, sizeof(*x));
-    if (st != BP_OK) {
+    if (st == BP_OK) {
+        bp_publish_ref(&m->part, &m->off);
+        m->own = true;
+    } else {
         sh_log(SH_WARN, "event=will_not_durable topic=%.*s status=%s msg=\"delivered on this node only\"",
                (int)m->topic_len, (const char *)m->topic, bp_status_name(st));
     }

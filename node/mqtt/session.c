@@ -13,6 +13,7 @@
 #include "node/registry.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_stream.h"
 #include "node/session_sync.h"
 #include "node/worker.h"
 #include "proto/topic.h"
@@ -73,6 +74,7 @@ void session_drop_messages(broker *b, session *s, bool count)
     s->q_head = 0;
     s->q_qos0 = 0;
     s->n_qos2_in = 0;
+    stream_reset(b, s);
     atomic_store_explicit(&s->backlogged_ms, 0, memory_order_relaxed);
 }
 
@@ -128,6 +130,7 @@ void session_unref(broker *b, session *s)
         return;
     }
     session_drop_messages(b, s, false);
+    stream_free(b, s);
     free_subs(s);
     if (s->off) {
         if (s->off->timer) {
@@ -399,6 +402,9 @@ bool session_behind(const session *s, uint32_t mark)
  * if there is none the new message is refused. Consumes d->m's ref. */
 static void queue_push(worker *w, session *s, delivery *d)
 {
+    if (s->q_len >= (uint32_t)w->b->cfg->max_queued && stream_spill(w, s, d)) {
+        return; /* its position is kept: Kafka holds it (node/session_stream.c) */
+    }
     if (s->q_len >= (uint32_t)w->b->cfg->max_queued && !evict_oldest_qos0(w, s)) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);
         msg_unref(d->m);
@@ -448,8 +454,18 @@ static void send_inflight(session *s, conn *c, delivery *d)
     inflight *f = &s->inf[s->n_inf++];
     f->pid = next_pid(s);
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
+    f->hold = 0;
+    f->seq = 0;
+    f->part = d->m->part;
+    f->off = d->m->off;
     f->d = *d;
     gauge_add(&w->metrics.inflight, 1);
+    if (s->st || w->b->stream) {
+        stream_sent(w, s, d);
+        if (stream_hold_publish(w, s, f)) {
+            return; /* sent once the store recording it is durable */
+        }
+    }
     if (!send_publish(c, d, f->pid, false)) {
         /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
         msg_unref(f->d.m);
@@ -498,6 +514,9 @@ void session_deliver(worker *w, session *s, delivery *d)
         msg_unref(d->m);
         return;
     }
+    if (s->st && stream_intercept(w, s, d)) {
+        return;
+    }
     conn *c = s->c;
     if (d->qos == 0) {
         if (can_send_now(s, c) && s->q_qos0 == 0) {
@@ -525,6 +544,9 @@ void session_pump(worker *w, session *s)
         }
         delivery one = queue_pop(w, s);
         if (msg_is_expired(one.m, now)) {
+            if (s->st && one.qos > 0) {
+                stream_sent(w, s, &one); /* done with, in its order */
+            }
             limits_count_drop(w, s, DROP_EXPIRED, 1);
             msg_unref(one.m);
         } else if (one.qos == 0) {
@@ -534,6 +556,9 @@ void session_pump(worker *w, session *s)
         }
     }
     behind_progress(w, s);
+    if (s->st) {
+        stream_pumped(w, s);
+    }
 }
 
 /* After a reconnect: resend unacknowledged PUBLISH with DUP and PUBREL for
@@ -544,8 +569,11 @@ void session_resend(worker *w, session *s)
     for (uint32_t i = 0; i < s->n_inf; i++) {
         inflight *f = &s->inf[i];
         if (f->state == INF_WAIT_COMP) {
-            send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
-        } else {
+            if (!(f->hold & INF_HOLD_REL)) {
+                send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
+            }
+        } else if (f->d.m && !(f->hold & INF_HOLD_PUB)) {
+            /* d.m NULL: restored from another node, resent once a replay reads it. */
             send_publish(c, &f->d, f->pid, true);
         }
     }
@@ -587,8 +615,35 @@ mqtt_rc session_ack(worker *w, session *s, uint8_t type, uint16_t pid)
         return MQTT_RC_SUCCESS;
     }
     remove_inflight(w, s, f); /* past PUBREC, d.m is already NULL */
+    if (s->st) {
+        stream_acked(w, s);
+    }
     session_pump(w, s);
     return MQTT_RC_SUCCESS;
+}
+
+inflight *session_inflight_find(session *s, uint16_t pid)
+{
+    return find_inflight(s, pid);
+}
+
+void session_inflight_remove(worker *w, session *s, inflight *f)
+{
+    remove_inflight(w, s, f);
+}
+
+inflight *session_inflight_restore(worker *w, session *s, uint16_t pid, uint8_t state, int32_t part, int64_t off)
+{
+    s->inf = list_room(s->inf, s->n_inf, &s->inf_cap_log2, sizeof(inflight));
+    inflight *f = &s->inf[s->n_inf++];
+    memset(f, 0, sizeof(*f));
+    f->pid = pid;
+    f->state = state;
+    f->part = part;
+    f->off = off;
+    f->d.qos = state == INF_WAIT_ACK ? 1 : 2;
+    gauge_add(&w->metrics.inflight, 1);
+    return f;
 }
 
 /* PUBREC with a failure code ends the exchange (§4.3.3). */

@@ -41,8 +41,19 @@ typedef struct delivery {
 typedef struct inflight {
     uint16_t pid;
     uint8_t state; /* INF_WAIT_ACK, INF_WAIT_REC, INF_WAIT_COMP */
+    /* INF_HOLD_*: waiting for the session store numbered `seq` to be
+     * durable before the PUBLISH or PUBREL goes out (node/session_stream.c). */
+    uint8_t hold;
+    uint32_t seq;
+    /* The message's place in the stream, kept past PUBREC and for entries
+     * restored from another node before the message is read again
+     * (d.m NULL until then). part -1: none. */
+    int32_t part;
+    int64_t off;
     delivery d;
 } inflight;
+
+enum { INF_HOLD_PUB = 1, INF_HOLD_REL = 2 };
 
 enum { INF_WAIT_ACK = 1, INF_WAIT_REC, INF_WAIT_COMP };
 
@@ -91,6 +102,9 @@ struct session {
     qos2_id *qos2_in;
     /* Subscriptions, to restore or remove them. */
     sub_entry *subs;
+    /* Positions in the cluster's stream, replays (node/session_stream.c):
+     * persistent sessions on a cluster node only, NULL otherwise. */
+    struct session_stream *st;
     /* While the connected client is behind (its queue passed the
      * back-pressure mark or its output buffer filled): when it last made
      * progress (now_ms). 0 once the queue has halved and the output has
@@ -193,6 +207,12 @@ uint32_t session_backpressure_mark(const config *cfg);
 void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *filter);
 /* The backplane could not store inbound QoS 2 id `pid`: forget it. */
 void session_ack_failed(worker *w, session *s, uint16_t pid);
+
+/* A restored outgoing entry (another node sent it): its message is read
+ * again from the stream (node/session_stream.c). */
+inflight *session_inflight_restore(worker *w, session *s, uint16_t pid, uint8_t state, int32_t part, int64_t off);
+void session_inflight_remove(worker *w, session *s, inflight *f);
+inflight *session_inflight_find(session *s, uint16_t pid);
 
 /* session_life.c: inbox items of a claim across workers (node/worker.c) */
 void session_handle_takeover(worker *w, inbox_item *it);

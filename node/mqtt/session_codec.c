@@ -68,6 +68,12 @@ static void put32(wbuf *w, uint32_t v)
     put16(w, (uint16_t)v);
 }
 
+static void put64(wbuf *w, int64_t v)
+{
+    put32(w, (uint32_t)((uint64_t)v >> 32));
+    put32(w, (uint32_t)(uint64_t)v);
+}
+
 static void put_bytes(wbuf *w, mqtt_bytes b)
 {
     if (b.len) {
@@ -90,6 +96,20 @@ static size_t subs_size(const sc_state *st)
     return n;
 }
 
+static size_t inflight_size(const sc_state *st)
+{
+    return 4 + (size_t)st->n_inflight * 15;
+}
+
+static size_t stream_size(const sc_state *st)
+{
+    size_t n = 4 + (size_t)st->n_parts * 8 + 1;
+    for (uint32_t i = 0; i < st->n_rules; i++) {
+        n += 1 + st->rules[i].node.len + (size_t)st->n_parts * 16;
+    }
+    return n;
+}
+
 static uint8_t opts_byte(const sub_opts *o)
 {
     return (uint8_t)(o->qos | (o->no_local ? 4 : 0) | (o->rap ? 8 : 0) | (o->retain_handling << 4));
@@ -97,8 +117,19 @@ static uint8_t opts_byte(const sub_opts *o)
 
 static sc_status check_for_encode(const sc_state *st)
 {
-    if (st->n_subs > SC_MAX_SUBS || st->n_qos2 > SC_MAX_QOS2) {
+    if (st->n_subs > SC_MAX_SUBS || st->n_qos2 > SC_MAX_QOS2 || st->n_inflight > SC_MAX_INFLIGHT ||
+        st->n_parts > SC_MAX_PARTS || st->n_rules > SC_MAX_RULES) {
         return SC_ELIMIT;
+    }
+    for (uint32_t i = 0; i < st->n_rules; i++) {
+        if (st->rules[i].node.len > SC_MAX_NODE_ID) {
+            return SC_ELIMIT;
+        }
+    }
+    for (uint32_t i = 0; i < st->n_inflight; i++) {
+        if (st->inflight[i].pid == 0 || st->inflight[i].state < 1 || st->inflight[i].state > 3) {
+            return SC_ECORRUPT;
+        }
     }
     for (uint32_t i = 0; i < st->n_subs; i++) {
         const sc_sub *s = &st->subs[i];
@@ -136,6 +167,12 @@ sc_status sc_encode(const sc_state *st, uint8_t **out, uint32_t *len)
     }
     if (st->n_qos2) {
         size += 5 + 4 + 2 * (size_t)st->n_qos2;
+    }
+    if (st->n_inflight) {
+        size += 5 + inflight_size(st);
+    }
+    if (st->n_parts) {
+        size += 5 + stream_size(st);
     }
     if (size > UINT32_MAX) {
         return SC_ELIMIT;
@@ -178,6 +215,36 @@ sc_status sc_encode(const sc_state *st, uint8_t **out, uint32_t *len)
         put32(&w, st->n_qos2);
         for (uint32_t i = 0; i < st->n_qos2; i++) {
             put16(&w, st->qos2_in[i]);
+        }
+    }
+    if (st->n_inflight) {
+        put8(&w, SC_SEC_INFLIGHT);
+        put32(&w, (uint32_t)inflight_size(st));
+        put32(&w, st->n_inflight);
+        for (uint32_t i = 0; i < st->n_inflight; i++) {
+            const sc_inflight *f = &st->inflight[i];
+            put16(&w, f->pid);
+            put8(&w, f->state);
+            put32(&w, (uint32_t)f->part);
+            put64(&w, f->off);
+        }
+    }
+    if (st->n_parts) {
+        put8(&w, SC_SEC_STREAM);
+        put32(&w, (uint32_t)stream_size(st));
+        put32(&w, st->n_parts);
+        for (uint32_t p = 0; p < st->n_parts; p++) {
+            put64(&w, st->pos[p]);
+        }
+        put8(&w, (uint8_t)st->n_rules);
+        for (uint32_t i = 0; i < st->n_rules; i++) {
+            const sc_rule *rl = &st->rules[i];
+            put8(&w, (uint8_t)rl->node.len);
+            put_bytes(&w, rl->node);
+            for (uint32_t p = 0; p < st->n_parts; p++) {
+                put64(&w, rl->hi_own[p]);
+                put64(&w, rl->hi_other[p]);
+            }
         }
     }
     put8(&w, SC_SEC_END);
@@ -224,6 +291,16 @@ static bool get32(rbuf *r, uint32_t *v)
     *v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
     r->p += 4;
     r->left -= 4;
+    return true;
+}
+
+static bool get64(rbuf *r, int64_t *v)
+{
+    uint32_t hi, lo;
+    if (!get32(r, &hi) || !get32(r, &lo)) {
+        return false;
+    }
+    *v = (int64_t)((uint64_t)hi << 32 | lo);
     return true;
 }
 
@@ -374,6 +451,84 @@ static sc_status decode_qos2(rbuf *r, sc_state *st)
     return rc;
 }
 
+static sc_status decode_inflight(rbuf *r, sc_state *st)
+{
+    uint32_t n;
+    if (!get32(r, &n)) {
+        return SC_ETRUNCATED;
+    }
+    if (n > SC_MAX_INFLIGHT) {
+        return SC_ELIMIT;
+    }
+    if ((size_t)n * 15 > r->left) {
+        return SC_ETRUNCATED;
+    }
+    st->inflight = sh_calloc(n ? n : 1, sizeof(sc_inflight));
+    st->n_inflight = n;
+    for (uint32_t i = 0; i < n; i++) {
+        sc_inflight *f = &st->inflight[i];
+        uint32_t part = 0;
+        get16(r, &f->pid); /* the count was checked against the bytes left */
+        get8(r, &f->state);
+        get32(r, &part);
+        get64(r, &f->off);
+        f->part = (int32_t)part;
+        if (f->pid == 0 || f->state < 1 || f->state > 3 || f->part < -1 || f->off < -1) {
+            return SC_ECORRUPT;
+        }
+    }
+    return SC_OK;
+}
+
+static sc_status decode_stream(rbuf *r, sc_state *st)
+{
+    uint32_t n;
+    uint8_t rules = 0;
+    if (!get32(r, &n)) {
+        return SC_ETRUNCATED;
+    }
+    if (n > SC_MAX_PARTS || n == 0) {
+        return n ? SC_ELIMIT : SC_ECORRUPT;
+    }
+    if ((size_t)n * 8 + 1 > r->left) {
+        return SC_ETRUNCATED;
+    }
+    st->pos = sh_malloc(n * sizeof(int64_t));
+    st->n_parts = n;
+    for (uint32_t p = 0; p < n; p++) {
+        get64(r, &st->pos[p]);
+        if (st->pos[p] < -1) {
+            return SC_ECORRUPT;
+        }
+    }
+    get8(r, &rules);
+    if (rules > SC_MAX_RULES) {
+        return SC_ELIMIT;
+    }
+    if ((size_t)rules * (1 + (size_t)n * 16) > r->left) {
+        return SC_ETRUNCATED;
+    }
+    st->rules = sh_calloc(rules ? rules : 1, sizeof(sc_rule));
+    st->n_rules = rules;
+    for (uint32_t i = 0; i < rules; i++) {
+        sc_rule *rl = &st->rules[i];
+        uint8_t len;
+        if (!get8(r, &len) || !get_bytes(r, len, &rl->node)) {
+            return SC_ETRUNCATED;
+        }
+        if (r->left < (size_t)n * 16) {
+            return SC_ETRUNCATED;
+        }
+        rl->hi_own = sh_malloc(n * sizeof(int64_t));
+        rl->hi_other = sh_malloc(n * sizeof(int64_t));
+        for (uint32_t p = 0; p < n; p++) {
+            get64(r, &rl->hi_own[p]);
+            get64(r, &rl->hi_other[p]);
+        }
+    }
+    return SC_OK;
+}
+
 static sc_status decode_section(uint8_t type, rbuf *body, sc_state *st, unsigned *seen)
 {
     if (type < 32) {
@@ -389,6 +544,10 @@ static sc_status decode_section(uint8_t type, rbuf *body, sc_state *st, unsigned
         return decode_subs(body, st);
     case SC_SEC_QOS2_IN:
         return decode_qos2(body, st);
+    case SC_SEC_INFLIGHT:
+        return decode_inflight(body, st);
+    case SC_SEC_STREAM:
+        return decode_stream(body, st);
     default:
         body->left = 0; /* a later addition this node may ignore */
         return SC_OK;
@@ -467,6 +626,21 @@ void sc_state_free(sc_state *st)
     }
     if (st->qos2_in) {
         sh_free(st->qos2_in, (st->n_qos2 ? st->n_qos2 : 1) * sizeof(uint16_t));
+    }
+    if (st->inflight) {
+        sh_free(st->inflight, (st->n_inflight ? st->n_inflight : 1) * sizeof(sc_inflight));
+    }
+    if (st->rules) {
+        for (uint32_t i = 0; i < st->n_rules; i++) {
+            if (st->rules[i].hi_own) {
+                sh_free(st->rules[i].hi_own, st->n_parts * sizeof(int64_t));
+                sh_free(st->rules[i].hi_other, st->n_parts * sizeof(int64_t));
+            }
+        }
+        sh_free(st->rules, (st->n_rules ? st->n_rules : 1) * sizeof(sc_rule));
+    }
+    if (st->pos) {
+        sh_free(st->pos, st->n_parts * sizeof(int64_t));
     }
     memset(st, 0, sizeof(*st));
 }

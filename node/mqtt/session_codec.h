@@ -40,8 +40,14 @@ enum {
     SC_SEC_WILL = 1,
     SC_SEC_SUBS = 2,
     SC_SEC_QOS2_IN = 3,
-    /* Step 2 (issue 17): 4 outgoing in-flight references, 5 Kafka positions. */
+    SC_SEC_INFLIGHT = 4, /* outgoing QoS 1/2: packet id -> stream reference and state */
+    SC_SEC_STREAM = 5,   /* positions per partition and the marks of what was sent */
 };
+
+#define SC_MAX_INFLIGHT 65535u
+#define SC_MAX_PARTS 65535u
+#define SC_MAX_RULES 8u
+#define SC_MAX_NODE_ID 255u
 
 typedef enum sc_status {
     SC_OK = 0,
@@ -68,6 +74,23 @@ typedef struct sc_will {
     bool retain;
 } sc_will;
 
+/* An outgoing QoS 1/2 message by reference (node/session_stream.c). */
+typedef struct sc_inflight {
+    uint16_t pid;
+    uint8_t state; /* 1 PUBLISH sent, 2 PUBLISH sent (QoS 2), 3 PUBREC received */
+    int32_t part;  /* -1: no reference */
+    int64_t off;
+} sc_inflight;
+
+/* What one node sent the session (docs/architecture.md, "Offline queues
+ * and positions"): per partition, every record of that node's own stream
+ * below hi_own and of the other nodes' below hi_other went out. */
+typedef struct sc_rule {
+    mqtt_bytes node;
+    int64_t *hi_own; /* n_parts each; decode: allocated */
+    int64_t *hi_other;
+} sc_rule;
+
 /* The state; on decode every mqtt_bytes points into the blob (borrowed). */
 typedef struct sc_state {
     uint8_t proto_version; /* MQTT protocol level: 3, 4, 5 */
@@ -78,6 +101,12 @@ typedef struct sc_state {
     sc_sub *subs; /* decode: allocated (sc_state_free) */
     uint32_t n_qos2;
     uint16_t *qos2_in; /* durable inbound QoS 2 ids; decode: allocated */
+    uint32_t n_inflight;
+    sc_inflight *inflight; /* decode: allocated */
+    uint32_t n_parts;      /* 0: no stream section */
+    int64_t *pos;          /* where a replay starts, per partition (-1 none); decode: allocated */
+    uint32_t n_rules;
+    sc_rule *rules; /* decode: allocated */
 } sc_state;
 
 /* Encode st into a new buffer (*out, *len; sh_free(*out, *len)). SC_ELIMIT

@@ -13,6 +13,7 @@
 #include "node/route.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/session_stream.h"
 #include "node/session_sync.h"
 #include "node/worker.h"
 
@@ -190,6 +191,7 @@ void session_arm_offline_timer(worker *w, session *s)
 void session_detach(worker *w, session *s, msg *will, uint32_t will_delay)
 {
     s->c = NULL;
+    stream_detached(w, s); /* a replay waits for the next connection */
     session_set_online(w->b, s, false);
     if (!s->persistent) {
         drop_delayed_will(s);

@@ -29,6 +29,7 @@
 #include "node/send.h"
 #include "node/session.h"
 #include "node/session_codec.h"
+#include "node/session_stream.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -403,9 +404,11 @@ static void restore_subs(broker *b, session *s, const sc_state *st)
  * ids awaiting PUBREL. The stored will belongs to the previous connection:
  * a client that connects again cancels it (§3.1.3.2.2), and this one
  * brings its own. Expiry comes from this CONNECT. */
-static void restore(broker *b, session *s, const sc_state *st)
+static void restore(worker *w, session *s, const sc_state *st)
 {
+    broker *b = w->b;
     restore_subs(b, s, st);
+    stream_restore(w, s, st); /* positions, marks, outgoing in flight */
     for (uint32_t i = 0; i < st->n_qos2; i++) {
         if (!session_qos2_has(s, st->qos2_in[i])) {
             session_qos2_add(s, st->qos2_in[i]);
@@ -425,7 +428,7 @@ bool sync_claim_finish(worker *w, conn *c, session *s, bool clean)
         session_reset(w->b, s);
     }
     if (from_state) {
-        restore(w->b, s, &cl->st);
+        restore(w, s, &cl->st);
     }
     if (cl) {
         claim_free(cl);
@@ -483,11 +486,13 @@ static void will_state(const msg *m, uint32_t delay_s, sc_will *out)
     out->expiry_s = msg_expiry_left(m, now_ms(), &expired);
 }
 
-/* Encode s (owner's thread). *out NULL when it cannot be encoded (logged). */
-static void encode_session(session *s, uint8_t **out, uint32_t *len)
+/* Encode s (owner's thread). *out NULL when it cannot be encoded (logged).
+ * Returns the store's number (node/session_stream.c), 0 without a stream. */
+static uint32_t encode_session(worker *w, session *s, uint8_t **out, uint32_t *len)
 {
     sc_state st;
     memset(&st, 0, sizeof(st));
+    uint32_t seq = stream_encode(w, s, &st);
     st.proto_version = s->version;
     st.expiry_s = s->persistent ? s->expiry_s : 0;
     if (s->c && s->c->will) {
@@ -525,6 +530,8 @@ static void encode_session(session *s, uint8_t **out, uint32_t *len)
     }
     sh_free(subs, s->n_subs * sizeof(sc_sub));
     sh_free(ids, s->n_qos2_in * sizeof(uint16_t));
+    stream_encoded(&st);
+    return seq;
 }
 
 /* A store's answer: the session it was for, at the epoch it was sent with. */
@@ -532,6 +539,7 @@ typedef struct store_ctx {
     worker *w;
     session *s; /* ref held */
     uint64_t epoch;
+    uint32_t seq; /* node/session_stream.c: what waits for this store */
 } store_ctx;
 
 /* Take s off this node without a will and without touching its record
@@ -564,13 +572,15 @@ static void store_cb(bp_status st, void *arg)
          * Accepted only if that claim came right after ours. */
         uint8_t *blob;
         uint32_t len;
-        encode_session(s, &blob, &len);
+        encode_session(w, s, &blob, &len);
         bp_session_release(w->b->bp, w->id, s->client_id, x->epoch, blob, len, NULL, NULL);
         sh_free(blob, len);
         let_go(w, s, "session taken over on another node");
         worker_flush(w);
     } else if (st == BP_EUNAVAILABLE) {
         sh_log(SH_DEBUG, "event=session_store_failed client=%s status=%s", s->client_id, bp_status_name(st));
+    } else if (st == BP_OK && x->seq) {
+        stream_stored(w, s, x->seq);
     }
     session_unref(w->b, s);
     sh_free(x, sizeof(*x));
@@ -580,7 +590,7 @@ static void store_one(worker *w, session *s)
 {
     uint8_t *blob;
     uint32_t len;
-    encode_session(s, &blob, &len);
+    uint32_t seq = encode_session(w, s, &blob, &len);
     if (!blob) {
         return;
     }
@@ -594,6 +604,7 @@ static void store_one(worker *w, session *s)
     x->s = s;
     x->epoch = epoch_of(w->b, s);
     atomic_fetch_add_explicit(&w->drain.stores, 1, memory_order_relaxed);
+    x->seq = seq;
     bp_session_store(w->b->bp, w->id, s->client_id, x->epoch, blob, len, ttl, store_cb, x);
     sh_free(blob, len);
 }
@@ -688,7 +699,7 @@ void sync_handle_revoke(worker *w, inbox_item *it)
         if (own < epoch) {
             uint8_t *blob;
             uint32_t len;
-            encode_session(s, &blob, &len);
+            encode_session(w, s, &blob, &len);
             release(w, s->client_id, epoch, blob, len);
             sh_free(blob, len);
             sh_log(SH_INFO, "event=session_revoked client=%s epoch=%llu new_epoch=%llu online=%d", s->client_id,
