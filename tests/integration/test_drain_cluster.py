@@ -83,9 +83,6 @@ class Balancer:
             time.sleep(0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 step 2: offline queues do not follow a session across nodes "
-                   "(Kafka positions in the session record); messages published while the subscriber is "
-                   "between nodes are lost (seen: 5-7 of ~150)")
 def test_rolling_restart_loses_no_acknowledged_message(cluster):
     """Each node in turn: SIGTERM (drain), exit 0, started again with its
     node id until READY, while a publisher sends QoS 1 through the
