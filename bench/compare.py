@@ -432,32 +432,39 @@ def machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release()}
 
 
-def run_broker(a, br, scen, runs, work, step, total):
-    """Starts one broker, runs every scenario against it, stops it. Returns
-    its table entry, or None when it did not start."""
+def start_broker(br, work):
+    """Starts br on a free port; returns (proc, port) or (None, why)."""
     port = free_port()
     try:
         proc = br.start(work, port)
     except OSError as e:
-        log("%s: could not start: %s" % (br.name, e))
-        return None
+        return None, "could not start: %s" % e
     CURRENT["broker"] = proc
-    entry = {"name": br.name, "pid": proc.pid, "port": port, "version": br.version, "settings": br.settings(),
-             "not_raised": list(br.not_raised)}
     if not wait_ready(br, proc, port, work, 120):
-        log("%s: did not start (exit %s): %s" % (br.name, proc.poll(), log_tail(work, br.name)))
+        why = "did not start (exit %s): %s" % (proc.poll(), log_tail(work, br.name))
         stop_broker(proc, br.name)
-        return None
-    log("%s pid %d on 127.0.0.1:%d (%s)" % (br.name, proc.pid, port, br.version))
-    broker = {"name": br.name, "pid": proc.pid, "port": port}
+        return None, why
+    return proc, port
+
+
+def run_broker(a, br, scen, runs, work, step, total):
+    """Runs every scenario against br, each on a broker started for it and
+    stopped by PID after it (so a broker that a scenario overwhelms is
+    still measured in the next). Returns its table entry, or None when it
+    never started."""
+    entry = {"name": br.name, "version": br.version, "settings": None, "not_raised": list(br.not_raised)}
+    started = False
     for name, scenario, args, what in scen:
         step[0] += 1
-        if proc.poll() is not None:
-            why = "%s exited %s earlier: %s" % (br.name, proc.returncode, log_tail(work, br.name, 3))
-            runs[name][br.name] = {"result": None, "rss": {}, "skipped": why}
-            log("[%d/%d] %s %s: skipped, %s" % (step[0], total, br.name, name, why))
+        proc, port = start_broker(br, work)
+        if proc is None:
+            runs[name][br.name] = {"result": None, "rss": {}, "skipped": port}
+            log("[%d/%d] %s %s: skipped, %s" % (step[0], total, br.name, name, port))
             continue
-        log("[%d/%d] %s %s (%s)" % (step[0], total, br.name, name, what))
+        started = True
+        entry["settings"] = br.settings()
+        log("[%d/%d] %s %s (%s), pid %d on 127.0.0.1:%d" % (step[0], total, br.name, name, what, proc.pid, port))
+        broker = {"name": br.name, "pid": proc.pid, "port": port}
         secs = float(args[args.index("--duration") + 1])
         # shoal-bench bounds itself (setup, run, 10x drain); this is a backstop.
         result, rss = run_bench(a.bench, broker, name, scenario, args, timeout=int(secs) + 300)
@@ -466,13 +473,12 @@ def run_broker(a, br, scen, runs, work, step, total):
             log("%s %s: received %.0f msg/s, lost %d, p99 %d µs, connects %.0f/s" % (
                 br.name, name, result["rates"]["received_per_s"], result["counts"]["lost"],
                 result["latency_us"]["p99"], result["rates"]["connects_per_s"]))
-    if proc.poll() is not None:
-        log("%s pid %d died during the run (exit %s): %s" % (br.name, proc.pid, proc.returncode,
-                                                            log_tail(work, br.name, 3)))
-        entry["died"] = proc.returncode
-    stop_broker(proc, br.name)
-    log("%s stopped" % br.name)
-    return entry
+        if proc.poll() is not None:
+            why = "died during %s (exit %s): %s" % (name, proc.returncode, log_tail(work, br.name, 3))
+            log("%s pid %d %s" % (br.name, proc.pid, why))
+            entry.setdefault("died", []).append(why)
+        stop_broker(proc, br.name)
+    return entry if started else None
 
 
 def main():
@@ -524,7 +530,6 @@ def main():
             entry = run_broker(a, br, scen, runs, work, step, total)
             if entry is None:
                 skipped.append((br.name, "did not start"))
-                step[0] += len(scen)
                 continue
             entries.append(entry)
     finally:
@@ -535,8 +540,8 @@ def main():
         return 1
     problems = sanity(runs, entries, scen, idle_n)
     for e in entries:
-        if "died" in e:
-            problems.append("%s: died during the run (exit %s)" % (e["name"], e["died"]))
+        for why in e.get("died", []):
+            problems.append("%s: %s" % (e["name"], why))
     # Shoal's and Mosquitto's numbers are judged; a peer's problems are reported.
     fatal = [p for p in problems if p.split("/")[0].split(":")[0] in ("shoal", "mosquitto")]
     fatal += ["%s: skipped" % n for n, _ in skipped if n in ("shoal", "mosquitto")]
