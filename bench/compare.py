@@ -1,30 +1,39 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Runs shoal-bench scenarios against brokers that bench/compare started,
-then writes results.json, results.md (a table with a ratio column) and PNG
-plots into --out. Exits 1 when a number is not sane."""
+"""Starts Shoal and each peer (bench/peers.py) one at a time, runs the same
+shoal-bench scenarios against each, stops it by PID, then writes
+results.json, results.md (a column per broker and a ratio Shoal/best peer)
+and PNG plots into --out. Exits 1 when a number of Shoal or Mosquitto is not
+sane; a peer's problems are listed, not judged."""
 import argparse
 import datetime
 import json
 import os
 import platform
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+
+import peers as peers_mod
 
 SIZE = 64
 LATENCY_RATE = 10000
 
 
-def scenarios(quick):
+def scenarios(quick, secs=None, lat_secs=None):
     """(name, scenario, shoal-bench args, what it measures). Quick keeps
-    every scenario but with small counts and seconds."""
+    every scenario but with small counts and seconds; secs and lat_secs
+    override the throughput and latency durations of a full run."""
     if quick:
         idle, hold, pubs, subs, secs, lat_rate, lat_secs = 500, 2, 10, 20, 3, 2000, 4
     else:
-        idle, hold, pubs, subs, secs, lat_rate, lat_secs = 10000, 15, 100, 100, 15, LATENCY_RATE, 60
+        idle, hold, pubs, subs = 10000, 15, 100, 100
+        secs, lat_rate, lat_secs = secs or 15, LATENCY_RATE, lat_secs or 60
     common = ["--size", str(SIZE), "--drain", "10"]
     src = ["--src", "127.0.0.2-127.0.0.20"]
     return [
@@ -73,14 +82,16 @@ CURRENT = {}
 
 
 def on_term(signum, frame):
-    """Stop the running shoal-bench (it stops its workers), then exit."""
-    proc = CURRENT.get("proc")
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    """Stop the running shoal-bench (it stops its workers), then the
+    running broker, then exit."""
+    for key in ("proc", "broker"):
+        proc = CURRENT.get(key)
+        if proc and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     sys.exit(128 + signum)
 
 
@@ -125,9 +136,54 @@ def run_bench(bench, broker, name, scenario, args, timeout):
         return None, rss
 
 
-def parse_broker(spec):
-    name, pid, port, version = spec.split(":", 3)
-    return {"name": name, "pid": int(pid), "port": int(port), "version": version.strip()}
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(br, proc, port, work, timeout):
+    """Until the broker prints its ready line (when it has one) and takes a
+    TCP connection on port; False if it exits or the timeout passes."""
+    out = os.path.join(work, "%s.out" % br.name)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            return False
+        printed = True
+        if br.ready_line:
+            with open(out, errors="replace") as f:
+                printed = any(line.startswith(br.ready_line) for line in f)
+        if printed:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
+
+
+def stop_broker(proc, name):
+    """TERM the broker's PID, KILL it after 15 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            log("%s pid %d did not stop on TERM in 15 s: KILL" % (name, proc.pid))
+            proc.kill()
+            proc.wait()
+    CURRENT.pop("broker", None)
+
+
+def log_tail(work, name, n=5):
+    try:
+        with open(os.path.join(work, "%s.log" % name), errors="replace") as f:
+            lines = [line.rstrip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
 
 
 # ---- the table ----
@@ -182,30 +238,53 @@ def fmt(v):
     return "{:,.1f}".format(v)
 
 
+def best_peer(values, higher):
+    """(name, value) of the best peer, or (None, None) when none has a number."""
+    nums = [(n, v) for n, v in values if isinstance(v, (int, float))]
+    if not nums:
+        return None, None
+    return (max if higher else min)(nums, key=lambda nv: nv[1])
+
+
 def markdown(meta, runs, brokers, idle_n, problems):
-    a, b = brokers[0]["name"], brokers[1]["name"]
-    lines = ["# Shoal vs Mosquitto — %s" % meta["date"], ""]
+    names = [b["name"] for b in brokers]
+    peers = names[1:]
+    title = "Shoal vs Mosquitto" if peers == ["mosquitto"] else "Shoal vs %s" % ", ".join(peers)
+    lines = ["# %s — %s" % (title, meta["date"]), ""]
     lines.append("Machine: %s, %d cores, %s. Mode: %s. Payload %d B. Latency runs: %s msg/s in total, "
-                 "10 publisher/subscriber pairs, measured from each message's intended send time." %
+                 "10 publisher/subscriber pairs, measured from each message's intended send time. "
+                 "One broker at a time, in the order of the columns." %
                  (meta["machine"]["cpu"], meta["machine"]["cores"], meta["machine"]["kernel"],
                   "quick" if meta["quick"] else "full", SIZE, meta["latency_rate"]))
     lines.append("")
-    lines.append("| metric | unit | %s | %s | %s/%s |" % (a, b, a, b))
-    lines.append("|---|---|---:|---:|---:|")
+    ratio_head = "shoal/%s" % peers[0] if len(peers) == 1 else "shoal/best peer"
+    lines.append("| metric | unit | %s | %s |" % (" | ".join(names), ratio_head))
+    lines.append("|---|---|%s---:|" % ("---:|" * len(names)))
     for label, unit, higher, fn in metric_rows(runs, idle_n):
-        va, vb = fn(a), fn(b)
+        vals = [(n, fn(n)) for n in names]
+        bn, bv = best_peer(vals[1:], higher)
+        va = vals[0][1]
         ratio = "—"
-        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and vb:
-            ratio = "%.2f×" % (va / vb)
-        lines.append("| %s | %s | %s | %s | %s |" % (label, unit, fmt(va), fmt(vb), ratio))
+        if isinstance(va, (int, float)) and isinstance(bv, (int, float)) and bv:
+            ratio = "%.2f×" % (va / bv)
+            if len(peers) > 1:
+                ratio += " (%s)" % bn
+        lines.append("| %s | %s | %s | %s |" % (label, unit, " | ".join(fmt(v) for _, v in vals), ratio))
     lines.append("")
-    lines.append("Ratios above 1 are better for rates, worse for memory, losses and latency.")
+    lines.append("Ratios above 1 are better for rates, worse for memory, losses and latency. "
+                 "The best peer is the one with the best figure in that row.")
     lines.append("")
     lines.append("Brokers: %s" % "; ".join("%s = `%s`" % (x["name"], x["version"]) for x in brokers))
     lines.append("")
-    lines.append("- Shoal: `%s`" % meta["shoal_args"])
-    lines.append("- Mosquitto config: `%s`" % "; ".join(meta["mosquitto_conf"]))
-    lines.append("- Every bench and both brokers share this machine's cores; the bench is one process.")
+    lines.append("Limits given to every broker: %s." % ", ".join(
+        "%s %s" % (k, "{:,}".format(v) if isinstance(v, int) else v) for k, v in meta["limits"].items()))
+    for x in brokers:
+        lines.append("- %s: %s" % (x["name"], x["settings"]))
+        for nr in x.get("not_raised", []):
+            lines.append("  - not raised: %s" % nr)
+    for name, why in meta.get("skipped", []):
+        lines.append("- %s: skipped, %s" % (name, why))
+    lines.append("- Every bench and broker shares this machine's cores; the bench is one process.")
     lines.append("- Fan-in/fan-out publishers are closed loop (as fast as the window and socket allow); "
                  "'received' is deliveries divided by the time deliveries took.")
     lines.append("- Memory per connection is the broker's RSS growth while the idle connections are held, "
@@ -227,8 +306,12 @@ def sanity(runs, brokers, scen, idle_n):
     problems = []
     for name, _, _, _ in scen:
         for br in brokers:
-            r = runs.get(name, {}).get(br["name"], {}).get("result")
+            entry = runs.get(name, {}).get(br["name"], {})
+            r = entry.get("result")
             where = "%s/%s" % (br["name"], name)
+            if entry.get("skipped"):
+                problems.append("%s: not run (%s)" % (where, entry["skipped"]))
+                continue
             if r is None:
                 problems.append("%s: no parseable JSON result" % where)
                 continue
@@ -248,52 +331,92 @@ def sanity(runs, brokers, scen, idle_n):
 
 # ---- plots ----
 
-def plots(out, runs, brokers):
+def plots(out, runs, brokers, idle_n):
+    """throughput.png and latency_cdf.png (all scenarios together), and one
+    PNG per scenario: idle.png (memory per connection and connect rate),
+    fanin_q0.png, fanin_q1.png, fanout_q0.png, latency_q1.png, latency_q0.png."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [("fanin_q0", "fan-in QoS 0"), ("fanin_q1", "fan-in QoS 1"), ("fanout_q0", "fan-out QoS 0")]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    width = 0.38
-    for i, br in enumerate(brokers):
-        vals = []
-        for n, _ in names:
-            r = runs.get(n, {}).get(br["name"], {}).get("result")
-            vals.append(r["rates"]["received_per_s"] if r else 0)
-        xs = [k + (i - 0.5) * width for k in range(len(names))]
-        bars = ax.bar(xs, vals, width, label=br["name"])
-        ax.bar_label(bars, labels=["{:,.0f}".format(v) for v in vals], fontsize=8)
-    ax.set_xticks(range(len(names)), [label for _, label in names])
+    names = [b["name"] for b in brokers]
+    colors = {n: "C%d" % i for i, n in enumerate(names)}
+
+    def rate(n, b):
+        r = runs.get(n, {}).get(b, {}).get("result")
+        return r["rates"]["received_per_s"] if r else 0
+
+    def bars(ax, labels, vals, fmt_s="{:,.0f}"):
+        b = ax.bar(labels, vals, color=[colors[x] for x in labels])
+        ax.bar_label(b, labels=[fmt_s.format(v) if v else "—" for v in vals], fontsize=8)
+
+    def save(fig, fname):
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, fname), dpi=110)
+        plt.close(fig)
+
+    tput = [("fanin_q0", "fan-in QoS 0"), ("fanin_q1", "fan-in QoS 1"), ("fanout_q0", "fan-out QoS 0")]
+    fig, ax = plt.subplots(figsize=(max(8, 2 * len(names) + 4), 4.5))
+    width = 0.8 / len(names)
+    for i, b in enumerate(names):
+        vals = [rate(n, b) for n, _ in tput]
+        xs = [k + (i - (len(names) - 1) / 2.0) * width for k in range(len(tput))]
+        bs = ax.bar(xs, vals, width, label=b, color=colors[b])
+        ax.bar_label(bs, labels=["{:,.0f}".format(v) for v in vals], fontsize=7)
+    ax.set_xticks(range(len(tput)), [label for _, label in tput])
     ax.set_ylabel("messages delivered per second")
     ax.set_title("Throughput, %d B payloads" % SIZE)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "throughput.png"), dpi=110)
-    plt.close(fig)
+    save(fig, "throughput.png")
+
+    for n, label in tput:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        bars(ax, names, [rate(n, b) for b in names])
+        ax.set_ylabel("messages delivered per second")
+        ax.set_title("%s, %d B payloads (higher is better)" % (label, SIZE))
+        save(fig, "%s.png" % n)
+
+    rows = {label: fn for label, _, _, fn in metric_rows(runs, idle_n)}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    bars(a1, names, [rows["Memory per idle connection (RSS delta)"](b) or 0 for b in names])
+    a1.set_ylabel("bytes")
+    a1.set_title("Memory per idle connection (lower is better)")
+    bars(a2, names, [rows["Connect rate (%d connections)" % idle_n](b) or 0 for b in names])
+    a2.set_ylabel("connections per second")
+    a2.set_title("Connect rate, %d connections (higher is better)" % idle_n)
+    save(fig, "idle.png")
+
+    def cdf(ax, n, b, style="-", label=None):
+        r = runs.get(n, {}).get(b, {}).get("result")
+        if not r or not r["latency_us"]["count"]:
+            return
+        pts = [(p, v) for p, v in r["latency_cdf"] if p < 100]
+        xs = [1.0 / (1.0 - p / 100.0) for p, _ in pts]
+        ax.plot(xs, [v for _, v in pts], style, color=colors[b], label=label or b)
+
+    def cdf_axes(ax, title):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ticks = [1, 2, 10, 100, 1000, 10000, 100000]
+        ax.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
+        ax.set_xlabel("percentile")
+        ax.set_ylabel("latency (µs)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    styles = {"latency_q1": "-", "latency_q0": "--"}
-    for br in brokers:
-        for n, style in styles.items():
-            r = runs.get(n, {}).get(br["name"], {}).get("result")
-            if not r or not r["latency_us"]["count"]:
-                continue
-            pts = [(p, v) for p, v in r["latency_cdf"] if p < 100]
-            xs = [1.0 / (1.0 - p / 100.0) for p, _ in pts]
-            ax.plot(xs, [v for _, v in pts], style, label="%s QoS %s" % (br["name"], n[-1]))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ticks = [1, 2, 10, 100, 1000, 10000, 100000]
-    ax.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
-    ax.set_xlabel("percentile")
-    ax.set_ylabel("latency (µs)")
-    ax.set_title("Latency at a fixed rate, from the intended send time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "latency_cdf.png"), dpi=110)
-    plt.close(fig)
+    for b in names:
+        for n, style in (("latency_q1", "-"), ("latency_q0", "--")):
+            cdf(ax, n, b, style, "%s QoS %s" % (b, n[-1]))
+    cdf_axes(ax, "Latency at a fixed rate, from the intended send time")
+    save(fig, "latency_cdf.png")
+    for n in ("latency_q1", "latency_q0"):
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        for b in names:
+            cdf(ax, n, b)
+        cdf_axes(ax, "QoS %s latency at a fixed rate, from the intended send time" % n[-1])
+        save(fig, "%s.png" % n)
 
 
 def machine():
@@ -309,54 +432,133 @@ def machine():
     return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release()}
 
 
+def start_broker(br, work):
+    """Starts br on a free port; returns (proc, port) or (None, why)."""
+    port = free_port()
+    try:
+        proc = br.start(work, port)
+    except OSError as e:
+        return None, "could not start: %s" % e
+    CURRENT["broker"] = proc
+    if not wait_ready(br, proc, port, work, 120):
+        why = "did not start (exit %s): %s" % (proc.poll(), log_tail(work, br.name))
+        stop_broker(proc, br.name)
+        return None, why
+    return proc, port
+
+
+def run_broker(a, br, scen, runs, work, step, total):
+    """Runs every scenario against br, each on a broker started for it and
+    stopped by PID after it (so a broker that a scenario overwhelms is
+    still measured in the next). Returns its table entry, or None when it
+    never started."""
+    entry = {"name": br.name, "version": br.version, "settings": None, "not_raised": list(br.not_raised)}
+    started = False
+    for name, scenario, args, what in scen:
+        step[0] += 1
+        proc, port = start_broker(br, work)
+        if proc is None:
+            runs[name][br.name] = {"result": None, "rss": {}, "skipped": port}
+            log("[%d/%d] %s %s: skipped, %s" % (step[0], total, br.name, name, port))
+            continue
+        started = True
+        entry["settings"] = br.settings()
+        log("[%d/%d] %s %s (%s), pid %d on 127.0.0.1:%d" % (step[0], total, br.name, name, what, proc.pid, port))
+        broker = {"name": br.name, "pid": proc.pid, "port": port}
+        secs = float(args[args.index("--duration") + 1])
+        # shoal-bench bounds itself (setup, run, 10x drain); this is a backstop.
+        result, rss = run_bench(a.bench, broker, name, scenario, args, timeout=int(secs) + 300)
+        runs[name][br.name] = {"result": result, "rss": rss}
+        if result:
+            log("%s %s: received %.0f msg/s, lost %d, p99 %d µs, connects %.0f/s" % (
+                br.name, name, result["rates"]["received_per_s"], result["counts"]["lost"],
+                result["latency_us"]["p99"], result["rates"]["connects_per_s"]))
+        if proc.poll() is not None:
+            why = "died during %s (exit %s): %s" % (name, proc.returncode, log_tail(work, br.name, 3))
+            log("%s pid %d %s" % (br.name, proc.pid, why))
+            entry.setdefault("died", []).append(why)
+        stop_broker(proc, br.name)
+    return entry if started else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--bench", required=True)
+    ap.add_argument("--shoal", required=True)
+    ap.add_argument("--mosquitto", default="/usr/sbin/mosquitto")
+    ap.add_argument("--peers", default="mosquitto", help="comma-separated: " + ",".join(peers_mod.PEER_NAMES))
+    ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (full mode) [15]")
+    ap.add_argument("--latency-duration", type=int, default=None, help="seconds of the QoS 1 latency run [60]")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--broker", action="append", required=True, help="name:pid:port:version")
-    ap.add_argument("--shoal-args", default="")
-    ap.add_argument("--mosquitto-conf", default=None)
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    brokers = [parse_broker(s) for s in a.broker]
+    wanted = [p.strip() for p in a.peers.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in peers_mod.PEER_NAMES]
+    if unknown or not wanted:
+        log("unknown peer(s) %s; choose from %s" % (",".join(unknown) or "(none)", ",".join(peers_mod.PEER_NAMES)))
+        return 2
     os.makedirs(a.out, exist_ok=True)
-    scen = scenarios(a.quick)
+    scen = scenarios(a.quick, a.duration, a.latency_duration)
     idle_n = int(scen[0][2][1])
-    conf = []
-    if a.mosquitto_conf:
-        with open(a.mosquitto_conf) as f:
-            conf = [line.strip() for line in f if line.strip()]
+
+    candidates = [peers_mod.Shoal(a.shoal)] + [peers_mod.make(p, a.mosquitto) for p in dict.fromkeys(wanted)]
+    brokers, skipped = [], []
+    for br in candidates:
+        try:
+            br.install()
+            brokers.append(br)
+        except peers_mod.Unavailable as e:
+            log("skipping %s: %s" % (br.name, e))
+            skipped.append((br.name, str(e)))
+    for br in brokers:
+        for nr in br.not_raised:
+            log("%s: limit not raised: %s" % (br.name, nr))
+
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": a.quick,
             "machine": machine(), "latency_rate": 2000 if a.quick else LATENCY_RATE,
-            "brokers": brokers, "shoal_args": a.shoal_args, "mosquitto_conf": conf}
-    runs = {}
+            "limits": peers_mod.LIMITS, "skipped": skipped}
+    runs = {name: {} for name, _, _, _ in scen}
     t0 = time.time()
-    for name, scenario, args, what in scen:
-        runs[name] = {}
+    work = tempfile.mkdtemp(prefix="shoal-compare-brokers.")
+    entries = []
+    step = [0]
+    total = len(brokers) * len(scen)
+    try:
         for br in brokers:
-            secs = float(args[args.index("--duration") + 1])
-            # shoal-bench bounds itself (setup, run, 10x drain); this is a backstop.
-            result, rss = run_bench(a.bench, br, name, scenario, args, timeout=int(secs) + 300)
-            runs[name][br["name"]] = {"result": result, "rss": rss}
-            if result:
-                log("%s %s: received %.0f msg/s, lost %d, p99 %d µs, connects %.0f/s" % (
-                    br["name"], name, result["rates"]["received_per_s"], result["counts"]["lost"],
-                    result["latency_us"]["p99"], result["rates"]["connects_per_s"]))
-    problems = sanity(runs, brokers, scen, idle_n)
+            entry = run_broker(a, br, scen, runs, work, step, total)
+            if entry is None:
+                skipped.append((br.name, "did not start"))
+                continue
+            entries.append(entry)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    meta["brokers"] = entries
+    if not entries or entries[0]["name"] != "shoal":
+        log("shoal did not start; nothing to compare")
+        return 1
+    problems = sanity(runs, entries, scen, idle_n)
+    for e in entries:
+        for why in e.get("died", []):
+            problems.append("%s: %s" % (e["name"], why))
+    # Shoal's and Mosquitto's numbers are judged; a peer's problems are reported.
+    fatal = [p for p in problems if p.split("/")[0].split(":")[0] in ("shoal", "mosquitto")]
+    fatal += ["%s: skipped" % n for n, _ in skipped if n in ("shoal", "mosquitto")]
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump({"meta": meta, "runs": runs, "problems": problems}, f, indent=1)
-    md = markdown(meta, runs, brokers, idle_n, problems)
+    md = markdown(meta, runs, entries, idle_n, problems)
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write(md)
-    plots(a.out, runs, brokers)
+    plots(a.out, runs, entries, idle_n)
     print()
     print(md)
     log("done in %.0fs; results in %s" % (time.time() - t0, a.out))
-    if problems:
-        log("NOT SANE: %d problem(s)" % len(problems))
+    if fatal:
+        log("NOT SANE: %d problem(s)" % len(fatal))
         return 1
+    if problems:
+        log("%d peer problem(s), listed under the table (reported, not judged)" % len(problems))
     return 0
 
 
