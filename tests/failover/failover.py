@@ -85,11 +85,17 @@ def main(argv=None):
             if not os.access(a.shoal, os.X_OK):
                 log("no shoal binary at %s (build it, or pass --shoal)" % a.shoal)
                 return 2
-            cluster = LocalCluster(a.shoal, nodes=3, log=log)
-            cluster.start()
-            target = Target("127.0.0.1", cluster.port, cluster.nodes, ADMIN_TOKEN)
             plan = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
+            # One local cluster per Kafka size: the 3-broker one last.
+            plan.sort(key=lambda s: s.brokers)
         for sc in plan:
+            if not a.target and (cluster is None or cluster.kafka_brokers != sc.brokers):
+                if cluster:
+                    failed |= bool(cluster.stop())
+                    cluster = None
+                cluster = LocalCluster(a.shoal, nodes=3, kafka_brokers=sc.brokers, log=log)
+                cluster.start()
+                target = Target("127.0.0.1", cluster.port, cluster.nodes, ADMIN_TOKEN)
             seed = a.seed * 1000 + sc.number
             random.seed(seed)
             prefix = "fo%s-%s" % (run_id, sc.name)
@@ -102,10 +108,16 @@ def main(argv=None):
             t0 = time.time()
             if cluster:
                 _heal(cluster)
-            ctx = run_scenario(sc, rec, target, cluster, size, seed, prefix, log)
-            if sampler:
-                sampler.stop()
+            try:
+                ctx = run_scenario(sc, rec, target, cluster, sc.size(size), seed, prefix, log)
+            finally:
+                if sampler:
+                    sampler.stop()
             rec.close()
+            if ctx.skipped:
+                rows.append((sc.name, checker.check([]), "skip"))
+                reports.append((sc, checker.check([]), "skip", [], "### %s\n\nskipped: %s" % (sc.name, ctx.skipped)))
+                continue
             result = checker.check(rec.events)
             v, problems = checker.verdict(result, sc.expected)
             if ctx.errors:

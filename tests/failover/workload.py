@@ -727,7 +727,7 @@ class Sampler(threading.Thread):
                     j = http_json("%s/api/v1/nodes" % n.http_url, token=self.target.admin_token, timeout=2)
                     if j is not None:
                         self.rec("members", node=n.name, round=r,
-                                 members=sorted(x.get("id", "?") for x in j.get("nodes", [])))
+                                 members=sorted(x.get("node_id", "?") for x in j.get("nodes", [])))
             self.stopping.wait(self.interval)
 
     def stop(self):
