@@ -65,8 +65,9 @@ def main(argv=None):
     a = parse_args(argv if argv is not None else sys.argv[1:])
     if a.list:
         for s in SCENARIOS:
-            log("%-18s (%d) %s; expected to fail today: %s" % (s.name, s.number, s.title,
-                                                               ", ".join(sorted(s.expected)) or "nothing"))
+            log("%-18s (%d) %s; expected to fail today: %s%s" % (s.name, s.number, s.title,
+                                                                 ", ".join(sorted(s.expected)) or "nothing",
+                                                                 "" if s.default else "; only with --scenario"))
         return 0
     size = Size(a.long)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
@@ -85,7 +86,7 @@ def main(argv=None):
             if not os.access(a.shoal, os.X_OK):
                 log("no shoal binary at %s (build it, or pass --shoal)" % a.shoal)
                 return 2
-            plan = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
+            plan = [s for s in SCENARIOS if (s.name in a.scenario if a.scenario else s.default)]
             # One local cluster per Kafka size: the 3-broker one last.
             plan.sort(key=lambda s: s.brokers)
         for sc in plan:
@@ -130,6 +131,10 @@ def main(argv=None):
             for p in problems:
                 log("  PROBLEM: " + p)
             log("  %s in %.0fs, history %s (crc %08x)" % (v, time.time() - t0, hist, _crc(hist)))
+    except BaseException:
+        if cluster:
+            cluster.failed = True  # keep its logs
+        raise
     finally:
         if cluster:
             problems = cluster.stop()
