@@ -28,13 +28,29 @@ Checks (name: invariant, what fails it):
   false-ack   -  an ack for a message never sent, a message both acknowledged
                  and refused, or an acknowledged message that reached nobody
                  although a subscriber that never moved was subscribed
+  qos2-flow   1  a QoS 2 publisher that held PUBREL across a fault and sent it
+                 on its new connection got no PUBCOMP, or one with an error
+                 other than 0x92 (packet identifier not found, MQTT 5 §4.3.3)
+  msg-expiry  1  an acknowledged message with a message expiry interval longer
+                 than the run never reached a subscriber that stayed connected
+                 (a node whose clock is off must not expire it early)
+  session-expiry - a session gone before its expiry interval, or still there
+                 well after it (MQTT 5 §3.1.2.11.2; expiry is Redis's clock)
+  membership  -  a node that answers its admin API missing from another
+                 node's member list for 5 s or more, outside the 30 s after a
+                 fault and outside a partition
+  memory      7  a node's resident memory grew by more than the scenario's
+                 bound over its first sample (same process)
 
 A check is "pass", "fail" or "n/a" (nothing in the history exercises it).
 """
 import collections
 
 CHECKS = [("lost", "1"), ("lost-moved", "1"), ("qos2-dup", "1"), ("order", "2"), ("one-conn", "3"),
-          ("shared-once", "4"), ("retained", "5"), ("wills", "6"), ("progress", "7"), ("false-ack", "-")]
+          ("shared-once", "4"), ("retained", "5"), ("wills", "6"), ("progress", "7"), ("false-ack", "-"),
+          ("qos2-flow", "1"), ("msg-expiry", "1"), ("session-expiry", "-"), ("membership", "-"), ("memory", "7")]
+MEMBER_GRACE = 30.0  # s after any fault in which a member list may lag
+MEMBER_MISSING = 5.0  # s a live node may be missing from another's list
 MAX_SHOWN = 20  # violations listed per check (the count is always complete)
 
 
@@ -201,7 +217,7 @@ def check(events):
             chk = checks["lost" if stable else "lost-moved"]
             missing = []
             for m, s in acked.items():
-                if s["retain"] or s["t"] < t_sub or min(s["qos"], granted) < 1:
+                if s["retain"] or s.get("expiry") or s["t"] < t_sub or min(s["qos"], granted) < 1:
                     continue
                 if not topic_matches(plain, s["topic"]):
                     continue
@@ -358,6 +374,98 @@ def check(events):
         if not delivered_anywhere[m]:
             fa.fail("%s acknowledged, delivered to nobody (e.g. not to %s, subscribed since before it)" % (
                 m, ws[0][0]))
+
+    # ---- QoS 2 held across a fault: PUBREL answered ------------------------
+    qf = checks["qos2-flow"]
+    completes = {}
+    for e in by["complete"]:
+        completes.setdefault(e["msg"], e)
+    for e in by["release"]:
+        qf.checked += 1
+        c = completes.get(e["msg"])
+        if c is None or c["t"] < e["t"]:
+            qf.fail("%s: PUBREL sent on connection %d, no PUBCOMP" % (e["msg"], e["conn"]))
+        elif c["rc"] >= 0x80 and c["rc"] != 0x92:
+            qf.fail("%s: PUBCOMP reason 0x%02x" % (e["msg"], c["rc"]))
+
+    # ---- message expiry across nodes ---------------------------------------
+    me = checks["msg-expiry"]
+    got_any = {c: {d["msg"] for d in ds} for c, ds in deliveries.items()}
+    span = (end_t - ev[0]["t"]) if ev else 0
+    for m, s in sorted(acked.items()):
+        if not s.get("expiry") or s["expiry"] <= span:
+            continue
+        for client, fs in sorted(subs.items()):
+            if client in probe_ids or not never_dropped(client):
+                continue
+            for filt, (t_sub, granted) in fs.items():
+                group, plain = split_share(filt)
+                if group is not None or t_sub > s["t"] or min(granted, s["qos"]) < 1:
+                    continue
+                if not topic_matches(plain, s["topic"]):
+                    continue
+                me.checked += 1
+                if m not in got_any.get(client, ()):
+                    node = conns[client][1]["node"] if 1 in conns[client] else None
+                    me.fail("%s (expiry %ds) never reached %s on %s" % (m, s["expiry"], client, node))
+
+    # ---- session expiry -----------------------------------------------------
+    se = checks["session-expiry"]
+    for e in by["session_check"]:
+        se.checked += 1
+        if e["present"] != (e["expect"] == "present"):
+            se.fail("%s on %s: session %s, expected %s (expiry %ss)" % (
+                e["client"], e.get("node"), "present" if e["present"] else "absent", e["expect"], e.get("expiry")))
+
+    # ---- membership ---------------------------------------------------------
+    ms = checks["membership"]
+    fault_ts = [e["t"] for e in by["fault"]]
+    cut = []  # (start, end) of partitions
+    for e in by["fault"]:
+        if e.get("kind") == "partition":
+            cut.append([e["t"], end_t])
+        elif e.get("kind") == "heal" and cut:
+            cut[-1][1] = e["t"]
+    answered = collections.defaultdict(set)  # round -> nodes that answered
+    views = collections.defaultdict(dict)  # round -> node -> (t, members)
+    for e in by["clients"]:
+        answered[e["round"]].add(e["node"])
+    for e in by["members"]:
+        answered[e["round"]].add(e["node"])
+        views[e["round"]][e["node"]] = (e["t"], set(e["members"]))
+    missing_since = {}  # (viewer, node) -> t first seen missing
+    reported = set()
+    for r in sorted(views):
+        for viewer, (t, members) in sorted(views[r].items()):
+            quiet = not any(t - MEMBER_GRACE <= ft <= t for ft in fault_ts) and not any(a <= t <= b for a, b in cut)
+            for n in sorted(answered[r]):
+                key = (viewer, n)
+                if not quiet or n in members:
+                    missing_since.pop(key, None)
+                    if quiet:
+                        ms.checked += 1
+                    continue
+                ms.checked += 1
+                t0 = missing_since.setdefault(key, t)
+                if t - t0 >= MEMBER_MISSING and key not in reported:
+                    reported.add(key)
+                    ms.fail("%s answers but %s has not listed it for %.1fs (lists %s)" % (
+                        n, viewer, t - t0, ",".join(sorted(members)) or "nobody"))
+
+    # ---- memory -------------------------------------------------------------
+    mm = checks["memory"]
+    first = {}
+    worst = {}
+    for e in by["rss"]:
+        key = (e["node"], e["pid"])
+        first.setdefault(key, e)
+        mm.checked += 1
+        growth = e["kb"] - first[key]["kb"]
+        if growth > e["limit_kb"] and growth > worst.get(key, (0,))[0]:
+            worst[key] = (growth, e)
+    for (node, pid), (growth, e) in sorted(worst.items()):
+        mm.fail("%s (pid %d) grew by %d KiB (bound %d KiB): %d -> %d KiB" % (
+            node, pid, growth, e["limit_kb"], first[(node, pid)]["kb"], e["kb"]))
 
     # ---- counts -------------------------------------------------------------
     # Max unavailability: the longest a publisher waited, between acks

@@ -65,6 +65,26 @@ def http_json(url, token=ADMIN_TOKEN, timeout=5):
         return None
 
 
+def _gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def rss_kb(pid):
+    """VmRSS of a process in KiB (None once it is gone)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 class NodeSpec:
     """Where a node listens (the MQTT and HTTP ports stay across restarts)."""
 
@@ -72,6 +92,7 @@ class NodeSpec:
         self.name, self.port, self.http_port = name, port, http_port
         self.http_url = "http://127.0.0.1:%d" % http_port
         self.proc = None
+        self.log_path = None
         self.starts = 0
 
 
@@ -91,6 +112,10 @@ class LocalCluster:
         self.port = free_port()  # HAProxy
         self.redis_port = free_port()
         self.redis_url = self.bootstrap = None
+        self.kafka_port = None
+        self.killed_brokers = {}  # broker -> command line of a SIGKILLed broker
+        self.broker_children = []  # brokers this process restarted
+        self.cleanups = []  # callables stop() runs first (namespaces, forwarders)
         self.failed = False
 
     # ---- start / stop ----------------------------------------------------
@@ -103,6 +128,7 @@ class LocalCluster:
                            "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
                            "--dir", self.kafka_dir])
             self.kafka_started = True
+            self.kafka_port = kport
             self.bootstrap = env["KAFKA_BOOTSTRAP"]
             for n in self.nodes:
                 self.start_node(n)
@@ -159,19 +185,72 @@ class LocalCluster:
         with open(os.path.join(self.kafka_dir, "broker-%d.pid" % i)) as f:
             return int(f.read().strip())
 
-    def node_args(self, n):
-        return [self.shoal_bin, "--port", str(n.port), "--http-port", str(n.http_port), "--bind", "127.0.0.1",
+    def kafka_ports(self):
+        return [self.kafka_port + i for i in range(self.kafka_brokers)]
+
+    def kill_broker(self, i, sig=signal.SIGKILL):
+        """SIGKILL Kafka broker i (a crash), keeping its command line for
+        restart_broker."""
+        pid = self.kafka_pid(i)
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        if not any("broker-%d/server.properties" % i in a for a in argv):
+            raise RuntimeError("pid %d is not Kafka broker %d: %r" % (pid, i, argv))
+        self.killed_brokers[i] = argv
+        os.kill(pid, sig)
+        wait_for(lambda: _gone(pid), "broker %d (pid %d) gone" % (i, pid), 60)
+
+    def restart_broker(self, i):
+        """Start a killed broker again with its own command line, data and
+        ports; its PID goes where deploy/kafka/stop looks."""
+        bd = os.path.join(self.kafka_dir, "broker-%d" % i)
+        with open(os.path.join(bd, "stdout.log"), "ab") as out:
+            p = subprocess.Popen(self.killed_brokers.pop(i), stdin=subprocess.DEVNULL, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        self.broker_children.append(p)
+        with open(os.path.join(self.kafka_dir, "broker-%d.pid" % i), "w") as f:
+            f.write("%d\n" % p.pid)
+
+    def kafka_partitions(self, topic):
+        """[(leader, {isr})] per partition of topic, as a live broker sees them."""
+        live = ",".join("127.0.0.1:%d" % (self.kafka_port + i - 1) for i in range(1, self.kafka_brokers + 1)
+                        if i not in self.killed_brokers)
+        try:
+            out = subprocess.run(["kcat", "-b", live, "-L", "-t", topic, "-m", "5"], capture_output=True, text=True,
+                                 timeout=60).stdout
+        except subprocess.TimeoutExpired:
+            return []
+        parts = []
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("partition ") and "isrs:" in line:
+                leader = int(line.split("leader ", 1)[1].split(",", 1)[0])
+                isr = {int(x) for x in line.split("isrs:", 1)[1].strip().split(",") if x.strip()}
+                parts.append((leader, isr))
+        return parts
+
+    def kafka_in_sync(self, topic="shoal.messages"):
+        parts = self.kafka_partitions(topic)
+        return bool(parts) and all(l > 0 and isr == set(range(1, self.kafka_brokers + 1)) for l, isr in parts)
+
+    def node_args(self, n, bind="127.0.0.1"):
+        return [self.shoal_bin, "--port", str(n.port), "--http-port", str(n.http_port), "--bind", bind,
                 "--node-id", n.name, "--advertise", "127.0.0.1:%d" % n.port, "--redis", self.redis_url,
                 "--kafka", self.bootstrap, "--kafka-replication", str(min(self.kafka_brokers, 3)),
                 "--kafka-partitions", "4", "--workers", "2", "--sys-interval", "0",
                 "--admin-token", ADMIN_TOKEN, *self.extra]
 
-    def start_node(self, n, timeout=120):
+    def start_node(self, n, timeout=120, env=None, preexec_fn=None, bind="127.0.0.1"):
+        """Start node n on its ports and wait for READY. env: extra
+        environment (a faked clock); preexec_fn runs in the child before
+        exec (entering a network namespace, with bind 0.0.0.0)."""
         n.starts += 1
         out = os.path.join(self.work, "%s.out.%d" % (n.name, n.starts))
         err = os.path.join(self.work, "%s.log.%d" % (n.name, n.starts))
         with open(out, "w") as fo, open(err, "w") as fe:
-            n.proc = subprocess.Popen(self.node_args(n), stdout=fo, stderr=fe, stdin=subprocess.DEVNULL)
+            n.proc = subprocess.Popen(self.node_args(n, bind), stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
+                                      env=dict(os.environ, **env) if env else None, preexec_fn=preexec_fn)
+        n.log_path = err
 
         def ready():
             if n.proc.poll() is not None:
@@ -219,6 +298,12 @@ class LocalCluster:
     def stop(self):
         """Stop everything started, by PID; keep the work dir if anything failed."""
         problems = []
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as e:
+                problems.append("cleanup %s: %r" % (getattr(fn, "__name__", fn), e))
+        self.cleanups = []
         if self.haproxy and self.haproxy.poll() is None:
             self.haproxy.terminate()
             self.haproxy.wait(timeout=30)
@@ -232,6 +317,9 @@ class LocalCluster:
                     n.proc.wait()
                     problems.append("%s needed SIGKILL" % n.name)
         if self.kafka_started:
+            for i in list(self.killed_brokers):  # killed, never restarted: no pid to stop
+                os.remove(os.path.join(self.kafka_dir, "broker-%d.pid" % i))
+                self.killed_brokers.pop(i)
             if self.kafka_brokers > 0:
                 for i in range(1, self.kafka_brokers + 1):
                     try:
@@ -242,6 +330,13 @@ class LocalCluster:
                                capture_output=True, text=True, timeout=180)
             if r.returncode != 0:
                 problems.append("kafka stop: " + r.stderr.strip()[-300:])
+            for p in self.broker_children:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    problems.append("restarted broker pid %d needed SIGKILL" % p.pid)
             self.kafka_started = False
         try:
             self.stop_redis()

@@ -65,8 +65,9 @@ def main(argv=None):
     a = parse_args(argv if argv is not None else sys.argv[1:])
     if a.list:
         for s in SCENARIOS:
-            log("%-18s (%d) %s; expected to fail today: %s" % (s.name, s.number, s.title,
-                                                               ", ".join(sorted(s.expected)) or "nothing"))
+            log("%-18s (%d) %s; expected to fail today: %s%s" % (s.name, s.number, s.title,
+                                                                 ", ".join(sorted(s.expected)) or "nothing",
+                                                                 "" if s.default else "; only with --scenario"))
         return 0
     size = Size(a.long)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
@@ -85,11 +86,17 @@ def main(argv=None):
             if not os.access(a.shoal, os.X_OK):
                 log("no shoal binary at %s (build it, or pass --shoal)" % a.shoal)
                 return 2
-            cluster = LocalCluster(a.shoal, nodes=3, log=log)
-            cluster.start()
-            target = Target("127.0.0.1", cluster.port, cluster.nodes, ADMIN_TOKEN)
-            plan = [s for s in SCENARIOS if not a.scenario or s.name in a.scenario]
+            plan = [s for s in SCENARIOS if (s.name in a.scenario if a.scenario else s.default)]
+            # One local cluster per Kafka size: the 3-broker one last.
+            plan.sort(key=lambda s: s.brokers)
         for sc in plan:
+            if not a.target and (cluster is None or cluster.kafka_brokers != sc.brokers):
+                if cluster:
+                    failed |= bool(cluster.stop())
+                    cluster = None
+                cluster = LocalCluster(a.shoal, nodes=3, kafka_brokers=sc.brokers, log=log)
+                cluster.start()
+                target = Target("127.0.0.1", cluster.port, cluster.nodes, ADMIN_TOKEN)
             seed = a.seed * 1000 + sc.number
             random.seed(seed)
             prefix = "fo%s-%s" % (run_id, sc.name)
@@ -102,10 +109,16 @@ def main(argv=None):
             t0 = time.time()
             if cluster:
                 _heal(cluster)
-            ctx = run_scenario(sc, rec, target, cluster, size, seed, prefix, log)
-            if sampler:
-                sampler.stop()
+            try:
+                ctx = run_scenario(sc, rec, target, cluster, sc.size(size), seed, prefix, log)
+            finally:
+                if sampler:
+                    sampler.stop()
             rec.close()
+            if ctx.skipped:
+                rows.append((sc.name, checker.check([]), "skip"))
+                reports.append((sc, checker.check([]), "skip", [], "### %s\n\nskipped: %s" % (sc.name, ctx.skipped)))
+                continue
             result = checker.check(rec.events)
             v, problems = checker.verdict(result, sc.expected)
             if ctx.errors:
@@ -118,6 +131,10 @@ def main(argv=None):
             for p in problems:
                 log("  PROBLEM: " + p)
             log("  %s in %.0fs, history %s (crc %08x)" % (v, time.time() - t0, hist, _crc(hist)))
+    except BaseException:
+        if cluster:
+            cluster.failed = True  # keep its logs
+        raise
     finally:
         if cluster:
             problems = cluster.stop()

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from checker import check, id_ranges, topic_matches, verdict  # noqa: E402
+from checker import MEMBER_GRACE, check, id_ranges, topic_matches, verdict  # noqa: E402
 
 
 class H:
@@ -95,7 +95,8 @@ def test_good_history_passes_every_check():
     r = run(good())
     assert {n: c["status"] for n, c in r["checks"].items()} == {
         "lost": "pass", "lost-moved": "pass", "qos2-dup": "pass", "order": "pass", "one-conn": "pass",
-        "shared-once": "pass", "retained": "pass", "wills": "pass", "progress": "pass", "false-ack": "pass"}, r["checks"]
+        "shared-once": "pass", "retained": "pass", "wills": "pass", "progress": "pass", "false-ack": "pass",
+        "qos2-flow": "n/a", "msg-expiry": "n/a", "session-expiry": "n/a", "membership": "n/a", "memory": "n/a"}, r["checks"]
     c = r["counts"]
     assert (c["sent"], c["acked"], c["lost"], c["duplicated"], c["reordered"], c["refused"]) == (11, 11, 0, 0, 0, 0)
     assert verdict(r, {}) == ("pass", [])
@@ -332,3 +333,139 @@ def test_helpers():
     assert topic_matches("a/#", "a/b/c") and topic_matches("a/+/c", "a/b/c") and topic_matches("#", "a")
     assert not topic_matches("a/+", "a/b/c") and not topic_matches("#", "$SYS/x") and not topic_matches("a/b", "a")
     assert id_ranges(["p:3", "p:1", "p:2", "q:7", "p:9", "w:will"]) == "p:1-3,9 q:7 w:will"
+
+
+# ---- the checks of scenarios 2, 5, 8 and 9 -------------------------------
+
+NEW = ("qos2-flow", "msg-expiry", "session-expiry", "membership", "memory")
+
+
+def test_good_history_leaves_the_new_checks_not_applicable():
+    s = status(good())
+    assert {n: s[n] for n in NEW} == {n: "n/a" for n in NEW}
+
+
+def held_qos2(h, rc=0, complete=True):
+    m = h.pub("h", 0, "d/h", qos=2)
+    h.deliver("s2", m, "d/h", qos=2)
+    h.deliver("s1", m, "d/h", qos=2, conn=2, node="node-1")
+    h("release", client="h", msg=m, conn=2)
+    if complete:
+        h("complete", client="h", msg=m, rc=rc)
+    return h
+
+
+def test_qos2_pubrel_answered_passes():
+    assert status(held_qos2(good()))["qos2-flow"] == "pass"
+    assert status(held_qos2(good(), rc=0x92))["qos2-flow"] == "pass"
+
+
+def test_qos2_pubrel_never_answered():
+    h = held_qos2(good(), complete=False)
+    assert status(h)["qos2-flow"] == "fail"
+    assert run(h)["checks"]["qos2-flow"]["shown"] == ["h:0: PUBREL sent on connection 2, no PUBCOMP"]
+
+
+def test_qos2_pubcomp_with_an_error():
+    assert status(held_qos2(good(), rc=0x80))["qos2-flow"] == "fail"
+
+
+def expiry_history(deliver_to_s3=True):
+    h = H()
+    h.connect("e1", "node-1").sub("e1", "x/#", qos=1)
+    h.connect("e3", "node-3").sub("e3", "x/#", qos=1)
+    h("send", client="p", msg="p:0", topic="x/p", qos=1, retain=False, seq=0, expiry=600)
+    h("ack", client="p", msg="p:0", rc=0)
+    h.deliver("e1", "p:0", "x/p", node="node-1")
+    if deliver_to_s3:
+        h.deliver("e3", "p:0", "x/p", node="node-3")
+    return h
+
+
+def test_message_with_expiry_delivered_everywhere():
+    assert status(expiry_history())["msg-expiry"] == "pass"
+
+
+def test_message_with_expiry_dropped_by_one_node():
+    h = expiry_history(deliver_to_s3=False)
+    s = status(h)
+    assert s["msg-expiry"] == "fail" and s["lost"] == "n/a" and s["false-ack"] == "pass"
+    assert run(h)["checks"]["msg-expiry"]["shown"] == ["p:0 (expiry 600s) never reached e3 on node-3"]
+
+
+def test_message_with_expiry_shorter_than_the_run_is_not_expected():
+    h = expiry_history(deliver_to_s3=False)
+    h.t += 700
+    h("phase", name="end")
+    assert status(h)["msg-expiry"] == "n/a"
+
+
+def test_session_expiry():
+    h = H()
+    h("session_check", client="x", node="node-2", expect="present", present=True, expiry=8)
+    h("session_check", client="x", node="node-1", expect="absent", present=False, expiry=8)
+    assert status(h)["session-expiry"] == "pass"
+    h("session_check", client="y", node="node-1", expect="absent", present=True, expiry=8)
+    assert status(h)["session-expiry"] == "fail"
+    h = H()
+    h("session_check", client="x", node="node-2", expect="present", present=False, expiry=8)
+    assert status(h)["session-expiry"] == "fail"
+
+
+def members(h, rounds, views, every=1.0):
+    """views: node -> member list, sampled `rounds` times `every` s apart."""
+    for r in range(1, rounds + 1):
+        h.t += every
+        for node, ms in views.items():
+            h("members", node=node, round=r, members=ms)
+
+
+def test_membership_complete():
+    h = H()
+    members(h, 10, {"node-1": ["node-1", "node-2"], "node-2": ["node-1", "node-2"]})
+    assert status(h)["membership"] == "pass"
+
+
+def test_membership_missing_a_live_node():
+    h = H()
+    members(h, 10, {"node-1": ["node-1", "node-2"], "node-2": ["node-2"]})
+    assert status(h)["membership"] == "fail"
+    assert run(h)["checks"]["membership"]["shown"][0].startswith("node-1 answers but node-2 has not listed it")
+
+
+def test_membership_briefly_missing_is_fine():
+    h = H()
+    members(h, 3, {"node-1": ["node-1", "node-2"], "node-2": ["node-2"]})
+    assert status(h)["membership"] == "pass"
+
+
+def test_membership_may_lag_after_a_fault_and_during_a_partition():
+    h = H()
+    h("fault", kind="restart", target="node-1", detail="")
+    members(h, 10, {"node-1": ["node-1", "node-2"], "node-2": ["node-2"]}, every=2)
+    assert status(h)["membership"] == "n/a"
+    h = H()
+    h("fault", kind="partition", target="node-1", detail="")
+    h.t += MEMBER_GRACE
+    members(h, 10, {"node-1": ["node-1", "node-2"], "node-2": ["node-2"]}, every=2)
+    assert status(h)["membership"] == "n/a"
+    h("fault", kind="heal", target="node-1", detail="")
+    h.t += MEMBER_GRACE
+    members(h, 10, {"node-1": ["node-1", "node-2"], "node-2": ["node-2"]}, every=2)
+    assert status(h)["membership"] == "fail"
+
+
+def test_memory_bounded_and_unbounded():
+    h = H()
+    for kb in (50000, 60000, 52000):
+        h("rss", node="node-1", pid=7, kb=kb, limit_kb=20000)
+    assert status(h)["memory"] == "pass"
+    h("rss", node="node-1", pid=7, kb=90000, limit_kb=20000)
+    assert status(h)["memory"] == "fail"
+    assert run(h)["checks"]["memory"]["shown"] == ["node-1 (pid 7) grew by 40000 KiB (bound 20000 KiB): "
+                                                   "50000 -> 90000 KiB"]
+    # A restarted node is a new process: its own first sample.
+    h = H()
+    h("rss", node="node-1", pid=7, kb=50000, limit_kb=20000)
+    h("rss", node="node-1", pid=8, kb=90000, limit_kb=20000)
+    assert status(h)["memory"] == "pass"

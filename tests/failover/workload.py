@@ -11,11 +11,18 @@ line, each with "t" (Unix time, s) and "ev":
   connfail    client, target, error            (a connect attempt that failed)
   subscribe   client, conn, filter, qos        (sent)
   suback      client, conn, filter, granted    (granted QoS, or >= 0x80 refused)
-  send        client, msg, topic, qos, retain, seq
+  send        client, msg, topic, qos, retain, seq, expiry (v5 message expiry
+              interval, s, when set)
   pub_end     client, sent, count, reason    (done, stopped or deadline)
   ack         client, msg, rc                  (QoS 1 PUBACK, QoS 2 PUBREC: success)
   refused     client, msg, rc, stage           (an ack with a reason code >= 0x80)
   complete    client, msg, rc                  (QoS 2 PUBCOMP)
+  release     client, msg, conn                (QoS 2 PUBREL sent, by a raw client
+                                                that held it across a fault)
+  session_check client, node, expect, present  (session expiry: was the session
+                                                there when it should (not) be)
+  members     node, round, members             (admin API: nodes a node lists)
+  rss         node, kb, pid                    (a node's resident memory)
   deliver     client, conn, node, msg, topic, qos, dup, retain
   probe       client, node, filter             (a retained probe subscribed)
   clients     node, round, ids                 (admin API sample: ids connected there)
@@ -64,6 +71,11 @@ class Recorder:
     def count(self, ev, **match):
         with self._lock:
             return sum(1 for e in self.events if e["ev"] == ev and all(e.get(k) == v for k, v in match.items()))
+
+    def count_since(self, ev, t, **match):
+        with self._lock:
+            return sum(1 for e in self.events if e["ev"] == ev and e["t"] >= t
+                       and all(e.get(k) == v for k, v in match.items()))
 
     def close(self):
         if self._f:
@@ -318,9 +330,10 @@ class Publisher(Actor):
     its unacknowledged messages unknown (a new connection, a fresh paho
     client: nothing is resent), and publishing goes on with the next seq."""
 
-    def __init__(self, *a, topics=(), qos=1, count=100, rate=50.0, window=8, retain=False, **kw):
+    def __init__(self, *a, topics=(), qos=1, count=100, rate=50.0, window=8, retain=False, expiry=None, **kw):
         super().__init__(*a, **kw)
         self.topics, self.qos, self.count = list(topics), qos, count
+        self.expiry = expiry  # v5 message expiry interval (s)
         self.rate, self.window, self.retain = rate, window, retain
         self.sent = 0
         self._lock = threading.Lock()
@@ -328,6 +341,15 @@ class Publisher(Actor):
         self._early = {}
         self._cv = threading.Condition(self._lock)
         self.done = threading.Event()
+
+    def finish(self):
+        """End after the message being sent now: an open-ended publisher
+        (count larger than it needs) whose scenario has seen enough."""
+        self.count = min(self.count, self.sent + 1)
+
+    def acks_since(self, t):
+        """Acknowledged messages of this publisher after time t."""
+        return self.rec.count_since("ack", t, client=self.client_id)
 
     # paho calls these holding its _out_message_mutex, which publish() takes
     # too: so publish() is never called holding self._lock (a lock-order
@@ -371,7 +393,9 @@ class Publisher(Actor):
         c = None
         start = time.time()
         self.ready.set()
-        for seq in range(self.count):
+        seq = -1
+        while seq + 1 < self.count:
+            seq += 1
             if self.stopping.is_set() or time.time() > self.deadline:
                 break
             due = start + seq / self.rate
@@ -399,8 +423,13 @@ class Publisher(Actor):
                 self._early.clear()
             topic = self.topics[seq % len(self.topics)]
             msg = "%s:%d" % (self.client_id, seq)
-            self.rec("send", client=self.client_id, msg=msg, topic=topic, qos=self.qos, retain=self.retain, seq=seq)
-            info = c.publish(topic, msg.encode(), qos=self.qos, retain=self.retain)
+            props = None
+            if self.expiry:
+                props = Properties(PacketTypes.PUBLISH)
+                props.MessageExpiryInterval = self.expiry
+            self.rec("send", client=self.client_id, msg=msg, topic=topic, qos=self.qos, retain=self.retain, seq=seq,
+                     **({"expiry": self.expiry} if self.expiry else {}))
+            info = c.publish(topic, msg.encode(), qos=self.qos, retain=self.retain, properties=props)
             if self.qos > 0:
                 with self._cv:
                     self._mids[info.mid] = msg
@@ -499,6 +528,148 @@ class StuckSubscriber(Actor):
         self.rec("disconnect", client=self.client_id, conn=1, node=node, rc=0)
 
 
+class Qos2Holder(Actor):
+    """A raw MQTT 5 publisher with a persistent session that sends `n` QoS 2
+    messages, records each PUBREC as the ack, and holds every PUBREL until
+    release() (the scenario kills its node meanwhile). Then it reconnects
+    through `reconnect_via` with the session (clean start 0), sends the
+    PUBRELs and records each PUBCOMP: MQTT 5 §4.3.3, the receiver answers
+    PUBREL with PUBCOMP (0x92 if it no longer knows the packet id; the
+    message was already passed on at PUBREC)."""
+
+    def __init__(self, *a, topic=None, n=4, reconnect_via="lb", **kw):
+        super().__init__(*a, reconnect="lb", **kw)
+        self.topic, self.n, self.reconnect_via = topic, n, reconnect_via
+        self.held = threading.Event()
+        self.pending = []  # (pid, msg) acknowledged by PUBREC, PUBREL held
+
+    def _open(self, via, clean):
+        host, port, node = self.target.address(via)
+        try:
+            c = _RawConn(host, port)
+            ca = c.connect(self.client_id, clean=clean, keepalive=30,
+                           properties={R.P_SESSION_EXPIRY: 3600})
+        except (OSError, R.Closed, TimeoutError, AssertionError) as e:
+            self.rec("connfail", client=self.client_id, target="%s:%d" % (host, port), error=repr(e))
+            return None
+        if ca.rc != 0:
+            self.rec("connfail", client=self.client_id, target="%s:%d" % (host, port), error="CONNACK rc %d" % ca.rc)
+            c.close()
+            return None
+        self.conn += 1
+        if node is None and self.target.nodes:
+            found = self.target.locate(self.client_id)
+            node = found[0] if len(found) == 1 else None
+        self.node = node
+        self.rec("connect", client=self.client_id, conn=self.conn, node=node, version=5, persistent=True,
+                 session_present=ca.session_present, target="%s:%d" % (host, port))
+        return c
+
+    def body(self):
+        c = self._open(self.via, True)
+        if c is None:
+            return
+        self.ready.set()
+        for i in range(self.n):
+            pid, msg = i + 1, "%s:%d" % (self.client_id, i)
+            self.rec("send", client=self.client_id, msg=msg, topic=self.topic, qos=2, retain=False, seq=i)
+            c.send(R.publish(self.topic, msg.encode(), qos=2, pid=pid))
+            try:
+                p = c.expect(R.PUBREC, timeout=30, skip=(R.PUBLISH,))
+            except (OSError, R.Closed, TimeoutError) as e:
+                self.rec("disconnect", client=self.client_id, conn=self.conn, node=self.node, rc=-1)
+                self.error = "%s: no PUBREC for %s: %r" % (self.client_id, msg, e)
+                return
+            if p.rc >= 0x80:
+                self.rec("refused", client=self.client_id, msg=msg, rc=p.rc, stage="pubrec")
+            else:
+                self.rec("ack", client=self.client_id, msg=msg, rc=p.rc)
+                self.pending.append((pid, msg))
+        self.held.set()
+        self.resumed.wait(max(0, self.deadline - time.time()))
+        c.close()
+        self.rec("disconnect", client=self.client_id, conn=self.conn, node=self.node, rc=-1)
+        if not self.pending or self.stopping.is_set():
+            return
+        delay = 0.2
+        while time.time() < self.deadline:
+            c = self._open(self.reconnect_via, False)
+            if c is not None:
+                break
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+        else:
+            return
+        try:
+            for pid, msg in self.pending:
+                self.rec("release", client=self.client_id, msg=msg, conn=self.conn)
+                c.send(R.pubrel(pid))
+                p = c.expect(R.PUBCOMP, timeout=30, skip=(R.PUBLISH, R.PUBREL))
+                self.rec("complete", client=self.client_id, msg=msg, rc=p.rc)
+            c.send(R.disconnect(0, properties={R.P_SESSION_EXPIRY: 0}))
+        except (OSError, R.Closed, TimeoutError) as e:
+            self.rec("actor_note", client=self.client_id, note="no PUBCOMP: %r" % e)
+        c.close()
+        self.rec("disconnect", client=self.client_id, conn=self.conn, node=self.node, rc=0)
+
+
+class _RawConn(R.RawClient):
+    """mqttraw.RawClient on a host and port."""
+
+    def __init__(self, host, port, version=5, timeout=15):
+        class _N:
+            pass
+        n = _N()
+        n.host, n.port = host, port
+        super().__init__(n, version=version, timeout=timeout)
+
+
+def session_expiry_probe(rec, target, client_id, via_a, via_b, expiry, stopping):
+    """Session expiry across nodes (MQTT 5 §3.1.2.11.2): a session left on
+    via_a with expiry `expiry` s is still there at once on via_b, and gone
+    from via_a once `expiry` s have passed (with margin). Records
+    session_check events."""
+    props = {R.P_SESSION_EXPIRY: expiry}
+
+    def visit(via, clean, expect):
+        host, port, node = target.address(via)
+        try:
+            c = _RawConn(host, port)
+            ca = c.connect(client_id, clean=clean, keepalive=30, properties=props)
+        except (OSError, R.Closed, TimeoutError, AssertionError) as e:
+            rec("connfail", client=client_id, target="%s:%d" % (host, port), error=repr(e))
+            return None
+        if expect is not None:
+            rec("session_check", client=client_id, node=node, expect=expect, present=ca.session_present,
+                expiry=expiry)
+        if clean:
+            c.send(R.subscribe(1, [("%s/x" % client_id, 1)]))
+            c.expect(R.SUBACK, timeout=15)
+        c.send(R.disconnect(0))
+        c.close()
+        return time.time()
+
+    if visit(via_a, True, None) is None:
+        return
+    left = visit(via_b, False, "present")
+    if left is None:
+        return
+    # Expired by Redis's clock; the margin covers a loaded machine.
+    stopping.wait(max(0, left + expiry + 6 - time.time()))
+    visit(via_a, False, "absent")
+    c = None
+    try:
+        host, port, _ = target.address(via_a)
+        c = _RawConn(host, port)
+        c.connect(client_id, clean=True, properties={R.P_SESSION_EXPIRY: 0})
+        c.send(R.disconnect(0))
+    except (OSError, R.Closed, TimeoutError, AssertionError):
+        pass
+    finally:
+        if c:
+            c.close()
+
+
 def retained_probe(rec, target, client_id, via, filter, expect_topics, timeout=10):
     """Subscribe to `filter` on one node and record the retained messages
     that arrive (until one per expected topic, or timeout)."""
@@ -535,9 +706,10 @@ class Sampler(threading.Thread):
     """Polls every node's GET /api/v1/clients and records who is connected
     where (invariant 3). A node that does not answer is skipped."""
 
-    def __init__(self, rec, target, prefix, interval=0.5):
+    def __init__(self, rec, target, prefix, interval=0.5, members=True):
         super().__init__(daemon=True, name="sampler")
         self.rec, self.target, self.prefix, self.interval = rec, target, prefix, interval
+        self.members = members
         self.stopping = threading.Event()
         self.rounds = itertools.count(1)
 
@@ -551,6 +723,11 @@ class Sampler(threading.Thread):
                     continue
                 ids = sorted(c["client_id"] for c in j.get("clients", []) if c.get("connected"))
                 self.rec("clients", node=n.name, round=r, ids=ids)
+                if self.members:
+                    j = http_json("%s/api/v1/nodes" % n.http_url, token=self.target.admin_token, timeout=2)
+                    if j is not None:
+                        self.rec("members", node=n.name, round=r,
+                                 members=sorted(x.get("node_id", "?") for x in j.get("nodes", [])))
             self.stopping.wait(self.interval)
 
     def stop(self):
