@@ -27,7 +27,7 @@ static bool behind(rk *r)
     return h->stream_behind && h->stream_behind(h->node);
 }
 
-static void pause_all(rk *r, uint64_t now)
+static void pause_all(rk *r)
 {
     rd_kafka_topic_partition_list_t *l = NULL;
     rd_kafka_resp_err_t e = rd_kafka_assignment(r->consumer, &l);
@@ -47,11 +47,9 @@ static void pause_all(rk *r, uint64_t now)
     atomic_store(&r->paused_parts, (uint32_t)l->cnt);
     atomic_fetch_add(&r->pauses, 1);
     if (!r->last_resume_us && r->period_pauses == 0) {
-        sh_log(SH_INFO, "event=stream_paused partitions=%d msg=\"a worker or an online subscriber is behind\"",
-               l->cnt);
+        sh_log(SH_INFO, "event=stream_paused partitions=%d msg=\"a worker or an online subscriber is behind\"", l->cnt);
     }
     r->period_pauses++;
-    (void)now;
 }
 
 /* Fetch again from where the node stands (r->positions), not from
@@ -95,7 +93,7 @@ static void hold_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = rk_mono_us();
     if (behind(r)) {
         if (!r->paused && now - r->held_since_us >= HOLD_PAUSE_US) {
-            pause_all(r, now);
+            pause_all(r);
         }
         return;
     }
