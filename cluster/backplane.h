@@ -103,6 +103,13 @@ typedef struct bp_hooks {
      * `next`. In order with remote_message for that shard (the partition).
      * May be NULL. */
     void (*remote_position)(void *node, int32_t partition, int64_t next);
+    /* Is the node behind on the live stream (a worker's inbox or an online
+     * session's queue past its mark)? The backplane thread asks before it
+     * hands over each record, and every few ms while the answer is yes; it
+     * hands over nothing meanwhile, and pauses the stream's partitions
+     * when it lasts (docs/architecture.md, "Cross-node back-pressure").
+     * Backplane thread; must be cheap. May be NULL. */
+    bool (*stream_behind)(void *node);
     void *node;
 } bp_hooks;
 
@@ -165,6 +172,10 @@ typedef struct bp_stats {
     /* From a record's produce timestamp (another node's clock) to reading it here. */
     uint64_t consume_delay[BP_LATENCY_BUCKETS + 1];
     double consume_delay_sum;
+    /* Cross-node back-pressure: partitions paused now, and how many times
+     * the stream was paused. */
+    uint32_t paused_partitions;
+    uint64_t stream_pauses;
 } bp_stats;
 void bp_get_stats(const backplane *bp, bp_stats *out);
 bool bp_is_ready(const backplane *bp);

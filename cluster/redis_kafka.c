@@ -47,6 +47,8 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     bp_hist_read(&r->produce_latency, out->produce_latency, &out->produce_latency_sum);
     bp_hist_read(&r->redis_latency, out->redis_latency, &out->redis_latency_sum);
     bp_hist_read(&r->consume_delay, out->consume_delay, &out->consume_delay_sum);
+    out->paused_partitions = atomic_load(&r->paused_parts);
+    out->stream_pauses = atomic_load(&r->pauses);
 }
 
 /* Log one line per readiness change, not per message. Any thread calls

@@ -68,6 +68,17 @@ typedef struct rk {
      * routed at their report before the consumer read them. */
     int64_t *own_high;
     struct rk_replay *replay; /* rk_replay.c */
+    /* Cross-node back-pressure (backplane thread; docs/architecture.md):
+     * the node said it is behind (bp_hooks.stream_behind), so nothing is
+     * handed over; past HOLD_PAUSE_US the partitions are paused too. */
+    struct event *hold_ev; /* re-asks every HOLD_CHECK_US while held */
+    bool held;
+    uint64_t held_since_us;
+    rd_kafka_topic_partition_list_t *paused; /* NULL while not paused */
+    uint64_t last_resume_us;                 /* 0: no pause period being logged */
+    uint64_t period_pauses, period_paused_us;
+    _Atomic uint32_t paused_parts;
+    _Atomic uint64_t pauses;
     _Atomic uint64_t produced, produce_errors, consumed, skipped_newer, bad_records, redis_errors;
     bp_hist produce_latency;
     bp_hist redis_latency;
@@ -119,6 +130,16 @@ int rk_kafka_assign(rk *r);
 /* Once a second on the backplane thread: answer parked publishes that
  * waited too long for the consumer. */
 void rk_kafka_tick(rk *r);
+/* Hand every record in the consumer's queue over (the wake-up pipe's
+ * callback; rk_hold.c calls it when the node caught up). */
+void rk_kafka_drain(rk *r);
+/* rk_hold.c: cross-node back-pressure. check: is the node behind (then
+ * start holding, and hand nothing over)? tick: once a second, the log line
+ * that ends a pause period. stop: resume and free (before the consumer
+ * closes). */
+bool rk_hold_check(rk *r);
+void rk_hold_tick(rk *r);
+void rk_hold_stop(rk *r);
 /* rk_replay.c: sessions read the stream again (bp_replay_*). */
 int rk_replay_start_consumer(rk *r); /* before the thread starts */
 void rk_replay_attach(rk *r);        /* on the backplane thread */

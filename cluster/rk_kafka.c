@@ -119,6 +119,7 @@ void rk_kafka_tick(rk *r)
     if (r->parked_head && now > PARKED_MAX_US) {
         release_parked(r, -2, INT64_MIN, now - PARKED_MAX_US);
     }
+    rk_hold_tick(r);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v)
@@ -637,12 +638,12 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     r->bp->hooks.remote_message(r->bp->hooks.node, &m, (unsigned)km->partition);
 }
 
-static void cons_cb(evutil_socket_t fd, short what, void *arg)
+void rk_kafka_drain(rk *r)
 {
-    rk *r = arg;
-    drain_pipe(fd);
     rd_kafka_message_t *km;
-    while ((km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
+    /* Cross-node back-pressure (rk_hold.c): nothing more while the node is
+     * behind; what stays in the queue is handed over once it catches up. */
+    while (!rk_hold_check(r) && (km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
         if (km->err) {
             if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 sh_log(SH_DEBUG, "event=kafka_consume_error err=\"%s\"", rd_kafka_message_errstr(km));
@@ -658,6 +659,13 @@ static void cons_cb(evutil_socket_t fd, short what, void *arg)
         }
         rd_kafka_message_destroy(km);
     }
+}
+
+static void cons_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    drain_pipe(fd);
+    rk_kafka_drain(arg);
 }
 
 static int make_pipe(int p[2])
@@ -911,6 +919,7 @@ void rk_kafka_stop(rk *r)
     }
     /* Durable, only not applied here yet: every caller hears once. */
     release_parked(r, -1, INT64_MAX, 0);
+    rk_hold_stop(r);
     if (r->consumer) {
         rd_kafka_consumer_close(r->consumer);
         rd_kafka_destroy(r->consumer);

@@ -3,6 +3,7 @@
  * the process (main.c), the in-process tests and the fuzzers. */
 #include "node/broker.h"
 #include "node/session_stream.h"
+#include "node/stream_hold.h"
 
 #include <event2/thread.h>
 #include <stdio.h>
@@ -96,7 +97,8 @@ static broker_status open_backplane(broker *b)
                       .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook,
                       .session_revoked = sync_revoked_hook,
-                      .remote_position = stream_position_hook};
+                      .remote_position = stream_position_hook,
+                      .stream_behind = hold_stream_behind};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

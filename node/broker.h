@@ -72,6 +72,10 @@ struct broker {
     sync_broker sync;             /* node/session_sync.h: under sess_lock */
     drain_broker drain;           /* node/drain.h */
     struct stream_broker *stream; /* node/session_stream.h: NULL without a stream */
+    /* node/stream_hold.c: online sessions holding the stream (any thread);
+     * an inbox held it at the last ask (the backplane thread only). */
+    _Atomic uint32_t stream_holders;
+    bool inbox_held;
 };
 
 /* How broker_open sets a broker up beyond its config. */

@@ -114,6 +114,7 @@ static void post_batch(worker *to, item_vec *items)
         }
         vec_push(&to->inbox, &items->v[i]);
     }
+    atomic_fetch_add_explicit(&to->hold.pending, items->n - ndrop, memory_order_relaxed);
     if (ndrop) {
         newly_full = !to->inbox_full;
         to->inbox_full = true;
@@ -272,6 +273,7 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
     for (uint32_t i = 0; i < batch.n; i++) {
         handle_item(w, &batch.v[i]);
     }
+    atomic_fetch_sub_explicit(&w->hold.pending, batch.n, memory_order_relaxed);
     sh_free(batch.v, batch.cap * sizeof(inbox_item));
     worker_flush(w);
 }
@@ -309,6 +311,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     inbox_tick(w);
     stream_tick(w);
+    hold_tick(w);
     uint64_t now = now_ms();
     conn *c = w->conns;
     uint32_t active = 0; /* metrics */
@@ -587,6 +590,7 @@ void worker_release_conns(broker *b)
         free_conns(w->dead);
         w->conns = w->dead = NULL;
         free_items(b, &w->inbox);
+        hold_worker_free(w);
         for (int k = 0; k < b->nworkers; k++) {
             free_items(b, &w->outbox[k]);
         }

@@ -16,6 +16,7 @@
 #include "node/proxy.h"
 #include "node/session.h"
 #include "node/session_sync.h"
+#include "node/stream_hold.h"
 #include "node/tls.h"
 #include "node/ws_conn.h"
 
@@ -98,6 +99,7 @@ struct worker {
     proxy_worker proxy;     /* node/proxy.h */
     sync_worker sync;       /* node/session_sync.h */
     drain_worker drain;     /* node/drain.h */
+    hold_worker hold;       /* node/stream_hold.h */
 };
 
 /* Monotonic milliseconds. */

@@ -316,6 +316,11 @@ static void backplane_metrics(metrics_text *t, broker *b)
     metrics_text_counter(t, "shoal_redis_errors_total", "Redis commands that failed", st.redis_errors);
     metrics_text_gauge(t, "shoal_kafka_consumer_lag_messages",
                        "records in the messages topic this node has not consumed yet", (double)st.consumer_lag);
+    metrics_text_gauge(t, "shoal_kafka_paused_partitions",
+                       "partitions paused because a worker or an online subscriber here is behind",
+                       (double)st.paused_partitions);
+    metrics_text_counter(t, "shoal_kafka_pauses_total", "times the stream was paused for a subscriber or a worker",
+                         st.stream_pauses);
     metrics_text_family(t, "shoal_kafka_produce_latency_seconds", "histogram",
                         "time from produce to Kafka's acknowledgement (acks=all)");
     metrics_text_histogram(t, "shoal_kafka_produce_latency_seconds", NULL, 0, bp_latency_bounds, st.produce_latency,

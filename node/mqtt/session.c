@@ -15,6 +15,7 @@
 #include "node/session.h"
 #include "node/session_stream.h"
 #include "node/session_sync.h"
+#include "node/stream_hold.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -402,10 +403,18 @@ bool session_behind(const session *s, uint32_t mark)
  * if there is none the new message is refused. Consumes d->m's ref. */
 static void queue_push(worker *w, session *s, delivery *d)
 {
-    if (s->q_len >= (uint32_t)w->b->cfg->max_queued && stream_spill(w, s, d)) {
+    uint32_t max = (uint32_t)w->b->cfg->max_queued;
+    /* A live subscriber holding the stream takes what was already on its
+     * way when the stream stopped (node/stream_hold.c): not dropped, and
+     * not spilled (a replay would read it again). */
+    uint32_t held = d->qos ? hold_queue_limit(w, s) : 0;
+    if (s->q_len >= max && s->q_len < held) {
+        max = held;
+    }
+    if (s->q_len >= max && stream_spill(w, s, d)) {
         return; /* its position is kept: Kafka holds it (node/session_stream.c) */
     }
-    if (s->q_len >= (uint32_t)w->b->cfg->max_queued && !evict_oldest_qos0(w, s)) {
+    if (s->q_len >= max && !evict_oldest_qos0(w, s)) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);
         msg_unref(d->m);
         return;
@@ -431,6 +440,7 @@ static void queue_push(worker *w, session *s, delivery *d)
     if (mark && s->q_len >= mark && atomic_load_explicit(&s->online, memory_order_relaxed)) {
         mark_behind(s);
     }
+    hold_pushed(w, s, d->qos);
 }
 
 /* Pop the oldest queued delivery (the caller owns its ref). */
@@ -442,6 +452,7 @@ static delivery queue_pop(worker *w, session *s)
     s->q_qos0 -= one.qos == 0;
     gauge_add(&w->metrics.queued, -1);
     behind_progress(w, s);
+    hold_popped(w, s);
     return one;
 }
 

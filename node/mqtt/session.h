@@ -132,6 +132,10 @@ struct session {
     uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
     uint8_t qos2_cap_log2; /* qos2_in likewise */
     _Atomic bool online;
+    /* Holding the cluster's stream (node/stream_hold.c): 1 + the worker
+     * whose list holds it, 0 when not. */
+    _Atomic uint8_t hold_w;
+    bool hold_stuck; /* let go for taking nothing: holds nobody until it takes something */
     uint8_t version;
     bool dead;        /* ended: deliveries are dropped */
     bool persistent;  /* outlives its connection */
