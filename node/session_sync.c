@@ -665,11 +665,13 @@ void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch)
     worker_post_external(b, s ? atomic_load(&s->owner) : 0, &it);
 }
 
-static void release(worker *w, const char *client_id, uint64_t new_epoch, const uint8_t *state, uint32_t len)
+/* own_epoch: the claim this node held (0: none here, whichever claim of
+ * this instance is the previous one). Accepted only while that claim is
+ * the record's previous one (a claim after an abandoned one keeps the
+ * live owner as its previous: cluster/rk_session.c). */
+static void release(worker *w, const char *client_id, uint64_t own_epoch, const uint8_t *state, uint32_t len)
 {
-    /* Every claim bumps the epoch by one: the claim before new_epoch is
-     * new_epoch - 1, and the release is accepted only if that was ours. */
-    bp_session_release(w->b->bp, w->id, client_id, new_epoch - 1, state, len, NULL, NULL);
+    bp_session_release(w->b->bp, w->id, client_id, own_epoch, state, len, NULL, NULL);
 }
 
 void sync_handle_revoke(worker *w, inbox_item *it)
@@ -687,7 +689,7 @@ void sync_handle_revoke(worker *w, inbox_item *it)
             uint8_t *blob;
             uint32_t len;
             encode_session(s, &blob, &len);
-            release(w, s->client_id, epoch, blob, len);
+            release(w, s->client_id, own, blob, len);
             sh_free(blob, len);
             sh_log(SH_INFO, "event=session_revoked client=%s epoch=%llu new_epoch=%llu online=%d", s->client_id,
                    (unsigned long long)own, (unsigned long long)epoch, s->c != NULL);
@@ -723,7 +725,7 @@ void sync_handle_revoke(worker *w, inbox_item *it)
         it->s = now; /* made meanwhile: that one lets go */
         worker_post(w, atomic_load(&now->owner), it);
     } else {
-        release(w, id, epoch, NULL, 0);
+        release(w, id, 0, NULL, 0);
         msg_unref(it->d.m);
     }
     sh_free_str(id);
