@@ -307,8 +307,10 @@ static void l_session_store(backplane *bp, int worker, const char *client_id, ui
         s->epoch = epoch;
         s->released = true;
     }
+    if (s && state && len) {
+        set_state(s, state, len);
+    }
     if (s) {
-        set_state(s, state && len ? state : NULL, state && len ? len : 0);
         s->deadline_ms = ttl_ms ? mono_ms() + ttl_ms : 0;
     }
     pthread_mutex_unlock(&l->lock);

@@ -91,7 +91,8 @@ static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
     "return {epoch, f[7], prev, live, released}";
 
 /* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state
- * ('' = no state: a clean session re-asserting its claim).
+ * ('' = keep what is stored: the fenced write of a session with no state
+ * to store, e.g. a clean one, or setting the TTL alone).
  * -> 1 stored, 2 stored into a record that was gone, 0 stale. PEXPIRE
  * counts on Redis's clock. A missing record is re-created with the
  * caller's claim: the owner found it gone (Redis lost its data, or the
@@ -105,8 +106,7 @@ static const char *STORE_LUA =
     "  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[3], 'token', ARGV[4], 'prev', '0', "
     "    'prev_owner', '', 'prev_token', '', 'released', '1', 'cleaned', '0') rc = 2 "
     "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
-    "if #ARGV[5] > 0 then redis.call('HSET', KEYS[1], 'state', ARGV[5]) "
-    "else redis.call('HDEL', KEYS[1], 'state') end "
+    "if #ARGV[5] > 0 then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
     "return rc";
 

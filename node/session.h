@@ -119,10 +119,14 @@ struct session {
     uint8_t qos2_cap_log2; /* qos2_in likewise */
     _Atomic bool online;
     uint8_t version;
-    bool dead;        /* ended: deliveries are dropped */
-    bool persistent;  /* outlives its connection */
-    bool registered;  /* in the registry (under sess_lock) */
-    bool dirty;       /* in its owner's list of sessions to store (node/session_sync.c) */
+    bool dead;       /* ended: deliveries are dropped */
+    bool persistent; /* outlives its connection */
+    bool registered; /* in the registry (under sess_lock) */
+    /* node/session_sync.c: 1 + the worker whose list of sessions to store
+     * (dirty) or to store again (retry) holds it, 0 = none. Atomic: a
+     * worker that handed the session over may still clear its mark. */
+    _Atomic uint8_t dirty_w;
+    _Atomic uint8_t retry_w;
     char client_id[]; /* NUL-terminated, in this allocation */
 };
 

@@ -6,9 +6,9 @@
  *
  *   sync_claim_start ──bp_session_claim──> claim_cb
  *        previous owner another node, alive, not released:
- *            poll bp_session_load every POLL_MS (re-notify every
- *            RENOTIFY_MS) until released or dead; CONNACK 0x88 after
- *            WAIT_MS
+ *            poll bp_session_load every POLL_MS (re-notify after
+ *            RENOTIFY_FIRST_MS, then less often) until released or dead;
+ *            CONNACK 0x88 after sync_wait_ms (the lease and a margin)
  *   ──> connect_claim (the in-process claim: registry, worker takeover)
  *   ──> connect_finish ──> sync_claim_finish: the stored state becomes the
  *       session when it is the truth, CONNACK's session present says so.
@@ -33,8 +33,20 @@
 #include "proto/topic.h"
 
 #define POLL_MS 50
-#define RENOTIFY_MS 1000
-#define WAIT_MS 5000
+/* A revoke pub/sub lost is sent again soon (100, 200, 400 ms...), then
+ * once a second: two live connections last at most about that long. */
+#define RENOTIFY_FIRST_MS 100
+#define RENOTIFY_MAX_MS 1000
+/* Past the previous owner's lease it counts as dead; this covers the polls
+ * and a renewal on its way. */
+#define WAIT_MARGIN_MS 2000
+/* Stores and drops the backend did not take: again after 100 ms, doubling
+ * up to 5 s while they keep failing (and all at once when Redis is back). */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 5000
+/* Drops waiting for Redis, per worker: past this a record keeps its
+ * claim until a later claim of the id replaces it (logged). */
+#define DROPS_MAX 65536u
 /* An offline session's record outlives its expiry by this much: the owner's
  * own timer ends it first and drops the record; the TTL is the backstop
  * for an owner that died. */
@@ -51,17 +63,21 @@ struct sync_claim {
     worker *w;
     uint64_t conn_id;
     uint64_t epoch; /* 0 until the claim answers */
-    uint64_t seq;   /* sync_broker.seq when it was sent */
     uint64_t deadline_ms;
     uint64_t renotify_ms;
     struct event *timer;
-    uint8_t *blob; /* the stored state, owned; decoded into st */
+    sync_claim *pnext;      /* broker.sync.pending chain, under sess_lock */
+    uint64_t revoked_epoch; /* the newest revoke heard while pending, under sess_lock */
+    uint32_t renotify_every;
+    uint32_t expiry_s; /* the CONNECT's session expiry */
+    uint8_t *blob;     /* the stored state, owned; decoded into st */
     uint32_t blob_len;
     uint8_t phase;
     bool busy; /* a backplane call is out: its callback frees what is left */
     bool clean;
     bool foreign; /* the previous owner was another node (or an earlier instance) */
     bool have_state;
+    bool pending; /* in broker.sync.pending */
     sc_state st;
     char client_id[]; /* in this allocation */
 };
@@ -77,11 +93,43 @@ static uint64_t id_hash(const char *id)
     return h | 1; /* 0 marks an empty slot */
 }
 
+static sync_claim **pending_slot(broker *b, const char *client_id)
+{
+    return &b->sync.pending[id_hash(client_id) % SYNC_PENDING_BUCKETS];
+}
+
+static void pending_add(broker *b, sync_claim *cl)
+{
+    pthread_mutex_lock(&b->sess_lock);
+    sync_claim **slot = pending_slot(b, cl->client_id);
+    cl->pnext = *slot;
+    *slot = cl;
+    cl->pending = true;
+    pthread_mutex_unlock(&b->sess_lock);
+}
+
+static void pending_remove(broker *b, sync_claim *cl)
+{
+    if (!cl->pending) {
+        return;
+    }
+    pthread_mutex_lock(&b->sess_lock);
+    for (sync_claim **at = pending_slot(b, cl->client_id); *at; at = &(*at)->pnext) {
+        if (*at == cl) {
+            *at = cl->pnext;
+            break;
+        }
+    }
+    cl->pending = false;
+    pthread_mutex_unlock(&b->sess_lock);
+}
+
+/* A revoke newer than the claim's own epoch arrived while it was pending
+ * (epoch 0: the claim has not answered yet, any revoke counts). */
 static bool revoked_locked(broker *b, const sync_claim *cl)
 {
-    uint64_t h = id_hash(cl->client_id);
-    const sync_revoke *r = &b->sync.revokes[h % SYNC_REVOKE_SLOTS];
-    return r->hash == h && r->seq > cl->seq && r->epoch > cl->epoch;
+    (void)b;
+    return cl->revoked_epoch > cl->epoch;
 }
 
 static bool revoked(broker *b, const sync_claim *cl)
@@ -94,16 +142,11 @@ static bool revoked(broker *b, const sync_claim *cl)
 
 static void note_revoke_locked(broker *b, const char *client_id, uint64_t epoch)
 {
-    uint64_t h = id_hash(client_id);
-    sync_revoke *r = &b->sync.revokes[h % SYNC_REVOKE_SLOTS];
-    if (r->hash != h) {
-        r->hash = h;
-        r->epoch = 0;
+    for (sync_claim *cl = *pending_slot(b, client_id); cl; cl = cl->pnext) {
+        if (strcmp(cl->client_id, client_id) == 0 && epoch > cl->revoked_epoch) {
+            cl->revoked_epoch = epoch;
+        }
     }
-    if (epoch > r->epoch) {
-        r->epoch = epoch;
-    }
-    r->seq = atomic_fetch_add(&b->sync.seq, 1) + 1;
 }
 
 /* ---- claims ---- */
@@ -120,6 +163,7 @@ static void claim_unlink(sync_claim *cl)
 
 static void claim_free(sync_claim *cl)
 {
+    pending_remove(cl->w->b, cl);
     claim_unlink(cl);
     if (cl->timer) {
         event_free(cl->timer);
@@ -187,21 +231,23 @@ static void claim_unavailable(conn *c, const char *why)
 }
 
 /* The connection is gone but the claim made us the owner: leave the
- * record as an offline session would, so the next claim need not wait. */
+ * record as an offline session would, so the next claim need not wait.
+ * Not by storing the state the claim read: the previous owner may release
+ * a newer one meanwhile, which that store would overwrite. A store without
+ * state keeps what the record holds and sets the offline TTL; a session
+ * that would end at once (expiry 0) drops the record. */
 static void claim_orphaned(sync_claim *cl)
 {
     broker *b = cl->w->b;
     if (cl->phase == CL_WAITING) {
         return; /* nothing loaded: a later claim's revoke gets a release (sync_handle_revoke) */
     }
-    sc_state st;
-    if (cl->blob && sc_decode(cl->blob, cl->blob_len, &st) == SC_OK && st.expiry_s) {
-        uint64_t ttl = st.expiry_s == UINT32_MAX ? 0 : (uint64_t)st.expiry_s * 1000u + TTL_MARGIN_MS;
-        bp_session_store(b->bp, cl->w->id, cl->client_id, cl->epoch, cl->blob, cl->blob_len, ttl, NULL, NULL);
-        sc_state_free(&st);
+    if (cl->expiry_s == 0) {
+        bp_session_drop(b->bp, cl->w->id, cl->client_id, cl->epoch, NULL, NULL);
         return;
     }
-    bp_session_drop(b->bp, cl->w->id, cl->client_id, cl->epoch, NULL, NULL);
+    uint64_t ttl = cl->expiry_s == UINT32_MAX ? 0 : (uint64_t)cl->expiry_s * 1000u + TTL_MARGIN_MS;
+    bp_session_store(b->bp, cl->w->id, cl->client_id, cl->epoch, NULL, 0, ttl, NULL, NULL);
 }
 
 static void keep_state(sync_claim *cl, const bp_session_rec *rec)
@@ -267,14 +313,15 @@ static void claim_step(sync_claim *cl, conn *c, bp_status st, const bp_session_r
     uint64_t now = now_ms();
     if (cl->phase == CL_CLAIMING) {
         cl->phase = CL_WAITING;
-        cl->deadline_ms = now + WAIT_MS;
-        cl->renotify_ms = now + RENOTIFY_MS;
+        cl->deadline_ms = now + sync_wait_ms(b);
+        cl->renotify_every = RENOTIFY_FIRST_MS;
+        cl->renotify_ms = now + cl->renotify_every;
         sh_log(SH_DEBUG, "event=claim_wait client=%s epoch=%llu prev_owner=%s", cl->client_id,
                (unsigned long long)cl->epoch, rec->prev_owner);
     }
     if (now >= cl->deadline_ms) {
-        sh_log(SH_INFO, "event=claim_timeout client=%s epoch=%llu waited_ms=%d status=%s", cl->client_id,
-               (unsigned long long)cl->epoch, WAIT_MS, bp_status_name(st));
+        sh_log(SH_INFO, "event=claim_timeout client=%s epoch=%llu waited_ms=%llu status=%s", cl->client_id,
+               (unsigned long long)cl->epoch, (unsigned long long)sync_wait_ms(b), bp_status_name(st));
         claim_unavailable(c, "the previous owner of the session did not let go in time");
         claim_free(cl);
         return;
@@ -309,7 +356,8 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     uint64_t now = now_ms();
     bool renotify = now >= cl->renotify_ms;
     if (renotify) {
-        cl->renotify_ms = now + RENOTIFY_MS;
+        cl->renotify_every = cl->renotify_every * 2 > RENOTIFY_MAX_MS ? RENOTIFY_MAX_MS : cl->renotify_every * 2;
+        cl->renotify_ms = now + cl->renotify_every;
     }
     cl->busy = true;
     bp_session_load(cl->w->b->bp, cl->w->id, cl->client_id, cl->epoch, renotify, load_cb, cl);
@@ -362,11 +410,12 @@ void sync_claim_start(conn *c)
     cl->w = w;
     cl->conn_id = c->id;
     cl->clean = c->clean_start;
+    cl->expiry_s = c->session_expiry;
     cl->phase = CL_CLAIMING;
     cl->busy = true;
-    cl->seq = atomic_load(&w->b->sync.seq);
     cl->next = w->sync.claims;
     w->sync.claims = cl;
+    pending_add(w->b, cl);
     c->state = CS_CLAIMING;
     /* The local backplane answers inside the call, and the session may be
      * attached before it returns (then the rest of this read is handled as
@@ -376,6 +425,8 @@ void sync_claim_start(conn *c)
         c->paused |= PAUSE_CLAIM;
     }
 }
+
+static void mark(worker *w, session *s, bool force);
 
 /* ---- building the session from the stored state ---- */
 
@@ -429,6 +480,11 @@ bool sync_claim_finish(worker *w, conn *c, session *s, bool clean)
     }
     if (cl) {
         claim_free(cl);
+        /* Every connection stores once at its connect, a clean one without
+         * a will too (no state, the claim's record kept without TTL): a
+         * fenced write that closes it (0x8E) if a newer claim exists
+         * whose revoke was lost, and that re-creates a record Redis lost. */
+        mark(w, s, true);
     }
     return local || from_state;
 }
@@ -449,12 +505,17 @@ static bool worth_storing(const session *s)
     return s->persistent || (s->c && s->c->will) || (s->off && s->off->will);
 }
 
-void sync_mark_dirty(worker *w, session *s)
+/* force: store s even if it has no state worth storing (its claim's
+ * record is kept without state). */
+static void mark(worker *w, session *s, bool force)
 {
-    if (s->dirty || s->dead || !worth_storing(s) || !sync_on(w->b)) {
+    uint8_t me = (uint8_t)(w->id + 1);
+    if (s->dead || (!force && !worth_storing(s)) || !sync_on(w->b) || atomic_load(&s->dirty_w) == me) {
         return;
     }
-    s->dirty = true;
+    /* Another worker's mark (it owned s before) stays in its list, which
+     * skips s: the owner stores it. */
+    atomic_store(&s->dirty_w, me);
     session_ref(s);
     sync_worker *sw = &w->sync;
     if (sw->n_dirty == sw->cap_dirty) {
@@ -481,6 +542,17 @@ static void will_state(const msg *m, uint32_t delay_s, sc_will *out)
     out->retain = m->retain;
     out->delay_s = delay_s;
     out->expiry_s = msg_expiry_left(m, now_ms(), &expired);
+}
+
+void sync_mark_dirty(worker *w, session *s)
+{
+    mark(w, s, false);
+}
+
+uint64_t sync_wait_ms(const broker *b)
+{
+    uint64_t hb = b->cfg->cluster_heartbeat > 0 ? (uint64_t)b->cfg->cluster_heartbeat : 1000u;
+    return 3u * hb + WAIT_MARGIN_MS;
 }
 
 /* Encode s (owner's thread). *out NULL when it cannot be encoded (logged). */
@@ -527,6 +599,117 @@ static void encode_session(session *s, uint8_t **out, uint32_t *len)
     sh_free(ids, s->n_qos2_in * sizeof(uint16_t));
 }
 
+/* ---- stores and drops the backend did not take ---- */
+
+static void arm_retry(worker *w)
+{
+    sync_worker *sw = &w->sync;
+    if (!evtimer_pending(sw->retry_timer, NULL)) {
+        struct timeval tv = {sw->retry_ms / 1000, (sw->retry_ms % 1000) * 1000};
+        evtimer_add(sw->retry_timer, &tv);
+    }
+}
+
+static void retry_later(worker *w, session *s)
+{
+    uint8_t me = (uint8_t)(w->id + 1);
+    sync_worker *sw = &w->sync;
+    if (atomic_load(&s->retry_w) == me) {
+        return;
+    }
+    atomic_store(&s->retry_w, me);
+    session_ref(s);
+    if (sw->n_retry == sw->cap_retry) {
+        uint32_t cap = sw->cap_retry ? sw->cap_retry * 2 : 16;
+        sw->retry = sh_realloc(sw->retry, sw->cap_retry * sizeof(session *), cap * sizeof(session *));
+        sw->cap_retry = cap;
+    }
+    sw->retry[sw->n_retry++] = s;
+    arm_retry(w);
+}
+
+typedef struct drop_ctx {
+    worker *w;
+    uint64_t epoch;
+    char client_id[]; /* in this allocation */
+} drop_ctx;
+
+static void drop_later(worker *w, const char *client_id, uint64_t epoch)
+{
+    sync_worker *sw = &w->sync;
+    if (sw->n_drops >= DROPS_MAX) {
+        sh_log(SH_WARN,
+               "event=session_drop_abandoned client=%s pending=%u msg=\"Redis unreachable: the record stays "
+               "until the id is claimed again\"",
+               client_id, sw->n_drops);
+        return;
+    }
+    if (sw->n_drops == sw->cap_drops) {
+        uint32_t cap = sw->cap_drops ? sw->cap_drops * 2 : 16;
+        sw->drops = sh_realloc(sw->drops, sw->cap_drops * sizeof(sync_drop), cap * sizeof(sync_drop));
+        sw->cap_drops = cap;
+    }
+    sw->drops[sw->n_drops].client_id = sh_strdup(client_id);
+    sw->drops[sw->n_drops++].epoch = epoch;
+    arm_retry(w);
+}
+
+static void drop_cb(bp_status st, void *arg)
+{
+    drop_ctx *x = arg;
+    if (st == BP_EUNAVAILABLE) {
+        drop_later(x->w, x->client_id, x->epoch);
+    } else if (st == BP_OK) {
+        x->w->sync.retry_ms = RETRY_FIRST_MS;
+    }
+    sh_free(x, sizeof(*x) + strlen(x->client_id) + 1);
+}
+
+static void drop_record(worker *w, const char *client_id, uint64_t epoch)
+{
+    size_t len = strlen(client_id);
+    drop_ctx *x = sh_malloc(sizeof(*x) + len + 1);
+    x->w = w;
+    x->epoch = epoch;
+    memcpy(x->client_id, client_id, len + 1);
+    bp_session_drop(w->b->bp, w->id, client_id, epoch, drop_cb, x);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    sync_worker *sw = &w->sync;
+    uint8_t me = (uint8_t)(w->id + 1);
+    session **list = sw->retry;
+    uint32_t n = sw->n_retry, cap = sw->cap_retry;
+    sync_drop *drops = sw->drops;
+    uint32_t nd = sw->n_drops, capd = sw->cap_drops;
+    sw->retry = NULL;
+    sw->n_retry = sw->cap_retry = 0;
+    sw->drops = NULL;
+    sw->n_drops = sw->cap_drops = 0;
+    /* Failing again doubles the wait; a success resets it (store_cb). */
+    sw->retry_ms = sw->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : sw->retry_ms * 2;
+    for (uint32_t i = 0; i < n; i++) {
+        session *s = list[i];
+        uint8_t want = me;
+        atomic_compare_exchange_strong(&s->retry_w, &want, 0);
+        if (!s->dead && atomic_load(&s->owner) == w->id) {
+            mark(w, s, true);
+        }
+        session_unref(w->b, s);
+    }
+    sh_free(list, cap * sizeof(session *));
+    for (uint32_t i = 0; i < nd; i++) {
+        drop_record(w, drops[i].client_id, drops[i].epoch);
+        sh_free_str(drops[i].client_id);
+    }
+    sh_free(drops, capd * sizeof(sync_drop));
+    worker_flush(w);
+}
+
 /* A store's answer: the session it was for, at the epoch it was sent with. */
 typedef struct store_ctx {
     worker *w;
@@ -570,6 +753,11 @@ static void store_cb(bp_status st, void *arg)
         worker_flush(w);
     } else if (st == BP_EUNAVAILABLE) {
         sh_log(SH_DEBUG, "event=session_store_failed client=%s status=%s", s->client_id, bp_status_name(st));
+        if (!s->dead && atomic_load(&s->owner) == w->id) {
+            retry_later(w, s);
+        }
+    } else if (st == BP_OK) {
+        w->sync.retry_ms = RETRY_FIRST_MS; /* Redis takes writes again */
     }
     session_unref(w->b, s);
     sh_free(x, sizeof(*x));
@@ -577,11 +765,13 @@ static void store_cb(bp_status st, void *arg)
 
 static void store_one(worker *w, session *s)
 {
-    uint8_t *blob;
-    uint32_t len;
-    encode_session(s, &blob, &len);
-    if (!blob) {
-        return;
+    uint8_t *blob = NULL;
+    uint32_t len = 0;
+    if (worth_storing(s)) {
+        encode_session(s, &blob, &len);
+        if (!blob) {
+            return;
+        }
     }
     uint64_t ttl = 0;
     if (!s->c) {
@@ -593,7 +783,9 @@ static void store_one(worker *w, session *s)
     x->s = s;
     x->epoch = epoch_of(w->b, s);
     bp_session_store(w->b->bp, w->id, s->client_id, x->epoch, blob, len, ttl, store_cb, x);
-    sh_free(blob, len);
+    if (blob) {
+        sh_free(blob, len);
+    }
 }
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -608,9 +800,11 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     uint32_t n = sw->n_dirty, cap = sw->cap_dirty;
     sw->dirty = NULL;
     sw->n_dirty = sw->cap_dirty = 0;
+    uint8_t me = (uint8_t)(w->id + 1);
     for (uint32_t i = 0; i < n; i++) {
         session *s = list[i];
-        s->dirty = false;
+        uint8_t want = me;
+        atomic_compare_exchange_strong(&s->dirty_w, &want, 0);
         /* A session that moved to another worker is stored there (its new
          * owner marks it when the connection is attached). */
         if (!s->dead && atomic_load(&s->owner) == w->id) {
@@ -629,7 +823,7 @@ void sync_session_ended(worker *w, session *s)
     }
     uint64_t epoch = epoch_of(w->b, s);
     if (epoch) {
-        bp_session_drop(w->b->bp, w->id, s->client_id, epoch, NULL, NULL);
+        drop_record(w, s->client_id, epoch);
     }
 }
 
@@ -731,12 +925,109 @@ void sync_handle_revoke(worker *w, inbox_item *it)
     sh_free_str(id);
 }
 
+/* ---- re-asserting and fencing every session ---- */
+
+static void post_all(broker *b, int what)
+{
+    if (!atomic_load_explicit(&b->running, memory_order_acquire)) {
+        return;
+    }
+    for (int i = 0; i < b->nworkers; i++) {
+        inbox_item it;
+        memset(&it, 0, sizeof(it));
+        it.kind = IN_SYNC;
+        it.epoch = (uint64_t)what;
+        worker_post_external(b, i, &it);
+    }
+}
+
+void sync_reassert_hook(void *node)
+{
+    post_all(node, SYNC_REASSERT);
+}
+
+void sync_lease_hook(void *node, bool held)
+{
+    broker *b = node;
+    atomic_store(&b->sync.lease_lost, !held);
+    if (!held) {
+        post_all(b, SYNC_FENCE);
+    }
+}
+
+/* Past the lease another node may take this one's sessions without a
+ * release (it sees this node dead). A persistent session's connection is
+ * closed then, with v5 0x89 Server busy: the client comes back (the load
+ * balancer picks a node that reaches Redis) and resumes the session
+ * wherever it is. Not 0x8E: nobody may have taken it, and clients treat
+ * "taken over" as a reason not to reconnect. The will is dropped: the
+ * client did not fail, and this node can no longer tell whether it is
+ * back elsewhere. Clean sessions stay: they hold no state that two
+ * owners could make diverge, and the re-assert once Redis answers closes
+ * whichever is older (docs/architecture.md). */
+static void fence_one(worker *w, session *s)
+{
+    conn *c = s->c;
+    if (!c || !s->persistent || c->state != CS_ACTIVE) {
+        return;
+    }
+    msg_unref(c->will);
+    c->will = NULL;
+    conn_close(c, MQTT_RC_SERVER_BUSY, "the node lost its lease in Redis: the session may move to another node");
+}
+
+void sync_handle_sessions(worker *w, inbox_item *it)
+{
+    broker *b = w->b;
+    if (!sync_on(b)) {
+        return;
+    }
+    session **mine = NULL;
+    uint32_t n = 0, cap = 0;
+    pthread_mutex_lock(&b->sess_lock);
+    for (uint32_t i = 0; i < b->sess_buckets; i++) {
+        for (session *s = b->sess_tab[i]; s; s = s->reg_next) {
+            if (atomic_load(&s->owner) != w->id || s->dead) {
+                continue;
+            }
+            if (n == cap) {
+                uint32_t ncap = cap ? cap * 2 : 64;
+                mine = sh_realloc(mine, cap * sizeof(session *), ncap * sizeof(session *));
+                cap = ncap;
+            }
+            session_ref(s);
+            mine[n++] = s;
+        }
+    }
+    pthread_mutex_unlock(&b->sess_lock);
+    uint32_t fenced = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        session *s = mine[i];
+        if (it->epoch == SYNC_FENCE) {
+            fenced += s->c && s->persistent;
+            fence_one(w, s);
+        } else if (!s->dead && (s->c || worth_storing(s))) {
+            mark(w, s, true);
+        }
+        session_unref(b, s);
+    }
+    sh_free(mine, cap * sizeof(session *));
+    if (it->epoch == SYNC_FENCE && fenced) {
+        sh_log(SH_WARN, "event=sessions_fenced worker=%d closed=%u reason=lease_lost", w->id, fenced);
+    } else if (it->epoch == SYNC_REASSERT && n) {
+        sh_log(SH_INFO, "event=sessions_reasserted worker=%d sessions=%u", w->id, n);
+    }
+    worker_flush(w);
+}
+
 /* ---- the worker's part ---- */
 
 void sync_worker_init(worker *w)
 {
     memset(&w->sync, 0, sizeof(w->sync));
     w->sync.flush = event_new(w->base, -1, 0, flush_cb, w);
+    w->sync.retry_timer = evtimer_new(w->base, retry_cb, w);
+    w->sync.retry_ms = RETRY_FIRST_MS;
 }
 
 void sync_worker_free(worker *w)
@@ -746,12 +1037,29 @@ void sync_worker_free(worker *w)
         claim_free(sw->claims);
     }
     for (uint32_t i = 0; i < sw->n_dirty; i++) {
-        sw->dirty[i]->dirty = false;
+        atomic_store(&sw->dirty[i]->dirty_w, 0);
         session_unref(w->b, sw->dirty[i]);
     }
     sh_free(sw->dirty, sw->cap_dirty * sizeof(session *));
     sw->dirty = NULL;
     sw->n_dirty = sw->cap_dirty = 0;
+    for (uint32_t i = 0; i < sw->n_retry; i++) {
+        atomic_store(&sw->retry[i]->retry_w, 0);
+        session_unref(w->b, sw->retry[i]);
+    }
+    sh_free(sw->retry, sw->cap_retry * sizeof(session *));
+    sw->retry = NULL;
+    sw->n_retry = sw->cap_retry = 0;
+    for (uint32_t i = 0; i < sw->n_drops; i++) {
+        sh_free_str(sw->drops[i].client_id);
+    }
+    sh_free(sw->drops, sw->cap_drops * sizeof(sync_drop));
+    sw->drops = NULL;
+    sw->n_drops = sw->cap_drops = 0;
+    if (sw->retry_timer) {
+        event_free(sw->retry_timer);
+        sw->retry_timer = NULL;
+    }
     if (sw->flush) {
         event_free(sw->flush);
         sw->flush = NULL;

@@ -20,25 +20,28 @@ typedef struct session session;
 typedef struct inbox_item inbox_item;
 typedef struct sync_claim sync_claim;
 
-/* Revokes this node heard of, by client id hash: a claim of ours that was
- * already on its way when a newer claim's revoke arrived, and answers (or
- * finishes waiting) after it, has lost, though no session of ours was there
- * to close yet. Only claims started before the revoke count: epochs start
- * again at 1 once a record is dropped, so a later claim's lower epoch says
- * nothing. Direct mapped: an overwritten slot only leaves the case to the
- * session's own check (its first store is fenced). */
-#define SYNC_REVOKE_SLOTS 256
-typedef struct sync_revoke {
-    uint64_t hash;
-    uint64_t epoch;
-    uint64_t seq; /* sync_broker.seq when it arrived */
-} sync_revoke;
+/* Claims of this node not finished yet, by client id, so that a revoke
+ * finds every one of them: a claim of ours that was already on its way
+ * when a newer claim's revoke arrived, and answers (or finishes waiting)
+ * after it, has lost, though no session of ours was there to close yet.
+ * Exactly the claims in flight are kept (bounded by the connections in
+ * CONNECT), so no flood of revokes for other ids can push one out; a
+ * revoke for an id with no claim here is not kept at all. */
+#define SYNC_PENDING_BUCKETS 1024
 
-/* broker.sync: revokes under broker.sess_lock. */
+/* broker.sync: pending claims under broker.sess_lock. */
 typedef struct sync_broker {
-    sync_revoke revokes[SYNC_REVOKE_SLOTS];
-    _Atomic uint64_t seq; /* bumped by every revoke */
+    sync_claim *pending[SYNC_PENDING_BUCKETS];
+    /* The backplane could not renew this node's lease (bp_hooks.sessions_lease). */
+    _Atomic bool lease_lost;
 } sync_broker;
+
+/* A session id and epoch whose record still needs a drop (Redis was
+ * unreachable when the session ended). */
+typedef struct sync_drop {
+    char *client_id;
+    uint64_t epoch;
+} sync_drop;
 
 /* worker.sync: the worker's thread only. */
 typedef struct sync_worker {
@@ -46,6 +49,14 @@ typedef struct sync_worker {
     session **dirty;    /* sessions to store at the end of this loop turn (refs held) */
     uint32_t n_dirty, cap_dirty;
     struct event *flush;
+    /* Stores and drops the backend did not take (BP_EUNAVAILABLE), tried
+     * again after retry_ms, doubling up to a bound while they keep failing. */
+    session **retry; /* refs held */
+    uint32_t n_retry, cap_retry;
+    sync_drop *drops;
+    uint32_t n_drops, cap_drops;
+    uint32_t retry_ms;
+    struct event *retry_timer;
 } sync_worker;
 
 void sync_worker_init(worker *w);
@@ -73,6 +84,10 @@ bool sync_claim_finish(worker *w, conn *c, session *s, bool clean);
 
 /* s's durable state changed: store it at the end of this loop turn. */
 void sync_mark_dirty(worker *w, session *s);
+/* Wait bound for a previous owner's release: its lease plus a margin
+ * (past the lease a silent owner counts as dead, and a live one has
+ * fenced itself: docs/architecture.md). */
+uint64_t sync_wait_ms(const broker *b);
 /* s ended for good (expiry, a clean session's end): drop its record. */
 void sync_session_ended(worker *w, session *s);
 
@@ -80,5 +95,12 @@ void sync_session_ended(worker *w, session *s);
 void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch);
 /* IN_REVOKE on a worker. */
 void sync_handle_revoke(worker *w, inbox_item *it);
+/* bp_hooks.sessions_reassert and sessions_lease (the backplane's thread):
+ * IN_SYNC to every worker. */
+void sync_reassert_hook(void *node);
+void sync_lease_hook(void *node, bool held);
+/* IN_SYNC on a worker: it.epoch is SYNC_REASSERT or SYNC_FENCE. */
+enum { SYNC_REASSERT = 1, SYNC_FENCE };
+void sync_handle_sessions(worker *w, inbox_item *it);
 
 #endif

@@ -244,6 +244,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_REVOKE:
         sync_handle_revoke(w, it);
         break;
+    case IN_SYNC:
+        sync_handle_sessions(w, it);
+        break;
     case IN_QOS2_REPORT:
         session_qos2_report(w, it->s, it->pid, (uint32_t)it->conn_id, it->clean, (uint8_t)it->epoch);
         session_unref(w->b, it->s);

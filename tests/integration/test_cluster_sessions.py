@@ -7,7 +7,11 @@ the old session everywhere, and wills go through the backplane.
 
 Step 1 moves subscriptions, not queued messages: what was queued on the old
 node while the client was offline does not follow it (step 2)."""
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,8 +19,9 @@ import urllib.request
 import pytest
 
 import mqttraw as R
+from conftest import Node
 from pahoclient import uid
-from test_cluster import ADMIN_TOKEN, WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
+from test_cluster import ADMIN_TOKEN, WAIT, backends, cluster, redis_cli, wait_for  # noqa: F401 (fixtures)
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -274,3 +279,142 @@ def test_reconnect_on_another_node_within_the_delay_cancels_the_will(cluster):
         with pytest.raises(TimeoutError):
             s.expect(R.PUBLISH, timeout=5)
     back.close()
+
+
+# ---- Redis losing data, Redis unreachable (issue 17 review) ----
+
+@contextlib.contextmanager
+def redis_stopped(backends):
+    """SIGSTOP the test's Redis (it keeps its connections and answers
+    nothing); SIGCONT it whatever happens."""
+    with open(os.path.join(backends.redis["REDIS_DIR"], "redis.pid")) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_store_after_redis_lost_the_record_keeps_the_session(cluster, backends):
+    """Redis restarted empty (here FLUSHALL): the owner's next store found no
+    record. Failed before the fix: taken as a newer claim (stale), so the
+    node closed the connection with 0x8E and dropped a session nobody else
+    had claimed."""
+    n1, n2, n3 = three(cluster)
+    cid, topic = uid("flushed"), uid("fl") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    redis_cli(backends.redis_url, "FLUSHALL")
+    subscribe(r, topic)  # stored into a record that is gone
+    publish_qos1(n2, topic, b"still-mine")
+    expect_publish(r, topic, b"still-mine")
+    r.send(R.disconnect())
+    assert r.is_closed()
+    r3, ack = connect(n3, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n3, cid) == 1, "the client on node 3")
+    publish_qos1(n2, topic, b"moved")
+    expect_publish(r3, topic, b"moved")
+    r3.close()
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_after_redis_lost_its_data_a_claim_elsewhere_closes_the_old_connection(cluster, backends, clean):
+    """Invariant 3 across a Redis that lost its data. Failed before the fix:
+    epochs started again at 1, node 2's claim found no previous owner, and
+    node 1's idle connection (a clean one never stores; a persistent one
+    only on a change) stayed live beside node 2's for good."""
+    n1, n2, _ = three(cluster)
+    cid = uid("twice")
+    kw = dict(clean=True) if clean else persistent(5)
+    old, ack = connect(n1, cid, **kw)
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    redis_cli(backends.redis_url, "FLUSHALL")
+    new, ack = connect(n2, cid, **kw)
+    assert ack.rc == 0, ack
+    d = old.expect(R.DISCONNECT)
+    assert d.rc == 0x8E, d
+    assert old.is_closed()
+    wait_for(lambda: connected_on(n1, cid) == 0 and connected_on(n2, cid) == 1, "one connection, on node 2")
+    assert not new.is_closed(0.5)
+    new.close()
+
+
+SLOW_LEASE = ("--cluster-heartbeat", "2000")
+
+
+def test_a_subscription_made_while_redis_was_down_is_stored_once_it_is_back(cluster, backends):
+    """Failed before the fix: the store that failed (Redis unreachable) was
+    never tried again, so the record never had the subscription, and once
+    node 1 died (no release to bring the state) the session resumed on
+    node 2 without it."""
+    # A lease (3 heartbeats) longer than the Redis command timeout (3 s):
+    # the client stays connected while node 1 knows Redis is down.
+    n1 = Node(*cluster.argv(uid("n1"), "--admin-token", ADMIN_TOKEN, *SLOW_LEASE))  # killed below
+    try:
+        redis_down_store_retry(cluster, backends, n1)
+    finally:
+        if n1.proc.poll() is None:
+            n1.proc.kill()
+            n1.proc.wait()
+
+
+def redis_down_store_retry(cluster, backends, n1):
+    n2, n3 = [cluster(uid("n%d" % i), "--admin-token", ADMIN_TOKEN, *SLOW_LEASE) for i in (2, 3)]
+    cid, topic = uid("retry"), uid("rt") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    with redis_stopped(backends):
+        # Not before node 1 knows: a command it had sent already would run
+        # once Redis resumes.
+        wait_for(lambda: "event=redis_timeout" in n1.log(), "node 1 giving up on Redis")
+        r.send(R.subscribe(1, [(topic, 1)]))
+        r.expect(R.SUBACK)
+        r.send(R.disconnect())
+        assert r.is_closed()
+
+    def stored():
+        out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
+                              "HGET", "shoal:sess:{%s}" % cid, "state"], capture_output=True, timeout=WAIT)
+        return topic.encode() in out.stdout
+    wait_for(stored, "the subscription in the session's record")
+    n1.proc.kill()
+    n1.proc.wait()
+    r2, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n2, cid) == 1, "the client on node 2")
+    publish_qos1(n3, topic, b"kept")
+    expect_publish(r2, topic, b"kept")
+    r2.close()
+
+
+def test_past_the_lease_without_redis_persistent_connections_close_with_0x89(cluster, backends):
+    """Once its id claim may have expired, other nodes may take this node's
+    sessions: a persistent session's connection is closed (v5 0x89 Server
+    busy, 3.1.1 close) rather than served beside a new owner; a clean one
+    stays. Failed before the fix: nothing was closed."""
+    (n1,) = [cluster(uid("n1"), "--admin-token", ADMIN_TOKEN)]
+    pcid, ccid = uid("leased"), uid("cleanly")
+    p5, ack = connect(n1, pcid, **persistent(5))
+    assert ack.rc == 0
+    p4, ack = connect(n1, uid("leased4"), **persistent(4))
+    assert ack.rc == 0
+    c5, ack = connect(n1, ccid)
+    assert ack.rc == 0
+    with redis_stopped(backends):
+        d = p5.expect(R.DISCONNECT, timeout=WAIT)
+        assert d.rc == 0x89, d
+        assert p5.is_closed()
+        assert p4.is_closed()
+        assert "event=node_lease_lost" in n1.log()
+        assert not c5.is_closed(0.2)
+    wait_for(lambda: "event=node_lease_renewed" in n1.log(), "the lease renewed")
+    # Back: a persistent client resumes.
+    again, ack = connect(n1, pcid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    again.close()
+    c5.close()
