@@ -169,6 +169,8 @@ void session_publish_will(worker *w, msg *will);
 void session_detach(worker *w, session *s, msg *will, uint32_t will_delay);
 void session_attach(worker *w, session *s, conn *c);
 void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
+/* session_add_sub for a filter the caller knows s does not have (no scan). */
+void session_append_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
 bool session_remove_sub(session *s, const char *filter, uint16_t len);
 bool session_has_sub(const session *s, const char *filter, uint16_t len);
 qos2_id *session_qos2_find(session *s, uint16_t pid);

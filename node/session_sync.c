@@ -22,6 +22,7 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
+#include "node/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
 #include "node/dispatch.h"
@@ -430,33 +431,78 @@ static void mark(worker *w, session *s, bool force);
 
 /* ---- building the session from the stored state ---- */
 
-static void restore_subs(broker *b, session *s, const sc_state *st)
+static void split_stored(const sc_sub *e, mqtt_bytes *group, mqtt_bytes *filter)
+{
+    if (mqtt_share_parse(e->filter.p, e->filter.len, group, filter) != 1) {
+        group->p = NULL;
+        group->len = 0;
+        *filter = e->filter;
+    }
+}
+
+/* The stored subscriptions pass this node's checks as a SUBSCRIBE would:
+ * the ACL (it may have changed, or differ on this node: a filter the client
+ * may no longer read is dropped, logged) and --max-subscriptions (the first
+ * ones are kept). Checked before the trie's write lock, which is then held
+ * for one pass: the trie tells a filter the session has already (a
+ * duplicate in the blob) from a new one, which is appended without a scan. */
+static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
 {
     if (!st->n_subs) {
         return;
     }
+    uint32_t max = (uint32_t)b->cfg->limits.max_subscriptions;
+    bool *keep = sh_calloc(st->n_subs, sizeof(bool));
+    uint32_t kept = 0, over = 0;
+    for (uint32_t i = 0; i < st->n_subs; i++) {
+        mqtt_bytes group, filter;
+        split_stored(&st->subs[i], &group, &filter);
+        if (!auth_can_subscribe(c, filter.p, filter.len)) {
+            sh_log(SH_INFO, "event=acl_denied action=restore_subscription conn=%llu client=%s username=%s filter=%.*s",
+                   (unsigned long long)c->id, s->client_id, c->username ? c->username : "-",
+                   (int)st->subs[i].filter.len, (const char *)st->subs[i].filter.p);
+            continue;
+        }
+        if (max && kept >= max) {
+            over++;
+            continue;
+        }
+        keep[i] = true;
+        kept++;
+    }
+    if (over) {
+        sh_log(SH_INFO,
+               "event=limit limit=max-subscriptions action=restore_subscription client=%s max=%u "
+               "dropped=%u",
+               s->client_id, max, over);
+    }
     pthread_rwlock_wrlock(&b->subs_lock);
     for (uint32_t i = 0; i < st->n_subs; i++) {
-        const sc_sub *e = &st->subs[i];
-        mqtt_bytes group = {NULL, 0}, filter = e->filter;
-        if (mqtt_share_parse(e->filter.p, e->filter.len, &group, &filter) != 1) {
-            group.p = NULL;
-            group.len = 0;
-            filter = e->filter;
+        if (!keep[i]) {
+            continue;
         }
-        trie_add(b->subs, filter, group, s, &e->opts, NULL);
-        session_add_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len, &e->opts);
+        const sc_sub *e = &st->subs[i];
+        mqtt_bytes group, filter;
+        split_stored(e, &group, &filter);
+        bool replaced = false;
+        trie_add(b->subs, filter, group, s, &e->opts, &replaced);
+        if (replaced) {
+            session_add_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len, &e->opts);
+        } else {
+            session_append_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len, &e->opts);
+        }
     }
     pthread_rwlock_unlock(&b->subs_lock);
+    sh_free(keep, st->n_subs * sizeof(bool));
 }
 
 /* Subscriptions (with their options and identifiers) and the inbound QoS 2
  * ids awaiting PUBREL. The stored will belongs to the previous connection:
  * a client that connects again cancels it (§3.1.3.2.2), and this one
  * brings its own. Expiry comes from this CONNECT. */
-static void restore(broker *b, session *s, const sc_state *st)
+static void restore(broker *b, conn *c, session *s, const sc_state *st)
 {
-    restore_subs(b, s, st);
+    restore_subs(b, c, s, st);
     for (uint32_t i = 0; i < st->n_qos2; i++) {
         if (!session_qos2_has(s, st->qos2_in[i])) {
             session_qos2_add(s, st->qos2_in[i]);
@@ -476,7 +522,7 @@ bool sync_claim_finish(worker *w, conn *c, session *s, bool clean)
         session_reset(w->b, s);
     }
     if (from_state) {
-        restore(w->b, s, &cl->st);
+        restore(w->b, c, s, &cl->st);
     }
     if (cl) {
         claim_free(cl);

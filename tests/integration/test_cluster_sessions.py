@@ -418,3 +418,47 @@ def test_past_the_lease_without_redis_persistent_connections_close_with_0x89(clu
     assert ack.rc == 0 and ack.session_present, ack
     again.close()
     c5.close()
+
+
+def test_restored_subscriptions_pass_this_nodes_acl_and_subscription_limit(cluster, tmp_path):
+    """A session resumed on a node whose ACL no longer lets the client read
+    a filter, or whose --max-subscriptions is lower, gets what a SUBSCRIBE
+    there would have given it. Failed before the fix: every stored
+    subscription came back, denied or over the limit."""
+    base = uid("acl")
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite %s/ok/#\ntopic readwrite %s/ok2/#\ntopic write %s/no/#\n" % (base, base, base))
+    n1 = cluster(uid("n1"), "--admin-token", ADMIN_TOKEN)
+    n2 = cluster(uid("n2"), "--admin-token", ADMIN_TOKEN, "--acl-file", str(acl), "--allow-anonymous", "true")
+    n3 = cluster(uid("n3"), "--admin-token", ADMIN_TOKEN, "--max-subscriptions", "1")
+    cid = uid("restricted")
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    r.send(R.subscribe(1, [(base + "/ok/+", 1), (base + "/no/+", 1), (base + "/ok2/+", 1)]))
+    assert r.expect(R.SUBACK).codes == [1, 1, 1]
+    r.send(R.disconnect())
+    assert r.is_closed()
+
+    r2, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n2, cid) == 1, "the client on node 2")
+    publish_qos1(n1, base + "/no/a", b"denied")
+    publish_qos1(n1, base + "/ok/a", b"allowed")
+    expect_publish(r2, base + "/ok/a", b"allowed")
+    with pytest.raises(TimeoutError):
+        expect_publish(r2, base + "/no/a", b"denied", timeout=2)
+    assert n2.wait_log("event=acl_denied action=restore_subscription", timeout=WAIT)
+    r2.send(R.disconnect())
+    assert r2.is_closed()
+
+    # Node 2 dropped the denied filter for good; node 3 keeps one of two.
+    r3, ack = connect(n3, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n3, cid) == 1, "the client on node 3")
+    publish_qos1(n1, base + "/ok2/a", b"over")
+    publish_qos1(n1, base + "/ok/b", b"first")
+    expect_publish(r3, base + "/ok/b", b"first")
+    with pytest.raises(TimeoutError):
+        expect_publish(r3, base + "/ok2/a", b"over", timeout=2)
+    assert n3.wait_log("event=limit limit=max-subscriptions action=restore_subscription", timeout=WAIT)
+    r3.close()
