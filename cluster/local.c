@@ -318,7 +318,7 @@ static void l_session_store(backplane *bp, int worker, const char *client_id, ui
 }
 
 static void l_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                              const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+                              const uint8_t *state, uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     local *l = bp->impl;
     pthread_mutex_lock(&l->lock);
@@ -328,6 +328,9 @@ static void l_session_release(backplane *bp, int worker, const char *client_id, 
         s->released = true;
         if (state && !s->cleaned) {
             set_state(s, state, len);
+        }
+        if (ttl_ms) {
+            s->deadline_ms = mono_ms() + ttl_ms;
         }
     }
     pthread_mutex_unlock(&l->lock);
@@ -342,9 +345,20 @@ static void l_session_drop(backplane *bp, int worker, const char *client_id, uin
     l_sess **at = &l->buckets[hash_id(client_id) & (l->nbuckets - 1)];
     for (; *at; at = &(*at)->next) {
         if (strcmp((*at)->client_id, client_id) == 0) {
-            ok = (*at)->epoch == epoch && !expired(*at, mono_ms());
-            if (ok) {
+            l_sess *s = *at;
+            if (expired(s, mono_ms())) {
+                break;
+            }
+            if (s->epoch == epoch) {
+                ok = true;
                 unlink_sess(l, at);
+            } else if (s->prev == epoch && !s->released) {
+                /* The previous owner: the claims after it never got the
+                 * session (as redis_kafka's DROP script). */
+                ok = true;
+                s->released = true;
+                set_state(s, NULL, 0);
+                s->deadline_ms = mono_ms() + 60000u;
             }
             break;
         }

@@ -125,7 +125,7 @@ void rk_session_load(rk *r, int worker, const char *client_id, uint64_t epoch, b
 void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state, uint32_t len,
                       uint64_t ttl_ms, bp_done_cb cb, void *arg);
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg);
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
 void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
 /* rk_sweep.c: every few seconds, delete expired records from the retained

@@ -34,6 +34,9 @@
 #define LUA_PREV                                  \
     "local function prev_of(id, tok, me, metok) " \
     "  if id == me and tok == metok then return '' end return id end "
+/* How long a record the previous owner dropped under a claim that never
+  * got the session stays (cluster/backplane.h, bp_session_drop). */
+#define DROP_MARGIN_MS "60000"
 #define LUA_REVOKE "redis.call('PUBLISH', 'shoal:revoke:{' .. prev .. '}', epoch .. ':' .. ARGV[5]) "
 
 /* Epochs never restart, not even after the record was dropped or Redis lost
@@ -112,7 +115,10 @@ static const char *STORE_LUA =
 
 /* KEYS: record. ARGV: old epoch ('0': whichever claim of this instance is
  * the previous one; a node with no session for the id lets go of it),
- * write state (0/1), node id, token, state.
+ * write state (0/1), node id, token, state, ttl ms ('0': leave the TTL).
+ * The TTL is the released session's offline one: nobody may connect (the
+ * waiting claim may have been abandoned), and a new owner that does
+ * removes it with its connect store.
  * -> 1 released, 0 refused (not our previous claim, or released already).
  * After a clean claim the old state stays deleted. */
 static const char *RELEASE_LUA =
@@ -121,12 +127,19 @@ static const char *RELEASE_LUA =
     "  return 0 end "
     "redis.call('HSET', KEYS[1], 'released', '1') "
     "if ARGV[2] == '1' and f[5] ~= '1' then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
+    "if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end "
     "return 1";
 
-/* KEYS: record. ARGV: epoch, -, node id, token. -> 1 deleted, 0 stale. */
-static const char *DROP_LUA = "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
-                              "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
-                              "redis.call('DEL', KEYS[1]) return 1";
+/* KEYS: record. ARGV: epoch, -, node id, token. -> 1 deleted (or, from
+ * the unreleased previous owner, marked released with no state and a
+ * TTL: the claims after it never got the session), 0 stale. */
+static const char *DROP_LUA =
+    "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'prev', 'prev_owner', 'prev_token', 'released') "
+    "if f[1] == ARGV[1] and f[2] == ARGV[3] and f[3] == ARGV[4] then redis.call('DEL', KEYS[1]) return 1 end "
+    "if f[4] == ARGV[1] and f[5] == ARGV[3] and f[6] == ARGV[4] and f[7] == '0' then "
+    "  redis.call('HSET', KEYS[1], 'released', '1') redis.call('HDEL', KEYS[1], 'state') "
+    "  redis.call('PEXPIRE', KEYS[1], " DROP_MARGIN_MS ") return 1 end "
+    "return 0";
 
 /* The subscriber: its own connection (a subscribed hiredis context takes no
  * other command). Backplane thread only. */
@@ -320,14 +333,17 @@ static void run_sess(evutil_socket_t fd, short what, void *arg)
     snprintf(epoch, sizeof(epoch), "%" PRIu64, op->kind == S_CLAIM ? (uint64_t)op->flag : op->epoch);
     snprintf(ttl, sizeof(ttl), "%" PRIu64, op->kind == S_STORE ? op->ttl_ms : (uint64_t)op->flag);
     /* ARGV: [1] epoch (claim: clean), [2] ttl (load: renotify; release:
-     * write state), [3] node id, [4] token, [5] state or client id. */
+     * write state), [3] node id, [4] token, [5] state or client id,
+     * [6] release: ttl. */
     bool with_state = op->kind == S_STORE || op->kind == S_RELEASE;
     const void *a5 = with_state ? (const void *)op->state : op->client_id;
     size_t a5_len = with_state ? op->len : strlen(op->client_id);
     size_t id_len = strlen(op->client_id);
-    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 1 shoal:sess:{%b} %s %s %s %b %b", script_of(op->kind),
-                      op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id, r->claim, (size_t)token_len(r), a5,
-                      a5_len);
+    char ttl6[24];
+    snprintf(ttl6, sizeof(ttl6), "%" PRIu64, op->kind == S_RELEASE ? op->ttl_ms : 0);
+    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 1 shoal:sess:{%b} %s %s %s %b %b %s", script_of(op->kind),
+                      op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id, r->claim, (size_t)token_len(r), a5, a5_len,
+                      ttl6);
 }
 
 static void post_sess(rk *r, sess_op *op)
@@ -386,10 +402,11 @@ void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, 
 }
 
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg)
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     sess_op *op = new_sess_op(S_RELEASE, worker, client_id, old_epoch, state, len);
     op->flag = state != NULL;
+    op->ttl_ms = ttl_ms;
     op->dcb = cb;
     op->arg = arg;
     post_sess(r, op);

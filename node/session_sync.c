@@ -601,6 +601,17 @@ uint64_t sync_wait_ms(const broker *b)
     return 3u * hb + WAIT_MARGIN_MS;
 }
 
+/* The TTL of s's record while nobody is connected: its expiry and a
+ * margin (the owner's own timer ends it first; the TTL is the backstop),
+ * 0 = none for a session that never expires. */
+static uint64_t offline_ttl_ms(const session *s)
+{
+    if (!s->persistent) {
+        return TTL_MARGIN_MS;
+    }
+    return s->expiry_s == UINT32_MAX ? 0 : (uint64_t)s->expiry_s * 1000u + TTL_MARGIN_MS;
+}
+
 /* Encode s (owner's thread). *out NULL when it cannot be encoded (logged). */
 static void encode_session(session *s, uint8_t **out, uint32_t *len)
 {
@@ -793,7 +804,7 @@ static void store_cb(bp_status st, void *arg)
         uint8_t *blob;
         uint32_t len;
         encode_session(s, &blob, &len);
-        bp_session_release(w->b->bp, w->id, s->client_id, x->epoch, blob, len, NULL, NULL);
+        bp_session_release(w->b->bp, w->id, s->client_id, x->epoch, blob, len, offline_ttl_ms(s), NULL, NULL);
         sh_free(blob, len);
         let_go(w, s, "session taken over on another node");
         worker_flush(w);
@@ -819,10 +830,7 @@ static void store_one(worker *w, session *s)
             return;
         }
     }
-    uint64_t ttl = 0;
-    if (!s->c) {
-        ttl = s->expiry_s == UINT32_MAX ? 0 : (uint64_t)s->expiry_s * 1000u + TTL_MARGIN_MS;
-    }
+    uint64_t ttl = s->c ? 0 : offline_ttl_ms(s);
     store_ctx *x = sh_malloc(sizeof(*x));
     x->w = w;
     session_ref(s);
@@ -909,9 +917,10 @@ void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch)
  * this instance is the previous one). Accepted only while that claim is
  * the record's previous one (a claim after an abandoned one keeps the
  * live owner as its previous: cluster/rk_session.c). */
-static void release(worker *w, const char *client_id, uint64_t own_epoch, const uint8_t *state, uint32_t len)
+static void release(worker *w, const char *client_id, uint64_t own_epoch, const uint8_t *state, uint32_t len,
+                    uint64_t ttl_ms)
 {
-    bp_session_release(w->b->bp, w->id, client_id, own_epoch, state, len, NULL, NULL);
+    bp_session_release(w->b->bp, w->id, client_id, own_epoch, state, len, ttl_ms, NULL, NULL);
 }
 
 void sync_handle_revoke(worker *w, inbox_item *it)
@@ -929,7 +938,7 @@ void sync_handle_revoke(worker *w, inbox_item *it)
             uint8_t *blob;
             uint32_t len;
             encode_session(s, &blob, &len);
-            release(w, s->client_id, own, blob, len);
+            release(w, s->client_id, own, blob, len, offline_ttl_ms(s));
             sh_free(blob, len);
             sh_log(SH_INFO, "event=session_revoked client=%s epoch=%llu new_epoch=%llu online=%d", s->client_id,
                    (unsigned long long)own, (unsigned long long)epoch, s->c != NULL);
@@ -965,7 +974,7 @@ void sync_handle_revoke(worker *w, inbox_item *it)
         it->s = now; /* made meanwhile: that one lets go */
         worker_post(w, atomic_load(&now->owner), it);
     } else {
-        release(w, id, 0, NULL, 0);
+        release(w, id, 0, NULL, 0, 0);
         msg_unref(it->d.m);
     }
     sh_free_str(id);

@@ -320,3 +320,26 @@ Test(backplane_contract_rk, a_record_redis_lost_is_recreated_and_epochs_do_not_r
     member_free(&b);
     member_free(&a);
 }
+
+/* The drop by the unreleased previous owner leaves the record to expire
+ * (60 s), not without TTL under an abandoned claim. */
+Test(backplane_contract_rk, a_record_let_go_by_its_previous_owner_has_a_ttl)
+{
+    member a;
+    member_open(&a, "drop-prev-ttl");
+    member_ready(&a);
+    redisContext *c = redis_direct();
+    char id[128];
+    unique_client(id, sizeof(id), "drop-prev-ttl");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    claim(&a, &r[1], id, false);
+    cr_assert_eq(pttl(c, id), -1, "a claimed record has no TTL");
+    drop(&a, &r[2], id, r[0].epoch);
+    cr_assert_eq(r[2].st, BP_OK);
+    long long t = pttl(c, id);
+    cr_assert(t > 0 && t <= 60000, "PTTL %lld after the previous owner's drop", t);
+    sess_assert_once(&a, r, 3);
+    redisFree(c);
+    member_free(&a);
+}

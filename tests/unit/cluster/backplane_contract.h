@@ -533,9 +533,16 @@ static void store(member *mb, sess_res *r, const char *id, uint64_t epoch, const
     sess_wait(mb, r, "store");
 }
 
+static void release_ttl(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state, uint64_t ttl_ms)
+{
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0, ttl_ms,
+                       sess_done_cb, r);
+    sess_wait(mb, r, "release");
+}
+
 static void release(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state)
 {
-    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0,
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0, 0,
                        sess_done_cb, r);
     sess_wait(mb, r, "release");
 }
@@ -692,12 +699,13 @@ Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_never_goes_back
     member_ready(&a);
     char id[128];
     unique_client(id, sizeof(id), "drop");
-    sess_res r[8] = {0};
+    sess_res r[9] = {0};
     claim(&a, &r[0], id, false);
     uint64_t e1 = r[0].epoch;
     store(&a, &r[1], id, e1, "x", 0);
     claim(&a, &r[2], id, false);
     uint64_t e2 = r[2].epoch;
+    release(&a, &r[8], id, e1, NULL); /* an unreleased previous owner's drop is its last word instead */
     drop(&a, &r[3], id, e1);
     cr_assert_eq(r[3].st, BP_ESTALE, "a drop with the old epoch: %s", bp_status_name(r[3].st));
     drop(&a, &r[4], id, e2);
@@ -713,7 +721,7 @@ Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_never_goes_back
     claim(&a, &r[7], id, false);
     cr_assert_gt(r[7].epoch, e2, "epoch %llu after %llu", (unsigned long long)r[7].epoch, (unsigned long long)e2);
     cr_assert_not(r[7].has_state);
-    sess_assert_once(&a, r, 8);
+    sess_assert_once(&a, r, 9);
     member_free(&a);
 }
 
@@ -806,7 +814,7 @@ Test(backplane_contract, session_calls_after_close_complete_once_with_eclosed)
     bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
     bp_session_load(a.bp, 0, id, 1, true, sess_cb, &r[1]);
     bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[2]);
-    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, 0, sess_done_cb, &r[3]);
     bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
     bp_session_store(a.bp, 0, id, 1, NULL, 0, 0, NULL, NULL); /* no callback, and no crash */
     for (int i = 0; i < 5; i++) {
@@ -828,12 +836,59 @@ Test(backplane_contract, session_calls_pending_at_close_complete_once)
     bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
     bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[1]);
     bp_session_load(a.bp, 0, id, 1, false, sess_cb, &r[2]);
-    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, 0, sess_done_cb, &r[3]);
     bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
     bp_close(a.bp);
     for (int i = 0; i < 5; i++) {
         sess_wait(&a, &r[i], "a call pending at close");
     }
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+/* Issue 17 review, item 11: a record nobody connects to gets a TTL. A
+ * release carries the released session's offline TTL (the claim it hands
+ * over to may have been abandoned); a new owner that connects removes it
+ * with its store. */
+Test(backplane_contract, session_release_sets_the_ttl_it_is_given)
+{
+    member a;
+    member_open(&a, "sess-release-ttl");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "release-ttl");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    claim(&a, &r[1], id, false); /* abandoned: never stores */
+    release_ttl(&a, &r[2], id, r[0].epoch, "final", 200);
+    cr_assert_eq(r[2].st, BP_OK, "%s", bp_status_name(r[2].st));
+    expiry_wait w = {.mb = &a, .id = id};
+    cr_assert(run_until(&a, record_gone, &w), "the released record never expired");
+    sess_assert_once(&a, r, 3);
+    member_free(&a);
+}
+
+/* The previous owner's session ends while a claim after it waits for its
+ * release, or was abandoned: its drop is accepted, marks the record
+ * released with no state (a waiting claim goes on with an empty session)
+ * and leaves it to expire. */
+Test(backplane_contract, session_drop_by_the_unreleased_previous_owner_lets_go)
+{
+    member a;
+    member_open(&a, "sess-drop-prev");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "drop-prev");
+    sess_res r[5] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, r[0].epoch, "ended", 0);
+    claim(&a, &r[2], id, false);
+    drop(&a, &r[3], id, r[0].epoch);
+    cr_assert_eq(r[3].st, BP_OK, "the previous owner's drop: %s", bp_status_name(r[3].st));
+    load(&a, &r[4], id, r[2].epoch, false);
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    cr_assert(r[4].released);
+    cr_assert_not(r[4].has_state, "state \"%s\" outlived the session's end", r[4].state);
     sess_assert_once(&a, r, 5);
     member_free(&a);
 }
