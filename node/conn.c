@@ -476,7 +476,7 @@ void conn_resume_reading(conn *c, uint8_t why)
     c->paused &= (uint8_t)~why;
     /* The rate and output pauses stop the socket (a claim lets it fill):
      * it is read again once neither holds. */
-    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT;
+    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_STORE;
     if ((why & stops_socket) && !(c->paused & stops_socket)) {
         conn_io_read_enable(c, true);
     }

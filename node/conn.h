@@ -120,6 +120,7 @@ enum {
     PAUSE_CLAIM = 1,  /* CONNECT accepted, the session is being fetched */
     PAUSE_RATE = 2,   /* over its publish rate: the socket is not read */
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
+    PAUSE_STORE = 8,  /* a SUBACK waits for the session's store (node/session_sync.c): the socket is not read */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/conn_io.h).

@@ -25,8 +25,10 @@
 #include "node/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
+#include "node/conn_io.h"
 #include "node/dispatch.h"
 #include "node/registry.h"
+#include "node/route.h"
 #include "node/send.h"
 #include "node/session.h"
 #include "node/session_codec.h"
@@ -658,6 +660,9 @@ static void encode_session(session *s, uint8_t **out, uint32_t *len)
 
 /* ---- stores and drops the backend did not take ---- */
 
+static void acks_run(worker *w, sync_ack *list, bool send);
+static sync_ack *acks_take(worker *w, session *s);
+
 static void arm_retry(worker *w)
 {
     sync_worker *sw = &w->sync;
@@ -755,6 +760,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
         atomic_compare_exchange_strong(&s->retry_w, &want, 0);
         if (!s->dead && atomic_load(&s->owner) == w->id) {
             mark(w, s, true);
+        } else {
+            acks_run(w, acks_take(w, s), false); /* its connection is gone */
         }
         session_unref(w->b, s);
     }
@@ -767,11 +774,123 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     worker_flush(w);
 }
 
+/* ---- acks that follow a durable store ---- */
+
+struct sync_ack {
+    sync_ack *next;
+    session *s; /* ref held */
+    uint64_t conn_id;
+    uint16_t pid;
+    uint32_t n;
+    uint8_t *codes;
+    sync_retained *ret; /* filters copied */
+    uint32_t n_ret;
+};
+
+static void ack_free(worker *w, sync_ack *a)
+{
+    for (uint32_t i = 0; i < a->n_ret; i++) {
+        sh_free((void *)a->ret[i].filter.p, a->ret[i].filter.len ? a->ret[i].filter.len : 1);
+    }
+    sh_free(a->ret, a->n_ret * sizeof(sync_retained));
+    sh_free(a->codes, a->n ? a->n : 1);
+    session_unref(w->b, a->s);
+    sh_free(a, sizeof(*a));
+}
+
+/* The store went through (or cannot be made): SUBACK, then the retained
+ * messages, to the connection that subscribed if it is still there. */
+static void ack_send(worker *w, sync_ack *a)
+{
+    conn *c = worker_find_conn(w, a->conn_id);
+    if (c && c->state == CS_ACTIVE && c->s == a->s) {
+        send_suback(c, a->pid, a->codes, a->n);
+        for (uint32_t i = 0; i < a->n_ret; i++) {
+            route_retained_on_subscribe(w, a->s, a->ret[i].filter, &a->ret[i].opts);
+        }
+        conn_resume_reading(c, PAUSE_STORE);
+    }
+    ack_free(w, a);
+}
+
+static void acks_run(worker *w, sync_ack *list, bool send)
+{
+    while (list) {
+        sync_ack *a = list;
+        list = a->next;
+        if (send) {
+            ack_send(w, a);
+        } else {
+            ack_free(w, a);
+        }
+    }
+}
+
+/* Take the waiting acks of s off the worker's list, in order. */
+static sync_ack *acks_take(worker *w, session *s)
+{
+    sync_ack *out = NULL, **tail = &out;
+    for (sync_ack **at = &w->sync.acks; *at;) {
+        sync_ack *a = *at;
+        if (a->s == s) {
+            *at = a->next;
+            a->next = NULL;
+            *tail = a;
+            tail = &a->next;
+        } else {
+            at = &a->next;
+        }
+    }
+    return out;
+}
+
+/* Back on the worker's list (the store failed: the next one takes them). */
+static void acks_put_back(worker *w, sync_ack *list)
+{
+    sync_ack **tail = &w->sync.acks;
+    while (*tail) {
+        tail = &(*tail)->next;
+    }
+    *tail = list;
+}
+
+bool sync_defer_suback(worker *w, conn *c, uint16_t pid, const uint8_t *codes, uint32_t n, const sync_retained *ret,
+                       uint32_t n_ret)
+{
+    session *s = c->s;
+    if (!s || !s->persistent || !sync_on(w->b) || atomic_load(&s->dirty_w) != (uint8_t)(w->id + 1)) {
+        return false;
+    }
+    sync_ack *a = sh_calloc(1, sizeof(*a));
+    session_ref(s);
+    a->s = s;
+    a->conn_id = c->id;
+    a->pid = pid;
+    a->n = n;
+    a->codes = sh_malloc(n ? n : 1);
+    memcpy(a->codes, codes, n);
+    a->n_ret = n_ret;
+    a->ret = n_ret ? sh_malloc(n_ret * sizeof(sync_retained)) : NULL;
+    for (uint32_t i = 0; i < n_ret; i++) {
+        uint8_t *f = sh_malloc(ret[i].filter.len ? ret[i].filter.len : 1);
+        memcpy(f, ret[i].filter.p, ret[i].filter.len);
+        a->ret[i].filter.p = f;
+        a->ret[i].filter.len = ret[i].filter.len;
+        a->ret[i].opts = ret[i].opts;
+    }
+    acks_put_back(w, a);
+    /* One SUBACK waits per connection: its input waits with it. */
+    c->paused |= PAUSE_STORE;
+    conn_io_read_enable(c, false);
+    return true;
+}
+
 /* A store's answer: the session it was for, at the epoch it was sent with. */
 typedef struct store_ctx {
     worker *w;
     session *s; /* ref held */
     uint64_t epoch;
+    sync_ack *acks; /* to send once it is stored */
 } store_ctx;
 
 /* Take s off this node without a will and without touching its record
@@ -812,10 +931,14 @@ static void store_cb(bp_status st, void *arg)
         sh_log(SH_DEBUG, "event=session_store_failed client=%s status=%s", s->client_id, bp_status_name(st));
         if (!s->dead && atomic_load(&s->owner) == w->id) {
             retry_later(w, s);
+            acks_put_back(w, x->acks); /* the retry's store brings them */
+            x->acks = NULL;
         }
     } else if (st == BP_OK) {
         w->sync.retry_ms = RETRY_FIRST_MS; /* Redis takes writes again */
     }
+    /* Stored: SUBACK. Fenced or shut down: the connection is closed. */
+    acks_run(w, x->acks, st == BP_OK);
     session_unref(w->b, s);
     sh_free(x, sizeof(*x));
 }
@@ -827,6 +950,7 @@ static void store_one(worker *w, session *s)
     if (worth_storing(s)) {
         encode_session(s, &blob, &len);
         if (!blob) {
+            acks_run(w, acks_take(w, s), true); /* cannot be stored: not worth a SUBACK withheld */
             return;
         }
     }
@@ -836,6 +960,7 @@ static void store_one(worker *w, session *s)
     session_ref(s);
     x->s = s;
     x->epoch = epoch_of(w->b, s);
+    x->acks = acks_take(w, s);
     bp_session_store(w->b->bp, w->id, s->client_id, x->epoch, blob, len, ttl, store_cb, x);
     if (blob) {
         sh_free(blob, len);
@@ -863,6 +988,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
          * owner marks it when the connection is attached). */
         if (!s->dead && atomic_load(&s->owner) == w->id) {
             store_one(w, s);
+        } else {
+            acks_run(w, acks_take(w, s), false); /* its connection is gone */
         }
         session_unref(w->b, s);
     }
@@ -1091,6 +1218,8 @@ void sync_worker_free(worker *w)
     while (sw->claims) {
         claim_free(sw->claims);
     }
+    acks_run(w, sw->acks, false);
+    sw->acks = NULL;
     for (uint32_t i = 0; i < sw->n_dirty; i++) {
         atomic_store(&sw->dirty[i]->dirty_w, 0);
         session_unref(w->b, sw->dirty[i]);

@@ -12,6 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "node/trie.h"
+#include "proto/mqtt.h"
+
 struct event;
 typedef struct broker broker;
 typedef struct worker worker;
@@ -19,6 +22,7 @@ typedef struct conn conn;
 typedef struct session session;
 typedef struct inbox_item inbox_item;
 typedef struct sync_claim sync_claim;
+typedef struct sync_ack sync_ack;
 
 /* Claims of this node not finished yet, by client id, so that a revoke
  * finds every one of them: a claim of ours that was already on its way
@@ -57,6 +61,7 @@ typedef struct sync_worker {
     uint32_t n_drops, cap_drops;
     uint32_t retry_ms;
     struct event *retry_timer;
+    sync_ack *acks; /* SUBACKs waiting for their session's next store */
 } sync_worker;
 
 void sync_worker_init(worker *w);
@@ -81,6 +86,19 @@ bool sync_claim_revoked_locked(broker *b, conn *c);
  * when that is the truth (a previous owner elsewhere, or no session here),
  * and says whether a session is present (MQTT §3.2.2.1.1). Frees c's claim. */
 bool sync_claim_finish(worker *w, conn *c, session *s, bool clean);
+
+/* A persistent session on a cluster node gets its SUBACK once the store
+ * that records the subscriptions is done (batched per loop turn like every
+ * store), and the retained messages the SUBSCRIBE asked for after it.
+ * True: deferred (c's input is paused until then: one SUBACK waits per
+ * connection); false: send it now. ret/n_ret: the filters to send retained
+ * messages for (copied). */
+typedef struct sync_retained {
+    mqtt_bytes filter;
+    sub_opts opts;
+} sync_retained;
+bool sync_defer_suback(worker *w, conn *c, uint16_t pid, const uint8_t *codes, uint32_t n, const sync_retained *ret,
+                       uint32_t n_ret);
 
 /* s's durable state changed: store it at the end of this loop turn. */
 void sync_mark_dirty(worker *w, session *s);

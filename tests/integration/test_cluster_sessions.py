@@ -372,10 +372,12 @@ def redis_down_store_retry(cluster, backends, n1):
         # Not before node 1 knows: a command it had sent already would run
         # once Redis resumes.
         wait_for(lambda: "event=redis_timeout" in n1.log(), "node 1 giving up on Redis")
-        r.send(R.subscribe(1, [(topic, 1)]))
-        r.expect(R.SUBACK)
+        r.send(R.subscribe(1, [(topic, 1)]))  # its store fails: Redis is known to be down
         r.send(R.disconnect())
-        assert r.is_closed()
+    # The SUBACK waits for the store (commit "SUBACK follows the store"), the
+    # DISCONNECT for the SUBACK.
+    r.expect(R.SUBACK, timeout=WAIT)
+    assert r.is_closed()
 
     def stored():
         out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
@@ -462,3 +464,33 @@ def test_restored_subscriptions_pass_this_nodes_acl_and_subscription_limit(clust
         expect_publish(r3, base + "/ok2/a", b"over", timeout=2)
     assert n3.wait_log("event=limit limit=max-subscriptions action=restore_subscription", timeout=WAIT)
     r3.close()
+
+
+def record_has(backends, cid, needle):
+    out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
+                          "HGET", "shoal:sess:{%s}" % cid, "state"], capture_output=True, timeout=WAIT)
+    return needle.encode() in out.stdout
+
+
+def test_suback_of_a_persistent_session_follows_the_store_that_records_it(cluster, backends):
+    """An acknowledged subscription survives the node: SUBACK waits for the
+    store. Failed before the fix: SUBACK came at once while Redis was
+    unreachable, for a subscription no record had."""
+    n1 = cluster(uid("n1"), "--admin-token", ADMIN_TOKEN, "--cluster-heartbeat", "4000")  # lease 12 s
+    cid, topic = uid("durable"), uid("du") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    with redis_stopped(backends):
+        wait_for(lambda: "event=redis_timeout" in n1.log(), "node 1 giving up on Redis")
+        r.send(R.subscribe(1, [(topic, 1)]))
+        with pytest.raises(TimeoutError):
+            r.expect(R.SUBACK, timeout=1)
+    sa = r.expect(R.SUBACK, timeout=WAIT)
+    assert sa.codes == [1], sa
+    assert record_has(backends, cid, topic), "SUBACK before the record had the subscription"
+    # And on a healthy cluster: by the SUBACK the record has it.
+    topic2 = topic + "2"
+    r.send(R.subscribe(2, [(topic2, 1)]))
+    assert r.expect(R.SUBACK).codes == [1]
+    assert record_has(backends, cid, topic2)
+    r.close()
