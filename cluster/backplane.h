@@ -79,15 +79,13 @@ typedef struct bp_hooks {
      * for a session this node no longer has. May be NULL. */
     void (*session_revoked)(void *node, const char *client_id, uint64_t new_epoch);
     /* The backend may have lost this node's session records or missed its
-     * writes: Redis answers again after an outage, or a heartbeat found
-     * this node's id claim gone (Redis lost its data). The node stores
+     * writes: Redis answers again after an outage, a heartbeat found this
+     * node's id claim gone (Redis lost its data), or renewed it after a
+     * whole lease without (3 heartbeats: other nodes saw this one dead and
+     * may have claimed its sessions). The node stores
      * every session it owns again, fenced (a session claimed elsewhere
      * meanwhile is closed there). May be NULL. */
     void (*sessions_reassert)(void *node);
-    /* held false: this node could not renew its id claim for a whole lease
-     * (3 heartbeats, its TTL), so other nodes may take its sessions now
-     * (they see it dead); true: renewed again. May be NULL. */
-    void (*sessions_lease)(void *node, bool held);
     void *node;
 } bp_hooks;
 

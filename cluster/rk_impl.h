@@ -83,7 +83,7 @@ typedef struct rk {
     char claim[340];
     bool claimed;           /* released on stop */
     bool id_lost;           /* a heartbeat found the claim held by another instance */
-    bool lease_lost;        /* the id claim may have expired: sessions_lease(false) said so */
+    bool lease_lost;        /* the id claim may have expired: logged, re-asserted when renewed */
     uint64_t hb_sent_us;    /* the heartbeat on its way, 0 = none */
     uint64_t lease_from_us; /* when the last renewal that Redis confirmed was sent */
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */

@@ -498,7 +498,8 @@ static void publish_members(rk *r, const redisReply *live)
 
 /* The lease: other nodes see this one dead once its id claim expires, a
  * TTL (3 heartbeats) after the last renewal Redis applied, and may then
- * take its sessions without a release (node/session_sync.c). Counted
+ * take its sessions without a release: once renewed, the node re-asserts
+ * them (node/session_sync.c, "re-asserting"). Counted
  * from the send of the last confirmed renewal, on this node's clock: Redis
  * applied it later, so the claim expires no sooner than that. */
 static void lease_check(rk *r)
@@ -509,11 +510,8 @@ static void lease_check(rk *r)
     r->lease_lost = true;
     sh_log(SH_WARN,
            "event=node_lease_lost node_id=%s lease_ms=%d msg=\"no heartbeat renewed the node id claim for a "
-           "whole lease: other nodes may take this node's sessions\"",
+           "whole lease: other nodes may take this node's sessions; re-asserted once renewed\"",
            r->bp->cfg.node_id, claim_ttl_ms(r));
-    if (r->bp->hooks.sessions_lease) {
-        r->bp->hooks.sessions_lease(r->bp->hooks.node, false);
-    }
 }
 
 static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
@@ -526,9 +524,6 @@ static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
         r->lease_lost = false;
         reassert = true;
         sh_log(SH_INFO, "event=node_lease_renewed node_id=%s", r->bp->cfg.node_id);
-        if (r->bp->hooks.sessions_lease) {
-            r->bp->hooks.sessions_lease(r->bp->hooks.node, true);
-        }
     }
     if (was_gone) {
         sh_log(SH_WARN,

@@ -94,8 +94,7 @@ static broker_status open_backplane(broker *b)
                       .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook,
                       .session_revoked = sync_revoked_hook,
-                      .sessions_reassert = sync_reassert_hook,
-                      .sessions_lease = sync_lease_hook};
+                      .sessions_reassert = sync_reassert_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

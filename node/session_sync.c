@@ -1107,7 +1107,18 @@ void sync_handle_revoke(worker *w, inbox_item *it)
     sh_free_str(id);
 }
 
-/* ---- re-asserting and fencing every session ---- */
+/* ---- re-asserting every session ----
+ *
+ * Past its lease (Redis unreachable for 3 heartbeats) a node keeps serving
+ * its connections. Another node may claim one of its sessions meanwhile
+ * (it sees this one dead) only if it reaches Redis: in the common outage,
+ * Redis down for everyone, nobody can, and closing every persistent client
+ * of every node on each outage would turn it into a full one (and, until
+ * queued messages follow their session, lose what was queued for them).
+ * When Redis answers again the node stores every session it owns, fenced:
+ * one claimed elsewhere meanwhile is closed (0x8E). VerneMQ behaves alike
+ * during a netsplit (existing connections stay, new registrations fail;
+ * ours fail as the claim needs Redis). docs/architecture.md, "Re-assert". */
 
 static void post_all(broker *b, int what)
 {
@@ -1126,36 +1137,6 @@ static void post_all(broker *b, int what)
 void sync_reassert_hook(void *node)
 {
     post_all(node, SYNC_REASSERT);
-}
-
-void sync_lease_hook(void *node, bool held)
-{
-    broker *b = node;
-    atomic_store(&b->sync.lease_lost, !held);
-    if (!held) {
-        post_all(b, SYNC_FENCE);
-    }
-}
-
-/* Past the lease another node may take this one's sessions without a
- * release (it sees this node dead). A persistent session's connection is
- * closed then, with v5 0x89 Server busy: the client comes back (the load
- * balancer picks a node that reaches Redis) and resumes the session
- * wherever it is. Not 0x8E: nobody may have taken it, and clients treat
- * "taken over" as a reason not to reconnect. The will is dropped: the
- * client did not fail, and this node can no longer tell whether it is
- * back elsewhere. Clean sessions stay: they hold no state that two
- * owners could make diverge, and the re-assert once Redis answers closes
- * whichever is older (docs/architecture.md). */
-static void fence_one(worker *w, session *s)
-{
-    conn *c = s->c;
-    if (!c || !s->persistent || c->state != CS_ACTIVE) {
-        return;
-    }
-    msg_unref(c->will);
-    c->will = NULL;
-    conn_close(c, MQTT_RC_SERVER_BUSY, "the node lost its lease in Redis: the session may move to another node");
 }
 
 void sync_handle_sessions(worker *w, inbox_item *it)
@@ -1182,21 +1163,15 @@ void sync_handle_sessions(worker *w, inbox_item *it)
         }
     }
     pthread_mutex_unlock(&b->sess_lock);
-    uint32_t fenced = 0;
     for (uint32_t i = 0; i < n; i++) {
         session *s = mine[i];
-        if (it->epoch == SYNC_FENCE) {
-            fenced += s->c && s->persistent;
-            fence_one(w, s);
-        } else if (!s->dead && (s->c || worth_storing(s))) {
+        if (!s->dead && (s->c || worth_storing(s))) {
             mark(w, s, true);
         }
         session_unref(b, s);
     }
     sh_free(mine, cap * sizeof(session *));
-    if (it->epoch == SYNC_FENCE && fenced) {
-        sh_log(SH_WARN, "event=sessions_fenced worker=%d closed=%u reason=lease_lost", w->id, fenced);
-    } else if (it->epoch == SYNC_REASSERT && n) {
+    if (n) {
         sh_log(SH_INFO, "event=sessions_reasserted worker=%d sessions=%u", w->id, n);
     }
     worker_flush(w);

@@ -36,8 +36,6 @@ typedef struct sync_ack sync_ack;
 /* broker.sync: pending claims under broker.sess_lock. */
 typedef struct sync_broker {
     sync_claim *pending[SYNC_PENDING_BUCKETS];
-    /* The backplane could not renew this node's lease (bp_hooks.sessions_lease). */
-    _Atomic bool lease_lost;
 } sync_broker;
 
 /* A session id and epoch whose record still needs a drop (Redis was
@@ -113,12 +111,11 @@ void sync_session_ended(worker *w, session *s);
 void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch);
 /* IN_REVOKE on a worker. */
 void sync_handle_revoke(worker *w, inbox_item *it);
-/* bp_hooks.sessions_reassert and sessions_lease (the backplane's thread):
- * IN_SYNC to every worker. */
+/* bp_hooks.sessions_reassert (the backplane's thread): IN_SYNC to every
+ * worker. */
 void sync_reassert_hook(void *node);
-void sync_lease_hook(void *node, bool held);
-/* IN_SYNC on a worker: it.epoch is SYNC_REASSERT or SYNC_FENCE. */
-enum { SYNC_REASSERT = 1, SYNC_FENCE };
+/* IN_SYNC on a worker: store every session it owns again, fenced. */
+enum { SYNC_REASSERT = 1 };
 void sync_handle_sessions(worker *w, inbox_item *it);
 
 #endif

@@ -38,8 +38,8 @@ enum inbox_kind {
                       * acknowledged with reason code `epoch` */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
                       * session here, if any (node/session_sync.c) */
-    IN_SYNC,        /* every session this worker owns: store again or fence
-                      * (`epoch`: SYNC_REASSERT, SYNC_FENCE; node/session_sync.c) */
+    IN_SYNC,        /* every session this worker owns: store again
+                      * (`epoch`: SYNC_REASSERT; node/session_sync.c) */
 };
 
 typedef struct inbox_item {
