@@ -291,10 +291,10 @@ void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t
 }
 
 void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg)
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     if (!closed_done(bp, cb, arg)) {
-        bp->ops->session_release(bp, worker, client_id, old_epoch, state, len, cb, arg);
+        bp->ops->session_release(bp, worker, client_id, old_epoch, state, len, ttl_ms, cb, arg);
     }
 }
 

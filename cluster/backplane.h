@@ -110,6 +110,14 @@ typedef struct bp_hooks {
      * when it lasts (docs/architecture.md, "Cross-node back-pressure").
      * Backplane thread; must be cheap. May be NULL. */
     bool (*stream_behind)(void *node);
+    /* The backend may have lost this node's session records or missed its
+     * writes: Redis answers again after an outage, a heartbeat found this
+     * node's id claim gone (Redis lost its data), or renewed it after a
+     * whole lease without (3 heartbeats: other nodes saw this one dead and
+     * may have claimed its sessions). The node stores
+     * every session it owns again, fenced (a session claimed elsewhere
+     * meanwhile is closed there). May be NULL. */
+    void (*sessions_reassert)(void *node);
     void *node;
 } bp_hooks;
 
@@ -296,14 +304,20 @@ void bp_session_store(backplane *bp, int worker, const char *client_id, uint64_t
                       uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
 
 /* The previous owner's last word after a revoke: accepted once, only while
- * the record's previous claim is old_epoch, was this node instance's and has
- * not been released; sets `released`. state NULL: let go without writing
- * (keep what is stored). BP_ESTALE when refused. */
+ * the record's previous claim is old_epoch (0: whichever claim of this
+ * instance is the previous one), was this node instance's and has not been
+ * released; sets `released`. state NULL: let go without writing (keep what
+ * is stored). ttl_ms (0: leave as is): the record expires that long after,
+ * as an offline session's would, unless the new owner connects (its store
+ * removes the TTL). BP_ESTALE when refused. */
 void bp_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg);
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
 
 /* Delete the record, fenced like a store (a clean session that ended, an
- * expired one). */
+ * expired one). Also accepted from the previous owner while it has not
+ * released: the claims after it never got the session (they wait for that
+ * release), so the record is marked released with no state and expires
+ * after a margin instead (a waiting claim goes on with an empty session). */
 void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
 #endif

@@ -35,7 +35,7 @@ typedef struct bp_ops {
     void (*session_store)(backplane *bp, int worker, const char *client_id, uint64_t epoch, const uint8_t *state,
                           uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
     void (*session_release)(backplane *bp, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                            uint32_t len, bp_done_cb cb, void *arg);
+                            uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
     void (*session_drop)(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
     /* The stream (see bp_stream_partitions, bp_replay_start). */
     uint32_t (*stream_partitions)(const backplane *bp);

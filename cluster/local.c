@@ -33,6 +33,7 @@ typedef struct local {
     size_t nbuckets; /* a power of two, doubled when count passes it */
     size_t count;
     uint64_t last_sweep_ms;
+    uint64_t last_epoch; /* epochs never restart, not even for a dropped record */
 } local;
 
 static void l_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
@@ -254,7 +255,7 @@ static void l_session_claim(backplane *bp, int worker, const char *client_id, bo
     pthread_mutex_lock(&l->lock);
     l_sess *s = find_or_add(l, client_id);
     s->prev = s->epoch;
-    s->epoch++;
+    s->epoch = ++l->last_epoch;
     s->released = false;
     s->cleaned = clean;
     s->deadline_ms = 0;
@@ -300,8 +301,16 @@ static void l_session_store(backplane *bp, int worker, const char *client_id, ui
     local *l = bp->impl;
     pthread_mutex_lock(&l->lock);
     l_sess *s = fenced(l, client_id, epoch);
+    if (!s && epoch && !find(l, client_id)) {
+        /* Gone (expired): the owner re-asserts its claim, as redis_kafka does. */
+        s = find_or_add(l, client_id);
+        s->epoch = epoch;
+        s->released = true;
+    }
+    if (s && state && len) {
+        set_state(s, state, len);
+    }
     if (s) {
-        set_state(s, state ? state : (const uint8_t *)"", state ? len : 0);
         s->deadline_ms = ttl_ms ? mono_ms() + ttl_ms : 0;
     }
     pthread_mutex_unlock(&l->lock);
@@ -309,16 +318,19 @@ static void l_session_store(backplane *bp, int worker, const char *client_id, ui
 }
 
 static void l_session_release(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                              const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+                              const uint8_t *state, uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     local *l = bp->impl;
     pthread_mutex_lock(&l->lock);
     l_sess *s = find(l, client_id);
-    bool ok = s && s->prev == old_epoch && old_epoch != 0 && !s->released;
+    bool ok = s && s->prev != 0 && (old_epoch == 0 || s->prev == old_epoch) && !s->released;
     if (ok) {
         s->released = true;
         if (state && !s->cleaned) {
             set_state(s, state, len);
+        }
+        if (ttl_ms) {
+            s->deadline_ms = mono_ms() + ttl_ms;
         }
     }
     pthread_mutex_unlock(&l->lock);
@@ -333,9 +345,20 @@ static void l_session_drop(backplane *bp, int worker, const char *client_id, uin
     l_sess **at = &l->buckets[hash_id(client_id) & (l->nbuckets - 1)];
     for (; *at; at = &(*at)->next) {
         if (strcmp((*at)->client_id, client_id) == 0) {
-            ok = (*at)->epoch == epoch && !expired(*at, mono_ms());
-            if (ok) {
+            l_sess *s = *at;
+            if (expired(s, mono_ms())) {
+                break;
+            }
+            if (s->epoch == epoch) {
+                ok = true;
                 unlink_sess(l, at);
+            } else if (s->prev == epoch && !s->released) {
+                /* The previous owner: the claims after it never got the
+                 * session (as redis_kafka's DROP script). */
+                ok = true;
+                s->released = true;
+                set_state(s, NULL, 0);
+                s->deadline_ms = mono_ms() + 60000u;
             }
             break;
         }

@@ -149,9 +149,9 @@ static void rk_session_store_op(backplane *bp, int worker, const char *client_id
 }
 
 static void rk_session_release_op(backplane *bp, int worker, const char *client_id, uint64_t old_epoch,
-                                  const uint8_t *state, uint32_t len, bp_done_cb cb, void *arg)
+                                  const uint8_t *state, uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
-    rk_session_release(bp->impl, worker, client_id, old_epoch, state, len, cb, arg);
+    rk_session_release(bp->impl, worker, client_id, old_epoch, state, len, ttl_ms, cb, arg);
 }
 
 static void rk_session_drop_op(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb,

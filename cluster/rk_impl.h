@@ -109,6 +109,9 @@ typedef struct rk {
     char claim[340];
     bool claimed;           /* released on stop */
     bool id_lost;           /* a heartbeat found the claim held by another instance */
+    bool lease_lost;        /* the id claim may have expired: logged, re-asserted when renewed */
+    uint64_t hb_sent_us;    /* the heartbeat on its way, 0 = none */
+    uint64_t lease_from_us; /* when the last renewal that Redis confirmed was sent */
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
     struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
@@ -173,7 +176,7 @@ void rk_session_load(rk *r, int worker, const char *client_id, uint64_t epoch, b
 void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, const uint8_t *state, uint32_t len,
                       uint64_t ttl_ms, bp_done_cb cb, void *arg);
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg);
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg);
 void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
 /* rk_sweep.c: every few seconds, delete expired records from the retained

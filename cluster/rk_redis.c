@@ -140,6 +140,10 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
     if (!atomic_exchange(&r->redis_up, true)) {
         sh_log(SH_INFO, "event=redis_up host=%s port=%d", r->redis_host, r->redis_port);
         rk_update_ready(r);
+        /* Stores made while it was down failed, or Redis restarted empty. */
+        if (r->bp->hooks.sessions_reassert) {
+            r->bp->hooks.sessions_reassert(r->bp->hooks.node);
+        }
     }
 }
 
@@ -275,7 +279,7 @@ static const char *CLAIM_LUA =
 static const char *HEARTBEAT_LUA = "local cur = redis.call('GET', KEYS[1]) "
                                    "if cur and cur ~= ARGV[1] then return {0, cur} end "
                                    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " LUA_NOW LUA_REGISTER LUA_LIVE
-                                   "return {1, live}";
+                                   "return {1, live, cur and 0 or 1}";
 /* bp_nodes: the live members -> {id, address, ...}. */
 static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
 /* Clean stop: leave at once (only our own claim). */
@@ -397,9 +401,11 @@ int rk_redis_claim_node(rk *r)
         redisFree(c);
         return -1;
     }
+    uint64_t t0 = rk_mono_us();
     int rc = claim_loop(r, c);
     redisFree(c);
     r->claimed = rc == 0;
+    r->lease_from_us = rc == 0 ? t0 : 0;
     return rc;
 }
 
@@ -481,7 +487,47 @@ static void publish_members(rk *r, const redisReply *live)
     r->bp->hooks.remote_message(r->bp->hooks.node, &msg, 0);
 }
 
-/* {1, live} or {0, holder}. Losing the claim can only happen after this
+/* The lease: other nodes see this one dead once its id claim expires, a
+ * TTL (3 heartbeats) after the last renewal Redis applied, and may then
+ * take its sessions without a release: once renewed, the node re-asserts
+ * them (node/session_sync.c, "re-asserting"). Counted
+ * from the send of the last confirmed renewal, on this node's clock: Redis
+ * applied it later, so the claim expires no sooner than that. */
+static void lease_check(rk *r)
+{
+    if (r->lease_lost || !r->lease_from_us || rk_mono_us() - r->lease_from_us < (uint64_t)claim_ttl_ms(r) * 1000u) {
+        return;
+    }
+    r->lease_lost = true;
+    sh_log(SH_WARN,
+           "event=node_lease_lost node_id=%s lease_ms=%d msg=\"no heartbeat renewed the node id claim for a "
+           "whole lease: other nodes may take this node's sessions; re-asserted once renewed\"",
+           r->bp->cfg.node_id, claim_ttl_ms(r));
+}
+
+static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
+{
+    if (sent_us) {
+        r->lease_from_us = sent_us;
+    }
+    bool reassert = was_gone;
+    if (r->lease_lost) {
+        r->lease_lost = false;
+        reassert = true;
+        sh_log(SH_INFO, "event=node_lease_renewed node_id=%s", r->bp->cfg.node_id);
+    }
+    if (was_gone) {
+        sh_log(SH_WARN,
+               "event=node_claim_was_gone node_id=%s msg=\"Redis lost this node's id claim (restart without "
+               "persistence, FLUSHALL?): re-asserting this node's sessions\"",
+               r->bp->cfg.node_id);
+    }
+    if (reassert && r->bp->hooks.sessions_reassert) {
+        r->bp->hooks.sessions_reassert(r->bp->hooks.node);
+    }
+}
+
+/* {1, live, was gone} or {0, holder}. Losing the claim can only happen after this
  * node could not renew it for a whole TTL (Redis unreachable or restarted
  * empty, the process paused) and another instance started meanwhile: said
  * once per change at ERROR, see docs/architecture.md. */
@@ -489,10 +535,15 @@ static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     rk *r = arg;
     redisReply *rep = reply;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+    uint64_t sent = r->hb_sent_us;
+    r->hb_sent_us = 0;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
         return;
     }
     bool lost = rep->element[0]->integer != 1;
+    if (!lost) {
+        lease_renewed(r, sent, rep->elements > 2 && rep->element[2]->integer == 1);
+    }
     if (lost != r->id_lost) {
         r->id_lost = lost;
         if (lost) {
@@ -512,9 +563,13 @@ static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
     rk *r = arg;
-    if (!r->ac || !atomic_load(&r->redis_up)) {
+    lease_check(r);
+    /* One at a time: the lease counts from the send of a renewal Redis
+     * confirmed, so a reply must say which one it answers. */
+    if (!r->ac || !atomic_load(&r->redis_up) || r->hb_sent_us) {
         return;
     }
+    r->hb_sent_us = rk_mono_us();
     char key[320];
     claim_key(r, key, sizeof(key));
     redisAsyncCommand(r->ac, heartbeat_reply_cb, r, "EVAL %s 3 %s %s %s %s %d %s %s", HEARTBEAT_LUA, key, MEMBERS_KEY,

@@ -34,16 +34,42 @@
 #define LUA_PREV                                  \
     "local function prev_of(id, tok, me, metok) " \
     "  if id == me and tok == metok then return '' end return id end "
+/* How long a record the previous owner dropped under a claim that never
+  * got the session stays (cluster/backplane.h, bp_session_drop). */
+#define DROP_MARGIN_MS "60000"
 #define LUA_REVOKE "redis.call('PUBLISH', 'shoal:revoke:{' .. prev .. '}', epoch .. ':' .. ARGV[5]) "
 
+/* Epochs never restart, not even after the record was dropped or Redis lost
+ * its data (a restart without persistence, FLUSHALL): a claim's epoch is
+ * max(stored + 1, Redis's TIME in microseconds), so an old node instance's
+ * epoch is always below a claim made after it (fits a Lua double: 2^53 us
+ * is 285 years). TIME before a write needs effects replication, the
+ * default from Redis 5 on and asked for before. */
+#define LUA_EPOCH                                                      \
+    "if redis.replicate_commands then redis.replicate_commands() end " \
+    "local function next_epoch(cur) "                                  \
+    "  local t = redis.call('TIME') "                                  \
+    "  local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) "         \
+    "  local n = tonumber(cur or '0') + 1 "                            \
+    "  if now > n then n = now end return string.format('%.0f', n) end "
+
 /* KEYS: record. ARGV: clean (0/1), -, node id, token, client id.
- * -> {epoch, state|nil, prev owner, prev alive, released (0)} */
-static const char *CLAIM_LUA = LUA_ALIVE LUA_PREV
+ * -> {epoch, state|nil, prev owner, prev alive, released (0)}
+ * The previous claim is normally the current owner. But while the claim
+ * before that one was never released and its owner is alive (another
+ * instance than the current owner), the current owner never got the
+ * session: its claim timed out, was abandoned, or still waits. Then that
+ * older owner stays the previous one (carried forward and revoked again),
+ * so that a chain of abandoned claims never forgets a live connection. */
+static const char *CLAIM_LUA = LUA_ALIVE LUA_PREV LUA_EPOCH
     "local k = KEYS[1] "
-    "local f = redis.call('HMGET', k, 'epoch', 'owner', 'token') "
-    "local owner, tok = f[2] or '', f[3] or '' "
-    "local epoch = string.format('%d', tonumber(f[1] or '0') + 1) "
-    "redis.call('HSET', k, 'epoch', epoch, 'owner', ARGV[3], 'token', ARGV[4], 'prev', f[1] or '0', "
+    "local f = redis.call('HMGET', k, 'epoch', 'owner', 'token', 'prev', 'prev_owner', 'prev_token', 'released') "
+    "local owner, tok, pe = f[2] or '', f[3] or '', f[1] or '0' "
+    "local po, pt = f[5] or '', f[6] or '' "
+    "if f[7] == '0' and po ~= '' and (po ~= owner or pt ~= tok) and alive(po, pt) == 1 then "
+    "  owner, tok, pe = po, pt, f[4] or '0' end "
+    "local epoch = next_epoch(f[1]) "
+    "redis.call('HSET', k, 'epoch', epoch, 'owner', ARGV[3], 'token', ARGV[4], 'prev', pe, "
     "  'prev_owner', owner, 'prev_token', tok, 'released', '0', 'cleaned', ARGV[1]) "
     "if ARGV[1] == '1' then redis.call('HDEL', k, 'state') end "
     "redis.call('PERSIST', k) "
@@ -67,29 +93,53 @@ static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
     "if ARGV[2] == '1' and released == 0 and live == 1 and prev ~= '' and prev ~= ARGV[3] then " LUA_REVOKE "end "
     "return {epoch, f[7], prev, live, released}";
 
-/* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state.
- * -> 1 stored, 0 stale. PEXPIRE counts on Redis's clock. */
+/* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state
+ * ('' = keep what is stored: the fenced write of a session with no state
+ * to store, e.g. a clean one, or setting the TTL alone).
+ * -> 1 stored, 2 stored into a record that was gone, 0 stale. PEXPIRE
+ * counts on Redis's clock. A missing record is re-created with the
+ * caller's claim: the owner found it gone (Redis lost its data, or the
+ * TTL ran out while the owner still held the session), nobody claimed the
+ * id since (a claim would have created it), and a later claim must find
+ * this owner to revoke it. */
 static const char *STORE_LUA =
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
-    "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
-    "redis.call('HSET', KEYS[1], 'state', ARGV[5]) "
+    "local rc = 1 "
+    "if not f[1] then "
+    "  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[3], 'token', ARGV[4], 'prev', '0', "
+    "    'prev_owner', '', 'prev_token', '', 'released', '1', 'cleaned', '0') rc = 2 "
+    "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
+    "if #ARGV[5] > 0 then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
-    "return 1";
+    "return rc";
 
-/* KEYS: record. ARGV: old epoch, write state (0/1), node id, token, state.
+/* KEYS: record. ARGV: old epoch ('0': whichever claim of this instance is
+ * the previous one; a node with no session for the id lets go of it),
+ * write state (0/1), node id, token, state, ttl ms ('0': leave the TTL).
+ * The TTL is the released session's offline one: nobody may connect (the
+ * waiting claim may have been abandoned), and a new owner that does
+ * removes it with its connect store.
  * -> 1 released, 0 refused (not our previous claim, or released already).
  * After a clean claim the old state stays deleted. */
 static const char *RELEASE_LUA =
     "local f = redis.call('HMGET', KEYS[1], 'prev', 'prev_owner', 'prev_token', 'released', 'cleaned') "
-    "if ARGV[1] == '0' or f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] or f[4] ~= '0' then return 0 end "
+    "if (ARGV[1] ~= '0' and f[1] ~= ARGV[1]) or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] or f[4] ~= '0' then "
+    "  return 0 end "
     "redis.call('HSET', KEYS[1], 'released', '1') "
     "if ARGV[2] == '1' and f[5] ~= '1' then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
+    "if ARGV[6] ~= '0' then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end "
     "return 1";
 
-/* KEYS: record. ARGV: epoch, -, node id, token. -> 1 deleted, 0 stale. */
-static const char *DROP_LUA = "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
-                              "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
-                              "redis.call('DEL', KEYS[1]) return 1";
+/* KEYS: record. ARGV: epoch, -, node id, token. -> 1 deleted (or, from
+ * the unreleased previous owner, marked released with no state and a
+ * TTL: the claims after it never got the session), 0 stale. */
+static const char *DROP_LUA =
+    "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'prev', 'prev_owner', 'prev_token', 'released') "
+    "if f[1] == ARGV[1] and f[2] == ARGV[3] and f[3] == ARGV[4] then redis.call('DEL', KEYS[1]) return 1 end "
+    "if f[4] == ARGV[1] and f[5] == ARGV[3] and f[6] == ARGV[4] and f[7] == '0' then "
+    "  redis.call('HSET', KEYS[1], 'released', '1') redis.call('HDEL', KEYS[1], 'state') "
+    "  redis.call('PEXPIRE', KEYS[1], " DROP_MARGIN_MS ") return 1 end "
+    "return 0";
 
 /* The subscriber: its own connection (a subscribed hiredis context takes no
  * other command). Backplane thread only. */
@@ -229,13 +279,13 @@ static void answer_rec(sess_op *op, const redisReply *rep)
     }
 }
 
-/* 1 done, 0 fenced out. */
+/* 1 done, 2 done into a re-created record (store), 0 fenced out. */
 static bp_status write_status(const redisReply *rep)
 {
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
         return BP_EUNAVAILABLE;
     }
-    return rep->integer == 1 ? BP_OK : BP_ESTALE;
+    return rep->integer >= 1 ? BP_OK : BP_ESTALE;
 }
 
 static void sess_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -247,6 +297,12 @@ static void sess_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
         if (rep) {
             sh_log(SH_WARN, "event=session_script_error op=%d err=\"%s\"", (int)op->kind, rep->str);
         }
+    }
+    if (op->kind == S_STORE && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2) {
+        sh_log(SH_INFO,
+               "event=session_record_recreated client=%s epoch=%" PRIu64
+               " msg=\"the record was gone (Redis lost data or it expired): this node re-asserted its claim\"",
+               op->client_id, op->epoch);
     }
     if (op->kind == S_CLAIM || op->kind == S_LOAD) {
         answer_rec(op, rep);
@@ -277,14 +333,17 @@ static void run_sess(evutil_socket_t fd, short what, void *arg)
     snprintf(epoch, sizeof(epoch), "%" PRIu64, op->kind == S_CLAIM ? (uint64_t)op->flag : op->epoch);
     snprintf(ttl, sizeof(ttl), "%" PRIu64, op->kind == S_STORE ? op->ttl_ms : (uint64_t)op->flag);
     /* ARGV: [1] epoch (claim: clean), [2] ttl (load: renotify; release:
-     * write state), [3] node id, [4] token, [5] state or client id. */
+     * write state), [3] node id, [4] token, [5] state or client id,
+     * [6] release: ttl. */
     bool with_state = op->kind == S_STORE || op->kind == S_RELEASE;
     const void *a5 = with_state ? (const void *)op->state : op->client_id;
     size_t a5_len = with_state ? op->len : strlen(op->client_id);
     size_t id_len = strlen(op->client_id);
-    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 1 shoal:sess:{%b} %s %s %s %b %b", script_of(op->kind),
-                      op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id, r->claim, (size_t)token_len(r), a5,
-                      a5_len);
+    char ttl6[24];
+    snprintf(ttl6, sizeof(ttl6), "%" PRIu64, op->kind == S_RELEASE ? op->ttl_ms : 0);
+    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 1 shoal:sess:{%b} %s %s %s %b %b %s", script_of(op->kind),
+                      op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id, r->claim, (size_t)token_len(r), a5, a5_len,
+                      ttl6);
 }
 
 static void post_sess(rk *r, sess_op *op)
@@ -343,10 +402,11 @@ void rk_session_store(rk *r, int worker, const char *client_id, uint64_t epoch, 
 }
 
 void rk_session_release(rk *r, int worker, const char *client_id, uint64_t old_epoch, const uint8_t *state,
-                        uint32_t len, bp_done_cb cb, void *arg)
+                        uint32_t len, uint64_t ttl_ms, bp_done_cb cb, void *arg)
 {
     sess_op *op = new_sess_op(S_RELEASE, worker, client_id, old_epoch, state, len);
     op->flag = state != NULL;
+    op->ttl_ms = ttl_ms;
     op->dcb = cb;
     op->arg = arg;
     post_sess(r, op);

@@ -98,7 +98,8 @@ static broker_status open_backplane(broker *b)
                       .qos0_dropped = remote_qos0_dropped_hook,
                       .session_revoked = sync_revoked_hook,
                       .remote_position = stream_position_hook,
-                      .stream_behind = hold_stream_behind};
+                      .stream_behind = hold_stream_behind,
+                      .sessions_reassert = sync_reassert_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

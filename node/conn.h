@@ -121,6 +121,7 @@ enum {
     PAUSE_RATE = 2,   /* over its publish rate: the socket is not read */
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
     PAUSE_DRAIN = 8,  /* the node is draining: the socket is not read again (node/drain.c) */
+    PAUSE_STORE = 16, /* a SUBACK waits for the session's store (node/session_sync.c): the socket is not read */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/conn_io.h).

@@ -250,6 +250,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_POSITION:
         stream_routed(w, (int32_t)it->conn_id, (int64_t)it->epoch);
         break;
+    case IN_SYNC:
+        sync_handle_sessions(w, it);
+        break;
     case IN_QOS2_REPORT:
         session_qos2_report(w, it->s, it->pid, (uint32_t)it->conn_id, it->clean, (uint8_t)it->epoch);
         session_unref(w->b, it->s);

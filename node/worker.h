@@ -41,6 +41,8 @@ enum inbox_kind {
     IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/session_stream.c) */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
                       * session here, if any (node/session_sync.c) */
+    IN_SYNC,        /* every session this worker owns: store again
+                      * (`epoch`: SYNC_REASSERT; node/session_sync.c) */
 };
 
 typedef struct inbox_item {

@@ -198,8 +198,8 @@ void connect_finish(conn *c, session *s, bool clean)
  * epoch: a new session at once, or ask the worker that owns the existing
  * one to hand it over. The session's epoch is the cluster claim's, so
  * claims here happen in the cluster's order: an older claim that comes
- * late loses (epoch 1 is a record made afresh, after an end or an expiry,
- * and comes after whatever this node still holds). */
+ * late loses. Epochs never go back, not even for a record made afresh
+ * (cluster/rk_session.c), so there is no exception to that order. */
 void connect_claim(conn *c)
 {
     worker *w = c->w;
@@ -212,7 +212,7 @@ void connect_claim(conn *c)
     if (!clustered) {
         /* One process: the registry orders the claims. */
         epoch = s ? s->epoch + 1 : 1;
-    } else if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch && epoch != 1)) {
+    } else if (sync_claim_revoked_locked(b, c) || (s && epoch <= s->epoch)) {
         pthread_mutex_unlock(&b->sess_lock);
         conn_close(c, MQTT_RC_SESSION_TAKEN_OVER, "a newer connection claimed the client id");
         return;

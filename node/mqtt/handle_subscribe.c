@@ -79,6 +79,33 @@ typedef struct retained_job {
     sub_opts opts;
 } retained_job;
 
+/* A persistent session on a cluster node: SUBACK (and the retained
+ * messages after it) once the session's store has recorded the new
+ * subscriptions, so that an acknowledged subscription survives this node
+ * (node/session_sync.c). */
+static bool defer_suback(conn *c, const mqtt_subscribe *p, const uint8_t *codes, uint32_t n, const bool *send_retained,
+                         uint32_t sub_id)
+{
+    uint32_t n_ret = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        n_ret += send_retained[k];
+    }
+    sync_retained *ret = n_ret ? sh_malloc(n_ret * sizeof(sync_retained)) : NULL;
+    mqtt_bytes cur = p->entries;
+    mqtt_sub e;
+    uint32_t j = 0;
+    for (uint32_t k = 0; k < n && mqtt_sub_next(&cur, c->version, &e); k++) {
+        if (send_retained[k]) {
+            sub_opts o = {codes[k], e.no_local, e.retain_as_published, e.retain_handling, sub_id};
+            ret[j].filter = e.filter;
+            ret[j++].opts = o;
+        }
+    }
+    bool deferred = sync_defer_suback(c->w, c, p->packet_id, codes, n, ret, j);
+    sh_free(ret, n_ret * sizeof(sync_retained));
+    return deferred;
+}
+
 mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
 {
     worker *w = c->w;
@@ -117,7 +144,9 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
     }
     pthread_rwlock_unlock(&b->subs_lock);
     sync_mark_dirty(w, s);
-    if (fatal == MQTT_RC_SUCCESS) {
+    if (fatal == MQTT_RC_SUCCESS && defer_suback(c, p, codes, i, send_retained, sub_id)) {
+        fatal = MQTT_RC_SUCCESS; /* SUBACK and retained messages once the store is done */
+    } else if (fatal == MQTT_RC_SUCCESS) {
         send_suback(c, p->packet_id, codes, i);
         cur = p->entries;
         for (uint32_t k = 0; k < i && mqtt_sub_next(&cur, c->version, &e); k++) {

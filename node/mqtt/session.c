@@ -156,6 +156,11 @@ void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opt
             return;
         }
     }
+    session_append_sub(s, filter, len, o);
+}
+
+void session_append_sub(session *s, const char *filter, uint16_t len, const sub_opts *o)
+{
     if (s->n_subs == s->cap_subs) {
         uint32_t cap = s->cap_subs ? s->cap_subs * 2 : 2;
         s->subs = sh_realloc(s->subs, s->cap_subs * sizeof(sub_entry), cap * sizeof(sub_entry));

@@ -137,10 +137,14 @@ struct session {
     _Atomic uint8_t hold_w;
     bool hold_stuck; /* let go for taking nothing: holds nobody until it takes something */
     uint8_t version;
-    bool dead;        /* ended: deliveries are dropped */
-    bool persistent;  /* outlives its connection */
-    bool registered;  /* in the registry (under sess_lock) */
-    bool dirty;       /* in its owner's list of sessions to store (node/session_sync.c) */
+    bool dead;       /* ended: deliveries are dropped */
+    bool persistent; /* outlives its connection */
+    bool registered; /* in the registry (under sess_lock) */
+    /* node/session_sync.c: 1 + the worker whose list of sessions to store
+     * (dirty) or to store again (retry) holds it, 0 = none. Atomic: a
+     * worker that handed the session over may still clear its mark. */
+    _Atomic uint8_t dirty_w;
+    _Atomic uint8_t retry_w;
     char client_id[]; /* NUL-terminated, in this allocation */
 };
 
@@ -183,6 +187,8 @@ void session_publish_will(worker *w, msg *will);
 void session_detach(worker *w, session *s, msg *will, uint32_t will_delay);
 void session_attach(worker *w, session *s, conn *c);
 void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
+/* session_add_sub for a filter the caller knows s does not have (no scan). */
+void session_append_sub(session *s, const char *filter, uint16_t len, const sub_opts *o);
 bool session_remove_sub(session *s, const char *filter, uint16_t len);
 bool session_has_sub(const session *s, const char *filter, uint16_t len);
 qos2_id *session_qos2_find(session *s, uint16_t pid);

@@ -12,6 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "node/trie.h"
+#include "proto/mqtt.h"
+
 struct event;
 typedef struct broker broker;
 typedef struct worker worker;
@@ -19,26 +22,28 @@ typedef struct conn conn;
 typedef struct session session;
 typedef struct inbox_item inbox_item;
 typedef struct sync_claim sync_claim;
+typedef struct sync_ack sync_ack;
 
-/* Revokes this node heard of, by client id hash: a claim of ours that was
- * already on its way when a newer claim's revoke arrived, and answers (or
- * finishes waiting) after it, has lost, though no session of ours was there
- * to close yet. Only claims started before the revoke count: epochs start
- * again at 1 once a record is dropped, so a later claim's lower epoch says
- * nothing. Direct mapped: an overwritten slot only leaves the case to the
- * session's own check (its first store is fenced). */
-#define SYNC_REVOKE_SLOTS 256
-typedef struct sync_revoke {
-    uint64_t hash;
-    uint64_t epoch;
-    uint64_t seq; /* sync_broker.seq when it arrived */
-} sync_revoke;
+/* Claims of this node not finished yet, by client id, so that a revoke
+ * finds every one of them: a claim of ours that was already on its way
+ * when a newer claim's revoke arrived, and answers (or finishes waiting)
+ * after it, has lost, though no session of ours was there to close yet.
+ * Exactly the claims in flight are kept (bounded by the connections in
+ * CONNECT), so no flood of revokes for other ids can push one out; a
+ * revoke for an id with no claim here is not kept at all. */
+#define SYNC_PENDING_BUCKETS 1024
 
-/* broker.sync: revokes under broker.sess_lock. */
+/* broker.sync: pending claims under broker.sess_lock. */
 typedef struct sync_broker {
-    sync_revoke revokes[SYNC_REVOKE_SLOTS];
-    _Atomic uint64_t seq; /* bumped by every revoke */
+    sync_claim *pending[SYNC_PENDING_BUCKETS];
 } sync_broker;
+
+/* A session id and epoch whose record still needs a drop (Redis was
+ * unreachable when the session ended). */
+typedef struct sync_drop {
+    char *client_id;
+    uint64_t epoch;
+} sync_drop;
 
 /* worker.sync: the worker's thread only. */
 typedef struct sync_worker {
@@ -46,6 +51,15 @@ typedef struct sync_worker {
     session **dirty;    /* sessions to store at the end of this loop turn (refs held) */
     uint32_t n_dirty, cap_dirty;
     struct event *flush;
+    /* Stores and drops the backend did not take (BP_EUNAVAILABLE), tried
+     * again after retry_ms, doubling up to a bound while they keep failing. */
+    session **retry; /* refs held */
+    uint32_t n_retry, cap_retry;
+    sync_drop *drops;
+    uint32_t n_drops, cap_drops;
+    uint32_t retry_ms;
+    struct event *retry_timer;
+    sync_ack *acks; /* SUBACKs waiting for their session's next store */
 } sync_worker;
 
 void sync_worker_init(worker *w);
@@ -71,8 +85,25 @@ bool sync_claim_revoked_locked(broker *b, conn *c);
  * and says whether a session is present (MQTT §3.2.2.1.1). Frees c's claim. */
 bool sync_claim_finish(worker *w, conn *c, session *s, bool clean);
 
+/* A persistent session on a cluster node gets its SUBACK once the store
+ * that records the subscriptions is done (batched per loop turn like every
+ * store), and the retained messages the SUBSCRIBE asked for after it.
+ * True: deferred (c's input is paused until then: one SUBACK waits per
+ * connection); false: send it now. ret/n_ret: the filters to send retained
+ * messages for (copied). */
+typedef struct sync_retained {
+    mqtt_bytes filter;
+    sub_opts opts;
+} sync_retained;
+bool sync_defer_suback(worker *w, conn *c, uint16_t pid, const uint8_t *codes, uint32_t n, const sync_retained *ret,
+                       uint32_t n_ret);
+
 /* s's durable state changed: store it at the end of this loop turn. */
 void sync_mark_dirty(worker *w, session *s);
+/* Wait bound for a previous owner's release: its lease plus a margin
+ * (past the lease a silent owner counts as dead, and a live one has
+ * fenced itself: docs/architecture.md). */
+uint64_t sync_wait_ms(const broker *b);
 /* s ended for good (expiry, a clean session's end): drop its record. */
 void sync_session_ended(worker *w, session *s);
 
@@ -80,5 +111,11 @@ void sync_session_ended(worker *w, session *s);
 void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch);
 /* IN_REVOKE on a worker. */
 void sync_handle_revoke(worker *w, inbox_item *it);
+/* bp_hooks.sessions_reassert (the backplane's thread): IN_SYNC to every
+ * worker. */
+void sync_reassert_hook(void *node);
+/* IN_SYNC on a worker: store every session it owns again, fenced. */
+enum { SYNC_REASSERT = 1 };
+void sync_handle_sessions(worker *w, inbox_item *it);
 
 #endif

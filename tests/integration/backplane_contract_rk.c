@@ -125,30 +125,32 @@ Test(backplane_contract_rk, a_claim_from_another_node_revokes_and_the_release_ha
     wait_numsub(&a, c, a.node_id, 1);
     redisFree(c);
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "a-state", 0);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "a-state", 0);
     claim(&b, &r[2], id, false);
     cr_assert_eq(r[2].st, BP_OK);
-    cr_assert_eq(r[2].epoch, 2);
+    uint64_t e2 = r[2].epoch;
+    cr_assert_gt(e2, e1);
     cr_assert_str_eq(r[2].prev_owner, a.node_id);
     cr_assert(r[2].prev_alive, "a is running");
     cr_assert_not(r[2].released);
     cr_assert_str_eq(r[2].state, "a-state", "b sees what a stored last");
-    wait_revokes(&a, 1, id, 2);
+    wait_revokes(&a, 1, id, e2);
     /* Pub/sub may lose a revoke: b's poll can send it again. */
-    load(&b, &r[3], id, 2, true);
+    load(&b, &r[3], id, e2, true);
     cr_assert_eq(r[3].st, BP_OK);
     cr_assert_not(r[3].released);
-    wait_revokes(&a, 2, id, 2);
+    wait_revokes(&a, 2, id, e2);
     /* a is fenced out of the record now... */
-    store(&a, &r[4], id, 1, "a-late", 0);
+    store(&a, &r[4], id, e1, "a-late", 0);
     cr_assert_eq(r[4].st, BP_ESTALE, "%s", bp_status_name(r[4].st));
     /* ...except for its last word, once. */
-    release(&a, &r[5], id, 1, "a-final");
+    release(&a, &r[5], id, e1, "a-final");
     cr_assert_eq(r[5].st, BP_OK, "%s", bp_status_name(r[5].st));
-    load(&b, &r[6], id, 2, true);
+    load(&b, &r[6], id, e2, true);
     cr_assert(r[6].released);
     cr_assert_str_eq(r[6].state, "a-final");
-    release(&a, &r[7], id, 1, "a-again");
+    release(&a, &r[7], id, e1, "a-again");
     cr_assert_eq(r[7].st, BP_ESTALE);
     sess_assert_once(&a, r, 8);
     /* No revoke after the release, and none ever for b. */
@@ -174,7 +176,7 @@ Test(backplane_contract_rk, the_previous_owner_is_dead_once_its_node_claim_is_go
     cr_assert_str_eq(r[1].prev_owner, a_id);
     cr_assert(r[1].prev_alive);
     member_free(&a); /* a clean stop releases its node-id claim */
-    load(&b, &r[2], id, 2, false);
+    load(&b, &r[2], id, r[1].epoch, false);
     cr_assert_eq(r[2].st, BP_OK);
     cr_assert_str_eq(r[2].prev_owner, a_id);
     cr_assert_not(r[2].prev_alive, "a stopped: b need not wait for its release");
@@ -194,12 +196,13 @@ Test(backplane_contract_rk, a_store_ttl_is_the_record_ttl_in_redis)
     sess_res r[4] = {0};
     claim(&a, &r[0], id, false);
     cr_assert_eq(pttl(c, id), -1, "a claimed record has no TTL");
-    store(&a, &r[1], id, 1, "offline", 600000);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "offline", 600000);
     long long t = pttl(c, id);
     cr_assert(t > 0 && t <= 600000, "PTTL %lld after a 600000 ms store", t);
-    store(&a, &r[2], id, 1, "online", 0);
+    store(&a, &r[2], id, e1, "online", 0);
     cr_assert_eq(pttl(c, id), -1, "a store with ttl 0 removes the expiry");
-    store(&a, &r[3], id, 1, "offline", 600000);
+    store(&a, &r[3], id, e1, "offline", 600000);
     claim(&a, &(sess_res){0}, id, false);
     cr_assert_eq(pttl(c, id), -1, "a claim (the client connected) removes the expiry");
     sess_assert_once(&a, r, 4);
@@ -224,8 +227,8 @@ Test(backplane_contract_rk, the_revoke_subscription_comes_back_after_its_connect
     wait_numsub(&a, c, a.node_id, 0);
     wait_numsub(&a, c, a.node_id, 1); /* reconnected and subscribed again */
     claim(&b, &r[1], id, false);
-    cr_assert_eq(r[1].epoch, 2);
-    wait_revokes(&a, 1, id, 2);
+    cr_assert_gt(r[1].epoch, r[0].epoch);
+    wait_revokes(&a, 1, id, r[1].epoch);
     sess_assert_once(&a, r, 2);
     redisFree(c);
     member_free(&b);
@@ -416,4 +419,113 @@ Test(retained_scripts, tombstones_leave_after_their_lifetime_only)
     cr_assert_neq(hget(c, k.at, "young", buf, sizeof(buf))[0], '\0', "a young tombstone left");
     cr_assert_str_eq(hget(c, k.at, "live", buf, sizeof(buf)), "0:3", "a live position left");
     redisFree(c);
+}
+
+/* Issue 17 review, item 1: b's claim waited for a (alive, never released)
+ * and gave up; c's claim must still wait for a and revoke it, not take the
+ * abandoned claim of b for the previous owner (b has nothing to release). */
+Test(backplane_contract_rk, an_abandoned_claim_does_not_hide_the_live_owner_before_it)
+{
+    member a, b, c;
+    member_open(&a, "fwd-a");
+    member_open(&b, "fwd-b");
+    member_open(&c, "fwd-c");
+    member_ready(&a);
+    member_ready(&b);
+    member_ready(&c);
+    redisContext *rc = redis_direct();
+    wait_numsub(&a, rc, a.node_id, 1);
+    redisFree(rc);
+    char id[128];
+    unique_client(id, sizeof(id), "forward");
+    sess_res r[6] = {0};
+    claim(&a, &r[0], id, false);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "a-state", 0);
+    claim(&b, &r[2], id, false); /* b waits for a, then gives up: no release, no store */
+    cr_assert_str_eq(r[2].prev_owner, a.node_id);
+    wait_revokes(&a, 1, id, r[2].epoch);
+    claim(&c, &r[3], id, false);
+    cr_assert_eq(r[3].st, BP_OK);
+    cr_assert_str_eq(r[3].prev_owner, a.node_id, "the previous owner is the live one, not the abandoned claim");
+    cr_assert(r[3].prev_alive);
+    cr_assert_not(r[3].released);
+    wait_revokes(&a, 2, id, r[3].epoch);
+    cr_assert_eq(revokes(&b), 0, "b never had the session");
+    /* a's last word, with its own epoch, hands over to c. */
+    release(&a, &r[4], id, e1, "a-final");
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    load(&c, &r[5], id, r[3].epoch, false);
+    cr_assert(r[5].released);
+    cr_assert_str_eq(r[5].state, "a-final");
+    sess_assert_once(&a, r, 6);
+    member_free(&c);
+    member_free(&b);
+    member_free(&a);
+}
+
+static void del_record(const char *id)
+{
+    redisContext *c = redis_direct();
+    redisReply *rep = redisCommand(c, "DEL shoal:sess:{%s}", id);
+    cr_assert(rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1);
+    freeReplyObject(rep);
+    redisFree(c);
+}
+
+/* Issue 17 review, item 3: Redis lost the record (restart without
+ * persistence, FLUSHALL; here a DEL of that one key, as other tests share
+ * the server). The owner's next store re-creates it, and a later claim
+ * gets a higher epoch than the owner's, not 1 again. */
+Test(backplane_contract_rk, a_record_redis_lost_is_recreated_and_epochs_do_not_restart)
+{
+    member a, b;
+    member_open(&a, "lost-a");
+    member_open(&b, "lost-b");
+    member_ready(&a);
+    member_ready(&b);
+    char id[128];
+    unique_client(id, sizeof(id), "lost");
+    sess_res r[5] = {0};
+    claim(&a, &r[0], id, false);
+    uint64_t e1 = r[0].epoch;
+    del_record(id);
+    store(&a, &r[1], id, e1, "a-state", 0);
+    cr_assert_eq(r[1].st, BP_OK, "a's store after the loss: %s", bp_status_name(r[1].st));
+    claim(&b, &r[2], id, false);
+    cr_assert_gt(r[2].epoch, e1);
+    cr_assert_str_eq(r[2].prev_owner, a.node_id, "b must revoke a");
+    cr_assert(r[2].prev_alive);
+    del_record(id);
+    claim(&b, &r[3], id, false);
+    cr_assert_gt(r[3].epoch, r[2].epoch, "epoch %llu after %llu: restarted", (unsigned long long)r[3].epoch,
+                 (unsigned long long)r[2].epoch);
+    store(&a, &r[4], id, e1, "a-late", 0);
+    cr_assert_eq(r[4].st, BP_ESTALE, "b claimed since: a is fenced out");
+    sess_assert_once(&a, r, 5);
+    member_free(&b);
+    member_free(&a);
+}
+
+/* The drop by the unreleased previous owner leaves the record to expire
+ * (60 s), not without TTL under an abandoned claim. */
+Test(backplane_contract_rk, a_record_let_go_by_its_previous_owner_has_a_ttl)
+{
+    member a;
+    member_open(&a, "drop-prev-ttl");
+    member_ready(&a);
+    redisContext *c = redis_direct();
+    char id[128];
+    unique_client(id, sizeof(id), "drop-prev-ttl");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    claim(&a, &r[1], id, false);
+    cr_assert_eq(pttl(c, id), -1, "a claimed record has no TTL");
+    drop(&a, &r[2], id, r[0].epoch);
+    cr_assert_eq(r[2].st, BP_OK);
+    long long t = pttl(c, id);
+    cr_assert(t > 0 && t <= 60000, "PTTL %lld after the previous owner's drop", t);
+    sess_assert_once(&a, r, 3);
+    redisFree(c);
+    member_free(&a);
 }

@@ -7,7 +7,11 @@ the old session everywhere, and wills go through the backplane.
 
 Step 1 moves subscriptions, not queued messages: what was queued on the old
 node while the client was offline does not follow it (step 2)."""
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -15,8 +19,9 @@ import urllib.request
 import pytest
 
 import mqttraw as R
+from conftest import Node
 from pahoclient import uid
-from test_cluster import ADMIN_TOKEN, WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
+from test_cluster import ADMIN_TOKEN, WAIT, backends, cluster, redis_cli, wait_for  # noqa: F401 (fixtures)
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -274,3 +279,221 @@ def test_reconnect_on_another_node_within_the_delay_cancels_the_will(cluster):
         with pytest.raises(TimeoutError):
             s.expect(R.PUBLISH, timeout=5)
     back.close()
+
+
+# ---- Redis losing data, Redis unreachable (issue 17 review) ----
+
+@contextlib.contextmanager
+def redis_stopped(backends):
+    """SIGSTOP the test's Redis (it keeps its connections and answers
+    nothing); SIGCONT it whatever happens."""
+    with open(os.path.join(backends.redis["REDIS_DIR"], "redis.pid")) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_store_after_redis_lost_the_record_keeps_the_session(cluster, backends):
+    """Redis restarted empty (here FLUSHALL): the owner's next store found no
+    record. Failed before the fix: taken as a newer claim (stale), so the
+    node closed the connection with 0x8E and dropped a session nobody else
+    had claimed."""
+    n1, n2, n3 = three(cluster)
+    cid, topic = uid("flushed"), uid("fl") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    redis_cli(backends.redis_url, "FLUSHALL")
+    subscribe(r, topic)  # stored into a record that is gone
+    publish_qos1(n2, topic, b"still-mine")
+    expect_publish(r, topic, b"still-mine")
+    r.send(R.disconnect())
+    assert r.is_closed()
+    r3, ack = connect(n3, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n3, cid) == 1, "the client on node 3")
+    publish_qos1(n2, topic, b"moved")
+    expect_publish(r3, topic, b"moved")
+    r3.close()
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_after_redis_lost_its_data_a_claim_elsewhere_closes_the_old_connection(cluster, backends, clean):
+    """Invariant 3 across a Redis that lost its data. Failed before the fix:
+    epochs started again at 1, node 2's claim found no previous owner, and
+    node 1's idle connection (a clean one never stores; a persistent one
+    only on a change) stayed live beside node 2's for good."""
+    n1, n2, _ = three(cluster)
+    cid = uid("twice")
+    kw = dict(clean=True) if clean else persistent(5)
+    old, ack = connect(n1, cid, **kw)
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    redis_cli(backends.redis_url, "FLUSHALL")
+    new, ack = connect(n2, cid, **kw)
+    assert ack.rc == 0, ack
+    d = old.expect(R.DISCONNECT)
+    assert d.rc == 0x8E, d
+    assert old.is_closed()
+    wait_for(lambda: connected_on(n1, cid) == 0 and connected_on(n2, cid) == 1, "one connection, on node 2")
+    assert not new.is_closed(0.5)
+    new.close()
+
+
+SLOW_LEASE = ("--cluster-heartbeat", "2000")
+
+
+def test_a_subscription_made_while_redis_was_down_is_stored_once_it_is_back(cluster, backends):
+    """Failed before the fix: the store that failed (Redis unreachable) was
+    never tried again, so the record never had the subscription, and once
+    node 1 died (no release to bring the state) the session resumed on
+    node 2 without it."""
+    # A lease (3 heartbeats) longer than the Redis command timeout (3 s):
+    # the client stays connected while node 1 knows Redis is down.
+    n1 = Node(*cluster.argv(uid("n1"), "--admin-token", ADMIN_TOKEN, *SLOW_LEASE))  # killed below
+    try:
+        redis_down_store_retry(cluster, backends, n1)
+    finally:
+        if n1.proc.poll() is None:
+            n1.proc.kill()
+            n1.proc.wait()
+
+
+def redis_down_store_retry(cluster, backends, n1):
+    n2, n3 = [cluster(uid("n%d" % i), "--admin-token", ADMIN_TOKEN, *SLOW_LEASE) for i in (2, 3)]
+    cid, topic = uid("retry"), uid("rt") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    with redis_stopped(backends):
+        # Not before node 1 knows: a command it had sent already would run
+        # once Redis resumes.
+        wait_for(lambda: "event=redis_timeout" in n1.log(), "node 1 giving up on Redis")
+        r.send(R.subscribe(1, [(topic, 1)]))  # its store fails: Redis is known to be down
+        r.send(R.disconnect())
+    # The SUBACK waits for the store (commit "SUBACK follows the store"), the
+    # DISCONNECT for the SUBACK.
+    r.expect(R.SUBACK, timeout=WAIT)
+    assert r.is_closed()
+
+    def stored():
+        out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
+                              "HGET", "shoal:sess:{%s}" % cid, "state"], capture_output=True, timeout=WAIT)
+        return topic.encode() in out.stdout
+    wait_for(stored, "the subscription in the session's record")
+    n1.proc.kill()
+    n1.proc.wait()
+    r2, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n2, cid) == 1, "the client on node 2")
+    publish_qos1(n3, topic, b"kept")
+    expect_publish(r2, topic, b"kept")
+    r2.close()
+
+
+def test_past_the_lease_without_redis_connections_stay_and_are_reasserted(cluster, backends):
+    """The decision for a node that cannot reach Redis for longer than its
+    lease (docs/architecture.md, "Re-assert"): it keeps serving its
+    connections, persistent or clean (Redis down for everyone: nobody else
+    can claim them, and closing them all would turn the outage into a full
+    one), logs the lapse, and re-asserts every session once the lease is
+    renewed. This pins the behaviour; it does not fail on 08f0957."""
+    n1, n2 = [cluster(uid("n%d" % i), "--admin-token", ADMIN_TOKEN) for i in (1, 2)]
+    pcid, topic = uid("leased"), uid("ls") + "/t"
+    p5, ack = connect(n1, pcid, **persistent(5))
+    assert ack.rc == 0
+    subscribe(p5, topic)
+    c5, ack = connect(n1, uid("cleanly"))
+    assert ack.rc == 0
+    with redis_stopped(backends):
+        assert n1.wait_log("event=node_lease_lost", timeout=WAIT)
+        assert not p5.is_closed(0.5)
+        assert not c5.is_closed(0.1)
+    assert n1.wait_log("event=node_lease_renewed", timeout=WAIT)
+    assert n1.wait_log("event=sessions_reasserted", timeout=WAIT)
+    publish_qos1(n2, topic, b"after")
+    expect_publish(p5, topic, b"after")
+    # The re-asserted record hands the session over as usual.
+    p5.send(R.disconnect())
+    assert p5.is_closed()
+    again, ack = connect(n2, pcid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    again.close()
+    c5.close()
+
+
+def test_restored_subscriptions_pass_this_nodes_acl_and_subscription_limit(cluster, tmp_path):
+    """A session resumed on a node whose ACL no longer lets the client read
+    a filter, or whose --max-subscriptions is lower, gets what a SUBSCRIBE
+    there would have given it. Failed before the fix: every stored
+    subscription came back, denied or over the limit."""
+    base = uid("acl")
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite %s/ok/#\ntopic readwrite %s/ok2/#\ntopic write %s/no/#\n" % (base, base, base))
+    n1 = cluster(uid("n1"), "--admin-token", ADMIN_TOKEN)
+    n2 = cluster(uid("n2"), "--admin-token", ADMIN_TOKEN, "--acl-file", str(acl), "--allow-anonymous", "true")
+    n3 = cluster(uid("n3"), "--admin-token", ADMIN_TOKEN, "--max-subscriptions", "1")
+    cid = uid("restricted")
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    r.send(R.subscribe(1, [(base + "/ok/+", 1), (base + "/no/+", 1), (base + "/ok2/+", 1)]))
+    assert r.expect(R.SUBACK).codes == [1, 1, 1]
+    r.send(R.disconnect())
+    assert r.is_closed()
+
+    r2, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n2, cid) == 1, "the client on node 2")
+    publish_qos1(n1, base + "/no/a", b"denied")
+    publish_qos1(n1, base + "/ok/a", b"allowed")
+    expect_publish(r2, base + "/ok/a", b"allowed")
+    with pytest.raises(TimeoutError):
+        expect_publish(r2, base + "/no/a", b"denied", timeout=2)
+    assert n2.wait_log("event=acl_denied action=restore_subscription", timeout=WAIT)
+    r2.send(R.disconnect())
+    assert r2.is_closed()
+
+    # Node 2 dropped the denied filter for good; node 3 keeps one of two.
+    r3, ack = connect(n3, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    wait_for(lambda: connected_on(n3, cid) == 1, "the client on node 3")
+    publish_qos1(n1, base + "/ok2/a", b"over")
+    publish_qos1(n1, base + "/ok/b", b"first")
+    expect_publish(r3, base + "/ok/b", b"first")
+    with pytest.raises(TimeoutError):
+        expect_publish(r3, base + "/ok2/a", b"over", timeout=2)
+    assert n3.wait_log("event=limit limit=max-subscriptions action=restore_subscription", timeout=WAIT)
+    r3.close()
+
+
+def record_has(backends, cid, needle):
+    out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
+                          "HGET", "shoal:sess:{%s}" % cid, "state"], capture_output=True, timeout=WAIT)
+    return needle.encode() in out.stdout
+
+
+def test_suback_of_a_persistent_session_follows_the_store_that_records_it(cluster, backends):
+    """An acknowledged subscription survives the node: SUBACK waits for the
+    store. Failed before the fix: SUBACK came at once while Redis was
+    unreachable, for a subscription no record had."""
+    n1 = cluster(uid("n1"), "--admin-token", ADMIN_TOKEN, "--cluster-heartbeat", "4000")  # lease 12 s
+    cid, topic = uid("durable"), uid("du") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    with redis_stopped(backends):
+        wait_for(lambda: "event=redis_timeout" in n1.log(), "node 1 giving up on Redis")
+        r.send(R.subscribe(1, [(topic, 1)]))
+        with pytest.raises(TimeoutError):
+            r.expect(R.SUBACK, timeout=1)
+    sa = r.expect(R.SUBACK, timeout=WAIT)
+    assert sa.codes == [1], sa
+    assert record_has(backends, cid, topic), "SUBACK before the record had the subscription"
+    # And on a healthy cluster: by the SUBACK the record has it.
+    topic2 = topic + "2"
+    r.send(R.subscribe(2, [(topic2, 1)]))
+    assert r.expect(R.SUBACK).codes == [1]
+    assert record_has(backends, cid, topic2)
+    r.close()

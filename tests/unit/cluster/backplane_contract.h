@@ -9,8 +9,9 @@
  * and after it `static void contract_config(bp_config *cfg)` (backends,
  * topic prefix), and gets the tests: every callback runs exactly once (also for calls
  * pending at close), BP_ECLOSED after close, completions and deliveries in
- * order per topic, and the session-record rules (claims bump the epoch,
- * writes are fenced by it, a release is accepted once). tests/unit/cluster/test_backplane.c runs it against
+ * order per topic, and the session-record rules (claims raise the epoch,
+ * never back, not even after a drop; writes are fenced by it; a store
+ * re-creates a record that is gone; a release is accepted once). tests/unit/cluster/test_backplane.c runs it against
  * `local`; tests/integration/backplane_contract_rk.c against `redis_kafka`
  * with a real Redis and Kafka. */
 #ifndef SHOAL_TESTS_BACKPLANE_CONTRACT_H
@@ -532,9 +533,16 @@ static void store(member *mb, sess_res *r, const char *id, uint64_t epoch, const
     sess_wait(mb, r, "store");
 }
 
+static void release_ttl(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state, uint64_t ttl_ms)
+{
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0, ttl_ms,
+                       sess_done_cb, r);
+    sess_wait(mb, r, "release");
+}
+
 static void release(member *mb, sess_res *r, const char *id, uint64_t old_epoch, const char *state)
 {
-    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0,
+    bp_session_release(mb->bp, 0, id, old_epoch, (const uint8_t *)state, state ? (uint32_t)strlen(state) : 0, 0,
                        sess_done_cb, r);
     sess_wait(mb, r, "release");
 }
@@ -561,7 +569,7 @@ static int revokes(member *mb)
     return n;
 }
 
-Test(backplane_contract, session_claims_start_at_epoch_1_and_bump_it)
+Test(backplane_contract, session_claims_raise_the_epoch)
 {
     member a;
     member_open(&a, "sess-claim");
@@ -571,17 +579,17 @@ Test(backplane_contract, session_claims_start_at_epoch_1_and_bump_it)
     sess_res r[3] = {0};
     claim(&a, &r[0], id, false);
     cr_assert_eq(r[0].st, BP_OK, "%s", bp_status_name(r[0].st));
-    cr_assert_eq(r[0].epoch, 1);
+    cr_assert_geq(r[0].epoch, 1);
     cr_assert_not(r[0].has_state, "a new id has no state");
     cr_assert_str_eq(r[0].prev_owner, "", "nobody owned a new id");
     claim(&a, &r[1], id, false);
     cr_assert_eq(r[1].st, BP_OK);
-    cr_assert_eq(r[1].epoch, 2);
+    cr_assert_gt(r[1].epoch, r[0].epoch);
     /* The previous owner is this very node: nothing to wait for, nobody to notify. */
     cr_assert_str_eq(r[1].prev_owner, "");
-    load(&a, &r[2], id, 2, false);
+    load(&a, &r[2], id, r[1].epoch, false);
     cr_assert_eq(r[2].st, BP_OK);
-    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_eq(r[2].epoch, r[1].epoch);
     sess_assert_once(&a, r, 3);
     cr_assert_eq(revokes(&a), 0, "a node never revokes itself");
     member_free(&a);
@@ -596,26 +604,28 @@ Test(backplane_contract, session_store_is_fenced_by_the_epoch)
     unique_client(id, sizeof(id), "store");
     sess_res r[9] = {0};
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "one", 0);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "one", 0);
     cr_assert_eq(r[1].st, BP_OK, "%s", bp_status_name(r[1].st));
     claim(&a, &r[2], id, false);
-    cr_assert_eq(r[2].epoch, 2);
+    uint64_t e2 = r[2].epoch;
+    cr_assert_gt(e2, e1);
     cr_assert(r[2].has_state, "a claim that is not clean keeps the state");
     cr_assert_str_eq(r[2].state, "one");
-    store(&a, &r[3], id, 1, "stale", 0);
+    store(&a, &r[3], id, e1, "stale", 0);
     cr_assert_eq(r[3].st, BP_ESTALE, "a write with the old epoch: %s", bp_status_name(r[3].st));
-    store(&a, &r[4], id, 3, "future", 0);
+    store(&a, &r[4], id, e2 + 1, "future", 0);
     cr_assert_eq(r[4].st, BP_ESTALE, "an epoch nobody claimed: %s", bp_status_name(r[4].st));
-    store(&a, &r[5], id, 2, "two", 0);
+    store(&a, &r[5], id, e2, "two", 0);
     cr_assert_eq(r[5].st, BP_OK);
-    load(&a, &r[6], id, 2, false);
+    load(&a, &r[6], id, e2, false);
     cr_assert_eq(r[6].st, BP_OK);
     cr_assert_str_eq(r[6].state, "two");
-    load(&a, &r[7], id, 1, false);
+    load(&a, &r[7], id, e1, false);
     cr_assert_eq(r[7].st, BP_ESTALE, "a load with the old epoch: %s", bp_status_name(r[7].st));
     load(&a, &r[8], id, 0, false);
     cr_assert_eq(r[8].st, BP_OK);
-    cr_assert_eq(r[8].epoch, 2, "an unfenced load reads the current epoch");
+    cr_assert_eq(r[8].epoch, e2, "an unfenced load reads the current epoch");
     sess_assert_once(&a, r, 9);
     member_free(&a);
 }
@@ -627,24 +637,34 @@ Test(backplane_contract, session_release_is_accepted_once_for_the_previous_epoch
     member_ready(&a);
     char id[128];
     unique_client(id, sizeof(id), "release");
-    sess_res r[8] = {0};
+    sess_res r[11] = {0};
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "before", 0);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "before", 0);
     claim(&a, &r[2], id, false);
-    cr_assert_eq(r[2].epoch, 2);
+    uint64_t e2 = r[2].epoch;
+    cr_assert_gt(e2, e1);
     cr_assert_not(r[2].released);
-    release(&a, &r[3], id, 2, "not-prev");
+    release(&a, &r[3], id, e2, "not-prev");
     cr_assert_eq(r[3].st, BP_ESTALE, "only the previous claim releases: %s", bp_status_name(r[3].st));
-    release(&a, &r[4], id, 1, "final");
+    release(&a, &r[4], id, e1, "final");
     cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
-    load(&a, &r[5], id, 2, false);
+    load(&a, &r[5], id, e2, false);
     cr_assert(r[5].released);
     cr_assert_str_eq(r[5].state, "final", "the release wrote the final state");
-    release(&a, &r[6], id, 1, "again");
+    release(&a, &r[6], id, e1, "again");
     cr_assert_eq(r[6].st, BP_ESTALE, "a second release: %s", bp_status_name(r[6].st));
-    load(&a, &r[7], id, 2, false);
+    load(&a, &r[7], id, e2, false);
     cr_assert_str_eq(r[7].state, "final");
-    sess_assert_once(&a, r, 8);
+    /* Old epoch 0: whichever claim of this node is the previous one (a node
+     * with no session for the id does not know its epoch). */
+    claim(&a, &r[8], id, false);
+    release(&a, &r[9], id, 0, NULL);
+    cr_assert_eq(r[9].st, BP_OK, "%s", bp_status_name(r[9].st));
+    load(&a, &r[10], id, r[8].epoch, false);
+    cr_assert(r[10].released);
+    cr_assert_str_eq(r[10].state, "final", "a release without state keeps what is stored");
+    sess_assert_once(&a, r, 11);
     member_free(&a);
 }
 
@@ -657,46 +677,51 @@ Test(backplane_contract, session_clean_claim_deletes_the_state_for_good)
     unique_client(id, sizeof(id), "clean");
     sess_res r[5] = {0};
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "old", 0);
+    store(&a, &r[1], id, r[0].epoch, "old", 0);
     claim(&a, &r[2], id, true);
     cr_assert_eq(r[2].st, BP_OK);
-    cr_assert_eq(r[2].epoch, 2);
+    cr_assert_gt(r[2].epoch, r[0].epoch);
     cr_assert_not(r[2].has_state, "a clean claim deletes the state");
     /* The previous owner's last word does not bring it back. */
-    release(&a, &r[3], id, 1, "old-final");
+    release(&a, &r[3], id, r[0].epoch, "old-final");
     cr_assert_eq(r[3].st, BP_OK);
-    load(&a, &r[4], id, 2, false);
+    load(&a, &r[4], id, r[2].epoch, false);
     cr_assert(r[4].released);
     cr_assert_not(r[4].has_state, "state \"%s\" came back after a clean claim", r[4].state);
     sess_assert_once(&a, r, 5);
     member_free(&a);
 }
 
-Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_starts_again)
+Test(backplane_contract, session_drop_is_fenced_and_a_dropped_id_never_goes_back_in_epochs)
 {
     member a;
     member_open(&a, "sess-drop");
     member_ready(&a);
     char id[128];
     unique_client(id, sizeof(id), "drop");
-    sess_res r[8] = {0};
+    sess_res r[9] = {0};
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "x", 0);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "x", 0);
     claim(&a, &r[2], id, false);
-    drop(&a, &r[3], id, 1);
+    uint64_t e2 = r[2].epoch;
+    release(&a, &r[8], id, e1, NULL); /* an unreleased previous owner's drop is its last word instead */
+    drop(&a, &r[3], id, e1);
     cr_assert_eq(r[3].st, BP_ESTALE, "a drop with the old epoch: %s", bp_status_name(r[3].st));
-    drop(&a, &r[4], id, 2);
+    drop(&a, &r[4], id, e2);
     cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
     load(&a, &r[5], id, 0, false);
     cr_assert_eq(r[5].st, BP_OK);
     cr_assert_eq(r[5].epoch, 0, "the record is gone");
     cr_assert_not(r[5].has_state);
-    load(&a, &r[6], id, 2, false);
+    load(&a, &r[6], id, e2, false);
     cr_assert_eq(r[6].st, BP_ESTALE, "a fenced load of a dropped record: %s", bp_status_name(r[6].st));
+    /* Not 1 again: a node that still held an old claim (it never heard of
+     * the drop, or its store raced it) must stay below every new claim. */
     claim(&a, &r[7], id, false);
-    cr_assert_eq(r[7].epoch, 1);
+    cr_assert_gt(r[7].epoch, e2, "epoch %llu after %llu", (unsigned long long)r[7].epoch, (unsigned long long)e2);
     cr_assert_not(r[7].has_state);
-    sess_assert_once(&a, r, 8);
+    sess_assert_once(&a, r, 9);
     member_free(&a);
 }
 
@@ -730,18 +755,49 @@ Test(backplane_contract, session_store_ttl_expires_the_record_and_0_keeps_it)
     unique_client(keep, sizeof(keep), "ttl-keep");
     sess_res r[6] = {0};
     claim(&a, &r[0], id, false);
-    store(&a, &r[1], id, 1, "offline", 200);
+    store(&a, &r[1], id, r[0].epoch, "offline", 200);
     cr_assert_eq(r[1].st, BP_OK);
     claim(&a, &r[2], keep, false);
-    store(&a, &r[3], keep, 1, "short", 200);
-    store(&a, &r[4], keep, 1, "forever", 0); /* a later store without expiry removes it */
+    store(&a, &r[3], keep, r[2].epoch, "short", 200);
+    store(&a, &r[4], keep, r[2].epoch, "forever", 0); /* a later store without expiry removes it */
     expiry_wait w = {.mb = &a, .id = id};
     cr_assert(run_until(&a, record_gone, &w), "the record outlived its TTL");
     run_a_while(&a);
     run_a_while(&a); /* well past the first TTL */
-    load(&a, &r[5], keep, 1, false);
+    load(&a, &r[5], keep, r[2].epoch, false);
     cr_assert_eq(r[5].st, BP_OK, "%s", bp_status_name(r[5].st));
     cr_assert_str_eq(r[5].state, "forever");
+    sess_assert_once(&a, r, 6);
+    member_free(&a);
+}
+
+/* The owner of a session whose record is gone (it expired, or Redis lost
+ * its data) re-asserts its claim with its next store, rather than being
+ * told it lost the session nobody else claimed. */
+Test(backplane_contract, session_store_recreates_a_record_that_is_gone)
+{
+    member a;
+    member_open(&a, "sess-recreate");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "recreate");
+    sess_res r[6] = {0};
+    claim(&a, &r[0], id, false);
+    uint64_t e1 = r[0].epoch;
+    store(&a, &r[1], id, e1, "offline", 200);
+    expiry_wait w = {.mb = &a, .id = id};
+    cr_assert(run_until(&a, record_gone, &w), "the record outlived its TTL");
+    store(&a, &r[2], id, e1, "again", 0);
+    cr_assert_eq(r[2].st, BP_OK, "a store into a record that is gone: %s", bp_status_name(r[2].st));
+    load(&a, &r[3], id, e1, false);
+    cr_assert_eq(r[3].st, BP_OK, "%s", bp_status_name(r[3].st));
+    cr_assert_str_eq(r[3].state, "again");
+    /* The next claim comes after it, and sees it released (nothing to wait for). */
+    claim(&a, &r[4], id, false);
+    cr_assert_gt(r[4].epoch, e1);
+    cr_assert_str_eq(r[4].state, "again");
+    store(&a, &r[5], id, e1, "stale", 0);
+    cr_assert_eq(r[5].st, BP_ESTALE, "the re-created record fences like any other");
     sess_assert_once(&a, r, 6);
     member_free(&a);
 }
@@ -758,7 +814,7 @@ Test(backplane_contract, session_calls_after_close_complete_once_with_eclosed)
     bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
     bp_session_load(a.bp, 0, id, 1, true, sess_cb, &r[1]);
     bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[2]);
-    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, 0, sess_done_cb, &r[3]);
     bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
     bp_session_store(a.bp, 0, id, 1, NULL, 0, 0, NULL, NULL); /* no callback, and no crash */
     for (int i = 0; i < 5; i++) {
@@ -780,12 +836,59 @@ Test(backplane_contract, session_calls_pending_at_close_complete_once)
     bp_session_claim(a.bp, 0, id, false, sess_cb, &r[0]);
     bp_session_store(a.bp, 0, id, 1, (const uint8_t *)"s", 1, 0, sess_done_cb, &r[1]);
     bp_session_load(a.bp, 0, id, 1, false, sess_cb, &r[2]);
-    bp_session_release(a.bp, 0, id, 1, NULL, 0, sess_done_cb, &r[3]);
+    bp_session_release(a.bp, 0, id, 1, NULL, 0, 0, sess_done_cb, &r[3]);
     bp_session_drop(a.bp, 0, id, 1, sess_done_cb, &r[4]);
     bp_close(a.bp);
     for (int i = 0; i < 5; i++) {
         sess_wait(&a, &r[i], "a call pending at close");
     }
+    sess_assert_once(&a, r, 5);
+    member_free(&a);
+}
+
+/* Issue 17 review, item 11: a record nobody connects to gets a TTL. A
+ * release carries the released session's offline TTL (the claim it hands
+ * over to may have been abandoned); a new owner that connects removes it
+ * with its store. */
+Test(backplane_contract, session_release_sets_the_ttl_it_is_given)
+{
+    member a;
+    member_open(&a, "sess-release-ttl");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "release-ttl");
+    sess_res r[3] = {0};
+    claim(&a, &r[0], id, false);
+    claim(&a, &r[1], id, false); /* abandoned: never stores */
+    release_ttl(&a, &r[2], id, r[0].epoch, "final", 200);
+    cr_assert_eq(r[2].st, BP_OK, "%s", bp_status_name(r[2].st));
+    expiry_wait w = {.mb = &a, .id = id};
+    cr_assert(run_until(&a, record_gone, &w), "the released record never expired");
+    sess_assert_once(&a, r, 3);
+    member_free(&a);
+}
+
+/* The previous owner's session ends while a claim after it waits for its
+ * release, or was abandoned: its drop is accepted, marks the record
+ * released with no state (a waiting claim goes on with an empty session)
+ * and leaves it to expire. */
+Test(backplane_contract, session_drop_by_the_unreleased_previous_owner_lets_go)
+{
+    member a;
+    member_open(&a, "sess-drop-prev");
+    member_ready(&a);
+    char id[128];
+    unique_client(id, sizeof(id), "drop-prev");
+    sess_res r[5] = {0};
+    claim(&a, &r[0], id, false);
+    store(&a, &r[1], id, r[0].epoch, "ended", 0);
+    claim(&a, &r[2], id, false);
+    drop(&a, &r[3], id, r[0].epoch);
+    cr_assert_eq(r[3].st, BP_OK, "the previous owner's drop: %s", bp_status_name(r[3].st));
+    load(&a, &r[4], id, r[2].epoch, false);
+    cr_assert_eq(r[4].st, BP_OK, "%s", bp_status_name(r[4].st));
+    cr_assert(r[4].released);
+    cr_assert_not(r[4].has_state, "state \"%s\" outlived the session's end", r[4].state);
     sess_assert_once(&a, r, 5);
     member_free(&a);
 }
