@@ -68,13 +68,24 @@ static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
     "return {epoch, f[7], prev, live, released}";
 
 /* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state.
- * -> 1 stored, 0 stale. PEXPIRE counts on Redis's clock. */
+ * -> 1 stored, 2 stored in a record written again, 0 stale. PEXPIRE counts
+ * on Redis's clock. A missing record is no newer claim: Redis lost it
+ * (restarted empty, failed over to a replica that lacked it) while this
+ * node holds the session, so the owner writes it again at its epoch. Taking
+ * it for a fence dropped the session with the QoS 2 messages waiting for
+ * this very store, acknowledged to their publishers. A claim elsewhere
+ * afterwards still fences this node: it finds the record and revokes it. */
 static const char *STORE_LUA =
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
-    "if f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
+    "local made = 1 "
+    "if not f[1] then "
+    "  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[3], 'token', ARGV[4], 'prev', '0', "
+    "    'prev_owner', '', 'prev_token', '', 'released', '1', 'cleaned', '0') "
+    "  made = 2 "
+    "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
     "redis.call('HSET', KEYS[1], 'state', ARGV[5]) "
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
-    "return 1";
+    "return made";
 
 /* KEYS: record. ARGV: old epoch, write state (0/1), node id, token, state.
  * -> 1 released, 0 refused (not our previous claim, or released already).
@@ -229,13 +240,13 @@ static void answer_rec(sess_op *op, const redisReply *rep)
     }
 }
 
-/* 1 done, 0 fenced out. */
+/* 1 done (2: a store that wrote the lost record again), 0 fenced out. */
 static bp_status write_status(const redisReply *rep)
 {
     if (!rep || rep->type != REDIS_REPLY_INTEGER) {
         return BP_EUNAVAILABLE;
     }
-    return rep->integer == 1 ? BP_OK : BP_ESTALE;
+    return rep->integer == 1 || rep->integer == 2 ? BP_OK : BP_ESTALE;
 }
 
 static void sess_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -247,6 +258,10 @@ static void sess_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
         if (rep) {
             sh_log(SH_WARN, "event=session_script_error op=%d err=\"%s\"", (int)op->kind, rep->str);
         }
+    }
+    if (op->kind == S_STORE && rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 2) {
+        sh_log(SH_INFO, "event=session_record_recreated client=%s epoch=%llu msg=\"Redis had lost it\"", op->client_id,
+               (unsigned long long)op->epoch);
     }
     if (op->kind == S_CLAIM || op->kind == S_LOAD) {
         answer_rec(op, rep);
