@@ -124,6 +124,8 @@ def main(argv=None):
             if ctx.errors:
                 v, problems = "FAIL", problems + ["harness: " + e for e in ctx.errors]
             failed |= v == "FAIL"
+            if v == "FAIL":
+                cluster.failed = True  # keep the node logs for the failed scenario
             rows.append((sc.name, result, v))
             det = checker.details(sc.name, result, sc.expected)
             reports.append((sc, result, v, problems, det))
