@@ -309,6 +309,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     inbox_tick(w);
     stream_tick(w);
+    sync_retry_tick(w);
     uint64_t now = now_ms();
     conn *c = w->conns;
     uint32_t active = 0; /* metrics */

@@ -82,6 +82,7 @@ struct session_stream {
     bool need_replay;
     bool replaying_now; /* a replay's (or the held list's) delivery is handled: not intercepted */
     bool spill_logged;
+    bool retry_queued; /* in the worker's list of stores to try again (node/session_sync.c) */
 };
 
 /* ---- the node's positions ---- */
@@ -416,6 +417,28 @@ void stream_stored(worker *w, session *s, uint32_t seq)
                 send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
             }
         }
+    }
+}
+
+bool stream_store_refused(session *s)
+{
+    session_stream *st = s->st;
+    if (!st || st->retry_queued) {
+        return false;
+    }
+    for (uint32_t i = 0; i < s->n_inf; i++) {
+        if (s->inf[i].hold && s->inf[i].seq > st->done_seq) {
+            st->retry_queued = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+void stream_store_retried(session *s)
+{
+    if (s->st) {
+        s->st->retry_queued = false;
     }
 }
 

@@ -67,6 +67,11 @@ uint32_t stream_encode(worker *w, session *s, sc_state *st);
 void stream_encoded(sc_state *st);
 /* The store numbered seq is durable: send what waited for it. */
 void stream_stored(worker *w, session *s, uint32_t seq);
+/* A store was refused (backend down): true when a held QoS 2 PUBLISH or
+ * PUBREL waits for one and the session is not queued for a retry yet (it
+ * is now, until stream_store_retried). */
+bool stream_store_refused(session *s);
+void stream_store_retried(session *s);
 /* The session was built from a stored state another node wrote. */
 void stream_restore(worker *w, session *s, const sc_state *st);
 /* The client went away (session_detach): a running replay stops. */

@@ -558,6 +558,42 @@ static void let_go(worker *w, session *s, const char *why)
     session_forget(w, s);
 }
 
+/* A QoS 2 PUBLISH (or PUBREL) waits for a store that the backend refused:
+ * nothing else may come to store the session again, so the next tick does
+ * (each session at most once in the list: stream_store_refused). */
+static void retry_later(worker *w, session *s)
+{
+    if (s->dead || atomic_load(&s->owner) != w->id || !stream_store_refused(s)) {
+        return;
+    }
+    sync_worker *sw = &w->sync;
+    if (sw->n_retry == sw->cap_retry) {
+        uint32_t cap = sw->cap_retry ? sw->cap_retry * 2 : 16;
+        sw->retry = sh_realloc(sw->retry, sw->cap_retry * sizeof(session *), cap * sizeof(session *));
+        sw->cap_retry = cap;
+    }
+    session_ref(s);
+    sw->retry[sw->n_retry++] = s;
+}
+
+void sync_retry_tick(worker *w)
+{
+    sync_worker *sw = &w->sync;
+    session **list = sw->retry;
+    uint32_t n = sw->n_retry, cap = sw->cap_retry;
+    sw->retry = NULL;
+    sw->n_retry = sw->cap_retry = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        session *s = list[i];
+        stream_store_retried(s);
+        if (!s->dead && atomic_load(&s->owner) == w->id) {
+            sync_mark_dirty(w, s);
+        }
+        session_unref(w->b, s);
+    }
+    sh_free(list, cap * sizeof(session *));
+}
+
 static void store_cb(bp_status st, void *arg)
 {
     store_ctx *x = arg;
@@ -579,6 +615,7 @@ static void store_cb(bp_status st, void *arg)
         worker_flush(w);
     } else if (st == BP_EUNAVAILABLE) {
         sh_log(SH_DEBUG, "event=session_store_failed client=%s status=%s", s->client_id, bp_status_name(st));
+        retry_later(w, s);
     } else if (st == BP_OK && x->seq) {
         stream_stored(w, s, x->seq);
     }
@@ -763,6 +800,12 @@ void sync_worker_free(worker *w)
     sh_free(sw->dirty, sw->cap_dirty * sizeof(session *));
     sw->dirty = NULL;
     sw->n_dirty = sw->cap_dirty = 0;
+    for (uint32_t i = 0; i < sw->n_retry; i++) {
+        session_unref(w->b, sw->retry[i]);
+    }
+    sh_free(sw->retry, sw->cap_retry * sizeof(session *));
+    sw->retry = NULL;
+    sw->n_retry = sw->cap_retry = 0;
     if (sw->flush) {
         event_free(sw->flush);
         sw->flush = NULL;

@@ -46,10 +46,15 @@ typedef struct sync_worker {
     session **dirty;    /* sessions to store at the end of this loop turn (refs held) */
     uint32_t n_dirty, cap_dirty;
     struct event *flush;
+    session **retry; /* stores refused (backend down) that something waits for (refs held) */
+    uint32_t n_retry, cap_retry;
 } sync_worker;
 
 void sync_worker_init(worker *w);
 void sync_worker_free(worker *w);
+/* Once a second: store again the sessions whose store was refused while
+ * the backend was down and that hold a QoS 2 message for it. */
+void sync_retry_tick(worker *w);
 
 /* Are sessions kept in the cluster's records? Not on a backplane whose
  * every node is this process (the local one): there the registry already

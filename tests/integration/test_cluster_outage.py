@@ -16,7 +16,7 @@ import mqttraw as R
 from paho.mqtt.packettypes import PacketTypes
 
 from pahoclient import Client, props, uid
-from test_cluster import ROOT, WAIT, Backends, http_get, metric, wait_for
+from test_cluster import ROOT, WAIT, Backends, http_get, kcat_produce, metric, record, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +138,28 @@ def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(
     assert not sub.disconnected.is_set(), (sub.disconnect_rc, n1.log()[-3000:])
     assert "event=session_fenced" not in n1.log()
     assert "event=session_record_recreated" in n1.log()
+
+
+def test_qos2_held_for_a_store_refused_while_redis_is_down_goes_out_when_it_is_back(cluster, backends):
+    """QoS 2 to a persistent subscriber goes out once the session's store
+    is durable. A store refused while Redis is down is tried again (once a
+    second), so the held PUBLISH leaves when Redis is back even if no other
+    traffic comes to make the session store again. The record comes straight
+    from Kafka: no publish is taken while Redis is down."""
+    n = cluster(uid("n1"))
+    topic = uid("held")
+    sub = Client(n, client_id=uid("sub"), version=5, clean=False,
+                 properties=props(PacketTypes.CONNECT, SessionExpiryInterval=3600))
+    sub.subscribe(topic, qos=2)
+    consumed = metric(n, "shoal_kafka_consumed_total") or 0
+    with stopped(redis_pid(backends)):
+        wait_for(lambda: ready(n) == 503, "/health/ready 503 with Redis stopped")
+        kcat_produce(backends.bootstrap, cluster.topic, 0, topic, record(topic, b"held", qos=2))
+        wait_for(lambda: (metric(n, "shoal_kafka_consumed_total") or 0) > consumed, "the record consumed")
+    wait_for(lambda: ready(n) == 200, "/health/ready 200 after Redis resumed")
+    m = sub.get(WAIT)
+    assert (m.payload, m.qos) == (b"held", 2)
+    assert not sub.disconnected.is_set(), sub.disconnect_rc
 
 
 def exact_publish(topic, size, version, pid=1):
