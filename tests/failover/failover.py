@@ -124,6 +124,8 @@ def main(argv=None):
             if ctx.errors:
                 v, problems = "FAIL", problems + ["harness: " + e for e in ctx.errors]
             failed |= v == "FAIL"
+            if cluster and (v == "FAIL" or os.environ.get("SHOAL_FAILOVER_KEEP")):
+                cluster.failed = True  # keep the node logs (SHOAL_FAILOVER_KEEP=1: always)
             rows.append((sc.name, result, v))
             det = checker.details(sc.name, result, sc.expected)
             reports.append((sc, result, v, problems, det))

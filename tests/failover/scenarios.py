@@ -38,8 +38,6 @@ COMMON_TODAY = {
 }
 KILL_TODAY = {
     **COMMON_TODAY,
-    # A persistent session lives in its node's memory and dies with it.
-    "lost-moved": S59 + ": persistent sessions survive their node (invariant 1)",
     # Nobody publishes the wills of a dead node's clients.
     "wills": S59 + ": a dead node's wills published by a survivor (invariant 6)",
 }
@@ -239,8 +237,9 @@ def extra_takeover(ctx, prefix):
     ctx.state["mover"] = prefix + "-mv"
     ctx.state["q2"] = Qos2Holder(ctx.rec, ctx.target, prefix + "-q2", 5, via=names[0], topic="%s/data/h" % prefix,
                                  n=8 if ctx.size.long else 4, reconnect_via="lb", deadline=deadline)
-    return [Subscriber(ctx.rec, ctx.target, prefix + "-mv", 5, via=names[0], reconnect="never", filters=data,
-                       deadline=deadline), ctx.state["q2"]]
+    ctx.state["mover_actor"] = Subscriber(ctx.rec, ctx.target, prefix + "-mv", 5, via=names[0], reconnect="never",
+                                          filters=data, deadline=deadline)
+    return [ctx.state["mover_actor"], ctx.state["q2"]]
 
 
 def faults_takeover(ctx):
@@ -255,9 +254,11 @@ def faults_takeover(ctx):
     ctx.fault("sigstop", n.name, "SIGSTOP (the old owner stops answering)")
     n.proc.send_signal(signal.SIGSTOP)
     deadline = time.time() + ctx.size.budget
+    # The same client moving to node 2: it resumes its session (clean start
+    # 0). Connecting clean would discard the session and what it was owed.
     mover = ctx.spawn(Subscriber(ctx.rec, ctx.target, ctx.state["mover"], 5, via=ctx.target.nodes[1].name,
                                  reconnect="lb", filters=[("%s/data/#" % ctx.state["mover"].rsplit("-", 1)[0], 2)],
-                                 deadline=deadline))
+                                 deadline=deadline, resume_session=True, inherit=ctx.state["mover_actor"]))
     ctx.fault("claim", ctx.target.nodes[1].name, "%s connects while its owner is frozen" % mover.client_id)
     time.sleep(2.0 + ctx.rng.uniform(0, 0.5))
     ctx.fault("kill", n.name, "SIGKILL while the claim waits")

@@ -246,12 +246,23 @@ class Actor(threading.Thread):
 class Subscriber(Actor):
     """A subscriber; persistent (3.1.1 clean session 0, v5 session expiry
     3600) or not. It resubscribes whenever the session was not present.
-    slow: seconds spent in each message callback (delays its acks)."""
+    slow: seconds spent in each message callback (delays its acks).
+    resume_session: its first connection resumes the session (clean start 0), as a
+    client that moves to another node does; otherwise it starts clean.
+    inherit: the Subscriber (same client id) this one continues: its client
+    side session state, the QoS 2 messages it sent PUBREC for and awaits
+    PUBREL (MQTT 5 §4.1: the client keeps them across connections), is
+    taken over at the first CONNACK. paho hands a QoS 2 message to the
+    application only at PUBREL, so a fresh paho client would answer the new
+    owner's PUBREL for such a message with PUBCOMP and drop it."""
 
-    def __init__(self, *a, filters=(), persistent=True, slow=0.0, **kw):
+    def __init__(self, *a, filters=(), persistent=True, slow=0.0, resume_session=False, inherit=None, **kw):
         super().__init__(*a, **kw)
         self.filters = list(filters)
         self.persistent = persistent
+        self.resume_session = resume_session
+        self.inherit = inherit
+        self.paho = None
         self.slow = slow
         self.delivered = 0
         self._sub_mids = {}
@@ -297,11 +308,19 @@ class Subscriber(Actor):
         if rcs is not None:
             self._record_suback(list(self.filters), rcs)
 
+    def _on_connect(self, client, userdata, flags, rc, properties):
+        if self.inherit is not None and self.inherit.paho is not None and _rc(rc) == 0:
+            # Before paho reads the packets after CONNACK (a PUBREL among them).
+            client._in_messages.update(self.inherit.paho._in_messages)
+            self.inherit = None
+        super()._on_connect(client, userdata, flags, rc, properties)
+
     def body(self):
         c = self._make_client(self.persistent)
+        self.paho = c
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
-        via, first = self.via, True
+        via, first = self.via, not self.resume_session
         while not self.stopping.is_set():
             if not self._connect_retrying(c, via, self.persistent, first):
                 break

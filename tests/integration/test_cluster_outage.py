@@ -13,8 +13,10 @@ import subprocess
 import pytest
 
 import mqttraw as R
-from pahoclient import Client, uid
-from test_cluster import ROOT, WAIT, Backends, http_get, metric, wait_for
+from paho.mqtt.packettypes import PacketTypes
+
+from pahoclient import Client, props, uid
+from test_cluster import ROOT, WAIT, Backends, http_get, kcat_produce, metric, record, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,58 @@ def test_hung_redis_marks_the_node_not_ready_and_back(cluster, backends):
     assert acks[info.mid] == 0, acks
     assert [m.payload for m in sub.get_n(1, WAIT)] == [b"after"]
     assert n.log().count("event=backplane_not_ready") == 1, n.log()[-3000:]
+
+
+def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(cluster, backends):
+    """Redis restarted empty (no persistence) loses every session record. A
+    node that still holds a session must write its record again, not take
+    the missing record for a newer claim elsewhere: a QoS 2 delivery to a
+    persistent subscriber waits for the session's store (QoS 2 store-first),
+    and a store refused as stale dropped the session with the messages it
+    held, after they had been acknowledged to their publisher (the failover
+    suite's redis scenario: acknowledged, delivered to nobody)."""
+    n1, n2 = cluster(uid("n1")), cluster(uid("n2"))
+    topic = uid("empty")
+    sub = Client(n1, client_id=uid("sub"), version=5, clean=False,
+                 properties=props(PacketTypes.CONNECT, SessionExpiryInterval=3600))
+    sub.subscribe(topic, qos=2)
+    pub = Client(n2, version=5)
+    pub.publish(topic, b"before", qos=2)
+    assert sub.get(WAIT).payload == b"before"
+    backends.stop_redis()
+    backends.start_redis()
+    for n in (n1, n2):
+        wait_for(lambda: ready(n) == 200, "/health/ready 200 on the emptied Redis")
+    sent = [b"after-%d" % i for i in range(10)]
+    for p in sent:
+        pub.publish(topic, p, qos=2)  # waits for PUBCOMP: acknowledged
+    got = [m.payload for m in sub.get_n(len(sent), WAIT)]
+    assert got == sent
+    assert not sub.disconnected.is_set(), (sub.disconnect_rc, n1.log()[-3000:])
+    assert "event=session_fenced" not in n1.log()
+    assert "event=session_record_recreated" in n1.log()
+
+
+def test_qos2_held_for_a_store_refused_while_redis_is_down_goes_out_when_it_is_back(cluster, backends):
+    """QoS 2 to a persistent subscriber goes out once the session's store
+    is durable. A store refused while Redis is down is tried again (once a
+    second), so the held PUBLISH leaves when Redis is back even if no other
+    traffic comes to make the session store again. The record comes straight
+    from Kafka: no publish is taken while Redis is down."""
+    n = cluster(uid("n1"))
+    topic = uid("held")
+    sub = Client(n, client_id=uid("sub"), version=5, clean=False,
+                 properties=props(PacketTypes.CONNECT, SessionExpiryInterval=3600))
+    sub.subscribe(topic, qos=2)
+    consumed = metric(n, "shoal_kafka_consumed_total") or 0
+    with stopped(redis_pid(backends)):
+        wait_for(lambda: ready(n) == 503, "/health/ready 503 with Redis stopped")
+        kcat_produce(backends.bootstrap, cluster.topic, 0, topic, record(topic, b"held", qos=2))
+        wait_for(lambda: (metric(n, "shoal_kafka_consumed_total") or 0) > consumed, "the record consumed")
+    wait_for(lambda: ready(n) == 200, "/health/ready 200 after Redis resumed")
+    m = sub.get(WAIT)
+    assert (m.payload, m.qos) == (b"held", 2)
+    assert not sub.disconnected.is_set(), sub.disconnect_rc
 
 
 def exact_publish(topic, size, version, pid=1):
