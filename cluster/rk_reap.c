@@ -27,8 +27,6 @@
 #define REAP_LOCK_MS 15000
 /* Records per SCAN: about this many keys per batch. */
 #define REAP_SCAN_COUNT 200
-/* A batch answer holds at most this many records (SCAN's COUNT is a hint). */
-#define REAP_MAX_RECS 4096
 
 #define LUA_NOW                                                        \
     "if redis.replicate_commands then redis.replicate_commands() end " \
@@ -41,33 +39,43 @@
  * (rk_redis.c, "token|address") does not hold its token, whether it
  * expired (SIGKILL), was deleted (clean stop) or belongs to a restarted
  * instance with a new token. The death time is kept, so a retry by another
- * survivor counts will delays from the same moment. */
-static const char TARGET_LUA[] =
-    LUA_NOW "redis.call('HSETNX', KEYS[1], ARGV[2] .. '|' .. ARGV[1], '0') "
-            "local all = redis.call('HGETALL', KEYS[1]) "
-            "for i = 1, #all, 2 do "
-            "  local inst = all[i] "
-            "  local tok, id = string.match(inst, '^([^|]*)|(.*)$') "
-            "  if tok and tok ~= ARGV[2] then "
-            "    local v = redis.call('GET', 'shoal:node:{' .. id .. '}') "
-            "    if not (v and string.sub(v, 1, #tok + 1) == tok .. '|') then "
-            "      local death = tonumber(all[i + 1]) or 0 "
-            "      if death == 0 then death = now redis.call('HSET', KEYS[1], inst, string.format('%d', now)) end "
-            "      if redis.call('SET', 'shoal:reap:{' .. inst .. '}', ARGV[2] .. '|' .. ARGV[1], 'NX', 'PX', ARGV[3]) "
-            "      then return {inst, string.format('%d', death), string.format('%d', now)} end "
-            "    end "
-            "  end "
-            "end "
-            "return {}";
+ * survivor counts will delays from the same moment; an instance alive again
+ * (it renewed its claim after being cut off) gets its 0 back. */
+static const char TARGET_LUA[] = LUA_NOW
+    "redis.call('HSETNX', KEYS[1], ARGV[2] .. '|' .. ARGV[1], '0') "
+    "local all = redis.call('HGETALL', KEYS[1]) "
+    "for i = 1, #all, 2 do "
+    "  local inst = all[i] "
+    "  local tok, id = string.match(inst, '^([^|]*)|(.*)$') "
+    "  if tok and tok ~= ARGV[2] then "
+    "    local v = redis.call('GET', 'shoal:node:{' .. id .. '}') "
+    "    if not (v and string.sub(v, 1, #tok + 1) == tok .. '|') then "
+    "      local death = tonumber(all[i + 1]) or 0 "
+    "      if death == 0 then death = now redis.call('HSET', KEYS[1], inst, string.format('%d', now)) end "
+    "      if redis.call('SET', 'shoal:reap:{' .. inst .. '}', ARGV[2] .. '|' .. ARGV[1], 'NX', 'PX', ARGV[3]) "
+    "      then return {inst, string.format('%d', death), string.format('%d', now)} end "
+    "    elseif all[i + 1] ~= '0' then redis.call('HSET', KEYS[1], inst, '0') "
+    "    end "
+    "  end "
+    "end "
+    "return {}";
 
 /* KEYS: instances. ARGV: instance, my lock value, lock ms. Renew the lock if
  * it is still ours -> {death ms, now ms} or {} (lost: another survivor has
- * it, or the instance is settled). */
-static const char RENEW_LUA[] = LUA_NOW "if redis.call('GET', 'shoal:reap:{' .. ARGV[1] .. '}') ~= ARGV[2] then return {} end "
-                                        "local d = redis.call('HGET', KEYS[1], ARGV[1]) "
-                                        "if not d then return {} end "
-                                        "redis.call('PEXPIRE', 'shoal:reap:{' .. ARGV[1] .. '}', ARGV[3]) "
-                                        "return {d, string.format('%d', now)}";
+ * it, or the instance is settled). An instance that renewed its node-id
+ * claim meanwhile (it was cut off from Redis, not dead) is alive again:
+ * the walk stops and its death time is forgotten. */
+static const char RENEW_LUA[] = LUA_NOW
+    "if redis.call('GET', 'shoal:reap:{' .. ARGV[1] .. '}') ~= ARGV[2] then return {} end "
+    "local tok, id = string.match(ARGV[1], '^([^|]*)|(.*)$') "
+    "local v = redis.call('GET', 'shoal:node:{' .. id .. '}') "
+    "if v and string.sub(v, 1, #tok + 1) == tok .. '|' then "
+    "  redis.call('DEL', 'shoal:reap:{' .. ARGV[1] .. '}') "
+    "  redis.call('HSET', KEYS[1], ARGV[1], '0') return {} end "
+    "local d = redis.call('HGET', KEYS[1], ARGV[1]) "
+    "if not d then return {} end "
+    "redis.call('PEXPIRE', 'shoal:reap:{' .. ARGV[1] .. '}', ARGV[3]) "
+    "return {d, string.format('%d', now)}";
 
 /* KEYS: session records from one SCAN. ARGV: instance.
  * -> {client key, epoch, state or '', PTTL, ...} for the records the
@@ -269,7 +277,9 @@ static void scan_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
     op->cursor = strtoull(rep->element[0]->str, NULL, 10);
     const redisReply *keys = rep->element[1];
-    size_t n = keys->elements < REAP_MAX_RECS ? keys->elements : REAP_MAX_RECS;
+    /* SCAN's COUNT is a hint, but over the keyspace's hash table a call
+     * returns about that many keys: no cap here, so none is skipped. */
+    size_t n = keys->elements;
     if (n == 0) {
         answer_batch(op, BP_OK, NULL);
         return;
@@ -333,8 +343,7 @@ static void target_cb(redisAsyncContext *ac, void *reply, void *arg)
         return;
     }
     op->instance = sh_strdup(rep->element[0]->str);
-    sh_log(SH_INFO, "event=dead_node_reap instance=%s dead_for_ms=%" PRIu64, op->instance,
-           op->now_ms - op->death_ms);
+    sh_log(SH_INFO, "event=dead_node_reap instance=%s dead_for_ms=%" PRIu64, op->instance, op->now_ms - op->death_ms);
     op->cursor = 0;
     scan_next(op);
 }
@@ -416,8 +425,8 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
             redisAsyncCommand(r->ac, target_cb, op, "EVAL %s 1 %s %s %b %s", TARGET_LUA, INSTANCES_KEY,
                               r->bp->cfg.node_id, me, (size_t)(strchr(me, '|') - me), ms);
         } else {
-            redisAsyncCommand(r->ac, renew_cb, op, "EVAL %s 1 %s %s %s %s", RENEW_LUA, INSTANCES_KEY, op->instance,
-                              me, ms);
+            redisAsyncCommand(r->ac, renew_cb, op, "EVAL %s 1 %s %s %s %s", RENEW_LUA, INSTANCES_KEY, op->instance, me,
+                              ms);
         }
         break;
     case R_FINISH:
