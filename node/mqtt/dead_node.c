@@ -150,8 +150,8 @@ static void will_cb(bp_status st, void *arg)
         sh_log(SH_WARN, "event=dead_node_will_not_durable client_id=%s status=%s msg=\"retried\"", x->client_id,
                bp_status_name(st));
         msg_unref(m);
-        if (!d->freed) {
-            d->min_due = d->min_due ? d->min_due : d->now_ms + MIN_RETRY_MS;
+        if (!d->freed && (!d->min_due || d->min_due > d->now_ms + MIN_RETRY_MS)) {
+            d->min_due = d->now_ms + MIN_RETRY_MS;
         }
         finish_cb(BP_OK, x); /* nothing written: counts as settled for this batch */
         return;
