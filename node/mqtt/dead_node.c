@@ -265,7 +265,12 @@ static void settle(dead_node *d, const bp_reap_rec *rec)
         sc_will wl = st.will;
         bool had = st.has_will;
         st.has_will = false;
-        if (sc_encode(&st, &x->state, &x->len) != SC_OK) {
+        if (!had) {
+            /* Written back as read: a section this node does not know stays. */
+            x->len = rec->state_len;
+            x->state = sh_malloc(x->len ? x->len : 1);
+            memcpy(x->state, rec->state, x->len);
+        } else if (sc_encode(&st, &x->state, &x->len) != SC_OK) {
             x->state = NULL; /* cannot write it back: delete rather than publish twice */
         }
         st.has_will = had;
