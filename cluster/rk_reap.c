@@ -33,13 +33,17 @@
     "local t = redis.call('TIME') "                                    \
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
 
-/* KEYS: instances. ARGV: my node id, my token, lock ms.
+/* KEYS: instances. ARGV: my node id, my token, lock ms, grace ms.
  * Register this instance, then find a dead instance nobody works on and
  * lock it -> {instance, death ms, now ms} or {}. Dead: its node-id claim
  * (rk_redis.c, "token|address") does not hold its token, whether it
  * expired (SIGKILL), was deleted (clean stop) or belongs to a restarted
  * instance with a new token. The death time is kept, so a retry by another
- * survivor counts will delays from the same moment; an instance alive again
+ * survivor counts will delays from the same moment. It is locked only once
+ * it has been dead for the grace (a claim TTL): after a Redis outage every
+ * claim has expired, and the nodes renew theirs within a heartbeat of
+ * reconnecting; without the grace the first node back would take the
+ * others for dead and publish their live clients' wills. An instance alive again
  * (it renewed its claim after being cut off) gets its 0 back. */
 static const char TARGET_LUA[] = LUA_NOW
     "redis.call('HSETNX', KEYS[1], ARGV[2] .. '|' .. ARGV[1], '0') "
@@ -52,7 +56,8 @@ static const char TARGET_LUA[] = LUA_NOW
     "    if not (v and string.sub(v, 1, #tok + 1) == tok .. '|') then "
     "      local death = tonumber(all[i + 1]) or 0 "
     "      if death == 0 then death = now redis.call('HSET', KEYS[1], inst, string.format('%d', now)) end "
-    "      if redis.call('SET', 'shoal:reap:{' .. inst .. '}', ARGV[2] .. '|' .. ARGV[1], 'NX', 'PX', ARGV[3]) "
+    "      if now - death >= tonumber(ARGV[4]) and "
+    "        redis.call('SET', 'shoal:reap:{' .. inst .. '}', ARGV[2] .. '|' .. ARGV[1], 'NX', 'PX', ARGV[3]) "
     "      then return {inst, string.format('%d', death), string.format('%d', now)} end "
     "    elseif all[i + 1] ~= '0' then redis.call('HSET', KEYS[1], inst, '0') "
     "    end "
@@ -422,8 +427,10 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
     case R_BATCH:
         snprintf(ms, sizeof(ms), "%d", REAP_LOCK_MS);
         if (!op->instance) {
-            redisAsyncCommand(r->ac, target_cb, op, "EVAL %s 1 %s %s %b %s", TARGET_LUA, INSTANCES_KEY,
-                              r->bp->cfg.node_id, me, (size_t)(strchr(me, '|') - me), ms);
+            char grace[24];
+            snprintf(grace, sizeof(grace), "%d", 3 * (r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000));
+            redisAsyncCommand(r->ac, target_cb, op, "EVAL %s 1 %s %s %b %s %s", TARGET_LUA, INSTANCES_KEY,
+                              r->bp->cfg.node_id, me, (size_t)(strchr(me, '|') - me), ms, grace);
         } else {
             redisAsyncCommand(r->ac, renew_cb, op, "EVAL %s 1 %s %s %s %s", RENEW_LUA, INSTANCES_KEY, op->instance, me,
                               ms);

@@ -5,10 +5,10 @@ wills of its clients once, honouring Will Delay, skips the will of a client
 that reconnected elsewhere within its delay, and gives the dead node's
 sessions their expiry in Redis.
 
-Bound: a will without delay reaches a subscriber on another node within the
-claim TTL (3 heartbeats, 0.9 s here) + the survivors' poll (1 s) + a Kafka
-round trip; the tests wait up to WAIT (30 s) for it, for ASan and a loaded
-machine."""
+Bound: a will without delay reaches a subscriber on another node within
+the claim TTL (3 heartbeats, 0.9 s here) + the same again as a grace + the
+survivors' poll (1 s) + a Kafka round trip; the tests wait up to WAIT
+(30 s) for it, for ASan and a loaded machine."""
 import time
 
 import mqttraw as R
