@@ -176,3 +176,43 @@ def test_reconnect_elsewhere_within_the_delay_cancels_the_will(cluster, backends
         if n1.proc.poll() is None:
             n1.proc.kill()
             n1.proc.wait()
+
+
+def test_a_node_restarted_with_the_same_id_settles_its_predecessor_not_itself(cluster, backends):
+    """A node killed and started again under the same --node-id is a new
+    instance (a new token): it publishes its predecessor's clients' wills
+    (here the only node left to do it) and never its own live clients'."""
+    name = uid("phoenix")
+    n1 = killed_node(cluster, name)
+    n1b = None
+    try:
+        base = uid("again")
+        old_tok = redis_cli(backends.redis_url, "GET", "shoal:node:{%s}" % name)[0].split("|")[0]
+        ca, a = connect(n1, uid("old"), will={**will(base + "/old", b"old-will"), "retain": True})
+        assert a.rc == 0
+        wait_for(lambda: instance_listed(backends, name), "node 1 registered")
+        wait_for(lambda: redis_cli(backends.redis_url, "KEYS", "shoal:sess:*"), "a record")
+        kill(n1)
+        n1b = killed_node(cluster, name)  # waits for the old claim to expire
+        new_tok = redis_cli(backends.redis_url, "GET", "shoal:node:{%s}" % name)[0].split("|")[0]
+        assert new_tok != old_tok
+        cb, a = connect(n1b, uid("new"), will=will(base + "/new", b"new-will"))
+        assert a.rc == 0
+        watch = Wills(n1b, base)  # the old will is retained: it arrives whenever it was published
+        assert watch.pump(lambda: watch.count(b"old-will"), WAIT), watch.got
+        old_inst = "%s|%s" % (old_tok, name)
+        wait_for(lambda: redis_cli(backends.redis_url, "HEXISTS", "shoal:instances", old_inst) == ["0"],
+                 "the predecessor settled")
+        assert "event=dead_node_reap instance=%s" % old_inst in n1b.log()
+        assert redis_cli(backends.redis_url, "HEXISTS", "shoal:instances", "%s|%s" % (new_tok, name)) == ["1"]
+        watch.pump(lambda: False, 2)
+        assert watch.count(b"new-will") == 0, watch.got
+        assert watch.count(b"old-will") == 1, watch.got
+        cb.send(R.disconnect())  # normal disconnect: no will
+        for c in (ca, cb, watch.r):
+            c.close()
+    finally:
+        for n in (n1, n1b):
+            if n and n.proc.poll() is None:
+                n.proc.kill()
+                n.proc.wait()
