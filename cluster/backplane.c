@@ -305,6 +305,44 @@ void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t 
     }
 }
 
+/* ---- a dead node's sessions ---- */
+
+void bp_reap_batch(backplane *bp, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg)
+{
+    if (atomic_load(&bp->closed)) {
+        cb(BP_ECLOSED, NULL, arg);
+        return;
+    }
+    if (!bp->ops->reap_batch) {
+        bp_reap_set none = {0};
+        cb(BP_OK, &none, arg);
+        return;
+    }
+    bp->ops->reap_batch(bp, worker, instance, cursor, cb, arg);
+}
+
+void bp_reap_finish(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
+                    const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg)
+{
+    if (closed_done(bp, cb, arg)) {
+        return;
+    }
+    if (!bp->ops->reap_finish) {
+        if (cb) {
+            cb(BP_ESTALE, arg);
+        }
+        return;
+    }
+    bp->ops->reap_finish(bp, worker, instance, client_id, epoch, state, len, ttl_ms, cb, arg);
+}
+
+void bp_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms)
+{
+    if (!atomic_load(&bp->closed) && bp->ops->reap_end) {
+        bp->ops->reap_end(bp, worker, instance, retry_after_ms);
+    }
+}
+
 /* ---- the stream ---- */
 
 uint32_t bp_stream_partitions(const backplane *bp)

@@ -320,4 +320,49 @@ void bp_session_release(backplane *bp, int worker, const char *client_id, uint64
  * after a margin instead (a waiting claim goes on with an empty session). */
 void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
 
+/* ---- a dead node's sessions (docs/architecture.md, "Wills and dead nodes") ----
+ * One survivor at a time works through the records a dead node instance
+ * owned: bp_reap_batch finds such an instance (or continues with the one
+ * given) and returns one batch of its records; the node publishes their
+ * wills and settles each record with bp_reap_finish; bp_reap_end lets the
+ * instance go, or keeps it locked until the next delayed will is due. A
+ * backplane without a cluster (local) never finds one. */
+
+typedef struct bp_reap_rec {
+    const char *client_id;
+    uint64_t epoch;
+    const uint8_t *state; /* NULL when none was stored */
+    uint32_t state_len;
+    int64_t ttl_ms; /* the record's expiry left (the owner stored it offline); -1: none (it was connected) */
+} bp_reap_rec;
+
+typedef struct bp_reap_batch {
+    const char *instance; /* "token|node id"; NULL: no dead instance to work on */
+    uint64_t death_ms;    /* when the instance was first seen dead (the backend's clock, Unix ms) */
+    uint64_t now_ms;      /* the backend's clock now */
+    uint64_t cursor;      /* pass it to the next bp_reap_batch; 0: this was the last batch */
+    const bp_reap_rec *recs;
+    size_t n;
+} bp_reap_set;
+
+/* b is NULL unless st is BP_OK. */
+typedef void (*bp_reap_cb)(bp_status st, const bp_reap_set *b, void *arg);
+
+/* instance NULL: look for a dead instance nobody works on and lock it (the
+ * lock expires by itself if this node dies too); else the next batch of the
+ * instance from cursor. Only records the instance still owns come back. */
+void bp_reap_batch(backplane *bp, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg);
+
+/* Settle one record, accepted only while the instance still owns it at
+ * epoch (else BP_ESTALE: its client reconnected somewhere). state NULL:
+ * delete the record; else write state and mark it done for this instance.
+ * ttl_ms: -1 keep the record's expiry, 0 none, else expire that long from
+ * now. */
+void bp_reap_finish(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
+                    const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg);
+
+/* Done with the instance for now: retry_after_ms 0 forgets it (every record
+ * is settled), else the lock holds that long and a survivor scans again. */
+void bp_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms);
+
 #endif

@@ -160,6 +160,22 @@ static void rk_session_drop_op(backplane *bp, int worker, const char *client_id,
     rk_session_drop(bp->impl, worker, client_id, epoch, cb, arg);
 }
 
+static void rk_reap_batch_op(backplane *bp, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg)
+{
+    rk_reap_batch(bp->impl, worker, instance, cursor, cb, arg);
+}
+
+static void rk_reap_finish_op(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
+                              const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg)
+{
+    rk_reap_finish(bp->impl, worker, instance, client_id, epoch, state, len, ttl_ms, cb, arg);
+}
+
+static void rk_reap_end_op(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms)
+{
+    rk_reap_end(bp->impl, worker, instance, retry_after_ms);
+}
+
 static void rk_close(backplane *bp)
 {
     rk *r = bp->impl;
@@ -286,4 +302,7 @@ const bp_ops bp_rk_ops = {
     .replay_start = rk_replay_start_op,
     .replay_next = rk_replay_next_op,
     .replay_stop = rk_replay_stop_op,
+    .reap_batch = rk_reap_batch_op,
+    .reap_finish = rk_reap_finish_op,
+    .reap_end = rk_reap_end_op,
 };

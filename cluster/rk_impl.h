@@ -117,6 +117,12 @@ typedef struct rk {
     struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
 } rk;
 
+/* rk_reap.c: a dead node instance's session records (bp_reap_*) */
+void rk_reap_batch(rk *r, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg);
+void rk_reap_finish(rk *r, int worker, const char *instance, const char *client_id, uint64_t epoch,
+                    const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg);
+void rk_reap_end(rk *r, int worker, const char *instance, uint64_t retry_after_ms);
+
 /* rk_kafka.c */
 int rk_kafka_start(rk *r);   /* before the thread starts; may block briefly */
 void rk_kafka_attach(rk *r); /* on the backplane thread */

@@ -273,6 +273,9 @@ static void claim_key(const rk *r, char *buf, size_t cap)
 static const char *CLAIM_LUA =
     "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
     "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])} end " LUA_NOW LUA_REGISTER
+    /* The instance registry of rk_reap.c: registered before it owns any
+     * session, so a survivor settles its sessions however soon it dies. */
+    "redis.call('HSETNX', 'shoal:instances', string.match(ARGV[1], '^([^|]*)|') .. '|' .. ARGV[3], '0') "
     "return {1}";
 /* Each heartbeat: renew our claim and entry -> {1, live}; if another
  * instance holds the id -> {0, holder} and nothing is written. */

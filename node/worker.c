@@ -18,6 +18,7 @@
 #include "node/broker.h"
 #include "node/conn.h"
 #include "node/conn_io.h"
+#include "node/dead_node.h"
 #include "node/drain.h"
 #include "node/limits.h"
 #include "node/metrics.h"
@@ -462,6 +463,7 @@ static int worker_init(broker *b, worker *w, int id)
     event_priority_set(w->reap, 1);
     conn_io_worker_init(w);
     sync_worker_init(w);
+    dead_node_worker_init(w);
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     struct timeval one = {1, 0};
     event_add(w->tick, &one);
@@ -626,6 +628,7 @@ void worker_free_all(broker *b)
         event_free(w->reap);
         proxy_worker_free(w);
         conn_io_worker_free(w);
+        dead_node_worker_free(w);
         sync_worker_free(w);
         drain_worker_free(w);
         event_free(w->tick);

@@ -95,13 +95,14 @@ struct worker {
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
     /* Feature state, each owned by its module. */
-    worker_metrics metrics; /* node/metrics.h */
-    tls_worker tls;         /* node/tls.h */
-    ws_worker ws;           /* node/ws_conn.h */
-    proxy_worker proxy;     /* node/proxy.h */
-    sync_worker sync;       /* node/session_sync.h */
-    drain_worker drain;     /* node/drain.h */
-    hold_worker hold;       /* node/stream_hold.h */
+    worker_metrics metrics;      /* node/metrics.h */
+    tls_worker tls;              /* node/tls.h */
+    ws_worker ws;                /* node/ws_conn.h */
+    proxy_worker proxy;          /* node/proxy.h */
+    sync_worker sync;            /* node/session_sync.h */
+    drain_worker drain;          /* node/drain.h */
+    hold_worker hold;            /* node/stream_hold.h */
+    struct dead_node *dead_node; /* node/dead_node.h: worker 0 of a cluster node */
 };
 
 /* Monotonic milliseconds. */

@@ -172,6 +172,11 @@ static void route_will_here(worker *w, msg *m)
     route_publish_internal(w, m);
 }
 
+void route_will_local(worker *w, msg *m)
+{
+    route_will_here(w, m);
+}
+
 static void will_durable_cb(bp_status st, void *arg)
 {
     will_ctx *x = arg;

@@ -25,5 +25,9 @@ void route_publish_internal(worker *w, msg *m);
  * snapshot) and to this node's subscribers, QoS 1/2 once the backplane
  * has it, as a client's publish. Consumes m. */
 void route_publish_will(worker *w, msg *m);
+/* A will the backplane has (or a dead node's, node/dead_node.c): to this
+ * node's subscribers (and its retained index when the backplane does not
+ * bring it back). Takes m's ref. */
+void route_will_local(worker *w, msg *m);
 
 #endif

@@ -171,3 +171,27 @@ Test(local, the_session_table_grows_and_keeps_every_record)
         cr_assert_eq(r.epoch, epochs[i]);
     }
 }
+
+static void reap_cb(bp_status st, const bp_reap_set *b, void *arg)
+{
+    seen *s = arg;
+    s->count++;
+    s->st = st;
+    s->n = b && b->instance ? 1 : 0;
+}
+
+/* A single node has no other node to outlive: the dead-node walk
+ * (node/dead_node.c) finds nothing, at once, and a settle is refused. */
+Test(local, finds_no_dead_node_and_refuses_to_settle_a_record)
+{
+    seen s = {0};
+    bp_reap_batch(bp, 0, NULL, 0, reap_cb, &s);
+    cr_assert_eq(s.count, 1);
+    cr_assert_eq(s.st, BP_OK);
+    cr_assert_eq(s.n, 0);
+    seen f = {0};
+    bp_reap_finish(bp, 0, "tok|gone", "c1", 1, NULL, 0, -1, done_cb, &f);
+    cr_assert_eq(f.count, 1);
+    cr_assert_eq(f.st, BP_ESTALE);
+    bp_reap_end(bp, 0, "tok|gone", 0); /* nothing to release: no effect */
+}
