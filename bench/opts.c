@@ -170,6 +170,7 @@ static const opt opts[] = {
      "give up waiting for acks and deliveries after this many seconds without any (at most 10x this after publishing) [10]"},
     {"setup-timeout", K_DBL, O(setup_timeout), 1, 3600, "seconds to connect and subscribe everyone [60]"},
     {"connect-timeout", K_DBL, O(connect_timeout), 1, 3600, "seconds one connection may take to get its CONNACK [10]"},
+    {"pending", K_U32, O(pending), 1, 1000000, "connects in flight at once (sent, no CONNACK yet), per process [256]"},
     {"host", K_HOSTS, 0, 0, 0, "broker hosts, comma list, 127.0.0.0/8 only [127.0.0.1]"},
     {"port", K_PORTS, 0, 0, 0, "broker ports, comma list or ranges; addresses are host x port [1883]"},
     {"src", K_SRCS, 0, 0, 0, "source addresses to bind, e.g. 127.0.0.2-127.0.0.40 [kernel's choice]"},
@@ -217,6 +218,7 @@ static void defaults(bench_opts *o)
     o->drain = 10;
     o->setup_timeout = 60;
     o->connect_timeout = 10;
+    o->pending = 256;
     o->procs = 1;
     o->keepalive = 60;
     o->clean = true;

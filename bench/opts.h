@@ -43,6 +43,7 @@ typedef struct bench_opts {
     double drain;
     double setup_timeout;
     double connect_timeout;
+    uint32_t pending; /* connects in flight at once, per process */
     struct sockaddr_in addrs[OPTS_MAX_ADDRS];
     int n_addrs;
     struct in_addr srcs[OPTS_MAX_SRCS];
