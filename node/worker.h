@@ -40,6 +40,7 @@ enum inbox_kind {
     IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/session_stream.c) */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
                       * session here, if any (node/session_sync.c) */
+    IN_AUTH_RESULT, /* the password of conn `conn_id` is right (`clean`) or not (node/auth/hash.c) */
 };
 
 typedef struct inbox_item {
