@@ -146,7 +146,7 @@ static int port_item(const char *lo, const char *hi, void *arg)
 
 /* ---- the option table ---- */
 
-typedef enum opt_kind { K_INT, K_U32, K_DBL, K_TRUE, K_FALSE, K_STR, K_HOSTS, K_PORTS, K_SRCS } opt_kind;
+typedef enum opt_kind { K_INT, K_U32, K_DBL, K_TRUE, K_FALSE, K_STR, K_CRED, K_HOSTS, K_PORTS, K_SRCS } opt_kind;
 
 typedef struct opt {
     const char *name;
@@ -179,6 +179,8 @@ static const opt opts[] = {
     {"clean", K_TRUE, O(clean), 0, 0, "clean session / clean start (default)"},
     {"persistent", K_FALSE, O(clean), 0, 0, "persistent session (v5: session expiry 1 h)"},
     {"client-prefix", K_STR, O(prefix), 0, 0, "client id prefix; ids are PREFIX<n> [sb<pid>-]"},
+    {"username", K_CRED, O(username), 0, 0, "CONNECT user name [none]"},
+    {"password", K_CRED, O(password), 0, 0, "CONNECT password [none]"},
     {"conns", K_U32, O(conns), 1, 10000000, "conn: connections to open [1000]"},
     {"pubs", K_U32, O(pubs), 0, 1000000, "publishers (p2p: pairs) [per scenario]"},
     {"subs", K_U32, O(subs), 0, 1000000, "subscribers [per scenario]"},
@@ -239,6 +241,8 @@ static int set_value(bench_opts *o, const opt *d, const char *v, port_list *port
         return parse_double(v, d->lo, d->hi, &x) ? -1 : (*(double *)f = x, 0);
     case K_STR:
         return strlen(v) >= sizeof(o->prefix) || strpbrk(v, "+#/") ? -1 : (strcpy(f, v), 0);
+    case K_CRED:
+        return strlen(v) >= sizeof(o->username) ? -1 : (strcpy(f, v), 0);
     case K_HOSTS:
         hosts->n = 0;
         return each_item(v, ip_item, hosts);

@@ -52,6 +52,8 @@ typedef struct bench_opts {
     int keepalive;
     bool clean;
     char prefix[48];
+    char username[64]; /* "": none */
+    char password[64]; /* "": none */
     uint32_t conns, pubs, subs, topics;
     bool quiet;     /* no progress lines */
     bool subscribe; /* conn: each connection subscribes to its own topic */

@@ -503,6 +503,8 @@ static void init_run(run *r, const bench_opts *o, board *b, int proc)
         .session_expiry = 3600,
         .inflight = (uint16_t)o->inflight,
         .connect_timeout_ms = (uint32_t)(o->connect_timeout * 1000),
+        .username = o->username[0] ? o->username : NULL,
+        .password = o->password[0] ? o->password : NULL,
     };
     r->payload = sh_malloc(o->size);
     track_stamp_write(&(track_stamp){0}, r->payload, o->size);
