@@ -142,6 +142,7 @@ void auth_reload(broker *b)
 
 void auth_free(broker *b)
 {
+    auth_hash_free(b);
     struct auth *a = b->auth.tables;
     if (!a) {
         return;

@@ -136,8 +136,11 @@ typedef struct inbox_item inbox_item;
 /* Start --auth-threads hashing threads (threaded brokers with a password
  * file only; otherwise passwords are checked inline). */
 int auth_hash_start(broker *b);
-/* Stop them (before the workers) and drop what is queued. */
+/* Stop them (before the workers): nothing is answered or queued after it
+ * returns, and a check under way is not waited for. */
 void auth_hash_stop(broker *b);
+/* Drop the broker's hold on their state (auth_free). */
+void auth_hash_free(broker *b);
 /* Queue a check of pw against e for c and pause c (PAUSE_HASH); SH_ERR when
  * --auth-queue checks are waiting already. */
 int auth_hash_submit(conn *c, const passwd_entry *e, const uint8_t *pw, uint32_t pwlen);

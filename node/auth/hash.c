@@ -12,8 +12,13 @@
  * with 0x89 Server busy (3.1.1: 3 Server unavailable) at once. A check
  * whose connection has passed --connect-timeout is skipped (the worker has
  * closed it); an answer for a connection closed meanwhile finds no
- * connection in CS_AUTH with that id and is dropped. Entries stay valid:
- * a reloaded password table is retired, not freed, until exit (auth.c). */
+ * connection in CS_AUTH with that id and is dropped.
+ *
+ * Stopping does not wait for a check under way (PBKDF2 cannot be
+ * interrupted, and a password file may ask for seconds of it): the threads
+ * are detached, a job holds a copy of its entry, answers are posted under
+ * the lock only while not stopped, and the last thread out frees the
+ * state. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -37,7 +42,7 @@
 
 typedef struct hash_job {
     struct hash_job *next;
-    const passwd_entry *e;
+    passwd_entry e; /* a copy (user NULL): the table may be freed meanwhile */
     uint64_t conn_id;
     uint64_t deadline_ms; /* the connection's connect timeout */
     int worker;
@@ -53,8 +58,7 @@ struct auth_hasher {
     uint32_t queued;
     uint32_t max_queued;
     bool stop;
-    int nthreads;
-    pthread_t *threads;
+    int refs; /* the threads running, and the broker's until auth_hash_stop */
 };
 
 static void job_free(hash_job *j)
@@ -81,6 +85,40 @@ static hash_job *take(struct auth_hasher *h)
     return j;
 }
 
+static void hasher_unref(struct auth_hasher *h)
+{
+    pthread_mutex_lock(&h->lock);
+    bool last = --h->refs == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (!last) {
+        return;
+    }
+    while (h->head) {
+        hash_job *j = h->head;
+        h->head = j->next;
+        job_free(j);
+    }
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    sh_free(h, sizeof(*h));
+}
+
+/* Post the answer unless stopped: under the lock, so that once
+ * auth_hash_stop has returned nothing reaches the workers. */
+static void answer(struct auth_hasher *h, const hash_job *j, bool ok)
+{
+    inbox_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = IN_AUTH_RESULT;
+    it.conn_id = j->conn_id;
+    it.clean = ok;
+    pthread_mutex_lock(&h->lock);
+    if (!h->stop) {
+        worker_post_external(h->b, j->worker, &it);
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 static void *hash_main(void *arg)
 {
     struct auth_hasher *h = arg;
@@ -91,15 +129,11 @@ static void *hash_main(void *arg)
     hash_job *j;
     while ((j = take(h)) != NULL) {
         if (now_ms() < j->deadline_ms) {
-            inbox_item it;
-            memset(&it, 0, sizeof(it));
-            it.kind = IN_AUTH_RESULT;
-            it.conn_id = j->conn_id;
-            it.clean = passwd_verify(j->e, j->pw, j->pwlen); /* the answer */
-            worker_post_external(h->b, j->worker, &it);
+            answer(h, j, passwd_verify(&j->e, j->pw, j->pwlen));
         }
         job_free(j);
     }
+    hasher_unref(h);
     return NULL;
 }
 
@@ -114,15 +148,24 @@ int auth_hash_start(broker *b)
     h->max_queued = ac->hash_queue > 0 ? (uint32_t)ac->hash_queue : 1;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
-    int n = ac->hash_threads > 0 ? ac->hash_threads : 1;
-    h->threads = sh_calloc((size_t)n, sizeof(pthread_t));
-    for (; h->nthreads < n; h->nthreads++) {
-        if (pthread_create(&h->threads[h->nthreads], NULL, hash_main, h) != 0) {
+    h->refs = 1;
+    b->auth.hasher = h;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int n = ac->hash_threads > 0 ? ac->hash_threads : 1, started = 0;
+    for (; started < n; started++) {
+        pthread_t t;
+        pthread_mutex_lock(&h->lock);
+        h->refs++;
+        pthread_mutex_unlock(&h->lock);
+        if (pthread_create(&t, &attr, hash_main, h) != 0) {
+            hasher_unref(h);
             break;
         }
     }
-    b->auth.hasher = h;
-    if (h->nthreads == 0) {
+    pthread_attr_destroy(&attr);
+    if (started == 0) {
         sh_log(SH_ERROR, "event=auth_hash_thread_failed");
         return SH_ERR;
     }
@@ -139,19 +182,16 @@ void auth_hash_stop(broker *b)
     h->stop = true;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
-    for (int i = 0; i < h->nthreads; i++) {
-        pthread_join(h->threads[i], NULL);
+}
+
+void auth_hash_free(broker *b)
+{
+    struct auth_hasher *h = b->auth.hasher;
+    if (h) {
+        auth_hash_stop(b); /* when broker_stop did not */
+        b->auth.hasher = NULL;
+        hasher_unref(h); /* a thread still hashing frees it when done */
     }
-    while (h->head) {
-        hash_job *j = h->head;
-        h->head = j->next;
-        job_free(j);
-    }
-    pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->cond);
-    sh_free(h->threads, (size_t)(h->nthreads > 0 ? h->nthreads : 1) * sizeof(pthread_t));
-    sh_free(h, sizeof(*h));
-    b->auth.hasher = NULL;
 }
 
 int auth_hash_submit(conn *c, const passwd_entry *e, const uint8_t *pw, uint32_t pwlen)
@@ -160,7 +200,8 @@ int auth_hash_submit(conn *c, const passwd_entry *e, const uint8_t *pw, uint32_t
     struct auth_hasher *h = b->auth.hasher;
     hash_job *j = sh_malloc(sizeof(*j) + pwlen);
     j->next = NULL;
-    j->e = e;
+    j->e = *e;
+    j->e.user = NULL;
     j->conn_id = c->id;
     j->deadline_ms = c->created_ms + (uint64_t)b->cfg->connect_timeout * 1000u;
     j->worker = c->w->id;
@@ -169,7 +210,7 @@ int auth_hash_submit(conn *c, const passwd_entry *e, const uint8_t *pw, uint32_t
         memcpy(j->pw, pw, pwlen);
     }
     pthread_mutex_lock(&h->lock);
-    bool full = h->queued >= h->max_queued;
+    bool full = h->stop || h->queued >= h->max_queued;
     if (!full) {
         if (h->tail) {
             h->tail->next = j;
@@ -199,8 +240,7 @@ void auth_hash_done(worker *w, const inbox_item *it)
     if (!it->clean) {
         atomic_fetch_add_explicit(&w->b->auth.failures, 1, memory_order_relaxed);
         sh_log(SH_INFO, "event=auth_failed conn=%llu client=%s peer=%s username=%s reason=\"bad password\"",
-               (unsigned long long)c->id, c->client_id ? c->client_id : "-", c->peer,
-               c->username ? c->username : "-");
+               (unsigned long long)c->id, c->client_id ? c->client_id : "-", c->peer, c->username ? c->username : "-");
         conn_refuse(c, MQTT_RC_BAD_USER_OR_PASSWORD, "bad password");
         return;
     }
