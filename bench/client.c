@@ -150,6 +150,14 @@ static void send_connect(client *c)
     p.clean_start = c->cfg->clean;
     p.keepalive = c->cfg->keepalive;
     p.client_id = (mqtt_bytes){(const uint8_t *)c->id, (uint32_t)strlen(c->id)};
+    if (c->cfg->username) {
+        p.has_username = true;
+        p.username = (mqtt_bytes){(const uint8_t *)c->cfg->username, (uint32_t)strlen(c->cfg->username)};
+    }
+    if (c->cfg->password) {
+        p.has_password = true;
+        p.password = (mqtt_bytes){(const uint8_t *)c->cfg->password, (uint32_t)strlen(c->cfg->password)};
+    }
     if (p.version == MQTT_V5) {
         /* Let the broker send as many QoS 1/2 messages as it likes. */
         p.props.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);

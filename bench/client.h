@@ -60,6 +60,8 @@ typedef struct client_cfg {
     uint32_t session_expiry; /* v5, when !clean */
     uint16_t inflight;       /* our publish window; <= 65000 */
     uint32_t connect_timeout_ms;
+    const char *username; /* NULL: none */
+    const char *password; /* NULL: none */
 } client_cfg;
 
 /* `cbs` and `cfg` are borrowed for the client's life. */

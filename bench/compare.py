@@ -37,11 +37,21 @@ def scenarios(quick, secs=None, lat_secs=None):
     common = ["--size", str(SIZE), "--drain", "10"]
     src = ["--src", "127.0.0.2-127.0.0.20"]
     return [
-        ("idle", "conn", ["--conns", str(idle), "--duration", str(hold), *src], "idle connections"),
+        ("idle", "conn", ["--conns", str(idle), "--pending", "256", "--duration", str(hold), *src],
+         "idle connections, 256 connects in flight"),
+        # Issue 20 compares connect rates at 50 in flight too: 256 overflows
+        # a listen backlog of 100 (Mosquitto's), which then measures the
+        # backlog rather than the connect path.
+        ("conn50", "conn", ["--conns", str(idle), "--pending", "50", "--duration", "1", *src],
+         "connect rate, 50 connects in flight"),
         ("fanin_q0", "fanin", ["--pubs", str(pubs), "--subs", "1", "--qos", "0", "--duration", str(secs), *common],
          "fan-in QoS 0"),
         ("fanin_q1", "fanin", ["--pubs", str(pubs), "--subs", "1", "--qos", "1", "--inflight", "32",
                                "--duration", str(secs), *common], "fan-in QoS 1"),
+        # Issue 20's QoS 1 scenario: 4 publishers -> 4 subscribers on 4
+        # topics (a pair per topic), a window of 64, closed loop.
+        ("p2p_q1", "p2p", ["--pubs", "4", "--qos", "1", "--inflight", "64", "--duration", str(secs), *common],
+         "QoS 1, 4 -> 4 on 4 topics"),
         ("fanout_q0", "fanout", ["--pubs", "1", "--subs", str(subs), "--qos", "0", "--duration", str(secs), *common],
          "fan-out QoS 0"),
         ("latency_q1", "p2p", ["--pubs", "10", "--qos", "1", "--rate", str(lat_rate), "--inflight", "64",
@@ -136,6 +146,71 @@ def run_bench(bench, broker, name, scenario, args, timeout):
         return None, rss
 
 
+STORM_USER, STORM_PASSWORD = "storm", "storm-password"
+
+
+def login_storm(a, work, runs, quick):
+    """Shoal only: the QoS 1 latency stream (10 pairs, open loop) on a node
+    with a password file (the stream's clients are anonymous), once alone
+    (storm_off) and once while --conns clients with passwords at the
+    default PBKDF2 iterations all connect at once (storm_on), each on a
+    fresh node. Issue 20: the stream's p99 must not move by more than 2x."""
+    pwfile = os.path.join(work, "storm.passwd")
+    r = subprocess.run([a.shoal, "passwd", pwfile, STORM_USER], input=STORM_PASSWORD + "\n", text=True,
+                       capture_output=True, timeout=120)
+    if r.returncode != 0:
+        log("login storm: shoal passwd failed: %s" % r.stderr.strip())
+        return
+    br = peers_mod.Shoal(a.shoal)
+    br.args += ["--password-file", pwfile, "--allow-anonymous", "true"]
+    n, secs, rate = (100, 4, 2000) if quick else (1000, 20, LATENCY_RATE)
+    stream = ["--pubs", "10", "--qos", "1", "--rate", str(rate), "--inflight", "64", "--duration", str(secs),
+              "--size", str(SIZE), "--drain", "10"]
+    storm = [a.bench, "conn", "--conns", str(n), "--pending", str(n), "--username", STORM_USER,
+             "--password", STORM_PASSWORD, "--duration", "1", "--connect-timeout", str(secs + 20),
+             "--setup-timeout", str(secs + 30), "--src", "127.0.0.2-127.0.0.20", "--quiet"]
+    for name in ("storm_off", "storm_on"):
+        proc, port = start_broker(br, work)
+        if proc is None:
+            runs[name]["shoal"] = {"result": None, "rss": {}, "skipped": port}
+            log("login storm %s: skipped, %s" % (name, port))
+            continue
+        storm_proc = None
+        if name == "storm_on":
+            def fire():
+                time.sleep(1.0)  # the stream runs first
+                p = subprocess.Popen(storm + ["--port", str(port), "--client-prefix", "cmp-storm-"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                CURRENT["storm"] = p
+                holder.append(p)
+            holder = []
+            threading.Thread(target=fire, daemon=True).start()
+        broker = {"name": "shoal", "pid": proc.pid, "port": port}
+        result, rss = run_bench(a.bench, broker, name, "p2p", stream, timeout=secs + 300)
+        storm_res = None
+        if name == "storm_on":
+            for _ in range(50):
+                if holder:
+                    break
+                time.sleep(0.1)
+            if holder:
+                storm_proc = holder[0]
+                try:
+                    out, _ = storm_proc.communicate(timeout=secs + 120)
+                    storm_res = json.loads(out.strip().splitlines()[-1])
+                except (subprocess.TimeoutExpired, ValueError, IndexError):
+                    storm_proc.kill()
+                    storm_proc.wait()
+                CURRENT.pop("storm", None)
+        runs[name]["shoal"] = {"result": result, "rss": rss, "storm": storm_res}
+        if result:
+            log("shoal %s: p50 %d µs, p99 %d µs, lost %d%s" % (
+                name, result["latency_us"]["p50"], result["latency_us"]["p99"], result["counts"]["lost"],
+                (", storm: %d of %d connected, %d refused" % (storm_res["counts"]["connected"], n,
+                                                              storm_res["counts"]["refused"]) if storm_res else "")))
+        stop_broker(proc, "shoal")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -210,17 +285,33 @@ def metric_rows(runs, idle_n):
     rows = [
         ("Idle connections held", "", True, res("idle", "counts", "connected")),
         ("Memory per idle connection (RSS delta)", "bytes", False, mem_per_conn),
-        ("Connect rate (%d connections)" % idle_n, "conn/s", True, res("idle", "rates", "connects_per_s")),
+        ("Connect rate, 256 in flight (%d connections)" % idle_n, "conn/s", True, res("idle", "rates", "connects_per_s")),
         ("Connects dropped by a full accept queue", "conns", False,
          lambda b: runs.get("idle", {}).get(b, {}).get("rss", {}).get("listen_overflows")),
+        ("Connect rate, 50 in flight (%d connections)" % idle_n, "conn/s", True,
+         res("conn50", "rates", "connects_per_s")),
+        ("Connects dropped by a full accept queue, 50 in flight", "conns", False,
+         lambda b: runs.get("conn50", {}).get(b, {}).get("rss", {}).get("listen_overflows")),
         ("Fan-in QoS 0, received", "msg/s", True, res("fanin_q0", "rates", "received_per_s")),
         ("Fan-in QoS 0, accepted from publishers", "msg/s", True, res("fanin_q0", "rates", "sent_per_s")),
         ("Fan-in QoS 0, not delivered", "msgs", False, res("fanin_q0", "counts", "lost")),
         ("Fan-in QoS 1, received", "msg/s", True, res("fanin_q1", "rates", "received_per_s")),
         ("Fan-in QoS 1, lost", "msgs", False, res("fanin_q1", "counts", "lost")),
+        ("QoS 1 4 -> 4 (window 64), received", "msg/s", True, res("p2p_q1", "rates", "received_per_s")),
+        ("QoS 1 4 -> 4, lost", "msgs", False, res("p2p_q1", "counts", "lost")),
         ("Fan-out QoS 0, deliveries", "msg/s", True, res("fanout_q0", "rates", "received_per_s")),
         ("Fan-out QoS 0, not delivered", "msgs", False, res("fanout_q0", "counts", "lost")),
     ]
+    for name, what in (("storm_off", "no login storm"), ("storm_on", "during a login storm")):
+        for p in ("p50", "p99"):
+            rows.append(("QoS 1 stream with a password file, %s, %s" % (what, p), "µs", False,
+                         res(name, "latency_us", p)))
+    rows.append(("Login storm: clients connected", "conns", True,
+                 lambda b: ((runs.get("storm_on", {}).get(b, {}).get("storm") or {}).get("counts") or {})
+                 .get("connected")))
+    rows.append(("Login storm: clients refused (0x89 busy or timed out)", "conns", False,
+                 lambda b: ((runs.get("storm_on", {}).get(b, {}).get("storm") or {}).get("counts") or {})
+                 .get("refused")))
     for q in ("q1", "q0"):
         for p in ("p50", "p90", "p99", "p99_9", "max"):
             rows.append(("Latency QoS %s %s" % (q[1], p.replace("_", ".")), "µs", False,
@@ -289,7 +380,7 @@ def markdown(meta, runs, brokers, idle_n, problems):
                  "'received' is deliveries divided by the time deliveries took.")
     lines.append("- Memory per connection is the broker's RSS growth while the idle connections are held, "
                  "divided by their number.")
-    lines.append("- The bench keeps up to 256 connects in flight. A connect dropped by a full accept queue "
+    lines.append("- The bench keeps up to 256 connects in flight (50 in the '50 in flight' row). A connect dropped by a full accept queue "
                  "(the kernel's ListenOverflows while that run lasted) waits a second or more for its "
                  "retransmission, which lowers that run's connect rate.")
     if problems:
@@ -318,9 +409,9 @@ def sanity(runs, brokers, scen, idle_n):
             c = r["counts"]
             if r["status"] != "ok":
                 problems.append("%s: status %s" % (where, r["status"]))
-            if name == "idle" and c["connected"] != idle_n:
+            if name in ("idle", "conn50") and c["connected"] != idle_n:
                 problems.append("%s: %d of %d idle connections" % (where, c["connected"], idle_n))
-            if name != "idle" and not r["rates"]["received_per_s"] > 0:
+            if name not in ("idle", "conn50") and not r["rates"]["received_per_s"] > 0:
                 problems.append("%s: nothing received" % where)
             if r["config"]["qos"] > 0 and c["lost"]:
                 problems.append("%s: %d QoS %d messages lost" % (where, c["lost"], r["config"]["qos"]))
@@ -355,7 +446,8 @@ def plots(out, runs, brokers, idle_n):
         fig.savefig(os.path.join(out, fname), dpi=110)
         plt.close(fig)
 
-    tput = [("fanin_q0", "fan-in QoS 0"), ("fanin_q1", "fan-in QoS 1"), ("fanout_q0", "fan-out QoS 0")]
+    tput = [("fanin_q0", "fan-in QoS 0"), ("fanin_q1", "fan-in QoS 1"), ("p2p_q1", "QoS 1 4 -> 4"),
+            ("fanout_q0", "fan-out QoS 0")]
     fig, ax = plt.subplots(figsize=(max(8, 2 * len(names) + 4), 4.5))
     width = 0.8 / len(names)
     for i, b in enumerate(names):
@@ -381,9 +473,9 @@ def plots(out, runs, brokers, idle_n):
     bars(a1, names, [rows["Memory per idle connection (RSS delta)"](b) or 0 for b in names])
     a1.set_ylabel("bytes")
     a1.set_title("Memory per idle connection (lower is better)")
-    bars(a2, names, [rows["Connect rate (%d connections)" % idle_n](b) or 0 for b in names])
+    bars(a2, names, [rows["Connect rate, 256 in flight (%d connections)" % idle_n](b) or 0 for b in names])
     a2.set_ylabel("connections per second")
-    a2.set_title("Connect rate, %d connections (higher is better)" % idle_n)
+    a2.set_title("Connect rate, %d connections, 256 in flight (higher is better)" % idle_n)
     save(fig, "idle.png")
 
     def cdf(ax, n, b, style="-", label=None):
@@ -491,6 +583,8 @@ def main():
     ap.add_argument("--duration", type=int, default=None, help="seconds per throughput run (full mode) [15]")
     ap.add_argument("--latency-duration", type=int, default=None, help="seconds of the QoS 1 latency run [60]")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--no-storm", action="store_true", help="skip the login storm (Shoal only)")
+    ap.add_argument("--storm-only", action="store_true", help="only the login storm (Shoal only)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
@@ -519,19 +613,27 @@ def main():
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": a.quick,
             "machine": machine(), "latency_rate": 2000 if a.quick else LATENCY_RATE,
             "limits": peers_mod.LIMITS, "skipped": skipped}
+    if a.storm_only:
+        scen, brokers = [], brokers[:1]
     runs = {name: {} for name, _, _, _ in scen}
+    runs["storm_off"], runs["storm_on"] = {}, {}
     t0 = time.time()
     work = tempfile.mkdtemp(prefix="shoal-compare-brokers.")
     entries = []
     step = [0]
     total = len(brokers) * len(scen)
     try:
-        for br in brokers:
+        for br in (brokers if scen else []):
             entry = run_broker(a, br, scen, runs, work, step, total)
             if entry is None:
                 skipped.append((br.name, "did not start"))
                 continue
             entries.append(entry)
+        if not a.no_storm and brokers and brokers[0].name == "shoal":
+            login_storm(a, work, runs, a.quick)
+            if a.storm_only:
+                entries.append({"name": "shoal", "version": brokers[0].version, "settings": None,
+                                "not_raised": []})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta["brokers"] = entries
@@ -539,6 +641,11 @@ def main():
         log("shoal did not start; nothing to compare")
         return 1
     problems = sanity(runs, entries, scen, idle_n)
+    for name in ("storm_off", "storm_on"):
+        r = runs[name].get("shoal", {}).get("result")
+        if not a.no_storm and (r is None or r["counts"]["lost"] or not r["latency_us"]["count"]):
+            problems.append("shoal/%s: %s" % (name, "no result" if r is None else "lost %d, %d latency samples" % (
+                r["counts"]["lost"], r["latency_us"]["count"])))
     for e in entries:
         for why in e.get("died", []):
             problems.append("%s: %s" % (e["name"], why))

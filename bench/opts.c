@@ -146,7 +146,7 @@ static int port_item(const char *lo, const char *hi, void *arg)
 
 /* ---- the option table ---- */
 
-typedef enum opt_kind { K_INT, K_U32, K_DBL, K_TRUE, K_FALSE, K_STR, K_HOSTS, K_PORTS, K_SRCS } opt_kind;
+typedef enum opt_kind { K_INT, K_U32, K_DBL, K_TRUE, K_FALSE, K_STR, K_CRED, K_HOSTS, K_PORTS, K_SRCS } opt_kind;
 
 typedef struct opt {
     const char *name;
@@ -170,6 +170,7 @@ static const opt opts[] = {
      "give up waiting for acks and deliveries after this many seconds without any (at most 10x this after publishing) [10]"},
     {"setup-timeout", K_DBL, O(setup_timeout), 1, 3600, "seconds to connect and subscribe everyone [60]"},
     {"connect-timeout", K_DBL, O(connect_timeout), 1, 3600, "seconds one connection may take to get its CONNACK [10]"},
+    {"pending", K_U32, O(pending), 1, 1000000, "connects in flight at once (sent, no CONNACK yet), per process [256]"},
     {"host", K_HOSTS, 0, 0, 0, "broker hosts, comma list, 127.0.0.0/8 only [127.0.0.1]"},
     {"port", K_PORTS, 0, 0, 0, "broker ports, comma list or ranges; addresses are host x port [1883]"},
     {"src", K_SRCS, 0, 0, 0, "source addresses to bind, e.g. 127.0.0.2-127.0.0.40 [kernel's choice]"},
@@ -178,6 +179,8 @@ static const opt opts[] = {
     {"clean", K_TRUE, O(clean), 0, 0, "clean session / clean start (default)"},
     {"persistent", K_FALSE, O(clean), 0, 0, "persistent session (v5: session expiry 1 h)"},
     {"client-prefix", K_STR, O(prefix), 0, 0, "client id prefix; ids are PREFIX<n> [sb<pid>-]"},
+    {"username", K_CRED, O(username), 0, 0, "CONNECT user name [none]"},
+    {"password", K_CRED, O(password), 0, 0, "CONNECT password [none]"},
     {"conns", K_U32, O(conns), 1, 10000000, "conn: connections to open [1000]"},
     {"pubs", K_U32, O(pubs), 0, 1000000, "publishers (p2p: pairs) [per scenario]"},
     {"subs", K_U32, O(subs), 0, 1000000, "subscribers [per scenario]"},
@@ -217,6 +220,7 @@ static void defaults(bench_opts *o)
     o->drain = 10;
     o->setup_timeout = 60;
     o->connect_timeout = 10;
+    o->pending = 256;
     o->procs = 1;
     o->keepalive = 60;
     o->clean = true;
@@ -237,6 +241,8 @@ static int set_value(bench_opts *o, const opt *d, const char *v, port_list *port
         return parse_double(v, d->lo, d->hi, &x) ? -1 : (*(double *)f = x, 0);
     case K_STR:
         return strlen(v) >= sizeof(o->prefix) || strpbrk(v, "+#/") ? -1 : (strcpy(f, v), 0);
+    case K_CRED:
+        return strlen(v) >= sizeof(o->username) ? -1 : (strcpy(f, v), 0);
     case K_HOSTS:
         hosts->n = 0;
         return each_item(v, ip_item, hosts);

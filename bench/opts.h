@@ -43,6 +43,7 @@ typedef struct bench_opts {
     double drain;
     double setup_timeout;
     double connect_timeout;
+    uint32_t pending; /* connects in flight at once, per process */
     struct sockaddr_in addrs[OPTS_MAX_ADDRS];
     int n_addrs;
     struct in_addr srcs[OPTS_MAX_SRCS];
@@ -51,6 +52,8 @@ typedef struct bench_opts {
     int keepalive;
     bool clean;
     char prefix[48];
+    char username[64]; /* "": none */
+    char password[64]; /* "": none */
     uint32_t conns, pubs, subs, topics;
     bool quiet;     /* no progress lines */
     bool subscribe; /* conn: each connection subscribes to its own topic */

@@ -127,12 +127,12 @@ static void json_config(FILE *out, const bench_opts *o)
 {
     fprintf(out,
             "\"config\":{\"qos\":%d,\"size\":%u,\"version\":%d,\"rate\":%.1f,\"inflight\":%u,"
-            "\"duration\":%.1f,\"drain\":%.1f,\"procs\":%d,\"keepalive\":%d,\"clean\":%s,"
+            "\"duration\":%.1f,\"drain\":%.1f,\"procs\":%d,\"pending\":%u,\"keepalive\":%d,\"clean\":%s,"
             "\"conns\":%u,\"subscribe\":%s,\"pubs\":%u,\"subs\":%u,\"topics\":%u,\"srcs\":%d,\"client_prefix\":\"%s\","
             "\"addresses\":[",
-            o->qos, o->size, o->version, o->rate, o->inflight, o->duration, o->drain, o->procs, o->keepalive,
-            o->clean ? "true" : "false", o->conns, o->subscribe ? "true" : "false", o->pubs, o->subs, o->topics,
-            o->n_srcs, o->prefix);
+            o->qos, o->size, o->version, o->rate, o->inflight, o->duration, o->drain, o->procs, o->pending,
+            o->keepalive, o->clean ? "true" : "false", o->conns, o->subscribe ? "true" : "false", o->pubs, o->subs,
+            o->topics, o->n_srcs, o->prefix);
     for (int i = 0; i < o->n_addrs; i++) {
         char a[32];
         opts_addr_text(&o->addrs[i], a, sizeof(a));

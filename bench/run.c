@@ -14,8 +14,6 @@
 #include "bench/run_impl.h"
 #include "common/alloc.h"
 
-/* Connections in flight at once, per worker. */
-#define MAX_PENDING 256
 /* The drain's hard bound, in multiples of --drain. */
 #define DRAIN_CAP 10
 /* After DONE: how long DISCONNECTs get to flush. */
@@ -137,7 +135,7 @@ static void start_connect(run *r, peer *p, uint64_t intended, uint64_t now)
 
 static void connect_more(run *r, uint64_t now)
 {
-    while (r->next_connect < r->n && r->pending < MAX_PENDING) {
+    while (r->next_connect < r->n && r->pending < r->o->pending) {
         uint64_t intended = now;
         if (r->connect_interval_ns) {
             if (r->next_connect_ns > now) {
@@ -505,6 +503,8 @@ static void init_run(run *r, const bench_opts *o, board *b, int proc)
         .session_expiry = 3600,
         .inflight = (uint16_t)o->inflight,
         .connect_timeout_ms = (uint32_t)(o->connect_timeout * 1000),
+        .username = o->username[0] ? o->username : NULL,
+        .password = o->password[0] ? o->password : NULL,
     };
     r->payload = sh_malloc(o->size);
     track_stamp_write(&(track_stamp){0}, r->payload, o->size);

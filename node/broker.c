@@ -146,7 +146,7 @@ broker_status broker_open(broker *b, config *cfg, const broker_open_opts *o)
 broker_status broker_start(broker *b)
 {
     if (b->threaded) {
-        if (worker_start_all(b) != 0) {
+        if (worker_start_all(b) != 0 || auth_hash_start(b) != SH_OK) {
             return BROKER_EOPEN;
         }
     }
@@ -174,6 +174,7 @@ void broker_stop(broker *b)
     }
     http_stop(b->ops.server); /* before the workers: an admin request may be waiting on them */
     b->ops.server = NULL;
+    auth_hash_stop(b); /* it posts to the workers */
     worker_stop_all(b);
 }
 

@@ -144,6 +144,10 @@ static const opt opts[] = {
      "user:$pbkdf2-sha512$... or user:$scram-sha-256$... lines (shoal passwd [--scram]); reloaded on SIGHUP"},
     {"acl-file", OPT_STR, O(auth.acl_file), NULL, 0, 0,
      "user/topic/pattern rules; with it, default deny; reloaded on SIGHUP"},
+    {"auth-queue", OPT_INT, O(auth.hash_queue), "256", 1, 1000000,
+     "CONNECT passwords waiting to be checked (PBKDF2, off the event loops); past it CONNACK 0x89 Server busy (3.1.1: 3)"},
+    {"auth-threads", OPT_INT, O(auth.hash_threads), "1", 1, 64,
+     "threads that check CONNECT passwords, at a lower CPU priority than the workers"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -22,7 +22,8 @@ typedef struct session session;
 
 enum conn_state {
     CS_NEW = 0,  /* waiting for CONNECT */
-    CS_AUTH,     /* CONNECT taken, enhanced authentication in progress (AUTH only) */
+    CS_AUTH,     /* CONNECT taken, enhanced authentication in progress (AUTH only),
+                  * or its password being checked (PAUSE_HASH, node/auth/hash.c) */
     CS_CLAIMING, /* CONNECT accepted, waiting for the session */
     CS_ACTIVE,
     CS_CLOSING, /* flushing its last bytes */
@@ -122,6 +123,7 @@ enum {
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
     PAUSE_DRAIN = 8,  /* the node is draining: the socket is not read again (node/drain.c) */
     PAUSE_STORE = 16, /* a SUBACK waits for the session's store (node/session_sync.c): the socket is not read */
+    PAUSE_HASH = 32,  /* CONNECT's password is being checked off the loop (node/auth/hash.c) */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/conn_io.h).

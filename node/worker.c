@@ -248,6 +248,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_REVOKE:
         sync_handle_revoke(w, it);
         break;
+    case IN_AUTH_RESULT:
+        auth_hash_done(w, it);
+        break;
     case IN_POSITION:
         stream_routed(w, (int32_t)it->conn_id, (int64_t)it->epoch);
         break;

@@ -43,6 +43,7 @@ enum inbox_kind {
                       * session here, if any (node/session_sync.c) */
     IN_SYNC,        /* every session this worker owns: store again
                       * (`epoch`: SYNC_REASSERT; node/session_sync.c) */
+    IN_AUTH_RESULT, /* the password of conn `conn_id` is right (`clean`) or not (node/auth/hash.c) */
 };
 
 typedef struct inbox_item {

@@ -436,7 +436,9 @@ uint32_t mqtt_props_body_size(const mqtt_props *props)
         return 0;
     }
     uint32_t n = 0;
-    for (uint32_t id = 0; id < N_DEFS; id++) {
+    /* Only the bits set: most messages carry none (3.1.1 ones never). */
+    for (uint64_t bits = props->present; bits != 0; bits &= bits - 1) {
+        uint32_t id = (uint32_t)__builtin_ctzll(bits);
         if (single_valued(id, props->present)) {
             n += 1u + value_size(&defs[id], props);
         }
@@ -460,7 +462,8 @@ uint32_t mqtt_props_write(const mqtt_props *props, uint8_t *dst)
     if (props == NULL) {
         return (uint32_t)(d - dst);
     }
-    for (uint32_t id = 0; id < N_DEFS; id++) {
+    for (uint64_t bits = props->present; bits != 0; bits &= bits - 1) { /* ascending ids, as before */
+        uint32_t id = (uint32_t)__builtin_ctzll(bits);
         if (single_valued(id, props->present)) {
             d = wr_u8(d, (uint8_t)id);
             d = write_value(d, &defs[id], props);

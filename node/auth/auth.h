@@ -129,18 +129,39 @@ void auth_scram_failed(conn *c, const char *user, size_t len, const char *why);
 bool auth_can_publish(conn *c, const uint8_t *topic, size_t len);
 bool auth_can_subscribe(conn *c, const uint8_t *filter, size_t len);
 
+/* --- hash.c: CONNECT passwords checked off the event loops --- */
+
+typedef struct worker worker;
+typedef struct inbox_item inbox_item;
+/* Start --auth-threads hashing threads (threaded brokers with a password
+ * file only; otherwise passwords are checked inline). */
+int auth_hash_start(broker *b);
+/* Stop them (before the workers): nothing is answered or queued after it
+ * returns, and a check under way is not waited for. */
+void auth_hash_stop(broker *b);
+/* Drop the broker's hold on their state (auth_free). */
+void auth_hash_free(broker *b);
+/* Queue a check of pw against e for c and pause c (PAUSE_HASH); SH_ERR when
+ * --auth-queue checks are waiting already. */
+int auth_hash_submit(conn *c, const passwd_entry *e, const uint8_t *pw, uint32_t pwlen);
+/* IN_AUTH_RESULT on c's worker: go on with the CONNECT or refuse it. */
+void auth_hash_done(worker *w, const inbox_item *it);
+
 /* --allow-anonymous, --password-file, --acl-file (config.auth). */
 typedef struct auth_config {
     char *allow_anonymous; /* "true"/"false"/NULL as given; `anonymous` is the result */
     char *password_file;
     char *acl_file;
+    int hash_queue;   /* --auth-queue: password checks waiting (node/auth/hash.c) */
+    int hash_threads; /* --auth-threads */
     bool anonymous;
 } auth_config;
 
 /* The broker's auth state (broker.auth). */
 typedef struct auth_state {
-    struct auth *tables;       /* password and ACL tables, swapped on SIGHUP */
-    _Atomic uint64_t failures; /* CONNECTs refused by authentication */
+    struct auth *tables;        /* password and ACL tables, swapped on SIGHUP */
+    _Atomic uint64_t failures;  /* CONNECTs refused by authentication */
+    struct auth_hasher *hasher; /* node/auth/hash.c; NULL: passwords are checked inline */
 } auth_state;
 
 #endif

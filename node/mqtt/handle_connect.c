@@ -272,6 +272,10 @@ mqtt_rc handle_connect(conn *c, const mqtt_connect *p)
     } else {
         c->client_id = sh_strndup((const char *)p->client_id.p, p->client_id.len);
     }
+    if (c->paused & PAUSE_HASH) {
+        c->state = CS_AUTH; /* auth_hash_done() goes on once the password is checked (node/auth/hash.c) */
+        return MQTT_RC_SUCCESS;
+    }
     if (p->version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {
         return handle_auth_connect(c, &p->props); /* connect_proceed() once it succeeds */
     }

@@ -329,12 +329,57 @@ static bool pid_in_use(const session *s, uint16_t pid)
     return false;
 }
 
+static uint16_t pid_after(uint16_t pid)
+{
+    return (uint16_t)(pid == 65535 ? 1 : pid + 1);
+}
+
+/* A free packet id for the next outgoing QoS 1/2 PUBLISH, in O(1) while
+ * the in-flight ids are "in order": handed out one after another by this
+ * function, so that, the list being in send order, every id in use lies on
+ * the circle from the oldest entry's id (inf[0]) forward to next_pid. The
+ * id after next_pid is then free unless the circle is closed, i.e. it is
+ * the oldest entry's own id (one message in flight for 65,534 others).
+ * Ids restored out of that order (from another node, or after skipping a
+ * closed circle) clear next_pid to 0 while the list is not empty: then each
+ * candidate is checked against the list, as before, until the list empties.
+ * No state beyond next_pid: an idle session stays the size it was. */
 static uint16_t next_pid(session *s)
 {
+    if (s->n_inf == 0) {
+        s->next_pid = pid_after(s->next_pid);
+        return s->next_pid;
+    }
+    if (s->next_pid != 0) {
+        uint16_t c = pid_after(s->next_pid);
+        if (c != s->inf[0].pid) {
+            s->next_pid = c;
+            return c;
+        }
+    }
+    /* Out of order (or closed): scan from the newest id on. */
+    uint16_t c = s->inf[s->n_inf - 1].pid;
     do {
-        s->next_pid = (uint16_t)(s->next_pid == 65535 ? 1 : s->next_pid + 1);
-    } while (pid_in_use(s, s->next_pid));
-    return s->next_pid;
+        c = pid_after(c);
+    } while (pid_in_use(s, c));
+    s->next_pid = 0;
+    return c;
+}
+
+/* An entry with this id was appended outside next_pid (restored): the ids
+ * stay in order if it lies strictly between next_pid and the oldest id. */
+static void pid_restored(session *s, uint16_t pid)
+{
+    if (s->n_inf == 1) {
+        s->next_pid = pid;
+        return;
+    }
+    if (s->next_pid == 0) {
+        return; /* out of order already */
+    }
+    uint32_t span = (uint32_t)((s->inf[0].pid + 65535 - 1 - s->next_pid) % 65535); /* free ids ahead */
+    uint32_t ahead = (uint32_t)((pid + 65535 - 1 - s->next_pid) % 65535);          /* 0: right after */
+    s->next_pid = ahead < span ? pid : 0;
 }
 
 /* The queue is full: make room by dropping the oldest queued QoS 0
@@ -467,8 +512,9 @@ static void send_inflight(session *s, conn *c, delivery *d)
 {
     worker *w = c->w;
     s->inf = list_room(s->inf, s->n_inf, &s->inf_cap_log2, sizeof(inflight));
+    uint16_t pid = next_pid(s); /* before the new entry counts as in use */
     inflight *f = &s->inf[s->n_inf++];
-    f->pid = next_pid(s);
+    f->pid = pid;
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->hold = 0;
     f->seq = 0;
@@ -658,6 +704,7 @@ inflight *session_inflight_restore(worker *w, session *s, uint16_t pid, uint8_t 
     f->part = part;
     f->off = off;
     f->d.qos = state == INF_WAIT_ACK ? 1 : 2;
+    pid_restored(s, pid);
     gauge_add(&w->metrics.inflight, 1);
     return f;
 }

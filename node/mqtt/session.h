@@ -127,7 +127,7 @@ struct session {
     uint32_t n_inf;
     uint32_t n_qos2_in;
     uint16_t id_len;
-    uint16_t next_pid;     /* the last packet id handed out */
+    uint16_t next_pid;     /* the last packet id handed out; 0 with a non-empty inf: ids not in order (next_pid) */
     uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
     uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
     uint8_t qos2_cap_log2; /* qos2_in likewise */

@@ -301,3 +301,95 @@ def paho_login_checks(n, user, password, wrong):
 
 def test_paho_login(node_factory, pwfile):
     paho_login_checks(node_factory("--password-file", str(pwfile)), "alice", "wonder", "wrong")
+
+
+# ---- password checks off the event loop (node/auth/hash.c) ----
+
+SLOW_ITER = "2000000"  # ~1 s of PBKDF2 per check here (more when loaded): long enough to see who waits for it
+
+
+@pytest.fixture(scope="module")
+def slowfile(tmp_path_factory):
+    p = tmp_path_factory.mktemp("slow") / "passwd"
+    r = passwd(p, "slow", "tortoise", "-i", SLOW_ITER)
+    assert r.returncode == 0, r.stderr
+    return p
+
+
+def send_connects(node, n, version, password=b"tortoise"):
+    cs = []
+    for _ in range(n):
+        r = R.RawClient(node, version=version, timeout=120)
+        r.send(R.connect(uid("slow"), version=version, username="slow", password=password))
+        cs.append(r)
+    return cs
+
+
+def outcome(r, timeout=120):
+    """CONNACK's rc, or None when closed without one."""
+    try:
+        return r.expect(R.CONNACK, timeout=timeout).rc
+    except R.Closed:
+        return None
+
+
+def test_password_checks_do_not_stall_other_clients(node_factory, slowfile):
+    # One worker: before, it ran each check itself and answered nothing else
+    # meanwhile; the PINGRESP came after the first CONNACK.
+    n = node_factory("--password-file", str(slowfile), "--allow-anonymous", "true", "--workers", "1",
+                     "--connect-timeout", "300")
+    with R.RawClient(n, version=4, timeout=60) as other:
+        assert other.connect(uid("other")).rc == 0
+        slow = send_connects(n, 3, 4)
+        other.send(R.pingreq())
+        other.expect(R.PINGRESP, timeout=60)
+        for r in slow:
+            with pytest.raises(TimeoutError):
+                r.recv(timeout=0.05)  # still being checked
+        assert [outcome(r) for r in slow] == [0, 0, 0]
+        for r in slow:
+            r.close()
+
+
+@pytest.mark.parametrize("version,busy", [(5, 0x89), (4, 3)])
+def test_password_queue_full_is_server_busy(node_factory, slowfile, version, busy):
+    n = node_factory("--password-file", str(slowfile), "--workers", "1", "--auth-queue", "1",
+                     "--auth-threads", "1", "--connect-timeout", "300")
+    # One check runs and at most one waits: of four, two at least are refused.
+    slow = send_connects(n, 4, version)
+    got = [outcome(r) for r in slow]
+    assert set(got) <= {0, busy}, got
+    assert got.count(busy) >= 2 and got.count(0) >= 1, got
+    assert wait_count(n, 'reason="password checks queued at --auth-queue"', got.count(busy))
+    for r in slow:
+        r.close()
+    assert outcome(send_connects(n, 1, version)[0]) == 0  # the queue empties again
+
+
+def test_connection_closed_while_its_password_is_checked(node_factory, slowfile):
+    n = node_factory("--password-file", str(slowfile), "--workers", "1", "--connect-timeout", "300")
+    gone = send_connects(n, 2, 5)
+    for r in gone:
+        r.close()  # before the answers: they find no connection
+    wrong = send_connects(n, 1, 5, password=b"hare")
+    kept = send_connects(n, 1, 5)
+    assert outcome(wrong[0]) == 0x86
+    assert outcome(kept[0]) == 0
+    kept[0].close()
+    wrong[0].close()
+    assert wait_count(n, "event=connect ", 1)
+    assert n.log().count("event=connect ") == 1
+
+
+def test_connect_timeout_covers_a_queued_password_check(node_factory, slowfile):
+    n = node_factory("--password-file", str(slowfile), "--allow-anonymous", "true", "--workers", "1",
+                     "--connect-timeout", "1")
+    # ~1 s per check, one at a time: the first may finish in time, the
+    # ones queued behind it wait past the timeout and are closed unanswered.
+    slow = send_connects(n, 6, 4)
+    got = [outcome(r, timeout=60) for r in slow]
+    assert set(got) <= {0, None} and got.count(None) >= 3, got
+    assert wait_count(n, "authentication not completed within connect timeout", got.count(None))
+    assert connack(n, 4) == 0  # anonymous, meanwhile
+    for r in slow:
+        r.close()

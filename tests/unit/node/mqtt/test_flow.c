@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <event2/event.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -184,4 +185,104 @@ Test(flow, inflight_list_past_32768)
     cr_assert_eq(s->inf[N - 1].pid, N);
     cr_assert_eq(session_ack(w, s, MQTT_PUBACK, N), MQTT_RC_SUCCESS);
     cr_assert_eq(s->n_inf, N - 1);
+}
+
+/* Every in-flight packet id is non-zero and unique. */
+static void assert_pids_unique(void)
+{
+    static uint8_t seen[65536];
+    memset(seen, 0, sizeof(seen));
+    for (uint32_t i = 0; i < s->n_inf; i++) {
+        cr_assert_neq(s->inf[i].pid, 0);
+        cr_assert_eq(seen[s->inf[i].pid], 0, "packet id %u twice in flight", s->inf[i].pid);
+        seen[s->inf[i].pid] = 1;
+    }
+}
+
+/* One message stays unacknowledged while the ids go round the 16-bit
+ * circle: the id after 65,535 is 1, which is still in flight, so the next
+ * free one (2) is taken, and the ones after it too. */
+Test(flow, packet_id_in_flight_for_a_whole_cycle_is_skipped)
+{
+    cfg.max_inflight = 4;
+    c->client_receive_max = 4;
+    deliver("t", 1); /* pid 1, never acknowledged */
+    cr_assert_eq(s->inf[0].pid, 1);
+    s->next_pid = 65533; /* as if 65,532 more had come and gone */
+    deliver("t", 1);
+    deliver("t", 1);
+    cr_assert_eq(s->inf[1].pid, 65534);
+    cr_assert_eq(s->inf[2].pid, 65535);
+    deliver("t", 1);
+    cr_assert_eq(s->inf[3].pid, 2);
+    assert_pids_unique();
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(session_ack(w, s, MQTT_PUBACK, s->inf[1].pid), MQTT_RC_SUCCESS);
+        deliver("t", 1);
+        assert_pids_unique();
+    }
+    cr_assert_eq(s->n_inf, 4);
+    cr_assert_eq(s->inf[0].pid, 1);
+}
+
+/* Ids restored from another node in any order are never handed out
+ * again while in flight. */
+Test(flow, restored_packet_ids_out_of_order_are_not_reused)
+{
+    cfg.max_inflight = 8;
+    c->client_receive_max = 8;
+    const uint16_t restored[] = {7, 3, 65535, 2}; /* 3 follows the newest */
+    for (size_t i = 0; i < sizeof(restored) / sizeof(restored[0]); i++) {
+        session_inflight_restore(w, s, restored[i], INF_WAIT_ACK, -1, 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        deliver("t", 1);
+        assert_pids_unique();
+    }
+    cr_assert_eq(s->n_inf, 8);
+}
+
+/* Restored ids in send order keep the O(1) path: the next id follows the
+ * newest restored one. */
+Test(flow, restored_packet_ids_in_order_continue_the_sequence)
+{
+    cfg.max_inflight = 8;
+    c->client_receive_max = 8;
+    const uint16_t restored[] = {65534, 65535, 1, 5};
+    for (size_t i = 0; i < sizeof(restored) / sizeof(restored[0]); i++) {
+        session_inflight_restore(w, s, restored[i], INF_WAIT_ACK, -1, 0);
+    }
+    cr_assert_eq(s->next_pid, 5);
+    deliver("t", 1);
+    cr_assert_eq(s->inf[4].pid, 6);
+    assert_pids_unique();
+}
+
+/* Acks in random order with a small window, round the id circle several
+ * times, some messages held for long: no id is ever in flight twice. */
+Test(flow, packet_ids_stay_unique_under_random_acks)
+{
+    enum { WINDOW = 16, ROUNDS = 300000 };
+    cfg.max_inflight = WINDOW;
+    cfg.max_queued = 1000;
+    c->client_receive_max = WINDOW;
+    srand(20);
+    uint8_t drain[65536];
+    for (int i = 0; i < ROUNDS; i++) {
+        deliver("t", 1);
+        if (s->n_inf == WINDOW) {
+            /* Mostly the oldest; sometimes any; the first one rarely. */
+            uint32_t k = rand() % 4 ? 1 : (uint32_t)rand() % WINDOW;
+            if (k == 0 && rand() % 64) {
+                k = 1;
+            }
+            cr_assert_eq(session_ack(w, s, MQTT_PUBACK, s->inf[k].pid), MQTT_RC_SUCCESS);
+        }
+        if (i % 4096 == 0) {
+            assert_pids_unique();
+            while (recv(peer, drain, sizeof(drain), MSG_DONTWAIT) > 0) {
+            }
+        }
+    }
+    assert_pids_unique();
 }
