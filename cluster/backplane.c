@@ -342,3 +342,8 @@ void bp_replay_stop(backplane *bp, uint64_t id)
         bp->ops->replay_stop(bp, id);
     }
 }
+
+bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h)
+{
+    return !bp->ops->share_mine || bp->ops->share_mine(bp, key, len, h);
+}

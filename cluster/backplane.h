@@ -103,6 +103,11 @@ typedef struct bp_hooks {
      * `next`. In order with remote_message for that shard (the partition).
      * May be NULL. */
     void (*remote_position)(void *node, int32_t partition, int64_t next);
+    /* This node's shared groups: call emit once per group with its
+     * "group/filter" key and local member count. On the backplane's thread,
+     * once per membership refresh. May be NULL. */
+    void (*share_groups)(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
+                         void *ctx);
     void *node;
 } bp_hooks;
 
@@ -294,5 +299,25 @@ void bp_session_release(backplane *bp, int worker, const char *client_id, uint64
 /* Delete the record, fenced like a store (a clean session that ended, an
  * expired one). */
 void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t epoch, bp_done_cb cb, void *arg);
+
+/* ---- Shared subscriptions across nodes (docs/architecture.md, "Shared
+ * subscriptions across nodes"). Each node publishes its groups' member
+ * counts; every node sees, per group, the live nodes with members. ---- */
+
+/* Should this node deliver the copy of a message that hashes to h for
+ * shared group key ("group/filter")? Exactly one node of the group's view
+ * answers true (bp_share_pick). Always true for the local backplane, and
+ * for a group the view does not know yet (no answer from Redis so far). */
+bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h);
+
+typedef struct bp_share_node {
+    const char *id; /* node id; the array is sorted by it */
+    uint32_t members;
+} bp_share_node;
+/* The node (index into v[0..n), n > 0) that delivers hash h: weighted by
+ * member count, so each member has an even share. Pure. */
+size_t bp_share_pick(const bp_share_node *v, size_t n, uint64_t h);
+uint64_t bp_share_hash(const void *p, size_t len, uint64_t seed);
+uint64_t bp_share_mix(uint64_t x);
 
 #endif

@@ -46,6 +46,8 @@ typedef struct bp_ops {
     void (*replay_stop)(backplane *bp, uint64_t id);
     /* See bp_max_publish_size; 0 = no limit. */
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
+    /* Optional: bp_share_mine; NULL = this node is the cluster (always mine). */
+    bool (*share_mine)(backplane *bp, const uint8_t *key, size_t len, uint64_t h);
 } bp_ops;
 
 /* The name of the first missing entry of ops, or NULL when it is complete. */

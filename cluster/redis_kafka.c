@@ -182,6 +182,7 @@ static void rk_release(rk *r)
     rk_redis_stop(r);
     rk_kafka_stop(r);
     rk_retained_free(r);
+    rk_share_free(r);
     if (r->keepalive) {
         event_free(r->keepalive);
     }
@@ -263,6 +264,11 @@ static void rk_replay_stop_op(backplane *bp, uint64_t id)
     rk_replay_cancel(bp->impl, id);
 }
 
+static bool rk_share_mine_op(backplane *bp, const uint8_t *key, size_t len, uint64_t h)
+{
+    return rk_share_mine(bp->impl, key, len, h);
+}
+
 const bp_ops bp_rk_ops = {
     .kind = "redis_kafka",
     .retained_from_stream = true,
@@ -284,4 +290,5 @@ const bp_ops bp_rk_ops = {
     .replay_start = rk_replay_start_op,
     .replay_next = rk_replay_next_op,
     .replay_stop = rk_replay_stop_op,
+    .share_mine = rk_share_mine_op,
 };

@@ -54,6 +54,12 @@ static trie_strategy shared_strategy(const config *cfg)
     if (s && !strcmp(s, "sticky")) {
         return TRIE_SHARED_STICKY;
     }
+    if (s && !strcmp(s, "hash-by-client-id")) {
+        return TRIE_SHARED_HASH_CLIENT_ID;
+    }
+    if (s && !strcmp(s, "hash-by-topic")) {
+        return TRIE_SHARED_HASH_TOPIC;
+    }
     return TRIE_SHARED_ROUND_ROBIN;
 }
 
@@ -61,7 +67,8 @@ static trie_strategy shared_strategy(const config *cfg)
 static void init_indexes(broker *b)
 {
     b->start_ms = now_ms();
-    b->subs = trie_new(shared_strategy(b->cfg));
+    b->share_strategy = shared_strategy(b->cfg);
+    b->subs = trie_new(b->share_strategy);
     b->retained = retain_new();
     retain_set_max(b->retained, b->cfg->limits.max_retained);
     pthread_rwlock_init(&b->subs_lock, NULL);
@@ -96,7 +103,8 @@ static broker_status open_backplane(broker *b)
                       .ready_changed = remote_ready_hook,
                       .qos0_dropped = remote_qos0_dropped_hook,
                       .session_revoked = sync_revoked_hook,
-                      .remote_position = stream_position_hook};
+                      .remote_position = stream_position_hook,
+                      .share_groups = remote_share_groups_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

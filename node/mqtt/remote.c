@@ -135,6 +135,16 @@ void remote_deliver(worker *w, msg *m)
     }
 }
 
+/* The backplane's thread, once per membership refresh. */
+void remote_share_groups_hook(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
+                              void *ctx)
+{
+    broker *b = node;
+    pthread_rwlock_rdlock(&b->subs_lock);
+    trie_groups_each(b->subs, emit, ctx);
+    pthread_rwlock_unlock(&b->subs_lock);
+}
+
 void remote_ready_hook(void *node, bool ready)
 {
     (void)node;

@@ -83,7 +83,50 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     return any;
 }
 
-bool route_publish(worker *w, msg *m, uint32_t *matched)
+/* Shared groups across nodes (docs/architecture.md, "Shared subscriptions
+ * across nodes"): every node computes the same key from the same message,
+ * so exactly one node of a group delivers each copy. */
+typedef struct share_gate {
+    broker *b;
+    uint64_t base;
+} share_gate;
+
+/* The message's key for the strategy: what must send two messages to one
+ * member (hash-by-*), or spread them (the rest). */
+static uint64_t share_base(const broker *b, const msg *m)
+{
+    mqtt_bytes id = msg_publisher(m);
+    switch (b->share_strategy) {
+    case TRIE_SHARED_HASH_CLIENT_ID:
+        return bp_share_hash(id.p, id.len, 1);
+    case TRIE_SHARED_HASH_TOPIC:
+        return bp_share_hash(m->topic, m->topic_len, 2);
+    case TRIE_SHARED_STICKY:
+        return 0; /* one node per group, then the local sticky member */
+    default:
+        break;
+    }
+    if (m->part >= 0) {
+        /* The record's place in the stream: unique, and known alike to the
+         * publishing node (delivery report) and every other (consumer). */
+        return bp_share_mix(((uint64_t)(uint32_t)m->part << 48) ^ (uint64_t)m->off);
+    }
+    /* QoS 0 published here is routed before Kafka numbers it: the content
+     * is all both sides share (equal messages go to one member). */
+    uint64_t h = bp_share_hash(id.p, id.len, 3);
+    h = bp_share_hash(m->topic, m->topic_len, h);
+    return bp_share_hash(m->payload, m->payload_len, h);
+}
+
+static bool share_gate_fn(void *arg, const uint8_t *key, size_t len, uint64_t *pick)
+{
+    share_gate *g = arg;
+    uint64_t h = bp_share_hash(key, len, g->base);
+    *pick = bp_share_mix(h);
+    return bp_share_mine(g->b->bp, key, len, h);
+}
+
+static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
 {
     bool behind = false;
     uint32_t sessions = 0;
@@ -94,11 +137,13 @@ bool route_publish(worker *w, msg *m, uint32_t *matched)
     size_t cap = STACK_HITS;
     mqtt_bytes topic = {m->topic, m->topic_len};
     pthread_rwlock_rdlock(&b->subs_lock);
-    size_t n = trie_match(b->subs, topic, is_online, hits, cap);
+    share_gate gate = {b, share_base(b, m)};
+    trie_share_gate_fn gf = gated ? share_gate_fn : NULL;
+    size_t n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
     if (n > cap) {
         cap = n;
         hits = sh_malloc(cap * sizeof(trie_hit));
-        n = trie_match(b->subs, topic, is_online, hits, cap);
+        n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
         if (n > cap) {
             n = cap; /* grew meanwhile? impossible under the read lock */
         }
@@ -139,6 +184,11 @@ bool route_publish(worker *w, msg *m, uint32_t *matched)
     return behind;
 }
 
+bool route_publish(worker *w, msg *m, uint32_t *matched)
+{
+    return route_gated(w, m, matched, true);
+}
+
 void route_publish_internal(worker *w, msg *m)
 {
     if (m->retain) {
@@ -147,7 +197,9 @@ void route_publish_internal(worker *w, msg *m)
         retain_set(w->b->retained, m);
         pthread_rwlock_unlock(&w->b->retain_lock);
     }
-    route_publish(w, m, NULL);
+    /* Never on the stream: this node's shared members take it whatever
+     * other nodes do. */
+    route_gated(w, m, NULL, false);
     msg_unref(m);
 }
 
