@@ -96,6 +96,13 @@ typedef struct share_gate {
 static uint64_t share_base(const broker *b, const msg *m)
 {
     mqtt_bytes id = msg_publisher(m);
+    if (!id.len && m->origin) {
+        /* Published here: the message names its session, alive while it is
+         * routed (QoS 0 inside the PUBLISH, QoS 1/2 in the ack context that
+         * holds a ref). Other nodes read the same id from the record. */
+        const session *s = (const session *)(uintptr_t)m->origin;
+        id = (mqtt_bytes){(const uint8_t *)s->client_id, s->id_len};
+    }
     switch (b->share_strategy) {
     case TRIE_SHARED_HASH_CLIENT_ID:
         return bp_share_hash(id.p, id.len, 1);

@@ -1,0 +1,175 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared subscriptions across nodes (issue 17), with a real Redis, a real
+Kafka and three nodes: each message of a `$share/<group>/<filter>` goes to
+exactly one member in the cluster, spread across members on different
+nodes (docs/architecture.md, "Shared subscriptions across nodes").
+
+Stated tolerance: with one member per node and 1,000 messages each member
+gets between 250 and 417 (a third ±25%; the binomial standard deviation is
+15, so the bound is over 5 of them and a fair rule never fails it)."""
+import collections
+import threading
+import time
+
+import pytest
+
+from pahoclient import Client, uid
+from test_cluster import WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
+
+
+def view_line(group, filt, nodes, counts=None):
+    """The log line a node writes once its view of a group lists `nodes`."""
+    counts = counts or {}
+    body = ",".join("%s:%d" % (n, counts.get(n, 1)) for n in sorted(nodes))
+    return 'event=share_view group="%s/%s" nodes=%s' % (group, filt, body)
+
+
+def start(cluster, *extra):
+    ids = [uid("n%d" % i) for i in (1, 2, 3)]
+    return ids, [cluster(i, *extra) for i in ids]
+
+
+def members_on(nodes, ids, group, filt, version=5, qos=1, counts=None):
+    """One member of the group on each node; returns once every node's view
+    lists all three (so the cluster agrees on who delivers)."""
+    subs = []
+    for i, n in enumerate(nodes):
+        c = Client(n, client_id=uid("m%d" % (i + 1)), version=version)
+        c.subscribe("$share/%s/%s" % (group, filt), qos=qos)
+        subs.append(c)
+    line = view_line(group, filt, ids, counts)
+    for n in nodes:
+        n.wait_log(line, timeout=WAIT)
+    return subs
+
+
+class Collector:
+    """Drains each member's messages on a thread, keyed by payload."""
+
+    def __init__(self, subs):
+        self.subs = subs
+        self.got = collections.defaultdict(list)  # payload -> [member index]
+        self.per = [0] * len(subs)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(len(subs))]
+        for t in self.threads:
+            t.start()
+
+    def run(self, i):
+        import queue
+        while not self.stop.is_set():
+            try:
+                m = self.subs[i].messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            with self.lock:
+                self.got[m.payload].append(i)
+                self.per[i] += 1
+
+    def total(self):
+        with self.lock:
+            return sum(self.per)
+
+    def done(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(WAIT)
+
+
+def publish_all(pubs, topic_of, n, qos):
+    infos = []
+    for k in range(n):
+        p = pubs[k % len(pubs)]
+        infos.append(p.publish(topic_of(k), b"m%05d" % k, qos=qos, wait=False))
+    for info in infos:
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+
+
+def settle(col, n, what):
+    wait_for(lambda: col.total() >= n, what, timeout=WAIT * 4)
+    # Nothing more arrives (a duplicate would): quiet for 2 s.
+    last = col.total()
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        time.sleep(0.1)
+        assert col.total() == last, "more deliveries than messages"
+
+
+def check_once_and_spread(col, n):
+    missing = [k for k in range(n) if b"m%05d" % k not in col.got]
+    dup = {p: v for p, v in col.got.items() if len(v) > 1}
+    assert not missing, "lost %d, e.g. %r" % (len(missing), missing[:5])
+    assert not dup, "delivered more than once: %d, e.g. %r" % (len(dup), list(dup.items())[:3])
+    lo, hi = n // 4, n - n // 4
+    share = n / len(col.per)
+    for i, c in enumerate(col.per):
+        assert share * 0.75 <= c <= share * 1.25, "member %d got %d of %d (spread %r)" % (i, c, n, col.per)
+    print("spread of %d over members on 3 nodes: %r" % (n, col.per))
+    del lo, hi
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_shared_group_on_three_nodes_each_message_once_and_spread(cluster, qos):
+    """Fails on the code before: every member got every message (3,000)."""
+    ids, nodes = start(cluster)
+    group, base = uid("g"), uid("sh")
+    subs = members_on(nodes, ids, group, base + "/#", qos=qos)
+    col = Collector(subs)
+    pubs = [Client(n, client_id=uid("pub")) for n in nodes]
+    n = 1000
+    publish_all(pubs, lambda k: "%s/t%d" % (base, k % 7), n, qos)
+    settle(col, n, "%d QoS %d messages over the group" % (n, qos))
+    col.done()
+    check_once_and_spread(col, n)
+    for c in subs + pubs:
+        c.disconnect()
+
+
+def test_hash_by_client_id_sends_one_publishers_messages_to_one_member(cluster):
+    ids, nodes = start(cluster, "--shared-strategy", "hash-by-client-id")
+    group, base = uid("g"), uid("hc")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector(subs)
+    pubs = [Client(nodes[k % 3], client_id=uid("pub%d" % k)) for k in range(12)]
+    per_pub = 20
+    for k, p in enumerate(pubs):
+        for j in range(per_pub):
+            p.publish("%s/t%d" % (base, j % 5), b"%s:%d" % (p.client_id.encode(), j), qos=1, wait=False)
+    settle(col, len(pubs) * per_pub, "every publisher's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b":")[0]].add(who[0])
+    assert len(owners) == len(pubs)
+    assert all(len(v) == 1 for v in owners.values()), dict(owners)
+    # 12 publishers over 3 members: more than one member is used.
+    assert len({next(iter(v)) for v in owners.values()}) > 1, dict(owners)
+    for c in subs + pubs:
+        c.disconnect()
+
+
+def test_hash_by_topic_sends_one_topic_to_one_member(cluster):
+    ids, nodes = start(cluster, "--shared-strategy", "hash-by-topic")
+    group, base = uid("g"), uid("ht")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector(subs)
+    pubs = [Client(n, client_id=uid("pub")) for n in nodes]
+    topics = ["%s/t%d" % (base, k) for k in range(12)]
+    n = 240
+    for k in range(n):
+        pubs[k % 3].publish(topics[k % len(topics)], b"%s|%d" % (topics[k % len(topics)].encode(), k), qos=1,
+                            wait=False)
+    settle(col, n, "every topic's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b"|")[0]].add(who[0])
+    assert len(owners) == len(topics)
+    assert all(len(v) == 1 for v in owners.values()), dict(owners)
+    assert len({next(iter(v)) for v in owners.values()}) > 1, dict(owners)
+    for c in subs + pubs:
+        c.disconnect()
