@@ -63,6 +63,9 @@ typedef struct bp_message {
     uint8_t origin_len;
     int32_t partition;
     int64_t offset;
+    /* The record's time, Unix ms: set by the publisher (0 = now), read
+     * back alike by every node (shared groups choose by it). */
+    int64_t timestamp_ms;
 } bp_message;
 
 typedef struct bp_node_info {
@@ -308,7 +311,11 @@ void bp_session_drop(backplane *bp, int worker, const char *client_id, uint64_t 
  * shared group key ("group/filter")? Exactly one node of the group's view
  * answers true (bp_share_pick). Always true for the local backplane, and
  * for a group the view does not know yet (no answer from Redis so far). */
-bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h);
+bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts);
+/* The same with node `except` (NULL: none) left out of the choice: a
+ * hand-over from that node goes to another. ts: the record's time, which
+ * says which membership was in force. */
+bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
 
 typedef struct bp_share_node {
     const char *id; /* node id; the array is sorted by it */

@@ -264,9 +264,9 @@ static void rk_replay_stop_op(backplane *bp, uint64_t id)
     rk_replay_cancel(bp->impl, id);
 }
 
-static bool rk_share_mine_op(backplane *bp, const uint8_t *key, size_t len, uint64_t h)
+static bool rk_share_mine_op(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
 {
-    return rk_share_mine(bp->impl, key, len, h);
+    return rk_share_mine(bp->impl, key, len, h, ts, except);
 }
 
 const bp_ops bp_rk_ops = {

@@ -23,44 +23,84 @@
 /* An entry lives 3 refreshes: a dead node's members stop being chosen
  * within that, as its membership claim expires. */
 #define SHARE_TTL_REFRESHES 3
-/* ARGV: node id, ttl ms, then key, count pairs. */
+/* A change of a group's composition comes into force this many refreshes
+ * after Redis sees it: every node has read it by then (it refreshes once
+ * per refresh), so for any record every node chooses from the same
+ * composition. A pending change closer than SHARE_SAFE_REFRESHES to its
+ * time is not moved; the next change waits for it. */
+#define SHARE_DELAY_REFRESHES 4
+#define SHARE_SAFE_REFRESHES 2
+/* ARGV: node id, ttl ms, delay ms, safe ms, then key, count pairs (count
+ * -1: this node has left the group but still wants its view, a ghost).
+ * Each group's hash: node -> "count:expiry", "@eff" -> "at|composition"
+ * (in force from Redis time `at`), "@old" -> the composition before it.
+ * A composition is "node=count,..." sorted. Returns per group: key, at,
+ * the composition from at, the one before. */
 static const char SHARE_LUA[] =
     "if redis.replicate_commands then redis.replicate_commands() end "
     "local t = redis.call('TIME') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "local me, ttl = ARGV[1], tonumber(ARGV[2]) "
+    "local delay, safe = tonumber(ARGV[3]), tonumber(ARGV[4]) "
     "local mine = 'shoal:share-node:' .. me "
     "local keep = {} "
-    "for i = 3, #ARGV, 2 do "
-    "  keep[ARGV[i]] = true "
+    "for i = 5, #ARGV, 2 do "
     "  local k = 'shoal:share:' .. ARGV[i] "
-    "  redis.call('HSET', k, me, ARGV[i + 1] .. ':' .. string.format('%d', now + ttl)) "
-    "  redis.call('PEXPIRE', k, ttl * 10) "
-    "  redis.call('SADD', mine, ARGV[i]) "
+    "  if ARGV[i + 1] == '-1' then redis.call('HDEL', k, me) "
+    "  else "
+    "    keep[ARGV[i]] = true "
+    "    redis.call('HSET', k, me, ARGV[i + 1] .. ':' .. string.format('%d', now + ttl)) "
+    "    redis.call('SADD', mine, ARGV[i]) "
+    "  end "
+    "  redis.call('PEXPIRE', k, ttl * 10 + delay) "
     "end "
     "for _, g in ipairs(redis.call('SMEMBERS', mine)) do "
     "  if not keep[g] then redis.call('HDEL', 'shoal:share:' .. g, me) redis.call('SREM', mine, g) end "
     "end "
     "redis.call('PEXPIRE', mine, ttl * 10) "
     "local out = {} "
-    "for i = 3, #ARGV, 2 do "
+    "for i = 5, #ARGV, 2 do "
     "  local k = 'shoal:share:' .. ARGV[i] "
     "  local kv = redis.call('HGETALL', k) "
-    "  local row = {ARGV[i]} "
+    "  local live, eff, old = {}, nil, '' "
     "  for j = 1, #kv, 2 do "
-    "    local c, e = string.match(kv[j + 1], '^(%d+):(%d+)$') "
-    "    if c and tonumber(e) > now then row[#row + 1] = kv[j] row[#row + 1] = c "
-    "    else redis.call('HDEL', k, kv[j]) end "
+    "    local f = kv[j] "
+    "    if f == '@eff' then eff = kv[j + 1] "
+    "    elseif f == '@old' then old = kv[j + 1] "
+    "    else "
+    "      local c, e = string.match(kv[j + 1], '^(%d+):(%d+)$') "
+    "      if c and tonumber(e) > now then live[#live + 1] = f .. '=' .. c "
+    "      else redis.call('HDEL', k, f) end "
+    "    end "
     "  end "
-    "  out[#out + 1] = row "
+    "  table.sort(live) "
+    "  local comp = table.concat(live, ',') "
+    "  local at, cur = 0, nil "
+    "  if eff then local a, c = string.match(eff, '^(%d+)|(.*)$') at, cur = tonumber(a), c end "
+    "  if cur == nil then "
+    "    at, cur = 0, comp "
+    "    redis.call('HSET', k, '@eff', '0|' .. comp) "
+    "  elseif cur ~= comp and (now >= at or at - now >= safe) then "
+    "    if now >= at then old = cur redis.call('HSET', k, '@old', old) end "
+    "    at, cur = now + delay, comp "
+    "    redis.call('HSET', k, '@eff', string.format('%d', at) .. '|' .. comp) "
+    "  end "
+    "  out[#out + 1] = {ARGV[i], string.format('%d', at), cur, old} "
     "end "
     "return out";
+
+/* One composition: nodes sorted by id. */
+typedef struct share_comp {
+    bp_share_node *nodes;
+    size_t n;
+} share_comp;
 
 typedef struct share_group {
     char *key;
     size_t key_len;
-    bp_share_node *nodes;
-    size_t n;
+    int64_t at;     /* Unix ms (Redis's clock) from which `eff` is in force */
+    share_comp eff; /* records with a time >= at */
+    share_comp old; /* records before */
 } share_group;
 
 typedef struct share_view {
@@ -98,52 +138,51 @@ static char *dup_str(const char *p, size_t len)
     return s;
 }
 
-/* One row of the script's answer: key, then node, count pairs. */
-static bool group_parse(const redisReply *row, share_group *g)
+/* "node=count,node=count" into c (ids copied), sorted by id. */
+static void comp_parse(const char *p, size_t len, share_comp *c)
 {
-    if (row->type != REDIS_REPLY_ARRAY || row->elements < 1 || row->element[0]->type != REDIS_REPLY_STRING) {
-        return false;
+    size_t cap = 1;
+    for (size_t i = 0; i < len; i++) {
+        cap += p[i] == ',';
     }
-    g->key_len = row->element[0]->len;
-    g->key = sh_malloc(g->key_len ? g->key_len : 1);
-    memcpy(g->key, row->element[0]->str, g->key_len);
-    g->n = 0;
-    size_t pairs = (row->elements - 1) / 2;
-    g->nodes = sh_malloc((pairs ? pairs : 1) * sizeof(bp_share_node));
-    for (size_t i = 0; i < pairs; i++) {
-        const redisReply *id = row->element[1 + 2 * i], *c = row->element[2 + 2 * i];
-        if (id->type != REDIS_REPLY_STRING || c->type != REDIS_REPLY_STRING) {
-            continue;
+    c->nodes = sh_malloc(cap * sizeof(bp_share_node));
+    c->n = 0;
+    const char *end = p + len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        const char *eq = NULL;
+        for (const char *q = e; q > p; q--) {
+            if (q[-1] == '=') {
+                eq = q - 1;
+                break;
+            }
         }
-        g->nodes[g->n].id = dup_str(id->str, id->len);
-        g->nodes[g->n].members = (uint32_t)strtoul(c->str, NULL, 10);
-        g->n++;
+        if (eq && eq > p && c->n < cap) {
+            c->nodes[c->n].id = dup_str(p, (size_t)(eq - p));
+            c->nodes[c->n].members = (uint32_t)strtoul(eq + 1, NULL, 10);
+            c->n++;
+        }
+        p = comma ? comma + 1 : end;
     }
-    if (pairs) {
-        g->nodes = sh_realloc(g->nodes, pairs * sizeof(bp_share_node), (g->n ? g->n : 1) * sizeof(bp_share_node));
-    }
-    /* The nodes must agree on the order whatever order Redis returned. */
-    qsort(g->nodes, g->n, sizeof(bp_share_node), by_id);
-    return true;
+    c->nodes = sh_realloc(c->nodes, cap * sizeof(bp_share_node), (c->n ? c->n : 1) * sizeof(bp_share_node));
+    /* The nodes must agree on the order whatever order Redis gave. */
+    qsort(c->nodes, c->n, sizeof(bp_share_node), by_id);
 }
 
-static size_t group_nodes_alloc(const share_group *g)
+static void comp_free(share_comp *c)
 {
-    return g->n ? g->n : 1;
-}
-
-static void group_free_one(share_group *g)
-{
-    for (size_t k = 0; k < g->n; k++) {
-        sh_free((char *)g->nodes[k].id, strlen(g->nodes[k].id) + 1);
+    for (size_t k = 0; k < c->n; k++) {
+        sh_free((char *)c->nodes[k].id, strlen(c->nodes[k].id) + 1);
     }
-    sh_free(g->nodes, group_nodes_alloc(g) * sizeof(bp_share_node));
-    sh_free(g->key, g->key_len ? g->key_len : 1);
+    sh_free(c->nodes, (c->n ? c->n : 1) * sizeof(bp_share_node));
+    c->nodes = NULL;
+    c->n = 0;
 }
 
-static bool group_same(const share_group *a, const share_group *b)
+static bool comp_same(const share_comp *a, const share_comp *b)
 {
-    if (!a || a->n != b->n) {
+    if (a->n != b->n) {
         return false;
     }
     for (size_t k = 0; k < a->n; k++) {
@@ -154,21 +193,54 @@ static bool group_same(const share_group *a, const share_group *b)
     return true;
 }
 
-/* One INFO line per change of a group's view: tests and operators see
- * when the cluster agrees on who delivers. */
-static void group_log(const share_group *g)
+/* One row of the script's answer: key, at, composition, the one before. */
+static bool group_parse(const redisReply *row, share_group *g)
 {
-    char buf[512];
+    if (row->type != REDIS_REPLY_ARRAY || row->elements != 4) {
+        return false;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        if (row->element[i]->type != REDIS_REPLY_STRING) {
+            return false;
+        }
+    }
+    g->key_len = row->element[0]->len;
+    g->key = sh_malloc(g->key_len ? g->key_len : 1);
+    memcpy(g->key, row->element[0]->str, g->key_len);
+    g->at = strtoll(row->element[1]->str, NULL, 10);
+    comp_parse(row->element[2]->str, row->element[2]->len, &g->eff);
+    comp_parse(row->element[3]->str, row->element[3]->len, &g->old);
+    return true;
+}
+
+static void group_free_one(share_group *g)
+{
+    comp_free(&g->eff);
+    comp_free(&g->old);
+    sh_free(g->key, g->key_len ? g->key_len : 1);
+}
+
+static void comp_text(const share_comp *c, char *buf, size_t size)
+{
     size_t o = 0;
     buf[0] = 0;
-    for (size_t k = 0; k < g->n && o < sizeof(buf); k++) {
-        int w = snprintf(buf + o, sizeof(buf) - o, "%s%s:%u", k ? "," : "", g->nodes[k].id, g->nodes[k].members);
+    for (size_t k = 0; k < c->n && o < size; k++) {
+        int w = snprintf(buf + o, size - o, "%s%s:%u", k ? "," : "", c->nodes[k].id, c->nodes[k].members);
         if (w < 0) {
             break;
         }
         o += (size_t)w;
     }
-    sh_log(SH_INFO, "event=share_view group=\"%.*s\" nodes=%s", (int)g->key_len, g->key, buf);
+}
+
+/* One INFO line per composition a group takes, when this node learns it
+ * (in_force_at: the record time from which it chooses by it). */
+static void group_log(const share_group *g)
+{
+    char buf[512];
+    comp_text(&g->eff, buf, sizeof(buf));
+    sh_log(SH_INFO, "event=share_view group=\"%.*s\" nodes=%s in_force_at=%lld", (int)g->key_len, g->key, buf,
+           (long long)g->at);
 }
 
 static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -196,7 +268,8 @@ static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
         }
     }
     for (size_t i = 0; i < nv.n; i++) {
-        if (!group_same(group_find(&s->view, (const uint8_t *)nv.g[i].key, nv.g[i].key_len), &nv.g[i])) {
+        const share_group *was = group_find(&s->view, (const uint8_t *)nv.g[i].key, nv.g[i].key_len);
+        if (!was || was->at != nv.g[i].at || !comp_same(&was->eff, &nv.g[i].eff)) {
             group_log(&nv.g[i]);
         }
     }
@@ -234,7 +307,8 @@ static void emit_group(void *ctx, const uint8_t *key, size_t len, uint32_t membe
 {
     share_args *a = ctx;
     char c[16];
-    int w = snprintf(c, sizeof(c), "%u", members);
+    /* UINT32_MAX: a ghost (node/mqtt/remote.c), watched, not a member. */
+    int w = members == UINT32_MAX ? snprintf(c, sizeof(c), "-1") : snprintf(c, sizeof(c), "%u", members);
     args_push(a, (const char *)key, len);
     args_push(a, c, (size_t)w);
 }
@@ -255,13 +329,17 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     share_args a = {0};
-    char ttl[24];
+    char ttl[24], delay[24], safe[24];
     args_push(&a, "EVAL", 4);
     args_push(&a, SHARE_LUA, sizeof(SHARE_LUA) - 1);
     args_push(&a, "0", 1);
     args_push(&a, r->bp->cfg.node_id, strlen(r->bp->cfg.node_id));
     int w = snprintf(ttl, sizeof(ttl), "%d", SHARE_TTL_REFRESHES * refresh_ms(r));
     args_push(&a, ttl, (size_t)w);
+    w = snprintf(delay, sizeof(delay), "%d", SHARE_DELAY_REFRESHES * refresh_ms(r));
+    args_push(&a, delay, (size_t)w);
+    w = snprintf(safe, sizeof(safe), "%d", SHARE_SAFE_REFRESHES * refresh_ms(r));
+    args_push(&a, safe, (size_t)w);
     h->share_groups(h->node, emit_group, &a);
     s->pending = true;
     redisAsyncCommandArgv(r->ac, share_reply_cb, r, (int)a.n, (const char **)a.argv, a.lens);
@@ -308,17 +386,45 @@ void rk_share_free(rk *r)
     r->share = NULL;
 }
 
-bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h)
+#define SHARE_PICK_STACK 32
+
+/* Is `me` the pick among c's nodes (without `except`, when given)? */
+static bool comp_mine(const share_comp *c, uint64_t h, const char *me, const char *except)
+{
+    if (!except) {
+        return strcmp(c->nodes[bp_share_pick(c->nodes, c->n, h)].id, me) == 0;
+    }
+    /* A hand-over: the same rule over the composition without its sender. */
+    bp_share_node stack[SHARE_PICK_STACK];
+    bp_share_node *v = c->n <= SHARE_PICK_STACK ? stack : sh_malloc(c->n * sizeof(bp_share_node));
+    size_t n = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        if (strcmp(c->nodes[k].id, except) != 0) {
+            v[n++] = c->nodes[k];
+        }
+    }
+    bool mine = n && strcmp(v[bp_share_pick(v, n, h)].id, me) == 0;
+    if (v != stack) {
+        sh_free(v, c->n * sizeof(bp_share_node));
+    }
+    return mine;
+}
+
+bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
 {
     rk_share *s = r->share;
+    const char *me = r->bp->cfg.node_id;
     if (!s) {
-        return true;
+        return !except;
     }
-    bool mine = true;
+    /* A group not in the view yet (its first refresh is unanswered): this
+     * node delivers what it matches; a hand-over waits for a view. */
+    bool mine = !except;
     pthread_rwlock_rdlock(&s->lock);
     const share_group *g = group_find(&s->view, key, len);
-    if (g && g->n) {
-        mine = strcmp(g->nodes[bp_share_pick(g->nodes, g->n, h)].id, r->bp->cfg.node_id) == 0;
+    if (g) {
+        const share_comp *c = ts >= g->at ? &g->eff : &g->old;
+        mine = c->n ? comp_mine(c, h, me, except) : false;
     }
     pthread_rwlock_unlock(&s->lock);
     return mine;

@@ -27,20 +27,25 @@ uint64_t bp_share_hash(const void *p, size_t len, uint64_t seed)
     return bp_share_mix(h);
 }
 
-/* Weighted by members, so each member of the cluster, not each node, gets
- * an even share: slot h % total walks the nodes in id order. */
+/* Weighted by (online) members, so each member of the cluster, not each
+ * node, gets an even share: slot h % total walks the nodes in id order. A
+ * node listed with none (only offline members) takes nothing while another
+ * has one; with none online anywhere every node weighs one (the messages
+ * queue in offline sessions). */
 size_t bp_share_pick(const bp_share_node *v, size_t n, uint64_t h)
 {
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
-        total += v[i].members ? v[i].members : 1;
+        total += v[i].members;
     }
     if (n == 0) {
         return 0;
     }
+    bool even = total == 0;
+    total = even ? n : total;
     uint64_t slot = h % total;
     for (size_t i = 0; i < n; i++) {
-        uint64_t w = v[i].members ? v[i].members : 1;
+        uint64_t w = even ? 1 : v[i].members;
         if (slot < w) {
             return i;
         }

@@ -110,6 +110,9 @@ static broker_status open_backplane(broker *b)
         return BROKER_EOPEN;
     }
     stream_broker_init(b);
+    /* Other nodes may choose this one for a group just after its last
+     * member left: it hands those messages on (node/mqtt/share.c). */
+    trie_keep_ghosts(b->subs, !bp_knows_all_subscribers(b->bp));
     remote_cap_packet_size(b);
     return BROKER_OK;
 }

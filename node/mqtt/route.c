@@ -11,6 +11,7 @@
 #include "node/retain.h"
 #include "node/route.h"
 #include "node/session.h"
+#include "node/share.h"
 #include "node/worker.h"
 
 #define STACK_HITS 32
@@ -83,56 +84,6 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     return any;
 }
 
-/* Shared groups across nodes (docs/architecture.md, "Shared subscriptions
- * across nodes"): every node computes the same key from the same message,
- * so exactly one node of a group delivers each copy. */
-typedef struct share_gate {
-    broker *b;
-    uint64_t base;
-} share_gate;
-
-/* The message's key for the strategy: what must send two messages to one
- * member (hash-by-*), or spread them (the rest). */
-static uint64_t share_base(const broker *b, const msg *m)
-{
-    mqtt_bytes id = msg_publisher(m);
-    if (!id.len && m->origin) {
-        /* Published here: the message names its session, alive while it is
-         * routed (QoS 0 inside the PUBLISH, QoS 1/2 in the ack context that
-         * holds a ref). Other nodes read the same id from the record. */
-        const session *s = (const session *)(uintptr_t)m->origin;
-        id = (mqtt_bytes){(const uint8_t *)s->client_id, s->id_len};
-    }
-    switch (b->share_strategy) {
-    case TRIE_SHARED_HASH_CLIENT_ID:
-        return bp_share_hash(id.p, id.len, 1);
-    case TRIE_SHARED_HASH_TOPIC:
-        return bp_share_hash(m->topic, m->topic_len, 2);
-    case TRIE_SHARED_STICKY:
-        return 0; /* one node per group, then the local sticky member */
-    default:
-        break;
-    }
-    if (m->part >= 0) {
-        /* The record's place in the stream: unique, and known alike to the
-         * publishing node (delivery report) and every other (consumer). */
-        return bp_share_mix(((uint64_t)(uint32_t)m->part << 48) ^ (uint64_t)m->off);
-    }
-    /* QoS 0 published here is routed before Kafka numbers it: the content
-     * is all both sides share (equal messages go to one member). */
-    uint64_t h = bp_share_hash(id.p, id.len, 3);
-    h = bp_share_hash(m->topic, m->topic_len, h);
-    return bp_share_hash(m->payload, m->payload_len, h);
-}
-
-static bool share_gate_fn(void *arg, const uint8_t *key, size_t len, uint64_t *pick)
-{
-    share_gate *g = arg;
-    uint64_t h = bp_share_hash(key, len, g->base);
-    *pick = bp_share_mix(h);
-    return bp_share_mine(g->b->bp, key, len, h);
-}
-
 static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
 {
     bool behind = false;
@@ -144,7 +95,7 @@ static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
     size_t cap = STACK_HITS;
     mqtt_bytes topic = {m->topic, m->topic_len};
     pthread_rwlock_rdlock(&b->subs_lock);
-    share_gate gate = {b, share_base(b, m)};
+    share_gate gate = {b, share_base(b, m), m->ts, NULL, 0, NULL, false};
     trie_share_gate_fn gf = gated ? share_gate_fn : NULL;
     size_t n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
     if (n > cap) {
@@ -154,6 +105,10 @@ static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
         if (n > cap) {
             n = cap; /* grew meanwhile? impossible under the read lock */
         }
+    }
+    share_orphans orph = {0};
+    if (gated) {
+        share_find_orphans(b, m, gate.base, &orph);
     }
     /* Refs taken under the lock: a session leaves the index before it dies. */
     for (size_t i = 0; i < n; i++) {
@@ -185,6 +140,7 @@ static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
     if (hits != stack) {
         sh_free(hits, cap * sizeof(trie_hit));
     }
+    share_forward_orphans(w, m, &orph);
     if (matched) {
         *matched = sessions;
     }
@@ -260,6 +216,7 @@ void route_publish_will(worker *w, msg *m)
         .qos = m->qos,
         .retain = m->retain,
         .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        .timestamp_ms = m->ts,
         /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
     };
     backplane *bp = w->b->bp;

@@ -77,7 +77,31 @@ struct trie {
     uint64_t seed;
     size_t count, groups;
     sgroup *all; /* every shared group, for trie_groups_each */
+    /* Groups whose last member left, kept for a few membership refreshes
+     * (trie_keep_ghosts): other nodes may still choose this one for them. */
+    struct ghost *ghosts;
+    bool keep_ghosts;
 };
+
+typedef struct ghost {
+    struct ghost *next;
+    uint32_t key_len, group_len;
+    uint32_t age; /* refreshes since it became a ghost */
+    uint8_t key[];
+} ghost;
+
+static void ghost_drop_key(trie *t, const uint8_t *key, size_t len)
+{
+    for (ghost **gp = &t->ghosts; *gp;) {
+        ghost *g = *gp;
+        if (g->key_len == len && memcmp(g->key, key, len) == 0) {
+            *gp = g->next;
+            sh_free(g, sizeof(*g) + g->key_len);
+        } else {
+            gp = &g->next;
+        }
+    }
+}
 
 #define NONE UINT32_MAX
 
@@ -340,6 +364,7 @@ static sgroup *group_new(trie *t, mqtt_bytes name, mqtt_bytes filter)
     memcpy(g->key, name.p, name.len);
     g->key[name.len] = '/';
     memcpy(g->key + name.len + 1, filter.p, filter.len);
+    ghost_drop_key(t, g->key, g->key_len);
     g->all_prev = NULL;
     g->all_next = t->all;
     if (t->all) {
@@ -364,6 +389,15 @@ static void group_free(trie *t, sgroup *g)
     }
     if (g->all_next) {
         g->all_next->all_prev = g->all_prev;
+    }
+    if (t->keep_ghosts) {
+        ghost *h = sh_malloc(sizeof(*h) + g->key_len);
+        h->key_len = g->key_len;
+        h->group_len = g->len;
+        h->age = 0;
+        memcpy(h->key, g->key, g->key_len);
+        h->next = t->ghosts;
+        t->ghosts = h;
     }
     sh_free(g->key, g->key_len);
     sh_free(g->v, (size_t)g->cap * sizeof(sub));
@@ -713,6 +747,8 @@ trie *trie_new(trie_strategy strategy)
     t->count = 0;
     t->groups = 0;
     t->all = NULL;
+    t->ghosts = NULL;
+    t->keep_ghosts = false;
     t->root = node_new(NULL, 0);
     return t;
 }
@@ -745,6 +781,12 @@ void trie_free(trie *t)
         node_release(t, n);
     }
     level_stack_free(&st);
+    t->keep_ghosts = false;
+    while (t->ghosts) {
+        ghost *g = t->ghosts;
+        t->ghosts = g->next;
+        sh_free(g, sizeof(*g) + g->key_len);
+    }
     sh_free(t, sizeof(*t));
 }
 
@@ -758,9 +800,45 @@ size_t trie_group_count(const trie *t)
     return t->groups;
 }
 
-void trie_groups_each(const trie *t, trie_group_fn fn, void *arg)
+void trie_groups_each(const trie *t, trie_eligible_fn eligible, trie_group_fn fn, void *arg)
 {
     for (const sgroup *g = t->all; g; g = g->all_next) {
-        fn(arg, g->key, g->key_len, g->n);
+        uint32_t n = g->n;
+        if (eligible) {
+            n = 0;
+            for (uint32_t k = 0; k < g->n; k++) {
+                n += eligible(g->v[k].owner);
+            }
+        }
+        fn(arg, g->key, g->key_len, n);
+    }
+}
+
+void trie_keep_ghosts(trie *t, bool keep)
+{
+    t->keep_ghosts = keep;
+}
+
+size_t trie_ghosts_each(const trie *t, trie_ghost_fn fn, void *arg)
+{
+    size_t n = 0;
+    for (const ghost *g = t->ghosts; g; g = g->next, n++) {
+        if (fn) {
+            fn(arg, g->key, g->key_len, g->group_len);
+        }
+    }
+    return n;
+}
+
+void trie_ghosts_age(trie *t, uint32_t max_age)
+{
+    for (ghost **gp = &t->ghosts; *gp;) {
+        ghost *g = *gp;
+        if (++g->age > max_age) {
+            *gp = g->next;
+            sh_free(g, sizeof(*g) + g->key_len);
+        } else {
+            gp = &g->next;
+        }
     }
 }

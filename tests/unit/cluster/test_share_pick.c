@@ -42,14 +42,18 @@ Test(share_pick, weighted_spread_of_consecutive_offsets)
     cr_assert(got[2] > n / 4 - n / 50 && got[2] < n / 4 + n / 50, "c: %zu", got[2]);
 }
 
-/* A node listed with 0 members (counted before it left) still weighs one
- * slot: the chosen node then redelivers among its own members or queues. */
-Test(share_pick, zero_members_weigh_one)
+/* A node whose members are all offline takes nothing while another node
+ * has an online member; with none online anywhere, every node one share. */
+Test(share_pick, offline_only_nodes_take_nothing_unless_all_are)
 {
-    bp_share_node v[] = {{"a", 0}, {"b", 0}};
+    bp_share_node v[] = {{"a", 0}, {"b", 2}, {"c", 0}};
+    for (uint64_t i = 0; i < 1000; i++) {
+        cr_assert_eq(bp_share_pick(v, 3, bp_share_mix(i)), 1);
+    }
+    bp_share_node z[] = {{"a", 0}, {"b", 0}};
     size_t got[2] = {0};
     for (uint64_t i = 0; i < 1000; i++) {
-        got[bp_share_pick(v, 2, bp_share_mix(i))]++;
+        got[bp_share_pick(z, 2, bp_share_mix(i))]++;
     }
     cr_assert(got[0] > 400 && got[1] > 400);
 }

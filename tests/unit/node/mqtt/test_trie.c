@@ -629,14 +629,14 @@ Test(trie, groups_each_lists_groups_with_member_counts)
     share(t, "h", "a/b", O3);
     sub(t, "a/b", A);
     each_rec r = {0};
-    trie_groups_each(t, each_fn, &r);
+    trie_groups_each(t, NULL, each_fn, &r);
     cr_expect_eq(r.n, 3);
     cr_expect_eq(members_of(&r, "g/a/b"), 2);
     cr_expect_eq(members_of(&r, "g/c/#"), 1);
     cr_expect_eq(members_of(&r, "h/a/b"), 1);
     cr_expect(trie_remove(t, B("a/b"), B("h"), O3));
     memset(&r, 0, sizeof(r));
-    trie_groups_each(t, each_fn, &r);
+    trie_groups_each(t, NULL, each_fn, &r);
     cr_expect_eq(r.n, 2);
     cr_expect_eq(members_of(&r, "h/a/b"), 0);
     trie_free(t);
