@@ -95,7 +95,11 @@ static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
     size_t cap = STACK_HITS;
     mqtt_bytes topic = {m->topic, m->topic_len};
     pthread_rwlock_rdlock(&b->subs_lock);
-    share_gate gate = {b, share_base(b, m), m->ts, NULL, 0, NULL, false};
+    share_gate gate = {b, m, 0, false, m->ts, NULL, 0, NULL, false};
+    /* A single node with a counter strategy needs no key: matching is as
+     * it was before groups spanned nodes. */
+    gated = gated && (!bp_knows_all_subscribers(b->bp) || b->share_strategy == TRIE_SHARED_HASH_CLIENT_ID ||
+                      b->share_strategy == TRIE_SHARED_HASH_TOPIC);
     trie_share_gate_fn gf = gated ? share_gate_fn : NULL;
     size_t n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
     if (n > cap) {
@@ -108,7 +112,7 @@ static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
     }
     share_orphans orph = {0};
     if (gated) {
-        share_find_orphans(b, m, gate.base, &orph);
+        share_find_orphans(b, m, &gate, &orph);
     }
     /* Refs taken under the lock: a session leaves the index before it dies. */
     for (size_t i = 0; i < n; i++) {

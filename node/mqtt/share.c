@@ -58,13 +58,22 @@ uint64_t share_base(const broker *b, const msg *m)
     return bp_share_hash(m->payload, m->payload_len, h);
 }
 
+uint64_t share_gate_base(share_gate *g)
+{
+    if (!g->have_base) {
+        g->base = share_base(g->b, g->m);
+        g->have_base = true;
+    }
+    return g->base;
+}
+
 bool share_gate_fn(void *arg, const uint8_t *key, size_t len, uint64_t *pick)
 {
     share_gate *g = arg;
     if (g->only_key && (len != g->only_len || memcmp(key, g->only_key, len) != 0)) {
         return false;
     }
-    uint64_t h = bp_share_hash(key, len, g->base);
+    uint64_t h = bp_share_hash(key, len, share_gate_base(g));
     *pick = bp_share_mix(h);
     if (g->local) {
         return true;
@@ -180,7 +189,7 @@ static void deliver(worker *w, session *s, msg *m, const sub_opts *o)
 static void hand_over(worker *w, msg *m, const uint8_t *key, size_t len)
 {
     broker *b = w->b;
-    share_gate g = {b, share_base(b, m), m->ts, key, len, NULL, true};
+    share_gate g = {b, m, 0, false, m->ts, key, len, NULL, true};
     sub_opts o;
     session *s = group_member(b, m, &g, &o);
     if (s && (is_online(s) || !cluster(b))) {
@@ -200,7 +209,7 @@ static void hand_over(worker *w, msg *m, const uint8_t *key, size_t len)
 typedef struct orphan_ctx {
     broker *b;
     const msg *m;
-    uint64_t base;
+    share_gate *g;
     share_orphans *o;
 } orphan_ctx;
 
@@ -212,7 +221,7 @@ static void orphan_cb(void *arg, const uint8_t *key, size_t len, size_t group_le
     if (c->o->n == SHARE_MAX_ORPHANS || !mqtt_topic_match(f, flen, c->m->topic, c->m->topic_len)) {
         return;
     }
-    if (!bp_share_mine(c->b->bp, key, len, bp_share_hash(key, len, c->base), c->m->ts)) {
+    if (!bp_share_mine(c->b->bp, key, len, bp_share_hash(key, len, share_gate_base(c->g)), c->m->ts)) {
         return;
     }
     c->o->key[c->o->n] = sh_malloc(len);
@@ -221,13 +230,13 @@ static void orphan_cb(void *arg, const uint8_t *key, size_t len, size_t group_le
     c->o->n++;
 }
 
-void share_find_orphans(broker *b, const msg *m, uint64_t base, share_orphans *o)
+void share_find_orphans(broker *b, const msg *m, share_gate *g, share_orphans *o)
 {
     o->n = 0;
     if (m->qos == 0 || !cluster(b) || trie_ghosts_each(b->subs, NULL, NULL) == 0) {
         return; /* QoS 0 is at most once: not worth a record */
     }
-    orphan_ctx c = {b, m, base, o};
+    orphan_ctx c = {b, m, g, o};
     trie_ghosts_each(b->subs, orphan_cb, &c);
 }
 
@@ -369,7 +378,7 @@ bool share_forwarded(worker *w, msg *m)
     in->expiry_at = m->expiry_at;
     in->ts = m->ts; /* the hand-over record's own time chooses among the others */
     broker *b = w->b;
-    share_gate g = {b, share_base(b, in), in->ts, key, klen, origin, false};
+    share_gate g = {b, in, 0, false, in->ts, key, klen, origin, false};
     sub_opts o;
     session *s = group_member(b, in, &g, &o);
     if (s) {

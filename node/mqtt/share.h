@@ -19,8 +19,10 @@ typedef struct session session;
 /* The gate's state for one match (trie_share_gate_fn share_gate_fn). */
 typedef struct share_gate {
     broker *b;
-    uint64_t base; /* share_base of the message */
-    int64_t ts;    /* its time in the stream (msg.ts) */
+    const msg *m;
+    uint64_t base; /* share_base of m, computed at the first group (have_base) */
+    bool have_base;
+    int64_t ts; /* its time in the stream (msg.ts) */
     /* Hand-overs: only this group passes; `except` (a node id, may be
      * NULL) is left out of the choice, and with local set this node takes
      * it without asking the cluster. */
@@ -43,7 +45,10 @@ typedef struct share_orphans {
     size_t len[SHARE_MAX_ORPHANS];
     size_t n;
 } share_orphans;
-void share_find_orphans(broker *b, const msg *m, uint64_t base, share_orphans *o);
+void share_find_orphans(broker *b, const msg *m, share_gate *g, share_orphans *o);
+/* share_base of g->m, computed once: a message that matches no group pays
+ * nothing for it. */
+uint64_t share_gate_base(share_gate *g);
 void share_forward_orphans(worker *w, msg *m, share_orphans *o);
 
 /* A member that ends: its unacknowledged QoS 1/2 messages of shared

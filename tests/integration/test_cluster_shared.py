@@ -234,3 +234,69 @@ def test_member_leaving_mid_stream_loses_nothing(cluster, qos):
     assert any("event=share_handover" in ln for ln in nodes[1].log_lines), "node 2 handed nothing over"
     for cl in (a, c, *pubs):
         cl.disconnect()
+
+
+@pytest.mark.xfail(reason="a dead node's share of the stream is not replayed: messages chosen for it until its "
+                   "membership expires and the change is in force are lost (docs/architecture.md, \"Shared "
+                   "subscriptions across nodes\")", strict=False)
+def test_member_node_killed_loses_nothing(cluster):
+    from conftest import Node
+    ids = [uid("n%d" % i) for i in (1, 2, 3)]
+    doomed = Node(*cluster.argv(ids[1]))  # killed below: not the fixture's (it wants a clean exit)
+    try:
+        member_node_killed(cluster, ids, doomed)
+    finally:
+        if doomed.proc.poll() is None:
+            doomed.proc.kill()
+            doomed.proc.wait()
+
+
+def member_node_killed(cluster, ids, doomed):
+    nodes = [cluster(ids[0]), doomed, cluster(ids[2])]
+    group, base = uid("g"), uid("kd")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector([subs[0], subs[2]])
+    pubs = [Client(nodes[0], client_id=uid("pub")), Client(nodes[2], client_id=uid("pub"))]
+    n = 1000
+    t = threading.Thread(target=publish_all, args=(pubs, lambda k: "%s/t%d" % (base, k % 7), n, 1), daemon=True)
+    t.start()
+    wait_for(lambda: col.total() >= 100, "the stream under way")
+    doomed.proc.kill()
+    doomed.proc.wait(WAIT)
+    t.join(WAIT * 4)
+    try:
+        settle(col, n, "all %d messages at the members that remain" % n)
+    finally:
+        col.done()
+    assert all(b"m%05d" % k in col.got for k in range(n))
+
+
+def test_single_node_hash_by_topic_and_reserved_prefix(node_factory):
+    """One node (local backplane): hash-by-topic keeps a topic on one member;
+    a client may not publish under $shoal/share/ (the hand-overs' prefix)."""
+    import mqttraw as R
+    n = node_factory("--shared-strategy", "hash-by-topic")
+    group, base = uid("g"), uid("st")
+    subs = [Client(n, client_id=uid("m%d" % i)) for i in range(3)]
+    for c in subs:
+        c.subscribe("$share/%s/%s/#" % (group, base), qos=1)
+    col = Collector(subs)
+    pub = Client(n, client_id=uid("pub"))
+    topics = ["%s/t%d" % (base, k) for k in range(9)]
+    for k in range(90):
+        pub.publish(topics[k % 9], b"%s|%d" % (topics[k % 9].encode(), k), qos=1, wait=False)
+    settle(col, 90, "every topic's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b"|")[0]].add(who[0])
+    assert len(owners) == 9 and all(len(v) == 1 for v in owners.values()), dict(owners)
+    r = R.RawClient(n, timeout=WAIT)
+    assert r.connect(uid("inj")).rc == 0
+    r.send(R.publish("$shoal/share/2:3:n1g/x" + base + "/t0", b"x", qos=1, pid=1))
+    ack = r.expect(R.PUBACK)
+    assert ack.rc == 0x87, ack
+    r.close()
+    for c in subs + [pub]:
+        c.disconnect()
