@@ -76,6 +76,7 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
         if (o->rap && m->retain) {
             d->retain = true;
         }
+        d->shared = d->shared || h[k].shared;
         if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
             d->sub_ids[d->n_sub_ids++] = o->sub_id;
         }

@@ -13,6 +13,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
+#include "node/limits.h"
 #include "node/remote.h"
 #include "node/route.h"
 #include "node/session.h"
@@ -330,6 +331,56 @@ void share_send(worker *w, share_moved *mv)
     sh_free(mv->key, mv->cap * sizeof(uint8_t *));
     sh_free(mv->len, mv->cap * sizeof(size_t));
     memset(mv, 0, sizeof(*mv));
+}
+
+typedef struct late_ctx {
+    const msg *m;
+    uint8_t *key;
+    size_t len;
+} late_ctx;
+
+static void late_try(late_ctx *c, const uint8_t *key, size_t len)
+{
+    /* A share name holds no '/' (MQTT 5 §4.8.2): the filter follows the first. */
+    const uint8_t *slash = memchr(key, '/', len);
+    if (c->key || !slash) {
+        return;
+    }
+    size_t flen = len - (size_t)(slash + 1 - key);
+    if (mqtt_topic_match(slash + 1, flen, c->m->topic, c->m->topic_len)) {
+        c->key = sh_malloc(len);
+        memcpy(c->key, key, len);
+        c->len = len;
+    }
+}
+
+static void late_group_cb(void *arg, const uint8_t *key, size_t len, uint32_t members)
+{
+    (void)members;
+    late_try(arg, key, len);
+}
+
+static void late_ghost_cb(void *arg, const uint8_t *key, size_t len, size_t group_len)
+{
+    (void)group_len;
+    late_try(arg, key, len);
+}
+
+void share_late(worker *w, msg *m)
+{
+    broker *b = w->b;
+    late_ctx c = {m, NULL, 0};
+    pthread_rwlock_rdlock(&b->subs_lock);
+    trie_groups_each(b->subs, NULL, late_group_cb, &c);
+    trie_ghosts_each(b->subs, late_ghost_cb, &c);
+    pthread_rwlock_unlock(&b->subs_lock);
+    if (!c.key) {
+        limits_count_drop(w, NULL, DROP_SESSION_ENDED, 1);
+        return;
+    }
+    sh_log(SH_DEBUG, "event=share_handover_late group=\"%.*s\"", (int)c.len, (const char *)c.key);
+    hand_over(w, m, c.key, c.len);
+    sh_free(c.key, c.len);
 }
 
 /* ---- a hand-over from another node ------------------------------------ */

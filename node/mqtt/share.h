@@ -63,6 +63,11 @@ typedef struct share_moved {
 void share_collect(session *s, share_moved *mv);
 void share_send(worker *w, share_moved *mv);
 
+/* A group's copy that reached a member after it ended (posted to its
+ * worker meanwhile): handed to the first group here (or ghost) whose
+ * filter matches, the one it most likely came through. */
+void share_late(worker *w, msg *m);
+
 /* A hand-over from another node ("$shoal/share/..." records): routed to
  * its group only. True when m was one (consumed or not, the caller keeps
  * its ref). */
