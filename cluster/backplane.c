@@ -380,3 +380,13 @@ void bp_replay_stop(backplane *bp, uint64_t id)
         bp->ops->replay_stop(bp, id);
     }
 }
+
+bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts)
+{
+    return bp_share_mine_except(bp, key, len, h, ts, NULL);
+}
+
+bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
+{
+    return !bp->ops->share_mine || bp->ops->share_mine(bp, key, len, h, ts, except);
+}

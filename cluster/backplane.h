@@ -63,6 +63,9 @@ typedef struct bp_message {
     uint8_t origin_len;
     int32_t partition;
     int64_t offset;
+    /* The record's time, Unix ms: set by the publisher (0 = now), read
+     * back alike by every node (shared groups choose by it). */
+    int64_t timestamp_ms;
 } bp_message;
 
 typedef struct bp_node_info {
@@ -118,6 +121,11 @@ typedef struct bp_hooks {
      * every session it owns again, fenced (a session claimed elsewhere
      * meanwhile is closed there). May be NULL. */
     void (*sessions_reassert)(void *node);
+    /* This node's shared groups: call emit once per group with its
+     * "group/filter" key and local member count. On the backplane's thread,
+     * once per membership refresh. May be NULL. */
+    void (*share_groups)(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
+                         void *ctx);
     void *node;
 } bp_hooks;
 
@@ -364,5 +372,29 @@ void bp_reap_finish(backplane *bp, int worker, const char *instance, const char 
 /* Done with the instance for now: retry_after_ms 0 forgets it (every record
  * is settled), else the lock holds that long and a survivor scans again. */
 void bp_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms);
+
+/* ---- Shared subscriptions across nodes (docs/architecture.md, "Shared
+ * subscriptions across nodes"). Each node publishes its groups' member
+ * counts; every node sees, per group, the live nodes with members. ---- */
+
+/* Should this node deliver the copy of a message that hashes to h for
+ * shared group key ("group/filter")? Exactly one node of the group's view
+ * answers true (bp_share_pick). Always true for the local backplane, and
+ * for a group the view does not know yet (no answer from Redis so far). */
+bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts);
+/* The same with node `except` (NULL: none) left out of the choice: a
+ * hand-over from that node goes to another. ts: the record's time, which
+ * says which membership was in force. */
+bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
+
+typedef struct bp_share_node {
+    const char *id; /* node id; the array is sorted by it */
+    uint32_t members;
+} bp_share_node;
+/* The node (index into v[0..n), n > 0) that delivers hash h: weighted by
+ * member count, so each member has an even share. Pure. */
+size_t bp_share_pick(const bp_share_node *v, size_t n, uint64_t h);
+uint64_t bp_share_hash(const void *p, size_t len, uint64_t seed);
+uint64_t bp_share_mix(uint64_t x);
 
 #endif

@@ -52,6 +52,8 @@ typedef struct bp_ops {
     void (*reap_end)(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms);
     /* See bp_max_publish_size; 0 = no limit. */
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
+    /* Optional: bp_share_mine; NULL = this node is the cluster (always mine). */
+    bool (*share_mine)(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
 } bp_ops;
 
 /* The name of the first missing entry of ops, or NULL when it is complete. */

@@ -200,6 +200,7 @@ static void rk_release(rk *r)
     rk_redis_stop(r);
     rk_kafka_stop(r);
     rk_retained_free(r);
+    rk_share_free(r);
     if (r->keepalive) {
         event_free(r->keepalive);
     }
@@ -281,6 +282,11 @@ static void rk_replay_stop_op(backplane *bp, uint64_t id)
     rk_replay_cancel(bp->impl, id);
 }
 
+static bool rk_share_mine_op(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
+{
+    return rk_share_mine(bp->impl, key, len, h, ts, except);
+}
+
 const bp_ops bp_rk_ops = {
     .kind = "redis_kafka",
     .retained_from_stream = true,
@@ -305,4 +311,5 @@ const bp_ops bp_rk_ops = {
     .reap_batch = rk_reap_batch_op,
     .reap_finish = rk_reap_finish_op,
     .reap_end = rk_reap_end_op,
+    .share_mine = rk_share_mine_op,
 };

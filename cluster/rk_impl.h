@@ -115,6 +115,7 @@ typedef struct rk {
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
     struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
+    struct rk_share *share; /* rk_share.c: shared-group membership across nodes */
 } rk;
 
 /* rk_reap.c: a dead node instance's session records (bp_reap_*) */
@@ -189,6 +190,12 @@ void rk_session_drop(rk *r, int worker, const char *client_id, uint64_t epoch, b
  * snapshot (by Redis's clock, one bounded batch per run). */
 void rk_sweep_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
 void rk_sweep_stop(rk *r);   /* from rk_redis_stop, before the context is freed */
+
+/* rk_share.c: shared-group membership in Redis, refreshed every heartbeat. */
+void rk_share_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
+void rk_share_stop(rk *r);   /* from rk_redis_stop */
+void rk_share_free(rk *r);   /* from rk_release: workers may read the view until then */
+bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
 
 /* rk_retained.c: the snapshot follows the stream. */
 void rk_retained_init(rk *r); /* once the partitions are known */

@@ -631,6 +631,7 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     atomic_fetch_add(&r->consumed, 1);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(km, &tstype);
+    m.timestamp_ms = tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : 0;
     if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0) {
         uint64_t now = rk_unix_ms();
         bp_hist_observe(&r->consume_delay, now > (uint64_t)ts ? (now - (uint64_t)ts) * 1000u : 0);
@@ -888,7 +889,8 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
     /* Keyed by MQTT topic: one partition per topic keeps per-topic order. */
     rd_kafka_resp_err_t e = rd_kafka_producev(
         r->producer, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_KEY(m->topic, m->topic_len), RD_KAFKA_V_VALUE(buf, n),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(m->timestamp_ms > 0 ? m->timestamp_ms : 0),
+        RD_KAFKA_V_OPAQUE(ctx), RD_KAFKA_V_END);
     sh_free(buf, n);
     if (!e) {
         if (atomic_load_explicit(&r->queue_full, memory_order_relaxed)) {

@@ -589,10 +589,12 @@ void rk_redis_attach(rk *r)
     connect_async(r);
     rk_session_attach(r);
     rk_sweep_attach(r);
+    rk_share_attach(r);
 }
 
 void rk_redis_stop(rk *r)
 {
+    rk_share_stop(r);
     rk_sweep_stop(r);
     rk_session_stop(r);
     release_node(r);

@@ -55,6 +55,12 @@ static trie_strategy shared_strategy(const config *cfg)
     if (s && !strcmp(s, "sticky")) {
         return TRIE_SHARED_STICKY;
     }
+    if (s && !strcmp(s, "hash-by-client-id")) {
+        return TRIE_SHARED_HASH_CLIENT_ID;
+    }
+    if (s && !strcmp(s, "hash-by-topic")) {
+        return TRIE_SHARED_HASH_TOPIC;
+    }
     return TRIE_SHARED_ROUND_ROBIN;
 }
 
@@ -62,7 +68,8 @@ static trie_strategy shared_strategy(const config *cfg)
 static void init_indexes(broker *b)
 {
     b->start_ms = now_ms();
-    b->subs = trie_new(shared_strategy(b->cfg));
+    b->share_strategy = shared_strategy(b->cfg);
+    b->subs = trie_new(b->share_strategy);
     b->retained = retain_new();
     retain_set_max(b->retained, b->cfg->limits.max_retained);
     pthread_rwlock_init(&b->subs_lock, NULL);
@@ -99,12 +106,16 @@ static broker_status open_backplane(broker *b)
                       .session_revoked = sync_revoked_hook,
                       .remote_position = stream_position_hook,
                       .stream_behind = hold_stream_behind,
-                      .sessions_reassert = sync_reassert_hook};
+                      .sessions_reassert = sync_reassert_hook,
+                      .share_groups = remote_share_groups_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;
     }
     stream_broker_init(b);
+    /* Other nodes may choose this one for a group just after its last
+     * member left: it hands those messages on (node/mqtt/share.c). */
+    trie_keep_ghosts(b->subs, !bp_knows_all_subscribers(b->bp));
     remote_cap_packet_size(b);
     return BROKER_OK;
 }

@@ -56,6 +56,7 @@ struct broker {
     broker_stats stats;
     pthread_rwlock_t subs_lock;
     trie *subs;
+    int share_strategy; /* trie_strategy of --shared-strategy (route.c's cluster-wide key) */
     pthread_rwlock_t retain_lock;
     retain *retained;
     pthread_mutex_t sess_lock;

@@ -57,7 +57,8 @@ static const opt opts[] = {
     {"subscription-identifiers", OPT_BOOL, O(subscription_identifiers), "true", 0, 0,
      "allow v5 subscription identifiers"},
     {"shared-subscriptions", OPT_BOOL, O(shared_subscriptions), "true", 0, 0, "allow $share/<group>/<filter>"},
-    {"shared-strategy", OPT_STR, O(shared_strategy), "round-robin", 0, 0, "round-robin, random or sticky"},
+    {"shared-strategy", OPT_STR, O(shared_strategy), "round-robin", 0, 0,
+     "round-robin, random, sticky, hash-by-client-id or hash-by-topic"},
     {"connect-timeout", OPT_INT, O(connect_timeout), "10", 1, 3600, "seconds a new connection has to send CONNECT"},
     {"sys-interval", OPT_INT, O(sys_interval), "10", 0, 86400, "seconds between $SYS updates (0 = off)"},
     {"max-connections", OPT_INT, O(max_connections), "0", 0, INT_MAX, "connections per node (0 = no limit)"},
@@ -347,8 +348,11 @@ config_status config_load(config *cfg, int argc, char **argv)
         return rc;
     }
     if (strcmp(cfg->shared_strategy, "round-robin") && strcmp(cfg->shared_strategy, "random") &&
-        strcmp(cfg->shared_strategy, "sticky")) {
-        fprintf(stderr, "shoal: --shared-strategy must be round-robin, random or sticky, not '%s'\n",
+        strcmp(cfg->shared_strategy, "sticky") && strcmp(cfg->shared_strategy, "hash-by-client-id") &&
+        strcmp(cfg->shared_strategy, "hash-by-topic")) {
+        fprintf(stderr,
+                "shoal: --shared-strategy must be round-robin, random, sticky, hash-by-client-id or hash-by-topic, "
+                "not '%s'\n",
                 cfg->shared_strategy);
         return CONFIG_INVALID;
     }

@@ -18,6 +18,7 @@
 #include "node/route.h"
 #include "node/send.h"
 #include "node/session.h"
+#include "node/share.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -175,6 +176,7 @@ static void to_backplane(conn *c, msg *m, uint16_t pid)
         /* No Local on the other nodes (§3.8.3.1). */
         .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL,
         .client_id_len = c->s ? c->s->id_len : 0,
+        .timestamp_ms = m->ts,
     };
     if (m->qos == 0) {
         bp_publish(c->w->b->bp, c->w->id, &bm, NULL, NULL);
@@ -303,7 +305,11 @@ mqtt_rc handle_publish(conn *c, const mqtt_publish *in)
         limits_refused(c, LIMIT_RECEIVE_MAX, "action=close");
         return MQTT_RC_RECEIVE_MAX_EXCEEDED; /* §3.3.4-9 */
     }
-    if (!auth_can_publish(c, p.topic.p, p.topic.len)) {
+    /* The broker's hand-overs of shared messages between nodes travel
+     * under this prefix (node/mqtt/share.c): no client may send one. */
+    bool reserved = p.topic.len >= sizeof(SHARE_TOPIC_PREFIX) - 1 &&
+                    !memcmp(p.topic.p, SHARE_TOPIC_PREFIX, sizeof(SHARE_TOPIC_PREFIX) - 1);
+    if (reserved || !auth_can_publish(c, p.topic.p, p.topic.len)) {
         return refuse_denied(c, &p);
     }
     if (resend) {

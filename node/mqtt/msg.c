@@ -2,6 +2,7 @@
 #include "node/msg.h"
 
 #include <string.h>
+#include <sys/time.h>
 
 #include "common/alloc.h"
 #include "proto/frame.h"
@@ -48,6 +49,9 @@ static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, 
     m->alloc_size = (uint32_t)size;
     m->part = -1;
     m->off = -1;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    m->ts = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
     m->topic = m->data;
     m->props = m->topic + topic.len;
     m->payload = m->props + props_len;

@@ -33,6 +33,10 @@ typedef struct msg {
     /* Where it sits in the cluster's stream: partition -1 = nowhere (the
      * local backplane, QoS 0 routed before it was written, internal). */
     int64_t off;
+    /* Its time in the stream (Unix ms, the publishing node's clock, the
+     * Kafka record's timestamp): every node reads the same, so shared
+     * groups choose by the membership in force then (node/mqtt/share.c). */
+    int64_t ts;
     int32_t part;
     uint8_t data[];
 } msg;

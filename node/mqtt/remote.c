@@ -10,7 +10,9 @@
 #include "node/remote.h"
 #include "node/retain.h"
 #include "node/route.h"
+#include "node/session.h"
 #include "node/session_stream.h"
+#include "node/share.h"
 #include "node/worker.h"
 
 static uint64_t unix_ms(void)
@@ -37,6 +39,9 @@ static msg *msg_from_bp(const bp_message *bm)
     if (m) {
         m->part = bm->partition;
         m->off = bm->offset;
+        if (bm->timestamp_ms > 0) {
+            m->ts = bm->timestamp_ms;
+        }
         m->own = bm->own;
     }
     return m;
@@ -128,11 +133,52 @@ void remote_deliver(worker *w, msg *m)
 {
     int32_t part = m->part;
     int64_t next = m->off + 1;
-    route_publish(w, m, NULL);
+    if (!share_forwarded(w, m)) {
+        route_publish(w, m, NULL);
+    }
     msg_unref(m);
     if (part >= 0) {
         stream_routed(w, part, next);
     }
+}
+
+static bool member_online(void *owner)
+{
+    return atomic_load_explicit(&((session *)owner)->online, memory_order_relaxed);
+}
+
+/* A ghost lives this many refreshes: this node leaves the group in Redis
+ * at the next one, the change comes into force 4 refreshes later
+ * (cluster/rk_share.c), and records from before that may still be read
+ * for a while. */
+#define SHARE_GHOST_REFRESHES 10
+
+typedef struct ghost_emit {
+    void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members);
+    void *ctx;
+} ghost_emit;
+
+/* A ghost keeps its view (UINT32_MAX: watched, not a member). */
+static void ghost_cb(void *arg, const uint8_t *key, size_t len, size_t group_len)
+{
+    (void)group_len;
+    ghost_emit *g = arg;
+    g->emit(g->ctx, key, len, UINT32_MAX);
+}
+
+/* The backplane's thread, once per membership refresh: online members
+ * count, so a node whose members are all offline is chosen only when no
+ * node has one online. */
+void remote_share_groups_hook(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
+                              void *ctx)
+{
+    broker *b = node;
+    pthread_rwlock_wrlock(&b->subs_lock);
+    trie_ghosts_age(b->subs, SHARE_GHOST_REFRESHES);
+    trie_groups_each(b->subs, member_online, emit, ctx);
+    ghost_emit ge = {emit, ctx};
+    trie_ghosts_each(b->subs, ghost_cb, &ge);
+    pthread_rwlock_unlock(&b->subs_lock);
 }
 
 void remote_ready_hook(void *node, bool ready)

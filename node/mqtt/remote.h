@@ -15,6 +15,9 @@ typedef struct worker worker;
 
 void remote_message_hook(void *node, const bp_message *m, unsigned shard);
 void remote_ready_hook(void *node, bool ready);
+/* bp_hooks.share_groups: this node's shared groups and member counts. */
+void remote_share_groups_hook(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
+                              void *ctx);
 /* Apply a retained update from the backplane to the index, on the calling
  * thread (bp_hooks.retained). */
 void remote_retained_hook(void *node, const bp_message *m);

@@ -11,6 +11,7 @@
 #include "node/retain.h"
 #include "node/route.h"
 #include "node/session.h"
+#include "node/share.h"
 #include "node/worker.h"
 
 #define STACK_HITS 32
@@ -75,6 +76,7 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
         if (o->rap && m->retain) {
             d->retain = true;
         }
+        d->shared = d->shared || h[k].shared;
         if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
             d->sub_ids[d->n_sub_ids++] = o->sub_id;
         }
@@ -83,7 +85,7 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
     return any;
 }
 
-bool route_publish(worker *w, msg *m, uint32_t *matched)
+static bool route_gated(worker *w, msg *m, uint32_t *matched, bool gated)
 {
     bool behind = false;
     uint32_t sessions = 0;
@@ -94,14 +96,24 @@ bool route_publish(worker *w, msg *m, uint32_t *matched)
     size_t cap = STACK_HITS;
     mqtt_bytes topic = {m->topic, m->topic_len};
     pthread_rwlock_rdlock(&b->subs_lock);
-    size_t n = trie_match(b->subs, topic, is_online, hits, cap);
+    share_gate gate = {b, m, 0, false, m->ts, NULL, 0, NULL, false};
+    /* A single node with a counter strategy needs no key: matching is as
+     * it was before groups spanned nodes. */
+    gated = gated && (!bp_knows_all_subscribers(b->bp) || b->share_strategy == TRIE_SHARED_HASH_CLIENT_ID ||
+                      b->share_strategy == TRIE_SHARED_HASH_TOPIC);
+    trie_share_gate_fn gf = gated ? share_gate_fn : NULL;
+    size_t n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
     if (n > cap) {
         cap = n;
         hits = sh_malloc(cap * sizeof(trie_hit));
-        n = trie_match(b->subs, topic, is_online, hits, cap);
+        n = trie_match_gated(b->subs, topic, is_online, gf, &gate, hits, cap);
         if (n > cap) {
             n = cap; /* grew meanwhile? impossible under the read lock */
         }
+    }
+    share_orphans orph = {0};
+    if (gated) {
+        share_find_orphans(b, m, &gate, &orph);
     }
     /* Refs taken under the lock: a session leaves the index before it dies. */
     for (size_t i = 0; i < n; i++) {
@@ -133,10 +145,16 @@ bool route_publish(worker *w, msg *m, uint32_t *matched)
     if (hits != stack) {
         sh_free(hits, cap * sizeof(trie_hit));
     }
+    share_forward_orphans(w, m, &orph);
     if (matched) {
         *matched = sessions;
     }
     return behind;
+}
+
+bool route_publish(worker *w, msg *m, uint32_t *matched)
+{
+    return route_gated(w, m, matched, true);
 }
 
 void route_publish_internal(worker *w, msg *m)
@@ -147,7 +165,9 @@ void route_publish_internal(worker *w, msg *m)
         retain_set(w->b->retained, m);
         pthread_rwlock_unlock(&w->b->retain_lock);
     }
-    route_publish(w, m, NULL);
+    /* Never on the stream: this node's shared members take it whatever
+     * other nodes do. */
+    route_gated(w, m, NULL, false);
     msg_unref(m);
 }
 
@@ -206,6 +226,7 @@ void route_publish_will(worker *w, msg *m)
         .qos = m->qos,
         .retain = m->retain,
         .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        .timestamp_ms = m->ts,
         /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
     };
     backplane *bp = w->b->bp;

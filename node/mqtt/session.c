@@ -15,6 +15,7 @@
 #include "node/session.h"
 #include "node/session_stream.h"
 #include "node/session_sync.h"
+#include "node/share.h"
 #include "node/stream_hold.h"
 #include "node/worker.h"
 #include "proto/topic.h"
@@ -571,6 +572,12 @@ static void send_qos0(worker *w, session *s, conn *c, delivery *d)
 void session_deliver(worker *w, session *s, delivery *d)
 {
     uint64_t now = now_ms();
+    if (s->dead && d->shared && d->qos > 0 && !msg_is_expired(d->m, now)) {
+        /* Chosen while the member was ending: another member takes it. */
+        share_late(w, d->m);
+        msg_unref(d->m);
+        return;
+    }
     if (s->dead || msg_is_expired(d->m, now)) {
         limits_count_drop(w, s, s->dead ? DROP_SESSION_ENDED : DROP_EXPIRED, 1);
         msg_unref(d->m);

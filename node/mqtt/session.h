@@ -34,6 +34,7 @@ typedef struct delivery {
     uint8_t qos; /* already downgraded to the subscription's */
     bool retain; /* RETAIN flag to send */
     uint8_t n_sub_ids;
+    bool shared; /* a shared group's copy: handed over if the session ended meanwhile */
     uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
 } delivery;
 

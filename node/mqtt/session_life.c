@@ -15,6 +15,7 @@
 #include "node/session.h"
 #include "node/session_stream.h"
 #include "node/session_sync.h"
+#include "node/share.h"
 #include "node/worker.h"
 
 /* Through the backplane like any publish, so that subscribers on every
@@ -118,9 +119,15 @@ static void end_here(worker *w, session *s)
  * (§3.1.3.2.2), and the cluster's record goes too. */
 static void end_with_will(worker *w, session *s, msg *will)
 {
+    /* Its unacknowledged shared-subscription messages go to another member
+     * once it has left the groups (docs/architecture.md, "Shared
+     * subscriptions across nodes"). */
+    share_moved mv;
+    share_collect(s, &mv);
     sync_session_ended(w, s); /* before: leaving the registry may free s */
     end_here(w, s);
     publish_will(w, will);
+    share_send(w, &mv);
 }
 
 void session_end(worker *w, session *s)

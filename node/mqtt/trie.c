@@ -38,6 +38,9 @@ typedef struct subv {
  * picks the first eligible one; groups are small, so lookups scan. */
 typedef struct sgroup {
     struct sgroup *next;
+    struct sgroup *all_prev, *all_next; /* every group of the trie (trie_groups_each) */
+    uint8_t *key;                       /* "group/filter": the group's name across the cluster */
+    uint32_t key_len;
     sub *v;
     atomic_uint rr; /* round-robin cursor, bumped by concurrent matches */
     uint32_t n, cap;
@@ -73,7 +76,32 @@ struct trie {
     trie_strategy strategy;
     uint64_t seed;
     size_t count, groups;
+    sgroup *all; /* every shared group, for trie_groups_each */
+    /* Groups whose last member left, kept for a few membership refreshes
+     * (trie_keep_ghosts): other nodes may still choose this one for them. */
+    struct ghost *ghosts;
+    bool keep_ghosts;
 };
+
+typedef struct ghost {
+    struct ghost *next;
+    uint32_t key_len, group_len;
+    uint32_t age; /* refreshes since it became a ghost */
+    uint8_t key[];
+} ghost;
+
+static void ghost_drop_key(trie *t, const uint8_t *key, size_t len)
+{
+    for (ghost **gp = &t->ghosts; *gp;) {
+        ghost *g = *gp;
+        if (g->key_len == len && memcmp(g->key, key, len) == 0) {
+            *gp = g->next;
+            sh_free(g, sizeof(*g) + g->key_len);
+        } else {
+            gp = &g->next;
+        }
+    }
+}
 
 #define NONE UINT32_MAX
 
@@ -327,10 +355,22 @@ static sgroup **group_find(kids *k, mqtt_bytes name)
     return gp;
 }
 
-static sgroup *group_new(mqtt_bytes name)
+static sgroup *group_new(trie *t, mqtt_bytes name, mqtt_bytes filter)
 {
     sgroup *g = sh_malloc(offsetof(sgroup, name) + name.len);
     g->next = NULL;
+    g->key_len = (uint32_t)(name.len + 1 + filter.len);
+    g->key = sh_malloc(g->key_len);
+    memcpy(g->key, name.p, name.len);
+    g->key[name.len] = '/';
+    memcpy(g->key + name.len + 1, filter.p, filter.len);
+    ghost_drop_key(t, g->key, g->key_len);
+    g->all_prev = NULL;
+    g->all_next = t->all;
+    if (t->all) {
+        t->all->all_prev = g;
+    }
+    t->all = g;
     g->v = NULL;
     atomic_init(&g->rr, 0);
     g->n = 0;
@@ -340,8 +380,26 @@ static sgroup *group_new(mqtt_bytes name)
     return g;
 }
 
-static void group_free(sgroup *g)
+static void group_free(trie *t, sgroup *g)
 {
+    if (g->all_prev) {
+        g->all_prev->all_next = g->all_next;
+    } else {
+        t->all = g->all_next;
+    }
+    if (g->all_next) {
+        g->all_next->all_prev = g->all_prev;
+    }
+    if (t->keep_ghosts) {
+        ghost *h = sh_malloc(sizeof(*h) + g->key_len);
+        h->key_len = g->key_len;
+        h->group_len = g->len;
+        h->age = 0;
+        memcpy(h->key, g->key, g->key_len);
+        h->next = t->ghosts;
+        t->ghosts = h;
+    }
+    sh_free(g->key, g->key_len);
     sh_free(g->v, (size_t)g->cap * sizeof(sub));
     sh_free(g, offsetof(sgroup, name) + g->len);
 }
@@ -400,10 +458,12 @@ static uint32_t rng_next(void)
 /* One member for a message: the strategy gives the starting point and the
  * first eligible member from there wins. With none eligible the starting
  * one takes it anyway, so the message waits in its session queue. */
-static const sub *group_pick(const trie *t, sgroup *g, trie_eligible_fn eligible)
+static const sub *group_pick(const trie *t, sgroup *g, trie_eligible_fn eligible, uint64_t pick)
 {
     uint32_t start = 0;
-    if (t->strategy == TRIE_SHARED_ROUND_ROBIN) {
+    if (t->strategy == TRIE_SHARED_HASH_CLIENT_ID || t->strategy == TRIE_SHARED_HASH_TOPIC) {
+        start = (uint32_t)(pick % g->n);
+    } else if (t->strategy == TRIE_SHARED_ROUND_ROBIN) {
         start = atomic_fetch_add_explicit(&g->rr, 1, memory_order_relaxed) % g->n;
     } else if (t->strategy == TRIE_SHARED_RANDOM) {
         start = rng_next() % g->n;
@@ -431,11 +491,11 @@ static bool normal_add(trie *t, node *n, void *owner, const sub_opts *o)
     return false;
 }
 
-static bool shared_add(trie *t, node *n, mqtt_bytes name, void *owner, const sub_opts *o)
+static bool shared_add(trie *t, node *n, mqtt_bytes name, mqtt_bytes filter, void *owner, const sub_opts *o)
 {
     sgroup **gp = group_find(kids_of(t, n), name);
     if (!*gp) {
-        *gp = group_new(name);
+        *gp = group_new(t, name, filter);
         t->groups++;
     }
     uint32_t k = member_find(*gp, owner);
@@ -471,7 +531,7 @@ static bool shared_del(trie *t, node *n, mqtt_bytes name, const void *owner)
     t->count--;
     if (g->n == 0) {
         *gp = g->next;
-        group_free(g);
+        group_free(t, g);
         t->groups--;
         kids_tidy(t, n);
     }
@@ -488,7 +548,7 @@ void trie_add(trie *t, mqtt_bytes filter, mqtt_bytes group, void *owner, const s
         n = child_add(t, n, filter.p + pos, end - pos);
         pos = end + 1;
     }
-    bool rep = group.len ? shared_add(t, n, group, owner, o) : normal_add(t, n, owner, o);
+    bool rep = group.len ? shared_add(t, n, group, filter, owner, o) : normal_add(t, n, owner, o);
     if (replaced) {
         *replaced = rep;
     }
@@ -558,6 +618,8 @@ typedef struct walk {
     const trie *t;
     mqtt_bytes topic;
     trie_eligible_fn eligible;
+    trie_share_gate_fn gate;
+    void *gate_arg;
     trie_hit *hits;
     size_t cap, total;
     frame *st;
@@ -598,7 +660,11 @@ static void emit(walk *w, const node *n)
         hit(w, &n->subs->v[k], false);
     }
     for (sgroup *g = n->kids ? n->kids->groups : NULL; g; g = g->next) {
-        hit(w, group_pick(w->t, g, w->eligible), true);
+        uint64_t pick = 0;
+        if (w->gate && !w->gate(w->gate_arg, g->key, g->key_len, &pick)) {
+            continue; /* another node delivers this group's copy */
+        }
+        hit(w, group_pick(w->t, g, w->eligible, pick), true);
     }
 }
 
@@ -642,10 +708,18 @@ static void step(walk *w, frame f)
 
 size_t trie_match(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_hit *hits, size_t cap)
 {
+    return trie_match_gated(t, topic, eligible, NULL, NULL, hits, cap);
+}
+
+size_t trie_match_gated(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_share_gate_fn gate, void *gate_arg,
+                        trie_hit *hits, size_t cap)
+{
     walk w;
     w.t = t;
     w.topic = level_nonnull(topic);
     w.eligible = eligible;
+    w.gate = gate;
+    w.gate_arg = gate_arg;
     w.hits = hits;
     w.cap = cap;
     w.total = 0;
@@ -672,11 +746,14 @@ trie *trie_new(trie_strategy strategy)
     t->seed = level_seed(t);
     t->count = 0;
     t->groups = 0;
+    t->all = NULL;
+    t->ghosts = NULL;
+    t->keep_ghosts = false;
     t->root = node_new(NULL, 0);
     return t;
 }
 
-static void node_release(node *n)
+static void node_release(trie *t, node *n)
 {
     if (n->subs) {
         sh_free(n->subs, subv_size(n->subs->cap));
@@ -684,7 +761,7 @@ static void node_release(node *n)
     while (n->kids && n->kids->groups) {
         sgroup *g = n->kids->groups;
         n->kids->groups = g->next;
-        group_free(g);
+        group_free(t, g);
     }
     node_free(n);
 }
@@ -701,9 +778,15 @@ void trie_free(trie *t)
         if (n->kids) {
             level_stack_push_children(&st, n->kids->slot, n->kids->cap);
         }
-        node_release(n);
+        node_release(t, n);
     }
     level_stack_free(&st);
+    t->keep_ghosts = false;
+    while (t->ghosts) {
+        ghost *g = t->ghosts;
+        t->ghosts = g->next;
+        sh_free(g, sizeof(*g) + g->key_len);
+    }
     sh_free(t, sizeof(*t));
 }
 
@@ -715,4 +798,47 @@ size_t trie_count(const trie *t)
 size_t trie_group_count(const trie *t)
 {
     return t->groups;
+}
+
+void trie_groups_each(const trie *t, trie_eligible_fn eligible, trie_group_fn fn, void *arg)
+{
+    for (const sgroup *g = t->all; g; g = g->all_next) {
+        uint32_t n = g->n;
+        if (eligible) {
+            n = 0;
+            for (uint32_t k = 0; k < g->n; k++) {
+                n += eligible(g->v[k].owner);
+            }
+        }
+        fn(arg, g->key, g->key_len, n);
+    }
+}
+
+void trie_keep_ghosts(trie *t, bool keep)
+{
+    t->keep_ghosts = keep;
+}
+
+size_t trie_ghosts_each(const trie *t, trie_ghost_fn fn, void *arg)
+{
+    size_t n = 0;
+    for (const ghost *g = t->ghosts; g; g = g->next, n++) {
+        if (fn) {
+            fn(arg, g->key, g->key_len, g->group_len);
+        }
+    }
+    return n;
+}
+
+void trie_ghosts_age(trie *t, uint32_t max_age)
+{
+    for (ghost **gp = &t->ghosts; *gp;) {
+        ghost *g = *gp;
+        if (++g->age > max_age) {
+            *gp = g->next;
+            sh_free(g, sizeof(*g) + g->key_len);
+        } else {
+            gp = &g->next;
+        }
+    }
 }

@@ -25,6 +25,10 @@ typedef enum trie_strategy {
     TRIE_SHARED_ROUND_ROBIN = 0,
     TRIE_SHARED_RANDOM,
     TRIE_SHARED_STICKY, /* the first member keeps getting messages until it leaves */
+    /* The member is chosen by the `pick` a share gate gives (a hash of the
+     * publisher's client id, or of the topic): one key, one member. */
+    TRIE_SHARED_HASH_CLIENT_ID,
+    TRIE_SHARED_HASH_TOPIC,
 } trie_strategy;
 
 typedef struct trie trie;
@@ -58,6 +62,31 @@ typedef struct trie_hit {
  * which may exceed cap (call again with a larger array). */
 typedef bool (*trie_eligible_fn)(void *owner);
 size_t trie_match(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_hit *hits, size_t cap);
+
+/* A shared group's copy of a message: should this node deliver it? key is
+ * the group's cluster-wide name "group/filter" (filter as subscribed,
+ * without "$share/group/"). *pick (preset 0) chooses the member for the
+ * hash strategies (pick % members). False: skip the group (another node
+ * delivers it). */
+typedef bool (*trie_share_gate_fn)(void *arg, const uint8_t *key, size_t key_len, uint64_t *pick);
+size_t trie_match_gated(trie *t, mqtt_bytes topic, trie_eligible_fn eligible, trie_share_gate_fn gate, void *gate_arg,
+                        trie_hit *hits, size_t cap);
+
+/* Each shared group: its "group/filter" key and member count, of the
+ * eligible ones when `eligible` is given (under the caller's read lock). */
+typedef void (*trie_group_fn)(void *arg, const uint8_t *key, size_t key_len, uint32_t members);
+void trie_groups_each(const trie *t, trie_eligible_fn eligible, trie_group_fn fn, void *arg);
+
+/* Ghosts: with keep on, a group whose last member leaves is remembered
+ * by its key until trie_ghosts_age has run more than max_age times (or a
+ * member joins again). A cluster node keeps them: other nodes may still
+ * choose it for the group until their view of the membership catches up,
+ * and it hands those messages on (node/mqtt/share.c). group_len: the
+ * group name's length in key ("group/filter"). Returns how many. */
+void trie_keep_ghosts(trie *t, bool keep);
+typedef void (*trie_ghost_fn)(void *arg, const uint8_t *key, size_t key_len, size_t group_len);
+size_t trie_ghosts_each(const trie *t, trie_ghost_fn fn, void *arg);
+void trie_ghosts_age(trie *t, uint32_t max_age);
 
 /* Number of subscriptions (shared memberships included) and of shared groups. */
 size_t trie_count(const trie *t);

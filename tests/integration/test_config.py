@@ -227,7 +227,7 @@ def test_bind_and_node_id_in_sys(node_factory):
     assert n.wait_log("test-node-7")
 
 
-@pytest.mark.parametrize("strategy", ["round-robin", "random", "sticky"])
+@pytest.mark.parametrize("strategy", ["round-robin", "random", "sticky", "hash-by-client-id", "hash-by-topic"])
 def test_shared_strategies_deliver_once(node_factory, strategy):
     n = node_factory("--shared-strategy", strategy)
     t = uid("ss")

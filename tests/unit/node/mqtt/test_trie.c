@@ -535,3 +535,109 @@ Test(trie, free_releases_everything)
     trie_free(t);
     cr_expect_eq(sh_allocated(), base);
 }
+
+/* --- the cluster gate (route.c's share_gate_fn) ------------------------- */
+
+typedef struct gate_rec {
+    char key[64];
+    uint64_t pick;
+    bool mine;
+    int calls;
+} gate_rec;
+
+static bool gate_fn(void *arg, const uint8_t *key, size_t len, uint64_t *pick)
+{
+    gate_rec *g = arg;
+    snprintf(g->key, sizeof(g->key), "%.*s", (int)len, (const char *)key);
+    *pick = g->pick;
+    g->calls++;
+    return g->mine;
+}
+
+Test(trie, gate_names_group_and_filter_and_can_skip)
+{
+    trie *t = trie_new(TRIE_SHARED_ROUND_ROBIN);
+    three_members(t);
+    sub(t, "s/x", A);
+    trie_hit h[4];
+    gate_rec g = {.mine = false};
+    /* Skipped: only the normal subscription is hit. */
+    cr_expect_eq(trie_match_gated(t, B("s/x"), NULL, gate_fn, &g, h, 4), 1);
+    cr_expect_eq(h[0].owner, A);
+    cr_expect_str_eq(g.key, "g/s/+");
+    g.mine = true;
+    cr_expect_eq(trie_match_gated(t, B("s/x"), NULL, gate_fn, &g, h, 4), 2);
+    trie_free(t);
+}
+
+Test(trie, hash_strategies_pick_member_by_key)
+{
+    trie_strategy st[] = {TRIE_SHARED_HASH_CLIENT_ID, TRIE_SHARED_HASH_TOPIC};
+    for (size_t s = 0; s < 2; s++) {
+        trie *t = trie_new(st[s]);
+        three_members(t);
+        trie_hit h[2];
+        gate_rec g = {.mine = true};
+        void *seen[3];
+        for (uint64_t p = 0; p < 3; p++) {
+            g.pick = p;
+            cr_assert_eq(trie_match_gated(t, B("s/x"), NULL, gate_fn, &g, h, 2), 1);
+            seen[p] = h[0].owner;
+            /* Same key, same member, every time. */
+            for (int k = 0; k < 5; k++) {
+                trie_match_gated(t, B("s/x"), NULL, gate_fn, &g, h, 2);
+                cr_expect_eq(h[0].owner, seen[p]);
+            }
+        }
+        cr_expect(seen[0] != seen[1] && seen[1] != seen[2] && seen[0] != seen[2]);
+        trie_free(t);
+    }
+}
+
+typedef struct each_rec {
+    char keys[4][32];
+    uint32_t members[4];
+    int n;
+} each_rec;
+
+static void each_fn(void *arg, const uint8_t *key, size_t len, uint32_t members)
+{
+    each_rec *r = arg;
+    if (r->n < 4) {
+        snprintf(r->keys[r->n], sizeof(r->keys[0]), "%.*s", (int)len, (const char *)key);
+        r->members[r->n] = members;
+    }
+    r->n++;
+}
+
+static uint32_t members_of(const each_rec *r, const char *key)
+{
+    for (int i = 0; i < r->n && i < 4; i++) {
+        if (!strcmp(r->keys[i], key)) {
+            return r->members[i];
+        }
+    }
+    return 0;
+}
+
+Test(trie, groups_each_lists_groups_with_member_counts)
+{
+    trie *t = trie_new(TRIE_SHARED_ROUND_ROBIN);
+    share(t, "g", "a/b", O1);
+    share(t, "g", "a/b", O2);
+    share(t, "g", "c/#", O1);
+    share(t, "h", "a/b", O3);
+    sub(t, "a/b", A);
+    each_rec r = {0};
+    trie_groups_each(t, NULL, each_fn, &r);
+    cr_expect_eq(r.n, 3);
+    cr_expect_eq(members_of(&r, "g/a/b"), 2);
+    cr_expect_eq(members_of(&r, "g/c/#"), 1);
+    cr_expect_eq(members_of(&r, "h/a/b"), 1);
+    cr_expect(trie_remove(t, B("a/b"), B("h"), O3));
+    memset(&r, 0, sizeof(r));
+    trie_groups_each(t, NULL, each_fn, &r);
+    cr_expect_eq(r.n, 2);
+    cr_expect_eq(members_of(&r, "h/a/b"), 0);
+    trie_free(t);
+}

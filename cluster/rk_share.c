@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared-subscription membership in Redis (docs/architecture.md, "Shared
+ * subscriptions across nodes"). Every SHARE interval (the heartbeat) the
+ * backplane thread asks the node for its groups and member counts and runs
+ * SHARE_LUA: it writes this node's count into each group's hash
+ * shoal:share:{group/filter} (node -> "count:expiry", expiry on Redis's
+ * clock), removes the node from groups it left, and returns each of its
+ * groups' live entries. The answer replaces the view bp_share_mine reads
+ * from the workers. Groups this node has no member in are not in its view:
+ * it never delivers their copies. */
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/backplane_impl.h"
+#include "cluster/rk_impl.h"
+#include "common/alloc.h"
+#include "common/log.h"
+
+/* An entry lives 3 refreshes: a dead node's members stop being chosen
+ * within that, as its membership claim expires. */
+#define SHARE_TTL_REFRESHES 3
+/* A change of a group's composition comes into force this many refreshes
+ * after Redis sees it: every node has read it by then (it refreshes once
+ * per refresh), so for any record every node chooses from the same
+ * composition. A pending change closer than SHARE_SAFE_REFRESHES to its
+ * time is not moved; the next change waits for it. */
+#define SHARE_DELAY_REFRESHES 4
+#define SHARE_SAFE_REFRESHES 2
+/* ARGV: node id, ttl ms, delay ms, safe ms, then key, count pairs (count
+ * -1: this node has left the group but still wants its view, a ghost).
+ * Each group's hash: node -> "count:expiry", "@eff" -> "at|composition"
+ * (in force from Redis time `at`), "@old" -> the composition before it.
+ * A composition is "node=count,..." sorted. Returns per group: key, at,
+ * the composition from at, the one before. */
+static const char SHARE_LUA[] =
+    "if redis.replicate_commands then redis.replicate_commands() end "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "local me, ttl = ARGV[1], tonumber(ARGV[2]) "
+    "local delay, safe = tonumber(ARGV[3]), tonumber(ARGV[4]) "
+    "local mine = 'shoal:share-node:' .. me "
+    "local keep = {} "
+    "for i = 5, #ARGV, 2 do "
+    "  local k = 'shoal:share:' .. ARGV[i] "
+    "  if ARGV[i + 1] == '-1' then redis.call('HDEL', k, me) "
+    "  else "
+    "    keep[ARGV[i]] = true "
+    "    redis.call('HSET', k, me, ARGV[i + 1] .. ':' .. string.format('%d', now + ttl)) "
+    "    redis.call('SADD', mine, ARGV[i]) "
+    "  end "
+    "  redis.call('PEXPIRE', k, ttl * 10 + delay) "
+    "end "
+    "for _, g in ipairs(redis.call('SMEMBERS', mine)) do "
+    "  if not keep[g] then redis.call('HDEL', 'shoal:share:' .. g, me) redis.call('SREM', mine, g) end "
+    "end "
+    "redis.call('PEXPIRE', mine, ttl * 10) "
+    "local out = {} "
+    "for i = 5, #ARGV, 2 do "
+    "  local k = 'shoal:share:' .. ARGV[i] "
+    "  local kv = redis.call('HGETALL', k) "
+    "  local live, eff, old = {}, nil, '' "
+    "  for j = 1, #kv, 2 do "
+    "    local f = kv[j] "
+    "    if f == '@eff' then eff = kv[j + 1] "
+    "    elseif f == '@old' then old = kv[j + 1] "
+    "    else "
+    "      local c, e = string.match(kv[j + 1], '^(%d+):(%d+)$') "
+    "      if c and tonumber(e) > now then live[#live + 1] = f .. '=' .. c "
+    "      else redis.call('HDEL', k, f) end "
+    "    end "
+    "  end "
+    "  table.sort(live) "
+    "  local comp = table.concat(live, ',') "
+    "  local at, cur = 0, nil "
+    "  if eff then local a, c = string.match(eff, '^(%d+)|(.*)$') at, cur = tonumber(a), c end "
+    "  if cur == nil then "
+    "    at, cur = 0, comp "
+    "    redis.call('HSET', k, '@eff', '0|' .. comp) "
+    "  elseif cur ~= comp and (now >= at or at - now >= safe) then "
+    "    if now >= at then old = cur redis.call('HSET', k, '@old', old) end "
+    "    at, cur = now + delay, comp "
+    "    redis.call('HSET', k, '@eff', string.format('%d', at) .. '|' .. comp) "
+    "  end "
+    "  out[#out + 1] = {ARGV[i], string.format('%d', at), cur, old} "
+    "end "
+    "return out";
+
+/* One composition: nodes sorted by id. */
+typedef struct share_comp {
+    bp_share_node *nodes;
+    size_t n;
+} share_comp;
+
+typedef struct share_group {
+    char *key;
+    size_t key_len;
+    int64_t at;     /* Unix ms (Redis's clock) from which `eff` is in force */
+    share_comp eff; /* records with a time >= at */
+    share_comp old; /* records before */
+} share_group;
+
+typedef struct share_view {
+    share_group *g;
+    size_t n, cap; /* cap >= 1: what g was allocated with */
+} share_view;
+
+typedef struct rk_share {
+    struct event *timer;
+    bool pending;
+    pthread_rwlock_t lock; /* view: written by the backplane thread, read by workers */
+    share_view view;
+} rk_share;
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const bp_share_node *)a)->id, ((const bp_share_node *)b)->id);
+}
+
+static const share_group *group_find(const share_view *v, const uint8_t *key, size_t len)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->g[i].key_len == len && memcmp(v->g[i].key, key, len) == 0) {
+            return &v->g[i];
+        }
+    }
+    return NULL;
+}
+
+static char *dup_str(const char *p, size_t len)
+{
+    char *s = sh_malloc(len + 1);
+    memcpy(s, p, len);
+    s[len] = 0;
+    return s;
+}
+
+/* "node=count,node=count" into c (ids copied), sorted by id. */
+static void comp_parse(const char *p, size_t len, share_comp *c)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < len; i++) {
+        cap += p[i] == ',';
+    }
+    c->nodes = sh_malloc(cap * sizeof(bp_share_node));
+    c->n = 0;
+    const char *end = p + len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        const char *eq = NULL;
+        for (const char *q = e; q > p; q--) {
+            if (q[-1] == '=') {
+                eq = q - 1;
+                break;
+            }
+        }
+        if (eq && eq > p && c->n < cap) {
+            c->nodes[c->n].id = dup_str(p, (size_t)(eq - p));
+            c->nodes[c->n].members = (uint32_t)strtoul(eq + 1, NULL, 10);
+            c->n++;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    c->nodes = sh_realloc(c->nodes, cap * sizeof(bp_share_node), (c->n ? c->n : 1) * sizeof(bp_share_node));
+    /* The nodes must agree on the order whatever order Redis gave. */
+    qsort(c->nodes, c->n, sizeof(bp_share_node), by_id);
+}
+
+static void comp_free(share_comp *c)
+{
+    for (size_t k = 0; k < c->n; k++) {
+        sh_free((char *)c->nodes[k].id, strlen(c->nodes[k].id) + 1);
+    }
+    sh_free(c->nodes, (c->n ? c->n : 1) * sizeof(bp_share_node));
+    c->nodes = NULL;
+    c->n = 0;
+}
+
+static bool comp_same(const share_comp *a, const share_comp *b)
+{
+    if (a->n != b->n) {
+        return false;
+    }
+    for (size_t k = 0; k < a->n; k++) {
+        if (strcmp(a->nodes[k].id, b->nodes[k].id) || a->nodes[k].members != b->nodes[k].members) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One row of the script's answer: key, at, composition, the one before. */
+static bool group_parse(const redisReply *row, share_group *g)
+{
+    if (row->type != REDIS_REPLY_ARRAY || row->elements != 4) {
+        return false;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        if (row->element[i]->type != REDIS_REPLY_STRING) {
+            return false;
+        }
+    }
+    g->key_len = row->element[0]->len;
+    g->key = sh_malloc(g->key_len ? g->key_len : 1);
+    memcpy(g->key, row->element[0]->str, g->key_len);
+    g->at = strtoll(row->element[1]->str, NULL, 10);
+    comp_parse(row->element[2]->str, row->element[2]->len, &g->eff);
+    comp_parse(row->element[3]->str, row->element[3]->len, &g->old);
+    return true;
+}
+
+static void group_free_one(share_group *g)
+{
+    comp_free(&g->eff);
+    comp_free(&g->old);
+    sh_free(g->key, g->key_len ? g->key_len : 1);
+}
+
+static void comp_text(const share_comp *c, char *buf, size_t size)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t k = 0; k < c->n && o < size; k++) {
+        int w = snprintf(buf + o, size - o, "%s%s:%u", k ? "," : "", c->nodes[k].id, c->nodes[k].members);
+        if (w < 0) {
+            break;
+        }
+        o += (size_t)w;
+    }
+}
+
+/* One INFO line per composition a group takes, when this node learns it
+ * (in_force_at: the record time from which it chooses by it). */
+static void group_log(const share_group *g)
+{
+    char buf[512];
+    comp_text(&g->eff, buf, sizeof(buf));
+    sh_log(SH_INFO, "event=share_view group=\"%.*s\" nodes=%s in_force_at=%lld", (int)g->key_len, g->key, buf,
+           (long long)g->at);
+}
+
+static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    rk *r = arg;
+    rk_share *s = r->share;
+    redisReply *rep = reply;
+    if (!s || !s->timer) {
+        return;
+    }
+    s->pending = false;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        if (rep && rep->type == REDIS_REPLY_ERROR) {
+            atomic_fetch_add(&r->redis_errors, 1);
+            sh_log(SH_WARN, "event=share_refresh_failed err=\"%s\"", rep->str);
+        }
+        return; /* keep the last view */
+    }
+    size_t cap = rep->elements ? rep->elements : 1;
+    share_view nv = {sh_malloc(cap * sizeof(share_group)), 0, cap};
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (group_parse(rep->element[i], &nv.g[nv.n])) {
+            nv.n++;
+        }
+    }
+    for (size_t i = 0; i < nv.n; i++) {
+        const share_group *was = group_find(&s->view, (const uint8_t *)nv.g[i].key, nv.g[i].key_len);
+        if (!was || was->at != nv.g[i].at || !comp_same(&was->eff, &nv.g[i].eff)) {
+            group_log(&nv.g[i]);
+        }
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    share_view old = s->view;
+    s->view = nv;
+    pthread_rwlock_unlock(&s->lock);
+    for (size_t i = 0; i < old.n; i++) {
+        group_free_one(&old.g[i]);
+    }
+    sh_free(old.g, old.cap * sizeof(share_group));
+}
+
+/* The node's groups, collected for one script call. */
+typedef struct share_args {
+    char **argv;
+    size_t *lens;
+    size_t n, cap;
+} share_args;
+
+static void args_push(share_args *a, const char *p, size_t len)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        a->argv = sh_realloc(a->argv, a->cap * sizeof(char *), cap * sizeof(char *));
+        a->lens = sh_realloc(a->lens, a->cap * sizeof(size_t), cap * sizeof(size_t));
+        a->cap = cap;
+    }
+    a->argv[a->n] = dup_str(p, len);
+    a->lens[a->n] = len;
+    a->n++;
+}
+
+static void emit_group(void *ctx, const uint8_t *key, size_t len, uint32_t members)
+{
+    share_args *a = ctx;
+    char c[16];
+    /* UINT32_MAX: a ghost (node/mqtt/remote.c), watched, not a member. */
+    int w = members == UINT32_MAX ? snprintf(c, sizeof(c), "-1") : snprintf(c, sizeof(c), "%u", members);
+    args_push(a, (const char *)key, len);
+    args_push(a, c, (size_t)w);
+}
+
+static int refresh_ms(const rk *r)
+{
+    return r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
+}
+
+static void share_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rk *r = arg;
+    rk_share *s = r->share;
+    const bp_hooks *h = &r->bp->hooks;
+    if (!r->ac || !atomic_load(&r->redis_up) || atomic_load(&r->stopping) || s->pending || !h->share_groups) {
+        return;
+    }
+    share_args a = {0};
+    char ttl[24], delay[24], safe[24];
+    args_push(&a, "EVAL", 4);
+    args_push(&a, SHARE_LUA, sizeof(SHARE_LUA) - 1);
+    args_push(&a, "0", 1);
+    args_push(&a, r->bp->cfg.node_id, strlen(r->bp->cfg.node_id));
+    int w = snprintf(ttl, sizeof(ttl), "%d", SHARE_TTL_REFRESHES * refresh_ms(r));
+    args_push(&a, ttl, (size_t)w);
+    w = snprintf(delay, sizeof(delay), "%d", SHARE_DELAY_REFRESHES * refresh_ms(r));
+    args_push(&a, delay, (size_t)w);
+    w = snprintf(safe, sizeof(safe), "%d", SHARE_SAFE_REFRESHES * refresh_ms(r));
+    args_push(&a, safe, (size_t)w);
+    h->share_groups(h->node, emit_group, &a);
+    s->pending = true;
+    redisAsyncCommandArgv(r->ac, share_reply_cb, r, (int)a.n, (const char **)a.argv, a.lens);
+    for (size_t i = 0; i < a.n; i++) {
+        sh_free(a.argv[i], a.lens[i] + 1);
+    }
+    sh_free(a.argv, a.cap * sizeof(char *));
+    sh_free(a.lens, a.cap * sizeof(size_t));
+}
+
+void rk_share_attach(rk *r)
+{
+    if (!r->share) {
+        r->share = sh_calloc(1, sizeof(*r->share));
+        pthread_rwlock_init(&r->share->lock, NULL);
+    }
+    r->share->timer = event_new(r->base, -1, EV_PERSIST, share_cb, r);
+    int ms = refresh_ms(r);
+    struct timeval t = {ms / 1000, (ms % 1000) * 1000};
+    event_add(r->share->timer, &t);
+}
+
+void rk_share_stop(rk *r)
+{
+    if (r->share && r->share->timer) {
+        event_free(r->share->timer);
+        r->share->timer = NULL;
+    }
+}
+
+void rk_share_free(rk *r)
+{
+    rk_share *s = r->share;
+    if (!s) {
+        return;
+    }
+    rk_share_stop(r);
+    for (size_t i = 0; i < s->view.n; i++) {
+        group_free_one(&s->view.g[i]);
+    }
+    sh_free(s->view.g, s->view.cap * sizeof(share_group));
+    pthread_rwlock_destroy(&s->lock);
+    sh_free(s, sizeof(*s));
+    r->share = NULL;
+}
+
+#define SHARE_PICK_STACK 32
+
+/* Is `me` the pick among c's nodes (without `except`, when given)? */
+static bool comp_mine(const share_comp *c, uint64_t h, const char *me, const char *except)
+{
+    if (!except) {
+        return strcmp(c->nodes[bp_share_pick(c->nodes, c->n, h)].id, me) == 0;
+    }
+    /* A hand-over: the same rule over the composition without its sender. */
+    bp_share_node stack[SHARE_PICK_STACK];
+    bp_share_node *v = c->n <= SHARE_PICK_STACK ? stack : sh_malloc(c->n * sizeof(bp_share_node));
+    size_t n = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        if (strcmp(c->nodes[k].id, except) != 0) {
+            v[n++] = c->nodes[k];
+        }
+    }
+    bool mine = n && strcmp(v[bp_share_pick(v, n, h)].id, me) == 0;
+    if (v != stack) {
+        sh_free(v, c->n * sizeof(bp_share_node));
+    }
+    return mine;
+}
+
+bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
+{
+    rk_share *s = r->share;
+    const char *me = r->bp->cfg.node_id;
+    if (!s) {
+        return !except;
+    }
+    /* A group not in the view yet (its first refresh is unanswered): this
+     * node delivers what it matches; a hand-over waits for a view. */
+    bool mine = !except;
+    pthread_rwlock_rdlock(&s->lock);
+    const share_group *g = group_find(&s->view, key, len);
+    if (g) {
+        const share_comp *c = ts >= g->at ? &g->eff : &g->old;
+        mine = c->n ? comp_mine(c, h, me, except) : false;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return mine;
+}

@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Shared subscriptions across nodes (docs/architecture.md, "Shared
+ * subscriptions across nodes"). Every node computes, from the same record,
+ * the same key and the same owner node for each group copy; the member
+ * there is the local strategy's. A QoS 1/2 message whose member leaves
+ * before acknowledging, or that reaches a node whose last member just
+ * left, is handed to another member: locally when one is online, else
+ * through the stream as a "$shoal/share/" record that only the group gets,
+ * on another node. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "node/broker.h"
+#include "node/limits.h"
+#include "node/remote.h"
+#include "node/route.h"
+#include "node/session.h"
+#include "node/share.h"
+#include "node/worker.h"
+#include "proto/topic.h"
+
+static mqtt_bytes publisher_of(const msg *m)
+{
+    mqtt_bytes id = msg_publisher(m);
+    if (!id.len && m->origin) {
+        /* Published here: the message names its session, alive while it is
+         * routed (QoS 0 inside the PUBLISH, QoS 1/2 in the ack context that
+         * holds a ref). Other nodes read the same id from the record. */
+        const session *s = (const session *)(uintptr_t)m->origin;
+        id = (mqtt_bytes){(const uint8_t *)s->client_id, s->id_len};
+    }
+    return id;
+}
+
+uint64_t share_base(const broker *b, const msg *m)
+{
+    mqtt_bytes id = publisher_of(m);
+    switch (b->share_strategy) {
+    case TRIE_SHARED_HASH_CLIENT_ID:
+        return bp_share_hash(id.p, id.len, 1);
+    case TRIE_SHARED_HASH_TOPIC:
+        return bp_share_hash(m->topic, m->topic_len, 2);
+    case TRIE_SHARED_STICKY:
+        return 0; /* one node per group, then the local sticky member */
+    default:
+        break;
+    }
+    if (m->part >= 0) {
+        /* The record's place in the stream: unique, and known alike to the
+         * publishing node (delivery report) and every other (consumer). */
+        return bp_share_mix(((uint64_t)(uint32_t)m->part << 48) ^ (uint64_t)m->off);
+    }
+    /* QoS 0 published here is routed before Kafka numbers it: the content
+     * is all both sides share (equal messages go to one member). */
+    uint64_t h = bp_share_hash(id.p, id.len, 3);
+    h = bp_share_hash(m->topic, m->topic_len, h);
+    return bp_share_hash(m->payload, m->payload_len, h);
+}
+
+uint64_t share_gate_base(share_gate *g)
+{
+    if (!g->have_base) {
+        g->base = share_base(g->b, g->m);
+        g->have_base = true;
+    }
+    return g->base;
+}
+
+bool share_gate_fn(void *arg, const uint8_t *key, size_t len, uint64_t *pick)
+{
+    share_gate *g = arg;
+    if (g->only_key && (len != g->only_len || memcmp(key, g->only_key, len) != 0)) {
+        return false;
+    }
+    uint64_t h = bp_share_hash(key, len, share_gate_base(g));
+    *pick = bp_share_mix(h);
+    if (g->local) {
+        return true;
+    }
+    return bp_share_mine_except(g->b->bp, key, len, h, g->ts, g->except);
+}
+
+static bool cluster(const broker *b)
+{
+    return !bp_knows_all_subscribers(b->bp);
+}
+
+/* ---- forwarding through the stream ------------------------------------ */
+
+/* "$shoal/share/<node len>:<key len>:<node><key><topic>" */
+static void forward_done(bp_status st, void *arg)
+{
+    (void)arg;
+    if (st != BP_OK) {
+        sh_log(SH_WARN, "event=share_forward_failed status=%s", bp_status_name(st));
+    }
+}
+
+static void forward(worker *w, msg *m, const uint8_t *key, size_t len)
+{
+    broker *b = w->b;
+    size_t nlen = strlen(b->node_id);
+    char head[64];
+    int hl = snprintf(head, sizeof(head), SHARE_TOPIC_PREFIX "%zu:%zu:", nlen, len);
+    size_t tlen = (size_t)hl + nlen + len + m->topic_len;
+    if (tlen > 65535) {
+        sh_log(SH_WARN, "event=share_forward_dropped reason=topic-too-long group_len=%zu", len);
+        return;
+    }
+    uint8_t *t = sh_malloc(tlen);
+    memcpy(t, head, (size_t)hl);
+    memcpy(t + hl, b->node_id, nlen);
+    memcpy(t + hl + nlen, key, len);
+    memcpy(t + hl + nlen + len, m->topic, m->topic_len);
+    mqtt_bytes id = publisher_of(m);
+    bp_message bm = {
+        .topic = t,
+        .topic_len = (uint32_t)tlen,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .client_id = id.p,
+        .client_id_len = (uint16_t)id.len,
+        .qos = m->qos,
+        .retain = false, /* the retained index already has it, under its own topic */
+        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        .timestamp_ms = 0, /* now: receivers choose by the hand-over's own time */
+    };
+    sh_log(SH_DEBUG, "event=share_forward group=\"%.*s\" topic_len=%u", (int)len, (const char *)key, m->topic_len);
+    bp_publish(b->bp, w->id, &bm, forward_done, NULL);
+    sh_free(t, tlen);
+}
+
+/* ---- one group, one member -------------------------------------------- */
+
+static bool is_online(void *owner)
+{
+    return atomic_load_explicit(&((session *)owner)->online, memory_order_relaxed);
+}
+
+/* The group's member for m on this node (ref taken), or NULL. */
+static session *group_member(broker *b, msg *m, share_gate *g, sub_opts *opts)
+{
+    trie_hit stack[8];
+    trie_hit *hits = stack;
+    size_t cap = 8;
+    mqtt_bytes topic = {m->topic, m->topic_len};
+    session *s = NULL;
+    pthread_rwlock_rdlock(&b->subs_lock);
+    size_t n = trie_match_gated(b->subs, topic, is_online, share_gate_fn, g, hits, cap);
+    if (n > cap) {
+        cap = n;
+        hits = sh_malloc(cap * sizeof(trie_hit));
+        n = trie_match_gated(b->subs, topic, is_online, share_gate_fn, g, hits, cap);
+        n = n > cap ? cap : n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (hits[i].shared) {
+            s = hits[i].owner;
+            *opts = hits[i].opts;
+            session_ref(s);
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&b->subs_lock);
+    if (hits != stack) {
+        sh_free(hits, cap * sizeof(trie_hit));
+    }
+    return s;
+}
+
+static void deliver(worker *w, session *s, msg *m, const sub_opts *o)
+{
+    delivery d;
+    memset(&d, 0, sizeof(d));
+    d.m = msg_ref(m);
+    d.qos = m->qos < o->qos ? m->qos : o->qos;
+    if (o->sub_id) {
+        d.sub_ids[0] = o->sub_id;
+        d.n_sub_ids = 1;
+    }
+    route_deliver_to(w, s, &d);
+}
+
+/* To a member of the group: an online one here, else (a cluster) another
+ * node's through the stream, else an offline one here (queued). */
+static void hand_over(worker *w, msg *m, const uint8_t *key, size_t len)
+{
+    broker *b = w->b;
+    share_gate g = {b, m, 0, false, m->ts, key, len, NULL, true};
+    sub_opts o;
+    session *s = group_member(b, m, &g, &o);
+    if (s && (is_online(s) || !cluster(b))) {
+        deliver(w, s, m, &o);
+    } else if (cluster(b)) {
+        forward(w, m, key, len);
+    } else {
+        sh_log(SH_DEBUG, "event=share_handover_dropped reason=no-member group=\"%.*s\"", (int)len, (const char *)key);
+    }
+    if (s) {
+        session_unref(b, s);
+    }
+}
+
+/* ---- ghosts: chosen for a group with no member left here -------------- */
+
+typedef struct orphan_ctx {
+    broker *b;
+    const msg *m;
+    share_gate *g;
+    share_orphans *o;
+} orphan_ctx;
+
+static void orphan_cb(void *arg, const uint8_t *key, size_t len, size_t group_len)
+{
+    orphan_ctx *c = arg;
+    const uint8_t *f = key + group_len + 1;
+    size_t flen = len - group_len - 1;
+    if (c->o->n == SHARE_MAX_ORPHANS || !mqtt_topic_match(f, flen, c->m->topic, c->m->topic_len)) {
+        return;
+    }
+    if (!bp_share_mine(c->b->bp, key, len, bp_share_hash(key, len, share_gate_base(c->g)), c->m->ts)) {
+        return;
+    }
+    c->o->key[c->o->n] = sh_malloc(len);
+    memcpy(c->o->key[c->o->n], key, len);
+    c->o->len[c->o->n] = len;
+    c->o->n++;
+}
+
+void share_find_orphans(broker *b, const msg *m, share_gate *g, share_orphans *o)
+{
+    o->n = 0;
+    if (m->qos == 0 || !cluster(b) || trie_ghosts_each(b->subs, NULL, NULL) == 0) {
+        return; /* QoS 0 is at most once: not worth a record */
+    }
+    orphan_ctx c = {b, m, g, o};
+    trie_ghosts_each(b->subs, orphan_cb, &c);
+}
+
+void share_forward_orphans(worker *w, msg *m, share_orphans *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        forward(w, m, o->key[i], o->len[i]);
+        sh_free(o->key[i], o->len[i]);
+    }
+    o->n = 0;
+}
+
+/* ---- a member that ends ----------------------------------------------- */
+
+static void moved_add(share_moved *mv, msg *m, const sub_entry *e)
+{
+    mqtt_bytes g, f;
+    session_split_filter(e, &g, &f);
+    if (mv->n == mv->cap) {
+        size_t cap = mv->cap ? mv->cap * 2 : 8;
+        mv->m = sh_realloc(mv->m, mv->cap * sizeof(msg *), cap * sizeof(msg *));
+        mv->key = sh_realloc(mv->key, mv->cap * sizeof(uint8_t *), cap * sizeof(uint8_t *));
+        mv->len = sh_realloc(mv->len, mv->cap * sizeof(size_t), cap * sizeof(size_t));
+        mv->cap = cap;
+    }
+    size_t len = g.len + 1 + f.len;
+    uint8_t *k = sh_malloc(len);
+    memcpy(k, g.p, g.len);
+    k[g.len] = '/';
+    memcpy(k + g.len + 1, f.p, f.len);
+    mv->m[mv->n] = msg_ref(m);
+    mv->key[mv->n] = k;
+    mv->len[mv->n] = len;
+    mv->n++;
+}
+
+/* The shared subscription m came through, if any: the first of the
+ * session's groups whose filter matches (a session in two matching groups
+ * got one copy per group; the first is handed over, said in the docs). */
+static void consider(share_moved *mv, const session *s, msg *m)
+{
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        mqtt_bytes g, f;
+        session_split_filter(&s->subs[i], &g, &f);
+        if (g.len && mqtt_topic_match(f.p, f.len, m->topic, m->topic_len)) {
+            moved_add(mv, m, &s->subs[i]);
+            return;
+        }
+    }
+}
+
+void share_collect(session *s, share_moved *mv)
+{
+    memset(mv, 0, sizeof(*mv));
+    bool any = false;
+    for (uint32_t i = 0; i < s->n_subs && !any; i++) {
+        mqtt_bytes g, f;
+        session_split_filter(&s->subs[i], &g, &f);
+        any = g.len != 0;
+    }
+    if (!any) {
+        return;
+    }
+    /* Past PUBREC (INF_WAIT_COMP) a QoS 2 message is the client's: handing
+     * it over would deliver it twice. */
+    for (uint32_t i = 0; i < s->n_inf; i++) {
+        const inflight *f = &s->inf[i];
+        if (f->d.m && f->state != INF_WAIT_COMP) {
+            consider(mv, s, f->d.m);
+        }
+    }
+    for (uint32_t j = 0; j < s->q_len; j++) {
+        const delivery *d = &s->q[(s->q_head + j) % s->q_cap];
+        if (d->qos > 0) {
+            consider(mv, s, d->m);
+        }
+    }
+}
+
+void share_send(worker *w, share_moved *mv)
+{
+    if (mv->n) {
+        sh_log(SH_INFO, "event=share_handover count=%zu", mv->n);
+    }
+    for (size_t i = 0; i < mv->n; i++) {
+        hand_over(w, mv->m[i], mv->key[i], mv->len[i]);
+        msg_unref(mv->m[i]);
+        sh_free(mv->key[i], mv->len[i]);
+    }
+    sh_free(mv->m, mv->cap * sizeof(msg *));
+    sh_free(mv->key, mv->cap * sizeof(uint8_t *));
+    sh_free(mv->len, mv->cap * sizeof(size_t));
+    memset(mv, 0, sizeof(*mv));
+}
+
+typedef struct late_ctx {
+    const msg *m;
+    uint8_t *key;
+    size_t len;
+} late_ctx;
+
+static void late_try(late_ctx *c, const uint8_t *key, size_t len)
+{
+    /* A share name holds no '/' (MQTT 5 §4.8.2): the filter follows the first. */
+    const uint8_t *slash = memchr(key, '/', len);
+    if (c->key || !slash) {
+        return;
+    }
+    size_t flen = len - (size_t)(slash + 1 - key);
+    if (mqtt_topic_match(slash + 1, flen, c->m->topic, c->m->topic_len)) {
+        c->key = sh_malloc(len);
+        memcpy(c->key, key, len);
+        c->len = len;
+    }
+}
+
+static void late_group_cb(void *arg, const uint8_t *key, size_t len, uint32_t members)
+{
+    (void)members;
+    late_try(arg, key, len);
+}
+
+static void late_ghost_cb(void *arg, const uint8_t *key, size_t len, size_t group_len)
+{
+    (void)group_len;
+    late_try(arg, key, len);
+}
+
+void share_late(worker *w, msg *m)
+{
+    broker *b = w->b;
+    late_ctx c = {m, NULL, 0};
+    pthread_rwlock_rdlock(&b->subs_lock);
+    trie_groups_each(b->subs, NULL, late_group_cb, &c);
+    trie_ghosts_each(b->subs, late_ghost_cb, &c);
+    pthread_rwlock_unlock(&b->subs_lock);
+    if (!c.key) {
+        limits_count_drop(w, NULL, DROP_SESSION_ENDED, 1);
+        return;
+    }
+    sh_log(SH_DEBUG, "event=share_handover_late group=\"%.*s\"", (int)c.len, (const char *)c.key);
+    hand_over(w, m, c.key, c.len);
+    sh_free(c.key, c.len);
+}
+
+/* ---- a hand-over from another node ------------------------------------ */
+
+static bool parse_num(const uint8_t **p, const uint8_t *end, size_t *out)
+{
+    size_t v = 0;
+    const uint8_t *q = *p;
+    while (q < end && *q >= '0' && *q <= '9' && v < 1000000) {
+        v = v * 10 + (size_t)(*q - '0');
+        q++;
+    }
+    if (q == *p || q >= end || *q != ':') {
+        return false;
+    }
+    *p = q + 1;
+    *out = v;
+    return true;
+}
+
+bool share_forwarded(worker *w, msg *m)
+{
+    const size_t pl = sizeof(SHARE_TOPIC_PREFIX) - 1;
+    if (m->topic_len <= pl || memcmp(m->topic, SHARE_TOPIC_PREFIX, pl) != 0) {
+        return false;
+    }
+    const uint8_t *p = m->topic + pl, *end = m->topic + m->topic_len;
+    size_t nlen, klen;
+    if (!parse_num(&p, end, &nlen) || !parse_num(&p, end, &klen) || nlen == 0 || nlen >= 128 ||
+        (size_t)(end - p) <= nlen + klen) {
+        sh_log(SH_INFO, "event=share_forward_refused reason=malformed topic_len=%u", m->topic_len);
+        return true;
+    }
+    char origin[128];
+    memcpy(origin, p, nlen);
+    origin[nlen] = 0;
+    const uint8_t *key = p + nlen, *topic = key + klen;
+    mqtt_bytes t = {topic, (uint32_t)(end - topic)};
+    mqtt_bytes payload = {m->payload, m->payload_len};
+    msg *in = msg_new_raw(t, m->props, m->props_len, payload, m->qos, false, msg_publisher(m));
+    if (!in) {
+        return true;
+    }
+    in->part = m->part;
+    in->off = m->off;
+    in->expiry_at = m->expiry_at;
+    in->ts = m->ts; /* the hand-over record's own time chooses among the others */
+    broker *b = w->b;
+    share_gate g = {b, in, 0, false, in->ts, key, klen, origin, false};
+    sub_opts o;
+    session *s = group_member(b, in, &g, &o);
+    if (s) {
+        deliver(w, s, in, &o);
+        session_unref(b, s);
+    }
+    msg_unref(in);
+    return true;
+}

@@ -1,0 +1,302 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Shared subscriptions across nodes (issue 17), with a real Redis, a real
+Kafka and three nodes: each message of a `$share/<group>/<filter>` goes to
+exactly one member in the cluster, spread across members on different
+nodes (docs/architecture.md, "Shared subscriptions across nodes").
+
+Stated tolerance: with one member per node and 1,000 messages each member
+gets between 250 and 417 (a third ±25%; the binomial standard deviation is
+15, so the bound is over 5 of them and a fair rule never fails it)."""
+import collections
+import threading
+import time
+
+import pytest
+
+from pahoclient import Client, uid
+from test_cluster import WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
+
+
+def view_line(group, filt, nodes, counts=None):
+    """The log line a node writes once its view of a group lists `nodes`."""
+    counts = counts or {}
+    body = ",".join("%s:%d" % (n, counts.get(n, 1)) for n in sorted(nodes))
+    return 'event=share_view group="%s/%s" nodes=%s in_force_at=' % (group, filt, body)
+
+
+def wait_view(nodes, line):
+    """Every node has learnt the composition, and it is in force: records
+    stamped from then on are chosen by it on every node."""
+    at = 0
+    for n in nodes:
+        assert n.wait_log(line, timeout=WAIT), "%s never logged %s" % (n, line)
+        for ln in n.log_lines:
+            if line in ln:
+                at = max(at, int(ln.split("in_force_at=")[1].split()[0]))
+    wait_for(lambda: time.time() * 1000 > at + 50, "the composition in force")
+
+
+def start(cluster, *extra):
+    ids = [uid("n%d" % i) for i in (1, 2, 3)]
+    return ids, [cluster(i, *extra) for i in ids]
+
+
+def members_on(nodes, ids, group, filt, version=5, qos=1, counts=None):
+    """One member of the group on each node; returns once every node's view
+    lists all three (so the cluster agrees on who delivers)."""
+    subs = []
+    for i, n in enumerate(nodes):
+        c = Client(n, client_id=uid("m%d" % (i + 1)), version=version)
+        c.subscribe("$share/%s/%s" % (group, filt), qos=qos)
+        subs.append(c)
+    wait_view(nodes, view_line(group, filt, ids, counts))
+    return subs
+
+
+class Collector:
+    """Drains each member's messages on a thread, keyed by payload."""
+
+    def __init__(self, subs):
+        self.subs = subs
+        self.got = collections.defaultdict(list)  # payload -> [member index]
+        self.per = [0] * len(subs)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(len(subs))]
+        for t in self.threads:
+            t.start()
+
+    def run(self, i):
+        import queue
+        while not self.stop.is_set():
+            try:
+                m = self.subs[i].messages.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            with self.lock:
+                self.got[m.payload].append(i)
+                self.per[i] += 1
+
+    def total(self):
+        with self.lock:
+            return sum(self.per)
+
+    def done(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(WAIT)
+
+
+def publish_all(pubs, topic_of, n, qos):
+    infos = []
+    for k in range(n):
+        p = pubs[k % len(pubs)]
+        infos.append(p.publish(topic_of(k), b"m%05d" % k, qos=qos, wait=False))
+    for info in infos:
+        info.wait_for_publish(WAIT)
+        assert info.is_published()
+
+
+def settle(col, n, what):
+    wait_for(lambda: col.total() >= n, what, timeout=WAIT * 4)
+    # Nothing more arrives (a duplicate would): quiet for 2 s.
+    last = col.total()
+    deadline = time.time() + 2
+    while time.time() < deadline:
+        time.sleep(0.1)
+        assert col.total() == last, "more deliveries than messages"
+
+
+def check_once_and_spread(col, n):
+    missing = [k for k in range(n) if b"m%05d" % k not in col.got]
+    dup = {p: v for p, v in col.got.items() if len(v) > 1}
+    assert not missing, "lost %d, e.g. %r" % (len(missing), missing[:5])
+    assert not dup, "delivered more than once: %d, e.g. %r" % (len(dup), list(dup.items())[:3])
+    lo, hi = n // 4, n - n // 4
+    share = n / len(col.per)
+    for i, c in enumerate(col.per):
+        assert share * 0.75 <= c <= share * 1.25, "member %d got %d of %d (spread %r)" % (i, c, n, col.per)
+    print("spread of %d over members on 3 nodes: %r" % (n, col.per))
+    del lo, hi
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_shared_group_on_three_nodes_each_message_once_and_spread(cluster, qos):
+    """Fails on the code before: every member got every message (3,000)."""
+    ids, nodes = start(cluster)
+    group, base = uid("g"), uid("sh")
+    subs = members_on(nodes, ids, group, base + "/#", qos=qos)
+    col = Collector(subs)
+    pubs = [Client(n, client_id=uid("pub")) for n in nodes]
+    n = 1000
+    publish_all(pubs, lambda k: "%s/t%d" % (base, k % 7), n, qos)
+    settle(col, n, "%d QoS %d messages over the group" % (n, qos))
+    col.done()
+    check_once_and_spread(col, n)
+    for c in subs + pubs:
+        c.disconnect()
+
+
+def test_hash_by_client_id_sends_one_publishers_messages_to_one_member(cluster):
+    ids, nodes = start(cluster, "--shared-strategy", "hash-by-client-id")
+    group, base = uid("g"), uid("hc")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector(subs)
+    pubs = [Client(nodes[k % 3], client_id=uid("pub%d" % k)) for k in range(12)]
+    per_pub = 20
+    for k, p in enumerate(pubs):
+        for j in range(per_pub):
+            p.publish("%s/t%d" % (base, j % 5), b"%s:%d" % (p.client_id.encode(), j), qos=1, wait=False)
+    settle(col, len(pubs) * per_pub, "every publisher's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b":")[0]].add(who[0])
+    assert len(owners) == len(pubs)
+    assert all(len(v) == 1 for v in owners.values()), dict(owners)
+    # 12 publishers over 3 members: more than one member is used.
+    assert len({next(iter(v)) for v in owners.values()}) > 1, dict(owners)
+    for c in subs + pubs:
+        c.disconnect()
+
+
+def test_hash_by_topic_sends_one_topic_to_one_member(cluster):
+    ids, nodes = start(cluster, "--shared-strategy", "hash-by-topic")
+    group, base = uid("g"), uid("ht")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector(subs)
+    pubs = [Client(n, client_id=uid("pub")) for n in nodes]
+    topics = ["%s/t%d" % (base, k) for k in range(12)]
+    n = 240
+    for k in range(n):
+        pubs[k % 3].publish(topics[k % len(topics)], b"%s|%d" % (topics[k % len(topics)].encode(), k), qos=1,
+                            wait=False)
+    settle(col, n, "every topic's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b"|")[0]].add(who[0])
+    assert len(owners) == len(topics)
+    assert all(len(v) == 1 for v in owners.values()), dict(owners)
+    assert len({next(iter(v)) for v in owners.values()}) > 1, dict(owners)
+    for c in subs + pubs:
+        c.disconnect()
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_member_leaving_mid_stream_loses_nothing(cluster, qos):
+    """The member on node 2 never acknowledges and drops its connection
+    after 10 messages (its window): what it held unacknowledged, what was queued for it
+    and what node 2 was chosen for until the other nodes learnt it has no
+    member left all reach the members on nodes 1 and 3. Fails on the code
+    before the hand-over: the messages node 2 held or was chosen for were
+    lost."""
+    import mqttraw as R
+    ids, nodes = start(cluster)
+    group, base = uid("g"), uid("lv")
+    filt = base + "/#"
+    a = Client(nodes[0], client_id=uid("ma"))
+    a.subscribe("$share/%s/%s" % (group, filt), qos=qos)
+    b = R.RawClient(nodes[1], timeout=WAIT)
+    assert b.connect(uid("mb"), clean=True).rc == 0
+    b.send(R.subscribe(1, [("$share/%s/%s" % (group, filt), qos)]))
+    assert all(c < 0x80 for c in b.expect(R.SUBACK).codes)
+    c = Client(nodes[2], client_id=uid("mc"))
+    c.subscribe("$share/%s/%s" % (group, filt), qos=qos)
+    wait_view(nodes, view_line(group, filt, ids))
+    col = Collector([a, c])
+    n = 1000
+    pubs = [Client(nd, client_id=uid("pub")) for nd in nodes]
+    t = threading.Thread(target=publish_all, args=(pubs, lambda k: "%s/t%d" % (base, k % 7), n, qos), daemon=True)
+    t.start()
+    seen_b = 0
+    while seen_b < 10:
+        b.expect(R.PUBLISH, timeout=WAIT)  # never acknowledged
+        seen_b += 1
+    b.sock.close()
+    t.join(WAIT * 4)
+    assert not t.is_alive(), "publishing did not finish"
+    try:
+        settle(col, n, "all %d messages at the remaining members" % n)
+    finally:
+        col.done()
+        for i, nd in enumerate(nodes):
+            for ln in nd.log_lines:
+                if "share" in ln:
+                    print("node%d: %s" % (i + 1, ln.rstrip()))
+        print("got %d distinct of %d" % (len(col.got), n))
+    missing = [k for k in range(n) if b"m%05d" % k not in col.got]
+    dup = {p: v for p, v in col.got.items() if len(v) > 1}
+    assert not missing, "lost %d, e.g. %r" % (len(missing), missing[:5])
+    assert not dup, "delivered twice to the remaining members: %r" % list(dup.items())[:3]
+    assert any("event=share_handover" in ln for ln in nodes[1].log_lines), "node 2 handed nothing over"
+    for cl in (a, c, *pubs):
+        cl.disconnect()
+
+
+@pytest.mark.xfail(reason="a dead node's share of the stream is not replayed: messages chosen for it until its "
+                   "membership expires and the change is in force are lost (docs/architecture.md, \"Shared "
+                   "subscriptions across nodes\")", strict=False)
+def test_member_node_killed_loses_nothing(cluster):
+    from conftest import Node
+    ids = [uid("n%d" % i) for i in (1, 2, 3)]
+    doomed = Node(*cluster.argv(ids[1]))  # killed below: not the fixture's (it wants a clean exit)
+    try:
+        member_node_killed(cluster, ids, doomed)
+    finally:
+        if doomed.proc.poll() is None:
+            doomed.proc.kill()
+            doomed.proc.wait()
+
+
+def member_node_killed(cluster, ids, doomed):
+    nodes = [cluster(ids[0]), doomed, cluster(ids[2])]
+    group, base = uid("g"), uid("kd")
+    subs = members_on(nodes, ids, group, base + "/#")
+    col = Collector([subs[0], subs[2]])
+    pubs = [Client(nodes[0], client_id=uid("pub")), Client(nodes[2], client_id=uid("pub"))]
+    n = 1000
+    t = threading.Thread(target=publish_all, args=(pubs, lambda k: "%s/t%d" % (base, k % 7), n, 1), daemon=True)
+    t.start()
+    wait_for(lambda: col.total() >= 100, "the stream under way")
+    doomed.proc.kill()
+    doomed.proc.wait(WAIT)
+    t.join(WAIT * 4)
+    try:
+        settle(col, n, "all %d messages at the members that remain" % n)
+    finally:
+        col.done()
+    assert all(b"m%05d" % k in col.got for k in range(n))
+
+
+def test_single_node_hash_by_topic_and_reserved_prefix(node_factory):
+    """One node (local backplane): hash-by-topic keeps a topic on one member;
+    a client may not publish under $shoal/share/ (the hand-overs' prefix)."""
+    import mqttraw as R
+    n = node_factory("--shared-strategy", "hash-by-topic")
+    group, base = uid("g"), uid("st")
+    subs = [Client(n, client_id=uid("m%d" % i)) for i in range(3)]
+    for c in subs:
+        c.subscribe("$share/%s/%s/#" % (group, base), qos=1)
+    col = Collector(subs)
+    pub = Client(n, client_id=uid("pub"))
+    topics = ["%s/t%d" % (base, k) for k in range(9)]
+    for k in range(90):
+        pub.publish(topics[k % 9], b"%s|%d" % (topics[k % 9].encode(), k), qos=1, wait=False)
+    settle(col, 90, "every topic's messages")
+    col.done()
+    owners = collections.defaultdict(set)
+    for payload, who in col.got.items():
+        assert len(who) == 1, (payload, who)
+        owners[payload.split(b"|")[0]].add(who[0])
+    assert len(owners) == 9 and all(len(v) == 1 for v in owners.values()), dict(owners)
+    r = R.RawClient(n, timeout=WAIT)
+    assert r.connect(uid("inj")).rc == 0
+    r.send(R.publish("$shoal/share/2:3:n1g/x" + base + "/t0", b"x", qos=1, pid=1))
+    ack = r.expect(R.PUBACK)
+    assert ack.rc == 0x87, ack
+    r.close()
+    for c in subs + [pub]:
+        c.disconnect()
