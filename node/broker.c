@@ -2,8 +2,8 @@
 /* The broker's life (open, start, reload, stop, close), in one place for
  * the process (main.c), the in-process tests and the fuzzers. */
 #include "node/broker.h"
-#include "node/session_stream.h"
-#include "node/stream_hold.h"
+#include "node/mqtt/session_stream.h"
+#include "node/mqtt/stream_hold.h"
 
 #include <event2/thread.h>
 #include <stdio.h>
@@ -12,10 +12,10 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/remote.h"
-#include "node/retain.h"
-#include "node/session.h"
-#include "node/session_sync.h"
+#include "node/mqtt/remote.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_sync.h"
 #include "node/worker.h"
 
 static void name_node(broker *b, const config *cfg, const broker_open_opts *o)

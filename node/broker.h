@@ -16,14 +16,14 @@
 #include <stdint.h>
 
 #include "cluster/backplane.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/config.h"
 #include "node/drain.h"
-#include "node/http.h"
-#include "node/session_sync.h"
-#include "node/tls.h"
-#include "node/trie.h"
-#include "node/ws_conn.h"
+#include "node/http/http.h"
+#include "node/mqtt/session_sync.h"
+#include "node/mqtt/trie.h"
+#include "node/net/tls.h"
+#include "node/net/ws_conn.h"
 
 typedef struct retain retain;
 typedef struct broker broker;

@@ -9,13 +9,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/drain.h"
-#include "node/http.h"
-#include "node/limits.h"
-#include "node/proxy.h"
-#include "node/tls.h"
-#include "node/ws_conn.h"
+#include "node/http/http.h"
+#include "node/mqtt/limits.h"
+#include "node/net/proxy.h"
+#include "node/net/tls.h"
+#include "node/net/ws_conn.h"
 
 typedef struct config {
     char *bind;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/msg.h"
+#include "node/mqtt/msg.h"
 #include "proto/packet.h"
 
 struct sockaddr;

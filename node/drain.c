@@ -10,7 +10,7 @@
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/conn_io.h"
+#include "node/net/conn_io.h"
 #include "node/worker.h"
 #include "proto/mqtt.h"
 

@@ -9,12 +9,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/auth.h" /* passwords and ACLs, shoal passwd */
+#include "node/auth/auth.h" /* passwords and ACLs, shoal passwd */
 #include "node/broker.h"
-#include "node/ctl.h" /* shoal ctl */
 #include "node/drain.h"
-#include "node/http.h"   /* metrics, health, admin API */
-#include "node/worker.h" /* now_ms */
+#include "node/http/http.h" /* metrics, health, admin API */
+#include "node/tools/ctl.h" /* shoal ctl */
+#include "node/worker.h"    /* now_ms */
 
 /* Checks config_load leaves to main; the reason goes to stderr. */
 static bool log_level_valid(const config *cfg)

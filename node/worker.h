@@ -11,14 +11,14 @@
 #include <stdint.h>
 
 #include "node/drain.h"
-#include "node/limits.h"
-#include "node/metrics.h"
-#include "node/proxy.h"
-#include "node/session.h"
-#include "node/session_sync.h"
-#include "node/stream_hold.h"
-#include "node/tls.h"
-#include "node/ws_conn.h"
+#include "node/http/metrics.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_sync.h"
+#include "node/mqtt/stream_hold.h"
+#include "node/net/proxy.h"
+#include "node/net/tls.h"
+#include "node/net/ws_conn.h"
 
 struct event_base;
 struct event;

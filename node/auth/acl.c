@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "proto/topic.h"
 
 static char *trim(char *s)

@@ -16,10 +16,10 @@
 #include "common/alloc.h"
 #include "common/file.h"
 #include "common/log.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/session.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 /* What a reload replaced: freed at exit only. */

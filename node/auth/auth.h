@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/scram.h"
+#include "node/auth/scram.h"
 #include "proto/packet.h"
 
 #include "common/status.h"

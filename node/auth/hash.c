@@ -30,10 +30,10 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/dispatch.h"
+#include "node/mqtt/dispatch.h"
 #include "node/worker.h"
 
 /* Hashing threads yield to the event loops: a login storm takes the CPU

@@ -22,8 +22,8 @@
 
 #include "common/alloc.h"
 #include "common/file.h"
-#include "node/auth.h"
-#include "node/scram.h"
+#include "node/auth/auth.h"
+#include "node/auth/scram.h"
 
 #define PREFIX "$pbkdf2-sha512$"
 #define SCRAM_PREFIX "$scram-sha-256$"

@@ -2,7 +2,7 @@
 /* SCRAM-SHA-256 server side (RFC 5802 §5, §7; RFC 7677). The messages are
  * comma-separated "x=value" attributes in a fixed order; each parser walks
  * them with a cursor and refuses anything out of place. */
-#include "node/scram.h"
+#include "node/auth/scram.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint: server thread, route table, auth, /metrics and
  * /health. The /api/v1 handlers are in node/admin.c. */
-#include "node/http.h"
+#include "node/http/http.h"
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -19,9 +19,9 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
-#include "node/http_impl.h"
-#include "node/metrics.h"
-#include "node/metrics_text.h"
+#include "node/http/http_impl.h"
+#include "node/http/metrics.h"
+#include "node/http/metrics_text.h"
 #include "node/worker.h"
 
 enum route_auth {

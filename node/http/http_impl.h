@@ -9,8 +9,8 @@
 #include <stdarg.h>
 
 #include "node/broker.h"
-#include "node/http.h"
-#include "node/json.h"
+#include "node/http/http.h"
+#include "node/http/json.h"
 
 /* One request being served, on the HTTP thread. */
 typedef struct http_req {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* JSON writer and reader. */
-#include "node/json.h"
+#include "node/http/json.h"
 
 #include <stdio.h>
 #include <stdlib.h>

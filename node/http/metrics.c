@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Broker metrics: every figure is read with atomics or under the index's
  * read lock, so a scrape never waits on a worker's loop. */
-#include "node/metrics.h"
+#include "node/http/metrics.h"
 #include "node/broker.h"
-#include "node/limits.h"
-#include "node/retain.h"
-#include "node/session.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 #include <string.h>

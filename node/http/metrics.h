@@ -10,8 +10,8 @@
 
 typedef struct broker broker;
 typedef struct worker worker;
-#include "node/limits.h"
-#include "node/metrics_text.h"
+#include "node/http/metrics_text.h"
+#include "node/mqtt/limits.h"
 
 /* How long a worker may go without its 1 s tick before it counts as stuck. */
 #define METRICS_LIVE_MS 5000

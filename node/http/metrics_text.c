@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Prometheus text exposition format 0.0.4. */
-#include "node/metrics_text.h"
+#include "node/http/metrics_text.h"
 
 #include <math.h>
 #include <stdarg.h>

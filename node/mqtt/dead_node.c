@@ -13,7 +13,7 @@
  * positions for whichever node its client reconnects to, and expires when
  * its session would have (Redis TTL). At least once: a survivor that dies
  * after publishing and before settling leaves the will for the next one. */
-#include "node/dead_node.h"
+#include "node/mqtt/dead_node.h"
 
 #include <event2/event.h>
 #include <inttypes.h>
@@ -23,10 +23,10 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
-#include "node/msg.h"
-#include "node/route.h"
-#include "node/session_codec.h"
-#include "node/session_sync.h"
+#include "node/mqtt/msg.h"
+#include "node/mqtt/route.h"
+#include "node/mqtt/session_codec.h"
+#include "node/mqtt/session_sync.h"
 
 #define DEAD_NODE_POLL_MS 1000
 /* The soonest a survivor looks again at an instance with delayed wills. */

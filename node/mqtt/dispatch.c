@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "node/dispatch.h"
+#include "node/mqtt/dispatch.h"
 #include "node/conn.h"
 
 #include <string.h>

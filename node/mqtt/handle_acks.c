@@ -2,11 +2,11 @@
 /* PUBACK, PUBREC, PUBREL, PUBCOMP. */
 #include "common/log.h"
 #include "node/conn.h"
-#include "node/dispatch.h"
-#include "node/send.h"
-#include "node/session.h"
-#include "node/session_stream.h"
-#include "node/session_sync.h"
+#include "node/mqtt/dispatch.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_stream.h"
+#include "node/mqtt/session_sync.h"
 #include "node/worker.h"
 
 /* §4.3.2 / §4.3.3: an ack for an unknown id is not fatal; v5 answers a

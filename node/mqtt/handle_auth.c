@@ -17,12 +17,12 @@
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
+#include "node/auth/scram.h"
 #include "node/conn.h"
-#include "node/dispatch.h"
-#include "node/scram.h"
-#include "node/send.h"
-#include "node/session.h"
+#include "node/mqtt/dispatch.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 #include "proto/utf8.h"
 

@@ -2,9 +2,9 @@
 /* PINGREQ, DISCONNECT (AUTH: handle_auth.c). */
 #include "common/log.h"
 #include "node/conn.h"
-#include "node/dispatch.h"
-#include "node/send.h"
-#include "node/session.h"
+#include "node/mqtt/dispatch.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 mqtt_rc handle_pingreq(conn *c)

@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Limits that protect the node: refusal and drop accounting, the per-client
  * publish rate (reading paused until the bucket refills), topic sizes. */
-#include "node/limits.h"
+#include "node/mqtt/limits.h"
 
-#include "node/conn_io.h"
+#include "node/net/conn_io.h"
 #include <event2/event.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/limits.h"
-#include "node/retain.h"
-#include "node/send.h"
-#include "node/session.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 static const char *const limit_names[LIMIT_COUNT] = {

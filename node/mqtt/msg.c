@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "node/msg.h"
+#include "node/mqtt/msg.h"
 
 #include <string.h>
 #include <sys/time.h>

@@ -4,8 +4,8 @@
 
 #include "common/alloc.h"
 #include "node/broker.h"
-#include "node/registry.h"
-#include "node/session.h"
+#include "node/mqtt/registry.h"
+#include "node/mqtt/session.h"
 
 static uint32_t hash(const char *id, size_t len)
 {

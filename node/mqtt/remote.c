@@ -6,13 +6,13 @@
 
 #include "common/log.h"
 #include "node/broker.h"
-#include "node/limits.h"
-#include "node/remote.h"
-#include "node/retain.h"
-#include "node/route.h"
-#include "node/session.h"
-#include "node/session_stream.h"
-#include "node/share.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/remote.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/route.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_stream.h"
+#include "node/mqtt/share.h"
 #include "node/worker.h"
 
 static uint64_t unix_ms(void)

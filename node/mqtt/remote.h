@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "cluster/backplane.h"
-#include "node/msg.h"
+#include "node/mqtt/msg.h"
 
 typedef struct broker broker;
 typedef struct worker worker;

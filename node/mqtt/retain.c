@@ -9,12 +9,12 @@
  * nodes by deadline (each node knows its heap slot), so retain_expire
  * frees them when due in O(log n) each, without walking the trie or
  * waiting for a subscriber to look them up. */
-#include "node/retain.h"
+#include "node/mqtt/retain.h"
 
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/level_impl.h"
+#include "node/mqtt/level_impl.h"
 
 typedef struct rnode rnode;
 

@@ -7,11 +7,11 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
-#include "node/remote.h"
-#include "node/retain.h"
-#include "node/route.h"
-#include "node/session.h"
-#include "node/share.h"
+#include "node/mqtt/remote.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/route.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/share.h"
 #include "node/worker.h"
 
 #define STACK_HITS 32

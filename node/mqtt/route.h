@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "node/msg.h"
-#include "node/trie.h"
+#include "node/mqtt/msg.h"
+#include "node/mqtt/trie.h"
 #include "proto/packet.h"
 
 typedef struct worker worker;

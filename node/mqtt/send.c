@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-#include "node/send.h"
+#include "node/mqtt/send.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/session.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 #include <event2/buffer.h>

@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/msg.h"
-#include "node/trie.h"
+#include "node/mqtt/msg.h"
+#include "node/mqtt/trie.h"
 #include "proto/packet.h"
 
 struct event;

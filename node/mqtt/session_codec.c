@@ -14,7 +14,7 @@
  *   SC_SEC_END:     length 0, last: a blob cut at a section boundary is
  *                   refused too
  * A body must be consumed exactly; unknown section types are skipped. */
-#include "node/session_codec.h"
+#include "node/mqtt/session_codec.h"
 
 #include <stdlib.h>
 #include <string.h>

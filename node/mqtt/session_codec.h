@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/trie.h"
+#include "node/mqtt/trie.h"
 #include "proto/packet.h"
 
 /* The version this node writes and reads. A newer one is refused: its

@@ -28,7 +28,7 @@
  * While a replay runs, live deliveries below its end are dropped (the
  * replay has them) and the others wait behind it (past --max-queued they
  * spill too). */
-#include "node/session_stream.h"
+#include "node/mqtt/session_stream.h"
 
 #include <string.h>
 
@@ -36,10 +36,10 @@
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/limits.h"
-#include "node/remote.h"
-#include "node/send.h"
-#include "node/session_sync.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/remote.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session_sync.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 

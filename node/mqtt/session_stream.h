@@ -13,8 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "node/session.h"
-#include "node/session_codec.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_codec.h"
 
 typedef struct broker broker;
 typedef struct worker worker;

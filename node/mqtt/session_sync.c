@@ -15,24 +15,24 @@
  *
  * The claim's epoch becomes session.epoch: the in-process takeover then
  * follows the cluster's order of claims, and every store is fenced by it. */
-#include "node/session_sync.h"
+#include "node/mqtt/session_sync.h"
 
 #include <event2/event.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/log.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/conn_io.h"
-#include "node/dispatch.h"
-#include "node/registry.h"
-#include "node/route.h"
-#include "node/send.h"
-#include "node/session.h"
-#include "node/session_codec.h"
-#include "node/session_stream.h"
+#include "node/mqtt/dispatch.h"
+#include "node/mqtt/registry.h"
+#include "node/mqtt/route.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
+#include "node/mqtt/session_codec.h"
+#include "node/mqtt/session_stream.h"
+#include "node/net/conn_io.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 

@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "node/trie.h"
+#include "node/mqtt/trie.h"
 #include "proto/mqtt.h"
 
 struct event;

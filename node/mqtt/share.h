@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node/msg.h"
+#include "node/mqtt/msg.h"
 
 typedef struct broker broker;
 typedef struct worker worker;

@@ -6,12 +6,12 @@
  * All partitions, not those of one worker: a session gets deliveries
  * routed by every worker (each routes its own partitions, then posts to
  * the session's worker), so any partition can be the one that fills it. */
-#include "node/stream_hold.h"
+#include "node/mqtt/stream_hold.h"
 
 #include "common/alloc.h"
 #include "node/broker.h"
 #include "node/config.h"
-#include "node/session.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 /* The queue length at which an online session starts holding the stream:

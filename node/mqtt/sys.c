@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "node/broker.h"
-#include "node/retain.h"
-#include "node/route.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/route.h"
 #include "node/worker.h"
 
 static void publish_value(worker *w, const char *topic, const char *value)

@@ -7,14 +7,14 @@
  * node is 19 bytes plus its level, a one-child table 24, one subscription
  * 24, so each fits malloc's smallest (32-byte) chunk for levels of up to
  * 5 bytes. */
-#include "node/trie.h"
+#include "node/mqtt/trie.h"
 
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/alloc.h"
-#include "node/level_impl.h"
+#include "node/mqtt/level_impl.h"
 
 /* One subscription, or one member of a shared group. */
 typedef struct sub {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A connection's bytes in and out: a bufferevent for TLS and WebSocket, a
  * bare event and on-demand buffers for plain TCP (see node/conn_io.h). */
-#include "node/conn_io.h"
+#include "node/net/conn_io.h"
 #include "node/conn.h"
+#include "node/net/ws_conn.h"
 #include "node/worker.h"
-#include "node/ws_conn.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

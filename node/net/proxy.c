@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PROXY protocol on the client listeners: trust check at accept, the
  * header read off the socket, then conn_new with the client's address. */
-#include "node/proxy.h"
+#include "node/net/proxy.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -8,7 +8,7 @@
  * SSL_new when the old context's last reference goes; a rwlock around that
  * pair does it (the write side is taken once per SIGHUP), and the old
  * context is then freed as soon as its last connection ends. */
-#include "node/tls.h"
+#include "node/net/tls.h"
 #include "node/config.h"
 
 #include <event2/bufferevent_ssl.h>

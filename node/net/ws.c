@@ -2,7 +2,7 @@
 /* RFC 6455, server side, as pure functions: the request head parser, the
  * handshake decision and response, the frame header codec, unmasking and
  * message sequencing. */
-#include "node/ws.h"
+#include "node/net/ws.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>

@@ -12,7 +12,7 @@
  * Data frame payloads are unmasked in place in the input buffer and moved
  * chain by chain, so a payload is neither copied nor held whole: the MQTT
  * framer's --max-packet-size bounds what is buffered. */
-#include "node/ws_conn.h"
+#include "node/net/ws_conn.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -23,9 +23,9 @@
 #include "node/broker.h"
 #include "node/config.h"
 #include "node/conn.h"
-#include "node/session.h"
+#include "node/mqtt/session.h"
+#include "node/net/ws.h"
 #include "node/worker.h"
-#include "node/ws.h"
 
 #ifndef SH_OK
 #define SH_OK 0

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* shoal ctl: a tiny HTTP/1.1 client over a plain socket, a command table
  * and a table printer. */
-#include "node/ctl.h"
+#include "node/tools/ctl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "node/json.h"
+#include "node/http/json.h"
 
 #define CTL_OK 0
 #define CTL_ERR 1

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node/ws.h"
+#include "node/net/ws.h"
 
 static void check(int cond)
 {

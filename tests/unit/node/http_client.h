@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "inproc.h"
-#include "node/http.h"
+#include "node/http/http.h"
 
 #define HC_TOKEN "s3cret-token"
 

@@ -14,11 +14,11 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/remote.h"
-#include "node/session.h"
+#include "node/mqtt/remote.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 /* A caller may define this to keep inproc_down out of coverage (the fuzzer

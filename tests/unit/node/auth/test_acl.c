@@ -3,7 +3,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "node/auth.h"
+#include "node/auth/auth.h"
 
 static acl *parse(const char *text)
 {

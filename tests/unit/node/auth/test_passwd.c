@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/auth.h"
+#include "node/auth/auth.h"
 
 static const uint8_t *u8(const char *s)
 {

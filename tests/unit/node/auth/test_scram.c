@@ -10,7 +10,7 @@
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
 
-#include "node/scram.h"
+#include "node/auth/scram.h"
 
 /* RFC 7677 §3 */
 #define CFIRST "n,,n=user,r=rOprNGfwEbeRWgbNEkqO"

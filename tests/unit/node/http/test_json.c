@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/json.h"
+#include "node/http/json.h"
 
 Test(json, writer_places_commas)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/metrics_text.h"
+#include "node/http/metrics_text.h"
 
 #define EXPECT_TEXT(t, want) cr_expect_str_eq((t)->p ? (t)->p : "", (want))
 

@@ -12,8 +12,8 @@
 #include "common/alloc.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/send.h"
-#include "node/session.h"
+#include "node/mqtt/send.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 #include "proto/packet.h"
 

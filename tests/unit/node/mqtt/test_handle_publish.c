@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "inproc_client.h"
-#include "node/retain.h"
+#include "node/mqtt/retain.h"
 
 static config cfg;
 static broker b;

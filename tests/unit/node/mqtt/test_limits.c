@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "node/limits.h"
+#include "node/mqtt/limits.h"
 
 Test(limits, bucket_starts_with_one_seconds_burst)
 {

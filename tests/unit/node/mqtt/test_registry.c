@@ -7,8 +7,8 @@
 
 #include "common/alloc.h"
 #include "node/broker.h"
-#include "node/registry.h"
-#include "node/session.h"
+#include "node/mqtt/registry.h"
+#include "node/mqtt/session.h"
 
 static config cfg;
 static broker b;

@@ -7,7 +7,7 @@
 
 #include "inproc.h"
 #include "node/broker.h"
-#include "node/remote.h"
+#include "node/mqtt/remote.h"
 #include "proto/packet.h"
 
 static config cfg;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/retain.h"
+#include "node/mqtt/retain.h"
 #include "proto/props.h"
 
 static mqtt_bytes B(const char *s)

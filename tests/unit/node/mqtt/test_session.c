@@ -9,9 +9,9 @@
 #include "common/alloc.h"
 #include "node/broker.h"
 #include "node/conn.h"
-#include "node/limits.h"
-#include "node/registry.h"
-#include "node/session.h"
+#include "node/mqtt/limits.h"
+#include "node/mqtt/registry.h"
+#include "node/mqtt/session.h"
 #include "node/worker.h"
 
 static config cfg;

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/session_codec.h"
+#include "node/mqtt/session_codec.h"
 
 static mqtt_bytes B(const char *s)
 {

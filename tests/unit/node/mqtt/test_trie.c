@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
-#include "node/trie.h"
+#include "node/mqtt/trie.h"
 
 static mqtt_bytes B(const char *s)
 {

@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "node/ws.h"
+#include "node/net/ws.h"
 
 typedef struct guard {
     uint8_t *base;
