@@ -577,7 +577,7 @@ static void prod_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The live stream passed a record it does not hand over: sessions'
- * positions move past it all the same (node/session_stream.c). */
+ * positions move past it all the same (node/mqtt/session_stream.c). */
 static void passed(rk *r, const rd_kafka_message_t *km)
 {
     const bp_hooks *h = &r->bp->hooks;

@@ -493,7 +493,7 @@ static void publish_members(rk *r, const redisReply *live)
 /* The lease: other nodes see this one dead once its id claim expires, a
  * TTL (3 heartbeats) after the last renewal Redis applied, and may then
  * take its sessions without a release: once renewed, the node re-asserts
- * them (node/session_sync.c, "re-asserting"). Counted
+ * them (node/mqtt/session_sync.c, "re-asserting"). Counted
  * from the send of the last confirmed renewal, on this node's clock: Redis
  * applied it later, so the claim expires no sooner than that. */
 static void lease_check(rk *r)

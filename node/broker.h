@@ -6,7 +6,7 @@
  * broker  process-wide (this header)
  * worker  one thread and its loop (node/worker.h)
  * conn    one client connection, on one worker (node/conn.h)
- * session MQTT session state, owned by one worker at a time (node/session.h) */
+ * session MQTT session state, owned by one worker at a time (node/mqtt/session.h) */
 #ifndef SHOAL_NODE_BROKER_H
 #define SHOAL_NODE_BROKER_H
 
@@ -66,14 +66,14 @@ struct broker {
     _Atomic uint64_t sess_online;     /* sessions with a connection (session.online) */
     _Atomic uint64_t sess_persistent; /* registered sessions that outlive their connection */
     /* Feature state, each owned by its module. */
-    http_ops ops;                 /* node/http.h: drain */
-    tls_state tls;                /* node/tls.h */
-    ws_ports ws;                  /* node/ws_conn.h */
-    auth_state auth;              /* node/auth.h */
-    sync_broker sync;             /* node/session_sync.h: under sess_lock */
+    http_ops ops;                 /* node/http/http.h: drain */
+    tls_state tls;                /* node/net/tls.h */
+    ws_ports ws;                  /* node/net/ws_conn.h */
+    auth_state auth;              /* node/auth/auth.h */
+    sync_broker sync;             /* node/mqtt/session_sync.h: under sess_lock */
     drain_broker drain;           /* node/drain.h */
-    struct stream_broker *stream; /* node/session_stream.h: NULL without a stream */
-    /* node/stream_hold.c: online sessions holding the stream (any thread);
+    struct stream_broker *stream; /* node/mqtt/session_stream.h: NULL without a stream */
+    /* node/mqtt/stream_hold.c: online sessions holding the stream (any thread);
      * an inbox held it at the last ask (the backplane thread only). */
     _Atomic uint32_t stream_holders;
     bool inbox_held;

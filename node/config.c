@@ -79,7 +79,7 @@ static const opt opts[] = {
      "messages queued for a connected subscriber at which its publishers' reading pauses until the queue halves (at most --max-queued/4; a subscriber behind for 2 s stops holding them; 0 = off: drop at --max-queued)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824,
      "bytes buffered for a slow reader before QoS 0 is dropped and QoS 1/2 queued"},
-    /* limits: config.limits (node/limits.h) */
+    /* limits: config.limits (node/mqtt/limits.h) */
     {"max-publish-rate", OPT_U32, O(limits.max_publish_rate), "0", 0, 4294967295L,
      "PUBLISH packets per second one client may send; faster ones are paused, not refused (0 = no limit)"},
     {"max-publish-bytes-rate", OPT_U32, O(limits.max_publish_bytes_rate), "0", 0, 4294967295L,
@@ -98,7 +98,7 @@ static const opt opts[] = {
      "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
     {"max-retained", OPT_U32, O(limits.max_retained), "0", 0, 4294967295L,
      "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
-    /* HTTP endpoint: config.http (node/http.h) */
+    /* HTTP endpoint: config.http (node/http/http.h) */
     {"http-port", OPT_INT, O(http.port), "8080", 0, 65535,
      "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},
     {"http-bind", OPT_STR, O(http.bind), "0.0.0.0", 0, 0, "address the HTTP endpoint binds"},
@@ -106,7 +106,7 @@ static const opt opts[] = {
      "Bearer token for /api/v1 (unset: the API answers 403); prefer SHOAL_ADMIN_TOKEN"},
     {"metrics-auth", OPT_BOOL, O(http.metrics_auth), "false", 0, 0,
      "require the admin token for /metrics and /health too"},
-    /* TLS listener: config.tls (node/tls.h) */
+    /* TLS listener: config.tls (node/net/tls.h) */
     {"tls-port", OPT_INT, O(tls.port), "0", 0, 65535, "MQTT over TLS port (0 = no TLS listener)"},
     {"tls-cert", OPT_STR, O(tls.cert), NULL, 0, 0, "server certificate chain (PEM); reloaded on SIGHUP"},
     {"tls-key", OPT_STR, O(tls.key), NULL, 0, 0, "server private key (PEM); reloaded on SIGHUP"},
@@ -117,7 +117,7 @@ static const opt opts[] = {
      "the client certificate's subject CN becomes the username"},
     {"tls-min-version", OPT_STR, O(tls.min_version), "1.2", 0, 0, "lowest TLS version accepted: 1.2 or 1.3"},
     {"tls-ciphers", OPT_STR, O(tls.ciphers), NULL, 0, 0, "OpenSSL cipher list for TLS 1.2 (default: OpenSSL's)"},
-    /* WebSocket listeners: config.ws (node/ws_conn.h) */
+    /* WebSocket listeners: config.ws (node/net/ws_conn.h) */
     {"ws-port", OPT_INT, O(ws.port), "0", 0, 65535, "MQTT over WebSocket port (0 = none; 8083 is the usual port)"},
     {"wss-port", OPT_INT, O(ws.wss_port), "0", 0, 65535,
      "MQTT over WebSocket over TLS port (0 = none; 8084 is usual); uses the --tls-* files"},
@@ -126,7 +126,7 @@ static const opt opts[] = {
      "largest WebSocket frame payload accepted (bytes), larger: close 1009 (0 = --max-packet-size + 5)"},
     {"ws-origins", OPT_STR, O(ws.origins), NULL, 0, 0,
      "comma-separated Origins a browser may connect from (unset = any); others get HTTP 403"},
-    /* PROXY protocol: config.proxy (node/proxy.h) */
+    /* PROXY protocol: config.proxy (node/net/proxy.h) */
     {"proxy-protocol", OPT_STR, O(proxy.protocol), "off", 0, 0,
      "PROXY protocol header expected before the client's bytes: off, v1 or v2 on every client listener, or per listener LISTENER=VERSION,... (mqtt, mqtts, ws, wss; unnamed: off); a connection without a valid header is refused"},
     {"proxy-trusted", OPT_STR, O(proxy.trusted), NULL, 0, 0,
@@ -138,7 +138,7 @@ static const opt opts[] = {
      "clients a drain disconnects per second, so they do not all reconnect to the other nodes at once; raised when needed to finish within two thirds of --drain-timeout"},
     {"server-reference", OPT_STR, O(drain.server_reference), NULL, 0, 0,
      "MQTT 5 Server Reference a drain sends its clients with DISCONNECT 0x9C Use another server (unset: 0x8B Server shutting down); 3.1.1 clients just see the close"},
-    /* auth: config.auth (node/auth.h) */
+    /* auth: config.auth (node/auth/auth.h) */
     {"allow-anonymous", OPT_STR, O(auth.allow_anonymous), NULL, 0, 0,
      "true or false: accept clients without a username (default true, false with --password-file)"},
     {"password-file", OPT_STR, O(auth.password_file), NULL, 0, 0,

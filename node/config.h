@@ -58,12 +58,12 @@ typedef struct config {
     char *kafka_acks;
     int cluster_heartbeat;
     /* Feature options, each declared by its module. */
-    limits_config limits; /* node/limits.h */
-    http_config http;     /* node/http.h */
-    tls_config tls;       /* node/tls.h */
-    ws_config ws;         /* node/ws_conn.h */
-    auth_config auth;     /* node/auth.h */
-    proxy_config proxy;   /* node/proxy.h */
+    limits_config limits; /* node/mqtt/limits.h */
+    http_config http;     /* node/http/http.h */
+    tls_config tls;       /* node/net/tls.h */
+    ws_config ws;         /* node/net/ws_conn.h */
+    auth_config auth;     /* node/auth/auth.h */
+    proxy_config proxy;   /* node/net/proxy.h */
     drain_config drain;   /* node/drain.h */
 } config;
 

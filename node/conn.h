@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* One client connection (node/conn.c); it lives on one worker for its
- * whole life. The transport is node/conn_io.c's. */
+ * whole life. The transport is node/net/conn_io.c's. */
 #ifndef SHOAL_NODE_CONN_H
 #define SHOAL_NODE_CONN_H
 
@@ -30,18 +30,18 @@ enum conn_state {
     CS_CLOSED,  /* waiting to be freed */
 };
 
-/* A connection's publish-rate state (node/limits.c), made on first use. */
+/* A connection's publish-rate state (node/mqtt/limits.c), made on first use. */
 typedef struct conn_rate conn_rate;
 
 /* What only some connections need, made on first use (conn_ext_get) and
  * freed with the connection, or once empty again (conn_ext_trim). */
 typedef struct conn_ext {
-    mqtt_bytes *aliases;      /* inbound topic aliases, owned copies, 1-based */
-    mqtt_bytes *out_aliases;  /* outbound: alias i+1 stands for out_aliases[i] */
-    char *tls_cn;             /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
-    struct ws_conn *ws;       /* owned; accepted on a WebSocket listener (node/ws_conn.c), else NULL */
-    conn_rate *rate;          /* --max-publish-rate / --max-publish-bytes-rate (node/limits.c); NULL until needed */
-    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/handle_auth.c) */
+    mqtt_bytes *aliases;     /* inbound topic aliases, owned copies, 1-based */
+    mqtt_bytes *out_aliases; /* outbound: alias i+1 stands for out_aliases[i] */
+    char *tls_cn;            /* owned; client cert subject CN with --tls-cert-as-username, else NULL */
+    struct ws_conn *ws;      /* owned; accepted on a WebSocket listener (node/net/ws_conn.c), else NULL */
+    conn_rate *rate;         /* --max-publish-rate / --max-publish-bytes-rate (node/mqtt/limits.c); NULL until needed */
+    struct auth_exchange *ax; /* owned; an enhanced-auth exchange in progress (node/mqtt/handle_auth.c) */
     uint16_t out_alias_used;
     uint16_t out_alias_cap;
 } conn_ext;
@@ -52,7 +52,7 @@ typedef struct conn_ext {
 struct conn {
     uint64_t id;
     worker *w;
-    /* Transport (node/conn_io.c, chosen by `transport`): a bufferevent for
+    /* Transport (node/net/conn_io.c, chosen by `transport`): a bufferevent for
      * TLS and WebSocket, else a bare event on fd (in this allocation,
      * before the struct) and buffers that exist only while holding bytes. */
     struct bufferevent *bev;
@@ -68,7 +68,7 @@ struct conn {
     uint64_t last_rx_ms;
     msg *will;       /* ref held */
     char *client_id; /* copy until the session is attached */
-    char *username;  /* auth (node/auth.c): NULL = anonymous; freed in conn_free */
+    char *username;  /* auth (node/auth/auth.c): NULL = anonymous; freed in conn_free */
     conn_ext *x;     /* NULL until a connection needs it */
     int fd;          /* plain TCP */
     uint32_t client_max_packet;
@@ -81,7 +81,7 @@ struct conn {
     uint16_t alias_max;       /* ours, granted to the client */
     uint16_t inbound_pending; /* QoS 1 received and not yet acknowledged (QoS 2: session.n_qos2_in) */
     uint16_t requested_keepalive;
-    uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/limits.c) */
+    uint16_t limits_logged; /* limit_kind bits already logged for this connection (node/mqtt/limits.c) */
     uint8_t ev_what;        /* EV_READ / EV_WRITE the socket's event is registered for */
     uint8_t state;
     uint8_t version;
@@ -96,10 +96,10 @@ struct conn {
     bool sent_disconnect : 1;
     bool clean_start : 1;
     bool assigned_id : 1;
-    bool tls : 1;           /* TLS under the bufferevent (mqtts, wss; node/tls.c) */
+    bool tls : 1;           /* TLS under the bufferevent (mqtts, wss; node/net/tls.c) */
     bool tls_up : 1;        /* handshake completed */
     bool enhanced_auth : 1; /* CONNECT named SCRAM-SHA-256: AUTH is allowed, re-authentication too */
-    unsigned transport : 2; /* enum conn_transport: its row in conn_types (node/conn_io.h) */
+    unsigned transport : 2; /* enum conn_transport: its row in conn_types (node/net/conn_io.h) */
     char peer[];            /* "host:port", in this allocation */
 };
 
@@ -122,11 +122,11 @@ enum {
     PAUSE_RATE = 2,   /* over its publish rate: the socket is not read */
     PAUSE_OUTPUT = 4, /* output over --max-output-buffer: the socket is not read (node/conn.c) */
     PAUSE_DRAIN = 8,  /* the node is draining: the socket is not read again (node/drain.c) */
-    PAUSE_STORE = 16, /* a SUBACK waits for the session's store (node/session_sync.c): the socket is not read */
+    PAUSE_STORE = 16, /* a SUBACK waits for the session's store (node/mqtt/session_sync.c): the socket is not read */
     PAUSE_HASH = 32,  /* CONNECT's password is being checked off the loop (node/auth/hash.c) */
 };
 
-/* How a connection's bytes travel: its row in conn_types (node/conn_io.h).
+/* How a connection's bytes travel: its row in conn_types (node/net/conn_io.h).
  * Two bits in struct conn, so at most four. */
 enum conn_transport {
     CONN_T_SOCK = 0, /* plain TCP on a bare socket event (the MQTT listener) */
@@ -137,7 +137,7 @@ enum conn_transport {
 
 /* Transports, or'ed in conn_new's flags. */
 #define CONN_TLS 1u /* wrap the socket in TLS (server side) with b->tls */
-#define CONN_WS 2u  /* MQTT over WebSocket (node/ws_conn.c) */
+#define CONN_WS 2u  /* MQTT over WebSocket (node/net/ws_conn.c) */
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags);
 /* The same over a bufferevent the caller made (the connection owns and
  * frees it); conn_new's second half, which tests/fuzz drives over a

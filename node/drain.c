@@ -32,7 +32,7 @@ static const char *phase_name(uint8_t p)
 }
 
 /* MQTT 5 §3.14.2.1: 0x9C Use another server carries the Server Reference
- * (node/send.c adds it); without one, 0x8B Server shutting down. */
+ * (node/mqtt/send.c adds it); without one, 0x8B Server shutting down. */
 static uint8_t drain_rc(const broker *b)
 {
     return b->cfg->drain.server_reference ? MQTT_RC_USE_ANOTHER_SERVER : MQTT_RC_SERVER_SHUTTING_DOWN;
@@ -205,7 +205,7 @@ static void tick(worker *w)
         }
     }
     /* The stores the disconnects caused are made at the end of this loop
-     * turn (node/session_sync.c): seen here from the next tick on. */
+     * turn (node/mqtt/session_sync.c): seen here from the next tick on. */
     if (dw->phase == PH_FLUSH && atomic_load_explicit(&dw->stores, memory_order_relaxed) == 0 && w->sync.n_dirty == 0 &&
         w->nconns == 0) {
         worker_flush(w);

@@ -65,8 +65,8 @@ typedef struct drain_worker {
     uint64_t phase_ms;      /* when the disconnect phase began */
     uint64_t end_ms;        /* when its disconnects are due to be over */
     /* QoS 1/2 publishes handed to the backplane and not answered yet
-     * (node/handle_publish.c), session stores likewise
-     * (node/session_sync.c). */
+     * (node/mqtt/handle_publish.c), session stores likewise
+     * (node/mqtt/session_sync.c). */
     _Atomic uint32_t inflight;
     _Atomic uint32_t stores;
 } drain_worker;

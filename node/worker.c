@@ -349,7 +349,7 @@ static void accept_with(worker *w, evutil_socket_t fd, struct sockaddr *sa, int 
         return;
     }
     if (proxy_accept(w, fd, sa, salen, flags)) {
-        return; /* PROXY protocol: conn_new once the header is in (node/proxy.c) */
+        return; /* PROXY protocol: conn_new once the header is in (node/net/proxy.c) */
     }
     conn_new(w, fd, sa, salen, flags);
 }

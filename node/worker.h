@@ -38,11 +38,11 @@ enum inbox_kind {
     IN_QOS2_REPORT, /* the backplane's answer for inbound QoS 2 id `pid` of session s:
                       * stored (`clean`), for the connection tagged `conn_id`,
                       * acknowledged with reason code `epoch` */
-    IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/session_stream.c) */
+    IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/mqtt/session_stream.c) */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
-                      * session here, if any (node/session_sync.c) */
+                      * session here, if any (node/mqtt/session_sync.c) */
     IN_SYNC,        /* every session this worker owns: store again
-                      * (`epoch`: SYNC_REASSERT; node/session_sync.c) */
+                      * (`epoch`: SYNC_REASSERT; node/mqtt/session_sync.c) */
     IN_AUTH_RESULT, /* the password of conn `conn_id` is right (`clean`) or not (node/auth/hash.c) */
 };
 
@@ -74,7 +74,7 @@ struct worker {
     struct event *reap;
     struct event *tick;
     /* Plain TCP connections with output to write at the end of this turn
-     * (node/conn_io.c). */
+     * (node/net/conn_io.c). */
     struct event *flush;
     conn **flushq;
     uint32_t n_flush, cap_flush;
@@ -96,14 +96,14 @@ struct worker {
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
     /* Feature state, each owned by its module. */
-    worker_metrics metrics;      /* node/metrics.h */
-    tls_worker tls;              /* node/tls.h */
-    ws_worker ws;                /* node/ws_conn.h */
-    proxy_worker proxy;          /* node/proxy.h */
-    sync_worker sync;            /* node/session_sync.h */
+    worker_metrics metrics;      /* node/http/metrics.h */
+    tls_worker tls;              /* node/net/tls.h */
+    ws_worker ws;                /* node/net/ws_conn.h */
+    proxy_worker proxy;          /* node/net/proxy.h */
+    sync_worker sync;            /* node/mqtt/session_sync.h */
     drain_worker drain;          /* node/drain.h */
-    hold_worker hold;            /* node/stream_hold.h */
-    struct dead_node *dead_node; /* node/dead_node.h: worker 0 of a cluster node */
+    hold_worker hold;            /* node/mqtt/stream_hold.h */
+    struct dead_node *dead_node; /* node/mqtt/dead_node.h: worker 0 of a cluster node */
 };
 
 /* Monotonic milliseconds. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The broker's side of authentication and authorization: tables loaded at
- * start and swapped on SIGHUP (see node/auth.h for the lifetime rule), and
+ * start and swapped on SIGHUP (see node/auth/auth.h for the lifetime rule), and
  * the checks CONNECT, PUBLISH and SUBSCRIBE call. */
 #include <errno.h>
 #include <pthread.h>
@@ -175,7 +175,7 @@ mqtt_rc auth_check_connect(conn *c, const mqtt_connect *p)
     broker *b = c->w->b;
     if (c->x && c->x->tls_cn) {
         /* --tls-cert-as-username: the verified certificate's CN is the
-         * username (node/tls.c sets tls_cn only then); no password check.
+         * username (node/net/tls.c sets tls_cn only then); no password check.
          * It moves over, so the connection keeps one copy. */
         c->username = c->x->tls_cn;
         c->x->tls_cn = NULL;

@@ -2,7 +2,7 @@
 /* SCRAM-SHA-256, server side (RFC 5802, RFC 7677), as pure functions over
  * the SASL messages plus one small state struct per exchange. No I/O, no
  * allocation; the caller looks up the user's credentials between the first
- * two steps and carries the messages in MQTT AUTH packets (node/handle_auth.c).
+ * two steps and carries the messages in MQTT AUTH packets (node/mqtt/handle_auth.c).
  *
  *   scram_client_first()  parse client-first, learn the user name
  *   scram_server_first()  with the user's credentials: build server-first

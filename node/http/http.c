@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint: server thread, route table, auth, /metrics and
- * /health. The /api/v1 handlers are in node/admin.c. */
+ * /health. The /api/v1 handlers are in node/http/admin.c. */
 #include "node/http/http.h"
 
 #include <arpa/inet.h>

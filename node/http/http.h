@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The HTTP endpoint: GET /metrics (Prometheus text 0.0.4), GET
  * /health/live and /health/ready, and the admin API under /api/v1/
- * (node/admin.c). It runs on its own thread with its own event_base, so a
+ * (node/http/admin.c). It runs on its own thread with its own event_base, so a
  * slow scrape or a slow admin client never stalls an MQTT worker; it reads
  * counters with atomics and reaches worker-owned objects only by posting
  * work to the owning worker's loop. */
@@ -42,7 +42,7 @@ typedef struct http_config {
     bool metrics_auth;
 } http_config;
 
-/* Operations state (broker.ops), node/admin.c. */
+/* Operations state (broker.ops), node/http/admin.c. */
 typedef struct http_ops {
     http_server *server;   /* NULL until broker_start (not in-process) */
     _Atomic bool draining; /* listeners closed by POST /api/v1/drain: not ready */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Shared by node/http.c (server, routing, auth, health, metrics) and
- * node/admin.c (the /api/v1 handlers). Not for use outside node/. */
+/* Shared by node/http/http.c (server, routing, auth, health, metrics) and
+ * node/http/admin.c (the /api/v1 handlers). Not for use outside node/. */
 #ifndef SHOAL_NODE_HTTP_IMPL_H
 #define SHOAL_NODE_HTTP_IMPL_H
 

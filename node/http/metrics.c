@@ -362,7 +362,7 @@ void metrics_collect(broker *b, metrics_text *t)
                          atomic_load(&b->stats.connections_total));
     metrics_text_counter(t, "shoal_connections_refused_total", "connections refused by --max-connections",
                          atomic_load(&b->stats.refused));
-    metrics_text_counter(t, "shoal_auth_failures_total", "CONNECTs refused by authentication (node/auth.c)",
+    metrics_text_counter(t, "shoal_auth_failures_total", "CONNECTs refused by authentication (node/auth/auth.c)",
                          atomic_load(&b->auth.failures));
     for (size_t i = 0; i < sizeof(summed_counters) / sizeof(summed_counters[0]); i++) {
         const summed *s = &summed_counters[i];

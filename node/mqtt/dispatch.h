@@ -29,7 +29,7 @@ mqtt_rc handle_auth(conn *c, const mqtt_reason *p);
  * claim the client id (CONNACK follows, now or once the session arrives). */
 mqtt_rc connect_proceed(conn *c);
 /* The session is ours: attach, CONNACK, resend what was in flight
- * (node/session_life.c calls it once a takeover completes). */
+ * (node/mqtt/session_life.c calls it once a takeover completes). */
 void connect_finish(conn *c, session *s, bool clean);
 /* Claim the client id in this process: a new session at once, or ask the
  * worker that owns the existing one to hand it over. */

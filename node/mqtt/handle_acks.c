@@ -26,7 +26,7 @@ mqtt_rc handle_pubrec(conn *c, const mqtt_ack *p)
     mqtt_rc rc = session_ack(c->w, c->s, MQTT_PUBREC, p->packet_id);
     inflight *f = rc == MQTT_RC_SUCCESS && c->s->st ? session_inflight_find(c->s, p->packet_id) : NULL;
     if (f && stream_hold_release(c->w, c->s, f)) {
-        return MQTT_RC_SUCCESS; /* PUBREL once "PUBREC received" is stored (node/session_stream.c) */
+        return MQTT_RC_SUCCESS; /* PUBREL once "PUBREC received" is stored (node/mqtt/session_stream.c) */
     }
     send_ack(c, MQTT_PUBREL, p->packet_id, rc == MQTT_RC_SUCCESS ? 0 : MQTT_RC_PACKET_ID_NOT_FOUND, NULL);
     return MQTT_RC_SUCCESS;

@@ -168,7 +168,7 @@ void connect_finish(conn *c, session *s, bool clean)
     /* A session that was not persistent would have ended with its
      * connection: resuming it would hand over state the CONNACK denies.
      * The cluster's stored state stands in for a session this node does
-     * not have (node/session_sync.c). */
+     * not have (node/mqtt/session_sync.c). */
     bool present = sync_claim_finish(w, c, s, clean);
     session_set_persistent(w->b, s, c->session_expiry > 0);
     s->expiry_s = c->session_expiry;

@@ -82,7 +82,7 @@ typedef struct retained_job {
 /* A persistent session on a cluster node: SUBACK (and the retained
  * messages after it) once the session's store has recorded the new
  * subscriptions, so that an acknowledged subscription survives this node
- * (node/session_sync.c). */
+ * (node/mqtt/session_sync.c). */
 static bool defer_suback(conn *c, const mqtt_subscribe *p, const uint8_t *codes, uint32_t n, const bool *send_retained,
                          uint32_t sub_id)
 {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Topic levels and the per-node child table, shared by node/trie.c
- * (subscriptions) and node/retain.c (retained messages). Not for use
+/* Topic levels and the per-node child table, shared by node/mqtt/trie.c
+ * (subscriptions) and node/mqtt/retain.c (retained messages). Not for use
  * outside node/.
  *
  * A child table is an array of cap slots (cap 0 or a power of two) of

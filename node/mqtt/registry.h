@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The session registry (node/registry.c): client id → session, in
+/* The session registry (node/mqtt/registry.c): client id → session, in
  * broker.sess_tab under broker.sess_lock. */
 #ifndef SHOAL_NODE_REGISTRY_H
 #define SHOAL_NODE_REGISTRY_H

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Messages from the backplane (node/remote.c): its hooks, and delivery
+/* Messages from the backplane (node/mqtt/remote.c): its hooks, and delivery
  * of what other nodes published. */
 #ifndef SHOAL_NODE_REMOTE_H
 #define SHOAL_NODE_REMOTE_H

@@ -18,7 +18,7 @@
 
 typedef struct rnode rnode;
 
-/* Children of one node: a node/level_impl.h child table of rnode pointers. */
+/* Children of one node: a node/mqtt/level_impl.h child table of rnode pointers. */
 typedef struct rkids {
     uint32_t n, cap; /* cap is a power of two */
     void *slot[];

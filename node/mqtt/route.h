@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Matching and fan-out (node/route.c). */
+/* Matching and fan-out (node/mqtt/route.c). */
 #ifndef SHOAL_NODE_ROUTE_H
 #define SHOAL_NODE_ROUTE_H
 
@@ -25,7 +25,7 @@ void route_publish_internal(worker *w, msg *m);
  * snapshot) and to this node's subscribers, QoS 1/2 once the backplane
  * has it, as a client's publish. Consumes m. */
 void route_publish_will(worker *w, msg *m);
-/* A will the backplane has (or a dead node's, node/dead_node.c): to this
+/* A will the backplane has (or a dead node's, node/mqtt/dead_node.c): to this
  * node's subscribers (and its retained index when the backplane does not
  * bring it back). Takes m's ref. */
 void route_will_local(worker *w, msg *m);

@@ -408,7 +408,7 @@ static bool evict_oldest_qos0(worker *w, session *s)
 }
 
 /* Queued messages at which a connected session's publishers are paused:
- * --publisher-backpressure, at most --max-queued / 4 (see node/session.h). 0: off. */
+ * --publisher-backpressure, at most --max-queued / 4 (see node/mqtt/session.h). 0: off. */
 uint32_t session_backpressure_mark(const config *cfg)
 {
     uint32_t mark = (uint32_t)cfg->publisher_backpressure;
@@ -456,14 +456,14 @@ static void queue_push(worker *w, session *s, delivery *d)
 {
     uint32_t max = (uint32_t)w->b->cfg->max_queued;
     /* A live subscriber holding the stream takes what was already on its
-     * way when the stream stopped (node/stream_hold.c): not dropped, and
+     * way when the stream stopped (node/mqtt/stream_hold.c): not dropped, and
      * not spilled (a replay would read it again). */
     uint32_t held = d->qos ? hold_queue_limit(w, s) : 0;
     if (s->q_len >= max && s->q_len < held) {
         max = held;
     }
     if (s->q_len >= max && stream_spill(w, s, d)) {
-        return; /* its position is kept: Kafka holds it (node/session_stream.c) */
+        return; /* its position is kept: Kafka holds it (node/mqtt/session_stream.c) */
     }
     if (s->q_len >= max && !evict_oldest_qos0(w, s)) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);

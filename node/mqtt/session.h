@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* MQTT session state (node/session.c: queues, acks, subscriptions;
- * node/session_life.c: attach, detach, takeover, expiry). A session is
+/* MQTT session state (node/mqtt/session.c: queues, acks, subscriptions;
+ * node/mqtt/session_life.c: attach, detach, takeover, expiry). A session is
  * owned by one worker at a time (`owner`). Deliveries for a session owned
  * elsewhere go to the owner's inbox; an owner that no longer holds it
  * forwards them. */
@@ -43,7 +43,7 @@ typedef struct inflight {
     uint16_t pid;
     uint8_t state; /* INF_WAIT_ACK, INF_WAIT_REC, INF_WAIT_COMP */
     /* INF_HOLD_*: waiting for the session store numbered `seq` to be
-     * durable before the PUBLISH or PUBREL goes out (node/session_stream.c). */
+     * durable before the PUBLISH or PUBREL goes out (node/mqtt/session_stream.c). */
     uint8_t hold;
     uint32_t seq;
     /* The message's place in the stream, kept past PUBREC and for entries
@@ -92,7 +92,7 @@ enum { Q2_PENDING = 1, Q2_DURABLE };
  * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
     session *reg_next;
-    uint64_t epoch;       /* of the cluster claim that holds it (node/session_sync.c) */
+    uint64_t epoch;       /* of the cluster claim that holds it (node/mqtt/session_sync.c) */
     conn *c;              /* attached connection, owner's thread only */
     session_offline *off; /* owner's thread only; NULL while nothing is due offline */
     /* Outgoing QoS 1/2 awaiting acks, in send order. */
@@ -103,7 +103,7 @@ struct session {
     qos2_id *qos2_in;
     /* Subscriptions, to restore or remove them. */
     sub_entry *subs;
-    /* Positions in the cluster's stream, replays (node/session_stream.c):
+    /* Positions in the cluster's stream, replays (node/mqtt/session_stream.c):
      * persistent sessions on a cluster node only, NULL otherwise. */
     struct session_stream *st;
     /* While the connected client is behind (its queue passed the
@@ -133,7 +133,7 @@ struct session {
     uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
     uint8_t qos2_cap_log2; /* qos2_in likewise */
     _Atomic bool online;
-    /* Holding the cluster's stream (node/stream_hold.c): 1 + the worker
+    /* Holding the cluster's stream (node/mqtt/stream_hold.c): 1 + the worker
      * whose list holds it, 0 when not. */
     _Atomic uint8_t hold_w;
     bool hold_stuck; /* let go for taking nothing: holds nobody until it takes something */
@@ -141,7 +141,7 @@ struct session {
     bool dead;       /* ended: deliveries are dropped */
     bool persistent; /* outlives its connection */
     bool registered; /* in the registry (under sess_lock) */
-    /* node/session_sync.c: 1 + the worker whose list of sessions to store
+    /* node/mqtt/session_sync.c: 1 + the worker whose list of sessions to store
      * (dirty) or to store again (retry) holds it, 0 = none. Atomic: a
      * worker that handed the session over may still clear its mark. */
     _Atomic uint8_t dirty_w;
@@ -178,7 +178,7 @@ void session_set_persistent(broker *b, session *s, bool persistent);
 void session_free_sub_strings(session *s);
 void session_end(worker *w, session *s);
 /* Another node owns the client id now: end s here without its will and
- * without touching the cluster's record (node/session_sync.c). */
+ * without touching the cluster's record (node/mqtt/session_sync.c). */
 void session_forget(worker *w, session *s);
 /* Publish a will (consumed, may be NULL) through the backplane. */
 void session_publish_will(worker *w, msg *will);
@@ -220,7 +220,7 @@ void session_split_filter(const sub_entry *e, mqtt_bytes *group, mqtt_bytes *fil
 void session_ack_failed(worker *w, session *s, uint16_t pid);
 
 /* A restored outgoing entry (another node sent it): its message is read
- * again from the stream (node/session_stream.c). */
+ * again from the stream (node/mqtt/session_stream.c). */
 inflight *session_inflight_restore(worker *w, session *s, uint16_t pid, uint8_t state, int32_t part, int64_t off);
 void session_inflight_remove(worker *w, session *s, inflight *f);
 inflight *session_inflight_find(session *s, uint16_t pid);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A session's durable state blob (node/session_codec.h).
+/* A session's durable state blob (node/mqtt/session_codec.h).
  *
  * Layout, all integers big endian:
  *   magic "SS" | version u8 | protocol level u8 | session expiry u32

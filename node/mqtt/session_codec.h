@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* A session's durable state as one blob (node/session_codec.c): what the
+/* A session's durable state as one blob (node/mqtt/session_codec.c): what the
  * cluster's session record holds (cluster/backplane.h, "Session records";
  * docs/architecture.md, "Session state blob"). Pure functions: no broker,
  * no session, no I/O, so the format can be tested byte by byte.
@@ -74,7 +74,7 @@ typedef struct sc_will {
     bool retain;
 } sc_will;
 
-/* An outgoing QoS 1/2 message by reference (node/session_stream.c). */
+/* An outgoing QoS 1/2 message by reference (node/mqtt/session_stream.c). */
 typedef struct sc_inflight {
     uint16_t pid;
     uint8_t state; /* 1 PUBLISH sent, 2 PUBLISH sent (QoS 2), 3 PUBREC received */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Persistent sessions' places in the cluster's stream (node/session_stream.h;
+/* Persistent sessions' places in the cluster's stream (node/mqtt/session_stream.h;
  * docs/architecture.md, "Offline queues and positions").
  *
  * A session on a cluster node keeps, in its stored state:

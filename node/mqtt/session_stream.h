@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Persistent sessions' places in the cluster's stream (node/session_stream.c;
+/* Persistent sessions' places in the cluster's stream (node/mqtt/session_stream.c;
  * docs/architecture.md, "Offline queues and positions"): the positions a
  * session resumes from on any node, what it was sent, the offline queue
  * that spills to Kafka past --max-queued, replays, and QoS 2 sends that
@@ -61,7 +61,7 @@ void stream_pumped(worker *w, session *s);
 void stream_reset(broker *b, session *s);
 void stream_free(broker *b, session *s);
 
-/* From node/session_sync.c: fill st's stream fields (allocated; release
+/* From node/mqtt/session_sync.c: fill st's stream fields (allocated; release
  * with stream_encoded) and return the store's number. */
 uint32_t stream_encode(worker *w, session *s, sc_state *st);
 void stream_encoded(sc_state *st);

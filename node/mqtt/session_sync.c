@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Sessions in the cluster's records (node/session_sync.h).
+/* Sessions in the cluster's records (node/mqtt/session_sync.h).
  *
  * A CONNECT claims its client id through the backplane before anything
  * else (invariant 3: one live connection per client id in the cluster):
@@ -617,7 +617,7 @@ static uint64_t offline_ttl_ms(const session *s)
 }
 
 /* Encode s (owner's thread). *out NULL when it cannot be encoded (logged).
- * Returns the store's number (node/session_stream.c), 0 without a stream. */
+ * Returns the store's number (node/mqtt/session_stream.c), 0 without a stream. */
 static uint32_t encode_session(worker *w, session *s, uint8_t **out, uint32_t *len)
 {
     sc_state st;
@@ -896,7 +896,7 @@ typedef struct store_ctx {
     worker *w;
     session *s; /* ref held */
     uint64_t epoch;
-    uint32_t seq;   /* node/session_stream.c: what waits for this store */
+    uint32_t seq;   /* node/mqtt/session_stream.c: what waits for this store */
     sync_ack *acks; /* to send once it is stored */
 } store_ctx;
 

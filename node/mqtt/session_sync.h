@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Sessions in the cluster's records (node/session_sync.c; issue 17 step 1,
+/* Sessions in the cluster's records (node/mqtt/session_sync.c; issue 17 step 1,
  * docs/architecture.md "Sessions across nodes"): the cluster claim every
  * CONNECT makes before the in-process one, waiting for a previous owner on
  * another node, building the session from the stored state, storing a

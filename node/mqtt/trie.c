@@ -52,7 +52,7 @@ typedef struct node node;
 
 /* Children and shared groups of one node; allocated only once it has any.
  * Groups are rare, so they live here rather than cost every node 8 bytes.
- * The slots are a node/level_impl.h child table of node pointers. */
+ * The slots are a node/mqtt/level_impl.h child table of node pointers. */
 typedef struct kids {
     sgroup *groups;
     uint32_t n, cap; /* cap is 0 or a power of two */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A connection's bytes in and out: a bufferevent for TLS and WebSocket, a
- * bare event and on-demand buffers for plain TCP (see node/conn_io.h). */
+ * bare event and on-demand buffers for plain TCP (see node/net/conn_io.h). */
 #include "node/net/conn_io.h"
 #include "node/conn.h"
 #include "node/net/ws_conn.h"
@@ -421,7 +421,7 @@ static const char *raw_connect_timeout(conn *c)
     return NULL;
 }
 
-/* --- WebSocket (node/ws_conn.c), over a plain or a TLS bufferevent --- */
+/* --- WebSocket (node/net/ws_conn.c), over a plain or a TLS bufferevent --- */
 
 static void ws_read_now(conn *c, size_t limit)
 {

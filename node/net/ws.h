@@ -2,7 +2,7 @@
 /* WebSocket (RFC 6455) as MQTT's transport, server side: the opening
  * handshake and the frame header as pure functions over bytes. No I/O, no
  * allocation, no state between calls except what the caller passes in; the
- * connection glue is node/ws_conn.c. */
+ * connection glue is node/net/ws_conn.c. */
 #ifndef SHOAL_NODE_WS_H
 #define SHOAL_NODE_WS_H
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target for the WebSocket layer (node/ws.c): the upgrade request
+/* libFuzzer target for the WebSocket layer (node/net/ws.c): the upgrade request
  * parser and handshake decision, then frames as a client would send them.
  *
  * The first byte picks the policy (origin allow-list or not) and whether

@@ -181,7 +181,7 @@ static void reap_cb(bp_status st, const bp_reap_set *b, void *arg)
 }
 
 /* A single node has no other node to outlive: the dead-node walk
- * (node/dead_node.c) finds nothing, at once, and a settle is refused. */
+ * (node/mqtt/dead_node.c) finds nothing, at once, and a settle is refused. */
 Test(local, finds_no_dead_node_and_refuses_to_settle_a_record)
 {
     seen s = {0};

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The HTTP endpoint (node/http.c) of an in-process broker (inproc.h), on
+/* The HTTP endpoint (node/http/http.c) of an in-process broker (inproc.h), on
  * port 0 of 127.0.0.1, and a blocking HTTP/1.0 client. The client runs on
  * its own thread while the test's thread turns the workers' loops: an admin
  * request posts work to the workers and waits for their answer. Shared by

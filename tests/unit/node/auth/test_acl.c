@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* node/acl.c: parsing the ACL file and checking access. */
+/* node/auth/acl.c: parsing the ACL file and checking access. */
 #include <criterion/criterion.h>
 #include <string.h>
 

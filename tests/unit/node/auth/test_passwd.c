@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* node/passwd.c: password lines, hashing, verification. */
+/* node/auth/passwd.c: password lines, hashing, verification. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>

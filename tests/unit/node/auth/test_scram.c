@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* node/scram.c: the SCRAM-SHA-256 server steps against RFC 7677 §3 and
+/* node/auth/scram.c: the SCRAM-SHA-256 server steps against RFC 7677 §3 and
  * against malformed client messages. */
 #include <criterion/criterion.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The admin API (node/admin.c) through the HTTP endpoint of an in-process
+/* The admin API (node/http/admin.c) through the HTTP endpoint of an in-process
  * broker with MQTT clients on it: the JSON it answers and what it changes
  * (a kick disconnects, a delete removes, a drain makes the node unready). */
 #include <criterion/criterion.h>

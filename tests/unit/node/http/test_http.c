@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The HTTP endpoint (node/http.c) of an in-process broker: routing (404,
+/* The HTTP endpoint (node/http/http.c) of an in-process broker: routing (404,
  * 405 with Allow), the admin token (403, 401, 200), --metrics-auth, the
  * health endpoints and /metrics, bad query strings and paths. */
 #include <criterion/criterion.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PUBACK, PUBREC, PUBREL, PUBCOMP from a client (node/handle_acks.c) on an
+/* PUBACK, PUBREC, PUBREL, PUBCOMP from a client (node/mqtt/handle_acks.c) on an
  * in-process broker: the replies they get and the delivery window they
  * free. The subscriber asks for Receive Maximum 1, so each ack is seen by
  * whether the next message goes out. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* AUTH (node/handle_auth.c) on an in-process broker without a password
+/* AUTH (node/mqtt/handle_auth.c) on an in-process broker without a password
  * file: SCRAM is not offered, so every AUTH is a protocol error (MQTT 5
  * §4.12.0-7). The exchange itself runs in tests/integration. */
 #include <criterion/criterion.h>

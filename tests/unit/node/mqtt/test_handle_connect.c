@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* CONNECT (node/handle_connect.c) on an in-process broker: the CONNACK
+/* CONNECT (node/mqtt/handle_connect.c) on an in-process broker: the CONNACK
  * bytes (reason code, properties, session present) for each case. */
 #include <criterion/criterion.h>
 #include <string.h>

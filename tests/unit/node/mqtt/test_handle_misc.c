@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PINGREQ and DISCONNECT (node/handle_misc.c) on an in-process broker:
+/* PINGREQ and DISCONNECT (node/mqtt/handle_misc.c) on an in-process broker:
  * PINGRESP, and what a DISCONNECT does to the will and the session. */
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* PUBLISH from a client (node/handle_publish.c) on an in-process broker
+/* PUBLISH from a client (node/mqtt/handle_publish.c) on an in-process broker
  * with the local backplane: the acknowledgement bytes it writes, the
  * reason codes of each refusal, and what it changes (subscribers reached,
  * the retained index). */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* SUBSCRIBE (node/handle_subscribe.c) on an in-process broker: the SUBACK
+/* SUBSCRIBE (node/mqtt/handle_subscribe.c) on an in-process broker: the SUBACK
  * code per filter, what the subscription then receives, and the retained
  * messages sent on subscribe. */
 #include <criterion/criterion.h>

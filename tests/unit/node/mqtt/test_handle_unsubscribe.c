@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* UNSUBSCRIBE (node/handle_unsubscribe.c) on an in-process broker: the
+/* UNSUBSCRIBE (node/mqtt/handle_unsubscribe.c) on an in-process broker: the
  * UNSUBACK code per filter and that the filter stops matching. */
 #include <criterion/criterion.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The session state blob (node/session_codec.c): round trips, every
+/* The session state blob (node/mqtt/session_codec.c): round trips, every
  * truncation refused, a corruption table, and the bounds at their edge. */
 #include <criterion/criterion.h>
 #include <stdio.h>

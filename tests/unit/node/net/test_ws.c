@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* node/ws.c: the RFC 6455 handshake and frame codec, with the RFC's own
+/* node/net/ws.c: the RFC 6455 handshake and frame codec, with the RFC's own
  * examples, every length form, fragmentation and corrupted input. Inputs sit
  * against a PROT_NONE page, so an over-read crashes the (forked) test. */
 #include <criterion/criterion.h>
