@@ -21,10 +21,13 @@
 #include "node/worker.h"
 #include "proto/topic.h"
 
-static mqtt_bytes publisher_of(const msg *m)
+/* live: m is being routed from its PUBLISH (or its ack), so the session
+ * m->origin names is alive; a hand-over comes later, when that session may
+ * be gone, and uses only what the message carries. */
+static mqtt_bytes publisher_of(const msg *m, bool live)
 {
     mqtt_bytes id = msg_publisher(m);
-    if (!id.len && m->origin) {
+    if (!id.len && live && m->origin) {
         /* Published here: the message names its session, alive while it is
          * routed (QoS 0 inside the PUBLISH, QoS 1/2 in the ack context that
          * holds a ref). Other nodes read the same id from the record. */
@@ -34,9 +37,9 @@ static mqtt_bytes publisher_of(const msg *m)
     return id;
 }
 
-uint64_t share_base(const broker *b, const msg *m)
+static uint64_t base_of(const broker *b, const msg *m, bool live)
 {
-    mqtt_bytes id = publisher_of(m);
+    mqtt_bytes id = publisher_of(m, live);
     switch (b->share_strategy) {
     case TRIE_SHARED_HASH_CLIENT_ID:
         return bp_share_hash(id.p, id.len, 1);
@@ -57,6 +60,11 @@ uint64_t share_base(const broker *b, const msg *m)
     uint64_t h = bp_share_hash(id.p, id.len, 3);
     h = bp_share_hash(m->topic, m->topic_len, h);
     return bp_share_hash(m->payload, m->payload_len, h);
+}
+
+uint64_t share_base(const broker *b, const msg *m)
+{
+    return base_of(b, m, true);
 }
 
 uint64_t share_gate_base(share_gate *g)
@@ -114,7 +122,7 @@ static void forward(worker *w, msg *m, const uint8_t *key, size_t len)
     memcpy(t + hl, b->node_id, nlen);
     memcpy(t + hl + nlen, key, len);
     memcpy(t + hl + nlen + len, m->topic, m->topic_len);
-    mqtt_bytes id = publisher_of(m);
+    mqtt_bytes id = publisher_of(m, false);
     bp_message bm = {
         .topic = t,
         .topic_len = (uint32_t)tlen,
@@ -190,7 +198,7 @@ static void deliver(worker *w, session *s, msg *m, const sub_opts *o)
 static void hand_over(worker *w, msg *m, const uint8_t *key, size_t len)
 {
     broker *b = w->b;
-    share_gate g = {b, m, 0, false, m->ts, key, len, NULL, true};
+    share_gate g = {b, m, base_of(b, m, false), true, m->ts, key, len, NULL, true};
     sub_opts o;
     session *s = group_member(b, m, &g, &o);
     if (s && (is_online(s) || !cluster(b))) {
