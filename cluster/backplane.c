@@ -37,7 +37,6 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(close);
     REQUIRE(free);
     REQUIRE(publish);
-    REQUIRE(retain_set);
     REQUIRE(nodes);
     REQUIRE(stats);
     REQUIRE(max_publish);
@@ -228,17 +227,6 @@ void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, v
         return;
     }
     bp->ops->publish(bp, worker, m, cb, arg);
-}
-
-void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    if (atomic_load(&bp->closed)) {
-        if (cb) {
-            cb(BP_ECLOSED, arg);
-        }
-        return;
-    }
-    bp->ops->retain_set(bp, worker, m, cb, arg);
 }
 
 void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)

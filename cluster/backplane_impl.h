@@ -25,7 +25,6 @@ typedef struct bp_ops {
     void (*close)(backplane *bp);
     void (*free)(backplane *bp); /* bp->impl only; after close */
     void (*publish)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
-    void (*retain_set)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
     /* Session records: see bp_session_* in backplane.h. */

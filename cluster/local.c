@@ -43,11 +43,6 @@ static void l_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb
     }
 }
 
-static void l_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    l_publish(bp, worker, m, cb, arg);
-}
-
 static void l_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
     local *l = bp->impl;
@@ -401,7 +396,6 @@ const bp_ops bp_local_ops = {
     .close = l_close,
     .free = l_free,
     .publish = l_publish,
-    .retain_set = l_retain_set,
     .nodes = l_nodes,
     .stats = l_stats,
     .max_publish = l_max_publish,

@@ -107,7 +107,6 @@ static void member_open(member *mb, const char *name)
     snprintf(mb->node_id, sizeof(mb->node_id), "contract-%s-%d-%d", name, (int)getpid(), serial++);
     snprintf(mb->address, sizeof(mb->address), "127.0.0.1:%d", 20000 + serial);
     bp_config cfg = {.node_id = mb->node_id,
-                     .workers = 1,
                      .address = mb->address,
                      .heartbeat_ms = 300,
                      .kafka_partitions = 4,
@@ -275,27 +274,6 @@ Test(backplane_contract, publish_completes_each_callback_once_ok)
     member_free(&a);
 }
 
-Test(backplane_contract, retain_set_and_delete_complete_once_ok)
-{
-    member a;
-    member_open(&a, "retain");
-    member_ready(&a);
-    calls c = {0};
-    char topic[64], payload[16];
-    unique_topic(topic, sizeof(topic), "retain");
-    bp_message m = message(topic, payload, 7, 1);
-    m.retain = true;
-    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
-    m.payload_len = 0; /* an empty retained message deletes it */
-    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
-    cr_assert(run_until(&a, all_done, &c));
-    run_a_while(&a);
-    assert_each_once(&c);
-    cr_assert_eq(c.st[0], BP_OK);
-    cr_assert_eq(c.st[1], BP_OK);
-    member_free(&a);
-}
-
 Test(backplane_contract, nodes_lists_this_node_once)
 {
     member a;
@@ -340,7 +318,7 @@ Test(backplane_contract, every_call_after_close_completes_once_with_eclosed)
     publish(&a, &c, topic, 1);
     bp_message m = message(topic, payload, 2, 0);
     m.retain = true;
-    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    bp_publish(a.bp, 0, &m, done_cb, next_call(&c));
     bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
     bp_publish(a.bp, 0, &m, NULL, NULL); /* QoS 0: no callback, and no crash */
     cr_assert(run_until(&a, all_done, &c));
@@ -366,7 +344,7 @@ Test(backplane_contract, calls_pending_at_close_complete_once)
     }
     bp_message m = message(topic, payload, 99, 1);
     m.retain = true;
-    bp_retain_set(a.bp, 0, &m, done_cb, next_call(&c));
+    bp_publish(a.bp, 0, &m, done_cb, next_call(&c));
     bp_nodes(a.bp, 0, nodes_cb, next_call(&c));
     bp_close(a.bp);
     cr_assert(run_until(&a, all_done, &c), "%d of %d calls completed after close", c.done, c.n);
