@@ -174,3 +174,16 @@ Test(local, finds_no_dead_node_and_refuses_to_settle_a_record)
     cr_assert_eq(f.st, BP_ESTALE);
     bp_reap_end(bp, 0, "tok|gone", 0); /* nothing to release: no effect */
 }
+
+/* One node owns every share: a hand-over (a member's session ended with
+ * messages in flight) stays here whoever it names. */
+Test(local, every_shared_group_is_this_nodes_whoever_is_left_out)
+{
+    static const uint8_t key[] = "g/t/#";
+    for (uint64_t h = 0; h < 16; h++) {
+        cr_assert(bp_share_mine(bp, key, sizeof(key) - 1, bp_share_mix(h), 0));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, NULL));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, "solo"));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, "other"));
+    }
+}
