@@ -30,6 +30,23 @@ uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono)
     return unix_ms() + (expiry_at_mono > now_mono ? expiry_at_mono - now_mono : 0);
 }
 
+bp_message remote_bp_message(const msg *m)
+{
+    bp_message bm = {
+        .topic = m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .qos = m->qos,
+        .retain = m->retain,
+        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        .timestamp_ms = m->ts,
+    };
+    return bm;
+}
+
 static msg *msg_from_bp(const bp_message *bm)
 {
     mqtt_bytes topic = {bm->topic, bm->topic_len};

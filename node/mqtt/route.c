@@ -216,19 +216,8 @@ static void will_durable_cb(bp_status st, void *arg)
 
 void route_publish_will(worker *w, msg *m)
 {
-    bp_message bm = {
-        .topic = m->topic,
-        .topic_len = m->topic_len,
-        .payload = m->payload,
-        .payload_len = m->payload_len,
-        .props = m->props,
-        .props_len = m->props_len,
-        .qos = m->qos,
-        .retain = m->retain,
-        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
-        .timestamp_ms = m->ts,
-        /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
-    };
+    /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
+    bp_message bm = remote_bp_message(m);
     backplane *bp = w->b->bp;
     if (m->qos == 0) {
         bp_publish(bp, w->id, &bm, NULL, NULL);
