@@ -64,9 +64,10 @@ static msg *msg_from_bp(const bp_message *bm)
     return m;
 }
 
-msg *remote_msg_new(const bp_message *bm)
+/* m (NULL allowed) with bm's expiry on this node's monotonic clock; NULL
+ * (m released) when it has expired already. */
+static msg *expiry_here(msg *m, const bp_message *bm)
 {
-    msg *m = msg_from_bp(bm);
     if (m && bm->expiry_at_unix_ms) {
         uint64_t now_unix = unix_ms();
         if (bm->expiry_at_unix_ms <= now_unix) {
@@ -78,6 +79,11 @@ msg *remote_msg_new(const bp_message *bm)
     return m;
 }
 
+msg *remote_msg_new(const bp_message *bm)
+{
+    return expiry_here(msg_from_bp(bm), bm);
+}
+
 /* A copy with the expiry on this node's monotonic clock; NULL when it has
  * expired already (or no memory, said once per message). */
 static msg *msg_from_bp_live(const bp_message *bm)
@@ -87,15 +93,7 @@ static msg *msg_from_bp_live(const bp_message *bm)
         sh_log(SH_WARN, "event=remote_drop reason=out-of-memory topic_len=%u", bm->topic_len);
         return NULL;
     }
-    if (bm->expiry_at_unix_ms) {
-        uint64_t now_unix = unix_ms();
-        if (bm->expiry_at_unix_ms <= now_unix) {
-            msg_unref(m);
-            return NULL;
-        }
-        m->expiry_at = now_ms() + (bm->expiry_at_unix_ms - now_unix);
-    }
-    return m;
+    return expiry_here(m, bm);
 }
 
 /* The backplane's thread (or the starting node's), in stream order: the
