@@ -57,6 +57,20 @@ static bool is_publisher(const msg *m, const session *s)
     return id.len && id.len == s->id_len && memcmp(id.p, s->client_id, id.len) == 0;
 }
 
+void route_fold(delivery *d, bool first, const msg *m, const sub_opts *o)
+{
+    uint8_t q = m->qos < o->qos ? m->qos : o->qos;
+    if (first || q > d->qos) {
+        d->qos = q;
+    }
+    if (o->rap && m->retain) {
+        d->retain = true;
+    }
+    if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
+        d->sub_ids[d->n_sub_ids++] = o->sub_id;
+    }
+}
+
 /* Fold hits [i, j) of one session into one delivery: the highest QoS and
  * every subscription identifier (MQTT 5 §3.3.4). */
 static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
@@ -69,17 +83,8 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
         if (o->no_local && !h[k].shared && is_publisher(m, h[k].owner)) {
             continue;
         }
-        uint8_t q = m->qos < o->qos ? m->qos : o->qos;
-        if (!any || q > d->qos) {
-            d->qos = q;
-        }
-        if (o->rap && m->retain) {
-            d->retain = true;
-        }
+        route_fold(d, !any, m, o);
         d->shared = d->shared || h[k].shared;
-        if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
-            d->sub_ids[d->n_sub_ids++] = o->sub_id;
-        }
         any = true;
     }
     return any;
