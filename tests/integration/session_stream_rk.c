@@ -32,8 +32,18 @@ static void setup(void)
     static char prefix[64], node[64];
     snprintf(prefix, sizeof(prefix), "marks-%d-%ld.", (int)getpid(), (long)time(NULL));
     snprintf(node, sizeof(node), "marks-%d", (int)getpid());
-    char *argv[] = {"--redis", (char *)redis, "--kafka", (char *)kafka, "--kafka-topic-prefix", prefix,
-                    "--kafka-partitions", "2", "--kafka-replication", "1", "--node-id", node};
+    char *argv[] = {"--redis",
+                    (char *)redis,
+                    "--kafka",
+                    (char *)kafka,
+                    "--kafka-topic-prefix",
+                    prefix,
+                    "--kafka-partitions",
+                    "2",
+                    "--kafka-replication",
+                    "1",
+                    "--node-id",
+                    node};
     cr_assert_eq(config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv), CONFIG_OK);
     cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
 }
