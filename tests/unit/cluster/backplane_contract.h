@@ -478,14 +478,15 @@ static void sess_done_cb(bp_status st, void *arg)
     r->st = st;
 }
 
-static bool sess_answered(void *arg)
+/* A result's count of callbacks: answered once it is not 0. */
+static bool answered(void *count)
 {
-    return ((sess_res *)arg)->count > 0;
+    return *(int *)count > 0;
 }
 
 static void sess_wait(member *mb, sess_res *r, const char *what)
 {
-    cr_assert(run_until(mb, sess_answered, r), "%s never answered", what);
+    cr_assert(run_until(mb, answered, &r->count), "%s never answered", what);
 }
 
 static void unique_client(char *buf, size_t cap, const char *what)
@@ -899,14 +900,9 @@ static void reap_cb(bp_status st, const bp_reap_set *b, void *arg)
     cr_assert(b->instance || (b->n == 0 && b->cursor == 0), "records without an instance");
 }
 
-static bool reap_answered(void *arg)
-{
-    return ((reap_res *)arg)->count > 0;
-}
-
 static void reap_wait(member *mb, reap_res *r, const char *what)
 {
-    cr_assert(run_until(mb, reap_answered, r), "%s never answered", what);
+    cr_assert(run_until(mb, answered, &r->count), "%s never answered", what);
 }
 
 /* An instance nobody on this backplane runs or holds. */
