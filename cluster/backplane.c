@@ -37,7 +37,6 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(close);
     REQUIRE(free);
     REQUIRE(publish);
-    REQUIRE(retain_set);
     REQUIRE(nodes);
     REQUIRE(stats);
     REQUIRE(max_publish);
@@ -51,6 +50,10 @@ const char *bp_ops_missing(const bp_ops *ops)
     REQUIRE(replay_start);
     REQUIRE(replay_next);
     REQUIRE(replay_stop);
+    REQUIRE(reap_batch);
+    REQUIRE(reap_finish);
+    REQUIRE(reap_end);
+    REQUIRE(share_mine);
 #undef REQUIRE
     return NULL;
 }
@@ -230,17 +233,6 @@ void bp_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, v
     bp->ops->publish(bp, worker, m, cb, arg);
 }
 
-void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    if (atomic_load(&bp->closed)) {
-        if (cb) {
-            cb(BP_ECLOSED, arg);
-        }
-        return;
-    }
-    bp->ops->retain_set(bp, worker, m, cb, arg);
-}
-
 void bp_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
     if (atomic_load(&bp->closed)) {
@@ -313,32 +305,20 @@ void bp_reap_batch(backplane *bp, int worker, const char *instance, uint64_t cur
         cb(BP_ECLOSED, NULL, arg);
         return;
     }
-    if (!bp->ops->reap_batch) {
-        bp_reap_set none = {0};
-        cb(BP_OK, &none, arg);
-        return;
-    }
     bp->ops->reap_batch(bp, worker, instance, cursor, cb, arg);
 }
 
 void bp_reap_finish(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
                     const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg)
 {
-    if (closed_done(bp, cb, arg)) {
-        return;
+    if (!closed_done(bp, cb, arg)) {
+        bp->ops->reap_finish(bp, worker, instance, client_id, epoch, state, len, ttl_ms, cb, arg);
     }
-    if (!bp->ops->reap_finish) {
-        if (cb) {
-            cb(BP_ESTALE, arg);
-        }
-        return;
-    }
-    bp->ops->reap_finish(bp, worker, instance, client_id, epoch, state, len, ttl_ms, cb, arg);
 }
 
 void bp_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms)
 {
-    if (!atomic_load(&bp->closed) && bp->ops->reap_end) {
+    if (!atomic_load(&bp->closed)) {
         bp->ops->reap_end(bp, worker, instance, retry_after_ms);
     }
 }
@@ -388,5 +368,5 @@ bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, in
 
 bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
 {
-    return !bp->ops->share_mine || bp->ops->share_mine(bp, key, len, h, ts, except);
+    return bp->ops->share_mine(bp, key, len, h, ts, except);
 }

@@ -131,7 +131,6 @@ typedef struct bp_hooks {
 
 typedef struct bp_config {
     const char *node_id;
-    int workers;
     const char *address;        /* host:port advertised to other nodes */
     const char *redis_url;      /* NULL: local backplane */
     const char *redis_tls_ca;   /* rediss://: CA bundle, NULL = system store */
@@ -252,9 +251,6 @@ uint64_t bp_replay_start(backplane *bp, int worker, const int64_t *from, uint32_
                          bp_replay_cb cb, void *arg);
 void bp_replay_next(backplane *bp, uint64_t id);
 void bp_replay_stop(backplane *bp, uint64_t id);
-
-/* Retained snapshot (the node keeps its own in-memory index for lookups). */
-void bp_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
 
 /* Live nodes of the cluster (the local backplane: this node only). The
  * array and its strings are borrowed for the callback's duration; n is 0

@@ -25,7 +25,6 @@ typedef struct bp_ops {
     void (*close)(backplane *bp);
     void (*free)(backplane *bp); /* bp->impl only; after close */
     void (*publish)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
-    void (*retain_set)(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg);
     void (*nodes)(backplane *bp, int worker, bp_nodes_cb cb, void *arg);
     void (*stats)(const backplane *bp, bp_stats *out);
     /* Session records: see bp_session_* in backplane.h. */
@@ -44,15 +43,15 @@ typedef struct bp_ops {
                          uint32_t max_batch, bp_replay_cb cb, void *arg);
     void (*replay_next)(backplane *bp, uint64_t id);
     void (*replay_stop)(backplane *bp, uint64_t id);
-    /* A dead node's sessions (bp_reap_*); NULL when the backplane has no
-     * cluster. */
+    /* A dead node's sessions (bp_reap_*): a backplane without a cluster
+     * finds none. */
     void (*reap_batch)(backplane *bp, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg);
     void (*reap_finish)(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
                         const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg);
     void (*reap_end)(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms);
     /* See bp_max_publish_size; 0 = no limit. */
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
-    /* Optional: bp_share_mine; NULL = this node is the cluster (always mine). */
+    /* bp_share_mine and bp_share_mine_except. */
     bool (*share_mine)(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
 } bp_ops;
 

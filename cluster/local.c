@@ -43,11 +43,6 @@ static void l_publish(backplane *bp, int worker, const bp_message *m, bp_done_cb
     }
 }
 
-static void l_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    l_publish(bp, worker, m, cb, arg);
-}
-
 static void l_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
     local *l = bp->impl;
@@ -394,6 +389,33 @@ static void l_replay_stop(backplane *bp, uint64_t id)
 {
 }
 
+/* ---- a dead node's sessions: one node has no other to outlive ---- */
+
+static void l_reap_batch(backplane *bp, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg)
+{
+    bp_reap_set none = {0};
+    cb(BP_OK, &none, arg);
+}
+
+/* No dead instance owns a record here, so every settle is refused. */
+static void l_reap_finish(backplane *bp, int worker, const char *instance, const char *client_id, uint64_t epoch,
+                          const uint8_t *state, uint32_t len, int64_t ttl_ms, bp_done_cb cb, void *arg)
+{
+    if (cb) {
+        cb(BP_ESTALE, arg);
+    }
+}
+
+static void l_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry_after_ms)
+{
+}
+
+/* This node is the cluster: it delivers every shared group's messages. */
+static bool l_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
+{
+    return true;
+}
+
 const bp_ops bp_local_ops = {
     .kind = "local",
     .knows_all_subscribers = true,
@@ -401,7 +423,6 @@ const bp_ops bp_local_ops = {
     .close = l_close,
     .free = l_free,
     .publish = l_publish,
-    .retain_set = l_retain_set,
     .nodes = l_nodes,
     .stats = l_stats,
     .max_publish = l_max_publish,
@@ -415,4 +436,8 @@ const bp_ops bp_local_ops = {
     .replay_start = l_replay_start,
     .replay_next = l_replay_next,
     .replay_stop = l_replay_stop,
+    .reap_batch = l_reap_batch,
+    .reap_finish = l_reap_finish,
+    .reap_end = l_reap_end,
+    .share_mine = l_share_mine,
 };

@@ -115,16 +115,6 @@ static void rk_publish(backplane *bp, int worker, const bp_message *m, bp_done_c
     rk_kafka_publish(r, worker, m, cb, arg);
 }
 
-/* Nothing to write: every node writes the snapshot from the stream
- * (rk_retained.c), with the record's offset. */
-static void rk_retain_set(backplane *bp, int worker, const bp_message *m, bp_done_cb cb, void *arg)
-{
-    (void)m;
-    if (cb) {
-        rk_complete(bp->impl, worker, cb, arg, atomic_load(&bp->closed) ? BP_ECLOSED : BP_OK);
-    }
-}
-
 static void rk_nodes(backplane *bp, int worker, bp_nodes_cb cb, void *arg)
 {
     rk_redis_nodes(bp->impl, worker, cb, arg);
@@ -294,7 +284,6 @@ const bp_ops bp_rk_ops = {
     .close = rk_close,
     .free = rk_free,
     .publish = rk_publish,
-    .retain_set = rk_retain_set,
     .nodes = rk_nodes,
     .stats = rk_stats,
     .max_publish = rk_max_publish,

@@ -613,29 +613,20 @@ void rk_redis_stop(rk *r)
     r->tls = NULL;
 }
 
-/* ---- commands from workers, run on the backplane thread ---- */
+/* ---- the member list for a worker (bp_nodes), read on the backplane
+ * thread ---- */
 
 typedef struct redis_op {
     rk *r;
     int worker;
-    int kind;
-    bp_done_cb done;
     bp_nodes_cb nodes;
     void *arg;
-    char *key;
-    size_t key_len;
-    uint8_t *val;
-    size_t val_len;
     uint64_t start_us;
 } redis_op;
-
-enum { OP_NODES };
 
 static void op_free(redis_op *op)
 {
     bp_hist_observe(&op->r->redis_latency, rk_mono_us() - op->start_us);
-    sh_free(op->key, op->key_len + 1);
-    sh_free(op->val, op->val_len ? op->val_len : 1);
     sh_free(op, sizeof(*op));
 }
 
@@ -704,17 +695,11 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
 {
     redis_op *op = arg;
     rk *r = op->r;
-    bool up = r->ac && atomic_load(&r->redis_up);
-    switch (op->kind) {
-    case OP_NODES:
-        if (!up) {
-            nodes_reply_cb(NULL, NULL, op);
-        } else {
-            redisAsyncCommand(r->ac, nodes_reply_cb, op, "EVAL %s 3 %s %s %s", MEMBERS_LUA, "-", MEMBERS_KEY,
-                              ADDRESSES_KEY);
-        }
-        break;
+    if (!r->ac || !atomic_load(&r->redis_up)) {
+        nodes_reply_cb(NULL, NULL, op);
+        return;
     }
+    redisAsyncCommand(r->ac, nodes_reply_cb, op, "EVAL %s 3 %s %s %s", MEMBERS_LUA, "-", MEMBERS_KEY, ADDRESSES_KEY);
 }
 
 static void post_op(rk *r, redis_op *op)
@@ -727,24 +712,10 @@ static void post_op(rk *r, redis_op *op)
     }
 }
 
-static redis_op *new_op(int kind, int worker, const void *key, size_t key_len, const void *val, size_t val_len)
-{
-    redis_op *op = sh_calloc(1, sizeof(*op));
-    op->kind = kind;
-    op->worker = worker;
-    op->key = sh_strndup(key, key_len);
-    op->key_len = key_len;
-    op->val_len = val_len;
-    op->val = sh_malloc(val_len ? val_len : 1);
-    if (val && val_len) {
-        memcpy(op->val, val, val_len);
-    }
-    return op;
-}
-
 void rk_redis_nodes(rk *r, int worker, bp_nodes_cb cb, void *arg)
 {
-    redis_op *op = new_op(OP_NODES, worker, "", 0, NULL, 0);
+    redis_op *op = sh_calloc(1, sizeof(*op));
+    op->worker = worker;
     op->nodes = cb;
     op->arg = arg;
     post_op(r, op);

@@ -84,7 +84,6 @@ static broker_status open_backplane(broker *b)
     const config *cfg = b->cfg;
     bp_config bc = {
         .node_id = b->node_id,
-        .workers = b->nworkers,
         .address = b->address, /* not copied by bp_open: kept in the broker */
         .redis_url = cfg->redis,
         .redis_tls_ca = cfg->redis_tls_ca,

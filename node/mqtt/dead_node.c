@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "node/broker.h"
 #include "node/mqtt/msg.h"
+#include "node/mqtt/remote.h"
 #include "node/mqtt/route.h"
 #include "node/mqtt/session_codec.h"
 #include "node/mqtt/session_sync.h"
@@ -170,13 +171,6 @@ static void will_cb(bp_status st, void *arg)
     finish(x);
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static void publish_will(dead_node *d, settle_ctx *x, const sc_will *wl)
 {
     mqtt_bytes none = {NULL, 0};
@@ -190,17 +184,7 @@ static void publish_will(dead_node *d, settle_ctx *x, const sc_will *wl)
         m->expiry_at = now_ms() + (uint64_t)wl->expiry_s * 1000;
     }
     x->will = m;
-    bp_message bm = {
-        .topic = m->topic,
-        .topic_len = m->topic_len,
-        .payload = m->payload,
-        .payload_len = m->payload_len,
-        .props = m->props,
-        .props_len = m->props_len,
-        .qos = m->qos,
-        .retain = m->retain,
-        .expiry_at_unix_ms = wl->expiry_s ? wall_ms() + (uint64_t)wl->expiry_s * 1000 : 0,
-    };
+    bp_message bm = remote_bp_message(m); /* a will: no client id */
     bp_publish(d->w->b->bp, d->w->id, &bm, will_cb, x);
 }
 

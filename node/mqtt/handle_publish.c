@@ -163,21 +163,10 @@ static void durable_cb(bp_status st, void *arg)
 
 static void to_backplane(conn *c, msg *m, uint16_t pid)
 {
-    bp_message bm = {
-        .topic = m->topic,
-        .topic_len = m->topic_len,
-        .payload = m->payload,
-        .payload_len = m->payload_len,
-        .props = m->props,
-        .props_len = m->props_len,
-        .qos = m->qos,
-        .retain = m->retain,
-        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
-        /* No Local on the other nodes (§3.8.3.1). */
-        .client_id = c->s ? (const uint8_t *)c->s->client_id : NULL,
-        .client_id_len = c->s ? c->s->id_len : 0,
-        .timestamp_ms = m->ts,
-    };
+    bp_message bm = remote_bp_message(m);
+    /* No Local on the other nodes (§3.8.3.1). */
+    bm.client_id = c->s ? (const uint8_t *)c->s->client_id : NULL;
+    bm.client_id_len = c->s ? c->s->id_len : 0;
     if (m->qos == 0) {
         bp_publish(c->w->b->bp, c->w->id, &bm, NULL, NULL);
         return;

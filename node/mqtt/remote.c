@@ -30,6 +30,23 @@ uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono)
     return unix_ms() + (expiry_at_mono > now_mono ? expiry_at_mono - now_mono : 0);
 }
 
+bp_message remote_bp_message(const msg *m)
+{
+    bp_message bm = {
+        .topic = m->topic,
+        .topic_len = m->topic_len,
+        .payload = m->payload,
+        .payload_len = m->payload_len,
+        .props = m->props,
+        .props_len = m->props_len,
+        .qos = m->qos,
+        .retain = m->retain,
+        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
+        .timestamp_ms = m->ts,
+    };
+    return bm;
+}
+
 static msg *msg_from_bp(const bp_message *bm)
 {
     mqtt_bytes topic = {bm->topic, bm->topic_len};
@@ -47,9 +64,10 @@ static msg *msg_from_bp(const bp_message *bm)
     return m;
 }
 
-msg *remote_msg_new(const bp_message *bm)
+/* m (NULL allowed) with bm's expiry on this node's monotonic clock; NULL
+ * (m released) when it has expired already. */
+static msg *expiry_here(msg *m, const bp_message *bm)
 {
-    msg *m = msg_from_bp(bm);
     if (m && bm->expiry_at_unix_ms) {
         uint64_t now_unix = unix_ms();
         if (bm->expiry_at_unix_ms <= now_unix) {
@@ -61,6 +79,11 @@ msg *remote_msg_new(const bp_message *bm)
     return m;
 }
 
+msg *remote_msg_new(const bp_message *bm)
+{
+    return expiry_here(msg_from_bp(bm), bm);
+}
+
 /* A copy with the expiry on this node's monotonic clock; NULL when it has
  * expired already (or no memory, said once per message). */
 static msg *msg_from_bp_live(const bp_message *bm)
@@ -70,15 +93,7 @@ static msg *msg_from_bp_live(const bp_message *bm)
         sh_log(SH_WARN, "event=remote_drop reason=out-of-memory topic_len=%u", bm->topic_len);
         return NULL;
     }
-    if (bm->expiry_at_unix_ms) {
-        uint64_t now_unix = unix_ms();
-        if (bm->expiry_at_unix_ms <= now_unix) {
-            msg_unref(m);
-            return NULL;
-        }
-        m->expiry_at = now_ms() + (bm->expiry_at_unix_ms - now_unix);
-    }
-    return m;
+    return expiry_here(m, bm);
 }
 
 /* The backplane's thread (or the starting node's), in stream order: the

@@ -31,5 +31,9 @@ void remote_deliver(worker *w, msg *m);
 msg *remote_msg_new(const bp_message *bm);
 /* Convert between monotonic deadlines and wall-clock ones for the wire. */
 uint64_t expiry_to_unix(uint64_t expiry_at_mono, uint64_t now_mono);
+/* m as it goes out on the backplane (borrowing m's bytes): topic, payload,
+ * properties, QoS, retain flag, expiry on the wall clock and m's time. No
+ * client id: a client's publish sets it (No Local on the other nodes). */
+bp_message remote_bp_message(const msg *m);
 
 #endif

@@ -57,6 +57,20 @@ static bool is_publisher(const msg *m, const session *s)
     return id.len && id.len == s->id_len && memcmp(id.p, s->client_id, id.len) == 0;
 }
 
+void route_fold(delivery *d, bool first, const msg *m, const sub_opts *o)
+{
+    uint8_t q = m->qos < o->qos ? m->qos : o->qos;
+    if (first || q > d->qos) {
+        d->qos = q;
+    }
+    if (o->rap && m->retain) {
+        d->retain = true;
+    }
+    if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
+        d->sub_ids[d->n_sub_ids++] = o->sub_id;
+    }
+}
+
 /* Fold hits [i, j) of one session into one delivery: the highest QoS and
  * every subscription identifier (MQTT 5 §3.3.4). */
 static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
@@ -69,17 +83,8 @@ static bool make_delivery(msg *m, const trie_hit *h, size_t n, delivery *d)
         if (o->no_local && !h[k].shared && is_publisher(m, h[k].owner)) {
             continue;
         }
-        uint8_t q = m->qos < o->qos ? m->qos : o->qos;
-        if (!any || q > d->qos) {
-            d->qos = q;
-        }
-        if (o->rap && m->retain) {
-            d->retain = true;
-        }
+        route_fold(d, !any, m, o);
         d->shared = d->shared || h[k].shared;
-        if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
-            d->sub_ids[d->n_sub_ids++] = o->sub_id;
-        }
         any = true;
     }
     return any;
@@ -216,19 +221,8 @@ static void will_durable_cb(bp_status st, void *arg)
 
 void route_publish_will(worker *w, msg *m)
 {
-    bp_message bm = {
-        .topic = m->topic,
-        .topic_len = m->topic_len,
-        .payload = m->payload,
-        .payload_len = m->payload_len,
-        .props = m->props,
-        .props_len = m->props_len,
-        .qos = m->qos,
-        .retain = m->retain,
-        .expiry_at_unix_ms = expiry_to_unix(m->expiry_at, now_ms()),
-        .timestamp_ms = m->ts,
-        /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
-    };
+    /* No client id: the connection that set it is gone (docs/architecture.md, "Wills carry no client id"). */
+    bp_message bm = remote_bp_message(m);
     backplane *bp = w->b->bp;
     if (m->qos == 0) {
         bp_publish(bp, w->id, &bm, NULL, NULL);

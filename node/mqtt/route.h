@@ -18,6 +18,10 @@ typedef struct delivery delivery;
  * sessions it went to. True if one of them is behind (back-pressure). */
 bool route_publish(worker *w, msg *m, uint32_t *matched);
 void route_deliver_to(worker *w, session *s, delivery *d);
+/* Fold one subscription of a session that m matched into d (MQTT 5
+ * §3.3.4): the highest granted QoS (first: the session's first one),
+ * Retain As Published, and its subscription identifier. */
+void route_fold(delivery *d, bool first, const msg *m, const sub_opts *o);
 void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const sub_opts *o);
 /* Publish a will / internal message (origin 0) on this node. Consumes m. */
 void route_publish_internal(worker *w, msg *m);

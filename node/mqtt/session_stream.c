@@ -38,6 +38,7 @@
 #include "node/conn.h"
 #include "node/mqtt/limits.h"
 #include "node/mqtt/remote.h"
+#include "node/mqtt/route.h"
 #include "node/mqtt/send.h"
 #include "node/mqtt/session_sync.h"
 #include "node/worker.h"
@@ -622,16 +623,7 @@ static bool match(const session *s, msg *m, delivery *d)
         if (o->no_local && pub.len == s->id_len && memcmp(pub.p, s->client_id, pub.len) == 0) {
             continue;
         }
-        uint8_t q = m->qos < o->qos ? m->qos : o->qos;
-        if (!any || q > d->qos) {
-            d->qos = q;
-        }
-        if (o->rap && m->retain) {
-            d->retain = true;
-        }
-        if (o->sub_id && d->n_sub_ids < DELIVERY_MAX_SUB_IDS) {
-            d->sub_ids[d->n_sub_ids++] = o->sub_id;
-        }
+        route_fold(d, !any, m, o);
         any = true;
     }
     return any;

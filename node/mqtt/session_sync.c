@@ -48,9 +48,6 @@
  * up to 5 s while they keep failing (and all at once when Redis is back). */
 #define RETRY_FIRST_MS 100
 #define RETRY_MAX_MS 5000
-/* Drops waiting for Redis, per worker: past this a record keeps its
- * claim until a later claim of the id replaces it (logged). */
-#define DROPS_MAX 65536u
 /* An offline session's record outlives its expiry by this much: the owner's
  * own timer ends it first and drops the record; the TTL is the backstop
  * for an owner that died. */
@@ -702,10 +699,10 @@ typedef struct drop_ctx {
     char client_id[]; /* in this allocation */
 } drop_ctx;
 
-static void drop_later(worker *w, const char *client_id, uint64_t epoch)
+void sync_drop_later(worker *w, const char *client_id, uint64_t epoch)
 {
     sync_worker *sw = &w->sync;
-    if (sw->n_drops >= DROPS_MAX) {
+    if (sw->n_drops >= SYNC_DROPS_MAX) {
         sh_log(SH_WARN,
                "event=session_drop_abandoned client=%s pending=%u msg=\"Redis unreachable: the record stays "
                "until the id is claimed again\"",
@@ -726,7 +723,7 @@ static void drop_cb(bp_status st, void *arg)
 {
     drop_ctx *x = arg;
     if (st == BP_EUNAVAILABLE) {
-        drop_later(x->w, x->client_id, x->epoch);
+        sync_drop_later(x->w, x->client_id, x->epoch);
     } else if (st == BP_OK) {
         x->w->sync.retry_ms = RETRY_FIRST_MS;
     }

@@ -106,6 +106,12 @@ void sync_mark_dirty(worker *w, session *s);
 uint64_t sync_wait_ms(const broker *b);
 /* s ended for good (expiry, a clean session's end): drop its record. */
 void sync_session_ended(worker *w, session *s);
+/* Drops waiting for Redis, per worker: past this a record keeps its
+ * claim until a later claim of the id replaces it (logged). */
+#define SYNC_DROPS_MAX 65536u
+/* A record drop the backend did not take (BP_EUNAVAILABLE): tried again
+ * with the worker's next retry, while fewer than SYNC_DROPS_MAX wait. */
+void sync_drop_later(worker *w, const char *client_id, uint64_t epoch);
 
 /* bp_hooks.session_revoked (the backplane's thread). */
 void sync_revoked_hook(void *node, const char *client_id, uint64_t new_epoch);

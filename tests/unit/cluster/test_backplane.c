@@ -42,6 +42,31 @@ Test(backplane_ops, a_table_with_a_hole_is_refused_and_named)
     cr_assert_str_eq(bp_ops_missing(&ops), "kind");
 }
 
+/* The dead-node walk and the shared-group choice are operations like the
+ * others: a backplane without them is refused at open, not given a
+ * default behind the caller's back. */
+Test(backplane_ops, reap_and_share_mine_are_required)
+{
+    bp_ops ops = bp_local_ops;
+    ops.reap_batch = NULL;
+    cr_assert_str_eq(bp_ops_missing(&ops), "reap_batch");
+    ops.reap_batch = bp_local_ops.reap_batch;
+    ops.reap_finish = NULL;
+    cr_assert_str_eq(bp_ops_missing(&ops), "reap_finish");
+    ops.reap_finish = bp_local_ops.reap_finish;
+    ops.reap_end = NULL;
+    cr_assert_str_eq(bp_ops_missing(&ops), "reap_end");
+    ops.reap_end = bp_local_ops.reap_end;
+    ops.share_mine = NULL;
+    cr_assert_str_eq(bp_ops_missing(&ops), "share_mine");
+    ops.share_mine = bp_local_ops.share_mine;
+    cr_assert_null(bp_ops_missing(&ops));
+    bp_config cfg = {.node_id = "n", .address = "a"};
+    bp_hooks hooks = {0};
+    ops.share_mine = NULL;
+    cr_assert_null(bp_open_ops(&ops, &cfg, &hooks));
+}
+
 Test(backplane_ops, a_failed_open_returns_null)
 {
     bp_ops ops = bp_local_ops;

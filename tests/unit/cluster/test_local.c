@@ -13,7 +13,7 @@ static backplane *bp;
 
 static void setup(void)
 {
-    bp_config cfg = {.node_id = "solo", .address = "127.0.0.1:1883", .workers = 1};
+    bp_config cfg = {.node_id = "solo", .address = "127.0.0.1:1883"};
     bp_hooks hooks = {0};
     bp = bp_open(&cfg, &hooks);
     cr_assert_not_null(bp);
@@ -75,27 +75,6 @@ Test(local, the_nodes_list_is_this_node_only_with_its_address)
     cr_assert_eq(s.n, 1);
     cr_assert_str_eq(s.id, "solo");
     cr_assert_str_eq(s.address, "127.0.0.1:1883");
-}
-
-/* The retained snapshot is the node's own index: storing one (and the
- * empty payload that deletes it) is durable at once. */
-Test(local, retained_snapshot_writes_are_durable_before_the_call_returns)
-{
-    bp_message m = {.topic = (const uint8_t *)"r",
-                    .topic_len = 1,
-                    .payload = (const uint8_t *)"v",
-                    .payload_len = 1,
-                    .qos = 1,
-                    .retain = true};
-    seen s = {0};
-    bp_retain_set(bp, 0, &m, done_cb, &s);
-    cr_assert_eq(s.count, 1);
-    cr_assert_eq(s.st, BP_OK);
-    m.payload_len = 0;
-    bp_retain_set(bp, 0, &m, done_cb, &s);
-    cr_assert_eq(s.count, 2);
-    cr_assert_eq(s.st, BP_OK);
-    bp_retain_set(bp, 0, &m, NULL, NULL); /* no callback: allowed */
 }
 
 Test(local, publish_is_durable_before_the_call_returns)
@@ -194,4 +173,17 @@ Test(local, finds_no_dead_node_and_refuses_to_settle_a_record)
     cr_assert_eq(f.count, 1);
     cr_assert_eq(f.st, BP_ESTALE);
     bp_reap_end(bp, 0, "tok|gone", 0); /* nothing to release: no effect */
+}
+
+/* One node owns every share: a hand-over (a member's session ended with
+ * messages in flight) stays here whoever it names. */
+Test(local, every_shared_group_is_this_nodes_whoever_is_left_out)
+{
+    static const uint8_t key[] = "g/t/#";
+    for (uint64_t h = 0; h < 16; h++) {
+        cr_assert(bp_share_mine(bp, key, sizeof(key) - 1, bp_share_mix(h), 0));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, NULL));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, "solo"));
+        cr_assert(bp_share_mine_except(bp, key, sizeof(key) - 1, bp_share_mix(h), 0, "other"));
+    }
 }

@@ -218,4 +218,32 @@ static inline void icl_expect_closed(icl *c)
     cr_assert_null(icl_conn(c), "the connection is still open");
 }
 
+/* The broker's last word: a DISCONNECT with this reason code, and the
+ * connection is closed. */
+static inline void icl_expect_disconnect(icl *c, uint8_t rc)
+{
+    mqtt_packet p;
+    icl_expect(c, MQTT_DISCONNECT, &p);
+    cr_assert_eq(p.u.reason.rc, rc, "DISCONNECT 0x%02x, expected 0x%02x", p.u.reason.rc, rc);
+    icl_expect_closed(c);
+}
+
+/* The fixture of a suite on a default broker (no options, the local
+ * backplane) with nworkers workers, up before each test and down after:
+ * defines `cfg` and `b` for the tests, and the Criterion suite `name`. */
+#define ICL_SUITE(name, nworkers)                            \
+    static config cfg;                                       \
+    static broker b;                                         \
+    static void icl_suite_up(void)                           \
+    {                                                        \
+        cr_assert_eq(config_load(&cfg, 0, NULL), CONFIG_OK); \
+        cr_assert_eq(inproc_up(&b, &cfg, (nworkers)), 0);    \
+    }                                                        \
+    static void icl_suite_down(void)                         \
+    {                                                        \
+        inproc_down(&b);                                     \
+        config_free(&cfg);                                   \
+    }                                                        \
+    TestSuite(name, .init = icl_suite_up, .fini = icl_suite_down)
+
 #endif

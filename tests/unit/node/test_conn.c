@@ -8,22 +8,7 @@
 
 #include "inproc_client.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 2), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(conn, .init = setup, .fini = teardown);
+ICL_SUITE(conn, 2);
 
 Test(conn, connect_gets_connack_and_the_connection_becomes_active)
 {
@@ -118,10 +103,7 @@ Test(conn, a_server_only_packet_is_a_protocol_error)
     uint8_t buf[32];
     icl_write(c, buf, mqtt_encode_connack(&ca, MQTT_V5, buf));
     icl_settle(c);
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_PROTOCOL_ERROR);
-    icl_expect_closed(c);
+    icl_expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
     icl_free(c);
 }
 
@@ -132,10 +114,7 @@ Test(conn, a_malformed_packet_gets_disconnect_0x81)
     static const uint8_t bad[] = {0x36, 0x04, 0x00, 0x01, 't', 0x00};
     icl_write(c, bad, sizeof(bad));
     icl_settle(c);
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_MALFORMED);
-    icl_expect_closed(c);
+    icl_expect_disconnect(c, MQTT_RC_MALFORMED);
     icl_free(c);
 }
 
@@ -153,10 +132,7 @@ Test(conn, a_packet_over_max_packet_size_gets_disconnect_0x95_unread)
     } while (len);
     icl_write(c, head, n);
     icl_settle(c);
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_PACKET_TOO_LARGE);
-    icl_expect_closed(c);
+    icl_expect_disconnect(c, MQTT_RC_PACKET_TOO_LARGE);
     icl_free(c);
 }
 
@@ -204,10 +180,7 @@ Test(conn, keep_alive_timeout_closes_with_disconnect_0x8d)
     cr_assert_not_null(icl_conn(c), "closed before 1.5 x keep alive");
     conn_check_timers(k, last + 15000);
     icl_settle(c);
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_KEEP_ALIVE_TIMEOUT);
-    icl_expect_closed(c);
+    icl_expect_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT);
     icl_free(c);
 }
 

@@ -8,22 +8,7 @@
 
 #include "inproc_client.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(handle_acks, .init = setup, .fini = teardown);
+ICL_SUITE(handle_acks, 1);
 
 /* A subscriber to "w" at qos with a window of one message. */
 static icl *narrow_subscriber(uint8_t qos)

@@ -6,22 +6,7 @@
 
 #include "inproc_client.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(handle_connect, .init = setup, .fini = teardown);
+ICL_SUITE(handle_connect, 1);
 
 static mqtt_connect plain(void)
 {
@@ -209,10 +194,7 @@ Test(handle_connect, the_same_client_id_takes_the_session_over)
 {
     icl *old = icl_connected(&b, 0, MQTT_V5, "twin");
     icl *c = icl_connected(&b, 0, MQTT_V5, "twin");
-    mqtt_packet p;
-    icl_expect(old, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_SESSION_TAKEN_OVER);
-    icl_expect_closed(old);
+    icl_expect_disconnect(old, MQTT_RC_SESSION_TAKEN_OVER);
     cr_assert_not_null(icl_conn(c));
     icl_free(old);
     icl_free(c);

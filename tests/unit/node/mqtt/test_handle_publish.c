@@ -9,22 +9,7 @@
 #include "inproc_client.h"
 #include "node/mqtt/retain.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(handle_publish, .init = setup, .fini = teardown);
+ICL_SUITE(handle_publish, 1);
 
 static mqtt_packet expect_ack(icl *c, uint8_t type, uint16_t pid)
 {
@@ -32,14 +17,6 @@ static mqtt_packet expect_ack(icl *c, uint8_t type, uint16_t pid)
     icl_expect(c, type, &p);
     cr_assert_eq(p.u.ack.packet_id, pid);
     return p;
-}
-
-static void expect_disconnect(icl *c, uint8_t rc)
-{
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, rc, "DISCONNECT 0x%02x, expected 0x%02x", p.u.reason.rc, rc);
-    icl_expect_closed(c);
 }
 
 static size_t retained_count(void)
@@ -142,7 +119,7 @@ Test(handle_publish, qos_over_the_maximum_is_disconnect_0x9b)
     icl *c = icl_connected(&b, 0, MQTT_V5, "pub");
     icl_send_publish(c, "t", "x", 2, 1, false, NULL);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_QOS_NOT_SUPPORTED);
+    icl_expect_disconnect(c, MQTT_RC_QOS_NOT_SUPPORTED);
     icl_free(c);
 }
 
@@ -152,7 +129,7 @@ Test(handle_publish, retain_when_not_available_is_disconnect_0x9a)
     icl *c = icl_connected(&b, 0, MQTT_V5, "pub");
     icl_send_publish(c, "t", "x", 0, 0, true, NULL);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_RETAIN_NOT_SUPPORTED);
+    icl_expect_disconnect(c, MQTT_RC_RETAIN_NOT_SUPPORTED);
     cr_assert_eq(retained_count(), 0);
     icl_free(c);
 }
@@ -170,7 +147,7 @@ Test(handle_publish, a_subscription_identifier_from_a_client_is_disconnect_0x82)
     pr.sub_id = 4;
     icl_send_publish(c, "t", "x", 0, 0, false, &pr);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
+    icl_expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
     icl_free(c);
 }
 
@@ -183,7 +160,7 @@ Test(handle_publish, topic_alias_0_is_disconnect_0x94)
     pr.topic_alias = 0;
     icl_send_publish(c, "t", "x", 0, 0, false, &pr);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_TOPIC_ALIAS_INVALID);
+    icl_expect_disconnect(c, MQTT_RC_TOPIC_ALIAS_INVALID);
     icl_free(c);
 }
 
@@ -219,7 +196,7 @@ Test(handle_publish, an_alias_never_set_is_disconnect_0x82)
     pr.topic_alias = 1;
     icl_send_publish(c, "", "x", 0, 0, false, &pr);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
+    icl_expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
     icl_free(c);
 }
 
@@ -236,7 +213,7 @@ Test(handle_publish, over_the_receive_maximum_is_disconnect_0x93)
     expect_ack(c, MQTT_PUBREC, 2);
     icl_send_publish(c, "t", "x", 2, 3, false, NULL);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED);
+    icl_expect_disconnect(c, MQTT_RC_RECEIVE_MAX_EXCEEDED);
     icl_free(c);
 }
 
@@ -253,7 +230,7 @@ Test(handle_publish, a_topic_over_the_limits_is_puback_0x90_or_disconnect)
     cr_assert_not_null(icl_conn(c));
     icl_send_publish(c, "a/b/c", "x", 0, 0, false, NULL);
     icl_settle(c);
-    expect_disconnect(c, MQTT_RC_TOPIC_NAME_INVALID);
+    icl_expect_disconnect(c, MQTT_RC_TOPIC_NAME_INVALID);
     icl_free(c);
 }
 

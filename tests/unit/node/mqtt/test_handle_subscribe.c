@@ -7,22 +7,7 @@
 
 #include "inproc_client.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(handle_subscribe, .init = setup, .fini = teardown);
+ICL_SUITE(handle_subscribe, 1);
 
 /* SUBSCRIBE the filters at QoS 1 and return the SUBACK's codes. */
 static void subscribe(icl *c, const char *const *filters, uint32_t n, uint8_t *codes)
@@ -122,10 +107,7 @@ Test(handle_subscribe, no_local_on_a_shared_subscription_is_disconnect_0x82)
     mqtt_sub s = {.filter = icl_str("$share/g/t"), .qos = 0, .no_local = true};
     icl_send_subscribe(c, 1, &s, 1, NULL);
     icl_settle(c);
-    mqtt_packet p;
-    icl_expect(c, MQTT_DISCONNECT, &p);
-    cr_assert_eq(p.u.reason.rc, MQTT_RC_PROTOCOL_ERROR);
-    icl_expect_closed(c);
+    icl_expect_disconnect(c, MQTT_RC_PROTOCOL_ERROR);
     icl_free(c);
 }
 

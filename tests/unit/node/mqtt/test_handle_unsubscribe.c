@@ -6,22 +6,7 @@
 
 #include "inproc_client.h"
 
-static config cfg;
-static broker b;
-
-static void setup(void)
-{
-    cr_assert_eq(config_load(&cfg, 0, NULL), 0);
-    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
-}
-
-static void teardown(void)
-{
-    inproc_down(&b);
-    config_free(&cfg);
-}
-
-TestSuite(handle_unsubscribe, .init = setup, .fini = teardown);
+ICL_SUITE(handle_unsubscribe, 1);
 
 static mqtt_packet unsubscribe(icl *c, const char *const *filters, uint32_t n)
 {

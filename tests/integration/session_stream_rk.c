@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The marks a persistent session carries from node to node
+ * (node/mqtt/session_stream.c; docs/architecture.md, "Offline queues and
+ * positions"), on a broker in this process on the redis_kafka backplane
+ * with a real Redis and Kafka (given by with_backends.sh): a session keeps
+ * this node's marks and at most SC_MAX_RULES - 1 = 7 previous owners'. At
+ * the edge every stored mark is kept; one past it the last one stored is
+ * left out, and the state it stores next holds SC_MAX_RULES marks, which
+ * the codec still takes. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "inproc_client.h"
+#include "node/mqtt/registry.h"
+#include "node/mqtt/session_codec.h"
+#include "node/mqtt/session_stream.h"
+
+#define WAIT_S 120
+
+static config cfg;
+static broker b;
+
+static void setup(void)
+{
+    const char *redis = getenv("SHOAL_TEST_REDIS_URL");
+    const char *kafka = getenv("SHOAL_TEST_KAFKA");
+    cr_assert(redis && kafka, "run through tests/integration/with_backends.sh");
+    static char prefix[64], node[64];
+    snprintf(prefix, sizeof(prefix), "marks-%d-%ld.", (int)getpid(), (long)time(NULL));
+    snprintf(node, sizeof(node), "marks-%d", (int)getpid());
+    char *argv[] = {"--redis",
+                    (char *)redis,
+                    "--kafka",
+                    (char *)kafka,
+                    "--kafka-topic-prefix",
+                    prefix,
+                    "--kafka-partitions",
+                    "2",
+                    "--kafka-replication",
+                    "1",
+                    "--node-id",
+                    node};
+    cr_assert_eq(config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv), CONFIG_OK);
+    cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
+}
+
+static void teardown(void)
+{
+    inproc_down(&b);
+    config_free(&cfg);
+}
+
+TestSuite(session_stream_rk, .init = setup, .fini = teardown, .timeout = 300);
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Turn the worker's loop until the client got a packet (the claim goes
+ * to Redis and back). */
+static void wait_packet(icl *c)
+{
+    double deadline = now_s() + WAIT_S;
+    while (evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+        cr_assert_lt(now_s(), deadline, "no answer from the broker");
+        event_base_loop(b.workers[0].base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+}
+
+/* A persistent v5 session `id`, connected. */
+static session *persistent_session(icl **out, const char *id)
+{
+    while (!bp_is_ready(b.bp)) {
+        event_base_loop(b.workers[0].base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+    icl *c = icl_open(&b, 0, MQTT_V5);
+    mqtt_connect q;
+    memset(&q, 0, sizeof(q));
+    q.keepalive = 60;
+    q.props.present = MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
+    q.props.session_expiry = 600;
+    icl_send_connect(c, id, &q);
+    wait_packet(c);
+    mqtt_packet p;
+    icl_expect(c, MQTT_CONNACK, &p);
+    cr_assert_eq(p.u.connack.rc, MQTT_RC_SUCCESS, "CONNACK 0x%02x", p.u.connack.rc);
+    pthread_mutex_lock(&b.sess_lock);
+    session *s = registry_get(&b, id, strlen(id));
+    pthread_mutex_unlock(&b.sess_lock);
+    cr_assert_not_null(s);
+    cr_assert(s->persistent);
+    *out = c;
+    return s;
+}
+
+#define PARTS 2
+
+/* A stored state with n previous owners' marks ("prev-0".."prev-<n-1>"),
+ * each far above anything the session's positions reach, so none is
+ * passed and trimmed. */
+typedef struct stored {
+    sc_state st;
+    sc_rule rules[SC_MAX_RULES + 1];
+    char names[SC_MAX_RULES + 1][16];
+    int64_t pos[PARTS];
+    int64_t hi[PARTS];
+} stored;
+
+static void make_stored(stored *x, uint32_t n)
+{
+    memset(x, 0, sizeof(*x));
+    for (uint32_t p = 0; p < PARTS; p++) {
+        x->pos[p] = -1;
+        x->hi[p] = (int64_t)1 << 40;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(x->names[i], sizeof(x->names[i]), "prev-%u", i);
+        x->rules[i].node = icl_str(x->names[i]);
+        x->rules[i].hi_own = x->hi;
+        x->rules[i].hi_other = x->hi;
+    }
+    x->st.n_parts = PARTS;
+    x->st.pos = x->pos;
+    x->st.n_rules = n;
+    x->st.rules = x->rules;
+}
+
+static bool has_rule(const sc_state *st, const char *node)
+{
+    for (uint32_t i = 0; i < st->n_rules; i++) {
+        if (st->rules[i].node.len == strlen(node) && memcmp(st->rules[i].node.p, node, strlen(node)) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Restore x into the session, then encode what it would store now; the
+ * codec must take it. */
+static void restore_and_encode(session *s, stored *x, sc_state *out)
+{
+    worker *w = &b.workers[0];
+    cr_assert_eq(bp_stream_partitions(b.bp), PARTS);
+    stream_restore(w, s, &x->st);
+    memset(out, 0, sizeof(*out));
+    out->proto_version = MQTT_V5;
+    cr_assert_gt(stream_encode(w, s, out), 0, "the session has no stream state");
+    uint8_t *blob = NULL;
+    uint32_t len = 0;
+    cr_assert_eq(sc_encode(out, &blob, &len), SC_OK, "the state with %u marks does not encode", out->n_rules);
+    sh_free(blob, len);
+}
+
+Test(session_stream_rk, seven_previous_owners_marks_are_all_kept)
+{
+    icl *c;
+    session *s = persistent_session(&c, "marks-edge");
+    stored x;
+    make_stored(&x, SC_MAX_RULES - 1);
+    sc_state out;
+    restore_and_encode(s, &x, &out);
+    cr_assert_eq(out.n_rules, SC_MAX_RULES, "this node's marks and 7 previous owners', got %u", out.n_rules);
+    cr_assert(has_rule(&out, cfg.node_id));
+    for (uint32_t i = 0; i < SC_MAX_RULES - 1; i++) {
+        cr_assert(has_rule(&out, x.names[i]), "%s's marks were lost", x.names[i]);
+    }
+    stream_encoded(&out);
+    icl_free(c);
+}
+
+Test(session_stream_rk, an_eighth_previous_owner_is_left_out_and_the_rest_are_kept)
+{
+    icl *c;
+    session *s = persistent_session(&c, "marks-past");
+    stored x;
+    make_stored(&x, SC_MAX_RULES);
+    sc_state out;
+    restore_and_encode(s, &x, &out);
+    cr_assert_eq(out.n_rules, SC_MAX_RULES, "the marks grew past their bound: %u", out.n_rules);
+    cr_assert(has_rule(&out, cfg.node_id), "this node's own marks were pushed out");
+    for (uint32_t i = 0; i < SC_MAX_RULES - 1; i++) {
+        cr_assert(has_rule(&out, x.names[i]), "%s's marks were lost", x.names[i]);
+    }
+    cr_assert_not(has_rule(&out, x.names[SC_MAX_RULES - 1]), "the one past the bound was kept");
+    stream_encoded(&out);
+    icl_free(c);
+}
