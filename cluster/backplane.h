@@ -231,8 +231,10 @@ int64_t bp_stream_start(const backplane *bp, uint32_t p);
  * every record at or past it reaches this node live, after the call).
  * Records come in batches of at most `max_batch`, each partition in order;
  * the next batch is read once the caller asks (bp_replay_next), so a
- * replay holds at most one batch. Replays run one at a time per node, in
- * the order they were started.
+ * replay holds at most one batch. Replays read one at a time per node, in
+ * the order they were started, except that one waiting for its caller to
+ * ask while another wants a batch is set aside (it resumes where it
+ * stood, with the same `end`): a caller that never asks holds up no other.
  *
  * cb runs on the calling worker once per batch; the last call has `done`
  * set (or st != BP_OK). After bp_replay_stop the last call comes with

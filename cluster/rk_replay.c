@@ -9,11 +9,15 @@
  * through assign(), and a partition can be read from one offset at a time
  * per handle), driven with the simple consumer API onto one queue per
  * replay, woken through a pipe on the backplane thread like the live
- * consumer. Replays run one at a time in the order they were started: a
- * burst of reconnects queues up instead of opening a handle each (each is
- * a set of broker connections and threads). A replay hands its caller one
- * batch at a time and reads on only when asked (bp_replay_next), so it
- * holds at most one batch plus what librdkafka prefetches (capped below). */
+ * consumer. One replay reads at a time (the head of the list): a burst of
+ * reconnects queues up instead of opening a handle each (each is a set of
+ * broker connections and threads). A replay hands its caller one batch at
+ * a time and reads on only when asked (bp_replay_next), so it holds at most
+ * one batch plus what librdkafka prefetches (capped below). A head that
+ * waits for its caller (a slow or silent client) while another replay
+ * wants a batch is parked: its partitions stop where it stands and it goes
+ * to the back, so one client that takes nothing cannot keep every other
+ * session on the node from catching up. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -38,13 +42,15 @@ typedef struct rp_job {
     uint32_t n_parts;
     uint32_t max_batch;
     int64_t *from;
+    int64_t *at; /* the next offset to read per partition (a parked job resumes there) */
     int64_t *end;
     bool *started; /* consume_start called for the partition */
     bool *open;    /* not at its end yet */
     rd_kafka_queue_t *q;
     bool active;
-    bool want;    /* the caller asked for a batch */
-    bool stopped; /* bp_replay_stop */
+    bool have_end; /* end is fixed at the first activation: the caller drops live records below it */
+    bool want;     /* the caller asked for a batch */
+    bool stopped;  /* bp_replay_stop */
 } rp_job;
 
 typedef struct rk_replay {
@@ -149,6 +155,7 @@ static void job_free(rp_job *j)
 {
     size_t n = j->n_parts ? j->n_parts : 1;
     sh_free(j->from, n * sizeof(int64_t));
+    sh_free(j->at, n * sizeof(int64_t));
     sh_free(j->end, n * sizeof(int64_t));
     sh_free(j->started, n * sizeof(bool));
     sh_free(j->open, n * sizeof(bool));
@@ -176,13 +183,55 @@ static bool any_open(const rp_job *j)
 
 static void activate(rk *r, rp_job *j);
 
-/* The head job is over: its last call, then the next job. */
-static void finish_head(rk *r, bp_status st)
+static void unlink_job(rk_replay *rp, rp_job *j)
 {
-    rk_replay *rp = r->replay;
-    rp_job *j = rp->head;
+    rp_job **pp = &rp->head;
+    rp_job *prev = NULL;
+    while (*pp && *pp != j) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp) {
+        return;
+    }
+    *pp = j->next;
+    if (rp->tail == j) {
+        rp->tail = prev;
+    }
+    j->next = NULL;
+}
+
+static void push_tail(rk_replay *rp, rp_job *j)
+{
+    j->next = NULL;
+    if (rp->tail) {
+        rp->tail->next = j;
+    } else {
+        rp->head = j;
+    }
+    rp->tail = j;
+}
+
+static void push_head(rk_replay *rp, rp_job *j)
+{
+    j->next = rp->head;
+    rp->head = j;
+    if (!rp->tail) {
+        rp->tail = j;
+    }
+}
+
+/* Stop reading j's queue: what it prefetched is thrown away (read again
+ * from `at` when it resumes). */
+static void close_queue(rk_replay *rp, rp_job *j, bool all)
+{
     for (uint32_t p = 0; p < j->n_parts; p++) {
-        stop_partition(rp, j, p);
+        if (all) {
+            stop_partition(rp, j, p);
+        } else if (j->started[p]) {
+            rd_kafka_consume_stop(rp->t, (int32_t)p);
+            j->started[p] = false;
+        }
     }
     if (j->q) {
         rd_kafka_message_t *km;
@@ -192,22 +241,59 @@ static void finish_head(rk *r, bp_status st)
         rd_kafka_queue_destroy(j->q);
         j->q = NULL;
     }
+    j->active = false;
+}
+
+/* A job is over (the head, or a queued one stopped): its last call. */
+static void finish_job(rk *r, rp_job *j, bp_status st)
+{
+    rk_replay *rp = r->replay;
+    bool was_head = rp->head == j;
+    close_queue(rp, j, true);
     rp_batch *b = batch_new(j, 0);
     b->st = st;
     b->done = true;
     batch_post(r, j->worker, b);
-    rp->head = j->next;
-    if (!rp->head) {
-        rp->tail = NULL;
-    }
+    unlink_job(rp, j);
     job_free(j);
-    if (rp->head) {
+    if (was_head && rp->head) {
         activate(r, rp->head);
     }
 }
 
+static void finish_head(rk *r, bp_status st)
+{
+    finish_job(r, r->replay->head, st);
+}
+
+/* The head waits for its caller: if another job wants a batch (or is
+ * stopped), park the head at the back and let that one read. */
+static void schedule(rk *r)
+{
+    rk_replay *rp = r->replay;
+    rp_job *h = rp->head;
+    if (!h || !h->active || h->want || h->stopped) {
+        return;
+    }
+    rp_job *j = h->next;
+    while (j && !j->want && !j->stopped) {
+        j = j->next;
+    }
+    if (!j) {
+        return;
+    }
+    close_queue(rp, h, false);
+    unlink_job(rp, h);
+    push_tail(rp, h);
+    unlink_job(rp, j);
+    push_head(rp, j);
+    activate(r, j);
+}
+
+static void schedule(rk *r);
+
 /* Read what the queue holds into one batch, while the caller wants one. */
-static void pump(rk *r)
+static void pump_head(rk *r)
 {
     rk_replay *rp = r->replay;
     rp_job *j = rp->head;
@@ -229,6 +315,9 @@ static void pump(rk *r)
         if (p >= j->n_parts || !j->open[p]) {
             rd_kafka_message_destroy(km);
             continue;
+        }
+        if (!km->err) {
+            j->at[p] = km->offset + 1;
         }
         if (km->err) {
             if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
@@ -290,31 +379,43 @@ static void pump(rk *r)
     }
 }
 
+static void pump(rk *r)
+{
+    pump_head(r);
+    schedule(r);
+}
+
 static void activate(rk *r, rp_job *j)
 {
     rk_replay *rp = r->replay;
     j->active = true;
     j->q = rd_kafka_queue_new(rp->c);
     rd_kafka_queue_io_event_enable(j->q, rp->pipe[1], "1", 1);
+    bool first = !j->have_end;
+    j->have_end = true;
     for (uint32_t p = 0; p < j->n_parts; p++) {
-        /* Every record before `end` is in Kafka now: the live consumer read
-         * it, or this node's delivery report for it came. */
-        int64_t end = p < (uint32_t)r->partitions ? r->positions[p] : -1;
-        if (p < (uint32_t)r->partitions && r->own_high[p] > end) {
-            end = r->own_high[p];
+        if (first) {
+            /* Every record before `end` is in Kafka now: the live consumer
+             * read it, or this node's delivery report for it came. */
+            int64_t end = p < (uint32_t)r->partitions ? r->positions[p] : -1;
+            if (p < (uint32_t)r->partitions && r->own_high[p] > end) {
+                end = r->own_high[p];
+            }
+            j->end[p] = end;
+            j->open[p] = j->from[p] >= 0 && end >= 0 && j->from[p] < end;
         }
-        j->end[p] = end;
-        if (j->from[p] >= 0 && end >= 0 && j->from[p] < end && !j->stopped) {
-            if (rd_kafka_consume_start_queue(rp->t, (int32_t)p, j->from[p], j->q) == 0) {
+        /* A parked job resumes where it stood, with the same end. */
+        if (j->open[p] && !j->stopped) {
+            if (rd_kafka_consume_start_queue(rp->t, (int32_t)p, j->at[p], j->q) == 0) {
                 j->started[p] = true;
-                j->open[p] = true;
             } else {
+                j->open[p] = false;
                 sh_log(SH_WARN, "event=kafka_replay_start_failed partition=%u err=\"%s\"", p,
                        rd_kafka_err2str(rd_kafka_last_error()));
             }
         }
     }
-    sh_log(SH_DEBUG, "event=replay_start id=%llu", (unsigned long long)j->id);
+    sh_log(SH_DEBUG, "event=%s id=%llu", first ? "replay_start" : "replay_resume", (unsigned long long)j->id);
     if (!any_open(j)) {
         finish_head(r, j->stopped ? BP_ECLOSED : BP_OK);
         return;
@@ -367,12 +468,7 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
     rk_replay *rp = r->replay;
     if (op->which == 1) {
         rp_job *j = op->job;
-        if (rp->tail) {
-            rp->tail->next = j;
-        } else {
-            rp->head = j;
-        }
-        rp->tail = j;
+        push_tail(rp, j);
         if (rp->head == j) {
             activate(r, j);
         }
@@ -383,10 +479,13 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
         } else if (j) {
             j->stopped = true;
         }
-        if (j == rp->head) {
+        if (j && j == rp->head) {
             pump(r);
+        } else if (j && j->stopped) {
+            finish_job(r, j, BP_ECLOSED); /* queued, never to read: its last call now */
         }
     }
+    schedule(r);
     sh_free(op, sizeof(*op));
 }
 
@@ -417,11 +516,13 @@ void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32
     j->n_parts = n_parts;
     j->max_batch = max_batch;
     j->from = sh_malloc(n * sizeof(int64_t));
+    j->at = sh_malloc(n * sizeof(int64_t));
     j->end = sh_malloc(n * sizeof(int64_t));
     j->started = sh_calloc(n, sizeof(bool));
     j->open = sh_calloc(n, sizeof(bool));
     for (uint32_t p = 0; p < n_parts; p++) {
         j->from[p] = from[p];
+        j->at[p] = from[p];
         j->end[p] = -1;
     }
     j->want = true;

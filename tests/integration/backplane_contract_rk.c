@@ -529,3 +529,88 @@ Test(backplane_contract_rk, a_record_let_go_by_its_previous_owner_has_a_ttl)
     redisFree(c);
     member_free(&a);
 }
+
+/* ---- replays: one waiting for its caller does not hold up another ---- */
+
+typedef struct replay_seen {
+    member *mb;
+    const char *topic;
+    uint64_t id;
+    bool ask; /* asks for the next batch at once */
+    int batches;
+    int records;
+    bool done;
+    bp_status last;
+} replay_seen;
+
+static void replay_seen_cb(bp_status st, const bp_replay_batch *b, void *arg)
+{
+    replay_seen *r = arg;
+    if (b && b->n) {
+        r->batches++;
+        for (size_t i = 0; i < b->n; i++) {
+            const bp_message *m = &b->msgs[i];
+            r->records += m->topic_len == strlen(r->topic) && memcmp(m->topic, r->topic, m->topic_len) == 0;
+        }
+    }
+    if (st != BP_OK || !b || b->done) {
+        r->done = true;
+        r->last = st;
+        return;
+    }
+    if (r->ask) {
+        bp_replay_next(r->mb->bp, r->id);
+    }
+}
+
+static bool replay_has_batch(void *arg)
+{
+    return ((replay_seen *)arg)->batches > 0;
+}
+
+static bool replay_done(void *arg)
+{
+    return ((replay_seen *)arg)->done;
+}
+
+Test(backplane_contract_rk, a_replay_waiting_for_its_caller_does_not_hold_up_the_next)
+{
+    /* A session's replay waits for its client (bp_replay_next is not
+     * called while the client has not taken the last batch). Before,
+     * replays ran strictly one after another and B waited behind A for as
+     * long as A's client took nothing. */
+    member a;
+    member_open(&a, "replay");
+    member_ready(&a);
+    uint32_t n_parts = bp_stream_partitions(a.bp);
+    cr_assert_gt(n_parts, 0);
+    int64_t from[64];
+    cr_assert_leq(n_parts, 64);
+    for (uint32_t p = 0; p < n_parts; p++) {
+        from[p] = bp_stream_start(a.bp, p);
+    }
+    char topic[96];
+    unique_topic(topic, sizeof(topic), "replay");
+    calls c = {0};
+    for (int i = 0; i < 20; i++) {
+        publish(&a, &c, topic, i);
+    }
+    cr_assert(run_until(&a, all_done, &c), "publishes did not complete");
+    replay_seen ra = {.mb = &a, .topic = topic}, rb = {.mb = &a, .topic = topic, .ask = true};
+    ra.id = bp_replay_start(a.bp, 0, from, n_parts, 1, replay_seen_cb, &ra);
+    cr_assert(run_until(&a, replay_has_batch, &ra), "A never got a batch");
+    rb.id = bp_replay_start(a.bp, 0, from, n_parts, 1, replay_seen_cb, &rb);
+    cr_assert(run_until(&a, replay_done, &rb), "B never finished behind A (A: %d batch(es), B: %d)", ra.batches,
+              rb.batches);
+    cr_assert_eq(rb.last, BP_OK);
+    cr_assert_eq(rb.records, 20, "B read %d of the 20", rb.records);
+    cr_assert_eq(ra.batches, 1, "A was not asked for more");
+    cr_assert(!ra.done);
+    /* A resumes where it stood: it reads the rest of its records once asked. */
+    ra.ask = true;
+    bp_replay_next(a.bp, ra.id);
+    cr_assert(run_until(&a, replay_done, &ra), "A never finished once asked");
+    cr_assert_eq(ra.last, BP_OK);
+    cr_assert_eq(ra.records, 20, "A read %d of the 20 (none twice)", ra.records);
+    member_free(&a);
+}
