@@ -192,7 +192,7 @@ static void auth_failed(rk *r, rd_kafka_resp_err_t err, const char *reason)
 static void error_cb(rd_kafka_t *rkp, int err, const char *reason, void *opaque)
 {
     rk *r = opaque;
-    if (rk_ksec_is_auth_error(err)) {
+    if (rk_ksec_is_auth_error(err, reason)) {
         auth_failed(r, err, reason);
         return;
     }
@@ -319,7 +319,7 @@ static rd_kafka_event_t *poll_admin(rk *r, rd_kafka_queue_t *q, int ms)
         }
         rd_kafka_message_t *km;
         while ((km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
-            if (rk_ksec_is_auth_error(km->err)) {
+            if (rk_ksec_is_auth_error(km->err, rd_kafka_message_errstr(km))) {
                 auth_failed(r, km->err, rd_kafka_message_errstr(km));
             }
             rd_kafka_message_destroy(km);
@@ -712,7 +712,7 @@ void rk_kafka_drain(rk *r)
      * behind; what stays in the queue is handed over once it catches up. */
     while (!rk_hold_check(r) && (km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
         if (km->err) {
-            if (rk_ksec_is_auth_error(km->err)) {
+            if (rk_ksec_is_auth_error(km->err, rd_kafka_message_errstr(km))) {
                 auth_failed(r, km->err, rd_kafka_message_errstr(km));
             } else if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 sh_log(SH_DEBUG, "event=kafka_consume_error err=\"%s\"", rd_kafka_message_errstr(km));

@@ -85,9 +85,17 @@ int rk_ksec_load(rk_ksec *s, const bp_config *cfg)
     }
     s->loaded = true;
     const char *mech = uses_sasl(s->protocol) && cfg->kafka_sasl_mechanism ? cfg->kafka_sasl_mechanism : "-";
-    sh_log(SH_INFO, "event=kafka_security protocol=%s ca=\"%s\" client_cert=%s sasl_mechanism=%s sasl_username=\"%s\"",
+    sh_log(SH_INFO,
+           "event=kafka_security protocol=%s ca=\"%s\" client_cert=%s sasl_mechanism=%s sasl_username=\"%s\" "
+           "librdkafka=%s",
            s->protocol, cfg->kafka_tls_ca ? cfg->kafka_tls_ca : "", cfg->kafka_tls_cert ? "yes" : "no", mech,
-           uses_sasl(s->protocol) && cfg->kafka_sasl_username ? cfg->kafka_sasl_username : "");
+           uses_sasl(s->protocol) && cfg->kafka_sasl_username ? cfg->kafka_sasl_username : "", rd_kafka_version_str());
+    if (!strncmp(mech, "SCRAM", 5) && rd_kafka_version() < RK_KSEC_SCRAM_FIXED) {
+        sh_log(SH_WARN,
+               "event=kafka_security_scram_old librdkafka=%s msg=\"Kafka 4.x brokers refuse SCRAM from librdkafka "
+               "before 2.6.1 (librdkafka#4895: the nonce is sent twice); with Kafka 4.x use PLAIN over sasl_ssl\"",
+               rd_kafka_version_str());
+    }
     if (!strcmp(s->protocol, "sasl_plaintext") && !strcmp(mech, "PLAIN")) {
         sh_log(SH_WARN, "event=kafka_security_weak msg=\"SASL PLAIN without TLS sends the password in clear: "
                         "use sasl_ssl, or SCRAM\"");
@@ -148,8 +156,11 @@ void rk_ksec_free(rk_ksec *s)
     memset(s, 0, sizeof(*s));
 }
 
-bool rk_ksec_is_auth_error(rd_kafka_resp_err_t err)
+bool rk_ksec_is_auth_error(rd_kafka_resp_err_t err, const char *reason)
 {
+    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+        return reason && strstr(reason, "SSL alert number") != NULL;
+    }
     return err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL ||
            err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED || err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
            err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED;

@@ -16,6 +16,11 @@
 
 #include "cluster/backplane.h"
 
+/* librdkafka before 2.6.1 sends the SCRAM nonce twice in its final
+ * message; Kafka 4.x checks it as RFC 5802 says and refuses the login
+ * (librdkafka#4895). Debian 12 ships 2.0.2. */
+#define RK_KSEC_SCRAM_FIXED 0x020601ff
+
 /* A password file holds one password, not a keystore. */
 #define RK_KSEC_PASSWORD_MAX 1024
 
@@ -37,8 +42,11 @@ int rk_ksec_apply(const rk_ksec *s, const bp_config *cfg, rd_kafka_conf_t *conf)
 /* Wipe and free the password. */
 void rk_ksec_free(rk_ksec *s);
 
-/* Is this librdkafka error a refusal by the brokers that retrying will not
- * cure (TLS handshake, certificate, SASL credentials)? */
-bool rk_ksec_is_auth_error(rd_kafka_resp_err_t err);
+/* Is this librdkafka error (and its text) a refusal by the brokers that
+ * retrying will not cure: TLS handshake, certificate, SASL credentials?
+ * A TLS alert from the broker counts: with TLS 1.3 a refused client
+ * certificate reaches the client only as an alert on its next read, which
+ * librdkafka reports as a transport error ("SSL alert number 42"). */
+bool rk_ksec_is_auth_error(rd_kafka_resp_err_t err, const char *reason);
 
 #endif

@@ -193,8 +193,13 @@ Test(rk_ksec, plain_without_tls_is_warned_about)
 
 Test(rk_ksec, auth_errors)
 {
-    cr_assert(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__SSL));
-    cr_assert(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__AUTHENTICATION));
-    cr_assert_not(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__TRANSPORT));
-    cr_assert_not(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN));
+    cr_assert(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__SSL, "SSL handshake failed"));
+    cr_assert(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__AUTHENTICATION, "SASL authentication error"));
+    /* TLS 1.3: the broker's refusal of the client certificate, read as an alert. */
+    cr_assert(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__TRANSPORT,
+                                    "ssl://127.0.0.1:9093/bootstrap: Receive failed: error:0A000412:SSL "
+                                    "routines::sslv3 alert bad certificate: SSL alert number 42"));
+    cr_assert_not(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__TRANSPORT, "Connection refused"));
+    cr_assert_not(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__TRANSPORT, NULL));
+    cr_assert_not(rk_ksec_is_auth_error(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN, "all down"));
 }
