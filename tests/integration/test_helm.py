@@ -279,7 +279,7 @@ def test_every_object_validates_strictly(helm_env, validator, name):
         "dev": ["ConfigMap", "Deployment", "Deployment", "Deployment", "PodDisruptionBudget", "Service",
                 "Service", "Service", "Service", "ServiceAccount"],
         "full": ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
-                 "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Service", "Service",
+                 "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Secret", "Service", "Service",
                  "ServiceAccount", "ServiceMonitor"],
     }[name]
     assert kinds == want, r.stdout
