@@ -142,6 +142,15 @@ typedef struct bp_config {
     int kafka_replication;
     const char *kafka_acks;
     int kafka_linger_ms; /* producer batching delay */
+    /* Kafka TLS and SASL (cluster/rk_ksec.h): NULL protocol = plaintext.
+     * The password is read from its file at open, never passed here. */
+    const char *kafka_security_protocol; /* plaintext, ssl, sasl_plaintext, sasl_ssl */
+    const char *kafka_tls_ca;            /* CA bundle (PEM), NULL = system store */
+    const char *kafka_tls_cert;          /* client certificate (PEM), may be NULL */
+    const char *kafka_tls_key;
+    const char *kafka_sasl_mechanism; /* PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 */
+    const char *kafka_sasl_username;
+    const char *kafka_sasl_password_file;
     int heartbeat_ms;
 } bp_config;
 

@@ -201,6 +201,7 @@ static void rk_release(rk *r)
     sh_free(r->start, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
     sh_free(r->own_high, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
     pthread_mutex_destroy(&r->ready_lock);
+    rk_ksec_free(&r->ksec);
     sh_free(r, sizeof(*r));
 }
 

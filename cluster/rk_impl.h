@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "cluster/backplane_impl.h"
+#include "cluster/rk_ksec.h"
 #include "cluster/rk_retained.h"
 
 typedef struct rk {
@@ -42,6 +43,11 @@ typedef struct rk {
      * the node restarts, so the node stays not ready (never ready and
      * refusing). */
     _Atomic bool kafka_fatal;
+    /* The brokers refused this node's TLS handshake or SASL credentials
+     * (rk_ksec.h): logged once per change; at start the node gives up
+     * rather than retry what will fail again. */
+    _Atomic bool kafka_auth_failed;
+    rk_ksec ksec; /* TLS and SASL settings, the SASL password */
     /* Delivery reports that failed in a row; KAFKA_MAX_DELIVERY_FAILURES of
      * them mark Kafka down until the probe finds the topic writable again. */
     _Atomic uint32_t delivery_failures;

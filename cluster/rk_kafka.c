@@ -172,9 +172,30 @@ static void dr_cb(rd_kafka_t *rkp, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
+/* The brokers refused the TLS handshake or the SASL credentials: one ERROR
+ * line per change (librdkafka retries every reconnect backoff), and the
+ * node is not ready while it lasts. */
+static void auth_failed(rk *r, rd_kafka_resp_err_t err, const char *reason)
+{
+    if (!atomic_exchange(&r->kafka_auth_failed, true)) {
+        sh_log(SH_ERROR,
+               "event=kafka_auth_failed protocol=%s err=%s reason=\"%s\" msg=\"check --kafka-tls-* and "
+               "--kafka-sasl-*\"",
+               r->ksec.protocol ? r->ksec.protocol : "plaintext", rd_kafka_err2name(err), reason);
+    }
+    if (atomic_exchange(&r->kafka_up, false)) {
+        sh_log(SH_WARN, "event=kafka_down err=\"%s\"", reason);
+        rk_update_ready(r);
+    }
+}
+
 static void error_cb(rd_kafka_t *rkp, int err, const char *reason, void *opaque)
 {
     rk *r = opaque;
+    if (rk_ksec_is_auth_error(err, reason)) {
+        auth_failed(r, err, reason);
+        return;
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL && rkp == r->producer) {
         char why[256];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rkp, why, sizeof(why));
@@ -206,6 +227,10 @@ static rd_kafka_conf_t *base_conf(rk *r)
 {
     const bp_config *cfg = &r->bp->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rk_ksec_apply(&r->ksec, cfg, conf) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
     set(conf, "bootstrap.servers", cfg->kafka_brokers);
     set(conf, "client.id", cfg->node_id);
     /* Small produce and fetch requests must not wait for Nagle and the
@@ -221,6 +246,9 @@ static rd_kafka_t *make_producer(rk *r)
 {
     const bp_config *cfg = &r->bp->cfg;
     rd_kafka_conf_t *conf = base_conf(r);
+    if (!conf) {
+        return NULL;
+    }
     const char *acks = cfg->kafka_acks ? cfg->kafka_acks : "all";
     bool idempotent = strcmp(acks, "all") == 0 || strcmp(acks, "-1") == 0;
     /* Below a few ms librdkafka's broker thread spins in poll(0) until the
@@ -252,6 +280,9 @@ static rd_kafka_t *make_producer(rk *r)
 static rd_kafka_t *make_consumer(rk *r)
 {
     rd_kafka_conf_t *conf = base_conf(r);
+    if (!conf) {
+        return NULL;
+    }
     char group[300];
     snprintf(group, sizeof(group), "shoal-node-%s", r->bp->cfg.node_id);
     /* Every node reads every partition through assign(); the group id is
@@ -276,6 +307,30 @@ static rd_kafka_t *make_consumer(rk *r)
     return c;
 }
 
+/* Wait up to ms for an admin result on q, watching the consumer's queue
+ * meanwhile: a refused TLS handshake or SASL login reaches the consumer as
+ * an error message, not through error_cb. NULL on time out or refusal. */
+static rd_kafka_event_t *poll_admin(rk *r, rd_kafka_queue_t *q, int ms)
+{
+    for (int waited = 0; waited < ms; waited += 200) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 200);
+        if (ev) {
+            return ev;
+        }
+        rd_kafka_message_t *km;
+        while ((km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
+            if (rk_ksec_is_auth_error(km->err, rd_kafka_message_errstr(km))) {
+                auth_failed(r, km->err, rd_kafka_message_errstr(km));
+            }
+            rd_kafka_message_destroy(km);
+        }
+        if (atomic_load(&r->kafka_auth_failed)) {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
 /* Create the topic if missing; accept an existing one with a warning when
  * its partition count differs. Blocks (startup only). */
 static int ensure_topic(rk *r)
@@ -296,7 +351,15 @@ static int ensure_topic(rk *r)
     int rc = -1;
     for (int attempt = 0; attempt < 60 && rc != 0; attempt++) {
         rd_kafka_CreateTopics(r->consumer, &nt, 1, NULL, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+        rd_kafka_event_t *ev = poll_admin(r, q, 15000);
+        if (atomic_load(&r->kafka_auth_failed)) {
+            /* Wrong CA, certificate or password: retrying will not cure it. */
+            if (ev) {
+                rd_kafka_event_destroy(ev);
+            }
+            sh_log(SH_ERROR, "event=kafka_unreachable reason=auth-failed brokers=%s", cfg->kafka_brokers);
+            break;
+        }
         const rd_kafka_CreateTopics_result_t *res = ev ? rd_kafka_event_CreateTopics_result(ev) : NULL;
         size_t n = 0;
         const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &n) : NULL;
@@ -540,6 +603,9 @@ uint32_t rk_kafka_max_publish(const rk *r, uint32_t max_topic, uint32_t max_clie
 
 int rk_kafka_start(rk *r)
 {
+    if (rk_ksec_load(&r->ksec, &r->bp->cfg) != 0) {
+        return -1;
+    }
     r->consumer = make_consumer(r);
     if (!r->consumer || ensure_topic(r) != 0) {
         return -1;
@@ -646,7 +712,9 @@ void rk_kafka_drain(rk *r)
      * behind; what stays in the queue is handed over once it catches up. */
     while (!rk_hold_check(r) && (km = rd_kafka_consumer_poll(r->consumer, 0)) != NULL) {
         if (km->err) {
-            if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (rk_ksec_is_auth_error(km->err, rd_kafka_message_errstr(km))) {
+                auth_failed(r, km->err, rd_kafka_message_errstr(km));
+            } else if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 sh_log(SH_DEBUG, "event=kafka_consume_error err=\"%s\"", rd_kafka_message_errstr(km));
             }
         } else {
@@ -760,6 +828,8 @@ static void send_canaries(rk *r)
 
 static void mark_up(rk *r)
 {
+    /* A write went through: the brokers take this node's credentials again. */
+    atomic_store(&r->kafka_auth_failed, false);
     if (!atomic_load(&r->kafka_fatal) && !atomic_exchange(&r->kafka_up, true)) {
         atomic_store(&r->delivery_failures, 0);
         sh_log(SH_INFO, "event=kafka_up topic=%s", r->topic);

@@ -92,7 +92,8 @@ int rk_replay_start_consumer(rk *r)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char id[300];
     snprintf(id, sizeof(id), "%s-replay", r->bp->cfg.node_id);
-    if (conf_set(conf, "bootstrap.servers", r->bp->cfg.kafka_brokers) || conf_set(conf, "client.id", id) ||
+    if (rk_ksec_apply(&r->ksec, &r->bp->cfg, conf) != 0 ||
+        conf_set(conf, "bootstrap.servers", r->bp->cfg.kafka_brokers) || conf_set(conf, "client.id", id) ||
         conf_set(conf, "socket.nagle.disable", "true") || conf_set(conf, "enable.partition.eof", "true") ||
         conf_set(conf, "fetch.wait.max.ms", "100") ||
         conf_set(conf, "queued.max.messages.kbytes", REPLAY_PREFETCH_KBYTES)) {

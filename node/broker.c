@@ -95,6 +95,13 @@ static broker_status open_backplane(broker *b)
         .kafka_replication = cfg->kafka_replication,
         .kafka_acks = cfg->kafka_acks,
         .kafka_linger_ms = cfg->kafka_linger_ms,
+        .kafka_security_protocol = cfg->kafka_security_protocol,
+        .kafka_tls_ca = cfg->kafka_tls_ca,
+        .kafka_tls_cert = cfg->kafka_tls_cert,
+        .kafka_tls_key = cfg->kafka_tls_key,
+        .kafka_sasl_mechanism = cfg->kafka_sasl_mechanism,
+        .kafka_sasl_username = cfg->kafka_sasl_username,
+        .kafka_sasl_password_file = cfg->kafka_sasl_password_file,
         .heartbeat_ms = cfg->cluster_heartbeat,
     };
     bp_hooks hooks = {.node = b,

@@ -73,6 +73,20 @@ static const opt opts[] = {
     {"kafka-acks", OPT_STR, O(kafka_acks), "all", 0, 0, "producer acks: all (durable, default), 1 or 0"},
     {"kafka-linger-ms", OPT_INT, O(kafka_linger_ms), "3", 0, 1000,
      "ms the producer waits to batch records: more adds that to QoS 1/2 acks, less means more Kafka requests"},
+    /* Kafka TLS and SASL: checked by kafka_security_check below. */
+    {"kafka-security-protocol", OPT_STR, O(kafka_security_protocol), "plaintext", 0, 0,
+     "how the node reaches Kafka: plaintext, ssl, sasl_plaintext or sasl_ssl"},
+    {"kafka-tls-ca", OPT_STR, O(kafka_tls_ca), NULL, 0, 0,
+     "ssl, sasl_ssl: CA bundle (PEM) that verifies the brokers (default: the system's)"},
+    {"kafka-tls-cert", OPT_STR, O(kafka_tls_cert), NULL, 0, 0,
+     "ssl, sasl_ssl: client certificate (PEM), for brokers with ssl.client.auth=required"},
+    {"kafka-tls-key", OPT_STR, O(kafka_tls_key), NULL, 0, 0, "ssl, sasl_ssl: the client certificate's key (PEM)"},
+    {"kafka-sasl-mechanism", OPT_STR, O(kafka_sasl_mechanism), NULL, 0, 0,
+     "sasl_plaintext, sasl_ssl: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"},
+    {"kafka-sasl-username", OPT_STR, O(kafka_sasl_username), NULL, 0, 0, "sasl_plaintext, sasl_ssl: the user name"},
+    {"kafka-sasl-password-file", OPT_STR, O(kafka_sasl_password_file), NULL, 0, 0,
+     "sasl_plaintext, sasl_ssl: file holding the password (its first line), read at start (a password "
+     "is no flag: every local user could read it with ps)"},
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000,
      "ms between node heartbeats in Redis (TTL is 3x)"},
     {"publisher-backpressure", OPT_INT, O(publisher_backpressure), "1000", 0, 10000000,
@@ -286,6 +300,83 @@ static config_status load_env(config *cfg, const char *set_by_flag)
     return CONFIG_OK;
 }
 
+/* Kafka TLS and SASL: what can be told without reading a file (so
+ * --check-config catches it too); the files are read at start, in cluster/. */
+static config_status kafka_security_check(config *cfg)
+{
+    char *p = cfg->kafka_security_protocol;
+    for (char *c = p; *c; c++) {
+        *c = (char)tolower((unsigned char)*c);
+    }
+    bool use_tls = !strcmp(p, "ssl") || !strcmp(p, "sasl_ssl");
+    bool sasl = !strcmp(p, "sasl_plaintext") || !strcmp(p, "sasl_ssl");
+    if (!use_tls && !sasl && strcmp(p, "plaintext")) {
+        fprintf(stderr,
+                "shoal: --kafka-security-protocol must be plaintext, ssl, sasl_plaintext or sasl_ssl, not '%s'\n", p);
+        return CONFIG_INVALID;
+    }
+    if (strcmp(p, "plaintext") && !cfg->kafka) {
+        fprintf(stderr, "shoal: --kafka-security-protocol needs --kafka\n");
+        return CONFIG_INVALID;
+    }
+    const struct {
+        const char *name;
+        const char *v;
+    } files[] = {{"--kafka-tls-ca", cfg->kafka_tls_ca},
+                 {"--kafka-tls-cert", cfg->kafka_tls_cert},
+                 {"--kafka-tls-key", cfg->kafka_tls_key},
+                 {"--kafka-sasl-mechanism", cfg->kafka_sasl_mechanism},
+                 {"--kafka-sasl-username", cfg->kafka_sasl_username},
+                 {"--kafka-sasl-password-file", cfg->kafka_sasl_password_file}};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        if (files[i].v && !*files[i].v) {
+            fprintf(stderr, "shoal: %s is empty (leave it unset instead)\n", files[i].name);
+            return CONFIG_INVALID;
+        }
+    }
+    if (!use_tls && (cfg->kafka_tls_ca || cfg->kafka_tls_cert || cfg->kafka_tls_key)) {
+        fprintf(stderr, "shoal: --kafka-tls-ca, --kafka-tls-cert and --kafka-tls-key need --kafka-security-protocol "
+                        "ssl or sasl_ssl\n");
+        return CONFIG_INVALID;
+    }
+    if (!cfg->kafka_tls_cert != !cfg->kafka_tls_key) {
+        fprintf(stderr, "shoal: --kafka-tls-cert and --kafka-tls-key go together (a client certificate and its key)\n");
+        return CONFIG_INVALID;
+    }
+    if (!sasl) {
+        if (cfg->kafka_sasl_mechanism || cfg->kafka_sasl_username || cfg->kafka_sasl_password_file) {
+            fprintf(stderr, "shoal: --kafka-sasl-mechanism, --kafka-sasl-username and --kafka-sasl-password-file "
+                            "need --kafka-security-protocol sasl_plaintext or sasl_ssl\n");
+            return CONFIG_INVALID;
+        }
+        return CONFIG_OK;
+    }
+    char *m = cfg->kafka_sasl_mechanism;
+    if (!m) {
+        fprintf(stderr,
+                "shoal: --kafka-security-protocol %s needs --kafka-sasl-mechanism (PLAIN, SCRAM-SHA-256 or "
+                "SCRAM-SHA-512)\n",
+                p);
+        return CONFIG_INVALID;
+    }
+    for (char *c = m; *c; c++) {
+        *c = (char)toupper((unsigned char)*c);
+    }
+    if (strcmp(m, "PLAIN") && strcmp(m, "SCRAM-SHA-256") && strcmp(m, "SCRAM-SHA-512")) {
+        fprintf(stderr, "shoal: --kafka-sasl-mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not '%s'\n", m);
+        return CONFIG_INVALID;
+    }
+    if (!cfg->kafka_sasl_username) {
+        fprintf(stderr, "shoal: --kafka-security-protocol %s needs --kafka-sasl-username\n", p);
+        return CONFIG_INVALID;
+    }
+    if (!cfg->kafka_sasl_password_file) {
+        fprintf(stderr, "shoal: --kafka-security-protocol %s needs --kafka-sasl-password-file\n", p);
+        return CONFIG_INVALID;
+    }
+    return CONFIG_OK;
+}
+
 config_status config_load(config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof(*cfg));
@@ -363,6 +454,9 @@ config_status config_load(config *cfg, int argc, char **argv)
     }
     if (!cfg->redis != !cfg->kafka) {
         fprintf(stderr, "shoal: --redis and --kafka go together (neither: a single node)\n");
+        return CONFIG_INVALID;
+    }
+    if (kafka_security_check(cfg) != CONFIG_OK) {
         return CONFIG_INVALID;
     }
     if (strcmp(cfg->log_format, "text") && strcmp(cfg->log_format, "logfmt") && strcmp(cfg->log_format, "json")) {

@@ -56,6 +56,15 @@ typedef struct config {
     int publisher_backpressure;
     int kafka_replication;
     char *kafka_acks;
+    /* Kafka TLS and SASL: normalised by config_load (protocol lower case,
+     * mechanism upper case); passed to cluster/ in bp_config. */
+    char *kafka_security_protocol;
+    char *kafka_tls_ca;
+    char *kafka_tls_cert;
+    char *kafka_tls_key;
+    char *kafka_sasl_mechanism;
+    char *kafka_sasl_username;
+    char *kafka_sasl_password_file;
     int cluster_heartbeat;
     /* Feature options, each declared by its module. */
     limits_config limits; /* node/mqtt/limits.h */

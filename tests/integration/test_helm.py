@@ -175,6 +175,8 @@ def test_custom_labels_namespace_annotations(helm_env):
     ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
     ("image.digest=latest", "/image/digest"),
     ("redis.tls.enabeld=true", "'enabeld' not allowed"),
+    ("kafka.sasl.mechanism=GSSAPI", "/kafka/sasl/mechanism"),
+    ("kafka.tls.enabeld=true", "'enabeld' not allowed"),
     ("proxyProtocol.mqtt=v3", "/proxyProtocol/mqtt"),
     ("proxyProtocol.trusted={10.0.0.0/8 x}", "/proxyProtocol/trusted"),
 ])
@@ -277,7 +279,7 @@ def test_every_object_validates_strictly(helm_env, validator, name):
         "dev": ["ConfigMap", "Deployment", "Deployment", "Deployment", "PodDisruptionBudget", "Service",
                 "Service", "Service", "Service", "ServiceAccount"],
         "full": ["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
-                 "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Service", "Service",
+                 "PodDisruptionBudget", "Secret", "Secret", "Secret", "Secret", "Secret", "Service", "Service",
                  "ServiceAccount", "ServiceMonitor"],
     }[name]
     assert kinds == want, r.stdout
@@ -419,6 +421,34 @@ def test_backplane_settings(rendered):
     assert env["SHOAL_REDIS"] == "rediss://:s3cret:with@odd/chars@redis.data.svc:6380/2"
 
 
+def test_kafka_tls_and_sasl(helm_env, rendered):
+    _, conf = config_of(rendered["default"])
+    assert not [k for k in conf if k.startswith(("kafka-tls", "kafka-sasl", "kafka-security"))], conf
+    docs = rendered["full"]
+    text, conf = config_of(docs)
+    assert conf["kafka-security-protocol"] == "sasl_ssl"
+    assert conf["kafka-sasl-mechanism"] == "SCRAM-SHA-512" and conf["kafka-sasl-username"] == "shoal"
+    assert conf["kafka-sasl-password-file"] == "/etc/shoal/kafka-sasl/password"
+    assert conf["kafka-tls-ca"] == "/etc/shoal/kafka-tls/ca.crt"
+    assert conf["kafka-tls-cert"] == "/etc/shoal/kafka-tls/tls.crt"
+    tls = one(docs, "Secret", "shoal-kafka-tls")
+    assert sorted(tls["data"]) == ["ca.crt", "tls.crt", "tls.key"]
+    # The password is a file from the user's Secret: not in the environment.
+    c = shoal_container(broker(docs))
+    assert not [e for e in c.get("env", []) if "KAFKA" in e["name"]], c["env"]
+    vol = [v for v in broker(docs)["spec"]["template"]["spec"]["volumes"] if v["name"] == "kafka-sasl"][0]
+    assert vol["secret"]["secretName"] == "kafka-user-shoal"
+    # Each switch alone, and an inline password in the chart's own Secret.
+    _, conf = config_of(render(helm_env, "--set", "kafka.tls.enabled=true"))
+    assert conf["kafka-security-protocol"] == "ssl" and "kafka-tls-ca" not in conf  # the system's CAs
+    docs = render(helm_env, "--set", "kafka.sasl.enabled=true", "--set", "kafka.sasl.mechanism=PLAIN",
+                  "--set", "kafka.sasl.username=u", "--set", "kafka.sasl.password=pw-in-values")
+    text, conf = config_of(docs)
+    assert conf["kafka-security-protocol"] == "sasl_plaintext" and "pw-in-values" not in text
+    s = one(docs, "Secret", "shoal-kafka")
+    assert __import__("base64").b64decode(s["data"]["kafka-password"]) == b"pw-in-values"
+
+
 @pytest.mark.parametrize("name", list(VALUE_SETS))
 def test_secrets_are_mounted_where_the_config_points(rendered, name):
     docs = rendered[name]
@@ -429,9 +459,11 @@ def test_secrets_are_mounted_where_the_config_points(rendered, name):
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     secrets = {s["metadata"]["name"]: s for s in by_kind(docs, "Secret")}
     files = [k for k in ("tls-cert", "tls-key", "tls-ca", "password-file", "acl-file",
-                         "redis-tls-ca", "redis-tls-cert", "redis-tls-key") if k in conf]
+                         "redis-tls-ca", "redis-tls-cert", "redis-tls-key", "kafka-tls-ca", "kafka-tls-cert",
+                         "kafka-tls-key", "kafka-sasl-password-file") if k in conf]
     if name == "full":
-        assert sorted(files) == ["acl-file", "password-file", "redis-tls-ca", "tls-ca", "tls-cert", "tls-key"]
+        assert sorted(files) == ["acl-file", "kafka-sasl-password-file", "kafka-tls-ca", "kafka-tls-cert",
+                                 "kafka-tls-key", "password-file", "redis-tls-ca", "tls-ca", "tls-cert", "tls-key"]
     for key in files:
         path = conf[key]
         directory, base = os.path.dirname(path), os.path.basename(path)
@@ -521,6 +553,11 @@ def test_proxy_protocol_rendered(rendered):
     (["config.extra.port=1884"], "config.extra.port"),
     (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "maxReplicas"),
     (["proxyProtocol.mqtt=v2"], "proxyProtocol.trusted"),
+    (["kafka.sasl.enabled=true", "kafka.sasl.password=x"], "kafka.sasl.enabled needs kafka.sasl.username"),
+    (["kafka.sasl.enabled=true", "kafka.sasl.username=u"], "kafka.sasl.enabled needs kafka.sasl.password"),
+    (["kafka.tls.enabled=true", "kafka.tls.cert=x"], "kafka.tls.cert and kafka.tls.key go together"),
+    (["kafka.inRelease.enabled=true", "kafka.replicationFactor=1", "kafka.tls.enabled=true"],
+     "kafka.inRelease runs a PLAINTEXT Kafka"),
 ])
 def test_bad_combinations_fail_the_render(helm_env, settings, complaint):
     args = [a for s in settings for a in ("--set", s)]

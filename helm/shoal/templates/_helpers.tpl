@@ -77,6 +77,8 @@ tls: /etc/shoal/tls
 passwd: /etc/shoal/auth/passwd
 acl: /etc/shoal/auth/acl
 redisTls: /etc/shoal/redis-tls
+kafkaTls: /etc/shoal/kafka-tls
+kafkaSasl: /etc/shoal/kafka-sasl
 {{- end }}
 
 {{/* Secret names: the user's existingSecret or the chart's own. */}}
@@ -99,6 +101,13 @@ redisTls: /etc/shoal/redis-tls
 {{- .Values.redis.tls.existingSecret | default (printf "%s-redis-tls" (include "shoal.fullname" .)) }}
 {{- end }}
 
+{{- define "shoal.kafkaTlsSecret" -}}
+{{- .Values.kafka.tls.existingSecret | default (printf "%s-kafka-tls" (include "shoal.fullname" .)) }}
+{{- end }}
+{{- define "shoal.kafkaSaslSecret" -}}
+{{- .Values.kafka.sasl.existingSecret | default (printf "%s-kafka" (include "shoal.fullname" .)) }}
+{{- end }}
+
 {{/* "true" when each feature is on (templates compare strings). */}}
 {{- define "shoal.hasPasswd" -}}
 {{- if or .Values.auth.passwordFile.existingSecret .Values.auth.passwordFile.content }}true{{ end }}
@@ -118,6 +127,16 @@ redisTls: /etc/shoal/redis-tls
 {{- define "shoal.hasRedisTlsFiles" -}}
 {{- $t := .Values.redis.tls }}
 {{- if and (include "shoal.hasRedisTls" .) (or $t.existingSecret $t.ca $t.cert) }}true{{ end }}
+{{- end }}
+
+{{- define "shoal.hasKafkaTlsFiles" -}}
+{{- $t := .Values.kafka.tls }}
+{{- if and $t.enabled (or $t.existingSecret $t.ca $t.cert) }}true{{ end }}
+{{- end }}
+{{- define "shoal.kafkaSecurityProtocol" -}}
+{{- $k := .Values.kafka }}
+{{- if $k.sasl.enabled }}{{ ternary "sasl_ssl" "sasl_plaintext" $k.tls.enabled }}
+{{- else }}{{ ternary "ssl" "plaintext" $k.tls.enabled }}{{ end }}
 {{- end }}
 
 {{/* Redis host:port and Kafka bootstrap list, in-release ones first. */}}
@@ -225,6 +244,24 @@ redisTls: /etc/shoal/redis-tls
 {{- $_ := set $c "kafka-replication" $v.kafka.replicationFactor }}
 {{- $_ := set $c "kafka-acks" $v.kafka.acks }}
 {{- $_ := set $c "kafka-linger-ms" $v.kafka.lingerMs }}
+{{- $proto := include "shoal.kafkaSecurityProtocol" . }}
+{{- if ne $proto "plaintext" }}
+{{- $_ := set $c "kafka-security-protocol" $proto }}
+{{- end }}
+{{- if include "shoal.hasKafkaTlsFiles" . }}
+{{- if or $v.kafka.tls.existingSecret $v.kafka.tls.ca }}
+{{- $_ := set $c "kafka-tls-ca" (printf "%s/ca.crt" $p.kafkaTls) }}
+{{- end }}
+{{- if or $v.kafka.tls.cert (and $v.kafka.tls.existingSecret $v.kafka.tls.clientCert) }}
+{{- $_ := set $c "kafka-tls-cert" (printf "%s/tls.crt" $p.kafkaTls) }}
+{{- $_ := set $c "kafka-tls-key" (printf "%s/tls.key" $p.kafkaTls) }}
+{{- end }}
+{{- end }}
+{{- if $v.kafka.sasl.enabled }}
+{{- $_ := set $c "kafka-sasl-mechanism" $v.kafka.sasl.mechanism }}
+{{- $_ := set $c "kafka-sasl-username" $v.kafka.sasl.username }}
+{{- $_ := set $c "kafka-sasl-password-file" (printf "%s/%s" $p.kafkaSasl $v.kafka.sasl.existingSecretPasswordKey) }}
+{{- end }}
 {{- range $k, $val := $v.config.extra }}
 {{- if or (hasKey $c $k) (has $k (list "config" "node-id" "advertise" "admin-token" "metrics-auth")) }}
 {{- fail (printf "config.extra.%s: the chart sets %s itself (see values.yaml)" $k $k) }}

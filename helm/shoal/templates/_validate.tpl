@@ -28,6 +28,22 @@ to change.
 {{- if and $v.redis.tls.enabled (not $v.redis.tls.existingSecret) (ne (not $v.redis.tls.cert) (not $v.redis.tls.key)) }}
 {{- fail "redis.tls.cert and redis.tls.key go together" }}
 {{- end }}
+{{- $k := $v.kafka }}
+{{- if and $k.inRelease.enabled (or $k.tls.enabled $k.sasl.enabled) }}
+{{- fail "kafka.inRelease runs a PLAINTEXT Kafka: kafka.tls.enabled and kafka.sasl.enabled are for your own Kafka" }}
+{{- end }}
+{{- if and (or $k.tls.enabled $k.sasl.enabled) (not (include "shoal.kafkaBrokers" .)) }}
+{{- fail "kafka.tls.enabled and kafka.sasl.enabled need kafka.brokers" }}
+{{- end }}
+{{- if and $k.tls.enabled (not $k.tls.existingSecret) (ne (not $k.tls.cert) (not $k.tls.key)) }}
+{{- fail "kafka.tls.cert and kafka.tls.key go together" }}
+{{- end }}
+{{- if and $k.sasl.enabled (not $k.sasl.username) }}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.username" }}
+{{- end }}
+{{- if and $k.sasl.enabled (not $k.sasl.existingSecret) (not $k.sasl.password) }}
+{{- fail "kafka.sasl.enabled needs kafka.sasl.password or kafka.sasl.existingSecret" }}
+{{- end }}
 {{- if and $v.autoscaling.enabled (lt (int $v.autoscaling.maxReplicas) (int $v.autoscaling.minReplicas)) }}
 {{- fail "autoscaling.maxReplicas is below autoscaling.minReplicas" }}
 {{- end }}

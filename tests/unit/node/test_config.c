@@ -114,3 +114,168 @@ Test(config, file_with_unknown_key_is_an_error)
     cr_assert_eq(load(&c, 2, argv), CONFIG_INVALID);
     unlink(path);
 }
+
+/* ---- Kafka TLS and SASL (--kafka-security-protocol and friends) ---- */
+
+static config_status kafka_load(config *c, int argc, const char **extra)
+{
+    const char *argv[32] = {"--redis", "redis://127.0.0.1:6379", "--kafka", "127.0.0.1:9092"};
+    for (int i = 0; i < argc; i++) {
+        argv[4 + i] = extra[i];
+    }
+    return load(c, 4 + argc, argv);
+}
+
+/* The stderr a load wrote, for the message checks (criterion redirects it). */
+static bool said(const char *needle)
+{
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+Test(config, kafka_security_defaults_to_plaintext)
+{
+    config c;
+    cr_assert_eq(kafka_load(&c, 0, NULL), CONFIG_OK);
+    cr_assert_str_eq(c.kafka_security_protocol, "plaintext");
+    cr_assert_null(c.kafka_tls_ca);
+    cr_assert_null(c.kafka_sasl_mechanism);
+    cr_assert_null(c.kafka_sasl_password_file);
+    config_free(&c);
+}
+
+Test(config, kafka_sasl_ssl_with_every_option)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol",
+                       "SASL_SSL",
+                       "--kafka-tls-ca",
+                       "/ca.pem",
+                       "--kafka-tls-cert",
+                       "/c.pem",
+                       "--kafka-tls-key",
+                       "/k.pem",
+                       "--kafka-sasl-mechanism",
+                       "scram-sha-512",
+                       "--kafka-sasl-username",
+                       "shoal",
+                       "--kafka-sasl-password-file",
+                       "/pw"};
+    cr_assert_eq(kafka_load(&c, 14, a), CONFIG_OK);
+    /* Normalised to the spellings librdkafka documents. */
+    cr_assert_str_eq(c.kafka_security_protocol, "sasl_ssl");
+    cr_assert_str_eq(c.kafka_sasl_mechanism, "SCRAM-SHA-512");
+    cr_assert_str_eq(c.kafka_sasl_username, "shoal");
+    config_free(&c);
+}
+
+Test(config, kafka_security_options_from_env_and_file)
+{
+    char path[] = "/tmp/shoal-config-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "kafka-security-protocol sasl_plaintext\nkafka-sasl-mechanism PLAIN\nkafka-sasl-username u\n");
+    fclose(f);
+    setenv("SHOAL_KAFKA_SASL_PASSWORD_FILE", "/run/secrets/pw", 1);
+    config c;
+    const char *a[] = {"--config", path};
+    config_status rc = kafka_load(&c, 2, a);
+    unsetenv("SHOAL_KAFKA_SASL_PASSWORD_FILE");
+    unlink(path);
+    cr_assert_eq(rc, CONFIG_OK);
+    cr_assert_str_eq(c.kafka_security_protocol, "sasl_plaintext");
+    cr_assert_str_eq(c.kafka_sasl_password_file, "/run/secrets/pw");
+    config_free(&c);
+}
+
+Test(config, kafka_unknown_security_protocol)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "tls"};
+    cr_assert_eq(kafka_load(&c, 2, a), CONFIG_INVALID);
+    cr_assert(said("--kafka-security-protocol must be plaintext, ssl, sasl_plaintext or sasl_ssl, not 'tls'"));
+    config_free(&c);
+}
+
+Test(config, kafka_tls_files_need_a_tls_protocol)
+{
+    config c;
+    const char *a[] = {"--kafka-tls-ca", "/ca.pem"};
+    cr_assert_eq(kafka_load(&c, 2, a), CONFIG_INVALID);
+    cr_assert(said("--kafka-tls-ca, --kafka-tls-cert and --kafka-tls-key need --kafka-security-protocol ssl or "
+                   "sasl_ssl"));
+    config_free(&c);
+}
+
+Test(config, kafka_cert_without_key_and_key_without_cert)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "ssl", "--kafka-tls-cert", "/c.pem"};
+    cr_assert_eq(kafka_load(&c, 4, a), CONFIG_INVALID);
+    config_free(&c);
+    const char *b[] = {"--kafka-security-protocol", "ssl", "--kafka-tls-key", "/k.pem"};
+    cr_assert_eq(kafka_load(&c, 4, b), CONFIG_INVALID);
+    cr_assert(said("--kafka-tls-cert and --kafka-tls-key go together"));
+    config_free(&c);
+}
+
+Test(config, kafka_sasl_protocol_needs_mechanism_username_and_password_file)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol",  "sasl_ssl", "--kafka-sasl-username", "u",
+                       "--kafka-sasl-password-file", "/pw"};
+    cr_assert_eq(kafka_load(&c, 6, a), CONFIG_INVALID);
+    cr_assert(said("needs --kafka-sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"));
+    config_free(&c);
+    const char *b[] = {"--kafka-security-protocol",  "sasl_ssl", "--kafka-sasl-mechanism", "PLAIN",
+                       "--kafka-sasl-password-file", "/pw"};
+    cr_assert_eq(kafka_load(&c, 6, b), CONFIG_INVALID);
+    cr_assert(said("needs --kafka-sasl-username"));
+    config_free(&c);
+    const char *d[] = {"--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism", "PLAIN",
+                       "--kafka-sasl-username",     "u"};
+    cr_assert_eq(kafka_load(&c, 6, d), CONFIG_INVALID);
+    cr_assert(said("needs --kafka-sasl-password-file"));
+    config_free(&c);
+}
+
+Test(config, kafka_unknown_sasl_mechanism)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "sasl_ssl", "--kafka-sasl-mechanism",     "GSSAPI",
+                       "--kafka-sasl-username",     "u",        "--kafka-sasl-password-file", "/pw"};
+    cr_assert_eq(kafka_load(&c, 8, a), CONFIG_INVALID);
+    cr_assert(said("--kafka-sasl-mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not 'GSSAPI'"));
+    config_free(&c);
+}
+
+Test(config, kafka_sasl_options_need_a_sasl_protocol)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "ssl", "--kafka-sasl-username", "u"};
+    cr_assert_eq(kafka_load(&c, 4, a), CONFIG_INVALID);
+    cr_assert(said("need --kafka-security-protocol sasl_plaintext or sasl_ssl"));
+    config_free(&c);
+}
+
+Test(config, kafka_security_without_kafka)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "ssl"};
+    cr_assert_eq(load(&c, 2, a), CONFIG_INVALID);
+    cr_assert(said("--kafka-security-protocol needs --kafka"));
+    config_free(&c);
+}
+
+Test(config, kafka_empty_file_names_are_refused)
+{
+    config c;
+    const char *a[] = {"--kafka-security-protocol", "ssl", "--kafka-tls-ca", ""};
+    cr_assert_eq(kafka_load(&c, 4, a), CONFIG_INVALID);
+    cr_assert(said("--kafka-tls-ca is empty"));
+    config_free(&c);
+}
