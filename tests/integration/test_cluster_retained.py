@@ -54,18 +54,25 @@ def snapshot_payload_is(backends, topic, payload):
 def kafka_last_payload(backends, ktopic, topic, candidates):
     """The payload of the last record keyed `topic` in Kafka's order (which
     of `candidates` the last record's value ends with)."""
+    seen = kafka_payloads(backends, ktopic, topic, candidates)
+    return seen[-1] if seen else None
+
+
+def kafka_payloads(backends, ktopic, topic, candidates):
+    """Which of `candidates` the records keyed `topic` end with, in Kafka's
+    order (one read of the topic)."""
     sep = b"\x1e<shoal-record-end>\x1e"
     out = subprocess.run(["kcat", "-C", "-b", backends.bootstrap, "-t", ktopic, "-o", "beginning", "-e", "-q",
                           "-f", "%k\x1f%s" + sep.decode()],
                          check=True, capture_output=True, timeout=60).stdout
-    last = None
+    seen = []
     for rec in out.split(sep):
         key, _, value = rec.partition(b"\x1f")
         if key.decode(errors="replace") == topic and value:
             for c in candidates:
                 if value.endswith(c):
-                    last = c
-    return last
+                    seen.append(c)
+    return seen
 
 
 def redis_pid(backends):
@@ -101,8 +108,7 @@ def test_concurrent_sets_on_two_nodes_converge_to_kafkas_last(cluster, backends)
             t.start()
         for t in ts:
             t.join(WAIT)
-        last = wait_for(lambda: kafka_last_payload(backends, cluster.topic, topic, vals)
-                        if kafka_has_both(backends, cluster.topic, topic, vals) else None,
+        last = wait_for(lambda: last_of_both(backends, cluster.topic, topic, vals),
                         "both records of round %d in Kafka" % rnd)
         for n in (n1, n2):
             wait_for(lambda n=n: retained_on(n, topic) == last,
@@ -113,8 +119,10 @@ def test_concurrent_sets_on_two_nodes_converge_to_kafkas_last(cluster, backends)
     assert retained_on(n3, topic) == last
 
 
-def kafka_has_both(backends, ktopic, topic, vals):
-    return all(kafka_last_payload(backends, ktopic, topic, [v]) == v for v in vals)
+def last_of_both(backends, ktopic, topic, vals):
+    """Kafka's last of `vals` once it holds a record of each, else None."""
+    seen = kafka_payloads(backends, ktopic, topic, vals)
+    return seen[-1] if all(v in seen for v in vals) else None
 
 
 def test_qos1_retained_then_qos0_retained_the_later_wins(cluster, backends):

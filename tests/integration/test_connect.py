@@ -446,13 +446,10 @@ def _storm_round(node, expiry, round_):
             assert p.type == R.DISCONNECT and p.rc == 0x8E, p
     assert hung == [], "round %d: no CONNACK and no close within 10 s for peer ports %s" % (round_, hung)
     # Of those that got CONNACK, all but one get taken over and closed.
-    standing = []
-    for r in alive:
-        try:
-            seen = r.wait_closed(3)
-            assert all(p.type == R.DISCONNECT and p.rc == 0x8E for p in seen), seen
-        except TimeoutError:
-            standing.append(r)
+    # Every CONNECT has been answered, so no takeover is still to come:
+    # once one connection is left it is the one standing (it must then work
+    # and still be open at the end of the round).
+    standing = _left_open(alive, 10)
     assert len(standing) == 1, "round %d: %d connections with client id %s still open" % (
         round_, len(standing), cid)
     s = standing[0]
@@ -465,8 +462,31 @@ def _storm_round(node, expiry, round_):
     except TimeoutError:
         raise AssertionError("round %d: the surviving connection of %s does not get its own messages"
                              % (round_, cid))
+    s.send(R.pingreq())
+    assert s.expect(R.PINGRESP).type == R.PINGRESP
     for r in socks:
         r.close()
+
+
+def _left_open(clients, timeout):
+    """Read all `clients` until at most one is still open (or `timeout`
+    passes): every packet a closed one got must be DISCONNECT 0x8E. Returns
+    those still open."""
+    seen = {r: [] for r in clients}
+    left = list(clients)
+    deadline = time.time() + timeout
+    while len(left) > 1 and time.time() < deadline:
+        for r in list(left):
+            try:
+                seen[r].append(r.recv(0.02))
+            except TimeoutError:
+                continue
+            except R.Closed:
+                left.remove(r)
+                assert all(p.type == R.DISCONNECT and p.rc == 0x8E for p in seen[r]), seen[r]
+    for r in left:
+        assert all(p.type == R.DISCONNECT and p.rc == 0x8E for p in seen[r]), seen[r]
+    return left
 
 
 @pytest.mark.parametrize("version", [4, 5])
