@@ -222,3 +222,41 @@ def test_single_node_without_redis_never_fences(node_factory):
     c = Client(n, client_id=uid("solo"), version=5, clean=False, properties=EXPIRY)
     assert metric(n, "shoal_cluster_lease_lost_total") is None
     assert not c.disconnected.is_set()
+
+
+def test_cut_node_back_after_a_survivor_reaped_it_does_not_write_its_stale_session(cluster, backends, proxy):
+    """Cut off long enough for the other node to take it for dead and
+    settle its session records (reaped), the node comes back with its own,
+    older copy of the session. Its store is refused (the record was settled
+    for this very instance, though its epoch is unchanged) and it drops the
+    copy; the client resumes the settled session through any node. Failed
+    before the store script checked 'reaped': the stale copy was written
+    over the settled record."""
+    name1 = uid("cut")
+    n1 = cluster(name1, via(backends, proxy))
+    n2 = cluster(uid("ok"))
+    topic = uid("reap")
+    cid = uid("persist")
+    sub = Client(n1, client_id=cid, version=5, clean=False, properties=EXPIRY)
+    assert sub.subscribe(topic + "/#", qos=1) == [1]
+    pub = Client(n2, version=5)
+    pub.publish("%s/x" % topic, b"before", qos=1)
+    assert sub.get(WAIT).payload == b"before"
+    settled = "event=dead_node_settled instance="
+    with proxy.cut():
+        assert sub.disconnected.wait(WAIT), "the cut node kept its client"
+        wait_for(lambda: any(settled in line and line.split(settled)[1].split()[0].endswith("|" + name1)
+                             for line in n2.log().splitlines()), "node 2 settling the cut node's sessions", 60)
+        pub.publish("%s/x" % topic, b"while-cut", qos=1)
+    assert n1.wait_log("event=lease_regained", WAIT), n1.log()[-3000:]
+    assert n1.wait_log("event=session_fenced client=%s" % cid, WAIT), n1.log()[-3000:]
+    again = Client(n2, client_id=cid, version=5, clean=False, properties=EXPIRY)
+    assert again.session_present
+    got = set()
+    deadline = time.time() + WAIT
+    while b"while-cut" not in got and time.time() < deadline:
+        try:
+            got.add(again.get(1).payload)
+        except AssertionError:
+            pass
+    assert b"while-cut" in got, got
