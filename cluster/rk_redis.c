@@ -128,6 +128,8 @@ static void schedule_retry(rk *r)
     event_add(r->redis_retry, &t);
 }
 
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
+
 /* Redis is up once it answers, not once the TCP connection is made (a
  * stopped server's kernel still accepts it). */
 static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -145,6 +147,9 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
         if (r->bp->hooks.sessions_reassert) {
             r->bp->hooks.sessions_reassert(r->bp->hooks.node);
         }
+        /* Renew the lease now, not at the next beat: at start the claim's
+         * TTL is running already, after an outage the node may be fenced. */
+        heartbeat_cb(-1, 0, r);
     }
 }
 
@@ -342,7 +347,7 @@ static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long
  * waits for it to expire, at most one TTL plus one heartbeat (a renewal the
  * old instance may have had on its way). A claim renewed all that time
  * belongs to a running node: refuse, saying for how long it was renewed. */
-static int claim_loop(rk *r, redisContext *c)
+static int claim_loop(rk *r, redisContext *c, uint64_t *sent_us)
 {
     const char *id = r->bp->cfg.node_id;
     long limit = claim_ttl_ms(r) + heartbeat_ms(r);
@@ -351,6 +356,7 @@ static int claim_loop(rk *r, redisContext *c)
     for (;;) {
         char holder[300] = "";
         long long pttl = 0;
+        *sent_us = rk_mono_us(); /* the lease counts from the send of the claim that succeeds */
         int rc = try_claim(r, c, holder, sizeof(holder), &pttl);
         if (rc < 0) {
             return -1;
@@ -404,8 +410,8 @@ int rk_redis_claim_node(rk *r)
         redisFree(c);
         return -1;
     }
-    uint64_t t0 = rk_mono_us();
-    int rc = claim_loop(r, c);
+    uint64_t t0 = 0;
+    int rc = claim_loop(r, c, &t0);
     redisFree(c);
     r->claimed = rc == 0;
     r->lease_from_us = rc == 0 ? t0 : 0;

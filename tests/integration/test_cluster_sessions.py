@@ -343,7 +343,7 @@ def test_after_redis_lost_its_data_a_claim_elsewhere_closes_the_old_connection(c
     new.close()
 
 
-SLOW_LEASE = ("--cluster-heartbeat", "2000")
+SLOW_LEASE = ("--cluster-heartbeat", "4000")  # lease 12 s, fence point 9 s (cluster/lease.h)
 
 
 def test_a_subscription_made_while_redis_was_down_is_stored_once_it_is_back(cluster, backends):
@@ -351,8 +351,9 @@ def test_a_subscription_made_while_redis_was_down_is_stored_once_it_is_back(clus
     never tried again, so the record never had the subscription, and once
     node 1 died (no release to bring the state) the session resumed on
     node 2 without it."""
-    # A lease (3 heartbeats) longer than the Redis command timeout (3 s):
-    # the client stays connected while node 1 knows Redis is down.
+    # A lease whose fence point (9 s) comes well after the Redis command
+    # timeout (3 s): the client stays connected while node 1 knows Redis is
+    # down and has not fenced itself yet.
     n1 = Node(*cluster.argv(uid("n1"), "--admin-token", ADMIN_TOKEN, *SLOW_LEASE))  # killed below
     try:
         redis_down_store_retry(cluster, backends, n1)
