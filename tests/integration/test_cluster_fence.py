@@ -200,7 +200,9 @@ def test_node_cut_from_redis_fences_before_its_lease_expires_and_the_session_mov
              "the cut node letting go of %s" % cid)
     wait_for(lambda: ready(n1) == 200, "/health/ready 200 once the lease is renewed")
     again = Client(n1, version=5)
-    again.publish("%s/x" % topic, b"via-n1", qos=1)
+    info = again.publish("%s/x" % topic, b"via-n1", qos=1, wait=False)
+    info.wait_for_publish(WAIT)
+    assert info.is_published(), ("no PUBACK from the node back from its fence", n1.log()[-6000:])
     deadline = time.time() + WAIT
     while time.time() < deadline:
         m = mine.get(WAIT)
