@@ -156,6 +156,11 @@ bool bp_is_ready(const backplane *bp)
     return bp->ready && !bp->closed;
 }
 
+bool bp_is_fenced(const backplane *bp)
+{
+    return atomic_load(&bp->fenced);
+}
+
 bool bp_knows_all_subscribers(const backplane *bp)
 {
     return bp->ops->knows_all_subscribers;

@@ -121,6 +121,12 @@ typedef struct bp_hooks {
      * every session it owns again, fenced (a session claimed elsewhere
      * meanwhile is closed there). May be NULL. */
     void (*sessions_reassert)(void *node);
+    /* The membership lease ran to its fence point (cluster/lease.h)
+     * without a renewal Redis acknowledged: other nodes will soon see this
+     * one dead and may claim its client ids. The node closes every client
+     * connection now (invariant 3) and refuses CONNECT while
+     * bp_is_fenced. On the backplane's thread; may be NULL. */
+    void (*fenced)(void *node);
     /* This node's shared groups: call emit once per group with its
      * "group/filter" key and local member count. On the backplane's thread,
      * once per membership refresh. May be NULL. */
@@ -200,9 +206,16 @@ typedef struct bp_stats {
      * the stream was paused. */
     uint32_t paused_partitions;
     uint64_t stream_pauses;
+    /* The membership lease: lost (fenced) and regained, and fenced now. */
+    uint64_t lease_lost;
+    uint64_t lease_regained;
+    bool fenced;
 } bp_stats;
 void bp_get_stats(const backplane *bp, bp_stats *out);
 bool bp_is_ready(const backplane *bp);
+/* Has this node lost its membership lease (cluster/lease.h)? Then it serves
+ * no client until Redis renews it (never with the local backplane). */
+bool bp_is_fenced(const backplane *bp);
 /* Does this backplane know every subscriber of the cluster (the local one:
  * the node is the cluster)? Then a publish that matched nobody here matched
  * nobody at all (MQTT 5 0x10 No matching subscribers). */

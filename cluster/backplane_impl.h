@@ -79,6 +79,7 @@ struct backplane {
     struct event_base *bases[BP_MAX_WORKERS];
     _Atomic bool closed; /* set by bp_close, read by workers */
     _Atomic bool ready;  /* written by the backplane thread, read by workers */
+    _Atomic bool fenced; /* the membership lease is lost (redis_kafka only) */
     _Atomic uint64_t replay_ids;
     void *impl;
 };

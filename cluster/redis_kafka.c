@@ -49,6 +49,9 @@ static void rk_stats(const backplane *bp, bp_stats *out)
     bp_hist_read(&r->consume_delay, out->consume_delay, &out->consume_delay_sum);
     out->paused_partitions = atomic_load(&r->paused_parts);
     out->stream_pauses = atomic_load(&r->pauses);
+    out->lease_lost = atomic_load(&r->lease_lost_n);
+    out->lease_regained = atomic_load(&r->lease_regained_n);
+    out->fenced = atomic_load(&r->bp->fenced);
 }
 
 /* Log one line per readiness change, not per message. Any thread calls
@@ -61,12 +64,13 @@ void rk_update_ready(rk *r)
     pthread_mutex_lock(&r->ready_lock);
     bool kafka = atomic_load(&r->kafka_up) && !atomic_load(&r->kafka_fatal);
     bool redis = atomic_load(&r->redis_up);
-    bool ready = kafka && redis && !atomic_load(&r->stopping);
+    bool lease = !atomic_load(&bp->fenced);
+    bool ready = kafka && redis && lease && !atomic_load(&r->stopping);
     atomic_store(&bp->ready, ready);
     if (ready != r->was_ready) {
         r->was_ready = ready;
-        sh_log(ready ? SH_INFO : SH_WARN, "event=backplane_%s kafka=%s redis=%s", ready ? "ready" : "not_ready",
-               kafka ? "up" : "down", redis ? "up" : "down");
+        sh_log(ready ? SH_INFO : SH_WARN, "event=backplane_%s kafka=%s redis=%s lease=%s",
+               ready ? "ready" : "not_ready", kafka ? "up" : "down", redis ? "up" : "down", lease ? "held" : "lost");
         if (bp->hooks.ready_changed) {
             bp->hooks.ready_changed(bp->hooks.node, ready);
         }

@@ -113,9 +113,13 @@ typedef struct rk {
     /* Membership: "token|address", the value of this node's claim key; the
      * token is random per process, so a restart is a different claimant. */
     char claim[340];
-    bool claimed;           /* released on stop */
-    bool id_lost;           /* a heartbeat found the claim held by another instance */
-    bool lease_lost;        /* the id claim may have expired: logged, re-asserted when renewed */
+    bool claimed; /* released on stop */
+    bool id_lost; /* a heartbeat found the claim held by another instance */
+    /* Fenced (cluster/lease.h): the lease ran to its fence point without a
+     * renewal; clients closed and refused until one (backplane thread). */
+    bool lease_lost;
+    struct event *lease_timer; /* fires at the fence point */
+    _Atomic uint64_t lease_lost_n, lease_regained_n;
     uint64_t hb_sent_us;    /* the heartbeat on its way, 0 = none */
     uint64_t lease_from_us; /* when the last renewal that Redis confirmed was sent */
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */

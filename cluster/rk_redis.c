@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "cluster/lease.h"
 #include "cluster/rk_impl.h"
 #include "cluster/rk_record.h"
 #include "cluster/rk_tls.h"
@@ -127,6 +128,8 @@ static void schedule_retry(rk *r)
     event_add(r->redis_retry, &t);
 }
 
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
+
 /* Redis is up once it answers, not once the TCP connection is made (a
  * stopped server's kernel still accepts it). */
 static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
@@ -144,6 +147,9 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
         if (r->bp->hooks.sessions_reassert) {
             r->bp->hooks.sessions_reassert(r->bp->hooks.node);
         }
+        /* Renew the lease now, not at the next beat: at start the claim's
+         * TTL is running already, after an outage the node may be fenced. */
+        heartbeat_cb(-1, 0, r);
     }
 }
 
@@ -232,16 +238,15 @@ void rk_redis_watchdog(rk *r)
 
 /* ---- membership ---- */
 
-/* A claim lives for 3 heartbeats: one late or lost renewal does not drop a
- * live node, and a killed one is gone within 3 beats. */
 static int heartbeat_ms(const rk *r)
 {
     return r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
 }
 
+/* cluster/lease.h: 3 heartbeats. */
 static int claim_ttl_ms(const rk *r)
 {
-    return 3 * heartbeat_ms(r);
+    return lease_ttl_ms(r->bp->cfg.heartbeat_ms);
 }
 
 static void claim_key(const rk *r, char *buf, size_t cap)
@@ -342,7 +347,7 @@ static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long
  * waits for it to expire, at most one TTL plus one heartbeat (a renewal the
  * old instance may have had on its way). A claim renewed all that time
  * belongs to a running node: refuse, saying for how long it was renewed. */
-static int claim_loop(rk *r, redisContext *c)
+static int claim_loop(rk *r, redisContext *c, uint64_t *sent_us)
 {
     const char *id = r->bp->cfg.node_id;
     long limit = claim_ttl_ms(r) + heartbeat_ms(r);
@@ -351,6 +356,7 @@ static int claim_loop(rk *r, redisContext *c)
     for (;;) {
         char holder[300] = "";
         long long pttl = 0;
+        *sent_us = rk_mono_us(); /* the lease counts from the send of the claim that succeeds */
         int rc = try_claim(r, c, holder, sizeof(holder), &pttl);
         if (rc < 0) {
             return -1;
@@ -404,8 +410,8 @@ int rk_redis_claim_node(rk *r)
         redisFree(c);
         return -1;
     }
-    uint64_t t0 = rk_mono_us();
-    int rc = claim_loop(r, c);
+    uint64_t t0 = 0;
+    int rc = claim_loop(r, c, &t0);
     redisFree(c);
     r->claimed = rc == 0;
     r->lease_from_us = rc == 0 ? t0 : 0;
@@ -490,36 +496,86 @@ static void publish_members(rk *r, const redisReply *live)
     r->bp->hooks.remote_message(r->bp->hooks.node, &msg, 0);
 }
 
-/* The lease: other nodes see this one dead once its id claim expires, a
- * TTL (3 heartbeats) after the last renewal Redis applied, and may then
- * take its sessions without a release: once renewed, the node re-asserts
- * them (node/mqtt/session_sync.c, "re-asserting"). Counted
- * from the send of the last confirmed renewal, on this node's clock: Redis
- * applied it later, so the claim expires no sooner than that. */
+/* The lease (cluster/lease.h): other nodes see this one dead once its id
+ * claim expires, a TTL (3 heartbeats) after the last renewal Redis applied,
+ * and may then claim its client ids and reap its sessions. Redis applied it
+ * after this node sent it, so counted from that send on this node's
+ * monotonic clock the claim lives at least a TTL. A margin before that the
+ * node fences itself: every client connection closed, CONNECT refused,
+ * /health/ready not ready (invariant 3: the client reconnects through a
+ * node that holds its lease). Once a renewal is acknowledged again the node
+ * serves again and re-asserts the sessions it kept, fenced by their epochs
+ * (node/mqtt/session_sync.c, "re-asserting"): one claimed or reaped
+ * elsewhere meanwhile is dropped here, never written over. */
+static void lease_arm(rk *r)
+{
+    uint64_t at = lease_fence_at_us(r->lease_from_us, r->bp->cfg.heartbeat_ms);
+    if (!r->lease_timer || !at || r->lease_lost) {
+        return;
+    }
+    uint64_t now = rk_mono_us();
+    uint64_t wait = at > now ? at - now : 0;
+    struct timeval t = {(time_t)(wait / 1000000u), (suseconds_t)(wait % 1000000u)};
+    evtimer_add(r->lease_timer, &t);
+}
+
 static void lease_check(rk *r)
 {
-    if (r->lease_lost || !r->lease_from_us || rk_mono_us() - r->lease_from_us < (uint64_t)claim_ttl_ms(r) * 1000u) {
+    if (r->lease_lost || !r->claimed || atomic_load(&r->stopping)) {
+        return;
+    }
+    if (!lease_fenced(r->lease_from_us, rk_mono_us(), r->bp->cfg.heartbeat_ms)) {
+        lease_arm(r); /* renewed meanwhile: the new fence point */
         return;
     }
     r->lease_lost = true;
+    atomic_fetch_add(&r->lease_lost_n, 1);
+    atomic_store(&r->bp->fenced, true);
+    uint64_t since_ms = (rk_mono_us() - r->lease_from_us) / 1000u;
     sh_log(SH_WARN,
-           "event=node_lease_lost node_id=%s lease_ms=%d msg=\"no heartbeat renewed the node id claim for a "
-           "whole lease: other nodes may take this node's sessions; re-asserted once renewed\"",
-           r->bp->cfg.node_id, claim_ttl_ms(r));
+           "event=lease_lost node_id=%s since_renewal_ms=%llu fence_ms=%d ttl_ms=%d msg=\"no heartbeat renewed the "
+           "node id claim: closing every client connection and refusing new ones before other nodes may take "
+           "this node's client ids\"",
+           r->bp->cfg.node_id, (unsigned long long)since_ms, lease_fence_ms(r->bp->cfg.heartbeat_ms), claim_ttl_ms(r));
+    rk_update_ready(r);
+    if (r->bp->hooks.fenced) {
+        r->bp->hooks.fenced(r->bp->hooks.node);
+    }
+}
+
+static void lease_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    lease_check(arg);
 }
 
 static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
 {
+    if (lease_fenced(sent_us, rk_mono_us(), r->bp->cfg.heartbeat_ms)) {
+        /* Answered past its own fence point (held up in a cut link): Redis
+         * applied it at some unknown time since, so it proves no lease. The
+         * next heartbeat, sent now, renews it. */
+        lease_check(r);
+        return;
+    }
     if (sent_us) {
         r->lease_from_us = sent_us;
     }
     bool reassert = was_gone;
+    bool regained = r->lease_lost;
     if (r->lease_lost) {
         r->lease_lost = false;
         reassert = true;
-        sh_log(SH_INFO, "event=node_lease_renewed node_id=%s", r->bp->cfg.node_id);
+        atomic_fetch_add(&r->lease_regained_n, 1);
+        atomic_store(&r->bp->fenced, false);
+        sh_log(SH_INFO, "event=lease_regained node_id=%s msg=\"the node id claim is renewed: serving again\"",
+               r->bp->cfg.node_id);
+        rk_update_ready(r);
     }
-    if (was_gone) {
+    lease_arm(r);
+    if (was_gone && !regained) {
+        /* After a fence the claim is gone as a matter of course. */
         sh_log(SH_WARN,
                "event=node_claim_was_gone node_id=%s msg=\"Redis lost this node's id claim (restart without "
                "persistence, FLUSHALL?): re-asserting this node's sessions\"",
@@ -583,6 +639,8 @@ void rk_redis_attach(rk *r)
 {
     r->redis_retry = evtimer_new(r->base, retry_cb, r);
     r->heartbeat = event_new(r->base, -1, EV_PERSIST, heartbeat_cb, r);
+    r->lease_timer = evtimer_new(r->base, lease_timer_cb, r);
+    lease_arm(r);
     int hb = heartbeat_ms(r);
     struct timeval t = {hb / 1000, (hb % 1000) * 1000};
     event_add(r->heartbeat, &t);
@@ -607,7 +665,8 @@ void rk_redis_stop(rk *r)
     if (r->redis_retry) {
         event_free(r->redis_retry);
         event_free(r->heartbeat);
-        r->redis_retry = r->heartbeat = NULL;
+        event_free(r->lease_timer);
+        r->redis_retry = r->heartbeat = r->lease_timer = NULL;
     }
     rk_tls_stop(r->tls);
     r->tls = NULL;

@@ -101,14 +101,17 @@ static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
  * caller's claim: the owner found it gone (Redis lost its data, or the
  * TTL ran out while the owner still held the session), nobody claimed the
  * id since (a claim would have created it), and a later claim must find
- * this owner to revoke it. */
+ * this owner to revoke it. A record a survivor settled for this instance
+ * ('reaped' = its token: the instance was seen dead, its will published)
+ * is stale for it too: the instance was fenced meanwhile (cluster/lease.h)
+ * and its copy of the session is older than the settled one. */
 static const char *STORE_LUA =
-    "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token') "
+    "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'reaped') "
     "local rc = 1 "
     "if not f[1] then "
     "  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'owner', ARGV[3], 'token', ARGV[4], 'prev', '0', "
     "    'prev_owner', '', 'prev_token', '', 'released', '1', 'cleaned', '0') rc = 2 "
-    "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] then return 0 end "
+    "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] or f[4] == ARGV[4] then return 0 end "
     "if #ARGV[5] > 0 then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
     "return rc";

@@ -113,6 +113,7 @@ static broker_status open_backplane(broker *b)
                       .remote_position = stream_position_hook,
                       .stream_behind = hold_stream_behind,
                       .sessions_reassert = sync_reassert_hook,
+                      .fenced = sync_fence_hook,
                       .share_groups = remote_share_groups_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {

@@ -314,6 +314,11 @@ static void backplane_metrics(metrics_text *t, broker *b)
                          st.skipped_newer);
     metrics_text_counter(t, "shoal_kafka_bad_records_total", "records that were not Shoal records", st.bad_records);
     metrics_text_counter(t, "shoal_redis_errors_total", "Redis commands that failed", st.redis_errors);
+    metrics_text_counter(t, "shoal_cluster_lease_lost_total",
+                         "times this node fenced itself: no membership renewal for the lease's fence point",
+                         st.lease_lost);
+    metrics_text_counter(t, "shoal_cluster_lease_regained_total", "times a renewal ended a fence", st.lease_regained);
+    metrics_text_gauge(t, "shoal_cluster_fenced", "1 while this node is fenced (serves no client)", st.fenced);
     metrics_text_gauge(t, "shoal_kafka_consumer_lag_messages",
                        "records in the messages topic this node has not consumed yet", (double)st.consumer_lag);
     metrics_text_gauge(t, "shoal_kafka_paused_partitions",

@@ -291,6 +291,14 @@ mqtt_rc connect_proceed(conn *c)
                c->client_id, (int)will->topic_len, (const char *)will->topic);
         return MQTT_RC_NOT_AUTHORIZED;
     }
+    if (bp_is_fenced(c->w->b->bp)) {
+        /* Cut off from Redis past its lease: another node may own this
+         * client id by now (invariant 3). CONNACK 0x88 Server unavailable
+         * (3.1.1: return code 3); the client retries, through a node that
+         * holds its lease (/health/ready says not ready meanwhile). */
+        conn_refuse(c, MQTT_RC_SERVER_UNAVAILABLE, "membership lease lost: cut off from Redis");
+        return MQTT_RC_SUCCESS; /* refused and logged here: not bad input */
+    }
     sync_claim_start(c); /* then connect_claim() */
     return MQTT_RC_SUCCESS;
 }

@@ -1118,18 +1118,20 @@ void sync_handle_revoke(worker *w, inbox_item *it)
     sh_free_str(id);
 }
 
-/* ---- re-asserting every session ----
+/* ---- fencing and re-asserting every session ----
  *
- * Past its lease (Redis unreachable for 3 heartbeats) a node keeps serving
- * its connections. Another node may claim one of its sessions meanwhile
- * (it sees this one dead) only if it reaches Redis: in the common outage,
- * Redis down for everyone, nobody can, and closing every persistent client
- * of every node on each outage would turn it into a full one (and, until
- * queued messages follow their session, lose what was queued for them).
- * When Redis answers again the node stores every session it owns, fenced:
- * one claimed elsewhere meanwhile is closed (0x8E). VerneMQ behaves alike
- * during a netsplit (existing connections stay, new registrations fail;
- * ours fail as the claim needs Redis). docs/architecture.md, "Re-assert". */
+ * A node that cannot renew its membership lease (cut off from Redis, or
+ * Redis down for everyone) fences itself before its lease can expire
+ * (cluster/lease.h): past the lease another node may claim any of its
+ * client ids, clean or persistent (every CONNECT claims its id in Redis),
+ * so every connection is closed, DISCONNECT 0x8B Server shutting down
+ * (MQTT 5 §3.14.2.1; 0x88 Server unavailable is a CONNACK code only, which
+ * new CONNECTs get meanwhile; 3.1.1: the TCP close). The sessions stay
+ * here, offline, their records as last stored. When Redis renews the lease
+ * again the node stores every session it owns, fenced by epoch, owner and
+ * token: one claimed elsewhere meanwhile, or reaped as a dead node's, is
+ * refused (stale) and dropped here (let_go), never written over.
+ * docs/architecture.md, "Fencing". */
 
 static void post_all(broker *b, int what)
 {
@@ -1150,10 +1152,40 @@ void sync_reassert_hook(void *node)
     post_all(node, SYNC_REASSERT);
 }
 
+void sync_fence_hook(void *node)
+{
+    post_all(node, SYNC_FENCE);
+}
+
+/* Every connection past CONNECT: established ones, and those whose claim
+ * is on its way (its answer finds the connection gone). One still waiting
+ * for its CONNECT gets CONNACK 0x88 when it comes (connect_proceed). */
+static void fence_conns(worker *w)
+{
+    uint32_t n = 0;
+    conn *c = w->conns;
+    while (c) {
+        conn *next = c->next;
+        if (c->state >= CS_CLAIMING && c->state < CS_CLOSING) {
+            conn_close(c, MQTT_RC_SERVER_SHUTTING_DOWN, "membership lease lost: cut off from Redis");
+            n++;
+        }
+        c = next;
+    }
+    if (n) {
+        sh_log(SH_INFO, "event=lease_fenced_connections worker=%d closed=%u", w->id, n);
+    }
+    worker_flush(w);
+}
+
 void sync_handle_sessions(worker *w, inbox_item *it)
 {
     broker *b = w->b;
     if (!sync_on(b)) {
+        return;
+    }
+    if (it->epoch == SYNC_FENCE) {
+        fence_conns(w);
         return;
     }
     session **mine = NULL;

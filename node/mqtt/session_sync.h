@@ -120,8 +120,12 @@ void sync_handle_revoke(worker *w, inbox_item *it);
 /* bp_hooks.sessions_reassert (the backplane's thread): IN_SYNC to every
  * worker. */
 void sync_reassert_hook(void *node);
-/* IN_SYNC on a worker: store every session it owns again, fenced. */
-enum { SYNC_REASSERT = 1 };
+/* bp_hooks.fenced (the backplane's thread): IN_SYNC SYNC_FENCE to every
+ * worker. */
+void sync_fence_hook(void *node);
+/* IN_SYNC on a worker: store every session it owns again, fenced
+ * (SYNC_REASSERT), or close every connection (SYNC_FENCE). */
+enum { SYNC_REASSERT = 1, SYNC_FENCE = 2 };
 void sync_handle_sessions(worker *w, inbox_item *it);
 
 #endif

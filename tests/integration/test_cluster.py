@@ -862,7 +862,10 @@ def test_membership_expiry_is_redis_time_and_a_killed_node_leaves(cluster, backe
 
 
 def test_redis_outage_refuses_qos1_keeps_qos0_and_recovers(cluster, backends):
-    n1 = cluster(uid("n1"))
+    """Until its lease's fence point (test_cluster_fence.py; 9 s with this
+    12 s lease) a node without Redis serves QoS 0 locally and refuses QoS 1
+    rather than acknowledge it without durability; it recovers by itself."""
+    n1 = cluster(uid("n1"), "--cluster-heartbeat", "4000")
     topic = uid("outage")
     sub = Client(n1, version=5)
     sub.subscribe(topic, qos=1)

@@ -90,8 +90,11 @@ def qos1_acks(client):
 
 def test_hung_redis_marks_the_node_not_ready_and_back(cluster, backends):
     """A stopped Redis keeps its TCP connections open and answers nothing:
-    the command timeout finds it, /health/ready says 503 and QoS 1 is
-    refused; after SIGCONT the node is ready again without a restart."""
+    the node's membership lease runs out first, so it fences itself
+    (test_cluster_fence.py): /health/ready says 503, its clients are closed
+    (0x8B) and a CONNECT is refused (0x88); the command timeout then finds
+    Redis hung. After SIGCONT the node is ready again without a restart and
+    QoS 1 is acknowledged again."""
     n = cluster(uid("n1"))
     topic = uid("hung")
     sub = Client(n, version=5)
@@ -101,15 +104,22 @@ def test_hung_redis_marks_the_node_not_ready_and_back(cluster, backends):
     assert ready(n) == 200
     with stopped(redis_pid(backends)):
         wait_for(lambda: ready(n) == 503, "/health/ready 503 with Redis stopped")
-        assert "event=redis_timeout" in n.log()
-        info = pub.publish(topic, b"refused", qos=1, wait=False)
-        info.wait_for_publish(WAIT)
-        assert acks[info.mid] == 0x97, acks
+        assert n.wait_log("event=redis_timeout", WAIT), n.log()[-3000:]
+        for c in (sub, pub):
+            assert c.disconnected.wait(WAIT), "a client of the fenced node stayed connected"
+            assert c.disconnect_rc.value == 0x8B, c.disconnect_rc
+        late = Client(n, version=5, expect_rc=None)
+        assert late.connack[1].value == 0x88, late.connack
+        late.kill()
     wait_for(lambda: ready(n) == 200, "/health/ready 200 after Redis resumed")
+    sub.connect()
+    sub.subscribe(topic, qos=1)
+    pub.connect()
     info = pub.publish(topic, b"after", qos=1)
     assert acks[info.mid] == 0, acks
     assert [m.payload for m in sub.get_n(1, WAIT)] == [b"after"]
     assert n.log().count("event=backplane_not_ready") == 1, n.log()[-3000:]
+    assert n.log().count("event=lease_lost") == 1, n.log()[-3000:]
 
 
 def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(cluster, backends):
@@ -119,7 +129,9 @@ def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(
     persistent subscriber waits for the session's store (QoS 2 store-first),
     and a store refused as stale dropped the session with the messages it
     held, after they had been acknowledged to their publisher (the failover
-    suite's redis scenario: acknowledged, delivered to nobody)."""
+    suite's redis scenario: acknowledged, delivered to nobody). The outage
+    outlasts the lease: the subscriber is closed (the node fences itself)
+    and resumes its session on the same node once Redis is back."""
     n1, n2 = cluster(uid("n1")), cluster(uid("n2"))
     topic = uid("empty")
     sub = Client(n1, client_id=uid("sub"), version=5, clean=False,
@@ -132,6 +144,13 @@ def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(
     backends.start_redis()
     for n in (n1, n2):
         wait_for(lambda: ready(n) == 200, "/health/ready 200 on the emptied Redis")
+    assert n1.wait_log("event=session_record_recreated", WAIT), n1.log()[-3000:]
+    if sub.disconnected.is_set():  # fenced while Redis was away
+        assert sub.disconnect_rc.value == 0x8B, sub.disconnect_rc
+        sub.connect()
+        assert sub.session_present
+    if pub.disconnected.is_set():
+        pub.connect()
     sent = [b"after-%d" % i for i in range(10)]
     for p in sent:
         pub.publish(topic, p, qos=2)  # waits for PUBCOMP: acknowledged
@@ -139,7 +158,6 @@ def test_persistent_qos2_subscriber_keeps_its_session_when_redis_restarts_empty(
     assert got == sent
     assert not sub.disconnected.is_set(), (sub.disconnect_rc, n1.log()[-3000:])
     assert "event=session_fenced" not in n1.log()
-    assert "event=session_record_recreated" in n1.log()
 
 
 def test_qos2_held_for_a_store_refused_while_redis_is_down_goes_out_when_it_is_back(cluster, backends):
@@ -147,7 +165,9 @@ def test_qos2_held_for_a_store_refused_while_redis_is_down_goes_out_when_it_is_b
     is durable. A store refused while Redis is down is tried again (once a
     second), so the held PUBLISH leaves when Redis is back even if no other
     traffic comes to make the session store again. The record comes straight
-    from Kafka: no publish is taken while Redis is down."""
+    from Kafka: no publish is taken while Redis is down. The outage outlasts
+    the lease: the node fences itself, closing the subscriber, which resumes
+    its session once Redis is back and gets the message then."""
     n = cluster(uid("n1"))
     topic = uid("held")
     sub = Client(n, client_id=uid("sub"), version=5, clean=False,
@@ -158,7 +178,11 @@ def test_qos2_held_for_a_store_refused_while_redis_is_down_goes_out_when_it_is_b
         wait_for(lambda: ready(n) == 503, "/health/ready 503 with Redis stopped")
         kcat_produce(backends.bootstrap, cluster.topic, 0, topic, record(topic, b"held", qos=2))
         wait_for(lambda: (metric(n, "shoal_kafka_consumed_total") or 0) > consumed, "the record consumed")
+        assert sub.disconnected.wait(WAIT), "the fenced node kept its client"
+        assert sub.disconnect_rc.value == 0x8B, sub.disconnect_rc
     wait_for(lambda: ready(n) == 200, "/health/ready 200 after Redis resumed")
+    sub.connect()
+    assert sub.session_present
     m = sub.get(WAIT)
     assert (m.payload, m.qos) == (b"held", 2)
     assert not sub.disconnected.is_set(), sub.disconnect_rc

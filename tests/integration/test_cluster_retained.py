@@ -84,8 +84,8 @@ def ready(node):
     return http_get(node, "/health/ready")[0]
 
 
-def admin_node(cluster, name):
-    return cluster(name, "--admin-token", ADMIN_TOKEN)
+def admin_node(cluster, name, *extra):
+    return cluster(name, "--admin-token", ADMIN_TOKEN, *extra)
 
 
 def test_concurrent_sets_on_two_nodes_converge_to_kafkas_last(cluster, backends):
@@ -214,8 +214,11 @@ def test_set_and_delete_while_redis_is_stopped_reach_the_snapshot(cluster, backe
     """Redis hangs (SIGSTOP) and the nodes notice; a QoS 0 retained set and
     a delete still go through Kafka to every node, and once Redis answers
     again the snapshot catches up: a node started afterwards sees the set
-    and not the deleted one."""
-    n1, n2 = admin_node(cluster, uid("n1")), admin_node(cluster, uid("n2"))
+    and not the deleted one. The nodes' lease is long (12 s): they notice
+    the hung Redis (its command timeout) well before they would fence
+    themselves and close the publisher (test_cluster_fence.py)."""
+    lease = ("--cluster-heartbeat", "4000")
+    n1, n2 = admin_node(cluster, uid("n1"), *lease), admin_node(cluster, uid("n2"), *lease)
     base = uid("stop")
     pub = Client(n1)
     pub.publish(base + "/gone", b"old", qos=1, retain=True)

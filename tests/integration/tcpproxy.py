@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A TCP forwarder for tests: `python tcpproxy.py TARGET_PORT` listens on a
+free 127.0.0.1 port, prints `PORT <n>` then `READY`, and pipes every
+connection to 127.0.0.1:TARGET_PORT. SIGSTOP freezes every connection
+through it (they stay open, nothing crosses: a network cut between one node
+and its backend); SIGCONT resumes them."""
+import socket
+import sys
+import threading
+
+
+def pipe(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    for s in (src, dst):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def serve(target):
+    lsock = socket.socket()
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(128)
+    print("PORT %d" % lsock.getsockname()[1], flush=True)
+    print("READY", flush=True)
+    while True:
+        client, _ = lsock.accept()
+        try:
+            upstream = socket.create_connection(("127.0.0.1", target), timeout=10)
+        except OSError:
+            client.close()
+            continue
+        upstream.settimeout(None)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Fencing (docs/architecture.md, "Fencing"): a node cut off from Redis
+cannot renew its membership lease, and once the lease lapses another node
+may take over its client ids. Invariant 3 (one live connection per client
+id) holds only if the cut node closes its clients first: it fences itself
+a margin before the lease's TTL, refuses CONNECT and says not ready until
+Redis renews its lease, and then writes none of the state another node took
+over. One node reaches Redis through a TCP forwarder that the test freezes
+(SIGSTOP: connections stay open, nothing crosses), the other directly."""
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+
+from pahoclient import Client, props, uid
+from test_cluster import WAIT, Backends, http_get, metric, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HEARTBEAT_MS = 1000  # TTL 3 s, fence point 2.25 s after the last renewal's send (cluster/lease.h)
+EXPIRY = props(PacketTypes.CONNECT, SessionExpiryInterval=600)
+
+
+@pytest.fixture(scope="module")
+def backends():
+    b = Backends()
+    yield b
+    b.stop()
+
+
+class Proxy:
+    """tcpproxy.py in front of Redis; freeze() cuts whoever goes through it."""
+
+    def __init__(self, target_port):
+        self.proc = subprocess.Popen([sys.executable, "-u", os.path.join(HERE, "tcpproxy.py"), str(target_port)],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+        assert self.proc.stdout.readline().strip() == "READY"
+        self.frozen = False
+
+    @contextlib.contextmanager
+    def cut(self):
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+        try:
+            yield
+        finally:
+            self.heal()
+
+    def heal(self):
+        if self.frozen:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.frozen = False
+
+    def stop(self):
+        self.heal()
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def proxy(backends):
+    port = int(re.search(r":(\d+)(/\d*)?$", backends.redis_url).group(1))
+    p = Proxy(port)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def cluster(backends, node_factory):
+    prefix = uid("f") + "."
+
+    def make(name, redis_url=None):
+        return node_factory("--workers", "2", "--node-id", name, "--redis", redis_url or backends.redis_url,
+                            "--kafka", backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4",
+                            "--kafka-topic-prefix", prefix, "--cluster-heartbeat", str(HEARTBEAT_MS))
+    return make
+
+
+def via(backends, proxy):
+    return re.sub(r":(\d+)((/\d*)?)$", r":%d\2" % proxy.port, backends.redis_url)
+
+
+def ready(node):
+    return http_get(node, "/health/ready")[0]
+
+
+class Claimer(threading.Thread):
+    """Connects client_id to a node again and again (clean start 0) until
+    the CONNACK says success; keeps that connection."""
+
+    def __init__(self, node, client_id):
+        super().__init__(daemon=True)
+        self.node, self.client_id = node, client_id
+        self.client = None
+        self.connected_at = None
+        self.refusals = []
+        self.stop = threading.Event()
+        self.done = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                c = Client(self.node, client_id=self.client_id, version=5, clean=False, properties=EXPIRY,
+                           expect_rc=None)
+                if c.connack[1] == 0:
+                    self.connected_at = time.monotonic()
+                    self.client = c
+                    return
+                self.refusals.append(int(c.connack[1].value))
+                c.kill()
+                self.stop.wait(0.2)
+        finally:
+            self.done.set()
+
+
+def test_node_cut_from_redis_fences_before_its_lease_expires_and_the_session_moves_intact(cluster, backends,
+                                                                                          proxy):
+    """The cut node closes its persistent client (DISCONNECT 0x8B), its
+    clean MQTT 5 client and its 3.1.1 client before the same client id can
+    connect through the other node; that connection gets the session with
+    its subscription and every message acknowledged meanwhile. The cut node
+    refuses CONNECT (0x88) and is not ready while fenced; when Redis is back
+    it serves again, and its stale copy of the session is refused, not
+    written over the new owner's."""
+    n1 = cluster(uid("cut"), via(backends, proxy))
+    n2 = cluster(uid("ok"))
+    topic = uid("fence")
+    cid = uid("persist")
+    sub = Client(n1, client_id=cid, version=5, clean=False, properties=EXPIRY)
+    assert sub.subscribe(topic + "/#", qos=1) == [1]
+    clean5 = Client(n1, version=5)
+    clean3 = Client(n1, version=4)
+    pub = Client(n2, version=5)
+    acked = []
+
+    def publish(tag):
+        pub.publish("%s/x" % topic, tag, qos=1)  # waits for PUBACK: durable in Kafka
+        acked.append(tag)
+
+    for i in range(5):
+        publish(b"before-%d" % i)
+    got = [m.payload for m in sub.get_n(5, WAIT)]
+    assert got == acked
+    assert ready(n1) == 200
+
+    claimer = Claimer(n2, cid)
+    with proxy.cut():
+        claimer.start()
+        i = 0
+        while not claimer.done.wait(0.1):
+            publish(b"during-%d" % i)
+            i += 1
+        assert claimer.client is not None, claimer.refusals
+        # Invariant 3: the cut node let go of the client id before the
+        # other node could give it a connection.
+        assert sub.disconnected.is_set(), ("the cut node still holds %s, which connected on the other node" % cid,
+                                           n1.log()[-3000:])
+        assert sub.disconnect_rc.value == 0x8B, sub.disconnect_rc
+        for c in (clean5, clean3):
+            assert c.disconnected.wait(WAIT), "a clean session's connection stayed open on the fenced node"
+        assert clean5.disconnect_rc.value == 0x8B
+        assert "event=lease_lost" in n1.log()
+        assert claimer.client.session_present
+        # Fenced: not ready, CONNECT refused with 0x88 Server unavailable.
+        wait_for(lambda: ready(n1) == 503, "/health/ready 503 on the fenced node")
+        late = Client(n1, version=5, expect_rc=None)
+        assert late.connack[1].value == 0x88, late.connack
+        late.kill()
+        assert metric(n1, "shoal_cluster_fenced") == 1
+        for j in range(3):
+            publish(b"after-%d" % j)
+    # The session moved with its subscription: everything acknowledged
+    # since the SUBSCRIBE reached it, on one connection or the other.
+    mine = claimer.client
+    seen = set(got) | {m.payload for m in sub.get_n(sub.messages.qsize(), 1)}
+    deadline = time.time() + WAIT
+    while not set(acked) <= seen and time.time() < deadline:
+        try:
+            seen.add(mine.get(0.5).payload)
+        except AssertionError:
+            pass
+    assert set(acked) <= seen, sorted(set(acked) - seen)
+
+    # Redis back: the cut node renews its lease and serves again; its copy
+    # of the session is refused as stale, the new owner keeps it.
+    assert n1.wait_log("event=lease_regained", WAIT), n1.log()[-3000:]
+    # The cut node drops its copy without writing it: the other node's
+    # revoke (held up in the cut link) or its own store, refused as stale.
+    wait_for(lambda: any(e in n1.log() for e in ("event=session_revoked client=%s" % cid,
+                                                   "event=session_fenced client=%s" % cid)),
+             "the cut node letting go of %s" % cid)
+    wait_for(lambda: ready(n1) == 200, "/health/ready 200 once the lease is renewed")
+    again = Client(n1, version=5)
+    info = again.publish("%s/x" % topic, b"via-n1", qos=1, wait=False)
+    info.wait_for_publish(WAIT)
+    assert info.is_published(), ("no PUBACK from the node back from its fence", n1.log()[-6000:])
+    deadline = time.time() + WAIT
+    while time.time() < deadline:
+        m = mine.get(WAIT)
+        if m.payload == b"via-n1":
+            break
+    else:
+        raise AssertionError("no message after the heal")
+    assert not mine.disconnected.is_set(), mine.disconnect_rc
+    assert metric(n1, "shoal_cluster_lease_lost_total") == 1
+    assert metric(n1, "shoal_cluster_lease_regained_total") == 1
+    assert metric(n1, "shoal_cluster_fenced") == 0
+    assert metric(n2, "shoal_cluster_lease_lost_total") == 0
+    assert n1.log().count("event=lease_lost") == 1
+
+
+def test_single_node_without_redis_never_fences(node_factory):
+    """The embedded default has no lease: nothing to fence, no lease metrics."""
+    n = node_factory()
+    c = Client(n, client_id=uid("solo"), version=5, clean=False, properties=EXPIRY)
+    assert metric(n, "shoal_cluster_lease_lost_total") is None
+    assert not c.disconnected.is_set()
+
+
+def test_cut_node_back_after_a_survivor_reaped_it_does_not_write_its_stale_session(cluster, backends, proxy):
+    """Cut off long enough for the other node to take it for dead and
+    settle its session records (reaped), the node comes back with its own,
+    older copy of the session. Its store is refused (the record was settled
+    for this very instance, though its epoch is unchanged) and it drops the
+    copy; the client resumes the settled session through any node. Failed
+    before the store script checked 'reaped': the stale copy was written
+    over the settled record."""
+    name1 = uid("cut")
+    n1 = cluster(name1, via(backends, proxy))
+    n2 = cluster(uid("ok"))
+    topic = uid("reap")
+    cid = uid("persist")
+    sub = Client(n1, client_id=cid, version=5, clean=False, properties=EXPIRY)
+    assert sub.subscribe(topic + "/#", qos=1) == [1]
+    pub = Client(n2, version=5)
+    pub.publish("%s/x" % topic, b"before", qos=1)
+    assert sub.get(WAIT).payload == b"before"
+    settled = "event=dead_node_settled instance="
+    with proxy.cut():
+        assert sub.disconnected.wait(WAIT), "the cut node kept its client"
+        wait_for(lambda: any(settled in line and line.split(settled)[1].split()[0].endswith("|" + name1)
+                             for line in n2.log().splitlines()), "node 2 settling the cut node's sessions", 60)
+        pub.publish("%s/x" % topic, b"while-cut", qos=1)
+    assert n1.wait_log("event=lease_regained", WAIT), n1.log()[-3000:]
+    assert n1.wait_log("event=session_fenced client=%s" % cid, WAIT), n1.log()[-3000:]
+    again = Client(n2, client_id=cid, version=5, clean=False, properties=EXPIRY)
+    assert again.session_present
+    got = set()
+    deadline = time.time() + WAIT
+    while b"while-cut" not in got and time.time() < deadline:
+        try:
+            got.add(again.get(1).payload)
+        except AssertionError:
+            pass
+    assert b"while-cut" in got, got
