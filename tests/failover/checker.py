@@ -162,7 +162,9 @@ def check(events):
         c = conns[e["client"]].get(e["conn"])
         if c is not None and c["t1"] is None:
             c["t1"] = e["t"]
-    kills = [e for e in by["fault"] if e.get("kind") == "kill"]
+    # A drain (SIGTERM) ends its node's connections with the server's DISCONNECT
+    # (0x8B) or a close: wills are published (MQTT 5 §3.1.2.5) and sessions move.
+    kills = [e for e in by["fault"] if e.get("kind") in ("kill", "drain")]
 
     subs = collections.defaultdict(dict)  # client -> filter -> (t, granted)
     for e in by["suback"]:

@@ -379,6 +379,32 @@ def faults_partition(ctx):
     ctx.finish_publishers(3.0)
 
 
+# -- 6: rolling restart with SIGTERM drain ----------------------------------------
+
+def faults_rolling(ctx):
+    """Every node in turn: SIGTERM (the drain answers in-flight publishes,
+    disconnects its clients with 0x8B and stores their sessions), the process
+    exits, it starts again on its ports; the next node only once this one is
+    ready, HAProxy sends to it and every publisher has acks again."""
+    c, rate = ctx.cluster, ctx.size.rate
+    ctx.wait_sent(rate * 2, 60)
+    for n in c.nodes:
+        ctx.fault("drain", n.name, "SIGTERM")
+        t = time.time()
+        c.kill_node(n, signal.SIGTERM)
+        if n.proc.returncode != 0:
+            ctx.errors.append("%s exited %s after SIGTERM (a drain exits 0)" % (n.name, n.proc.returncode))
+        ctx.log("  %s drained and exited in %.1fs" % (n.name, time.time() - t))
+        ctx.fault("restart", n.name)
+        c.start_node(n)
+        back = time.time()
+        if not ctx.wait_until(lambda: c.node_ready(n), "%s ready after its restart" % n.name, 60):
+            return
+        time.sleep(2.5)  # HAProxy: one good check (inter 1s)
+        ctx.service_back(back, 60)
+    ctx.finish_publishers(2.0)
+
+
 # -- 8: a slow backbone ----------------------------------------------------------
 
 RSS_BOUND_KB = 128 * 1024
@@ -536,6 +562,8 @@ SCENARIOS = [
     Scenario("partition", 5, "node 1 in a network namespace, its veth cut for 10 s", faults_partition,
              {**COMMON_TODAY, **PARTITION_TODAY}, extra=extra_partition, size=lambda z: z.open(240 if z.long else 120),
              prepare=prepare_partition, restore=restore_partition),
+    Scenario("rolling-restart", 6, "rolling restart of all nodes, each drained with SIGTERM and started again",
+             faults_rolling, COMMON_TODAY, size=lambda z: z.open(240 if z.long else 90)),
     Scenario("slow-subscribers", 7, "a slow subscriber and a stuck one (never reads) beside the others",
              faults_none, COMMON_TODAY, extra=extra_slow),
     Scenario("slow-kafka", 8, "the Kafka broker frozen (SIGSTOP) for seconds: memory bounded, no restart",

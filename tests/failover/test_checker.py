@@ -274,6 +274,19 @@ def test_will_of_killed_node_client_not_published():
     assert status(h)["wills"] == "fail"
 
 
+def test_will_of_drained_node_client_not_published():
+    """A drain (SIGTERM, rolling restart) ends the connection from the
+    server's side: the will is due (MQTT 5 §3.1.2.5) and the session moved."""
+    h = good()
+    for e in h.events:
+        if e["ev"] == "fault":
+            e["kind"], e["detail"] = "drain", "SIGTERM"
+    assert status(h)["wills"] == "pass"
+    assert status(h)["lost-moved"] == "pass"
+    h.events = [e for e in h.events if not (e["ev"] == "deliver" and e["msg"] == "w:will")]
+    assert status(h)["wills"] == "fail"
+
+
 def test_will_of_client_that_left_before_the_kill_is_not_expected():
     h = H()
     h.connect("w", "node-1", will="w:will")
