@@ -394,11 +394,18 @@ def check(events):
     me = checks["msg-expiry"]
     got_any = {c: {d["msg"] for d in ds} for c, ds in deliveries.items()}
     span = (end_t - ev[0]["t"]) if ev else 0
+    # Stayed connected: one connection, closed (if at all) only once the run
+    # was drained (every actor disconnects at the end).
+    drained_t = next((e["t"] for e in by["phase"] if e.get("name") == "drained"), end_t)
+
+    def stayed(client):
+        cs = list(conns[client].values())
+        return len(cs) == 1 and (cs[0]["t1"] is None or cs[0]["t1"] >= drained_t)
     for m, s in sorted(acked.items()):
         if not s.get("expiry") or s["expiry"] <= span:
             continue
         for client, fs in sorted(subs.items()):
-            if client in probe_ids or not never_dropped(client):
+            if client in probe_ids or not stayed(client):
                 continue
             for filt, (t_sub, granted) in fs.items():
                 group, plain = split_share(filt)

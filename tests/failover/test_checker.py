@@ -496,3 +496,20 @@ def test_memory_bounded_and_unbounded():
     h("rss", node="node-1", pid=7, kb=50000, limit_kb=20000)
     h("rss", node="node-1", pid=8, kb=90000, limit_kb=20000)
     assert status(h)["memory"] == "pass"
+
+
+def test_message_with_expiry_checked_when_subscribers_leave_at_the_end():
+    """Every actor disconnects once the run is drained: that is no drop (the
+    scenario's msg-expiry was always n/a before)."""
+    h = expiry_history(deliver_to_s3=False)
+    h("phase", name="drained")
+    h("disconnect", client="e1", conn=1, node="node-1", rc=0)
+    h("disconnect", client="e3", conn=1, node="node-3", rc=0)
+    assert status(h)["msg-expiry"] == "fail"
+    h = H()
+    h.connect("e1", "node-1").sub("e1", "x/#", qos=1)
+    h("send", client="p", msg="p:0", topic="x/p", qos=1, retain=False, seq=0, expiry=600)
+    h("ack", client="p", msg="p:0", rc=0)
+    h("disconnect", client="e1", conn=1, node="node-1", rc=7)  # dropped during the run: not checked
+    h("phase", name="drained")
+    assert status(h)["msg-expiry"] == "n/a"
