@@ -22,17 +22,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RK_CLOCK_WRITERS 64        /* writers followed; the least recently read one makes room */
-#define RK_CLOCK_WINDOW_MS 60000u  /* the minimum is kept per window; the offset is the last two's */
+#define RK_CLOCK_WRITERS 64       /* writers followed; the least recently read one makes room */
+#define RK_CLOCK_WINDOW_MS 60000u /* the minimum is kept per window; the offset is the last two's */
 #define RK_CLOCK_ID_MAX 255
 
 typedef struct rk_clock_writer {
     uint8_t id[RK_CLOCK_ID_MAX];
     uint8_t id_len;
     bool used, has_prev;
-    int64_t cur, prev;      /* min(local read time - record timestamp), ms: this window, the one before */
-    uint64_t window_ms;     /* local monotonic ms the current window began */
-    uint64_t last_ms;       /* local monotonic ms of the last record read (which writer makes room) */
+    int64_t cur, prev;  /* min(local read time - record timestamp), ms: this window, the one before */
+    uint64_t window_ms; /* local monotonic ms the current window began */
+    uint64_t last_ms;   /* local monotonic ms of the last record read (which writer makes room) */
 } rk_clock_writer;
 
 typedef struct rk_clocks {
