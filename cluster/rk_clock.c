@@ -64,9 +64,8 @@ void rk_clocks_observe(rk_clocks *c, const uint8_t *writer, size_t len, int64_t 
         w->cur = d;
         w->window_ms = now_mono_ms;
     } else if (now_mono_ms - w->window_ms >= RK_CLOCK_WINDOW_MS) {
-        /* A new window: a writer whose clock was stepped back is followed
-         * within two windows (until then its messages may expire early by
-         * the step). */
+        /* A new window (rk_clocks_offset drops the previous one when the
+         * writer's clock stepped). */
         w->prev = w->cur;
         w->has_prev = true;
         w->cur = d;
@@ -83,7 +82,9 @@ bool rk_clocks_offset(rk_clocks *c, const uint8_t *writer, size_t len, int64_t *
     pthread_mutex_lock(&c->lock);
     rk_clock_writer *w = find(c, writer, len);
     if (w) {
-        *offset_ms = w->has_prev && w->prev < w->cur ? w->prev : w->cur;
+        int64_t step = w->prev - w->cur;
+        bool same_clock = w->has_prev && step <= RK_CLOCK_STEP_MS && step >= -RK_CLOCK_STEP_MS;
+        *offset_ms = same_clock && w->prev < w->cur ? w->prev : w->cur;
     }
     pthread_mutex_unlock(&c->lock);
     return w != NULL;

@@ -6,12 +6,14 @@
  * (rk_record.h) and its Kafka timestamp (CreateTime) on that same clock, so
  * the receiving node needs only the difference between the writer's clock
  * and its own. It measures it on the live stream: for each writer, the
- * smallest (local wall time when read - record timestamp) over the last one
- * to two windows, which is the clock difference plus the fastest one-way
- * stream latency of the window. The writer's deadline plus that offset is
+ * smallest (local wall time when read - record timestamp) over the current
+ * and the previous 5 s window, which is the clock difference plus the
+ * fastest one-way stream latency of those windows. The writer's deadline plus that offset is
  * the deadline on this node's clock: never earlier than the true one, later
  * by at most that fastest latency (milliseconds on a healthy cluster) plus
- * the clocks' drift since. A writer never read live yet (this node just
+ * the clocks' drift since. A writer's clock stepped back (it restarted with
+ * another clock) counts from the next window: until then, at most 5 s, its
+ * messages may expire early by the step. A writer never read live yet (this node just
  * started, or it died before) has no offset: its clock is trusted, as
  * before. The node's own records need none. */
 #ifndef SHOAL_CLUSTER_RK_CLOCK_H
@@ -22,8 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RK_CLOCK_WRITERS 64       /* writers followed; the least recently read one makes room */
-#define RK_CLOCK_WINDOW_MS 60000u /* the minimum is kept per window; the offset is the last two's */
+#define RK_CLOCK_WRITERS 64      /* writers followed; the least recently read one makes room */
+#define RK_CLOCK_WINDOW_MS 5000u /* the minimum is kept per window; the offset is the last two's */
+/* Two windows whose minimums differ by more than this saw the writer's clock
+ * step (a restart under another clock): the newer one counts alone. */
+#define RK_CLOCK_STEP_MS 1000
 #define RK_CLOCK_ID_MAX 255
 
 typedef struct rk_clock_writer {

@@ -513,3 +513,19 @@ def test_message_with_expiry_checked_when_subscribers_leave_at_the_end():
     h("disconnect", client="e1", conn=1, node="node-1", rc=7)  # dropped during the run: not checked
     h("phase", name="drained")
     assert status(h)["msg-expiry"] == "n/a"
+
+
+def test_shared_message_handed_to_another_member_is_not_reordered():
+    """g1 had s:1 and lost its connection; s:1 goes to g2 after s:2 (MQTT 5
+    §4.8.2). The same order without the drop is a violation."""
+    for drop, want in ((True, "pass"), (False, "fail")):
+        h = H()
+        h.connect("g1", "node-2").sub("g1", "$share/g/s/#", qos=1)
+        h.connect("g2", "node-3").sub("g2", "$share/g/s/#", qos=1)
+        m1, m2 = h.pub("sp", 1, "s/x"), h.pub("sp", 2, "s/x")
+        h.deliver("g1", m1, "s/x")
+        h.deliver("g2", m2, "s/x", node="node-3")
+        if drop:
+            h("disconnect", client="g1", conn=1, node="node-2", rc=0x8B)
+        h.deliver("g2", m1, "s/x", node="node-3")
+        assert status(h)["order"] == want, drop
