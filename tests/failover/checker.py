@@ -12,7 +12,9 @@ Checks (name: invariant, what fails it):
                  move: its node was killed, or it reconnected to another node
   qos2-dup    1  a QoS 2 message delivered more than once to one subscriber
   order       2  per subscriber, per publisher and topic, a message delivered
-                 after a later one of the same publisher (MQTT 4.6)
+                 after a later one of the same publisher (MQTT 4.6); not a
+                 shared message sent again to another member after the first
+                 member's connection ended (MQTT 5 4.8.2)
   one-conn    3  one client id connected on two nodes in two consecutive
                  admin API samples (one sample may be skewed by a move)
   shared-once 4  a shared-subscription message delivered to two members (QoS 1:
@@ -20,8 +22,8 @@ Checks (name: invariant, what fails it):
                  ack), or an acknowledged one to none while a member stayed up
   retained    5  a retained probe on a node did not get the last acknowledged
                  retained value of a topic (or a later unacknowledged one)
-  wills       6  a client connected with a will to a node that was killed:
-                 its will never reached a subscriber
+  wills       6  a client connected with a will to a node that was killed
+                 or drained: its will never reached a subscriber
   progress    7  a publisher did not get through its messages within the
                  scenario's time bound (others must be unaffected by a slow or
                  stuck subscriber, and service must come back after a fault)
