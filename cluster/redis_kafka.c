@@ -206,6 +206,7 @@ static void rk_release(rk *r)
     sh_free(r->own_high, (size_t)(r->partitions > 0 ? r->partitions : 1) * sizeof(int64_t));
     pthread_mutex_destroy(&r->ready_lock);
     rk_ksec_free(&r->ksec);
+    rk_clocks_destroy(&r->clocks);
     sh_free(r, sizeof(*r));
 }
 
@@ -231,6 +232,7 @@ static int rk_open(backplane *bp)
     bp->impl = r;
     r->bp = bp;
     pthread_mutex_init(&r->ready_lock, NULL);
+    rk_clocks_init(&r->clocks);
     r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
     r->base = event_base_new();
     r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);

@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 
 #include "cluster/backplane_impl.h"
+#include "cluster/rk_clock.h"
 #include "cluster/rk_ksec.h"
 #include "cluster/rk_retained.h"
 
@@ -126,7 +127,12 @@ typedef struct rk {
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
     struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
     struct rk_share *share; /* rk_share.c: shared-group membership across nodes */
+    rk_clocks clocks;       /* rk_clock.c: each writer's clock offset, for message expiry */
 } rk;
+
+/* rk_kafka.c: a decoded record's expiry deadline moved onto this node's
+ * clock (rk_clock.h); own records and writers never read live keep theirs. */
+void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen);
 
 /* rk_reap.c: a dead node instance's session records (bp_reap_*) */
 void rk_reap_batch(rk *r, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg);

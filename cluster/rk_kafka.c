@@ -674,6 +674,21 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         passed(r, km);
         return;
     }
+    /* Expiry on this node's clock (rk_clock.h): first what this record says
+     * of its writer's clock, read now. */
+    const char *self = r->bp->cfg.node_id;
+    bool own = olen == strlen(self) && memcmp(origin, self, olen) == 0;
+    rd_kafka_timestamp_type_t tstype;
+    int64_t ts = rd_kafka_message_timestamp(km, &tstype);
+    /* Records from before this node started (the retained catch-up) would
+     * only raise the minimum. */
+    if (!own && tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 &&
+        !rk_retained_replaying(r, km->partition, km->offset)) {
+        rk_clocks_observe(&r->clocks, origin, olen, ts, rk_unix_ms(), rk_mono_us() / 1000u);
+    }
+    if (!own) {
+        rk_expiry_localize(r, &m, origin, olen);
+    }
     if (m.retain) {
         /* Every node applies retained updates in the stream's order, its
          * own included: the order Kafka gave them is the truth. */
@@ -686,23 +701,28 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         }
         return; /* not a message, or one from before this node started */
     }
-    const char *self = r->bp->cfg.node_id;
     /* Our own publishes were delivered locally already. */
-    if (olen == strlen(self) && memcmp(origin, self, olen) == 0) {
+    if (own) {
         passed(r, km);
         return;
     }
     m.partition = km->partition;
     m.offset = km->offset;
     atomic_fetch_add(&r->consumed, 1);
-    rd_kafka_timestamp_type_t tstype;
-    int64_t ts = rd_kafka_message_timestamp(km, &tstype);
     m.timestamp_ms = tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : 0;
     if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0) {
         uint64_t now = rk_unix_ms();
         bp_hist_observe(&r->consume_delay, now > (uint64_t)ts ? (now - (uint64_t)ts) * 1000u : 0);
     }
     r->bp->hooks.remote_message(r->bp->hooks.node, &m, (unsigned)km->partition);
+}
+
+void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen)
+{
+    int64_t off;
+    if (m->expiry_at_unix_ms && rk_clocks_offset(&r->clocks, origin, olen, &off)) {
+        m->expiry_at_unix_ms = rk_expiry_local(m->expiry_at_unix_ms, off);
+    }
 }
 
 void rk_kafka_drain(rk *r)

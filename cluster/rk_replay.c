@@ -353,6 +353,9 @@ static void pump_head(rk *r)
                 b = batch_new(j, j->max_batch);
             }
             m.own = olen == strlen(self) && memcmp(origin, self, olen) == 0;
+            if (!m.own) {
+                rk_expiry_localize(r, &m, origin, olen);
+            }
             m.origin = origin;
             m.origin_len = (uint8_t)(olen > 255 ? 255 : olen);
             m.partition = km->partition;

@@ -12,7 +12,9 @@ Checks (name: invariant, what fails it):
                  move: its node was killed, or it reconnected to another node
   qos2-dup    1  a QoS 2 message delivered more than once to one subscriber
   order       2  per subscriber, per publisher and topic, a message delivered
-                 after a later one of the same publisher (MQTT 4.6)
+                 after a later one of the same publisher (MQTT 4.6); not a
+                 shared message sent again to another member after the first
+                 member's connection ended (MQTT 5 4.8.2)
   one-conn    3  one client id connected on two nodes in two consecutive
                  admin API samples (one sample may be skewed by a move)
   shared-once 4  a shared-subscription message delivered to two members (QoS 1:
@@ -20,8 +22,8 @@ Checks (name: invariant, what fails it):
                  ack), or an acknowledged one to none while a member stayed up
   retained    5  a retained probe on a node did not get the last acknowledged
                  retained value of a topic (or a later unacknowledged one)
-  wills       6  a client connected with a will to a node that was killed:
-                 its will never reached a subscriber
+  wills       6  a client connected with a will to a node that was killed
+                 or drained: its will never reached a subscriber
   progress    7  a publisher did not get through its messages within the
                  scenario's time bound (others must be unaffected by a slow or
                  stuck subscriber, and service must come back after a fault)
@@ -162,7 +164,9 @@ def check(events):
         c = conns[e["client"]].get(e["conn"])
         if c is not None and c["t1"] is None:
             c["t1"] = e["t"]
-    kills = [e for e in by["fault"] if e.get("kind") == "kill"]
+    # A drain (SIGTERM) ends its node's connections with the server's DISCONNECT
+    # (0x8B) or a close: wills are published (MQTT 5 §3.1.2.5) and sessions move.
+    kills = [e for e in by["fault"] if e.get("kind") in ("kill", "drain")]
 
     subs = collections.defaultdict(dict)  # client -> filter -> (t, granted)
     for e in by["suback"]:
@@ -190,6 +194,24 @@ def check(events):
     def never_dropped(client):
         cs = list(conns[client].values())
         return len(cs) == 1 and cs[0]["t1"] is None
+
+    # A shared message sent again to another member after the member that had
+    # it lost its connection (MQTT 5 §4.8.2) comes out of its order there.
+    def groups(client, topic):
+        return {g for g, f in map(split_share, subs[client]) if g is not None and topic_matches(f, topic)}
+
+    handed = set()  # (client, msg)
+    by_msg = collections.defaultdict(list)
+    for d in by["deliver"]:
+        if not d.get("retain") and groups(d["client"], d["topic"]):
+            by_msg[d["msg"]].append(d)
+    for m, ds in by_msg.items():
+        for i, d in enumerate(ds):
+            for e in ds[:i]:
+                c = conns[e["client"]].get(e["conn"])
+                if (e["client"] != d["client"] and c and c["t1"] is not None and c["t1"] <= d["t"]
+                        and groups(d["client"], d["topic"]) & groups(e["client"], e["topic"])):
+                    handed.add((d["client"], m))
 
     # ---- invariant 1: lost, lost-moved, qos2-dup; invariant 2: order ------
     lost_ids = {}
@@ -239,7 +261,7 @@ def check(events):
         high, seen = {}, set()
         oc = checks["order"]
         for d in deliveries[client]:
-            if d.get("retain") or d["msg"] in seen:
+            if d.get("retain") or d["msg"] in seen or (client, d["msg"]) in handed:
                 continue
             seen.add(d["msg"])
             pub, seq = msg_parts(d["msg"])
@@ -392,11 +414,18 @@ def check(events):
     me = checks["msg-expiry"]
     got_any = {c: {d["msg"] for d in ds} for c, ds in deliveries.items()}
     span = (end_t - ev[0]["t"]) if ev else 0
+    # Stayed connected: one connection, closed (if at all) only once the run
+    # was drained (every actor disconnects at the end).
+    drained_t = next((e["t"] for e in by["phase"] if e.get("name") == "drained"), end_t)
+
+    def stayed(client):
+        cs = list(conns[client].values())
+        return len(cs) == 1 and (cs[0]["t1"] is None or cs[0]["t1"] >= drained_t)
     for m, s in sorted(acked.items()):
         if not s.get("expiry") or s["expiry"] <= span:
             continue
         for client, fs in sorted(subs.items()):
-            if client in probe_ids or not never_dropped(client):
+            if client in probe_ids or not stayed(client):
                 continue
             for filt, (t_sub, granted) in fs.items():
                 group, plain = split_share(filt)

@@ -273,6 +273,19 @@ class LocalCluster:
             n.proc.wait(timeout=60)
 
     def _start_haproxy(self):
+        """On a port chosen now: one chosen at the start can be taken by
+        another process while Kafka starts (seen: "cannot bind socket");
+        a bind failure tries another port."""
+        for attempt in range(3):
+            self.port = free_port()
+            try:
+                return self._start_haproxy_on_port()
+            except RuntimeError:
+                with open(os.path.join(self.work, "haproxy.log")) as f:
+                    if "cannot bind" not in f.read() or attempt == 2:
+                        raise
+
+    def _start_haproxy_on_port(self):
         tmpl = os.path.join(ROOT, "deploy/haproxy/haproxy.cfg.in")
         lines = []
         with open(tmpl) as f:

@@ -274,6 +274,19 @@ def test_will_of_killed_node_client_not_published():
     assert status(h)["wills"] == "fail"
 
 
+def test_will_of_drained_node_client_not_published():
+    """A drain (SIGTERM, rolling restart) ends the connection from the
+    server's side: the will is due (MQTT 5 §3.1.2.5) and the session moved."""
+    h = good()
+    for e in h.events:
+        if e["ev"] == "fault":
+            e["kind"], e["detail"] = "drain", "SIGTERM"
+    assert status(h)["wills"] == "pass"
+    assert status(h)["lost-moved"] == "pass"
+    h.events = [e for e in h.events if not (e["ev"] == "deliver" and e["msg"] == "w:will")]
+    assert status(h)["wills"] == "fail"
+
+
 def test_will_of_client_that_left_before_the_kill_is_not_expected():
     h = H()
     h.connect("w", "node-1", will="w:will")
@@ -483,3 +496,36 @@ def test_memory_bounded_and_unbounded():
     h("rss", node="node-1", pid=7, kb=50000, limit_kb=20000)
     h("rss", node="node-1", pid=8, kb=90000, limit_kb=20000)
     assert status(h)["memory"] == "pass"
+
+
+def test_message_with_expiry_checked_when_subscribers_leave_at_the_end():
+    """Every actor disconnects once the run is drained: that is no drop (the
+    scenario's msg-expiry was always n/a before)."""
+    h = expiry_history(deliver_to_s3=False)
+    h("phase", name="drained")
+    h("disconnect", client="e1", conn=1, node="node-1", rc=0)
+    h("disconnect", client="e3", conn=1, node="node-3", rc=0)
+    assert status(h)["msg-expiry"] == "fail"
+    h = H()
+    h.connect("e1", "node-1").sub("e1", "x/#", qos=1)
+    h("send", client="p", msg="p:0", topic="x/p", qos=1, retain=False, seq=0, expiry=600)
+    h("ack", client="p", msg="p:0", rc=0)
+    h("disconnect", client="e1", conn=1, node="node-1", rc=7)  # dropped during the run: not checked
+    h("phase", name="drained")
+    assert status(h)["msg-expiry"] == "n/a"
+
+
+def test_shared_message_handed_to_another_member_is_not_reordered():
+    """g1 had s:1 and lost its connection; s:1 goes to g2 after s:2 (MQTT 5
+    §4.8.2). The same order without the drop is a violation."""
+    for drop, want in ((True, "pass"), (False, "fail")):
+        h = H()
+        h.connect("g1", "node-2").sub("g1", "$share/g/s/#", qos=1)
+        h.connect("g2", "node-3").sub("g2", "$share/g/s/#", qos=1)
+        m1, m2 = h.pub("sp", 1, "s/x"), h.pub("sp", 2, "s/x")
+        h.deliver("g1", m1, "s/x")
+        h.deliver("g2", m2, "s/x", node="node-3")
+        if drop:
+            h("disconnect", client="g1", conn=1, node="node-2", rc=0x8B)
+        h.deliver("g2", m1, "s/x", node="node-3")
+        assert status(h)["order"] == want, drop
