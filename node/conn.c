@@ -7,7 +7,6 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 #include <string.h>
@@ -124,8 +123,9 @@ void conn_ext_trim(conn *c)
 conn *conn_new(worker *w, int fd, const struct sockaddr *sa, int salen, unsigned flags)
 {
     (void)salen;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* No TCP_NODELAY here: Linux copies it from the listening socket to
+     * every accepted one (node/worker.c, listen_on), one system call less
+     * per connect. */
     char peer[CONN_PEER_MAX];
     format_peer(peer, sizeof(peer), sa);
     if (!(flags & (CONN_TLS | CONN_WS))) {

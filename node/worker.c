@@ -7,6 +7,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -416,6 +417,10 @@ static struct evconnlistener *listen_on(worker *w, uint16_t port, evconnlistener
         return NULL;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);
+    /* Accepted sockets inherit it (Linux copies the listener's TCP options),
+     * so conn_new need not set it per connection. */
+    int one = 1;
+    setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return l;
 }
 

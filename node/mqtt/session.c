@@ -40,6 +40,12 @@ void session_ref(session *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+/* The in-flight table (session.inf): its slots and the order list's ends. */
+static size_t inf_bytes(uint8_t log2)
+{
+    return log2 ? (session_list_cap(log2) + 1) * sizeof(inflight) : 0;
+}
+
 static void gauge_add(_Atomic int64_t *g, int64_t d)
 {
     atomic_fetch_add_explicit(g, d, memory_order_relaxed);
@@ -55,9 +61,13 @@ static worker *owner_worker(broker *b, session *s)
 void session_drop_messages(broker *b, session *s, bool count)
 {
     uint64_t held = s->q_len;
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        held += s->inf[i].d.m != NULL; /* past PUBREC the message is already delivered */
-        msg_unref(s->inf[i].d.m);
+    for (inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
+        held += f->d.m != NULL; /* past PUBREC the message is already delivered */
+        msg_unref(f->d.m);
+    }
+    /* Every slot free again; the order list is not read while n_inf is 0. */
+    if (s->n_inf) {
+        memset(s->inf, 0, session_list_cap(s->inf_cap_log2) * sizeof(inflight));
     }
     worker *w = owner_worker(b, s);
     if (w) {
@@ -141,7 +151,7 @@ void session_unref(broker *b, session *s)
         msg_unref(s->off->will);
         sh_free(s->off, sizeof(*s->off));
     }
-    sh_free(s->inf, session_list_cap(s->inf_cap_log2) * sizeof(inflight));
+    sh_free(s->inf, inf_bytes(s->inf_cap_log2));
     sh_free(s->q, s->q_cap * sizeof(delivery));
     sh_free(s->qos2_in, session_list_cap(s->qos2_cap_log2) * sizeof(qos2_id));
     sh_free(s, SESSION_SIZE(s->id_len));
@@ -320,67 +330,103 @@ static uint32_t window(const session *s, const conn *c)
     return c->client_receive_max < max ? c->client_receive_max : max;
 }
 
-static bool pid_in_use(const session *s, uint16_t pid)
-{
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        if (s->inf[i].pid == pid) {
-            return true;
-        }
-    }
-    return false;
-}
-
 static uint16_t pid_after(uint16_t pid)
 {
     return (uint16_t)(pid == 65535 ? 1 : pid + 1);
 }
 
-/* A free packet id for the next outgoing QoS 1/2 PUBLISH, in O(1) while
- * the in-flight ids are "in order": handed out one after another by this
- * function, so that, the list being in send order, every id in use lies on
- * the circle from the oldest entry's id (inf[0]) forward to next_pid. The
- * id after next_pid is then free unless the circle is closed, i.e. it is
- * the oldest entry's own id (one message in flight for 65,534 others).
- * Ids restored out of that order (from another node, or after skipping a
- * closed circle) clear next_pid to 0 while the list is not empty: then each
- * candidate is checked against the list, as before, until the list empties.
- * No state beyond next_pid: an idle session stays the size it was. */
-static uint16_t next_pid(session *s)
+/* The in-flight table's slot for an id. */
+static uint32_t inf_slot(const session *s, uint16_t pid)
 {
-    if (s->n_inf == 0) {
-        s->next_pid = pid_after(s->next_pid);
-        return s->next_pid;
-    }
-    if (s->next_pid != 0) {
-        uint16_t c = pid_after(s->next_pid);
-        if (c != s->inf[0].pid) {
-            s->next_pid = c;
-            return c;
-        }
-    }
-    /* Out of order (or closed): scan from the newest id on. */
-    uint16_t c = s->inf[s->n_inf - 1].pid;
-    do {
-        c = pid_after(c);
-    } while (pid_in_use(s, c));
-    s->next_pid = 0;
-    return c;
+    return pid & (session_list_cap(s->inf_cap_log2) - 1);
 }
 
-/* An entry with this id was appended outside next_pid (restored): the ids
- * stay in order if it lies strictly between next_pid and the oldest id. */
-static void pid_restored(session *s, uint16_t pid)
+static inflight *inf_ends(session *s)
 {
-    if (s->n_inf == 1) {
-        s->next_pid = pid;
-        return;
+    return &s->inf[session_list_cap(s->inf_cap_log2)];
+}
+
+/* Append slot i, filled in already, to the send order. */
+static void inf_link_tail(session *s, uint32_t i)
+{
+    inflight *ends = inf_ends(s);
+    if (s->n_inf == 0) {
+        ends->next = (uint16_t)i;
+    } else {
+        s->inf[ends->prev].next = (uint16_t)i;
+        s->inf[i].prev = ends->prev;
     }
-    if (s->next_pid == 0) {
-        return; /* out of order already */
+    ends->prev = (uint16_t)i;
+    s->n_inf++;
+}
+
+static void inf_unlink(session *s, inflight *f)
+{
+    inflight *ends = inf_ends(s);
+    uint16_t i = (uint16_t)(f - s->inf);
+    if (ends->next == i) {
+        ends->next = f->next;
+    } else {
+        s->inf[f->prev].next = f->next;
     }
-    uint32_t span = (uint32_t)((s->inf[0].pid + 65535 - 1 - s->next_pid) % 65535); /* free ids ahead */
-    uint32_t ahead = (uint32_t)((pid + 65535 - 1 - s->next_pid) % 65535);          /* 0: right after */
-    s->next_pid = ahead < span ? pid : 0;
+    if (ends->prev == i) {
+        ends->prev = f->prev;
+    } else {
+        s->inf[f->next].prev = f->prev;
+    }
+    f->pid = 0;
+    f->state = 0;
+    s->n_inf--;
+}
+
+/* A table of 1 << log2 slots holding the same entries in the same order.
+ * Ids distinct modulo a capacity stay distinct modulo its double, and at
+ * 65,536 slots every id has its own, so growing always ends a collision. */
+static void inf_grow(session *s, uint8_t log2)
+{
+    inflight *old = s->inf;
+    uint8_t old_log2 = s->inf_cap_log2;
+    uint32_t n = s->n_inf;
+    uint32_t i = n ? old[session_list_cap(old_log2)].next : 0;
+    s->inf = sh_calloc(session_list_cap(log2) + 1, sizeof(inflight));
+    s->inf_cap_log2 = log2;
+    s->n_inf = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        const inflight *f = &old[i];
+        uint32_t j = inf_slot(s, f->pid);
+        s->inf[j] = *f;
+        inf_link_tail(s, j);
+        i = f->next;
+    }
+    sh_free(old, inf_bytes(old_log2));
+}
+
+/* Room for one more entry: the table never fills up (at most 65,535
+ * entries, one per packet id, in 65,536 slots), so a free slot exists. */
+static void inf_room(session *s)
+{
+    if (s->inf_cap_log2 == 0) {
+        inf_grow(s, 2);
+    }
+    while (s->n_inf >= session_list_cap(s->inf_cap_log2)) {
+        inf_grow(s, (uint8_t)(s->inf_cap_log2 + 1));
+    }
+}
+
+/* A free packet id for the next outgoing QoS 1/2 PUBLISH: the first id
+ * after the last one handed out whose slot is free (a slot is taken by
+ * the one id in use that maps to it). Ids go out one after another, and
+ * the table has room for the whole window: with acks in order the next
+ * id's slot is the one the oldest ack freed, so this takes one step;
+ * a message left unacked for a whole lap of ids is stepped over. */
+static uint16_t next_pid(session *s)
+{
+    uint16_t c = s->next_pid;
+    do {
+        c = pid_after(c);
+    } while (s->inf[inf_slot(s, c)].pid != 0);
+    s->next_pid = c;
+    return c;
 }
 
 /* The queue is full: make room by dropping the oldest queued QoS 0
@@ -512,9 +558,10 @@ static delivery queue_pop(worker *w, session *s)
 static void send_inflight(session *s, conn *c, delivery *d)
 {
     worker *w = c->w;
-    s->inf = list_room(s->inf, s->n_inf, &s->inf_cap_log2, sizeof(inflight));
-    uint16_t pid = next_pid(s); /* before the new entry counts as in use */
-    inflight *f = &s->inf[s->n_inf++];
+    inf_room(s);
+    uint16_t pid = next_pid(s);
+    uint32_t slot = inf_slot(s, pid);
+    inflight *f = &s->inf[slot];
     f->pid = pid;
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->hold = 0;
@@ -522,6 +569,7 @@ static void send_inflight(session *s, conn *c, delivery *d)
     f->part = d->m->part;
     f->off = d->m->off;
     f->d = *d;
+    inf_link_tail(s, slot);
     gauge_add(&w->metrics.inflight, 1);
     if (s->st || w->b->stream) {
         stream_sent(w, s, d);
@@ -532,7 +580,7 @@ static void send_inflight(session *s, conn *c, delivery *d)
     if (!send_publish(c, d, f->pid, false)) {
         /* Larger than the client accepts (§3.1.2.11.4): discard as if acked. */
         msg_unref(f->d.m);
-        s->n_inf--;
+        inf_unlink(s, f);
         gauge_add(&w->metrics.inflight, -1);
         limits_count_drop(w, s, DROP_TOO_LARGE, 1);
     }
@@ -635,8 +683,7 @@ void session_pump(worker *w, session *s)
 void session_resend(worker *w, session *s)
 {
     conn *c = s->c;
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        inflight *f = &s->inf[i];
+    for (inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
         if (f->state == INF_WAIT_COMP) {
             if (!(f->hold & INF_HOLD_REL)) {
                 send_ack(c, MQTT_PUBREL, f->pid, 0, NULL);
@@ -651,22 +698,19 @@ void session_resend(worker *w, session *s)
 
 static inflight *find_inflight(session *s, uint16_t pid)
 {
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        if (s->inf[i].pid == pid) {
-            return &s->inf[i];
-        }
+    if (s->n_inf == 0 || pid == 0) {
+        return NULL;
     }
-    return NULL;
+    inflight *f = &s->inf[inf_slot(s, pid)];
+    return f->pid == pid ? f : NULL;
 }
 
 static void remove_inflight(worker *w, session *s, inflight *f)
 {
     gauge_add(&w->metrics.inflight, -1);
     msg_unref(f->d.m);
-    /* Keep send order: resends must follow the original order (§4.6). */
-    size_t idx = (size_t)(f - s->inf);
-    memmove(f, f + 1, (s->n_inf - idx - 1) * sizeof(inflight));
-    s->n_inf--;
+    /* Out of the send order list in O(1): resends keep the original order (§4.6). */
+    inf_unlink(s, f);
 }
 
 /* PUBACK, PUBREC (rc), PUBCOMP from the client. */
@@ -703,15 +747,24 @@ void session_inflight_remove(worker *w, session *s, inflight *f)
 
 inflight *session_inflight_restore(worker *w, session *s, uint16_t pid, uint8_t state, int32_t part, int64_t off)
 {
-    s->inf = list_room(s->inf, s->n_inf, &s->inf_cap_log2, sizeof(inflight));
-    inflight *f = &s->inf[s->n_inf++];
+    inflight *f = find_inflight(s, pid);
+    if (f) {
+        return f; /* one entry per id */
+    }
+    inf_room(s);
+    while (s->inf[inf_slot(s, pid)].pid != 0) {
+        inf_grow(s, (uint8_t)(s->inf_cap_log2 + 1)); /* another id has its slot */
+    }
+    uint32_t slot = inf_slot(s, pid);
+    f = &s->inf[slot];
     memset(f, 0, sizeof(*f));
     f->pid = pid;
     f->state = state;
     f->part = part;
     f->off = off;
     f->d.qos = state == INF_WAIT_ACK ? 1 : 2;
-    pid_restored(s, pid);
+    inf_link_tail(s, slot);
+    s->next_pid = pid; /* restored in send order: new ids follow the newest */
     gauge_add(&w->metrics.inflight, 1);
     return f;
 }

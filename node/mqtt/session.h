@@ -50,6 +50,9 @@ typedef struct inflight {
      * restored from another node before the message is read again
      * (d.m NULL until then). part -1: none. */
     int32_t part;
+    /* Send order (MQTT 4.6: resends keep it): the slots of the previous
+     * and the next entry, a list through the table (see session.inf). */
+    uint16_t prev, next;
     int64_t off;
     delivery d;
 } inflight;
@@ -95,7 +98,11 @@ struct session {
     uint64_t epoch;       /* of the cluster claim that holds it (node/mqtt/session_sync.c) */
     conn *c;              /* attached connection, owner's thread only */
     session_offline *off; /* owner's thread only; NULL while nothing is due offline */
-    /* Outgoing QoS 1/2 awaiting acks, in send order. */
+    /* Outgoing QoS 1/2 awaiting acks: a table of 1 << inf_cap_log2 slots
+     * indexed by packet id (pid & (cap - 1), pid 0 = free), so that an ack
+     * finds and removes its entry in O(1), plus one slot after them whose
+     * `next` and `prev` are the oldest and newest entry's slot: the send
+     * order, a list through the slots (session_inflight_first/_next). */
     inflight *inf;
     /* Waiting to be sent: a ring buffer. */
     delivery *q;
@@ -128,7 +135,7 @@ struct session {
     uint32_t n_inf;
     uint32_t n_qos2_in;
     uint16_t id_len;
-    uint16_t next_pid;     /* the last packet id handed out; 0 with a non-empty inf: ids not in order (next_pid) */
+    uint16_t next_pid;     /* the last packet id handed out (next_pid in node/mqtt/session.c) */
     uint16_t drops_logged; /* drop_reason bits already logged since the client last connected */
     uint8_t inf_cap_log2;  /* inf holds 1 << this (0: no list) */
     uint8_t qos2_cap_log2; /* qos2_in likewise */
@@ -153,6 +160,18 @@ struct session {
 static inline uint32_t session_list_cap(uint8_t log2)
 {
     return log2 ? 1u << log2 : 0;
+}
+
+/* In-flight entries in send order, oldest first: for (f = first; f; f = next). */
+static inline inflight *session_inflight_first(const session *s)
+{
+    return s->n_inf ? &s->inf[s->inf[session_list_cap(s->inf_cap_log2)].next] : NULL;
+}
+
+static inline inflight *session_inflight_next(const session *s, const inflight *f)
+{
+    const inflight *ends = &s->inf[session_list_cap(s->inf_cap_log2)];
+    return f == &s->inf[ends->prev] ? NULL : &s->inf[f->next];
 }
 
 /* The bytes of a session's allocation, its client id included. */

@@ -397,8 +397,9 @@ void stream_stored(worker *w, session *s, uint32_t seq)
         st->done_seq = seq;
     }
     conn *c = s->c && s->c->state == CS_ACTIVE ? s->c : NULL;
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        inflight *f = &s->inf[i];
+    inflight *nx;
+    for (inflight *f = session_inflight_first(s); f; f = nx) {
+        nx = session_inflight_next(s, f); /* before f may be removed */
         if (!f->hold || f->seq > st->done_seq) {
             continue;
         }
@@ -407,7 +408,6 @@ void stream_stored(worker *w, session *s, uint32_t seq)
             if (c && f->d.m && !send_publish(c, &f->d, f->pid, false)) {
                 limits_count_drop(w, s, DROP_TOO_LARGE, 1);
                 session_inflight_remove(w, s, f);
-                i--;
                 continue;
             }
         }
@@ -464,8 +464,7 @@ static void positions(broker *b, session *s, int64_t *pos)
     for (uint32_t i = 0; i < st->n_held; i++) {
         lower_ref(st, pos, st->held[i].m);
     }
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        const inflight *f = &s->inf[i];
+    for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
         if (f->state != INF_WAIT_COMP && f->part >= 0 && (uint32_t)f->part < st->n_parts) {
             lower(&pos[f->part], f->off);
         }
@@ -526,8 +525,8 @@ uint32_t stream_encode(worker *w, session *s, sc_state *out)
     }
     out->n_inflight = s->n_inf;
     out->inflight = s->n_inf ? sh_calloc(s->n_inf, sizeof(sc_inflight)) : NULL;
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        const inflight *f = &s->inf[i];
+    uint32_t i = 0;
+    for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f), i++) {
         out->inflight[i].pid = f->pid;
         out->inflight[i].state = inflight_state(f);
         out->inflight[i].part = f->part;
@@ -631,9 +630,9 @@ static bool match(const session *s, msg *m, delivery *d)
 
 static inflight *inflight_at(session *s, int32_t part, int64_t off)
 {
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        if (s->inf[i].part == part && s->inf[i].off == off) {
-            return &s->inf[i];
+    for (inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
+        if (f->part == part && f->off == off) {
+            return f;
         }
     }
     return NULL;
@@ -685,14 +684,13 @@ static void replay_record(worker *w, session *s, const bp_message *bm)
  * (Kafka's retention deleted it): nothing left to resend. */
 static void drop_unread(worker *w, session *s)
 {
-    for (uint32_t i = 0; i < s->n_inf;) {
-        inflight *f = &s->inf[i];
+    inflight *nx;
+    for (inflight *f = session_inflight_first(s); f; f = nx) {
+        nx = session_inflight_next(s, f); /* before f is removed */
         if (!f->d.m && f->state != INF_WAIT_COMP && !f->hold) {
             sh_log(SH_WARN, "event=inflight_not_in_stream client=%s pid=%u partition=%d offset=%lld", s->client_id,
                    f->pid, f->part, (long long)f->off);
             session_inflight_remove(w, s, f);
-        } else {
-            i++;
         }
     }
 }

@@ -311,8 +311,7 @@ void share_collect(session *s, share_moved *mv)
     }
     /* Past PUBREC (INF_WAIT_COMP) a QoS 2 message is the client's: handing
      * it over would deliver it twice. */
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        const inflight *f = &s->inf[i];
+    for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
         if (f->d.m && f->state != INF_WAIT_COMP) {
             consider(mv, s, f->d.m);
         }

@@ -59,6 +59,17 @@ static void teardown(void)
 
 TestSuite(flow, .init = setup, .fini = teardown);
 
+/* The k-th in-flight entry in send order (the table is indexed by id). */
+static inflight *nth(uint32_t k)
+{
+    inflight *f = session_inflight_first(s);
+    for (uint32_t i = 0; i < k && f; i++) {
+        f = session_inflight_next(s, f);
+    }
+    cr_assert_not_null(f, "no in-flight entry %u of %u", k, s->n_inf);
+    return f;
+}
+
 /* Let the bufferevent write, then read and decode what the client got. */
 static size_t read_publishes(mqtt_publish *out, size_t cap, uint8_t *buf, size_t buflen)
 {
@@ -136,7 +147,7 @@ Test(flow, unknown_ack_is_reported_and_changes_nothing)
     c->client_receive_max = 1;
     deliver("t", 1);
     cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 999), MQTT_RC_PACKET_ID_NOT_FOUND);
-    cr_assert_eq(session_ack(w, s, MQTT_PUBCOMP, s->inf[0].pid), MQTT_RC_PACKET_ID_NOT_FOUND);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBCOMP, nth(0)->pid), MQTT_RC_PACKET_ID_NOT_FOUND);
     cr_assert_eq(s->n_inf, 1);
 }
 
@@ -181,8 +192,8 @@ Test(flow, inflight_list_past_32768)
     }
     cr_assert_eq(s->n_inf, N);
     cr_assert_eq(s->q_len, 0);
-    cr_assert_eq(s->inf[0].pid, 1);
-    cr_assert_eq(s->inf[N - 1].pid, N);
+    cr_assert_eq(nth(0)->pid, 1);
+    cr_assert_eq(nth(N - 1)->pid, N);
     cr_assert_eq(session_ack(w, s, MQTT_PUBACK, N), MQTT_RC_SUCCESS);
     cr_assert_eq(s->n_inf, N - 1);
 }
@@ -192,37 +203,41 @@ static void assert_pids_unique(void)
 {
     static uint8_t seen[65536];
     memset(seen, 0, sizeof(seen));
-    for (uint32_t i = 0; i < s->n_inf; i++) {
-        cr_assert_neq(s->inf[i].pid, 0);
-        cr_assert_eq(seen[s->inf[i].pid], 0, "packet id %u twice in flight", s->inf[i].pid);
-        seen[s->inf[i].pid] = 1;
+    uint32_t n = 0;
+    for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f), n++) {
+        cr_assert_neq(f->pid, 0);
+        cr_assert_eq(seen[f->pid], 0, "packet id %u twice in flight", f->pid);
+        seen[f->pid] = 1;
+        cr_assert_eq(session_inflight_find(s, f->pid), f);
     }
+    cr_assert_eq(n, s->n_inf);
 }
 
 /* One message stays unacknowledged while the ids go round the 16-bit
- * circle: the id after 65,535 is 1, which is still in flight, so the next
- * free one (2) is taken, and the ones after it too. */
+ * circle: the id after 65,535 is 1, which is still in flight, so it is
+ * stepped over, and so are 2 and 3, whose slots in the 4-slot table
+ * (id mod 4) 65,534 and 65,535 hold: 4 is taken, and the ones after it too. */
 Test(flow, packet_id_in_flight_for_a_whole_cycle_is_skipped)
 {
     cfg.max_inflight = 4;
     c->client_receive_max = 4;
     deliver("t", 1); /* pid 1, never acknowledged */
-    cr_assert_eq(s->inf[0].pid, 1);
+    cr_assert_eq(nth(0)->pid, 1);
     s->next_pid = 65533; /* as if 65,532 more had come and gone */
     deliver("t", 1);
     deliver("t", 1);
-    cr_assert_eq(s->inf[1].pid, 65534);
-    cr_assert_eq(s->inf[2].pid, 65535);
+    cr_assert_eq(nth(1)->pid, 65534);
+    cr_assert_eq(nth(2)->pid, 65535);
     deliver("t", 1);
-    cr_assert_eq(s->inf[3].pid, 2);
+    cr_assert_eq(nth(3)->pid, 4);
     assert_pids_unique();
     for (int i = 0; i < 3; i++) {
-        cr_assert_eq(session_ack(w, s, MQTT_PUBACK, s->inf[1].pid), MQTT_RC_SUCCESS);
+        cr_assert_eq(session_ack(w, s, MQTT_PUBACK, nth(1)->pid), MQTT_RC_SUCCESS);
         deliver("t", 1);
         assert_pids_unique();
     }
     cr_assert_eq(s->n_inf, 4);
-    cr_assert_eq(s->inf[0].pid, 1);
+    cr_assert_eq(nth(0)->pid, 1);
 }
 
 /* Ids restored from another node in any order are never handed out
@@ -242,8 +257,9 @@ Test(flow, restored_packet_ids_out_of_order_are_not_reused)
     cr_assert_eq(s->n_inf, 8);
 }
 
-/* Restored ids in send order keep the O(1) path: the next id follows the
- * newest restored one. */
+/* Restored ids in send order: the next id follows the newest restored
+ * one (5), stepping over 6 and 7, whose slots in the 8-slot table 65,534
+ * and 65,535 hold. */
 Test(flow, restored_packet_ids_in_order_continue_the_sequence)
 {
     cfg.max_inflight = 8;
@@ -254,7 +270,7 @@ Test(flow, restored_packet_ids_in_order_continue_the_sequence)
     }
     cr_assert_eq(s->next_pid, 5);
     deliver("t", 1);
-    cr_assert_eq(s->inf[4].pid, 6);
+    cr_assert_eq(nth(4)->pid, 8);
     assert_pids_unique();
 }
 
@@ -276,7 +292,7 @@ Test(flow, packet_ids_stay_unique_under_random_acks)
             if (k == 0 && rand() % 64) {
                 k = 1;
             }
-            cr_assert_eq(session_ack(w, s, MQTT_PUBACK, s->inf[k].pid), MQTT_RC_SUCCESS);
+            cr_assert_eq(session_ack(w, s, MQTT_PUBACK, nth(k)->pid), MQTT_RC_SUCCESS);
         }
         if (i % 4096 == 0) {
             assert_pids_unique();
@@ -285,4 +301,124 @@ Test(flow, packet_ids_stay_unique_under_random_acks)
         }
     }
     assert_pids_unique();
+}
+
+/* The in-flight table holds the window and no more: its capacity is the
+ * window rounded up to a power of two, however long the ids go round. */
+static void assert_table_within(uint32_t window)
+{
+    uint32_t cap = session_list_cap(s->inf_cap_log2);
+    cr_assert_leq(cap, window < 4 ? 4 : 2 * window, "table of %u slots for a window of %u", cap, window);
+}
+
+/* The whole 16-bit window: every id 1..65,535 in flight at once, then the
+ * oldest acknowledged frees id 1, which the next message takes (the ids
+ * wrap); the order stays the send order, the table stays 65,536 slots. */
+Test(flow, full_window_of_65535_ids_wraps_in_send_order)
+{
+    cfg.max_inflight = 65535;
+    cfg.max_queued = 10;
+    cfg.max_output_buffer = 64 << 20;
+    c->client_receive_max = 65535;
+    for (int i = 0; i < 65535; i++) {
+        deliver("t", 1);
+    }
+    cr_assert_eq(s->n_inf, 65535);
+    cr_assert_eq(s->inf_cap_log2, 16);
+    deliver("t", 1); /* the window is full: queued */
+    cr_assert_eq(s->q_len, 1);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 1), MQTT_RC_SUCCESS); /* pumps the queued one */
+    cr_assert_eq(s->q_len, 0);
+    cr_assert_eq(s->n_inf, 65535);
+    cr_assert_eq(nth(0)->pid, 2);
+    cr_assert_eq(nth(65534)->pid, 1, "the id after 65,535 is 1");
+    cr_assert_eq(s->inf_cap_log2, 16);
+    assert_pids_unique();
+    /* A middle one acked: the others keep their order. */
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 30000), MQTT_RC_SUCCESS);
+    cr_assert_eq(nth(29997)->pid, 29999);
+    cr_assert_eq(nth(29998)->pid, 30001);
+    cr_assert_null(session_inflight_find(s, 30000));
+}
+
+/* Acks out of order leave gaps in the table: the next ids step over the
+ * slots still taken, and the table never grows past the window. */
+Test(flow, table_stays_within_the_window_while_ids_wrap)
+{
+    enum { WINDOW = 16 };
+    cfg.max_inflight = WINDOW;
+    cfg.max_queued = 1000;
+    c->client_receive_max = WINDOW;
+    uint8_t drain[65536];
+    for (int i = 0; i < WINDOW; i++) {
+        deliver("t", 1);
+    }
+    /* Ids 1 and 5 stay unacknowledged for three laps of the 16-bit circle. */
+    for (int i = 0; i < 3 * 65535; i++) {
+        inflight *f = nth(0);
+        if (f->pid == 1 || f->pid == 5) {
+            f = session_inflight_next(s, f);
+        }
+        if (f->pid == 1 || f->pid == 5) {
+            f = session_inflight_next(s, f);
+        }
+        cr_assert_eq(session_ack(w, s, MQTT_PUBACK, f->pid), MQTT_RC_SUCCESS);
+        cr_assert_eq(s->n_inf, WINDOW - 1, "round %d: %u in flight, %u queued", i, s->n_inf, s->q_len);
+        if (i % 1024 == 0) {
+            assert_pids_unique();
+            assert_table_within(WINDOW);
+            /* Let the connection write what it holds, and take it. */
+            for (int k = 0; k < 2; k++) {
+                event_base_loop(w->base, EVLOOP_NONBLOCK);
+                while (recv(peer, drain, sizeof(drain), MSG_DONTWAIT) > 0) {
+                }
+            }
+        }
+        deliver("t", 1);
+    }
+    assert_pids_unique();
+    assert_table_within(WINDOW);
+    cr_assert_eq(nth(0)->pid, 1);
+    cr_assert_eq(nth(1)->pid, 5);
+}
+
+/* After a reconnect the unacknowledged ones go again, with DUP, in the
+ * order they were first sent (MQTT 4.6), whatever was acked between. */
+Test(flow, resend_keeps_send_order_after_acks_in_the_middle)
+{
+    c->client_receive_max = 8;
+    for (int i = 0; i < 6; i++) {
+        deliver("t", 1);
+    }
+    uint8_t buf[4096];
+    mqtt_publish p[8];
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 6);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 3), MQTT_RC_SUCCESS);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 1), MQTT_RC_SUCCESS);
+    cr_assert_eq(session_ack(w, s, MQTT_PUBACK, 6), MQTT_RC_SUCCESS);
+    deliver("t", 1); /* the next id: 7 */
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 1);
+    session_resend(w, s);
+    cr_assert_eq(read_publishes(p, 8, buf, sizeof(buf)), 4);
+    const uint16_t want[] = {2, 4, 5, 7};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(p[i].packet_id, want[i], "resend %d: id %u", i, p[i].packet_id);
+        cr_assert(p[i].dup);
+    }
+}
+
+/* Restored ids that share a slot grow the table until each has its own. */
+Test(flow, restored_ids_sharing_a_slot_each_get_their_own)
+{
+    const uint16_t restored[] = {4, 8, 12, 65532, 16};
+    for (size_t i = 0; i < sizeof(restored) / sizeof(restored[0]); i++) {
+        session_inflight_restore(w, s, restored[i], INF_WAIT_ACK, -1, 0);
+    }
+    cr_assert_eq(s->n_inf, 5);
+    for (uint32_t i = 0; i < 5; i++) {
+        cr_assert_eq(nth(i)->pid, restored[i]);
+        cr_assert_eq(session_inflight_find(s, restored[i]), nth(i));
+    }
+    assert_pids_unique();
+    cr_assert_null(session_inflight_find(s, 20));
 }
