@@ -32,15 +32,7 @@ PARTITION_TODAY = {
     "one-conn": "bug: a node cut off from Redis does not fence itself; its sessions are taken over elsewhere "
                 "while it still holds their connections (invariant 3)",
 }
-COMMON_TODAY = {
-    # A new shared group is delivered by every node with members until its
-    # membership is in force in the cluster (about 4 heartbeats): the first
-    # messages of the group can reach one member per node, or not, depending
-    # on when they come (docs/architecture.md, "Shared subscriptions across
-    # nodes").
-    "shared-once": "sometimes: " + S59 + ": a new shared group's first seconds are delivered by every node "
-                   "with members (invariant 4)",
-}
+COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
 
 class Size:

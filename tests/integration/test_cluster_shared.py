@@ -186,6 +186,47 @@ def test_hash_by_topic_sends_one_topic_to_one_member(cluster):
 
 
 @pytest.mark.parametrize("qos", [1, 2])
+def test_new_group_on_three_nodes_at_once_each_message_once_from_the_first(cluster, qos):
+    """A group nobody has yet: members subscribe on three nodes at the same
+    moment and messages are published as soon as every SUBACK is in, before
+    any node could have learnt the others' membership from a refresh. Each
+    message reaches exactly one member from the first one on. Fails on the
+    code before: a node that had not yet read the group's composition
+    delivered to its own member, so the first messages reached one member
+    per node."""
+    ids, nodes = start(cluster)
+    for rnd in range(2):
+        group, base = uid("g"), uid("nw")
+        subs = [Client(n, client_id=uid("m%d" % (i + 1))) for i, n in enumerate(nodes)]
+        go = threading.Barrier(len(subs))
+
+        def join(c):
+            go.wait(WAIT)
+            c.subscribe("$share/%s/%s/#" % (group, base), qos=qos)
+
+        ts = [threading.Thread(target=join, args=(c,), daemon=True) for c in subs]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(WAIT)
+            assert not t.is_alive(), "a SUBACK never came"
+        col = Collector(subs)
+        pubs = [Client(n, client_id=uid("pub")) for n in nodes]
+        n = 150
+        publish_all(pubs, lambda k: "%s/t%d" % (base, k % 5), n, qos)
+        try:
+            settle(col, n, "%d QoS %d messages of a new group" % (n, qos))
+        finally:
+            col.done()
+        missing = [k for k in range(n) if b"m%05d" % k not in col.got]
+        dup = {p: v for p, v in col.got.items() if len(v) > 1}
+        assert not dup, "round %d: delivered more than once: %d, e.g. %r" % (rnd, len(dup), list(dup.items())[:3])
+        assert not missing, "round %d: lost %d, e.g. %r" % (rnd, len(missing), missing[:5])
+        for c in subs + pubs:
+            c.disconnect()
+
+
+@pytest.mark.parametrize("qos", [1, 2])
 def test_member_leaving_mid_stream_loses_nothing(cluster, qos):
     """The member on node 2 never acknowledges and drops its connection
     after 10 messages (its window): what it held unacknowledged, what was queued for it
