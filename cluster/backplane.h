@@ -388,9 +388,10 @@ bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, in
  * says which membership was in force. */
 bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
 
-/* Does this node's view know group key (a member's SUBACK waits for it, so
- * the node delivers by the cluster's rule from its first message)? When
- * not, a refresh is asked for at once. True for the local backplane and
+/* Does this node's view know group key with this node's members in its
+ * latest composition (a member's SUBACK waits for it, so the node delivers
+ * by the cluster's rule from its first message)? When not, a refresh is
+ * asked for at once. True for the local backplane and
  * while Redis is unreachable. Any thread. */
 bool bp_share_ready(backplane *bp, const uint8_t *key, size_t len);
 

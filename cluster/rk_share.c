@@ -454,8 +454,17 @@ bool rk_share_ready(rk *r, const uint8_t *key, size_t len)
     if (!s || !atomic_load(&r->redis_up)) {
         return true;
     }
+    /* Known, and this node's members counted in its latest composition: a
+     * node that had kept the group as a ghost knows it, but until Redis
+     * has its new member it may be the one member left and nobody would
+     * deliver. */
+    const char *me = r->bp->cfg.node_id;
+    bool known = false;
     pthread_rwlock_rdlock(&s->lock);
-    bool known = group_find(&s->view, key, len) != NULL;
+    const share_group *g = group_find(&s->view, key, len);
+    for (size_t k = 0; g && k < g->eff.n && !known; k++) {
+        known = strcmp(g->eff.nodes[k].id, me) == 0 && g->eff.nodes[k].members > 0;
+    }
     pthread_rwlock_unlock(&s->lock);
     if (!known && !atomic_load(&r->stopping) && !atomic_exchange(&s->want, true) && s->timer) {
         /* From a worker: libevent is thread-aware here (evthread_use_pthreads). */

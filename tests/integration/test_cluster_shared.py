@@ -269,6 +269,38 @@ def test_new_group_on_three_nodes_at_once_each_message_once_from_the_first(trio,
             c.disconnect()
 
 
+def test_group_rejoined_on_a_node_that_kept_it_gets_every_message_from_the_first(trio):
+    """The group's one member leaves node 1 and the empty composition comes
+    into force; node 1 still watches the group (a ghost), so it knows it when
+    a new member subscribes there. Messages published as soon as the SUBACK
+    is in all reach the new member. Fails without waiting for the node's
+    own members in the view: the SUBACK went out at once and the messages
+    until node 1's next refresh were chosen by the empty composition, for
+    nobody."""
+    ids, nodes = start(trio)
+    for rnd in range(3):
+        group, base = uid("g"), uid("rj")
+        a = Client(nodes[0], client_id=uid("ma"))
+        a.subscribe("$share/%s/%s/#" % (group, base), qos=1)
+        wait_view(nodes[:1], view_line(group, base + "/#", ids[:1]))
+        a.disconnect()
+        wait_view(nodes[:1], view_line(group, base + "/#", []))
+        b = Client(nodes[0], client_id=uid("mb"))
+        b.subscribe("$share/%s/%s/#" % (group, base), qos=1)
+        col = Collector([b])
+        pub = Client(nodes[0], client_id=uid("pub"))
+        n = 60
+        publish_all([pub], lambda k: "%s/t%d" % (base, k % 3), n, 1)
+        try:
+            settle(col, n, "round %d: %d messages at the member that rejoined" % (rnd, n), stall=10)
+        finally:
+            col.done()
+        missing = [k for k in range(n) if b"m%05d" % k not in col.got]
+        assert not missing, "round %d: lost %d, e.g. %r" % (rnd, len(missing), missing[:5])
+        for c in (b, pub):
+            c.disconnect()
+
+
 @pytest.mark.parametrize("qos", [1, 2])
 def test_member_leaving_mid_stream_loses_nothing(trio, qos):
     """The member on node 2 never acknowledges and drops its connection
