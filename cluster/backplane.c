@@ -371,6 +371,11 @@ bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, in
     return bp_share_mine_except(bp, key, len, h, ts, NULL);
 }
 
+bool bp_share_ready(backplane *bp, const uint8_t *key, size_t len)
+{
+    return !bp->ops->share_ready || bp->ops->share_ready(bp, key, len);
+}
+
 bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except)
 {
     return bp->ops->share_mine(bp, key, len, h, ts, except);

@@ -399,13 +399,21 @@ void bp_reap_end(backplane *bp, int worker, const char *instance, uint64_t retry
 
 /* Should this node deliver the copy of a message that hashes to h for
  * shared group key ("group/filter")? Exactly one node of the group's view
- * answers true (bp_share_pick). Always true for the local backplane, and
- * for a group the view does not know yet (no answer from Redis so far). */
+ * answers true (bp_share_pick). Always true for the local backplane; false
+ * for a group the view does not know yet (no answer from Redis so far),
+ * unless Redis is unreachable. */
 bool bp_share_mine(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts);
 /* The same with node `except` (NULL: none) left out of the choice: a
  * hand-over from that node goes to another. ts: the record's time, which
  * says which membership was in force. */
 bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
+
+/* Does this node's view know group key with this node's members in its
+ * latest composition (a member's SUBACK waits for it, so the node delivers
+ * by the cluster's rule from its first message)? When not, a refresh is
+ * asked for at once. True for the local backplane and
+ * while Redis is unreachable. Any thread. */
+bool bp_share_ready(backplane *bp, const uint8_t *key, size_t len);
 
 typedef struct bp_share_node {
     const char *id; /* node id; the array is sorted by it */

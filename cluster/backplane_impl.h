@@ -53,6 +53,8 @@ typedef struct bp_ops {
     uint32_t (*max_publish)(const backplane *bp, uint32_t max_topic, uint32_t max_client_id);
     /* bp_share_mine and bp_share_mine_except. */
     bool (*share_mine)(backplane *bp, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
+    /* Optional: bp_share_ready; NULL = always ready. */
+    bool (*share_ready)(backplane *bp, const uint8_t *key, size_t len);
 } bp_ops;
 
 /* The name of the first missing entry of ops, or NULL when it is complete. */

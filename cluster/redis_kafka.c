@@ -284,6 +284,11 @@ static bool rk_share_mine_op(backplane *bp, const uint8_t *key, size_t len, uint
     return rk_share_mine(bp->impl, key, len, h, ts, except);
 }
 
+static bool rk_share_ready_op(backplane *bp, const uint8_t *key, size_t len)
+{
+    return rk_share_ready(bp->impl, key, len);
+}
+
 const bp_ops bp_rk_ops = {
     .kind = "redis_kafka",
     .retained_from_stream = true,
@@ -308,4 +313,5 @@ const bp_ops bp_rk_ops = {
     .reap_finish = rk_reap_finish_op,
     .reap_end = rk_reap_end_op,
     .share_mine = rk_share_mine_op,
+    .share_ready = rk_share_ready_op,
 };

@@ -212,6 +212,7 @@ void rk_share_attach(rk *r); /* on the backplane thread, from rk_redis_attach */
 void rk_share_stop(rk *r);   /* from rk_redis_stop */
 void rk_share_free(rk *r);   /* from rk_release: workers may read the view until then */
 bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts, const char *except);
+bool rk_share_ready(rk *r, const uint8_t *key, size_t len);
 
 /* rk_retained.c: the snapshot follows the stream. */
 void rk_retained_init(rk *r); /* once the partitions are known */

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +36,13 @@
  * Each group's hash: node -> "count:expiry", "@eff" -> "at|composition"
  * (in force from Redis time `at`), "@old" -> the composition before it.
  * A composition is "node=count,..." sorted. Returns per group: key, at,
- * the composition from at, the one before. */
+ * the composition from at, the one before.
+ * Founding: a group with no composition yet, or whose composition in force
+ * is empty (nobody delivers it), takes this call's at once and from time 0:
+ * no node delivers it by another, and a node learns it before its member's
+ * SUBACK (share_ready), so the first members' node delivers every message
+ * from the first. Two nodes founding at once are ordered by Redis: the
+ * second one's arrival is a change like any other. */
 static const char SHARE_LUA[] =
     "if redis.replicate_commands then redis.replicate_commands() end "
     "local t = redis.call('TIME') "
@@ -77,9 +84,10 @@ static const char SHARE_LUA[] =
     "  local comp = table.concat(live, ',') "
     "  local at, cur = 0, nil "
     "  if eff then local a, c = string.match(eff, '^(%d+)|(.*)$') at, cur = tonumber(a), c end "
-    "  if cur == nil then "
-    "    at, cur = 0, comp "
+    "  if cur == nil or (cur == '' and now >= at) then "
+    "    at, cur, old = 0, comp, '' "
     "    redis.call('HSET', k, '@eff', '0|' .. comp) "
+    "    redis.call('HSET', k, '@old', '') "
     "  elseif cur ~= comp and (now >= at or at - now >= safe) then "
     "    if now >= at then old = cur redis.call('HSET', k, '@old', old) end "
     "    at, cur = now + delay, comp "
@@ -111,6 +119,9 @@ typedef struct share_view {
 typedef struct rk_share {
     struct event *timer;
     bool pending;
+    /* A worker waits for a group's first view (rk_share_ready): refresh
+     * now, and again once the pending answer is in. */
+    atomic_bool want;
     pthread_rwlock_t lock; /* view: written by the backplane thread, read by workers */
     share_view view;
 } rk_share;
@@ -253,6 +264,9 @@ static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
         return;
     }
     s->pending = false;
+    if (atomic_load(&s->want)) {
+        event_active(s->timer, EV_TIMEOUT, 0);
+    }
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         if (rep && rep->type == REDIS_REPLY_ERROR) {
             atomic_fetch_add(&r->redis_errors, 1);
@@ -328,6 +342,7 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
     if (!r->ac || !atomic_load(&r->redis_up) || atomic_load(&r->stopping) || s->pending || !h->share_groups) {
         return;
     }
+    atomic_store(&s->want, false);
     share_args a = {0};
     char ttl[24], delay[24], safe[24];
     args_push(&a, "EVAL", 4);
@@ -417,9 +432,12 @@ bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts
     if (!s) {
         return !except;
     }
-    /* A group not in the view yet (its first refresh is unanswered): this
-     * node delivers what it matches; a hand-over waits for a view. */
-    bool mine = !except;
+    /* A group not in the view yet (its first refresh is unanswered): not
+     * this node's, its member's SUBACK waits for the view (rk_share_ready),
+     * and another node may have founded the group already. With Redis
+     * unreachable there is no view to wait for: this node delivers what it
+     * matches. A hand-over waits for a view. */
+    bool mine = !except && !atomic_load(&r->redis_up);
     pthread_rwlock_rdlock(&s->lock);
     const share_group *g = group_find(&s->view, key, len);
     if (g) {
@@ -428,4 +446,29 @@ bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts
     }
     pthread_rwlock_unlock(&s->lock);
     return mine;
+}
+
+bool rk_share_ready(rk *r, const uint8_t *key, size_t len)
+{
+    rk_share *s = r->share;
+    if (!s || !atomic_load(&r->redis_up)) {
+        return true;
+    }
+    /* Known, and this node's members counted in its latest composition: a
+     * node that had kept the group as a ghost knows it, but until Redis
+     * has its new member it may be the one member left and nobody would
+     * deliver. */
+    const char *me = r->bp->cfg.node_id;
+    bool known = false;
+    pthread_rwlock_rdlock(&s->lock);
+    const share_group *g = group_find(&s->view, key, len);
+    for (size_t k = 0; g && k < g->eff.n && !known; k++) {
+        known = strcmp(g->eff.nodes[k].id, me) == 0 && g->eff.nodes[k].members > 0;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    if (!known && !atomic_load(&r->stopping) && !atomic_exchange(&s->want, true) && s->timer) {
+        /* From a worker: libevent is thread-aware here (evthread_use_pthreads). */
+        event_active(s->timer, EV_TIMEOUT, 0);
+    }
+    return known;
 }

@@ -124,6 +124,8 @@ enum {
     PAUSE_DRAIN = 8,  /* the node is draining: the socket is not read again (node/drain.c) */
     PAUSE_STORE = 16, /* a SUBACK waits for the session's store (node/mqtt/session_sync.c): the socket is not read */
     PAUSE_HASH = 32,  /* CONNECT's password is being checked off the loop (node/auth/hash.c) */
+    PAUSE_SHARE =
+        64, /* a SUBACK waits for a shared group's view (node/mqtt/handle_subscribe.c): the socket is not read */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/net/conn_io.h).

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* SUBSCRIBE: per filter check → index → SUBACK → retained messages. */
+/* SUBSCRIBE: per filter check → index → (a new shared group's view) → SUBACK
+ * → retained messages. */
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@
 #include "node/mqtt/send.h"
 #include "node/mqtt/session.h"
 #include "node/mqtt/session_sync.h"
+#include "node/net/conn_io.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -74,36 +77,164 @@ static uint8_t check_quota(conn *c, const mqtt_sub *e)
     return MQTT_RC_QUOTA_EXCEEDED;
 }
 
-typedef struct retained_job {
-    mqtt_bytes filter;
-    sub_opts opts;
-} retained_job;
-
-/* A persistent session on a cluster node: SUBACK (and the retained
- * messages after it) once the session's store has recorded the new
- * subscriptions, so that an acknowledged subscription survives this node
- * (node/mqtt/session_sync.c). */
-static bool defer_suback(conn *c, const mqtt_subscribe *p, const uint8_t *codes, uint32_t n, const bool *send_retained,
-                         uint32_t sub_id)
+/* SUBACK, then the retained messages the SUBSCRIBE asked for. A persistent
+ * session on a cluster node gets them once the session's store has recorded
+ * the new subscriptions, so that an acknowledged subscription survives this
+ * node (node/mqtt/session_sync.c). */
+static void subscribe_ack(conn *c, uint16_t pid, const uint8_t *codes, uint32_t n, const sync_retained *ret,
+                          uint32_t n_ret)
 {
-    uint32_t n_ret = 0;
-    for (uint32_t k = 0; k < n; k++) {
-        n_ret += send_retained[k];
+    if (sync_defer_suback(c->w, c, pid, codes, n, ret, n_ret)) {
+        return;
     }
-    sync_retained *ret = n_ret ? sh_malloc(n_ret * sizeof(sync_retained)) : NULL;
-    mqtt_bytes cur = p->entries;
-    mqtt_sub e;
-    uint32_t j = 0;
-    for (uint32_t k = 0; k < n && mqtt_sub_next(&cur, c->version, &e); k++) {
-        if (send_retained[k]) {
-            sub_opts o = {codes[k], e.no_local, e.retain_as_published, e.retain_handling, sub_id};
-            ret[j].filter = e.filter;
-            ret[j++].opts = o;
+    send_suback(c, pid, codes, n);
+    for (uint32_t k = 0; k < n_ret; k++) {
+        route_retained_on_subscribe(c->w, c->s, ret[k].filter, &ret[k].opts);
+    }
+}
+
+/* ---- a SUBACK that waits for a shared group's view ----
+ * On a cluster node a new shared group's member gets its SUBACK once this
+ * node's view knows the group (bp_share_ready): from then on the node
+ * delivers the group's messages by the cluster's rule, so each goes to one
+ * member from the first (docs/architecture.md, "Shared subscriptions across
+ * nodes"). The wait is one refresh round trip to Redis; polled on the
+ * worker's loop, bounded by SHARE_WAIT_MAX_MS. */
+#define SHARE_WAIT_POLL_MS 10
+#define SHARE_WAIT_MAX_MS 10000
+
+typedef struct share_wait {
+    struct event *ev;
+    worker *w;
+    session *s; /* ref held */
+    uint64_t conn_id;
+    uint64_t deadline;
+    uint16_t pid;
+    uint32_t n, n_ret, n_keys;
+    uint8_t *codes;
+    sync_retained *ret; /* filters copied */
+    mqtt_bytes *keys;   /* "group/filter", copied */
+} share_wait;
+
+static void bytes_copy(mqtt_bytes *to, const uint8_t *p, size_t len)
+{
+    uint8_t *d = sh_malloc(len ? len : 1);
+    memcpy(d, p, len);
+    to->p = d;
+    to->len = len;
+}
+
+static void bytes_free(mqtt_bytes *b)
+{
+    sh_free((void *)b->p, b->len ? b->len : 1);
+}
+
+static void share_wait_free(share_wait *sw)
+{
+    for (uint32_t i = 0; i < sw->n_ret; i++) {
+        bytes_free(&sw->ret[i].filter);
+    }
+    for (uint32_t i = 0; i < sw->n_keys; i++) {
+        bytes_free(&sw->keys[i]);
+    }
+    sh_free(sw->ret, (sw->n_ret ? sw->n_ret : 1) * sizeof(sync_retained));
+    sh_free(sw->keys, (sw->n_keys ? sw->n_keys : 1) * sizeof(mqtt_bytes));
+    sh_free(sw->codes, sw->n ? sw->n : 1);
+    event_free(sw->ev);
+    session_unref(sw->w->b, sw->s);
+    sh_free(sw, sizeof(*sw));
+}
+
+static bool share_wait_ready(share_wait *sw)
+{
+    for (uint32_t i = 0; i < sw->n_keys; i++) {
+        if (!bp_share_ready(sw->w->b->bp, sw->keys[i].p, sw->keys[i].len)) {
+            return false;
         }
     }
-    bool deferred = sync_defer_suback(c->w, c, p->packet_id, codes, n, ret, j);
-    sh_free(ret, n_ret * sizeof(sync_retained));
-    return deferred;
+    return true;
+}
+
+static void share_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    share_wait *sw = arg;
+    conn *c = worker_find_conn(sw->w, sw->conn_id);
+    bool gone = !c || c->state != CS_ACTIVE || c->s != sw->s;
+    bool ready = !gone && share_wait_ready(sw);
+    if (!gone && !ready && now_ms() < sw->deadline) {
+        struct timeval t = {0, SHARE_WAIT_POLL_MS * 1000};
+        event_add(sw->ev, &t);
+        return;
+    }
+    if (!gone) {
+        if (!ready) {
+            sh_log(SH_WARN,
+                   "event=share_view_late client=%s waited_ms=%d msg=\"SUBACK sent before this node "
+                   "knew the shared group's members: it delivers the group once it does\"",
+                   sw->s->client_id, SHARE_WAIT_MAX_MS);
+        }
+        /* The store may have gone out while the SUBACK waited: mark it again
+         * so the SUBACK still follows a store that holds the subscriptions. */
+        sync_mark_dirty(sw->w, sw->s);
+        subscribe_ack(c, sw->pid, sw->codes, sw->n, sw->ret, sw->n_ret);
+        conn_resume_reading(c, PAUSE_SHARE);
+    }
+    share_wait_free(sw);
+}
+
+/* True: the SUBACK waits (c's input paused until then). keys: the shared
+ * groups this SUBSCRIBE added. */
+static bool share_wait_start(conn *c, uint16_t pid, const uint8_t *codes, uint32_t n, const sync_retained *ret,
+                             uint32_t n_ret, const mqtt_bytes *keys, uint32_t n_keys)
+{
+    worker *w = c->w;
+    bool ready = true;
+    for (uint32_t i = 0; i < n_keys; i++) {
+        ready = bp_share_ready(w->b->bp, keys[i].p, keys[i].len) && ready;
+    }
+    if (ready) {
+        return false;
+    }
+    share_wait *sw = sh_calloc(1, sizeof(*sw));
+    sw->w = w;
+    session_ref(c->s);
+    sw->s = c->s;
+    sw->conn_id = c->id;
+    sw->deadline = now_ms() + SHARE_WAIT_MAX_MS;
+    sw->pid = pid;
+    sw->n = n;
+    sw->codes = sh_malloc(n ? n : 1);
+    memcpy(sw->codes, codes, n);
+    sw->n_ret = n_ret;
+    sw->ret = sh_malloc((n_ret ? n_ret : 1) * sizeof(sync_retained));
+    for (uint32_t i = 0; i < n_ret; i++) {
+        bytes_copy(&sw->ret[i].filter, ret[i].filter.p, ret[i].filter.len);
+        sw->ret[i].opts = ret[i].opts;
+    }
+    sw->n_keys = n_keys;
+    sw->keys = sh_malloc((n_keys ? n_keys : 1) * sizeof(mqtt_bytes));
+    for (uint32_t i = 0; i < n_keys; i++) {
+        bytes_copy(&sw->keys[i], keys[i].p, keys[i].len);
+    }
+    sw->ev = evtimer_new(w->base, share_wait_cb, sw);
+    struct timeval t = {0, SHARE_WAIT_POLL_MS * 1000};
+    evtimer_add(sw->ev, &t);
+    c->paused |= PAUSE_SHARE;
+    conn_io_read_enable(c, false);
+    return true;
+}
+
+/* "group/filter": the key the trie and the cluster know a group by. */
+static void group_key(mqtt_bytes group, mqtt_bytes filter, mqtt_bytes *key)
+{
+    uint8_t *k = sh_malloc(group.len + 1 + filter.len);
+    memcpy(k, group.p, group.len);
+    k[group.len] = '/';
+    memcpy(k + group.len + 1, filter.p, filter.len);
+    key->p = k;
+    key->len = group.len + 1 + filter.len;
 }
 
 mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
@@ -114,7 +245,9 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
     uint32_t sub_id = mqtt_props_has(&p->props, MQTT_PROP_SUBSCRIPTION_ID) ? p->props.sub_id : 0;
     uint8_t stack_codes[64];
     uint8_t *codes = p->count <= 64 ? stack_codes : sh_malloc(p->count);
-    bool *send_retained = sh_calloc(p->count, sizeof(bool));
+    sync_retained *ret = sh_calloc(p->count ? p->count : 1, sizeof(sync_retained));
+    mqtt_bytes *keys = sh_calloc(p->count ? p->count : 1, sizeof(mqtt_bytes));
+    uint32_t n_ret = 0, n_keys = 0;
     mqtt_bytes cur = p->entries;
     mqtt_sub e;
     uint32_t i = 0;
@@ -130,6 +263,7 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
         if (rc == MQTT_RC_PROTOCOL_ERROR) {
             fatal = MQTT_RC_PROTOCOL_ERROR;
         }
+        codes[i] = c->version == MQTT_V5 ? rc : mqtt_rc_to_v311_suback(rc);
         if (rc < 0x80) {
             sub_opts o = {e.qos < rc ? e.qos : rc, e.no_local, e.retain_as_published, e.retain_handling, sub_id};
             o.qos = rc;
@@ -138,25 +272,27 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
             session_add_sub(s, (const char *)e.filter.p, (uint16_t)e.filter.len, &o);
             /* §3.3.1.3 Retain Handling: 0 always, 1 only if new, 2 never;
              * shared subscriptions never get retained messages (§4.8.2). */
-            send_retained[i] = group.len == 0 && (e.retain_handling == 0 || (e.retain_handling == 1 && !replaced));
+            if (group.len == 0 && (e.retain_handling == 0 || (e.retain_handling == 1 && !replaced))) {
+                sub_opts ro = {codes[i], e.no_local, e.retain_as_published, e.retain_handling, sub_id};
+                ret[n_ret].filter = e.filter;
+                ret[n_ret++].opts = ro;
+            }
+            if (group.len) {
+                group_key(group, filter, &keys[n_keys++]);
+            }
         }
-        codes[i++] = c->version == MQTT_V5 ? rc : mqtt_rc_to_v311_suback(rc);
+        i++;
     }
     pthread_rwlock_unlock(&b->subs_lock);
     sync_mark_dirty(w, s);
-    if (fatal == MQTT_RC_SUCCESS && defer_suback(c, p, codes, i, send_retained, sub_id)) {
-        fatal = MQTT_RC_SUCCESS; /* SUBACK and retained messages once the store is done */
-    } else if (fatal == MQTT_RC_SUCCESS) {
-        send_suback(c, p->packet_id, codes, i);
-        cur = p->entries;
-        for (uint32_t k = 0; k < i && mqtt_sub_next(&cur, c->version, &e); k++) {
-            if (send_retained[k]) {
-                sub_opts o = {codes[k], e.no_local, e.retain_as_published, e.retain_handling, sub_id};
-                route_retained_on_subscribe(w, s, e.filter, &o);
-            }
-        }
+    if (fatal == MQTT_RC_SUCCESS && !share_wait_start(c, p->packet_id, codes, i, ret, n_ret, keys, n_keys)) {
+        subscribe_ack(c, p->packet_id, codes, i, ret, n_ret);
     }
-    sh_free(send_retained, p->count * sizeof(bool));
+    for (uint32_t k = 0; k < n_keys; k++) {
+        bytes_free(&keys[k]);
+    }
+    sh_free(keys, (p->count ? p->count : 1) * sizeof(mqtt_bytes));
+    sh_free(ret, (p->count ? p->count : 1) * sizeof(sync_retained));
     if (codes != stack_codes) {
         sh_free(codes, p->count);
     }

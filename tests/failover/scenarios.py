@@ -28,15 +28,7 @@ PARTITION_TODAY = {
     # id it held connects on another node with no second live connection
     # ('one-conn' passes): nothing expected to fail here today.
 }
-COMMON_TODAY = {
-    # A new shared group is delivered by every node with members until its
-    # membership is in force in the cluster (about 4 heartbeats): the first
-    # messages of the group can reach one member per node, or not, depending
-    # on when they come (docs/architecture.md, "Shared subscriptions across
-    # nodes").
-    "shared-once": "sometimes: " + S59 + ": a new shared group's first seconds are delivered by every node "
-                   "with members (invariant 4)",
-}
+COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
 
 class Size:
