@@ -21,7 +21,6 @@ from cluster import free_port, rss_kb, wait_for
 from workload import (Holder, Publisher, Qos2Holder, StuckSubscriber, Subscriber, WillClient, retained_probe,
                       session_expiry_probe)
 
-S59 = "[5/9] issue 17"
 PARTITION_TODAY = {
     # A node cut off from Redis fences itself before its lease expires
     # (cluster/lease.h: its clients closed, CONNECT refused), so the client
