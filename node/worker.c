@@ -620,6 +620,9 @@ void worker_run_closed(broker *b)
 {
     for (int i = 0; b->workers && i < b->nworkers; i++) {
         struct event_base *base = b->workers[i].base;
+        if (b->workers[i].tick) {
+            event_del(b->workers[i].tick); /* the answers only, not another second's chores */
+        }
         for (int turn = 0; base && turn < 16; turn++) {
             event_base_loop(base, EVLOOP_NONBLOCK);
             if (event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) == 0) {
