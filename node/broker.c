@@ -223,7 +223,10 @@ static void free_state(broker *b)
 
 void broker_close(broker *b)
 {
-    bp_close(b->bp);
+    if (b->bp) {
+        bp_close(b->bp);
+        worker_run_closed(b);
+    }
     free_state(b);
     tls_close(b->tls.ctx);
     auth_free(b);

@@ -129,6 +129,11 @@ int main(int argc, char **argv)
     }
     if (st != BROKER_OK || broker_start(&b) != BROKER_OK) {
         sh_log(SH_ERROR, "event=start_failed");
+        /* What the open and the start got as far as making, freed the one
+         * way (so leak checkers see a failed start exit clean too). */
+        broker_stop(&b);
+        broker_close(&b);
+        config_free(&cfg);
         return 1;
     }
     char http_url_buf[128];

@@ -449,21 +449,24 @@ static int worker_init(broker *b, worker *w, int id)
 {
     w->id = id;
     w->b = b;
-    pthread_mutex_init(&w->inbox_lock, NULL);
     struct event_config *ec = event_config_new();
     event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    /* A worker has a loop only once it is whole: worker_free_all skips
+     * the others (a start that failed part way). */
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd < 0) {
+        sh_log(SH_ERROR, "event=worker_init_failed err=\"eventfd: %s\"", strerror(errno));
+        event_config_free(ec);
+        return -1;
+    }
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (!w->base) {
         return -1;
     }
     event_base_priority_init(w->base, 2);
+    pthread_mutex_init(&w->inbox_lock, NULL);
     w->outbox = sh_calloc((size_t)b->nworkers, sizeof(item_vec));
-    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (w->wake_fd < 0) {
-        sh_log(SH_ERROR, "event=worker_init_failed err=\"eventfd: %s\"", strerror(errno));
-        return -1;
-    }
     w->wake = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, wake_cb, w);
     event_add(w->wake, NULL);
     /* Reaping runs at the low priority, after the callbacks of this turn. */
@@ -520,6 +523,7 @@ int worker_start_all(broker *b)
         if (pthread_create(&b->workers[i].thread, NULL, worker_main, &b->workers[i]) != 0) {
             return -1;
         }
+        b->workers[i].started = true;
     }
     return 0;
 }
@@ -539,6 +543,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     if (w->ws.tls_listener) {
         evconnlistener_disable(w->ws.tls_listener);
     }
+    /* Connections still open here (none after a drain) are closed now. */
+    bool closed_some = w->conns != NULL;
     conn *c = w->conns;
     while (c) {
         conn *next = c->next;
@@ -546,19 +552,33 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         c = next;
     }
     worker_flush(w);
-    /* Give the goodbyes a moment to reach the sockets, then exit. */
+    sh_log(SH_DEBUG, "event=worker_stopping worker=%d linger_ms=%d", w->id, closed_some ? 200 : 0);
+    if (!closed_some) {
+        /* No goodbye to send and no connection still flushing its output:
+         * exit at the end of this turn. */
+        event_base_loopexit(w->base, NULL);
+        return;
+    }
+    /* Give the goodbyes (and the session records their closes write) a
+     * moment to reach the sockets, then exit. */
     struct timeval t = {0, 200000};
     event_base_loopexit(w->base, &t);
 }
 
+/* Also after a failed start: only the threads that run are stopped. */
 void worker_stop_all(broker *b)
 {
-    for (int i = 0; i < b->nworkers; i++) {
+    for (int i = 0; b->workers && i < b->nworkers; i++) {
         worker *w = &b->workers[i];
-        event_base_once(w->base, -1, EV_TIMEOUT, stop_cb, w, NULL);
+        if (w->started) {
+            event_base_once(w->base, -1, EV_TIMEOUT, stop_cb, w, NULL);
+        }
     }
-    for (int i = 0; i < b->nworkers; i++) {
-        pthread_join(b->workers[i].thread, NULL);
+    for (int i = 0; b->workers && i < b->nworkers; i++) {
+        if (b->workers[i].started) {
+            pthread_join(b->workers[i].thread, NULL);
+            b->workers[i].started = false;
+        }
     }
 }
 
@@ -593,11 +613,35 @@ static void free_conns(conn *c)
     }
 }
 
+/* The backplane answers on the caller's loop (cluster/backplane.h), and a
+ * node closes it after its loops have stopped (the goodbyes, session
+ * releases included, still go out through it): the answers to the calls
+ * pending then (a dead node's reap, session writes) are posted to loops
+ * that would never turn again, and event_base_free drops them with what
+ * they own. Turn each loop until nothing is active: they run once, here,
+ * with BP_ECLOSED, and what they call on the closed backplane is answered
+ * at once. The worker threads are gone, so this thread is the only one. */
+void worker_run_closed(broker *b)
+{
+    for (int i = 0; b->workers && i < b->nworkers; i++) {
+        struct event_base *base = b->workers[i].base;
+        if (b->workers[i].tick) {
+            event_del(b->workers[i].tick); /* the answers only, not another second's chores */
+        }
+        for (int turn = 0; base && turn < 16; turn++) {
+            event_base_loop(base, EVLOOP_NONBLOCK);
+            if (event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) == 0) {
+                break;
+            }
+        }
+    }
+}
+
 /* After the loops have stopped: release connections and queued items
  * (sessions go next, then worker_free_all releases the loops). */
 void worker_release_conns(broker *b)
 {
-    for (int i = 0; i < b->nworkers; i++) {
+    for (int i = 0; b->workers && i < b->nworkers; i++) {
         worker *w = &b->workers[i];
         free_conns(w->conns);
         free_conns(w->dead);
@@ -617,6 +661,12 @@ void worker_free_all(broker *b)
     }
     for (int i = 0; i < b->nworkers; i++) {
         worker *w = &b->workers[i];
+        if (w->wake_fd >= 0 && !w->base) {
+            close(w->wake_fd); /* its loop was never made */
+        }
+        if (!w->base) {
+            continue; /* not made: a start that failed before it */
+        }
         if (w->listener) {
             evconnlistener_free(w->listener);
         }

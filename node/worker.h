@@ -67,6 +67,7 @@ struct worker {
     int id;
     broker *b;
     pthread_t thread;
+    bool started; /* thread runs: worker_stop_all joins it */
     struct event_base *base;
     struct evconnlistener *listener;
     struct event *wake; /* EV_READ on wake_fd: the inbox has items */
@@ -116,6 +117,10 @@ int worker_init_all(broker *b);
 /* Listeners and one thread per worker, after worker_init_all (broker_start). */
 int worker_start_all(broker *b);
 void worker_stop_all(broker *b);
+/* After bp_close, with the loops stopped: run what the backplane posted to
+ * them last (each call is answered once, BP_ECLOSED at shutdown), before
+ * worker_release_conns frees what those answers refer to. */
+void worker_run_closed(broker *b);
 void worker_release_conns(broker *b);
 void worker_free_all(broker *b);
 void worker_post(worker *from, int to, const inbox_item *it); /* batched; from may be NULL */

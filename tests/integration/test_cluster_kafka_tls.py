@@ -6,7 +6,6 @@ certificates are made with openssl in the test's tmp dir."""
 import ctypes
 import ctypes.util
 import os
-import re
 import subprocess
 import time
 import types
@@ -158,11 +157,9 @@ def start_refused(k, *security):
     assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
     assert "event=start_failed" in r.stderr, r.stderr[-3000:]
     assert "ERROR: AddressSanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr[-6000:]
-    # An ASan build lists what main leaves unfreed when a start fails (the
-    # node's indexes and options, as on every start failure); nothing the
-    # backplane allocated (cluster/, librdkafka) may be among it.
-    leaks = r.stderr.partition("ERROR: LeakSanitizer")[2]
-    assert not re.search(r"(cluster/|rdkafka)", leaks), leaks[-6000:]
+    # A failed start frees what it opened (node/main.c): an ASan build
+    # lists no leak, the backplane's (cluster/, librdkafka) included.
+    assert "ERROR: LeakSanitizer" not in r.stderr, r.stderr[-6000:]
     assert "event=kafka_unreachable reason=auth-failed" in r.stderr, r.stderr[-3000:]
     return took, r.stderr
 
