@@ -353,9 +353,6 @@ def test_member_leaving_mid_stream_loses_nothing(trio, qos):
         cl.disconnect()
 
 
-@pytest.mark.xfail(reason="a dead node's share of the stream is not replayed: messages chosen for it until its "
-                   "membership expires and the change is in force are lost (docs/architecture.md, \"Shared "
-                   "subscriptions across nodes\")", strict=False)
 def test_member_node_killed_loses_nothing(cluster):
     ids = [uid("n%d" % i) for i in (1, 2, 3)]
     doomed = Node(*cluster.argv(ids[1]))  # killed below: not the fixture's (it wants a clean exit)
