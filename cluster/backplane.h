@@ -73,6 +73,26 @@ typedef struct bp_node_info {
     const char *address;
 } bp_node_info;
 
+typedef struct bp_share_node {
+    const char *id; /* node id; the array is sorted by it */
+    uint32_t members;
+} bp_share_node;
+
+/* A shared group's node that died while chosen for records not finished
+ * (bp_hooks.share_dead). Records with a time before `at` were chosen over
+ * `comp` (with the dead node); those it chose for the dead node go to the
+ * pick over `comp` without it. */
+typedef struct bp_share_dead {
+    const uint8_t *key; /* "group/filter" */
+    size_t key_len;
+    const char *dead;
+    int64_t at;
+    const bp_share_node *comp;
+    size_t n;
+    const int64_t *from; /* per partition; -1: nothing */
+    uint32_t n_parts;
+} bp_share_dead;
+
 /* Hooks the node gives the backplane at start. They run on the
  * backplane's own thread: the node copies what it needs and hands the work
  * to a worker. */
@@ -132,6 +152,17 @@ typedef struct bp_hooks {
      * once per membership refresh. May be NULL. */
     void (*share_groups)(void *node, void (*emit)(void *ctx, const uint8_t *key, size_t len, uint32_t members),
                          void *ctx);
+    /* The lowest offset, per partition, of a QoS 1/2 shared copy this node
+     * took and has not finished (pos[p] = INT64_MAX: none), written with
+     * each refresh so that survivors replay from it if this node dies. On
+     * the backplane's thread. May be NULL. */
+    void (*share_low)(void *node, int64_t *pos, uint32_t n_parts);
+    /* A node of a group this node has members in died: replay the stream
+     * for the group from the dead node's positions and deliver what the
+     * rule without it gives this node (docs/architecture.md, "Shared
+     * subscriptions across nodes"). Once per (group, dead node); borrowed
+     * for the call; on the backplane's thread. May be NULL. */
+    void (*share_dead)(void *node, const bp_share_dead *d);
     void *node;
 } bp_hooks;
 
@@ -415,10 +446,6 @@ bool bp_share_mine_except(backplane *bp, const uint8_t *key, size_t len, uint64_
  * while Redis is unreachable. Any thread. */
 bool bp_share_ready(backplane *bp, const uint8_t *key, size_t len);
 
-typedef struct bp_share_node {
-    const char *id; /* node id; the array is sorted by it */
-    uint32_t members;
-} bp_share_node;
 /* The node (index into v[0..n), n > 0) that delivers hash h: weighted by
  * member count, so each member has an even share. Pure. */
 size_t bp_share_pick(const bp_share_node *v, size_t n, uint64_t h);

@@ -50,8 +50,9 @@ static const char SHARE_LUA[] =
     "local me, ttl = ARGV[1], tonumber(ARGV[2]) "
     "local delay, safe = tonumber(ARGV[3]), tonumber(ARGV[4]) "
     "local mine = 'shoal:share-node:' .. me "
+    "redis.call('SET', 'shoal:share-pos:' .. me, ARGV[5], 'PX', ttl * 20) "
     "local keep = {} "
-    "for i = 5, #ARGV, 2 do "
+    "for i = 6, #ARGV, 2 do "
     "  local k = 'shoal:share:' .. ARGV[i] "
     "  if ARGV[i + 1] == '-1' then redis.call('HDEL', k, me) "
     "  else "
@@ -66,34 +67,59 @@ static const char SHARE_LUA[] =
     "end "
     "redis.call('PEXPIRE', mine, ttl * 10) "
     "local out = {} "
-    "for i = 5, #ARGV, 2 do "
+    "for i = 6, #ARGV, 2 do "
     "  local k = 'shoal:share:' .. ARGV[i] "
     "  local kv = redis.call('HGETALL', k) "
-    "  local live, eff, old = {}, nil, '' "
+    "  local live, eff, old, gone, dead, alive = {}, nil, '', {}, {}, {} "
     "  for j = 1, #kv, 2 do "
     "    local f = kv[j] "
     "    if f == '@eff' then eff = kv[j + 1] "
     "    elseif f == '@old' then old = kv[j + 1] "
+    "    elseif string.sub(f, 1, 6) == '@gone:' then gone[string.sub(f, 7)] = kv[j + 1] "
+    "    elseif string.sub(f, 1, 6) == '@dead:' then dead[#dead + 1] = {string.sub(f, 7), kv[j + 1]} "
     "    else "
     "      local c, e = string.match(kv[j + 1], '^(%d+):(%d+)$') "
-    "      if c and tonumber(e) > now then live[#live + 1] = f .. '=' .. c "
-    "      else redis.call('HDEL', k, f) end "
+    "      if c and tonumber(e) > now then live[#live + 1] = f .. '=' .. c alive[f] = true "
+    "      else "
+    "        redis.call('HDEL', k, f) "
+    "        if c then "
+    "          gone[f] = redis.call('GET', 'shoal:share-pos:' .. f) or '' "
+    "          redis.call('HSET', k, '@gone:' .. f, gone[f]) "
+    "        end "
+    "      end "
     "    end "
+    "  end "
+    "  for x, _ in pairs(gone) do "
+    "    if alive[x] then gone[x] = nil redis.call('HDEL', k, '@gone:' .. x) end "
     "  end "
     "  table.sort(live) "
     "  local comp = table.concat(live, ',') "
     "  local at, cur = 0, nil "
     "  if eff then local a, c = string.match(eff, '^(%d+)|(.*)$') at, cur = tonumber(a), c end "
     "  if cur == nil or (cur == '' and now >= at) then "
+    "    for x, _ in pairs(gone) do redis.call('HDEL', k, '@gone:' .. x) end "
     "    at, cur, old = 0, comp, '' "
     "    redis.call('HSET', k, '@eff', '0|' .. comp) "
     "    redis.call('HSET', k, '@old', '') "
     "  elseif cur ~= comp and (now >= at or at - now >= safe) then "
-    "    if now >= at then old = cur redis.call('HSET', k, '@old', old) end "
+    "    local prev = old "
+    "    if now >= at then prev = cur old = cur redis.call('HSET', k, '@old', old) end "
     "    at, cur = now + delay, comp "
     "    redis.call('HSET', k, '@eff', string.format('%d', at) .. '|' .. comp) "
+    "    for x, pos in pairs(gone) do "
+    "      local v = string.format('%d', at) .. '|' .. prev .. '|' .. pos "
+    "      redis.call('HDEL', k, '@gone:' .. x) "
+    "      redis.call('HSET', k, '@dead:' .. x, v) "
+    "      dead[#dead + 1] = {x, v} "
+    "    end "
     "  end "
-    "  out[#out + 1] = {ARGV[i], string.format('%d', at), cur, old} "
+    "  local ready = {} "
+    "  for _, d in ipairs(dead) do "
+    "    local dat = tonumber(string.match(d[2], '^(%d+)|')) or 0 "
+    "    if now > dat + ttl * 10 then redis.call('HDEL', k, '@dead:' .. d[1]) "
+    "    elseif now >= dat + safe then ready[#ready + 1] = d[1] .. '|' .. d[2] end "
+    "  end "
+    "  out[#out + 1] = {ARGV[i], string.format('%d', at), cur, old, ready} "
     "end "
     "return out";
 
@@ -124,6 +150,10 @@ typedef struct rk_share {
     atomic_bool want;
     pthread_rwlock_t lock; /* view: written by the backplane thread, read by workers */
     share_view view;
+    /* Dead-node markers already handed to the node ("key\ndead|at"), as
+     * the last answer listed them: each is replayed once. */
+    char **seen;
+    size_t n_seen;
 } rk_share;
 
 static int by_id(const void *a, const void *b)
@@ -207,7 +237,7 @@ static bool comp_same(const share_comp *a, const share_comp *b)
 /* One row of the script's answer: key, at, composition, the one before. */
 static bool group_parse(const redisReply *row, share_group *g)
 {
-    if (row->type != REDIS_REPLY_ARRAY || row->elements != 4) {
+    if (row->type != REDIS_REPLY_ARRAY || row->elements < 4) {
         return false;
     }
     for (size_t i = 0; i < 4; i++) {
@@ -254,6 +284,130 @@ static void group_log(const share_group *g)
            (long long)g->at);
 }
 
+/* ---- dead nodes' markers ---- */
+
+static void seen_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sh_free(v[i], strlen(v[i]) + 1);
+    }
+    sh_free(v, (n ? n : 1) * sizeof(char *));
+}
+
+static bool seen_has(char *const *v, size_t n, const char *m)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i], m) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "p0,p1,..." into from[0..n) (-1 where absent). False if empty. */
+static bool pos_parse(const char *p, int64_t *from, uint32_t n)
+{
+    bool any = false;
+    for (uint32_t i = 0; i < n; i++) {
+        from[i] = -1;
+    }
+    for (uint32_t i = 0; i < n && *p; i++) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p) {
+            break;
+        }
+        from[i] = v;
+        any = true;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return any;
+}
+
+/* A marker "dead|at|composition|positions" of group g: hand it to the node
+ * if this node may be chosen over the composition without the dead one. */
+static void dead_start(rk *r, const share_group *g, const char *m)
+{
+    const bp_hooks *h = &r->bp->hooks;
+    const char *me = r->bp->cfg.node_id;
+    const char *a = strchr(m, '|');
+    const char *b = a ? strchr(a + 1, '|') : NULL;
+    const char *c = b ? strchr(b + 1, '|') : NULL;
+    if (!c || !h->share_dead) {
+        return;
+    }
+    char *dead = dup_str(m, (size_t)(a - m));
+    share_comp comp;
+    comp_parse(b + 1, (size_t)(c - b - 1), &comp);
+    bool chosen = false;
+    for (size_t k = 0; k < comp.n; k++) {
+        chosen |= strcmp(comp.nodes[k].id, me) == 0 && strcmp(me, dead) != 0;
+    }
+    uint32_t n_parts = bp_stream_partitions(r->bp);
+    int64_t *from = sh_malloc((n_parts ? n_parts : 1) * sizeof(int64_t));
+    bool have = n_parts && pos_parse(c + 1, from, n_parts);
+    if (chosen && !have) {
+        sh_log(SH_WARN, "event=share_dead_no_positions group=\"%.*s\" node=%s", (int)g->key_len, g->key, dead);
+    } else if (chosen) {
+        sh_log(SH_INFO, "event=share_dead_replay group=\"%.*s\" node=%s before=%lld", (int)g->key_len, g->key, dead,
+               strtoll(a + 1, NULL, 10));
+        bp_share_dead d = {
+            (const uint8_t *)g->key, g->key_len, dead, strtoll(a + 1, NULL, 10), comp.nodes, comp.n, from, n_parts};
+        h->share_dead(h->node, &d);
+    }
+    sh_free(from, (n_parts ? n_parts : 1) * sizeof(int64_t));
+    comp_free(&comp);
+    sh_free(dead, strlen(dead) + 1);
+}
+
+/* The answer's markers: new ones start a replay; the list kept is theirs. */
+static void dead_markers(rk *r, const redisReply *rep, const share_view *nv)
+{
+    rk_share *s = r->share;
+    size_t cap = 0, n = 0;
+    char **now = NULL;
+    for (size_t i = 0; i < rep->elements && i < nv->n; i++) {
+        const redisReply *row = rep->element[i];
+        if (row->type != REDIS_REPLY_ARRAY || row->elements < 5 || row->element[4]->type != REDIS_REPLY_ARRAY) {
+            continue;
+        }
+        const share_group *g = group_find(nv, (const uint8_t *)row->element[0]->str, row->element[0]->len);
+        const redisReply *ms = row->element[4];
+        for (size_t j = 0; g && j < ms->elements; j++) {
+            if (ms->element[j]->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+            const char *m = ms->element[j]->str;
+            const char *a = strchr(m, '|');
+            const char *b = a ? strchr(a + 1, '|') : NULL;
+            if (!b) {
+                continue;
+            }
+            size_t len = g->key_len + 1 + (size_t)(b - m);
+            char *id = sh_malloc(len + 1);
+            memcpy(id, g->key, g->key_len);
+            id[g->key_len] = '\n';
+            memcpy(id + g->key_len + 1, m, (size_t)(b - m));
+            id[len] = 0;
+            if (!seen_has(s->seen, s->n_seen, id)) {
+                dead_start(r, g, m);
+            }
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 4;
+                now = sh_realloc(now, cap * sizeof(char *), nc * sizeof(char *));
+                cap = nc;
+            }
+            now[n++] = id;
+        }
+    }
+    if (s->seen) {
+        seen_free(s->seen, s->n_seen);
+    }
+    now = now ? sh_realloc(now, cap * sizeof(char *), (n ? n : 1) * sizeof(char *)) : NULL;
+    s->seen = now;
+    s->n_seen = n;
+}
+
 static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     (void)ac;
@@ -287,6 +441,7 @@ static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
             group_log(&nv.g[i]);
         }
     }
+    dead_markers(r, rep, &nv);
     pthread_rwlock_wrlock(&s->lock);
     share_view old = s->view;
     s->view = nv;
@@ -327,6 +482,29 @@ static void emit_group(void *ctx, const uint8_t *key, size_t len, uint32_t membe
     args_push(a, c, (size_t)w);
 }
 
+/* This node's low-water marks, "p0,p1,...", read by survivors if it dies. */
+static void share_positions(rk *r, share_args *a)
+{
+    const bp_hooks *h = &r->bp->hooks;
+    uint32_t n = bp_stream_partitions(r->bp);
+    if (!h->share_low || n == 0) {
+        args_push(a, "", 0);
+        return;
+    }
+    int64_t *pos = sh_malloc(n * sizeof(int64_t));
+    h->share_low(h->node, pos, n);
+    size_t size = (size_t)n * 21 + 1, o = 0;
+    char *buf = sh_malloc(size);
+    buf[0] = 0;
+    for (uint32_t p = 0; p < n; p++) {
+        int w = snprintf(buf + o, size - o, "%s%lld", p ? "," : "", (long long)(pos[p] == INT64_MAX ? -1 : pos[p]));
+        o += w > 0 ? (size_t)w : 0;
+    }
+    args_push(a, buf, o);
+    sh_free(buf, size);
+    sh_free(pos, n * sizeof(int64_t));
+}
+
 static int refresh_ms(const rk *r)
 {
     return r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
@@ -355,6 +533,7 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
     args_push(&a, delay, (size_t)w);
     w = snprintf(safe, sizeof(safe), "%d", SHARE_SAFE_REFRESHES * refresh_ms(r));
     args_push(&a, safe, (size_t)w);
+    share_positions(r, &a);
     h->share_groups(h->node, emit_group, &a);
     s->pending = true;
     redisAsyncCommandArgv(r->ac, share_reply_cb, r, (int)a.n, (const char **)a.argv, a.lens);
@@ -396,6 +575,9 @@ void rk_share_free(rk *r)
         group_free_one(&s->view.g[i]);
     }
     sh_free(s->view.g, s->view.cap * sizeof(share_group));
+    if (s->seen) {
+        seen_free(s->seen, s->n_seen);
+    }
     pthread_rwlock_destroy(&s->lock);
     sh_free(s, sizeof(*s));
     r->share = NULL;
@@ -429,7 +611,11 @@ bool rk_share_mine(rk *r, const uint8_t *key, size_t len, uint64_t h, int64_t ts
 {
     rk_share *s = r->share;
     const char *me = r->bp->cfg.node_id;
-    if (!s) {
+    if (!s || !r->bp->hooks.share_groups) {
+        /* No membership to announce (a backplane user without shared
+         * groups, e.g. the contract tests): every group is this node's,
+         * as on the local backplane. Before, this depended on whether the
+         * Redis side had attached yet. */
         return !except;
     }
     /* A group not in the view yet (its first refresh is unanswered): not

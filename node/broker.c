@@ -16,6 +16,7 @@
 #include "node/mqtt/retain.h"
 #include "node/mqtt/session.h"
 #include "node/mqtt/session_sync.h"
+#include "node/mqtt/share.h"
 #include "node/worker.h"
 
 static void name_node(broker *b, const config *cfg, const broker_open_opts *o)
@@ -114,7 +115,9 @@ static broker_status open_backplane(broker *b)
                       .stream_behind = hold_stream_behind,
                       .sessions_reassert = sync_reassert_hook,
                       .fenced = sync_fence_hook,
-                      .share_groups = remote_share_groups_hook};
+                      .share_groups = remote_share_groups_hook,
+                      .share_low = share_low_hook,
+                      .share_dead = share_dead_hook};
     b->bp = bp_open(&bc, &hooks);
     if (!b->bp) {
         return BROKER_EOPEN;

@@ -26,6 +26,7 @@
 #include "node/mqtt/route.h"
 #include "node/mqtt/session.h"
 #include "node/mqtt/session_stream.h"
+#include "node/mqtt/share.h"
 #include "node/net/conn_io.h"
 #include "node/worker.h"
 
@@ -80,6 +81,10 @@ static bool is_droppable(const inbox_item *it)
 /* Undo what the poster did for the item (see handle_item). */
 static void drop_item(broker *b, inbox_item *it)
 {
+    if (it->kind == IN_SHARE_DEAD) {
+        share_dead_free((void *)(uintptr_t)it->conn_id);
+        return;
+    }
     if (it->kind == IN_DELIVER) {
         atomic_fetch_sub_explicit(&it->s->incoming, 1, memory_order_relaxed);
     }
@@ -255,6 +260,9 @@ static void handle_item(worker *w, inbox_item *it)
     case IN_POSITION:
         stream_routed(w, (int32_t)it->conn_id, (int64_t)it->epoch);
         break;
+    case IN_SHARE_DEAD:
+        share_dead_start(w, (void *)(uintptr_t)it->conn_id);
+        break;
     case IN_SYNC:
         sync_handle_sessions(w, it);
         break;
@@ -319,6 +327,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     inbox_tick(w);
     stream_tick(w);
+    share_tick(w);
     hold_tick(w);
     uint64_t now = now_ms();
     conn *c = w->conns;

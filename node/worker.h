@@ -39,6 +39,7 @@ enum inbox_kind {
                       * stored (`clean`), for the connection tagged `conn_id`,
                       * acknowledged with reason code `epoch` */
     IN_POSITION,    /* the stream passed partition `conn_id` up to offset `epoch` (node/mqtt/session_stream.c) */
+    IN_SHARE_DEAD,  /* replay a dead node's share of a group: job in conn_id (node/mqtt/share.c) */
     IN_REVOKE,      /* another node claimed client id d.m->topic at `epoch`; s: its
                       * session here, if any (node/mqtt/session_sync.c) */
     IN_SYNC,        /* every session this worker owns: store again

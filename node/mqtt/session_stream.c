@@ -98,6 +98,10 @@ void stream_broker_init(broker *b)
     sb->routed = sh_calloc(n, sizeof(*sb->routed));
     sb->prev = sh_calloc(n, sizeof(int64_t));
     sb->safe = sh_calloc(n, sizeof(*sb->safe));
+    sb->share_low = sh_calloc((size_t)n * (size_t)b->nworkers, sizeof(*sb->share_low));
+    for (size_t i = 0; i < (size_t)n * (size_t)b->nworkers; i++) {
+        atomic_init(&sb->share_low[i], INT64_MAX);
+    }
     for (uint32_t p = 0; p < n; p++) {
         int64_t start = bp_stream_start(b->bp, p);
         atomic_init(&sb->routed[p], start);
@@ -116,6 +120,7 @@ void stream_broker_free(broker *b)
     sh_free((void *)sb->routed, sb->n_parts * sizeof(*sb->routed));
     sh_free(sb->prev, sb->n_parts * sizeof(int64_t));
     sh_free((void *)sb->safe, sb->n_parts * sizeof(*sb->safe));
+    sh_free((void *)sb->share_low, (size_t)sb->n_parts * (size_t)b->nworkers * sizeof(*sb->share_low));
     sh_free(sb, sizeof(*sb));
     b->stream = NULL;
 }

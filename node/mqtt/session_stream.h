@@ -28,6 +28,10 @@ typedef struct stream_broker {
     _Atomic int64_t *routed; /* next offset routed (worker partition % workers) */
     int64_t *prev;           /* routed at the last tick (that worker) */
     _Atomic int64_t *safe;   /* routed at the tick before: every delivery below it has reached its session */
+    /* Per worker (w * n_parts + p), at its last tick: the lowest offset of
+     * an unfinished QoS 1/2 shared copy of its connections' sessions,
+     * INT64_MAX none (node/mqtt/share.c, share_tick). */
+    _Atomic int64_t *share_low;
 } stream_broker;
 
 void stream_broker_init(broker *b);

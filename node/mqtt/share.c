@@ -13,10 +13,12 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/broker.h"
+#include "node/conn.h"
 #include "node/mqtt/limits.h"
 #include "node/mqtt/remote.h"
 #include "node/mqtt/route.h"
 #include "node/mqtt/session.h"
+#include "node/mqtt/session_stream.h"
 #include "node/mqtt/share.h"
 #include "node/worker.h"
 #include "proto/topic.h"
@@ -445,4 +447,216 @@ bool share_forwarded(worker *w, msg *m)
     }
     msg_unref(in);
     return true;
+}
+
+/* ---- a node that dies -------------------------------------------------- */
+
+/* The lowest offset of an unfinished QoS 1/2 shared copy held by this
+ * worker's connections, per partition, at each tick (share_low_hook reads
+ * it). A persistent session is also adopted from its own positions if the
+ * node dies; a clean one has only this. */
+void share_tick(worker *w)
+{
+    stream_broker *sb = w->b->stream;
+    if (!sb) {
+        return;
+    }
+    uint32_t n = sb->n_parts;
+    int64_t stack[64];
+    int64_t *low = n <= 64 ? stack : sh_malloc(n * sizeof(int64_t));
+    for (uint32_t p = 0; p < n; p++) {
+        low[p] = INT64_MAX;
+    }
+    for (conn *c = w->conns; c; c = c->next) {
+        const session *s = c->s;
+        if (!s) {
+            continue;
+        }
+        for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
+            /* Past PUBREC the client has it: not resent to anyone. */
+            if (f->d.shared && f->state != INF_WAIT_COMP && f->part >= 0 && (uint32_t)f->part < n &&
+                f->off < low[f->part]) {
+                low[f->part] = f->off;
+            }
+        }
+        for (uint32_t j = 0; j < s->q_len; j++) {
+            const delivery *d = &s->q[(s->q_head + j) % s->q_cap];
+            if (d->shared && d->qos > 0 && d->m->part >= 0 && (uint32_t)d->m->part < n && d->m->off < low[d->m->part]) {
+                low[d->m->part] = d->m->off;
+            }
+        }
+    }
+    for (uint32_t p = 0; p < n; p++) {
+        atomic_store(&sb->share_low[(size_t)w->id * n + p], low[p]);
+    }
+    if (low != stack) {
+        sh_free(low, n * sizeof(int64_t));
+    }
+}
+
+/* Below the safe position every record routed here reached its session, so
+ * whatever of it a group chose for this node is finished unless a session
+ * still holds it. */
+void share_low_hook(void *node, int64_t *pos, uint32_t n_parts)
+{
+    broker *b = node;
+    stream_broker *sb = b->stream;
+    for (uint32_t p = 0; p < n_parts; p++) {
+        pos[p] = INT64_MAX;
+        if (!sb || p >= sb->n_parts) {
+            continue;
+        }
+        pos[p] = atomic_load(&sb->safe[p]);
+        for (int k = 0; k < b->nworkers; k++) {
+            int64_t v = atomic_load(&sb->share_low[(size_t)k * sb->n_parts + p]);
+            pos[p] = v < pos[p] ? v : pos[p];
+        }
+    }
+}
+
+typedef struct dead_job {
+    worker *w;
+    uint8_t *key;
+    size_t key_len;
+    char *dead;
+    int64_t at;
+    bp_share_node *comp; /* ids copied */
+    size_t n;
+    int64_t *from;
+    uint32_t n_parts;
+    uint64_t id;
+    uint64_t read, delivered;
+} dead_job;
+
+#define SHARE_DEAD_BATCH 256
+
+static void job_free(dead_job *j)
+{
+    for (size_t k = 0; k < j->n; k++) {
+        sh_free((char *)j->comp[k].id, strlen(j->comp[k].id) + 1);
+    }
+    sh_free(j->comp, (j->n ? j->n : 1) * sizeof(bp_share_node));
+    sh_free(j->from, (j->n_parts ? j->n_parts : 1) * sizeof(int64_t));
+    sh_free(j->dead, strlen(j->dead) + 1);
+    sh_free(j->key, j->key_len ? j->key_len : 1);
+    sh_free(j, sizeof(*j));
+}
+
+static char *str_dup(const char *s)
+{
+    size_t len = strlen(s) + 1;
+    char *d = sh_malloc(len);
+    memcpy(d, s, len);
+    return d;
+}
+
+/* On the backplane's thread: copied, and run on the group's worker. */
+void share_dead_hook(void *node, const bp_share_dead *d)
+{
+    broker *b = node;
+    if (!atomic_load_explicit(&b->running, memory_order_acquire)) {
+        return;
+    }
+    dead_job *j = sh_calloc(1, sizeof(*j));
+    j->key_len = d->key_len;
+    j->key = sh_malloc(d->key_len ? d->key_len : 1);
+    memcpy(j->key, d->key, d->key_len);
+    j->dead = str_dup(d->dead);
+    j->at = d->at;
+    j->n = d->n;
+    j->comp = sh_malloc((d->n ? d->n : 1) * sizeof(bp_share_node));
+    for (size_t k = 0; k < d->n; k++) {
+        j->comp[k].id = str_dup(d->comp[k].id);
+        j->comp[k].members = d->comp[k].members;
+    }
+    j->n_parts = d->n_parts;
+    j->from = sh_malloc((d->n_parts ? d->n_parts : 1) * sizeof(int64_t));
+    memcpy(j->from, d->from, d->n_parts * sizeof(int64_t));
+    int to = (int)(bp_share_hash(d->key, d->key_len, 0) % (uint64_t)b->nworkers);
+    j->w = &b->workers[to];
+    inbox_item it;
+    memset(&it, 0, sizeof(it));
+    it.kind = IN_SHARE_DEAD;
+    it.conn_id = (uint64_t)(uintptr_t)j;
+    worker_post_external(b, to, &it);
+}
+
+/* One replayed record: ours if the composition of its time chose the dead
+ * node and the same composition without it chooses this one (the
+ * hand-over rule: exactly one survivor takes it). */
+static void dead_one(dead_job *j, const bp_message *bm)
+{
+    broker *b = j->w->b;
+    const uint8_t *slash = memchr(j->key, '/', j->key_len);
+    if (bm->qos == 0 || bm->retain_only || bm->timestamp_ms >= j->at || !slash || j->n == 0 ||
+        (bm->topic_len && bm->topic[0] == '$')) {
+        return; /* QoS 0 is at most once; hand-overs are not handed over again */
+    }
+    size_t flen = j->key_len - (size_t)(slash + 1 - j->key);
+    if (!mqtt_topic_match(slash + 1, flen, bm->topic, bm->topic_len)) {
+        return;
+    }
+    msg *m = remote_msg_new(bm);
+    if (!m) {
+        return;
+    }
+    j->read++;
+    uint64_t base = share_base(b, m);
+    uint64_t h = bp_share_hash(j->key, j->key_len, base);
+    if (strcmp(j->comp[bp_share_pick(j->comp, j->n, h)].id, j->dead) == 0) {
+        bp_share_node stack[32];
+        bp_share_node *v = j->n <= 32 ? stack : sh_malloc(j->n * sizeof(bp_share_node));
+        size_t n = 0;
+        for (size_t k = 0; k < j->n; k++) {
+            if (strcmp(j->comp[k].id, j->dead) != 0) {
+                v[n++] = j->comp[k];
+            }
+        }
+        bool mine = n && strcmp(v[bp_share_pick(v, n, h)].id, b->node_id) == 0;
+        if (v != stack) {
+            sh_free(v, j->n * sizeof(bp_share_node));
+        }
+        share_gate g = {b, m, base, true, m->ts, j->key, j->key_len, NULL, true};
+        sub_opts o;
+        session *s = mine ? group_member(b, m, &g, &o) : NULL;
+        if (s) {
+            deliver(j->w, s, m, &o);
+            session_unref(b, s);
+            j->delivered++;
+        }
+    }
+    msg_unref(m);
+}
+
+static void dead_cb(bp_status st, const bp_replay_batch *bt, void *arg)
+{
+    dead_job *j = arg;
+    if (st != BP_OK) {
+        sh_log(SH_WARN, "event=share_dead_replay_failed group=\"%.*s\" node=%s status=%s", (int)j->key_len,
+               (const char *)j->key, j->dead, bp_status_name(st));
+        job_free(j);
+        return;
+    }
+    for (size_t i = 0; i < bt->n; i++) {
+        dead_one(j, &bt->msgs[i]);
+    }
+    if (bt->done) {
+        sh_log(SH_INFO, "event=share_dead_replayed group=\"%.*s\" node=%s matched=%llu delivered=%llu", (int)j->key_len,
+               (const char *)j->key, j->dead, (unsigned long long)j->read, (unsigned long long)j->delivered);
+        job_free(j);
+        return;
+    }
+    bp_replay_next(j->w->b->bp, j->id);
+}
+
+void share_dead_free(void *job)
+{
+    job_free(job);
+}
+
+void share_dead_start(worker *w, void *job)
+{
+    dead_job *j = job;
+    j->w = w;
+    j->id = bp_replay_start(w->b->bp, w->id, j->from, j->n_parts, SHARE_DEAD_BATCH, dead_cb, j);
 }

@@ -73,6 +73,19 @@ void share_late(worker *w, msg *m);
  * its ref). */
 bool share_forwarded(worker *w, msg *m);
 
+/* A node that dies (docs/architecture.md, "Shared subscriptions across
+ * nodes"): the low-water marks this node writes with each refresh, kept
+ * per worker at its tick (share_tick), read by bp_hooks.share_low; and
+ * bp_hooks.share_dead, which replays the dead node's share of a group on
+ * a worker (IN_SHARE_DEAD, share_dead_start). */
+void share_tick(worker *w);
+void share_low_hook(void *node, int64_t *pos, uint32_t n_parts);
+struct bp_share_dead;
+void share_dead_hook(void *node, const struct bp_share_dead *d);
+void share_dead_start(worker *w, void *job);
+/* A job that never started (its item released at shutdown). */
+void share_dead_free(void *job);
+
 /* Client publishes to this prefix are refused: it carries hand-overs. */
 #define SHARE_TOPIC_PREFIX "$shoal/share/"
 
