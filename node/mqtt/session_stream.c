@@ -41,6 +41,7 @@
 #include "node/mqtt/route.h"
 #include "node/mqtt/send.h"
 #include "node/mqtt/session_sync.h"
+#include "node/mqtt/stream_hold.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -743,6 +744,9 @@ static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
     }
     st->replaying_now = false;
     sh_free(held, cap * sizeof(delivery));
+    /* Back on the live stream: caught up already if its queue is short
+     * (an empty last batch leaves no pop to say so). */
+    hold_popped(w, s);
     session_pump(w, s);
 }
 

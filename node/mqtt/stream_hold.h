@@ -45,8 +45,9 @@ typedef struct hold_worker {
  * its mark starts holding the stream, unless it spent its budget or reads
  * from Kafka (spilled or replaying: the stream does not feed its queue). */
 void hold_pushed(worker *w, session *s, uint8_t qos);
-/* After a pop (the client took a message): the hold ends once the queue
- * is down to half the mark, and the budget is whole again. */
+/* After a pop (the client took a message) or a replay's end: the hold
+ * ends once the queue is down to half the mark, and the budget is whole
+ * again if s is back on the live stream. */
 void hold_popped(worker *w, session *s);
 /* How many messages a session holding the stream may queue: --max-queued
  * plus what can still be in flight toward it (0 when not holding). */
