@@ -143,7 +143,10 @@ struct session {
     /* Holding the cluster's stream (node/mqtt/stream_hold.c): 1 + the worker
      * whose list holds it, 0 when not. */
     _Atomic uint8_t hold_w;
-    bool hold_stuck; /* let go for taking nothing: holds nobody until it takes something */
+    /* Held the stream for its whole budget without catching up: holds
+     * nobody until it does (node/mqtt/stream_hold.c). */
+    bool hold_spent;
+    uint16_t hold_used_ms; /* time held since it last caught up, up to HOLD_BUDGET_MS */
     uint8_t version;
     bool dead;       /* ended: deliveries are dropped */
     bool persistent; /* outlives its connection */

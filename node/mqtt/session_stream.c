@@ -41,10 +41,12 @@
 #include "node/mqtt/route.h"
 #include "node/mqtt/send.h"
 #include "node/mqtt/session_sync.h"
+#include "node/mqtt/stream_hold.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
-/* Records a replay hands over at once: its memory bound, with the queue. */
+/* Records a replay hands over at once: its memory bound, with the queue
+ * (at most --max-queued, replay_batch). */
 #define REPLAY_BATCH 256
 /* An acknowledgement stores the moved position at most this often. */
 #define STORE_EVERY_MS 1000
@@ -344,6 +346,12 @@ bool stream_intercept(worker *w, session *s, delivery *d)
         return true;
     }
     return false;
+}
+
+bool stream_live(const session *s)
+{
+    const session_stream *st = s->st;
+    return !st || (!st->spilled && !st->rp && !st->need_replay);
 }
 
 bool stream_spill(worker *w, session *s, delivery *d)
@@ -739,6 +747,9 @@ static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
     }
     st->replaying_now = false;
     sh_free(held, cap * sizeof(delivery));
+    /* Back on the live stream: caught up already if its queue is short
+     * (an empty last batch leaves no pop to say so). */
+    hold_popped(w, s);
     session_pump(w, s);
 }
 
@@ -799,6 +810,19 @@ static void replay_cb(bp_status status, const bp_replay_batch *b, void *arg)
     worker_flush(w);
 }
 
+/* A batch is asked for once the queue is empty, and must fit in it: a
+ * record a replay spilled would be read again by the next replay only if
+ * nothing after it was sent, but the rest of the batch and the next ones
+ * are queued and sent, and their marks pass it (it would be skipped). */
+static uint32_t replay_batch(const worker *w)
+{
+    uint32_t max = (uint32_t)w->b->cfg->max_queued;
+    if (max >= REPLAY_BATCH) {
+        return REPLAY_BATCH;
+    }
+    return max ? max : 1;
+}
+
 static void replay_begin(worker *w, session *s)
 {
     session_stream *st = s->st;
@@ -832,7 +856,7 @@ static void replay_begin(worker *w, session *s)
     st->rp = rp;
     rp->asked = true;
     sh_log(SH_DEBUG, "event=replay_begin client=%s", s->client_id);
-    rp->id = bp_replay_start(w->b->bp, w->id, rp->next, rp->n_parts, REPLAY_BATCH, replay_cb, rp);
+    rp->id = bp_replay_start(w->b->bp, w->id, rp->next, rp->n_parts, replay_batch(w), replay_cb, rp);
 }
 
 void stream_pumped(worker *w, session *s)

@@ -46,6 +46,9 @@ void stream_tick(worker *w);
 
 /* Hooks in session.c (owner's thread). Each is a no-op for a session
  * without stream state. */
+/* Is s fed by the live stream (not spilled, no replay running or due)?
+ * True for a session without stream state. */
+bool stream_live(const session *s);
 /* A delivery is about to be handled: true when the stream took it (held
  * behind a replay, dropped as covered by one, or spilled). */
 bool stream_intercept(worker *w, session *s, delivery *d);

@@ -9,9 +9,11 @@
 #include "node/mqtt/stream_hold.h"
 
 #include "common/alloc.h"
+#include "common/log.h"
 #include "node/broker.h"
 #include "node/config.h"
 #include "node/mqtt/session.h"
+#include "node/mqtt/session_stream.h"
 #include "node/worker.h"
 
 /* The queue length at which an online session starts holding the stream:
@@ -54,9 +56,10 @@ void hold_pushed(worker *w, session *s, uint8_t qos)
         !atomic_load_explicit(&s->online, memory_order_relaxed)) {
         return;
     }
-    /* A stuck subscriber (see hold_tick) holds nobody back again until it
-     * takes something: its excess is dropped, as --max-queued says. */
-    if (s->hold_stuck) {
+    /* Out of budget (see hold_tick): it holds nobody back again until it
+     * catches up; its excess spills or is dropped, as --max-queued says.
+     * Reading from Kafka: holding the stream would not slow what it reads. */
+    if (s->hold_spent || !stream_live(s)) {
         return;
     }
     if (w->hold.n == w->hold.cap) {
@@ -72,19 +75,21 @@ void hold_pushed(worker *w, session *s, uint8_t qos)
 
 void hold_popped(worker *w, session *s)
 {
-    s->hold_stuck = false;
+    if (s->q_len > hold_mark(w) / 2) {
+        return;
+    }
+    if (stream_live(s)) {
+        /* Caught up, on the live stream: the budget is whole again. */
+        s->hold_spent = false;
+        s->hold_used_ms = 0;
+    }
     if (atomic_load_explicit(&s->hold_w, memory_order_relaxed) != tag(w)) {
         return; /* not holding, or on another worker's list (it moved): the tick there lets go */
     }
     hold_entry *e = find(w, s);
-    if (!e) {
-        return;
-    }
-    if (s->q_len <= hold_mark(w) / 2) {
+    if (e) {
         release_at(w, (uint32_t)(e - w->hold.v));
-        return;
     }
-    e->progress_ms = now_ms();
 }
 
 uint32_t hold_queue_limit(worker *w, session *s)
@@ -98,6 +103,13 @@ uint32_t hold_queue_limit(worker *w, session *s)
     return max + (uint32_t)w->b->nworkers * (HOLD_INBOX_HIGH + 1u) * 2u;
 }
 
+/* Charge a hold that ends before s caught up to s's budget. */
+static void charge(session *s, uint64_t since, uint64_t now)
+{
+    uint64_t used = s->hold_used_ms + (now > since ? now - since : 0);
+    s->hold_used_ms = (uint16_t)(used < HOLD_BUDGET_MS ? used : HOLD_BUDGET_MS);
+}
+
 void hold_tick(worker *w)
 {
     uint64_t now = now_ms();
@@ -109,10 +121,21 @@ void hold_tick(worker *w)
             release_at(w, i);
             continue;
         }
+        if (s->dead || s->q_len <= hold_mark(w) / 2) {
+            release_at(w, i);
+            continue;
+        }
         bool online = atomic_load_explicit(&s->online, memory_order_relaxed);
-        bool stuck = now - e->progress_ms >= BACKPRESSURE_STALL_MS;
-        if (!online || stuck || s->dead || s->q_len <= hold_mark(w) / 2) {
-            s->hold_stuck = stuck;
+        bool spent = s->hold_used_ms + (now > e->since_ms ? now - e->since_ms : 0) >= HOLD_BUDGET_MS;
+        if (!online || spent || !stream_live(s)) {
+            charge(s, e->since_ms, now);
+            if (spent && online) {
+                s->hold_spent = true;
+                sh_log(SH_INFO,
+                       "event=stream_hold_spent client=%s queued=%u msg=\"slower than the traffic: no longer "
+                       "holds the stream until it catches up\"",
+                       s->client_id, s->q_len);
+            }
             release_at(w, i);
             continue;
         }
