@@ -265,7 +265,6 @@ void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const
         d.qos = d.m->qos < o->qos ? d.m->qos : o->qos;
         d.retain = true; /* §3.3.1.3: retained on subscribe keeps its flag */
         d.at_subscribe = true;
-        session_note_retained(s, d.m);
         if (o->sub_id) {
             d.sub_ids[0] = o->sub_id;
             d.n_sub_ids = 1;

@@ -627,7 +627,9 @@ static bool same_record(const ret_seen *e, const msg *m)
     return e->id == m->id || (e->part >= 0 && e->part == m->part && e->off == m->off);
 }
 
-void session_note_retained(session *s, const msg *m)
+/* m goes to s as a retained copy at SUBSCRIBE: remember it, so that its
+ * live copy, if it has yet to reach s, is not sent too. */
+static void note_retained(session *s, const msg *m)
 {
     if (!s->ret_seen) {
         s->ret_seen = sh_calloc(SESSION_RET_SEEN, sizeof(ret_seen));
@@ -648,6 +650,15 @@ void session_note_retained(session *s, const msg *m)
         return;
     }
     *slot = (ret_seen){.id = m->id, .off = m->off, .ts = m->ts, .part = m->part};
+}
+
+void session_forget_retained(session *s, const msg *m)
+{
+    for (uint32_t i = 0; s->ret_seen && i < SESSION_RET_SEEN; i++) {
+        if (s->ret_seen[i].id && same_record(&s->ret_seen[i], m)) {
+            s->ret_seen[i].id = 0;
+        }
+    }
 }
 
 /* d is the live copy of a record s got retained at SUBSCRIBE: a duplicate
@@ -683,7 +694,9 @@ void session_deliver(worker *w, session *s, delivery *d)
         msg_unref(d->m);
         return;
     }
-    if (seen_retained(s, d)) {
+    if (d->at_subscribe) {
+        note_retained(s, d->m);
+    } else if (seen_retained(s, d)) {
         msg_unref(d->m); /* sent already, as the retained copy */
         return;
     }

@@ -202,9 +202,9 @@ void session_ref(session *s);
 void session_unref(broker *b, session *s);
 /* Deliver on the owner's thread: send now or queue. Consumes d->m's ref. */
 void session_deliver(worker *w, session *s, delivery *d);
-/* m goes to s as a retained copy at SUBSCRIBE: remember it, so that its
- * live copy, if it has yet to reach s, is not sent too. Owner's thread. */
-void session_note_retained(session *s, const msg *m);
+/* A retained copy at SUBSCRIBE that s did not keep after all (dropped
+ * while its queue spills): its live copy is no duplicate. Owner's thread. */
+void session_forget_retained(session *s, const msg *m);
 /* Send queued messages while the client's receive window allows. */
 void session_pump(worker *w, session *s);
 void session_resend(worker *w, session *s);

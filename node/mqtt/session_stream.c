@@ -305,6 +305,9 @@ static void spill_one(worker *w, session *s, delivery *d)
         st->need_replay = true;
     } else if (d->qos > 0) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1); /* not in the stream (retained on subscribe) */
+        if (d->at_subscribe) {
+            session_forget_retained(s, d->m); /* its live copy is then the one */
+        }
     } else {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);
     }
