@@ -689,6 +689,11 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     if (!own) {
         rk_expiry_localize(r, &m, origin, olen);
     }
+    /* The index keeps the record's place too: a session tells by it the
+     * retained copy it got at SUBSCRIBE from the live copy of the same
+     * record (node/mqtt/route.c). */
+    m.partition = km->partition;
+    m.offset = km->offset;
     if (m.retain) {
         /* Every node applies retained updates in the stream's order, its
          * own included: the order Kafka gave them is the truth. */
@@ -706,8 +711,6 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         passed(r, km);
         return;
     }
-    m.partition = km->partition;
-    m.offset = km->offset;
     atomic_fetch_add(&r->consumed, 1);
     m.timestamp_ms = tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 ? ts : 0;
     if (tstype != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts > 0) {

@@ -112,6 +112,9 @@ rk_record_status rk_record_decode(const uint8_t *buf, size_t len, bp_message *m,
         return RK_RECORD_BAD;
     }
     memset(m, 0, sizeof(*m));
+    /* The bytes do not say where the record sits: the reader sets it. */
+    m->partition = -1;
+    m->offset = -1;
     m->retain = (buf[3] & RK_FLAG_RETAIN) != 0;
     m->retain_only = (buf[3] & RK_FLAG_RETAIN_ONLY) != 0;
     m->qos = buf[4];

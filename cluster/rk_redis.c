@@ -488,6 +488,8 @@ static void publish_members(rk *r, const redisReply *live)
         .payload = (const uint8_t *)json,
         .payload_len = (uint32_t)len,
         .retain = true,
+        .partition = -1,
+        .offset = -1,
     };
     /* This node's own retained message, not a stream record. */
     if (r->bp->hooks.retained) {

@@ -49,6 +49,8 @@ static msg *msg_alloc(mqtt_bytes topic, uint32_t props_len, mqtt_bytes payload, 
     m->alloc_size = (uint32_t)size;
     m->part = -1;
     m->off = -1;
+    static _Atomic uint64_t next_id = 1;
+    m->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     m->ts = (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;

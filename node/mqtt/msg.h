@@ -38,6 +38,10 @@ typedef struct msg {
      * groups choose by the membership in force then (node/mqtt/share.c). */
     int64_t ts;
     int32_t part;
+    /* This node's number for the message object, from 1: a retained copy
+     * and its live delivery on this node are one object when no stream
+     * position names them (node/mqtt/session.c, session_seen_retained). */
+    uint64_t id;
     uint8_t data[];
 } msg;
 

@@ -264,6 +264,7 @@ void route_retained_on_subscribe(worker *w, session *s, mqtt_bytes filter, const
         d.m = col.v[i];
         d.qos = d.m->qos < o->qos ? d.m->qos : o->qos;
         d.retain = true; /* §3.3.1.3: retained on subscribe keeps its flag */
+        d.at_subscribe = true;
         if (o->sub_id) {
             d.sub_ids[0] = o->sub_id;
             d.n_sub_ids = 1;

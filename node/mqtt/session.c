@@ -151,6 +151,7 @@ void session_unref(broker *b, session *s)
         msg_unref(s->off->will);
         sh_free(s->off, sizeof(*s->off));
     }
+    sh_free(s->ret_seen, SESSION_RET_SEEN * sizeof(ret_seen));
     sh_free(s->inf, inf_bytes(s->inf_cap_log2));
     sh_free(s->q, s->q_cap * sizeof(delivery));
     sh_free(s->qos2_in, session_list_cap(s->qos2_cap_log2) * sizeof(qos2_id));
@@ -566,8 +567,10 @@ static void send_inflight(session *s, conn *c, delivery *d)
     f->state = d->qos == 1 ? INF_WAIT_ACK : INF_WAIT_REC;
     f->hold = 0;
     f->seq = 0;
-    f->part = d->m->part;
-    f->off = d->m->off;
+    /* A retained copy sent at SUBSCRIBE is no place in the stream to
+     * resume from or to read again on another node (session.h). */
+    f->part = d->at_subscribe ? -1 : d->m->part;
+    f->off = d->at_subscribe ? -1 : d->m->off;
     f->d = *d;
     inf_link_tail(s, slot);
     gauge_add(&w->metrics.inflight, 1);
@@ -617,6 +620,66 @@ static void send_qos0(worker *w, session *s, conn *c, delivery *d)
     msg_unref(d->m);
 }
 
+/* ---- retained copies at SUBSCRIBE ---- */
+
+static bool same_record(const ret_seen *e, const msg *m)
+{
+    return e->id == m->id || (e->part >= 0 && e->part == m->part && e->off == m->off);
+}
+
+/* m goes to s as a retained copy at SUBSCRIBE: remember it, so that its
+ * live copy, if it has yet to reach s, is not sent too. */
+static void note_retained(session *s, const msg *m)
+{
+    if (!s->ret_seen) {
+        s->ret_seen = sh_calloc(SESSION_RET_SEEN, sizeof(ret_seen));
+    }
+    /* Full: the oldest record gives way, its live copy most likely
+     * routed already. */
+    ret_seen *slot = NULL;
+    for (uint32_t i = 0; i < SESSION_RET_SEEN; i++) {
+        ret_seen *e = &s->ret_seen[i];
+        if (e->id && same_record(e, m)) {
+            return;
+        }
+        if (!slot || (slot->id && (!e->id || e->ts < slot->ts))) {
+            slot = e;
+        }
+    }
+    if (slot->id && slot->ts > m->ts) {
+        return;
+    }
+    *slot = (ret_seen){.id = m->id, .off = m->off, .ts = m->ts, .part = m->part};
+}
+
+void session_forget_retained(session *s, const msg *m)
+{
+    for (uint32_t i = 0; s->ret_seen && i < SESSION_RET_SEEN; i++) {
+        if (s->ret_seen[i].id && same_record(&s->ret_seen[i], m)) {
+            s->ret_seen[i].id = 0;
+        }
+    }
+}
+
+/* d is the live copy of a record s got retained at SUBSCRIBE: a duplicate
+ * of the same publish. A shared group's copy is not one: retained
+ * messages never go to a shared subscription at SUBSCRIBE (MQTT 5
+ * §4.8.2), so that copy is the group's. */
+static bool seen_retained(session *s, const delivery *d)
+{
+    if (!s->ret_seen || d->at_subscribe || d->shared) {
+        return false;
+    }
+    for (uint32_t i = 0; i < SESSION_RET_SEEN; i++) {
+        ret_seen *e = &s->ret_seen[i];
+        if (e->id && same_record(e, d->m)) {
+            e->id = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
 void session_deliver(worker *w, session *s, delivery *d)
 {
     uint64_t now = now_ms();
@@ -629,6 +692,12 @@ void session_deliver(worker *w, session *s, delivery *d)
     if (s->dead || msg_is_expired(d->m, now)) {
         limits_count_drop(w, s, s->dead ? DROP_SESSION_ENDED : DROP_EXPIRED, 1);
         msg_unref(d->m);
+        return;
+    }
+    if (d->at_subscribe) {
+        note_retained(s, d->m);
+    } else if (seen_retained(s, d)) {
+        msg_unref(d->m); /* sent already, as the retained copy */
         return;
     }
     if (s->st && stream_intercept(w, s, d)) {

@@ -35,6 +35,10 @@ typedef struct delivery {
     bool retain; /* RETAIN flag to send */
     uint8_t n_sub_ids;
     bool shared; /* a shared group's copy: handed over if the session ended meanwhile */
+    /* A retained copy sent at SUBSCRIBE (MQTT 5 §3.3.1.3): the index's
+     * message, never a place in this session's stream, whatever record
+     * m->part/m->off name (node/mqtt/session_stream.c). */
+    bool at_subscribe;
     uint32_t sub_ids[DELIVERY_MAX_SUB_IDS];
 } delivery;
 
@@ -91,6 +95,18 @@ typedef struct qos2_id {
 
 enum { Q2_PENDING = 1, Q2_DURABLE };
 
+/* Retained copies a session got at SUBSCRIBE whose live copy may still be
+ * on its way to it: the index changes before the record is routed
+ * (node/mqtt/remote.c, node/mqtt/handle_publish.c). The newest (by record
+ * time) are kept; a live delivery of the same record is then dropped. */
+#define SESSION_RET_SEEN 8
+typedef struct ret_seen {
+    uint64_t id; /* msg id, 0 = free */
+    int64_t off;
+    int64_t ts;
+    int32_t part; /* -1: no stream position */
+} ret_seen;
+
 /* Fields are ordered widest first so that one session per client carries
  * no padding (docs/architecture.md, "Memory per connection"). */
 struct session {
@@ -113,6 +129,9 @@ struct session {
     /* Positions in the cluster's stream, replays (node/mqtt/session_stream.c):
      * persistent sessions on a cluster node only, NULL otherwise. */
     struct session_stream *st;
+    /* SESSION_RET_SEEN entries, owner's thread only; NULL until the first
+     * retained copy at SUBSCRIBE. */
+    ret_seen *ret_seen;
     /* While the connected client is behind (its queue passed the
      * back-pressure mark or its output buffer filled): when it last made
      * progress (now_ms). 0 once the queue has halved and the output has
@@ -186,6 +205,9 @@ void session_ref(session *s);
 void session_unref(broker *b, session *s);
 /* Deliver on the owner's thread: send now or queue. Consumes d->m's ref. */
 void session_deliver(worker *w, session *s, delivery *d);
+/* A retained copy at SUBSCRIBE that s did not keep after all (dropped
+ * while its queue spills): its live copy is no duplicate. Owner's thread. */
+void session_forget_retained(session *s, const msg *m);
 /* Send queued messages while the client's receive window allows. */
 void session_pump(worker *w, session *s);
 void session_resend(worker *w, session *s);

@@ -284,12 +284,19 @@ static bool has_ref(const session_stream *st, const msg *m)
     return m && m->part >= 0 && (uint32_t)m->part < st->n_parts && m->off >= 0;
 }
 
+/* A delivery the stream brings back: a retained copy sent at SUBSCRIBE is
+ * not one, though its message names the record it came from. */
+static bool d_ref(const session_stream *st, const delivery *d)
+{
+    return !d->at_subscribe && has_ref(st, d->m);
+}
+
 /* ---- spilling and holding ---- */
 
 static void spill_one(worker *w, session *s, delivery *d)
 {
     session_stream *st = s->st;
-    if (d->qos > 0 && has_ref(st, d->m)) {
+    if (d->qos > 0 && d_ref(st, d)) {
         int64_t *sp = &st->spill[d->m->part];
         if (*sp < 0 || d->m->off < *sp) {
             *sp = d->m->off;
@@ -305,6 +312,9 @@ static void spill_one(worker *w, session *s, delivery *d)
         st->need_replay = true;
     } else if (d->qos > 0) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1); /* not in the stream (retained on subscribe) */
+        if (d->at_subscribe) {
+            session_forget_retained(s, d->m); /* its live copy is then the one */
+        }
     } else {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);
     }
@@ -334,7 +344,7 @@ bool stream_intercept(worker *w, session *s, delivery *d)
     }
     stream_replay *rp = st->rp;
     if (rp) {
-        if (rp->have_end && has_ref(st, d->m) && d->m->off < rp->end[d->m->part]) {
+        if (rp->have_end && d_ref(st, d) && d->m->off < rp->end[d->m->part]) {
             msg_unref(d->m); /* the replay reads it */
             return true;
         }
@@ -357,7 +367,7 @@ bool stream_live(const session *s)
 bool stream_spill(worker *w, session *s, delivery *d)
 {
     session_stream *st = get(w, s);
-    if (!st || d->qos == 0 || !has_ref(st, d->m)) {
+    if (!st || d->qos == 0 || !d_ref(st, d)) {
         return false;
     }
     spill_one(w, s, d);
@@ -367,7 +377,7 @@ bool stream_spill(worker *w, session *s, delivery *d)
 void stream_sent(worker *w, session *s, const delivery *d)
 {
     session_stream *st = get(w, s);
-    if (!st || !has_ref(st, d->m)) {
+    if (!st || !d_ref(st, d)) {
         return;
     }
     int64_t *hi = d->m->own ? &st->cur.hi_own[d->m->part] : &st->cur.hi_other[d->m->part];
@@ -450,10 +460,10 @@ static void lower(int64_t *pos, int64_t v)
     }
 }
 
-static void lower_ref(session_stream *st, int64_t *pos, const msg *m)
+static void lower_ref(session_stream *st, int64_t *pos, const delivery *d)
 {
-    if (has_ref(st, m)) {
-        lower(&pos[m->part], m->off);
+    if (d_ref(st, d)) {
+        lower(&pos[d->m->part], d->m->off);
     }
 }
 
@@ -472,10 +482,10 @@ static void positions(broker *b, session *s, int64_t *pos)
         }
     }
     for (uint32_t i = 0; i < s->q_len; i++) {
-        lower_ref(st, pos, s->q[(s->q_head + i) % s->q_cap].m);
+        lower_ref(st, pos, &s->q[(s->q_head + i) % s->q_cap]);
     }
     for (uint32_t i = 0; i < st->n_held; i++) {
-        lower_ref(st, pos, st->held[i].m);
+        lower_ref(st, pos, &st->held[i]);
     }
     for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
         if (f->state != INF_WAIT_COMP && f->part >= 0 && (uint32_t)f->part < st->n_parts) {
@@ -716,7 +726,7 @@ static void replay_interrupted(session_stream *st, stream_replay *rp)
         lower(&st->spill[p], rp->next[p]);
     }
     for (uint32_t i = 0; i < st->n_held; i++) {
-        if (has_ref(st, st->held[i].m) && st->held[i].qos > 0) {
+        if (d_ref(st, &st->held[i]) && st->held[i].qos > 0) {
             lower(&st->spill[st->held[i].m->part], st->held[i].m->off);
         }
     }
@@ -777,7 +787,7 @@ static void replay_cb(bp_status status, const bp_replay_batch *b, void *arg)
             uint32_t kept = 0;
             for (uint32_t i = 0; i < st->n_held; i++) {
                 delivery *d = &st->held[i];
-                if (has_ref(st, d->m) && d->m->off < rp->end[d->m->part]) {
+                if (d_ref(st, d) && d->m->off < rp->end[d->m->part]) {
                     msg_unref(d->m);
                 } else {
                     st->held[kept++] = *d;

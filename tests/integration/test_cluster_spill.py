@@ -228,6 +228,79 @@ def test_a_replay_that_waits_for_its_client_does_not_hold_up_another(cluster):
     b.close()
 
 
+def publish_retained(node, topics, payloads):
+    """One acknowledged QoS 1 retained publish per topic."""
+    p, ack = connect(node, uid("rp"))
+    assert ack.rc == 0
+    for i, (t, pl) in enumerate(zip(topics, payloads)):
+        p.send(R.publish(t, pl, qos=1, retain=True, pid=i + 1))
+        pa = p.expect(R.PUBACK)
+        assert pa.rc in (None, 0), pa
+    p.send(R.disconnect())
+    p.close()
+
+
+def test_retained_messages_reach_a_subscriber_that_subscribes_during_its_replay(cluster):
+    """A persistent subscriber spills, its replay from Kafka starts, and
+    while the replay waits for it (the client reads nothing) it subscribes
+    to topics that hold retained messages on the other node. Each retained
+    message must arrive once it reads again (MQTT 5 §3.3.1.3): it is not a
+    record the replay brings back, whatever the stream position the
+    retained index keeps with it. Before the fix the index kept partition 0
+    offset 0 for every retained message, so the replay logic took each for
+    a record below the replay's end and dropped it ("the replay reads
+    it"). 24 retained topics: on 4 partitions partition 0 holds a record."""
+    n1, n2 = two_nodes(cluster)
+    topic = uid("sp") + "/t"
+    rt = uid("rt")
+    rtopics = ["%s/%02d" % (rt, i) for i in range(24)]
+    rpay = [b"ret%02d" % i for i in range(24)]
+    publish_retained(n1, rtopics, rpay)
+    # Node 2's index has them all before the test goes on.
+    with R.RawClient(n2, version=5, timeout=WAIT) as c:
+        assert c.connect(uid("chk"), clean=True, version=5).rc == 0
+        c.send(R.subscribe(1, [(rt + "/#", 1)]))
+        c.expect(R.SUBACK)
+        seen = set()
+        deadline = time.time() + TIMEOUT
+        while len(seen) < len(rpay) and time.time() < deadline:
+            pkt = c.recv(timeout=WAIT)
+            if pkt is not None and pkt.type == R.PUBLISH:
+                seen.add(pkt.payload)
+                if pkt.qos == 1:
+                    c.send(R.puback(pkt.pid))
+        assert seen == set(rpay), "node 2 has %d of %d retained" % (len(seen), len(rpay))
+    half = 1000
+    pub_done = threading.Event()
+    a = Slow(n2, topic, delay=0.001, stall=100, keepalive=0)
+    a.stall_until = lambda: pub_done.is_set() and spilled(n2, a.cid)()
+    begun, mark = replay_begun(n2, a.cid), []
+
+    def halt():
+        if not mark and begun():
+            mark.append(len(a.got))
+        return bool(mark) and len(a.got) >= mark[0] + 20
+
+    a.halt = halt
+    a.start()
+    publish_many(n1, topic, half, 1)
+    pub_done.set()
+    wait_for(lambda: a.halted, "A halted in its replay", timeout=TIMEOUT)
+    a.r.send(R.subscribe(2, [(rt + "/#", 1)]))
+    a.halt = None
+    a.halted = False
+    wait_for(lambda: all(p in a.got for p in rpay), "every retained message after SUBSCRIBE in a replay",
+             timeout=TIMEOUT)
+    wait_for(lambda: len(a.got) >= half + len(rpay), "the replay to the end", timeout=TIMEOUT)
+    a._stop = True
+    a.t.join(WAIT)
+    assert a.error is None, a.error
+    assert not a.closed
+    assert sorted(p for p in a.got if p.startswith(b"ret")) == rpay, "each retained message once"
+    assert [p for p in a.got if not p.startswith(b"ret")] == want(half), "the replay kept its order"
+    a.close()
+
+
 def test_single_node_slow_persistent_subscriber_slows_its_publisher_instead(node_factory):
     """A single node has no Kafka to spill to: past --max-queued a
     persistent session is like any other, its local publishers are slowed

@@ -69,6 +69,26 @@ Test(rk_record, empty_payload_and_no_props)
     cr_assert_eq(olen, 0);
 }
 
+/* The bytes carry no place in the stream: the decoded message names none
+ * (partition -1) until its reader sets it, never partition 0 offset 0, a
+ * real record's place (the retained index keeps it, node/mqtt/session.h). */
+Test(rk_record, decoded_message_has_no_stream_position)
+{
+    bp_message m = sample();
+    m.partition = 3;
+    m.offset = 42;
+    size_t n = rk_record_size(&m, "node-1");
+    uint8_t *buf = malloc(n);
+    cr_assert_eq(rk_record_encode(&m, "node-1", buf), n);
+    bp_message out;
+    const uint8_t *origin;
+    size_t olen;
+    cr_assert_eq(rk_record_decode(buf, n, &out, &origin, &olen), RK_RECORD_OK);
+    cr_assert_eq(out.partition, -1);
+    cr_assert_eq(out.offset, -1);
+    free(buf);
+}
+
 Test(rk_record, version_3_is_newer_skipped_not_misread)
 {
     bp_message m = sample();

@@ -11,6 +11,8 @@
 #include "node/conn.h"
 #include "node/mqtt/limits.h"
 #include "node/mqtt/registry.h"
+#include "node/mqtt/retain.h"
+#include "node/mqtt/route.h"
 #include "node/mqtt/session.h"
 #include "node/worker.h"
 
@@ -343,5 +345,109 @@ Test(session, inbound_qos2_report_marks_durable_or_clears)
     session_qos2_report(w, s, 6, 77, false, 0);
     cr_assert_not(session_qos2_has(s, 6));
     cr_assert_eq(s->n_qos2_in, 1);
+    session_unref(&b, s);
+}
+
+/* ---- a retained copy at SUBSCRIBE and the live copy of the same record ---- */
+
+static msg *retained_msg(const char *topic, int32_t part, int64_t off)
+{
+    mqtt_bytes t = {(const uint8_t *)topic, (uint32_t)strlen(topic)};
+    mqtt_bytes p = {(const uint8_t *)"r", 1};
+    mqtt_props pr;
+    memset(&pr, 0, sizeof(pr));
+    msg *m = msg_new(t, &pr, p, 1, true, 0, now_ms());
+    m->part = part;
+    m->off = off;
+    return m;
+}
+
+static void index_set(msg *m)
+{
+    pthread_rwlock_wrlock(&b.retain_lock);
+    retain_set(b.retained, m);
+    pthread_rwlock_unlock(&b.retain_lock);
+}
+
+static void subscribe_retained(session *s, const char *filter)
+{
+    sub_opts o = {.qos = 1};
+    route_retained_on_subscribe(w, s, (mqtt_bytes){(const uint8_t *)filter, (uint32_t)strlen(filter)}, &o);
+}
+
+/* A cluster node: the index applied record (2, 7) from the stream and its
+ * live copy (another object, the same record) reaches the session after
+ * SUBSCRIBE sent the retained copy. The session gets it once, RETAIN=1
+ * (MQTT 5 §3.3.1.3); the next record of the topic still arrives. */
+Test(session, live_copy_of_a_record_sent_retained_at_subscribe_is_not_sent_again)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    msg *idx = retained_msg("r/a", 2, 7);
+    index_set(idx);
+    msg_unref(idx);
+    subscribe_retained(s, "r/#");
+    cr_assert_eq(s->q_len, 1);
+    cr_assert(s->q[s->q_head].retain);
+    deliver(s, retained_msg("r/a", 2, 7), 1);
+    cr_assert_eq(s->q_len, 1, "the live copy of the retained record was queued too");
+    deliver(s, retained_msg("r/a", 2, 8), 1);
+    cr_assert_eq(s->q_len, 2, "another record of the topic is no duplicate");
+    deliver(s, retained_msg("r/a", 2, 7), 1);
+    cr_assert_eq(s->q_len, 3, "one live copy is dropped, not every later one");
+    cr_assert_eq(atomic_load(&w->dropped), 0);
+    session_unref(&b, s);
+}
+
+/* One node: the index holds the very message object that is routed
+ * (no stream position), and a shared group's copy is never dropped. */
+Test(session, same_object_without_position_and_shared_copies)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    msg *m = retained_msg("r/b", -1, -1);
+    index_set(m);
+    subscribe_retained(s, "r/b");
+    cr_assert_eq(s->q_len, 1);
+    delivery d;
+    memset(&d, 0, sizeof(d));
+    d.m = msg_ref(m);
+    d.qos = 1;
+    d.shared = true;
+    session_deliver(w, s, &d);
+    cr_assert_eq(s->q_len, 2, "a shared group's copy is the group's, not a duplicate");
+    deliver(s, msg_ref(m), 1);
+    cr_assert_eq(s->q_len, 2, "the live copy of the same message was queued too");
+    deliver(s, retained_msg("r/b", -1, -1), 1);
+    cr_assert_eq(s->q_len, 3);
+    msg_unref(m);
+    session_unref(&b, s);
+}
+
+/* Bounded: SESSION_RET_SEEN records per session, the newest kept. */
+Test(session, retained_copies_remembered_are_bounded)
+{
+    cfg.max_queued = 100;
+    session *s = session_new(&b, "c1", 2, 0);
+    s->persistent = true;
+    int n = SESSION_RET_SEEN + 4;
+    for (int i = 0; i < n; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "r/%02d", i);
+        msg *m = retained_msg(t, 0, i);
+        m->ts = 1000 + i; /* record time: i is newer */
+        index_set(m);
+        msg_unref(m);
+    }
+    subscribe_retained(s, "r/#");
+    cr_assert_eq(s->q_len, (uint32_t)n);
+    uint32_t q = s->q_len;
+    for (int i = 0; i < n; i++) {
+        char t[16];
+        snprintf(t, sizeof(t), "r/%02d", i);
+        deliver(s, retained_msg(t, 0, i), 1);
+    }
+    /* The 4 oldest were forgotten: their live copies go out again. */
+    cr_assert_eq(s->q_len, q + 4);
     session_unref(&b, s);
 }
