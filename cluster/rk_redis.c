@@ -290,10 +290,16 @@ static const char *HEARTBEAT_LUA = "local cur = redis.call('GET', KEYS[1]) "
                                    "return {1, live, cur and 0 or 1}";
 /* bp_nodes: the live members -> {id, address, ...}. */
 static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
-/* Clean stop: leave at once (only our own claim). */
+/* Clean stop: leave at once (only our own claim), and leave our shared
+ * groups too (rk_share.c): a drained node has handed its members' messages
+ * over, so its entries must not expire into a dead node's share that the
+ * survivors would replay a second time. */
 static const char *RELEASE_LUA =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[3]) redis.call('HDEL', KEYS[3], ARGV[3]) "
+    "local mine = 'shoal:share-node:' .. ARGV[3] "
+    "for _, g in ipairs(redis.call('SMEMBERS', mine)) do redis.call('HDEL', 'shoal:share:' .. g, ARGV[3]) end "
+    "redis.call('DEL', mine, 'shoal:share-pos:' .. ARGV[3]) "
     "return 1";
 
 /* The address part of a claim value ("token|address"). */
