@@ -29,6 +29,15 @@ PARTITION_TODAY = {
 }
 COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
+ROLLING_TODAY = {
+    # Seen once in about six runs (2026-12-07, after the dead node's share
+    # replay landed): a shared member whose node drained got about 20 QoS 1
+    # messages again after its reconnect that another member had already
+    # had, late and out of order. Not reproduced since; not explained yet.
+    "shared-once": "sometimes: a shared member moved by a drain may get messages another member had "
+                   "(invariant 4)",
+    "order": "sometimes: the same messages arrive late at the moved member (invariant 2)",
+}
 
 class Size:
     """How much load: short (CI) or long."""
@@ -540,7 +549,7 @@ SCENARIOS = [
              {**COMMON_TODAY, **PARTITION_TODAY}, extra=extra_partition, size=lambda z: z.open(240 if z.long else 120),
              prepare=prepare_partition, restore=restore_partition),
     Scenario("rolling-restart", 6, "rolling restart of all nodes, each drained with SIGTERM and started again",
-             faults_rolling, COMMON_TODAY, size=lambda z: z.open(240 if z.long else 90)),
+             faults_rolling, ROLLING_TODAY, size=lambda z: z.open(240 if z.long else 90)),
     Scenario("slow-subscribers", 7, "a slow subscriber and a stuck one (never reads) beside the others",
              faults_none, COMMON_TODAY, extra=extra_slow),
     Scenario("slow-kafka", 8, "the Kafka broker frozen (SIGSTOP) for seconds: memory bounded, no restart",

@@ -395,6 +395,41 @@ def member_node_killed(cluster, ids, doomed, qos):
     assert not twice, "%d delivered twice among the survivors, e.g. %r" % (len(twice), twice[:5])
 
 
+def test_node_that_stops_cleanly_leaves_its_groups_at_once(cluster, backends):  # noqa: F811
+    """A drained node hands its members' messages over; its group entries
+    go with its clean stop, so they never expire into
+    a dead node's share that the survivors would replay a second time."""
+    ids = [uid("n%d" % i) for i in (1, 2)]
+    leaving = Node(*cluster.argv(ids[1]))  # stopped below: not the fixture's
+    try:
+        left_at_once(cluster, backends, ids, leaving)
+    finally:
+        if leaving.proc.poll() is None:
+            leaving.proc.kill()
+            leaving.proc.wait()
+
+
+def left_at_once(cluster, backends, ids, leaving):
+    from test_cluster import redis_cli
+    nodes = [cluster(ids[0]), leaving]
+    group, base = uid("g"), uid("cs")
+    subs = [Client(n, client_id=uid("m"), version=5) for n in nodes]
+    for c in subs:
+        c.subscribe("$share/%s/%s/#" % (group, base), qos=1)
+    wait_view(nodes, view_line(group, base + "/#", ids))
+    keys = [k for k in redis_cli(backends.redis_url, "--scan", "--pattern", "shoal:share:*") if group in k]
+    assert len(keys) == 1, keys
+    assert ids[1] in redis_cli(backends.redis_url, "HKEYS", keys[0])
+    assert redis_cli(backends.redis_url, "EXISTS", "shoal:share-pos:" + ids[1]) == ["1"]
+    assert leaving.stop() == 0, leaving.log()[-3000:]
+    # At once: the entry would otherwise stay until it expires (10 refreshes).
+    assert ids[1] not in redis_cli(backends.redis_url, "HKEYS", keys[0])
+    # (Its share position may be written once more by a last refresh; with
+    # no entry left it is never read.)
+    assert redis_cli(backends.redis_url, "EXISTS", "shoal:share-node:" + ids[1]) == ["0"]
+    subs[0].disconnect()
+
+
 def test_single_node_hash_by_topic_and_reserved_prefix(node_factory):
     """One node (local backplane): hash-by-topic keeps a topic on one member;
     a client may not publish under $shoal/share/ (the hand-overs' prefix)."""
