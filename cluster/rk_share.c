@@ -408,6 +408,17 @@ static void dead_markers(rk *r, const redisReply *rep, const share_view *nv)
     s->n_seen = n;
 }
 
+/* An early refresh. Activated with no EV_TIMEOUT on purpose: libevent
+ * schedules a persistent timer activated "by timeout" one period after its
+ * previous deadline, so each early refresh would push the regular one a
+ * period later, and a few in a row (SUBACK waits) let this node's entries
+ * lapse while it lives: the others would then replay its share as a dead
+ * node's (duplicates). */
+static void share_kick(rk_share *s)
+{
+    event_active(s->timer, 0, 0);
+}
+
 static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     (void)ac;
@@ -419,7 +430,7 @@ static void share_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
     s->pending = false;
     if (atomic_load(&s->want)) {
-        event_active(s->timer, EV_TIMEOUT, 0);
+        share_kick(s);
     }
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         if (rep && rep->type == REDIS_REPLY_ERROR) {
@@ -654,7 +665,7 @@ bool rk_share_ready(rk *r, const uint8_t *key, size_t len)
     pthread_rwlock_unlock(&s->lock);
     if (!known && !atomic_load(&r->stopping) && !atomic_exchange(&s->want, true) && s->timer) {
         /* From a worker: libevent is thread-aware here (evthread_use_pthreads). */
-        event_active(s->timer, EV_TIMEOUT, 0);
+        share_kick(s);
     }
     return known;
 }

@@ -430,6 +430,44 @@ def left_at_once(cluster, backends, ids, leaving):
     subs[0].disconnect()
 
 
+def test_a_live_nodes_group_entries_never_lapse(cluster, backends):  # noqa: F811
+    """Each member's SUBACK waits for an early share refresh. Those must not
+    push the regular refreshes back, or a live node's entries lapse (they
+    last 3 refreshes) and the other nodes replay its share as a dead
+    node's: the duplicates seen once in the failover suite's rolling
+    restart."""
+    from test_cluster import redis_cli
+    nid = uid("n1")
+    node = cluster(nid)
+    base = uid("lp")
+    groups = [uid("g") for _ in range(12)]
+    members = []
+    for g in groups:
+        c = Client(node, client_id=uid("m"), version=5)
+        c.subscribe("$share/%s/%s/#" % (g, base), qos=1)
+        members.append(c)
+    keys = [k for k in redis_cli(backends.redis_url, "--scan", "--pattern", "shoal:share:*") if groups[0] in k]
+    assert len(keys) == 1, keys
+    # Sample for 10 refresh periods after the burst of early refreshes.
+    lapsed, samples = [], 0
+    deadline = time.time() + 10 * HEARTBEAT_MS / 1000
+    while time.time() < deadline:
+        sec, usec = (int(v) for v in redis_cli(backends.redis_url, "TIME"))
+        now = sec * 1000 + usec // 1000
+        entry = redis_cli(backends.redis_url, "HGET", keys[0], nid)
+        assert entry, "node %s's entry for %s is gone" % (nid, keys[0])
+        expiry = int(entry[0].split(":")[1])
+        samples += 1
+        if expiry <= now:
+            lapsed.append(now - expiry)
+        time.sleep(HEARTBEAT_MS / 1000 / 10)  # sampling period, not a wait
+    assert samples >= 10, samples
+    assert not lapsed, "the live node's entry had lapsed in %d of %d samples (by up to %d ms)" % (
+        len(lapsed), samples, max(lapsed))
+    for c in members:
+        c.disconnect()
+
+
 def test_single_node_hash_by_topic_and_reserved_prefix(node_factory):
     """One node (local backplane): hash-by-topic keeps a topic on one member;
     a client may not publish under $shoal/share/ (the hand-overs' prefix)."""
