@@ -19,7 +19,8 @@
  *    session that moved keeps the previous owners' marks until its
  *    positions pass them.
  *  - in flight: packet id -> (partition, offset) and state; a replay hands
- *    the message back to the entry, which is resent with DUP and its id.
+ *    the message back to the entry, which is resent with DUP and its id
+ *    (the live stream does, for a record past the replay's end).
  *
  * Past --max-queued the session spills: it stops queuing in memory and
  * keeps the first spilled offset per partition; once its queue has drained
@@ -84,6 +85,7 @@ struct session_stream {
     bool spilled;
     bool need_replay;
     bool replaying_now; /* a replay's (or the held list's) delivery is handled: not intercepted */
+    uint32_t n_await;   /* in-flight entries whose record the live stream brings (stream_intercept), or fewer */
     bool spill_logged;
 };
 
@@ -336,9 +338,52 @@ static void hold(worker *w, session *s, delivery *d)
     st->held[st->n_held++] = *d;
 }
 
+/* An entry restored from another node whose record no replay read yet. */
+static bool awaits_record(const inflight *f)
+{
+    return !f->d.m && f->state != INF_WAIT_COMP && !f->hold && f->part >= 0;
+}
+
+/* A live delivery of a record the session has in flight already: a
+ * restored entry past the end of this node's replay (its consumer had not
+ * read that far yet when the replay began; the previous owner had). It is
+ * resent as that entry, with DUP and its packet id (§4.4), never as a new
+ * message. One pass finds it and counts the entries still waiting. */
+static bool to_awaiting(worker *w, session *s, delivery *d)
+{
+    session_stream *st = s->st;
+    inflight *hit = NULL;
+    uint32_t waiting = 0;
+    for (inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
+        if (!hit && f->part == d->m->part && f->off == d->m->off) {
+            hit = f;
+        } else if (awaits_record(f)) {
+            waiting++;
+        }
+    }
+    st->n_await = waiting;
+    if (!hit) {
+        return false;
+    }
+    if (!awaits_record(hit)) {
+        msg_unref(d->m); /* sent already, or past PUBREC */
+        return true;
+    }
+    hit->d = *d;
+    hit->d.qos = hit->state == INF_WAIT_ACK ? 1 : 2;
+    stream_sent(w, s, d);
+    if (s->c && s->c->state == CS_ACTIVE) {
+        send_publish(s->c, &hit->d, hit->pid, true);
+    }
+    return true;
+}
+
 bool stream_intercept(worker *w, session *s, delivery *d)
 {
     session_stream *st = s->st;
+    if (st && st->n_await && d_ref(st, d) && to_awaiting(w, s, d)) {
+        return true;
+    }
     if (!st || st->replaying_now) {
         return false;
     }
@@ -703,18 +748,29 @@ static void replay_record(worker *w, session *s, const bp_message *bm)
     st->replaying_now = false;
 }
 
-/* Entries restored from another node whose record the replay did not find
- * (Kafka's retention deleted it): nothing left to resend. */
-static void drop_unread(worker *w, session *s)
+/* Entries restored from another node whose record the replay passed
+ * without finding it (Kafka's retention deleted it): nothing left to
+ * resend. An entry at or past the replay's end is a record this node's
+ * consumer had not read yet when the replay began (the previous owner's
+ * had): the live stream brings it (stream_intercept). */
+static void drop_unread(worker *w, session *s, const stream_replay *rp)
 {
+    session_stream *st = s->st;
+    st->n_await = 0;
     inflight *nx;
     for (inflight *f = session_inflight_first(s); f; f = nx) {
         nx = session_inflight_next(s, f); /* before f is removed */
-        if (!f->d.m && f->state != INF_WAIT_COMP && !f->hold) {
-            sh_log(SH_WARN, "event=inflight_not_in_stream client=%s pid=%u partition=%d offset=%lld", s->client_id,
-                   f->pid, f->part, (long long)f->off);
-            session_inflight_remove(w, s, f);
+        if (f->d.m || f->state == INF_WAIT_COMP || f->hold) {
+            continue;
         }
+        if (awaits_record(f) && (uint32_t)f->part < rp->n_parts && rp->have_end && rp->end[f->part] >= 0 &&
+            f->off >= rp->end[f->part]) {
+            st->n_await++;
+            continue;
+        }
+        sh_log(SH_WARN, "event=inflight_not_in_stream client=%s pid=%u partition=%d offset=%lld", s->client_id, f->pid,
+               f->part, (long long)f->off);
+        session_inflight_remove(w, s, f);
     }
 }
 
@@ -744,7 +800,7 @@ static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
         return;
     }
     sh_log(SH_DEBUG, "event=replay_done client=%s held=%u", s->client_id, st->n_held);
-    drop_unread(w, s);
+    drop_unread(w, s, rp);
     /* Held live deliveries come after the replay, in their order. */
     uint32_t n = st->n_held;
     delivery *held = st->held;

@@ -194,3 +194,78 @@ Test(session_stream_rk, an_eighth_previous_owner_is_left_out_and_the_rest_are_ke
     stream_encoded(&out);
     icl_free(c);
 }
+
+/* Turn the worker's loop until the client got a PUBLISH (acks and other
+ * packets on the way are skipped). */
+static mqtt_publish next_publish(icl *c)
+{
+    double deadline = now_s() + WAIT_S;
+    for (;;) {
+        mqtt_packet p;
+        uint8_t t = icl_next(c, &p);
+        if (t == MQTT_PUBLISH) {
+            return p.u.publish;
+        }
+        cr_assert_lt(now_s(), deadline, "no PUBLISH from the broker");
+        if (!t) {
+            event_base_loop(b.workers[0].base, EVLOOP_NONBLOCK);
+            usleep(2000);
+        }
+    }
+}
+
+/* The flaky failure of test_cluster_positions.py's in-flight move: a
+ * session moved to a node whose live consumer had not yet read the records
+ * the previous owner had in flight. The replay reads up to where that
+ * consumer stands, so it found none of them; they were dropped as deleted
+ * by retention, and the live stream then brought them as new messages
+ * (new packet ids, no DUP). Here the restored entry names the partition's
+ * next record, which this node has not read (nobody has produced it yet):
+ * when it comes it must go out as the entry, with DUP and its packet id
+ * (MQTT 5 §4.4). Before the fix: packet id 2, DUP 0. */
+Test(session_stream_rk, an_in_flight_record_past_the_replay_end_is_resent_with_dup_and_its_id)
+{
+    icl *c;
+    session *s = persistent_session(&c, "infl-live");
+    worker *w = &b.workers[0];
+    mqtt_sub sub = {.filter = icl_str("infl-live/t"), .qos = 1};
+    icl_send_subscribe(c, 7, &sub, 1, NULL);
+    wait_packet(c);
+    icl_expect(c, MQTT_SUBACK, NULL);
+    /* A first record on the topic tells its partition and offset. */
+    icl_send_publish(c, "infl-live/t", "warm", 1, 1, false, NULL);
+    mqtt_publish warm = next_publish(c);
+    inflight *f = session_inflight_first(s);
+    cr_assert_not_null(f);
+    int32_t part = f->part;
+    int64_t off = f->off;
+    cr_assert(part >= 0 && off >= 0, "the delivery names no record");
+    icl_send_ack(c, MQTT_PUBACK, warm.packet_id, 0);
+    double deadline = now_s() + WAIT_S;
+    while (s->n_inf) {
+        cr_assert_lt(now_s(), deadline, "the PUBACK was not taken");
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+    /* Another node's state: packet id 9 in flight for the next record. */
+    stored x;
+    make_stored(&x, 0);
+    x.pos[part] = off + 1;
+    sc_inflight e = {.pid = 9, .state = 1, .part = part, .off = off + 1};
+    x.st.inflight = &e;
+    x.st.n_inflight = 1;
+    stream_restore(w, s, &x.st);
+    session_pump(w, s); /* the replay begins, and ends at once: nothing read yet */
+    deadline = now_s() + WAIT_S;
+    while (!stream_live(s)) {
+        cr_assert_lt(now_s(), deadline, "the replay did not end");
+        event_base_loop(w->base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+    icl_send_publish(c, "infl-live/t", "m1", 1, 2, false, NULL);
+    mqtt_publish got = next_publish(c);
+    cr_assert_eq(got.payload.len, 2);
+    cr_assert(memcmp(got.payload.p, "m1", 2) == 0);
+    cr_assert(got.dup && got.packet_id == 9, "sent as a new message: packet id %u, DUP %d", got.packet_id, got.dup);
+    icl_free(c);
+}
