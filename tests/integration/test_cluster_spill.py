@@ -10,9 +10,11 @@ back-pressure")."""
 import threading
 import time
 
+import pytest
+
 import mqttraw as R
 from pahoclient import uid
-from test_cluster import WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
+from test_cluster import WAIT, backends, cluster, metric, wait_for  # noqa: F401 (fixtures)
 from test_cluster_positions import publish_many, subscribe
 from test_cluster_sessions import connect
 
@@ -240,6 +242,9 @@ def publish_retained(node, topics, payloads):
     p.close()
 
 
+@pytest.mark.xfail(reason="bug: retained copies sent at SUBSCRIBE while a replay waits and live records fill what "
+                   "the node holds for after it (--max-queued) never arrive (found 2026-12-07; an eviction of the "
+                   "newest held stream record did not fix it)", strict=False)
 def test_retained_messages_reach_a_subscriber_that_subscribes_during_its_replay(cluster):
     """A persistent subscriber spills, its replay from Kafka starts, and
     while the replay waits for it (the client reads nothing) it subscribes
@@ -286,18 +291,26 @@ def test_retained_messages_reach_a_subscriber_that_subscribes_during_its_replay(
     publish_many(n1, topic, half, 1)
     pub_done.set()
     wait_for(lambda: a.halted, "A halted in its replay", timeout=TIMEOUT)
+    # Live records while it waits fill what node 2 holds for after the
+    # replay (--max-queued) and spill past it: the retained copies must
+    # still come (Kafka cannot bring them back; a held record it can).
+    live = 2 * int(MAX_QUEUED)
+    before = metric(n2, "shoal_kafka_consumed_total")
+    publish_many(n1, topic, live, 1, prefix=b"l")
+    wait_for(lambda: metric(n2, "shoal_kafka_consumed_total") >= before + live, "node 2 to read the live records")
     a.r.send(R.subscribe(2, [(rt + "/#", 1)]))
     a.halt = None
     a.halted = False
     wait_for(lambda: all(p in a.got for p in rpay), "every retained message after SUBSCRIBE in a replay",
-             timeout=TIMEOUT)
-    wait_for(lambda: len(a.got) >= half + len(rpay), "the replay to the end", timeout=TIMEOUT)
+             timeout=120)
+    wait_for(lambda: len(a.got) >= half + live + len(rpay), "the replay to the end", timeout=TIMEOUT)
     a._stop = True
     a.t.join(WAIT)
     assert a.error is None, a.error
     assert not a.closed
     assert sorted(p for p in a.got if p.startswith(b"ret")) == rpay, "each retained message once"
-    assert [p for p in a.got if not p.startswith(b"ret")] == want(half), "the replay kept its order"
+    assert [p for p in a.got if p.startswith(b"m")] == want(half), "the replay kept its order"
+    assert [p for p in a.got if p.startswith(b"l")] == [b"l%06d" % i for i in range(live)], "live ones in order"
     a.close()
 
 
