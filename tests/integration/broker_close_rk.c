@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "inproc.h"
+#include "rk_config.h"
 
 #define WAIT_S 120
 
@@ -25,25 +26,7 @@ static broker b;
 
 static void setup(void)
 {
-    const char *redis = getenv("SHOAL_TEST_REDIS_URL");
-    const char *kafka = getenv("SHOAL_TEST_KAFKA");
-    cr_assert(redis && kafka, "run through tests/integration/with_backends.sh");
-    static char prefix[64], node[64];
-    snprintf(prefix, sizeof(prefix), "close-%d-%ld.", (int)getpid(), (long)time(NULL));
-    snprintf(node, sizeof(node), "close-%d", (int)getpid());
-    char *argv[] = {"--redis",
-                    (char *)redis,
-                    "--kafka",
-                    (char *)kafka,
-                    "--kafka-topic-prefix",
-                    prefix,
-                    "--kafka-partitions",
-                    "2",
-                    "--kafka-replication",
-                    "1",
-                    "--node-id",
-                    node};
-    cr_assert_eq(config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv), CONFIG_OK);
+    rk_test_config(&cfg, "close");
 }
 
 TestSuite(broker_close_rk, .init = setup, .timeout = 300);

@@ -18,6 +18,7 @@
 #include "node/mqtt/registry.h"
 #include "node/mqtt/session_codec.h"
 #include "node/mqtt/session_stream.h"
+#include "rk_config.h"
 
 #define WAIT_S 120
 
@@ -26,25 +27,7 @@ static broker b;
 
 static void setup(void)
 {
-    const char *redis = getenv("SHOAL_TEST_REDIS_URL");
-    const char *kafka = getenv("SHOAL_TEST_KAFKA");
-    cr_assert(redis && kafka, "run through tests/integration/with_backends.sh");
-    static char prefix[64], node[64];
-    snprintf(prefix, sizeof(prefix), "marks-%d-%ld.", (int)getpid(), (long)time(NULL));
-    snprintf(node, sizeof(node), "marks-%d", (int)getpid());
-    char *argv[] = {"--redis",
-                    (char *)redis,
-                    "--kafka",
-                    (char *)kafka,
-                    "--kafka-topic-prefix",
-                    prefix,
-                    "--kafka-partitions",
-                    "2",
-                    "--kafka-replication",
-                    "1",
-                    "--node-id",
-                    node};
-    cr_assert_eq(config_load(&cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv), CONFIG_OK);
+    rk_test_config(&cfg, "marks");
     cr_assert_eq(inproc_up(&b, &cfg, 1), 0);
 }
 
