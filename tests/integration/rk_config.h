@@ -21,8 +21,18 @@ static inline void rk_test_config(config *cfg, const char *tag)
     static char prefix[64], node[64];
     snprintf(prefix, sizeof(prefix), "%s-%d-%ld.", tag, (int)getpid(), (long)time(NULL));
     snprintf(node, sizeof(node), "%s-%d", tag, (int)getpid());
-    char *argv[] = {"--redis", (char *)redis, "--kafka", (char *)kafka, "--kafka-topic-prefix", prefix,
-                    "--kafka-partitions", "2", "--kafka-replication", "1", "--node-id", node};
+    char *argv[] = {"--redis",
+                    (char *)redis,
+                    "--kafka",
+                    (char *)kafka,
+                    "--kafka-topic-prefix",
+                    prefix,
+                    "--kafka-partitions",
+                    "2",
+                    "--kafka-replication",
+                    "1",
+                    "--node-id",
+                    node};
     cr_assert_eq(config_load(cfg, (int)(sizeof(argv) / sizeof(argv[0])), argv), CONFIG_OK);
 }
 
