@@ -276,15 +276,15 @@ def start_cluster(a, attempts=3):
     raise AssertionError("unreachable")
 
 
-def run_once(a, cluster, i, duration):
+def run_once(a, cluster, i, duration, persistent):
     p1, p2 = cluster.base + 1, cluster.base + 2
     prod_name, cons_name = "shoal_kafka_produce_latency_seconds", "shoal_kafka_consume_delay_seconds"
     prod0, cons0 = histogram(p1 + 100, prod_name), histogram(p2 + 100, cons_name)
     gc_off, _ = gc_pauses(cluster.gc_log(), 0)
     cmd = [a.bench, "xnode", "--port", "%d,%d" % (p1, p2), "--qos", str(a.qos), "--rate", str(a.rate),
            "--duration", str(duration), "--inflight", str(a.inflight), "--size", str(a.size),
-           "--client-prefix", "xnode-%d-" % i] + (["--persistent"] if a.persistent else [])
-    log("%s: %s" % ("run %d/%d" % (i, a.runs) if i else "warm-up", " ".join(cmd[1:])))
+           "--client-prefix", "xnode-%d-" % i] + (["--persistent"] if persistent else [])
+    log("%s: %s" % ("run %d/%d" % (i, a.runs * len(a.modes)) if i else "warm-up", " ".join(cmd[1:])))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     CURRENT["bench"] = proc
 
@@ -323,6 +323,7 @@ def run_once(a, cluster, i, duration):
         result = None
     return {
         "run": i,
+        "sessions": "persistent" if persistent else "clean",
         "result": result,
         "kafka_produce_ack": hist_summary(prod0, histogram(p1 + 100, prod_name)),
         "kafka_consume_delay": hist_summary(cons0, histogram(p2 + 100, cons_name)),
@@ -354,19 +355,21 @@ def markdown(res):
         % (" ".join(c["argv"]), c["qos"], c["rate"], c["duration"], c["size"], c["inflight"], c.get("warmup", 0),
            res["machine"]["cpu"], res["machine"]["cores"]),
         "",
-        "| run | delivered | lost | dropped | p50 | p90 | p99 | p99.9 | max | Kafka produce ack p50 / p99 "
+        "| run | sessions | delivered | lost | dropped | p50 | p90 | p99 | p99.9 | max | Kafka produce ack p50 / p99 "
         "| Kafka consume delay p50 / p99 | Kafka GC pauses (max) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for r in res["runs"]:
         x = r["result"]
         if not x:
-            lines.append("| %d | no result | | | | | | | | | | |" % r["run"])
+            lines.append("| %d | %s | no result | | | | | | | | | | |" % (r["run"], r.get("sessions", "")))
             continue
         cnt, lat = x["counts"], x["latency_us"]
         pa, cd, gc = r["kafka_produce_ack"], r["kafka_consume_delay"], r["kafka_gc"]
-        lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %d, %.0f ms in all (%.0f ms) |" % (
-            r["run"], format(cnt["received"], ","), cnt["lost"], cnt.get("dropped", 0), ms(lat["p50"]),
+        row = "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %d, %.0f ms in all (%.0f ms) |"
+        lines.append(row % (
+            r["run"], r.get("sessions", ""), format(cnt["received"], ","), cnt["lost"], cnt.get("dropped", 0),
+            ms(lat["p50"]),
             ms(lat["p90"]), ms(lat["p99"]), ms(lat["p99_9"]), ms(lat["max"]), under(pa["p50_under_ms"]),
             under(pa["p99_under_ms"]), under(cd["p50_under_ms"]), under(cd["p99_under_ms"]), gc["pauses"],
             gc["total_ms"], gc["max_ms"]))
@@ -470,6 +473,9 @@ def main(argv):
     ap.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
     ap.add_argument("--persistent", action="store_true",
                     help="persistent sessions (a QoS 2 PUBLISH then waits for the session store, docs/architecture.md)")
+    ap.add_argument("--sessions", choices=("clean", "persistent", "both"),
+                    help="clean, persistent (= --persistent), or both: each run once with clean sessions, then "
+                         "once with persistent ones, on the same cluster, so the two compare under the same load")
     ap.add_argument("--inflight", type=int, default=200, help="publisher's in-flight window (default 200)")
     ap.add_argument("--size", type=int, default=64, help="payload bytes (default 64)")
     ap.add_argument("--warmup", type=int, default=10,
@@ -481,6 +487,10 @@ def main(argv):
     a = ap.parse_args(argv)
     if a.verify:
         return verify(a.verify)
+    if a.sessions and a.persistent and a.sessions != "persistent":
+        ap.error("--persistent and --sessions %s disagree" % a.sessions)
+    a.modes = {"clean": [False], "persistent": [True], "both": [False, True]}[a.sessions or (
+        "persistent" if a.persistent else "clean")]
     if a.quick:
         a.runs, a.rate, a.duration, a.warmup = 1, 1000, 5, 0
     if a.runs < 1 or a.rate < 1 or a.duration < 1:
@@ -502,16 +512,17 @@ def main(argv):
     cluster = start_cluster(a)
     try:
         if a.warmup > 0:
-            w = run_once(a, cluster, 0, a.warmup)
+            w = run_once(a, cluster, 0, a.warmup, a.modes[0])
             res["warmup"] = {"seconds": a.warmup, "latency_us": (w["result"] or {}).get("latency_us"),
                              "kafka_gc": w["kafka_gc"]}
-        for i in range(1, a.runs + 1):
-            r = run_once(a, cluster, i, a.duration)
+        for i in range(1, a.runs * len(a.modes) + 1):
+            r = run_once(a, cluster, i, a.duration, a.modes[(i - 1) % len(a.modes)])
             res["runs"].append(r)
             x = r["result"]
             if x:
-                log("run %d: %d delivered, %d lost, p50 %s p99 %s max %s; Kafka GC %d pauses, max %.0f ms" % (
-                    i, x["counts"]["received"], x["counts"]["lost"], ms(x["latency_us"]["p50"]),
+                log("run %d (%s sessions): %d delivered, %d lost, p50 %s p99 %s max %s; "
+                    "Kafka GC %d pauses, max %.0f ms" % (
+                    i, r["sessions"], x["counts"]["received"], x["counts"]["lost"], ms(x["latency_us"]["p50"]),
                     ms(x["latency_us"]["p99"]), ms(x["latency_us"]["max"]), r["kafka_gc"]["pauses"],
                     r["kafka_gc"]["max_ms"]))
     finally:
