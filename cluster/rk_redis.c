@@ -101,7 +101,8 @@ void rk_refclock_reply(rk *r, uint64_t sent_us, const char *sec, const char *use
     if (!sent_us || !end1 || *end1 || end1 == sec || !end2 || *end2 || end2 == usec || s <= 0 || us < 0) {
         return;
     }
-    bool first = r->refclock.n == 0;
+    int64_t before;
+    bool first = !rk_refclock_offset(&r->refclock, recv, &before, NULL); /* logged once */
     if (!rk_refclock_add(&r->refclock, sent_us, recv, (int64_t)s * 1000000 + us) || !first) {
         return;
     }
