@@ -26,6 +26,19 @@ uint64_t rk_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void rk_cluster_now(rk *r, uint64_t *cluster_ms, uint64_t *unix_ms)
+{
+    uint64_t mono = rk_mono_us();
+    *unix_ms = rk_unix_ms();
+    int64_t off;
+    if (!rk_refclock_offset(&r->refclock, mono, &off, NULL)) {
+        *cluster_ms = *unix_ms; /* never reached Redis: the wall clock stands in (rk_clock.h) */
+        return;
+    }
+    int64_t now = (int64_t)mono + off;
+    *cluster_ms = now > 0 ? (uint64_t)now / 1000u : *unix_ms;
+}
+
 static void rk_stats(const backplane *bp, bp_stats *out)
 {
     rk *r = bp->impl;
@@ -207,6 +220,7 @@ static void rk_release(rk *r)
     pthread_mutex_destroy(&r->ready_lock);
     rk_ksec_free(&r->ksec);
     rk_clocks_destroy(&r->clocks);
+    rk_refclock_destroy(&r->refclock);
     sh_free(r, sizeof(*r));
 }
 
@@ -233,6 +247,7 @@ static int rk_open(backplane *bp)
     r->bp = bp;
     pthread_mutex_init(&r->ready_lock, NULL);
     rk_clocks_init(&r->clocks);
+    rk_refclock_init(&r->refclock);
     r->prod_pipe[0] = r->prod_pipe[1] = r->cons_pipe[0] = r->cons_pipe[1] = -1;
     r->base = event_base_new();
     r->keepalive = event_new(r->base, -1, EV_PERSIST, keepalive_cb, r);

@@ -102,3 +102,76 @@ uint64_t rk_expiry_local(uint64_t expiry_at_unix_ms, int64_t offset_ms)
     local += offset_ms;
     return local > 0 ? (uint64_t)local : 1; /* long expired, still an expiry */
 }
+
+void rk_refclock_init(rk_refclock *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void rk_refclock_destroy(rk_refclock *c)
+{
+    pthread_mutex_destroy(&c->lock);
+}
+
+bool rk_refclock_add(rk_refclock *c, uint64_t sent_us, uint64_t recv_us, int64_t ref_us)
+{
+    if (recv_us < sent_us || ref_us <= 0) {
+        return false;
+    }
+    uint64_t rtt = recv_us - sent_us;
+    /* Redis read its clock between the send and the answer: the midpoint
+     * is off by at most half the round trip either way. */
+    uint64_t mid = sent_us + rtt / 2;
+    pthread_mutex_lock(&c->lock);
+    c->s[c->next] = (rk_refclock_sample){.offset_us = ref_us - (int64_t)mid, .rtt_us = rtt, .at_us = recv_us};
+    c->next = (c->next + 1) % RK_REFCLOCK_SAMPLES;
+    if (c->n < RK_REFCLOCK_SAMPLES) {
+        c->n++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return true;
+}
+
+/* Half the round trip, plus what the clocks may have drifted apart since. */
+static uint64_t sample_error(const rk_refclock_sample *s, uint64_t now_us)
+{
+    uint64_t age = now_us > s->at_us ? now_us - s->at_us : 0;
+    return s->rtt_us / 2 + age / (1000000u / RK_REFCLOCK_DRIFT_PPM);
+}
+
+bool rk_refclock_offset(rk_refclock *c, uint64_t now_us, int64_t *offset_us, uint64_t *err_us)
+{
+    pthread_mutex_lock(&c->lock);
+    const rk_refclock_sample *best = NULL;
+    uint64_t best_err = 0;
+    for (unsigned i = 0; i < c->n; i++) {
+        uint64_t e = sample_error(&c->s[i], now_us);
+        if (!best || e < best_err) {
+            best = &c->s[i];
+            best_err = e;
+        }
+    }
+    if (best) {
+        *offset_us = best->offset_us;
+        if (err_us) {
+            *err_us = best_err;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return best != NULL;
+}
+
+uint64_t rk_expiry_move(uint64_t expiry_ms, uint64_t now_from_ms, uint64_t now_to_ms)
+{
+    if (expiry_ms == 0) {
+        return 0;
+    }
+    if (expiry_ms <= now_from_ms) {
+        /* Expired already: as long ago on the other clock, at least 1. */
+        uint64_t ago = now_from_ms - expiry_ms;
+        return now_to_ms > ago ? now_to_ms - ago : 1;
+    }
+    uint64_t left = expiry_ms - now_from_ms;
+    return now_to_ms > UINT64_MAX - left ? UINT64_MAX : now_to_ms + left;
+}

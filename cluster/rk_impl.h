@@ -127,12 +127,23 @@ typedef struct rk {
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */
     struct rk_ret *ret;     /* rk_retained.c: the snapshot follows the stream */
     struct rk_share *share; /* rk_share.c: shared-group membership across nodes */
-    rk_clocks clocks;       /* rk_clock.c: each writer's clock offset, for message expiry */
+    rk_clocks clocks;       /* rk_clock.c: older writers' clock offsets, for message expiry */
+    rk_refclock refclock;   /* rk_clock.c: this node's offset to the cluster clock (Redis's) */
 } rk;
 
 /* rk_kafka.c: a decoded record's expiry deadline moved onto this node's
- * clock (rk_clock.h); own records and writers never read live keep theirs. */
-void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen);
+ * wall clock (rk_clock.h): from the cluster clock (record version 3 on, own
+ * records included), else by the writer's estimated offset (own records
+ * and writers never read live keep theirs). */
+void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen, bool own, int version);
+/* The cluster clock's time now (Unix ms on Redis's clock), and this node's
+ * wall clock read at the same moment; before the node measured its offset
+ * (it has not reached Redis since it started) the wall clock stands in for
+ * both. */
+void rk_cluster_now(rk *r, uint64_t *cluster_ms, uint64_t *unix_ms);
+/* rk_redis.c: a round trip that read Redis's TIME (seconds and
+ * microseconds as Redis answers them) is a sample of the cluster clock. */
+void rk_refclock_reply(rk *r, uint64_t sent_us, const char *sec, const char *usec);
 
 /* rk_reap.c: a dead node instance's session records (bp_reap_*) */
 void rk_reap_batch(rk *r, int worker, const char *instance, uint64_t cursor, bp_reap_cb cb, void *arg);

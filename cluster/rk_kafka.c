@@ -674,21 +674,21 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
         passed(r, km);
         return;
     }
-    /* Expiry on this node's clock (rk_clock.h): first what this record says
-     * of its writer's clock, read now. */
+    /* Expiry on this node's clock (rk_clock.h). A record of an older writer
+     * (a wall-clock deadline) first says what it can of that writer's
+     * clock, read now. */
     const char *self = r->bp->cfg.node_id;
     bool own = olen == strlen(self) && memcmp(origin, self, olen) == 0;
+    int version = rk_record_version(km->payload);
     rd_kafka_timestamp_type_t tstype;
     int64_t ts = rd_kafka_message_timestamp(km, &tstype);
     /* Records from before this node started (the retained catch-up) would
      * only raise the minimum. */
-    if (!own && tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 &&
+    if (!own && version < RK_RECORD_VERSION_CLUSTER_CLOCK && tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0 &&
         !rk_retained_replaying(r, km->partition, km->offset)) {
         rk_clocks_observe(&r->clocks, origin, olen, ts, rk_unix_ms(), rk_mono_us() / 1000u);
     }
-    if (!own) {
-        rk_expiry_localize(r, &m, origin, olen);
-    }
+    rk_expiry_localize(r, &m, origin, olen, own, version);
     /* The index keeps the record's place too: a session tells by it the
      * retained copy it got at SUBSCRIBE from the live copy of the same
      * record (node/mqtt/route.c). */
@@ -720,10 +720,19 @@ static void deliver_record(rk *r, const rd_kafka_message_t *km)
     r->bp->hooks.remote_message(r->bp->hooks.node, &m, (unsigned)km->partition);
 }
 
-void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen)
+void rk_expiry_localize(rk *r, bp_message *m, const uint8_t *origin, size_t olen, bool own, int version)
 {
+    if (!m->expiry_at_unix_ms) {
+        return;
+    }
+    if (version >= RK_RECORD_VERSION_CLUSTER_CLOCK) {
+        uint64_t cluster, wall;
+        rk_cluster_now(r, &cluster, &wall);
+        m->expiry_at_unix_ms = rk_expiry_move(m->expiry_at_unix_ms, cluster, wall);
+        return;
+    }
     int64_t off;
-    if (m->expiry_at_unix_ms && rk_clocks_offset(&r->clocks, origin, olen, &off)) {
+    if (!own && rk_clocks_offset(&r->clocks, origin, olen, &off)) {
         m->expiry_at_unix_ms = rk_expiry_local(m->expiry_at_unix_ms, off);
     }
 }
@@ -969,6 +978,17 @@ void rk_kafka_publish(rk *r, int worker, const bp_message *m, bp_done_cb cb, voi
     }
     size_t n = rk_record_size(m, origin);
     uint8_t *buf = sh_malloc(n);
+    bp_message on_cluster_clock;
+    if (m->expiry_at_unix_ms) {
+        /* The record carries the deadline on the cluster clock (rk_record.h,
+         * version 3): every reader moves it onto its own with its own
+         * offset to Redis's clock, whatever the record's way took. */
+        uint64_t cluster, wall;
+        rk_cluster_now(r, &cluster, &wall);
+        on_cluster_clock = *m;
+        on_cluster_clock.expiry_at_unix_ms = rk_expiry_move(m->expiry_at_unix_ms, wall, cluster);
+        m = &on_cluster_clock;
+    }
     rk_record_encode(m, origin, buf);
     produce_ctx *ctx = NULL;
     if (cb) {

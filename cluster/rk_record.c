@@ -54,7 +54,7 @@ size_t rk_record_encode(const bp_message *m, const char *origin, uint8_t *dst)
     size_t olen = origin_len(origin);
     *d++ = 'S';
     *d++ = 'H';
-    *d++ = RK_RECORD_VERSION;
+    *d++ = m->expiry_at_unix_ms ? RK_RECORD_VERSION : RK_RECORD_VERSION_NO_EXPIRY;
     *d++ = (uint8_t)((m->retain ? RK_FLAG_RETAIN : 0) | (m->retain_only ? RK_FLAG_RETAIN_ONLY : 0));
     *d++ = m->qos;
     *d++ = (uint8_t)olen;

@@ -92,6 +92,43 @@ static int sync_select(rk *r, redisContext *c)
     return ok ? 0 : -1;
 }
 
+void rk_refclock_reply(rk *r, uint64_t sent_us, const char *sec, const char *usec)
+{
+    uint64_t recv = rk_mono_us();
+    char *end1 = NULL, *end2 = NULL;
+    long long s = sec ? strtoll(sec, &end1, 10) : 0;
+    long long us = usec ? strtoll(usec, &end2, 10) : 0;
+    if (!sent_us || !end1 || *end1 || end1 == sec || !end2 || *end2 || end2 == usec || s <= 0 || us < 0) {
+        return;
+    }
+    int64_t before;
+    bool first = !rk_refclock_offset(&r->refclock, recv, &before, NULL); /* logged once */
+    if (!rk_refclock_add(&r->refclock, sent_us, recv, (int64_t)s * 1000000 + us) || !first) {
+        return;
+    }
+    uint64_t cluster, wall;
+    rk_cluster_now(r, &cluster, &wall);
+    sh_log(SH_INFO,
+           "event=cluster_clock redis_minus_wall_ms=%lld rtt_us=%llu msg=\"message expiry deadlines "
+           "travel on Redis's clock\"",
+           (long long)cluster - (long long)wall, (unsigned long long)(recv - sent_us));
+}
+
+/* A few TIME round trips on a start-up connection: the node knows the
+ * cluster clock before it reads or writes a record (rk_clock.h). */
+static void sync_sample_clock(rk *r, redisContext *c)
+{
+    for (int i = 0; i < 3; i++) {
+        uint64_t sent = rk_mono_us();
+        redisReply *rep = redisCommand(c, "TIME");
+        if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+            rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING) {
+            rk_refclock_reply(r, sent, rep->element[0]->str, rep->element[1]->str);
+        }
+        freeReplyObject(rep);
+    }
+}
+
 /* Startup: load the retained snapshot before the node serves anyone
  * (rk_retained.c reads it; the stream's replay follows in rk_kafka_assign). */
 int rk_redis_load_retained(rk *r)
@@ -104,6 +141,7 @@ int rk_redis_load_retained(rk *r)
         redisFree(c);
         return -1;
     }
+    sync_sample_clock(r, c); /* the snapshot's deadlines are on the cluster clock */
     int rc = rk_retained_load(r, c);
     redisFree(c);
     if (rc == 0) {
@@ -282,12 +320,14 @@ static const char *CLAIM_LUA =
      * session, so a survivor settles its sessions however soon it dies. */
     "redis.call('HSETNX', 'shoal:instances', string.match(ARGV[1], '^([^|]*)|') .. '|' .. ARGV[3], '0') "
     "return {1}";
-/* Each heartbeat: renew our claim and entry -> {1, live}; if another
- * instance holds the id -> {0, holder} and nothing is written. */
+/* Each heartbeat: renew our claim and entry -> {1, live, was gone, TIME's
+ * seconds, microseconds} (the last two a sample of the cluster clock,
+ * rk_clock.h); if another instance holds the id -> {0, holder} and nothing
+ * is written. */
 static const char *HEARTBEAT_LUA = "local cur = redis.call('GET', KEYS[1]) "
                                    "if cur and cur ~= ARGV[1] then return {0, cur} end "
                                    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) " LUA_NOW LUA_REGISTER LUA_LIVE
-                                   "return {1, live, cur and 0 or 1}";
+                                   "return {1, live, cur and 0 or 1, t[1], t[2]}";
 /* bp_nodes: the live members -> {id, address, ...}. */
 static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
 /* Clean stop: leave at once (only our own claim), and leave our shared
@@ -418,6 +458,9 @@ int rk_redis_claim_node(rk *r)
     }
     uint64_t t0 = 0;
     int rc = claim_loop(r, c, &t0);
+    if (rc == 0) {
+        sync_sample_clock(r, c);
+    }
     redisFree(c);
     r->claimed = rc == 0;
     r->lease_from_us = rc == 0 ? t0 : 0;
@@ -608,6 +651,10 @@ static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
         return;
     }
     bool lost = rep->element[0]->integer != 1;
+    if (!lost && rep->elements >= 5 && rep->element[3]->type == REDIS_REPLY_STRING &&
+        rep->element[4]->type == REDIS_REPLY_STRING) {
+        rk_refclock_reply(r, sent, rep->element[3]->str, rep->element[4]->str);
+    }
     if (!lost) {
         lease_renewed(r, sent, rep->elements > 2 && rep->element[2]->integer == 1);
     }

@@ -353,9 +353,7 @@ static void pump_head(rk *r)
                 b = batch_new(j, j->max_batch);
             }
             m.own = olen == strlen(self) && memcmp(origin, self, olen) == 0;
-            if (!m.own) {
-                rk_expiry_localize(r, &m, origin, olen);
-            }
+            rk_expiry_localize(r, &m, origin, olen, m.own, rk_record_version(km->payload));
             m.origin = origin;
             m.origin_len = (uint8_t)(olen > 255 ? 255 : olen);
             m.partition = km->partition;

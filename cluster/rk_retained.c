@@ -231,6 +231,11 @@ static size_t load_values(rk *r, const redisReply *vals)
             rk_record_decode((const uint8_t *)v->str, v->len, &m, &origin, &olen) == RK_RECORD_OK &&
             m.payload_len > 0) {
             m.retain = true;
+            /* A deadline on the cluster clock (version 3) moves onto this
+             * node's; an older writer's stays as it is (none read live yet). */
+            const char *self = r->bp->cfg.node_id;
+            bool own = olen == strlen(self) && memcmp(origin, self, olen) == 0;
+            rk_expiry_localize(r, &m, origin, olen, own, rk_record_version((const uint8_t *)v->str));
             apply(r, &m);
             loaded++;
         }

@@ -26,7 +26,9 @@
 /* The record's expiry (bytes after magic "SH", version, flags, qos, origin
  * and, from version 2, the client id; docs/architecture.md "Record format")
  * as a Lua number: Unix ms fit its 53-bit mantissa, and a larger value is
- * in the far future either way. A value that is not a record this node
+ * in the far future either way. From version 3 the deadline is on Redis's
+ * own clock (rk_clock.h), the one the script compares it with; an older
+ * writer's is on its wall clock, taken for Redis's as before. A value that is not a record this node
  * understands (too short, another magic, a newer version) is kept: its
  * writer knows better. An expired value leaves shoal:retained and its
  * position in shoal:retained:at becomes a tombstone, so that an older set
@@ -40,7 +42,7 @@ const char RK_SWEEP_EXPIRED_LUA[] =
     "local function expiry(v) "
     "  if #v < 6 or string.sub(v, 1, 2) ~= 'SH' then return 0 end "
     "  local ver = string.byte(v, 3) "
-    "  if ver < 1 or ver > 2 then return 0 end "
+    "  if ver < 1 or ver > 3 then return 0 end "
     "  local p = 7 + string.byte(v, 6) "
     "  if ver >= 2 then "
     "    if #v < p + 1 then return 0 end "

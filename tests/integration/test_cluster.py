@@ -451,8 +451,8 @@ def test_newer_record_version_skipped_and_counted_and_traffic_flows_on(cluster, 
     # Into the partition B just read `topic` from, so the record after it
     # proves B got past the unknown one.
     part = kcat_partition_of(backends.bootstrap, cluster.topic, topic)
-    # Version 3: newer than this release writes (2) or reads.
-    kcat_produce(backends.bootstrap, cluster.topic, part, topic, b"SH\x03" + b"\x00\xffnot a v2 record\n" * 4)
+    # Version 4: newer than this release writes (3) or reads.
+    kcat_produce(backends.bootstrap, cluster.topic, part, topic, b"SH\x04" + b"\x00\xffnot a v3 record\n" * 4)
     for n in (b, a):
         wait_for(lambda: metric(n, "shoal_kafka_records_skipped_total") >= 1, "skipped records >= 1", 30)
     pub.publish(topic, b"after", qos=1)
@@ -580,6 +580,9 @@ def test_expired_retained_records_leave_the_redis_snapshot(cluster, backends):
                                    False),
         base + "/v1-expired": (record(base + "/v1-expired", b"c", retain=True, expiry=redis_now - 1000), False),
         base + "/v2-future": (record_v2(base + "/v2-future", b"d", redis_now + 3600_000), True),
+        # Version 3: the same layout, the deadline on Redis's clock.
+        base + "/v3-expired": (b"SH\x03" + record_v2(base + "/v3-expired", b"h", redis_now - 1000)[3:], False),
+        base + "/v3-future": (b"SH\x03" + record_v2(base + "/v3-future", b"i", redis_now + 3600_000)[3:], True),
         base + "/v1-none": (record(base + "/v1-none", b"e", retain=True, expiry=0), True),
         base + "/garbage": (b"not a record at all, not even close", True),
         base + "/newer": (b"SH\x09" + record_v2(base + "/newer", b"f", redis_now - 1000)[3:], True),

@@ -7,7 +7,13 @@ message published on node 1: after the interval it is not delivered; before,
 it is, with the interval decremented by the time it waited. With node 2's
 wall clock an hour behind (libfaketime), today's nodes compared node 1's
 wall-clock deadline with node 2's clock: the expired message was delivered.
+Then node 2 estimated node 1's clock offset from the record's own transit
+through Kafka, so a record that reached node 2 late came with its interval
+inflated by the delay; now both nodes convert through Redis's clock
+(docs/architecture.md, "Message expiry across nodes").
 """
+import os
+import signal
 import time
 
 import pytest
@@ -89,5 +95,48 @@ def test_message_before_its_expiry_is_delivered_with_the_interval_left(cluster, 
     # MQTT 5 §3.3.2.3.3: the interval received minus the time it waited
     # in the server (at least the 2 s above, at most the 60 s).
     assert left is not None and 1 <= left <= 58, left
+    r.send(R.puback(p.pid))
+    r.close()
+
+
+# How long node 2 is held off the stream (SIGSTOP) while node 1's record
+# waits in Kafka, and node 2's heartbeat for that test: its lease (3 beats,
+# fenced at three quarters, counted from a renewal up to one beat before the
+# stop) outlives the pause with room for a slow machine.
+LATE_S = 5.0
+LATE_HEARTBEAT_MS = 10000
+
+
+def test_interval_left_counts_from_the_publishing_node_when_the_record_reaches_node2_late(cluster, node_factory):
+    """Node 2 reads node 1's record LATE_S seconds after node 1 took it (the
+    first record it reads from node 1, as right after a start): the interval
+    left still counts from node 1's receipt. Node 2 used to take the whole
+    transit for clock skew and move the deadline later by it (MQTT 5
+    §3.3.2.3.3: the interval sent is the one received minus the time the
+    message waited in the server)."""
+    n1 = cluster(uid("n1"))
+    n2 = node_factory(*cluster.argv(uid("n2"), "--cluster-heartbeat", str(LATE_HEARTBEAT_MS)))
+    cid, topic = uid("sub"), uid("late")
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    subscribe(r, topic, qos=1)
+    r.send(R.disconnect())
+    r.close()
+    assert metric(n2, "shoal_kafka_consumed_total") == 0  # nothing of node 1's read before
+    os.kill(n2.proc.pid, signal.SIGSTOP)
+    try:
+        acked = publish(n1, topic, b"late", expiry=60)
+        time.sleep(max(0.0, acked + LATE_S - time.time()))  # the record waits in Kafka meanwhile
+    finally:
+        os.kill(n2.proc.pid, signal.SIGCONT)
+    consumed(n2, 1)
+    assert "lease_lost" not in n2.log(), n2.log()
+    r, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    p = r.expect(R.PUBLISH, timeout=WAIT)
+    assert p.payload == b"late", p
+    left = p.props.get(R.P_MESSAGE_EXPIRY)
+    # At least LATE_S of the 60 s passed since node 1 acknowledged it.
+    assert left is not None and 1 <= left <= 60 - int(LATE_S), left
     r.send(R.puback(p.pid))
     r.close()

@@ -141,3 +141,139 @@ Test(rk_clock, a_deadline_moves_by_the_offset)
     cr_assert_eq(rk_expiry_local(1000, -HOUR), 1);
     cr_assert_eq(rk_expiry_local(UINT64_MAX - 5, HOUR), UINT64_MAX);
 }
+
+/* ---- the cluster clock (rk_refclock): this node's offset to Redis's ---- */
+
+static rk_refclock rc;
+
+static void rc_setup(void)
+{
+    rk_refclock_init(&rc);
+}
+
+static void rc_teardown(void)
+{
+    rk_refclock_destroy(&rc);
+}
+
+TestSuite(rk_refclock, .init = rc_setup, .fini = rc_teardown);
+
+#define REDIS_NOW 1800000000000000LL /* Unix us on Redis's clock */
+#define MONO 5000000000ULL           /* this node's monotonic clock at the same moment */
+#define TRUE_OFFSET ((int64_t)(REDIS_NOW - (int64_t)MONO))
+
+/* A round trip sent at mono `sent`, taking `rtt` us, in which Redis read
+ * its clock `at` us after the send (anywhere in the round trip). */
+static bool sample(uint64_t sent, uint64_t rtt, uint64_t at)
+{
+    return rk_refclock_add(&rc, sent, sent + rtt, TRUE_OFFSET + (int64_t)(sent + at));
+}
+
+Test(rk_refclock, no_sample_no_offset)
+{
+    int64_t off = 42;
+    uint64_t err = 7;
+    cr_assert_not(rk_refclock_offset(&rc, MONO, &off, &err));
+    cr_assert_eq(off, 42);
+    cr_assert_eq(err, 7);
+}
+
+/* Wherever in the round trip Redis read its clock, the midpoint is off by
+ * at most half the round trip, and the bound says so. */
+Test(rk_refclock, the_error_is_at_most_half_the_round_trip)
+{
+    uint64_t rtt = 800;
+    for (uint64_t at = 0; at <= rtt; at += 100) {
+        rk_refclock_init(&rc);
+        cr_assert(sample(MONO, rtt, at));
+        int64_t off;
+        uint64_t err;
+        cr_assert(rk_refclock_offset(&rc, MONO + rtt, &off, &err));
+        int64_t miss = off - TRUE_OFFSET;
+        cr_assert_leq(miss < 0 ? -miss : miss, (int64_t)rtt / 2, "at %llu: off by %lld", (unsigned long long)at,
+                      (long long)miss);
+        cr_assert_eq(err, rtt / 2);
+        rk_refclock_destroy(&rc);
+    }
+    rk_refclock_init(&rc); /* for the fini */
+}
+
+/* One slow round trip (the answer sat in a busy loop for a second) among
+ * fast ones: the fast one counts, whatever the order. */
+Test(rk_refclock, the_fastest_round_trip_counts)
+{
+    cr_assert(sample(MONO, 300, 150));
+    cr_assert(sample(MONO + 300000, 1000000, 999000)); /* read near its end */
+    cr_assert(sample(MONO + 1400000, 5000, 100));
+    int64_t off;
+    uint64_t err;
+    cr_assert(rk_refclock_offset(&rc, MONO + 1500000, &off, &err));
+    cr_assert_eq(off, TRUE_OFFSET);
+    /* 150 us, plus 200 ppm of the time since its answer. */
+    cr_assert_eq(err, 150 + (1500000 - 300) / (1000000 / RK_REFCLOCK_DRIFT_PPM));
+}
+
+/* An old fast sample loses to a recent one once the clocks may have drifted
+ * apart by more than the difference of their round trips. */
+Test(rk_refclock, an_old_sample_gives_way_as_it_ages)
+{
+    cr_assert(sample(MONO, 100, 50));
+    /* Redis's clock stepped 40 ms since: the new samples say so. */
+    uint64_t later = MONO + 60000000; /* a minute on */
+    cr_assert(rk_refclock_add(&rc, later, later + 2000, TRUE_OFFSET + (int64_t)later + 1000 + 40000));
+    int64_t off;
+    uint64_t err;
+    /* A minute at 200 ppm is 12 ms: more than the new one's 1 ms. */
+    cr_assert(rk_refclock_offset(&rc, later + 2000, &off, &err));
+    cr_assert_eq(off, TRUE_OFFSET + 40000);
+    cr_assert_eq(err, 1000);
+}
+
+/* The last RK_REFCLOCK_SAMPLES samples are kept: an old fast one leaves. */
+Test(rk_refclock, only_the_last_samples_count)
+{
+    cr_assert(sample(MONO, 10, 5));
+    for (int i = 1; i <= RK_REFCLOCK_SAMPLES; i++) {
+        cr_assert(rk_refclock_add(&rc, MONO + (uint64_t)i, MONO + (uint64_t)i + 1000, TRUE_OFFSET + 7777));
+    }
+    int64_t off;
+    cr_assert(rk_refclock_offset(&rc, MONO + 2000, &off, NULL));
+    cr_assert_neq(off, TRUE_OFFSET, "the fast first sample was pushed out");
+}
+
+Test(rk_refclock, a_round_trip_that_cannot_be_is_ignored)
+{
+    cr_assert_not(rk_refclock_add(&rc, MONO, MONO - 1, REDIS_NOW));
+    cr_assert_not(rk_refclock_add(&rc, MONO, MONO + 10, 0));
+    int64_t off;
+    cr_assert_not(rk_refclock_offset(&rc, MONO, &off, NULL));
+}
+
+/* A deadline moves between clocks by their difference now: 60 s left on
+ * one clock is 60 s left on the other; expired stays expired (nonzero),
+ * none stays none. */
+Test(rk_refclock, a_deadline_moves_between_clocks)
+{
+    uint64_t wall = 1800000000000ULL, cluster = wall - (uint64_t)HOUR; /* this node an hour ahead of Redis */
+    cr_assert_eq(rk_expiry_move(0, wall, cluster), 0);
+    cr_assert_eq(rk_expiry_move(wall + 60000, wall, cluster), cluster + 60000);
+    cr_assert_eq(rk_expiry_move(cluster + 60000, cluster, wall), wall + 60000);
+    cr_assert_eq(rk_expiry_move(wall - 5000, wall, cluster), cluster - 5000);
+    cr_assert_eq(rk_expiry_move(wall, wall, cluster), cluster, "due now is due now");
+    cr_assert_eq(rk_expiry_move(1000, wall, 2000), 1, "long expired is still an expiry");
+    cr_assert_eq(rk_expiry_move(UINT64_MAX - 5, 1000, 5000), UINT64_MAX);
+}
+
+/* The whole way: the writer (its wall clock 30 min ahead of Redis's)
+ * stamps 60 s on the cluster clock; the reader (an hour behind) reads the
+ * record 5 s later and has 55 s left, off by at most both half round
+ * trips, whatever the record's way took. */
+Test(rk_refclock, writer_to_reader_through_the_cluster_clock)
+{
+    int64_t redis = REDIS_NOW / 1000;
+    int64_t writer_wall = redis + 1800000, reader_wall = redis - (int64_t)HOUR;
+    uint64_t sent_expiry = rk_expiry_move((uint64_t)writer_wall + 60000, (uint64_t)writer_wall, (uint64_t)redis);
+    int64_t later = 5000;
+    uint64_t here = rk_expiry_move(sent_expiry, (uint64_t)(redis + later), (uint64_t)(reader_wall + later));
+    cr_assert_eq(here - (uint64_t)(reader_wall + later), 55000);
+}

@@ -89,13 +89,13 @@ Test(rk_record, decoded_message_has_no_stream_position)
     free(buf);
 }
 
-Test(rk_record, version_3_is_newer_skipped_not_misread)
+Test(rk_record, version_4_is_newer_skipped_not_misread)
 {
     bp_message m = sample();
     uint8_t buf[128];
     size_t n = rk_record_encode(&m, "n", buf);
     buf[2] = RK_RECORD_VERSION + 1;
-    cr_assert_eq(buf[2], 3);
+    cr_assert_eq(buf[2], 4);
     /* A later release may change everything after the version byte. */
     buf[5] = 200;
     cr_assert_eq(status_of(buf, n), RK_RECORD_NEWER);
@@ -156,7 +156,9 @@ static void assert_sample_fields(const bp_message *out, const bp_message *m)
     cr_assert_arr_eq(out->payload, "hello\0x", 7);
 }
 
-Test(rk_record, v2_round_trip_keeps_the_client_id)
+/* The sample has an expiry: version 3, its deadline on the cluster clock
+ * (the codec carries it as it is; the writer converted it). */
+Test(rk_record, v3_round_trip_keeps_the_client_id)
 {
     bp_message m = sample();
     m.client_id = (const uint8_t *)"client-x";
@@ -164,7 +166,8 @@ Test(rk_record, v2_round_trip_keeps_the_client_id)
     uint8_t buf[128];
     size_t n = rk_record_encode(&m, "node-1", buf);
     cr_assert_eq(n, rk_record_size(&m, "node-1"));
-    cr_assert_eq(buf[2], 2);
+    cr_assert_eq(buf[2], 3);
+    cr_assert_eq(rk_record_version(buf), RK_RECORD_VERSION_CLUSTER_CLOCK);
     bp_message out;
     decode_ok(buf, n, &out);
     cr_assert_eq(out.client_id_len, 8);
@@ -172,18 +175,33 @@ Test(rk_record, v2_round_trip_keeps_the_client_id)
     assert_sample_fields(&out, &m);
 }
 
-Test(rk_record, v2_round_trip_without_a_client_id)
+Test(rk_record, v3_round_trip_without_a_client_id)
 {
     bp_message m = sample();
     uint8_t buf[128];
     size_t n = rk_record_encode(&m, "node-1", buf);
     cr_assert_eq(n, rk_record_size(&m, "node-1"));
-    cr_assert_eq(buf[2], 2);
+    cr_assert_eq(buf[2], 3);
     bp_message out;
     decode_ok(buf, n, &out);
     cr_assert_eq(out.client_id_len, 0);
     cr_assert_null(out.client_id);
     assert_sample_fields(&out, &m);
+}
+
+/* Without an expiry versions 2 and 3 say the same: version 2, which the
+ * previous release still reads during a rolling upgrade. */
+Test(rk_record, a_record_without_an_expiry_is_written_as_version_2)
+{
+    bp_message m = sample();
+    m.expiry_at_unix_ms = 0;
+    uint8_t buf[128];
+    size_t n = rk_record_encode(&m, "node-1", buf);
+    cr_assert_eq(buf[2], 2);
+    bp_message out;
+    decode_ok(buf, n, &out);
+    cr_assert_eq(out.expiry_at_unix_ms, 0);
+    cr_assert_eq(rk_record_version(buf), RK_RECORD_VERSION_NO_EXPIRY);
 }
 
 Test(rk_record, v1_record_still_decodes_without_a_client_id)
