@@ -343,12 +343,18 @@ int64_t bp_stream_start(const backplane *bp, uint32_t p)
 uint64_t bp_replay_start(backplane *bp, int worker, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
                          bp_replay_cb cb, void *arg)
 {
+    return bp_replay_start_least(bp, worker, from, NULL, n_parts, max_batch, cb, arg);
+}
+
+uint64_t bp_replay_start_least(backplane *bp, int worker, const int64_t *from, const int64_t *least, uint32_t n_parts,
+                               uint32_t max_batch, bp_replay_cb cb, void *arg)
+{
     uint64_t id = atomic_fetch_add(&bp->replay_ids, 1) + 1;
     if (atomic_load(&bp->closed)) {
         cb(BP_ECLOSED, NULL, arg);
         return id;
     }
-    bp->ops->replay_start(bp, worker, id, from, n_parts, max_batch ? max_batch : 1, cb, arg);
+    bp->ops->replay_start(bp, worker, id, from, least, n_parts, max_batch ? max_batch : 1, cb, arg);
     return id;
 }
 

@@ -304,6 +304,16 @@ typedef void (*bp_replay_cb)(bp_status st, const bp_replay_batch *b, void *arg);
  * the replay's id (never 0). */
 uint64_t bp_replay_start(backplane *bp, int worker, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
                          bp_replay_cb cb, void *arg);
+/* The same, reading at least up to `least` (n_parts offsets, -1 = no
+ * minimum; NULL = none) where that is past the live stream's position: a
+ * session moved from a node whose consumer was ahead of this one's had
+ * records up to there (node/mqtt/session_stream.c). `end` is then the
+ * higher of the two, and the records between the live position and it
+ * also reach this node live later: the caller drops those. A partition
+ * whose records end before `least` (past what Kafka holds: no node can
+ * have read it) ends there: the last batch's `end` says so. */
+uint64_t bp_replay_start_least(backplane *bp, int worker, const int64_t *from, const int64_t *least, uint32_t n_parts,
+                               uint32_t max_batch, bp_replay_cb cb, void *arg);
 void bp_replay_next(backplane *bp, uint64_t id);
 void bp_replay_stop(backplane *bp, uint64_t id);
 

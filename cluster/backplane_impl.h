@@ -39,8 +39,8 @@ typedef struct bp_ops {
     /* The stream (see bp_stream_partitions, bp_replay_start). */
     uint32_t (*stream_partitions)(const backplane *bp);
     int64_t (*stream_start)(const backplane *bp, uint32_t p);
-    void (*replay_start)(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
-                         uint32_t max_batch, bp_replay_cb cb, void *arg);
+    void (*replay_start)(backplane *bp, int worker, uint64_t id, const int64_t *from, const int64_t *least,
+                         uint32_t n_parts, uint32_t max_batch, bp_replay_cb cb, void *arg);
     void (*replay_next)(backplane *bp, uint64_t id);
     void (*replay_stop)(backplane *bp, uint64_t id);
     /* A dead node's sessions (bp_reap_*): a backplane without a cluster

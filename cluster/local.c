@@ -374,8 +374,8 @@ static int64_t l_stream_start(const backplane *bp, uint32_t p)
     return -1;
 }
 
-static void l_replay_start(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
-                           uint32_t max_batch, bp_replay_cb cb, void *arg)
+static void l_replay_start(backplane *bp, int worker, uint64_t id, const int64_t *from, const int64_t *least,
+                           uint32_t n_parts, uint32_t max_batch, bp_replay_cb cb, void *arg)
 {
     bp_replay_batch b = {.end = NULL, .n_parts = 0, .msgs = NULL, .n = 0, .done = true};
     cb(BP_OK, &b, arg);

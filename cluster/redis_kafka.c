@@ -278,10 +278,10 @@ static int64_t rk_stream_start(const backplane *bp, uint32_t p)
     return p < (uint32_t)r->partitions ? r->start[p] : -1;
 }
 
-static void rk_replay_start_op(backplane *bp, int worker, uint64_t id, const int64_t *from, uint32_t n_parts,
-                               uint32_t max_batch, bp_replay_cb cb, void *arg)
+static void rk_replay_start_op(backplane *bp, int worker, uint64_t id, const int64_t *from, const int64_t *least,
+                               uint32_t n_parts, uint32_t max_batch, bp_replay_cb cb, void *arg)
 {
-    rk_replay_start(bp->impl, worker, id, from, n_parts, max_batch, cb, arg);
+    rk_replay_start(bp->impl, worker, id, from, least, n_parts, max_batch, cb, arg);
 }
 
 static void rk_replay_next_op(backplane *bp, uint64_t id)

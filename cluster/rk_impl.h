@@ -181,8 +181,8 @@ void rk_hold_stop(rk *r);
 int rk_replay_start_consumer(rk *r); /* before the thread starts */
 void rk_replay_attach(rk *r);        /* on the backplane thread */
 void rk_replay_stop_all(rk *r);
-void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
-                     bp_replay_cb cb, void *arg);
+void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, const int64_t *least, uint32_t n_parts,
+                     uint32_t max_batch, bp_replay_cb cb, void *arg);
 void rk_replay_next(rk *r, uint64_t id);
 void rk_replay_cancel(rk *r, uint64_t id);
 

@@ -44,8 +44,10 @@ typedef struct rp_job {
     int64_t *from;
     int64_t *at; /* the next offset to read per partition (a parked job resumes there) */
     int64_t *end;
-    bool *started; /* consume_start called for the partition */
-    bool *open;    /* not at its end yet */
+    int64_t *least; /* the caller's minimum end, -1 none (bp_replay_start_least) */
+    int64_t *live;  /* the live stream's position when the job began: end is never below it */
+    bool *started;  /* consume_start called for the partition */
+    bool *open;     /* not at its end yet */
     rd_kafka_queue_t *q;
     bool active;
     bool have_end; /* end is fixed at the first activation: the caller drops live records below it */
@@ -158,6 +160,8 @@ static void job_free(rp_job *j)
     sh_free(j->from, n * sizeof(int64_t));
     sh_free(j->at, n * sizeof(int64_t));
     sh_free(j->end, n * sizeof(int64_t));
+    sh_free(j->least, n * sizeof(int64_t));
+    sh_free(j->live, n * sizeof(int64_t));
     sh_free(j->started, n * sizeof(bool));
     sh_free(j->open, n * sizeof(bool));
     sh_free(j, sizeof(*j));
@@ -323,6 +327,11 @@ static void pump_head(rk *r)
         if (km->err) {
             if (km->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 sh_log(SH_WARN, "event=kafka_replay_error partition=%u err=\"%s\"", p, rd_kafka_message_errstr(km));
+            } else if (km->offset < j->end[p]) {
+                /* A minimum end past what Kafka holds (no node read that
+                 * far: stale marks): the replay ends here, and so does
+                 * what the caller drops of the live stream. */
+                j->end[p] = km->offset > j->live[p] ? km->offset : j->live[p];
             }
             stop_partition(rp, j, p); /* at the end of what Kafka holds */
             rd_kafka_message_destroy(km);
@@ -402,6 +411,12 @@ static void activate(rk *r, rp_job *j)
             int64_t end = p < (uint32_t)r->partitions ? r->positions[p] : -1;
             if (p < (uint32_t)r->partitions && r->own_high[p] > end) {
                 end = r->own_high[p];
+            }
+            j->live[p] = end;
+            /* Past it on the caller's word: the records are in Kafka (a
+             * node whose consumer is ahead of this one's read them). */
+            if (end >= 0 && j->least[p] > end) {
+                end = j->least[p];
             }
             j->end[p] = end;
             j->open[p] = j->from[p] >= 0 && end >= 0 && j->from[p] < end;
@@ -506,8 +521,8 @@ static void hand_over(rk *r, rp_op *op)
     }
 }
 
-void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32_t n_parts, uint32_t max_batch,
-                     bp_replay_cb cb, void *arg)
+void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, const int64_t *least, uint32_t n_parts,
+                     uint32_t max_batch, bp_replay_cb cb, void *arg)
 {
     rp_job *j = sh_calloc(1, sizeof(*j));
     size_t n = n_parts ? n_parts : 1;
@@ -520,12 +535,16 @@ void rk_replay_start(rk *r, int worker, uint64_t id, const int64_t *from, uint32
     j->from = sh_malloc(n * sizeof(int64_t));
     j->at = sh_malloc(n * sizeof(int64_t));
     j->end = sh_malloc(n * sizeof(int64_t));
+    j->least = sh_malloc(n * sizeof(int64_t));
+    j->live = sh_malloc(n * sizeof(int64_t));
     j->started = sh_calloc(n, sizeof(bool));
     j->open = sh_calloc(n, sizeof(bool));
     for (uint32_t p = 0; p < n_parts; p++) {
         j->from[p] = from[p];
         j->at[p] = from[p];
         j->end[p] = -1;
+        j->least[p] = least ? least[p] : -1;
+        j->live[p] = -1;
     }
     j->want = true;
     rp_op *op = sh_calloc(1, sizeof(*op));

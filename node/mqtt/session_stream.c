@@ -28,7 +28,14 @@
  * resumed from another node's state replays from the stored positions.
  * While a replay runs, live deliveries below its end are dropped (the
  * replay has them) and the others wait behind it (past --max-queued they
- * spill too). */
+ * spill too).
+ *
+ * The stored state is the session's floor: a replay reads at least up to
+ * its marks, positions and in-flight records, even past where this node's
+ * consumer stands (the previous owner's may have been ahead, and the
+ * client may have completed those records there), and the live stream
+ * never brings the session a record below the end of a replay that
+ * finished (`floor`): the replay decided about it, by the marks. */
 #include "node/mqtt/session_stream.h"
 
 #include <string.h>
@@ -78,6 +85,10 @@ struct session_stream {
     sess_rule prev[SC_MAX_RULES - 1];
     uint32_t n_prev;
     stream_replay *rp;
+    /* Per partition, the end of the last replay that finished: the live
+     * stream brings records below it later when this node's consumer was
+     * behind; the replay had them (NULL until a replay finished). */
+    int64_t *floor;
     delivery *held; /* live deliveries behind the replay */
     uint32_t n_held, cap_held;
     uint32_t enc_seq, done_seq;
@@ -260,6 +271,8 @@ void stream_reset(broker *b, session *s)
     }
     parts_free(st->restored, st->n_parts);
     st->restored = NULL;
+    parts_free(st->floor, st->n_parts);
+    st->floor = NULL;
     for (uint32_t i = 0; i < st->n_prev; i++) {
         rule_free(&st->prev[i], st->n_parts);
     }
@@ -378,6 +391,18 @@ static bool to_awaiting(worker *w, session *s, delivery *d)
     return true;
 }
 
+/* A live delivery the session's replays stand for: a shared group's copy
+ * is never replayed (match below), so it is not one. */
+static bool replays(const session_stream *st, const delivery *d)
+{
+    return !d->shared && d_ref(st, d);
+}
+
+static bool below_floor(const session_stream *st, const delivery *d)
+{
+    return st->floor && replays(st, d) && d->m->off < st->floor[d->m->part];
+}
+
 bool stream_intercept(worker *w, session *s, delivery *d)
 {
     session_stream *st = s->st;
@@ -387,9 +412,13 @@ bool stream_intercept(worker *w, session *s, delivery *d)
     if (!st || st->replaying_now) {
         return false;
     }
+    if (below_floor(st, d)) {
+        msg_unref(d->m); /* a finished replay read it */
+        return true;
+    }
     stream_replay *rp = st->rp;
     if (rp) {
-        if (rp->have_end && d_ref(st, d) && d->m->off < rp->end[d->m->part]) {
+        if (rp->have_end && replays(st, d) && d->m->off < rp->end[d->m->part]) {
             msg_unref(d->m); /* the replay reads it */
             return true;
         }
@@ -791,6 +820,24 @@ static void replay_interrupted(session_stream *st, stream_replay *rp)
     st->need_replay = true;
 }
 
+/* What the replay read, the live stream must not bring again. Kept while
+ * the session lives on this node (one offset per partition: bounded by the
+ * topic): once the live stream has passed it, it drops nothing. */
+static void raise_floor(session_stream *st, const stream_replay *rp)
+{
+    if (!rp->have_end) {
+        return;
+    }
+    if (!st->floor) {
+        st->floor = parts_new(st->n_parts, -1);
+    }
+    for (uint32_t p = 0; p < st->n_parts; p++) {
+        if (rp->end[p] > st->floor[p]) {
+            st->floor[p] = rp->end[p];
+        }
+    }
+}
+
 static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
 {
     session_stream *st = s->st;
@@ -800,6 +847,7 @@ static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
         return;
     }
     sh_log(SH_DEBUG, "event=replay_done client=%s held=%u", s->client_id, st->n_held);
+    raise_floor(st, rp);
     drop_unread(w, s, rp);
     /* Held live deliveries come after the replay, in their order. */
     uint32_t n = st->n_held;
@@ -843,7 +891,7 @@ static void replay_cb(bp_status status, const bp_replay_batch *b, void *arg)
             uint32_t kept = 0;
             for (uint32_t i = 0; i < st->n_held; i++) {
                 delivery *d = &st->held[i];
-                if (d_ref(st, d) && d->m->off < rp->end[d->m->part]) {
+                if (replays(st, d) && d->m->off < rp->end[d->m->part]) {
                     msg_unref(d->m);
                 } else {
                     st->held[kept++] = *d;
@@ -858,6 +906,10 @@ static void replay_cb(bp_status status, const bp_replay_batch *b, void *arg)
     }
     if (final) {
         if (mine && st->rp == rp) {
+            if (status == BP_OK && rp->have_end && b && b->end && b->n_parts == rp->n_parts) {
+                /* A partition may have ended early (bp_replay_start_least). */
+                memcpy(rp->end, b->end, rp->n_parts * sizeof(int64_t));
+            }
             if (status == BP_OK && rp->have_end) {
                 memcpy(rp->next, rp->end, rp->n_parts * sizeof(int64_t));
             }
@@ -889,6 +941,53 @@ static uint32_t replay_batch(const worker *w)
     return max ? max : 1;
 }
 
+static void raise_to(int64_t *v, int64_t to)
+{
+    if (to > *v) {
+        *v = to;
+    }
+}
+
+/* How far a replay reads at least, per partition: past the session's
+ * stored positions, every mark (this node's and the previous owners') and
+ * every in-flight record. A previous owner whose consumer was ahead of
+ * this node's sent records this node has not read yet, and the client may
+ * have acknowledged them (QoS 2: completed, §4.3.3): only the replay knows
+ * by their origin which ones the marks cover, so it reads that far, and
+ * the live stream's copies are dropped (the floor). A partition with
+ * nothing to read (from -1) gets no minimum: nothing was stored there. */
+static int64_t *replay_least(const session *s, const int64_t *from)
+{
+    const session_stream *st = s->st;
+    int64_t *least = parts_new(st->n_parts, -1);
+    const sess_rule *all[SC_MAX_RULES];
+    uint32_t n = 0;
+    all[n++] = &st->cur;
+    for (uint32_t i = 0; i < st->n_prev; i++) {
+        all[n++] = &st->prev[i];
+    }
+    for (uint32_t p = 0; p < st->n_parts; p++) {
+        if (st->restored) {
+            raise_to(&least[p], st->restored[p]);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            raise_to(&least[p], all[i]->hi_own[p]);
+            raise_to(&least[p], all[i]->hi_other[p]);
+        }
+    }
+    for (const inflight *f = session_inflight_first(s); f; f = session_inflight_next(s, f)) {
+        if (f->part >= 0 && (uint32_t)f->part < st->n_parts && f->off >= 0) {
+            raise_to(&least[f->part], f->off + 1);
+        }
+    }
+    for (uint32_t p = 0; p < st->n_parts; p++) {
+        if (from[p] < 0) {
+            least[p] = -1;
+        }
+    }
+    return least;
+}
+
 static void replay_begin(worker *w, session *s)
 {
     session_stream *st = s->st;
@@ -914,6 +1013,7 @@ static void replay_begin(worker *w, session *s)
         rp->next[p] = from;
         st->spill[p] = -1;
     }
+    int64_t *least = replay_least(s, rp->next);
     parts_free(st->restored, st->n_parts);
     st->restored = NULL;
     st->spilled = false;
@@ -922,7 +1022,8 @@ static void replay_begin(worker *w, session *s)
     st->rp = rp;
     rp->asked = true;
     sh_log(SH_DEBUG, "event=replay_begin client=%s", s->client_id);
-    rp->id = bp_replay_start(w->b->bp, w->id, rp->next, rp->n_parts, replay_batch(w), replay_cb, rp);
+    rp->id = bp_replay_start_least(w->b->bp, w->id, rp->next, least, rp->n_parts, replay_batch(w), replay_cb, rp);
+    parts_free(least, st->n_parts);
 }
 
 void stream_pumped(worker *w, session *s)

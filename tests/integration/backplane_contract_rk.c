@@ -541,6 +541,8 @@ typedef struct replay_seen {
     int records;
     bool done;
     bp_status last;
+    int64_t end[64]; /* the last call's */
+    uint32_t n_end;
 } replay_seen;
 
 static void replay_seen_cb(bp_status st, const bp_replay_batch *b, void *arg)
@@ -552,6 +554,10 @@ static void replay_seen_cb(bp_status st, const bp_replay_batch *b, void *arg)
             const bp_message *m = &b->msgs[i];
             r->records += m->topic_len == strlen(r->topic) && memcmp(m->topic, r->topic, m->topic_len) == 0;
         }
+    }
+    if (b && b->end && b->n_parts <= 64) {
+        memcpy(r->end, b->end, b->n_parts * sizeof(int64_t));
+        r->n_end = b->n_parts;
     }
     if (st != BP_OK || !b || b->done) {
         r->done = true;
@@ -612,5 +618,47 @@ Test(backplane_contract_rk, a_replay_waiting_for_its_caller_does_not_hold_up_the
     cr_assert(run_until(&a, replay_done, &ra), "A never finished once asked");
     cr_assert_eq(ra.last, BP_OK);
     cr_assert_eq(ra.records, 20, "A read %d of the 20 (none twice)", ra.records);
+    member_free(&a);
+}
+
+Test(backplane_contract_rk, a_replay_asked_to_read_past_what_kafka_holds_ends_at_kafkas_end)
+{
+    /* bp_replay_start_least: a session's marks say how far a previous
+     * owner read, which may be past this node's live position, never past
+     * what Kafka holds. Marks that do point past it (stale) must not make
+     * the replay wait for records that may never come, nor make its end
+     * (below which the caller drops live records) cover future records. */
+    member a;
+    member_open(&a, "least");
+    member_ready(&a);
+    uint32_t n_parts = bp_stream_partitions(a.bp);
+    cr_assert_gt(n_parts, 0);
+    int64_t from[64], least[64];
+    cr_assert_leq(n_parts, 64);
+    for (uint32_t p = 0; p < n_parts; p++) {
+        from[p] = bp_stream_start(a.bp, p);
+        least[p] = from[p] + 1000;
+    }
+    char topic[96];
+    unique_topic(topic, sizeof(topic), "least");
+    calls c = {0};
+    for (int i = 0; i < 20; i++) {
+        publish(&a, &c, topic, i);
+    }
+    cr_assert(run_until(&a, all_done, &c), "publishes did not complete");
+    replay_seen r = {.mb = &a, .topic = topic, .ask = true};
+    r.id = bp_replay_start_least(a.bp, 0, from, least, n_parts, 1, replay_seen_cb, &r);
+    cr_assert(run_until(&a, replay_done, &r), "the replay never ended");
+    cr_assert_eq(r.last, BP_OK);
+    cr_assert_eq(r.records, 20, "read %d of the 20", r.records);
+    cr_assert_eq(r.n_end, n_parts);
+    int64_t total = 0;
+    for (uint32_t p = 0; p < n_parts; p++) {
+        cr_assert_geq(r.end[p], from[p], "partition %u ends at %lld, before its start %lld", p, (long long)r.end[p],
+                      (long long)from[p]);
+        cr_assert_lt(r.end[p], least[p], "partition %u: the end stayed at the stale minimum", p);
+        total += r.end[p] - from[p];
+    }
+    cr_assert_geq(total, 20, "the ends cover %lld records, fewer than the 20 written", (long long)total);
     member_free(&a);
 }

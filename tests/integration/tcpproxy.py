@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A TCP forwarder for tests: `python tcpproxy.py TARGET_PORT` listens on a
-free 127.0.0.1 port, prints `PORT <n>` then `READY`, and pipes every
+"""A TCP forwarder for tests: `python tcpproxy.py TARGET_PORT [LISTEN_PORT]`
+listens on 127.0.0.1:LISTEN_PORT (default: a free port), prints `PORT <n>`
+then `READY`, and pipes every
 connection to 127.0.0.1:TARGET_PORT. SIGSTOP freezes every connection
 through it (they stay open, nothing crosses: a network cut between one node
 and its backend); SIGCONT resumes them."""
@@ -25,10 +26,10 @@ def pipe(src, dst):
             pass
 
 
-def serve(target):
+def serve(target, listen=0):
     lsock = socket.socket()
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", 0))
+    lsock.bind(("127.0.0.1", listen))
     lsock.listen(128)
     print("PORT %d" % lsock.getsockname()[1], flush=True)
     print("READY", flush=True)
@@ -45,4 +46,4 @@ def serve(target):
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 0)
