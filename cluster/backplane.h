@@ -189,6 +189,7 @@ typedef struct bp_config {
     const char *kafka_sasl_username;
     const char *kafka_sasl_password_file;
     int heartbeat_ms;
+    int lease_ms; /* the membership lease (cluster/lease.h); 0 = 3 heartbeats */
 } bp_config;
 
 typedef struct backplane backplane;
@@ -332,7 +333,11 @@ typedef struct bp_session_rec {
      * own id here with prev_alive false. */
     const char *prev_owner;
     bool prev_alive; /* that owner's node claim still holds its instance token */
-    bool released;   /* that owner stored its final state and let go */
+    /* That owner's lease (cluster/lease.h), ms, as it wrote it with its
+     * claim: how long its claim may outlive it. 0 = unknown (no previous
+     * owner, or it is gone). */
+    uint32_t prev_lease_ms;
+    bool released; /* that owner stored its final state and let go */
 } bp_session_rec;
 
 /* rec is NULL unless st is BP_OK. */
