@@ -136,7 +136,7 @@ typedef struct bp_hooks {
     /* The backend may have lost this node's session records or missed its
      * writes: Redis answers again after an outage, a heartbeat found this
      * node's id claim gone (Redis lost its data), or renewed it after a
-     * whole lease without (3 heartbeats: other nodes saw this one dead and
+     * whole lease without (cluster/lease.h: other nodes saw this one dead and
      * may have claimed its sessions). The node stores
      * every session it owns again, fenced (a session claimed elsewhere
      * meanwhile is closed there). May be NULL. */
