@@ -136,7 +136,7 @@ typedef struct bp_hooks {
     /* The backend may have lost this node's session records or missed its
      * writes: Redis answers again after an outage, a heartbeat found this
      * node's id claim gone (Redis lost its data), or renewed it after a
-     * whole lease without (3 heartbeats: other nodes saw this one dead and
+     * whole lease without (cluster/lease.h: other nodes saw this one dead and
      * may have claimed its sessions). The node stores
      * every session it owns again, fenced (a session claimed elsewhere
      * meanwhile is closed there). May be NULL. */
@@ -189,6 +189,7 @@ typedef struct bp_config {
     const char *kafka_sasl_username;
     const char *kafka_sasl_password_file;
     int heartbeat_ms;
+    int lease_ms; /* the membership lease (cluster/lease.h); 0 = 3 heartbeats */
 } bp_config;
 
 typedef struct backplane backplane;
@@ -342,7 +343,11 @@ typedef struct bp_session_rec {
      * own id here with prev_alive false. */
     const char *prev_owner;
     bool prev_alive; /* that owner's node claim still holds its instance token */
-    bool released;   /* that owner stored its final state and let go */
+    /* That owner's lease (cluster/lease.h), ms, as it wrote it with its
+     * claim: how long its claim may outlive it. 0 = unknown (no previous
+     * owner, or it is gone). */
+    uint32_t prev_lease_ms;
+    bool released; /* that owner stored its final state and let go */
 } bp_session_rec;
 
 /* rec is NULL unless st is BP_OK. */

@@ -3,13 +3,18 @@
 #include "cluster/lease.h"
 
 #define DEFAULT_HEARTBEAT_MS 1000
-/* One lost or late renewal does not drop a live node; a killed one is gone
- * within 3 beats. */
-#define TTL_BEATS 3
 
-int lease_ttl_ms(int heartbeat_ms)
+int lease_min_ms(int heartbeat_ms)
 {
-    return TTL_BEATS * (heartbeat_ms > 0 ? heartbeat_ms : DEFAULT_HEARTBEAT_MS);
+    return LEASE_MIN_BEATS * (heartbeat_ms > 0 ? heartbeat_ms : DEFAULT_HEARTBEAT_MS);
+}
+
+/* Default: one lost or late renewal does not drop a live node; a killed one
+ * is gone within 3 beats. A longer lease rides out a longer Redis outage
+ * and takes as much longer to see a dead node. */
+int lease_ttl_ms(int heartbeat_ms, int lease_ms)
+{
+    return lease_ms > 0 ? lease_ms : lease_min_ms(heartbeat_ms);
 }
 
 int lease_margin_ms(int ttl_ms)
@@ -18,22 +23,21 @@ int lease_margin_ms(int ttl_ms)
     return margin > 0 ? margin : 1;
 }
 
-int lease_fence_ms(int heartbeat_ms)
+int lease_fence_ms(int ttl_ms)
 {
-    int ttl = lease_ttl_ms(heartbeat_ms);
-    return ttl - lease_margin_ms(ttl);
+    return ttl_ms - lease_margin_ms(ttl_ms);
 }
 
-uint64_t lease_fence_at_us(uint64_t from_us, int heartbeat_ms)
+uint64_t lease_fence_at_us(uint64_t from_us, int ttl_ms)
 {
     if (!from_us) {
         return 0;
     }
-    return from_us + (uint64_t)lease_fence_ms(heartbeat_ms) * 1000u;
+    return from_us + (uint64_t)lease_fence_ms(ttl_ms) * 1000u;
 }
 
-bool lease_fenced(uint64_t from_us, uint64_t now_us, int heartbeat_ms)
+bool lease_fenced(uint64_t from_us, uint64_t now_us, int ttl_ms)
 {
-    uint64_t at = lease_fence_at_us(from_us, heartbeat_ms);
+    uint64_t at = lease_fence_at_us(from_us, ttl_ms);
     return at && now_us >= at;
 }

@@ -21,6 +21,11 @@
 #include "cluster/rk_ksec.h"
 #include "cluster/rk_retained.h"
 
+/* hash: node id -> its lease (ms, cluster/lease.h), the TTL it gives its
+ * claim, written with every renewal. Leases may differ between nodes: other
+ * nodes read it to wait for a node's claim as long as its own lease. */
+#define LEASES_KEY "shoal:leases"
+
 typedef struct rk {
     backplane *bp;
     pthread_t thread;

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/lease.h"
 #include "cluster/rk_impl.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -39,11 +40,15 @@
  * (rk_redis.c, "token|address") does not hold its token, whether it
  * expired (SIGKILL), was deleted (clean stop) or belongs to a restarted
  * instance with a new token. The death time is kept, so a retry by another
- * survivor counts will delays from the same moment. It is locked only once
- * it has been dead for the grace (a claim TTL): after a Redis outage every
- * claim has expired, and the nodes renew theirs within a heartbeat of
- * reconnecting; without the grace the first node back would take the
- * others for dead and publish their live clients' wills. An instance alive again
+ * survivor counts will delays from the same moment. It is dead once its
+ * claim expired, a lease (its own: cluster/lease.h) after its last renewal.
+ * It is locked only once it has been dead for the grace (3 heartbeats, the
+ * default lease, whatever --cluster-lease says): after a Redis outage
+ * longer than a lease every claim has expired, and the nodes renew theirs
+ * within a heartbeat of reconnecting; without the grace the first node
+ * back would take the others for dead and publish their live clients'
+ * wills. The grace is about that renewal, not the lease: a longer lease
+ * does not lengthen it. An instance alive again
  * (it renewed its claim after being cut off) gets its 0 back. */
 static const char TARGET_LUA[] = LUA_NOW
     "redis.call('HSETNX', KEYS[1], ARGV[2] .. '|' .. ARGV[1], '0') "
@@ -428,7 +433,7 @@ static void run_op(evutil_socket_t fd, short what, void *arg)
         snprintf(ms, sizeof(ms), "%d", REAP_LOCK_MS);
         if (!op->instance) {
             char grace[24];
-            snprintf(grace, sizeof(grace), "%d", 3 * (r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000));
+            snprintf(grace, sizeof(grace), "%d", lease_min_ms(r->bp->cfg.heartbeat_ms));
             redisAsyncCommand(r->ac, target_cb, op, "EVAL %s 1 %s %s %b %s %s", TARGET_LUA, INSTANCES_KEY,
                               r->bp->cfg.node_id, me, (size_t)(strchr(me, '|') - me), ms, grace);
         } else {

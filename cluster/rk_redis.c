@@ -281,10 +281,10 @@ static int heartbeat_ms(const rk *r)
     return r->bp->cfg.heartbeat_ms > 0 ? r->bp->cfg.heartbeat_ms : 1000;
 }
 
-/* cluster/lease.h: 3 heartbeats. */
+/* cluster/lease.h: --cluster-lease, by default 3 heartbeats. */
 static int claim_ttl_ms(const rk *r)
 {
-    return lease_ttl_ms(r->bp->cfg.heartbeat_ms);
+    return lease_ttl_ms(r->bp->cfg.heartbeat_ms, r->bp->cfg.lease_ms);
 }
 
 static void claim_key(const rk *r, char *buf, size_t cap)
@@ -302,20 +302,24 @@ static void claim_key(const rk *r, char *buf, size_t cap)
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
 #define LUA_REGISTER                                                                      \
     "redis.call('ZADD', KEYS[2], string.format('%d', now + tonumber(ARGV[2])), ARGV[3]) " \
-    "redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) "
+    "redis.call('HSET', KEYS[3], ARGV[3], ARGV[4]) "                                      \
+    "redis.call('HSET', '" LEASES_KEY "', ARGV[3], ARGV[2]) "
 /* Drops the expired members, returns the live ones as {id, address, ...}. */
 #define LUA_LIVE                                                                        \
     "local cut = string.format('%d', now) "                                             \
     "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cut)) do "        \
-    "  redis.call('ZREM', KEYS[2], id) redis.call('HDEL', KEYS[3], id) end "            \
+    "  redis.call('ZREM', KEYS[2], id) redis.call('HDEL', KEYS[3], id) "                \
+    "  redis.call('HDEL', '" LEASES_KEY "', id) end "                                   \
     "local live = {} "                                                                  \
     "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. cut, '+inf')) do " \
     "  live[#live + 1] = id live[#live + 1] = redis.call('HGET', KEYS[3], id) or '' end "
 
-/* Start: take the id if nobody holds it -> {1}; else {0, holder, pttl}. */
+/* Start: take the id if nobody holds it -> {1}; else {0, holder, pttl,
+ * holder's lease ms or 0}. */
 static const char *CLAIM_LUA =
     "if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-    "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1])} end " LUA_NOW LUA_REGISTER
+    "  return {0, redis.call('GET', KEYS[1]) or '', redis.call('PTTL', KEYS[1]), "
+    "    tonumber(redis.call('HGET', '" LEASES_KEY "', ARGV[3]) or '0') or 0} end " LUA_NOW LUA_REGISTER
     /* The instance registry of rk_reap.c: registered before it owns any
      * session, so a survivor settles its sessions however soon it dies. */
     "redis.call('HSETNX', 'shoal:instances', string.match(ARGV[1], '^([^|]*)|') .. '|' .. ARGV[3], '0') "
@@ -337,6 +341,7 @@ static const char *MEMBERS_LUA = LUA_NOW LUA_LIVE "return live";
 static const char *RELEASE_LUA =
     "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
     "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[3]) redis.call('HDEL', KEYS[3], ARGV[3]) "
+    "redis.call('HDEL', '" LEASES_KEY "', ARGV[3]) "
     "local mine = 'shoal:share-node:' .. ARGV[3] "
     "for _, g in ipairs(redis.call('SMEMBERS', mine)) do redis.call('HDEL', 'shoal:share:' .. g, ARGV[3]) end "
     "redis.call('DEL', mine, 'shoal:share-pos:' .. ARGV[3]) "
@@ -371,15 +376,16 @@ static uint64_t mono_ms(void)
 }
 
 /* One try: 1 claimed, 0 held by another (holder and pttl filled), -1 error. */
-static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long *pttl)
+static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long *pttl, long long *lease)
 {
     redisReply *rep = eval_membership(r, c, CLAIM_LUA);
     int rc = -1;
     if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && rep->element[0]->integer == 1) {
         rc = 1;
-    } else if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+    } else if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 4) {
         snprintf(holder, cap, "%s", claim_address(rep->element[1]->str ? rep->element[1]->str : ""));
         *pttl = rep->element[2]->integer;
+        *lease = rep->element[3]->integer;
         rc = 0;
     } else {
         sh_log(SH_ERROR, "event=node_id_claim_failed node_id=%s err=\"%s\"", r->bp->cfg.node_id,
@@ -390,9 +396,10 @@ static int try_claim(rk *r, redisContext *c, char *holder, size_t cap, long long
 }
 
 /* A node killed without stopping cannot release its claim: its successor
- * waits for it to expire, at most one TTL plus one heartbeat (a renewal the
- * old instance may have had on its way). A claim renewed all that time
- * belongs to a running node: refuse, saying for how long it was renewed. */
+ * waits for it to expire, at most one TTL (the old instance's lease, if
+ * longer than ours) plus one heartbeat (a renewal the old instance may have
+ * had on its way). A claim renewed all that time belongs to a running node:
+ * refuse, saying for how long it was renewed. */
 static int claim_loop(rk *r, redisContext *c, uint64_t *sent_us)
 {
     const char *id = r->bp->cfg.node_id;
@@ -401,9 +408,9 @@ static int claim_loop(rk *r, redisContext *c, uint64_t *sent_us)
     bool waited = false;
     for (;;) {
         char holder[300] = "";
-        long long pttl = 0;
+        long long pttl = 0, lease = 0;
         *sent_us = rk_mono_us(); /* the lease counts from the send of the claim that succeeds */
-        int rc = try_claim(r, c, holder, sizeof(holder), &pttl);
+        int rc = try_claim(r, c, holder, sizeof(holder), &pttl, &lease);
         if (rc < 0) {
             return -1;
         }
@@ -413,6 +420,9 @@ static int claim_loop(rk *r, redisContext *c, uint64_t *sent_us)
                 sh_log(SH_INFO, "event=node_id_claimed node_id=%s waited_ms=%ld", id, elapsed);
             }
             return 0;
+        }
+        if (rc == 0 && lease > 0 && lease <= LEASE_MAX_MS && lease + heartbeat_ms(r) > limit) {
+            limit = (long)lease + heartbeat_ms(r);
         }
         if (elapsed >= limit) {
             sh_log(SH_ERROR,
@@ -548,7 +558,8 @@ static void publish_members(rk *r, const redisReply *live)
 }
 
 /* The lease (cluster/lease.h): other nodes see this one dead once its id
- * claim expires, a TTL (3 heartbeats) after the last renewal Redis applied,
+ * claim expires, a TTL (the lease, --cluster-lease, by default 3
+ * heartbeats) after the last renewal Redis applied,
  * and may then claim its client ids and reap its sessions. Redis applied it
  * after this node sent it, so counted from that send on this node's
  * monotonic clock the claim lives at least a TTL. A margin before that the
@@ -560,7 +571,7 @@ static void publish_members(rk *r, const redisReply *live)
  * elsewhere meanwhile is dropped here, never written over. */
 static void lease_arm(rk *r)
 {
-    uint64_t at = lease_fence_at_us(r->lease_from_us, r->bp->cfg.heartbeat_ms);
+    uint64_t at = lease_fence_at_us(r->lease_from_us, claim_ttl_ms(r));
     if (!r->lease_timer || !at || r->lease_lost) {
         return;
     }
@@ -575,7 +586,7 @@ static void lease_check(rk *r)
     if (r->lease_lost || !r->claimed || atomic_load(&r->stopping)) {
         return;
     }
-    if (!lease_fenced(r->lease_from_us, rk_mono_us(), r->bp->cfg.heartbeat_ms)) {
+    if (!lease_fenced(r->lease_from_us, rk_mono_us(), claim_ttl_ms(r))) {
         lease_arm(r); /* renewed meanwhile: the new fence point */
         return;
     }
@@ -587,7 +598,7 @@ static void lease_check(rk *r)
            "event=lease_lost node_id=%s since_renewal_ms=%llu fence_ms=%d ttl_ms=%d msg=\"no heartbeat renewed the "
            "node id claim: closing every client connection and refusing new ones before other nodes may take "
            "this node's client ids\"",
-           r->bp->cfg.node_id, (unsigned long long)since_ms, lease_fence_ms(r->bp->cfg.heartbeat_ms), claim_ttl_ms(r));
+           r->bp->cfg.node_id, (unsigned long long)since_ms, lease_fence_ms(claim_ttl_ms(r)), claim_ttl_ms(r));
     rk_update_ready(r);
     if (r->bp->hooks.fenced) {
         r->bp->hooks.fenced(r->bp->hooks.node);
@@ -603,7 +614,7 @@ static void lease_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
 {
-    if (lease_fenced(sent_us, rk_mono_us(), r->bp->cfg.heartbeat_ms)) {
+    if (lease_fenced(sent_us, rk_mono_us(), claim_ttl_ms(r))) {
         /* Answered past its own fence point (held up in a cut link): Redis
          * applied it at some unknown time since, so it proves no lease. The
          * next heartbeat, sent now, renews it. */

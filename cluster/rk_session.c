@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/lease.h"
 #include "cluster/rk_impl.h"
 #include "cluster/rk_tls.h"
 #include "common/alloc.h"
@@ -29,6 +30,11 @@
     "  if id == '' or tok == '' then return 0 end "               \
     "  local v = redis.call('GET', 'shoal:node:{' .. id .. '}') " \
     "  if v and string.sub(v, 1, #tok + 1) == tok .. '|' then return 1 end return 0 end "
+/* The lease (ms) node id wrote with its claim (rk_redis.c), 0 unknown. */
+#define LUA_LEASE                      \
+    "local function lease_of(id) "     \
+    "  if id == '' then return 0 end " \
+    "  return tonumber(redis.call('HGET', '" LEASES_KEY "', id) or '0') or 0 end "
 /* The previous owner as the caller sees it: '' when none or the caller
  * itself (same id and token). */
 #define LUA_PREV                                  \
@@ -54,14 +60,14 @@
     "  if now > n then n = now end return string.format('%.0f', n) end "
 
 /* KEYS: record. ARGV: clean (0/1), -, node id, token, client id.
- * -> {epoch, state|nil, prev owner, prev alive, released (0)}
+ * -> {epoch, state|nil, prev owner, prev alive, released (0), prev lease}
  * The previous claim is normally the current owner. But while the claim
  * before that one was never released and its owner is alive (another
  * instance than the current owner), the current owner never got the
  * session: its claim timed out, was abandoned, or still waits. Then that
  * older owner stays the previous one (carried forward and revoked again),
  * so that a chain of abandoned claims never forgets a live connection. */
-static const char *CLAIM_LUA = LUA_ALIVE LUA_PREV LUA_EPOCH
+static const char *CLAIM_LUA = LUA_ALIVE LUA_LEASE LUA_PREV LUA_EPOCH
     "local k = KEYS[1] "
     "local f = redis.call('HMGET', k, 'epoch', 'owner', 'token', 'prev', 'prev_owner', 'prev_token', 'released') "
     "local owner, tok, pe = f[2] or '', f[3] or '', f[1] or '0' "
@@ -77,21 +83,23 @@ static const char *CLAIM_LUA = LUA_ALIVE LUA_PREV LUA_EPOCH
     /* Not to this node's own id: an earlier instance of it is dead (this
      * one holds the id), and the revoke would reach this very instance. */
     "if prev ~= '' and prev ~= ARGV[3] then " LUA_REVOKE "end "
-    "return {epoch, redis.call('HGET', k, 'state'), prev, alive(owner, tok), 0}";
+    "local live = alive(owner, tok) "
+    "return {epoch, redis.call('HGET', k, 'state'), prev, live, 0, live == 1 and lease_of(owner) or 0}";
 
 /* KEYS: record. ARGV: epoch (0 = unfenced), renotify (0/1), node id, token,
  * client id. -> {-1} stale, or {epoch, state|nil, prev owner, prev alive,
- * released}; a missing record read unfenced is {0, nil, '', 0, 0}. */
-static const char *LOAD_LUA = LUA_ALIVE LUA_PREV
+ * released, prev lease}; a missing record read unfenced is
+ * {0, nil, '', 0, 0, 0}. */
+static const char *LOAD_LUA = LUA_ALIVE LUA_LEASE LUA_PREV
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'prev_owner', 'prev_token', 'released', "
     "  'state') "
     "if ARGV[1] ~= '0' and (f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4]) then return {-1} end "
-    "if not f[1] then return {'0', false, '', 0, 0} end "
+    "if not f[1] then return {'0', false, '', 0, 0, 0} end "
     "local epoch, released = f[1], tonumber(f[6] or '0') "
     "local prev = prev_of(f[4] or '', f[5] or '', ARGV[3], ARGV[4]) "
     "local live = alive(f[4] or '', f[5] or '') "
     "if ARGV[2] == '1' and released == 0 and live == 1 and prev ~= '' and prev ~= ARGV[3] then " LUA_REVOKE "end "
-    "return {epoch, f[7], prev, live, released}";
+    "return {epoch, f[7], prev, live, released, live == 1 and lease_of(f[4] or '') or 0}";
 
 /* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state
  * ('' = keep what is stored: the fenced write of a session with no state
@@ -230,7 +238,8 @@ static bool reply_int(const redisReply *e, uint64_t *out)
     return false;
 }
 
-/* {epoch, state|nil, prev owner, prev alive, released} or {-1} (stale). */
+/* {epoch, state|nil, prev owner, prev alive, released, prev lease} or {-1}
+ * (stale). */
 static bp_status parse_rec(const redisReply *rep, sess_result **out)
 {
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
@@ -239,12 +248,13 @@ static bp_status parse_rec(const redisReply *rep, sess_result **out)
     if (rep->elements == 1 && rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer == -1) {
         return BP_ESTALE;
     }
-    uint64_t epoch, alive, released;
-    const redisReply *state = rep->elements == 5 ? rep->element[1] : NULL;
-    const redisReply *prev = rep->elements == 5 ? rep->element[2] : NULL;
+    uint64_t epoch, alive, released, lease;
+    const redisReply *state = rep->elements == 6 ? rep->element[1] : NULL;
+    const redisReply *prev = rep->elements == 6 ? rep->element[2] : NULL;
     if (!state || (state->type != REDIS_REPLY_STRING && state->type != REDIS_REPLY_NIL) ||
         prev->type != REDIS_REPLY_STRING || !reply_int(rep->element[0], &epoch) ||
-        !reply_int(rep->element[3], &alive) || !reply_int(rep->element[4], &released)) {
+        !reply_int(rep->element[3], &alive) || !reply_int(rep->element[4], &released) ||
+        !reply_int(rep->element[5], &lease)) {
         return BP_EUNAVAILABLE;
     }
     bool has_state = state->type == REDIS_REPLY_STRING;
@@ -254,6 +264,7 @@ static bp_status parse_rec(const redisReply *rep, sess_result **out)
     res->rec.epoch = epoch;
     res->rec.prev_alive = alive == 1;
     res->rec.released = released == 1;
+    res->rec.prev_lease_ms = lease <= LEASE_MAX_MS ? (uint32_t)lease : LEASE_MAX_MS;
     res->rec.prev_owner = memcpy(res->data, prev->str, prev->len);
     res->data[prev->len] = 0;
     if (has_state) {

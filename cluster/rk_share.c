@@ -17,13 +17,16 @@
 #include <string.h>
 
 #include "cluster/backplane_impl.h"
+#include "cluster/lease.h"
 #include "cluster/rk_impl.h"
 #include "common/alloc.h"
 #include "common/log.h"
 
-/* An entry lives 3 refreshes: a dead node's members stop being chosen
- * within that, as its membership claim expires. */
-#define SHARE_TTL_REFRESHES 3
+/* An entry lives as long as the writer's lease (cluster/lease.h, 3
+ * refreshes by default): a dead node's members stop being chosen as its
+ * membership claim expires, and a Redis outage shorter than the lease,
+ * which its nodes ride out without fencing, does not take their members
+ * for gone either. */
 /* A change of a group's composition comes into force this many refreshes
  * after Redis sees it: every node has read it by then (it refreshes once
  * per refresh), so for any record every node chooses from the same
@@ -538,7 +541,7 @@ static void share_cb(evutil_socket_t fd, short what, void *arg)
     args_push(&a, SHARE_LUA, sizeof(SHARE_LUA) - 1);
     args_push(&a, "0", 1);
     args_push(&a, r->bp->cfg.node_id, strlen(r->bp->cfg.node_id));
-    int w = snprintf(ttl, sizeof(ttl), "%d", SHARE_TTL_REFRESHES * refresh_ms(r));
+    int w = snprintf(ttl, sizeof(ttl), "%d", lease_ttl_ms(r->bp->cfg.heartbeat_ms, r->bp->cfg.lease_ms));
     args_push(&a, ttl, (size_t)w);
     w = snprintf(delay, sizeof(delay), "%d", SHARE_DELAY_REFRESHES * refresh_ms(r));
     args_push(&a, delay, (size_t)w);

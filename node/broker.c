@@ -104,6 +104,7 @@ static broker_status open_backplane(broker *b)
         .kafka_sasl_username = cfg->kafka_sasl_username,
         .kafka_sasl_password_file = cfg->kafka_sasl_password_file,
         .heartbeat_ms = cfg->cluster_heartbeat,
+        .lease_ms = cfg->cluster_lease,
     };
     bp_hooks hooks = {.node = b,
                       .remote_message = remote_message_hook,

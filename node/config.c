@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cluster/lease.h"
 #include "common/alloc.h"
 
 enum opt_type { OPT_INT, OPT_U32, OPT_BOOL, OPT_STR };
@@ -88,7 +89,10 @@ static const opt opts[] = {
      "sasl_plaintext, sasl_ssl: file holding the password (its first line), read at start (a password "
      "is no flag: every local user could read it with ps)"},
     {"cluster-heartbeat", OPT_INT, O(cluster_heartbeat), "1000", 100, 60000,
-     "ms between node heartbeats in Redis (TTL is 3x)"},
+     "ms between node heartbeats in Redis (the lease is 3x unless --cluster-lease says)"},
+    {"cluster-lease", OPT_INT, O(cluster_lease), "0", 0, LEASE_MAX_MS,
+     "ms a node's membership lives in Redis without a renewal (0 = 3 x --cluster-heartbeat, at least that): "
+     "a node cut off from Redis closes its clients at 3/4 of it, others take a dead node over after it"},
     {"publisher-backpressure", OPT_INT, O(publisher_backpressure), "1000", 0, 10000000,
      "messages queued for a connected subscriber at which its publishers' reading pauses until the queue halves (at most --max-queued/4; a subscriber behind for 2 s stops holding them; 0 = off: drop at --max-queued)"},
     {"max-output-buffer", OPT_U32, O(max_output_buffer), "4194304", 65536, 1073741824,
@@ -450,6 +454,14 @@ config_status config_load(config *cfg, int argc, char **argv)
     if (strcmp(cfg->kafka_acks, "all") && strcmp(cfg->kafka_acks, "-1") && strcmp(cfg->kafka_acks, "1") &&
         strcmp(cfg->kafka_acks, "0")) {
         fprintf(stderr, "shoal: --kafka-acks must be all, 1 or 0, not '%s'\n", cfg->kafka_acks);
+        return CONFIG_INVALID;
+    }
+    if (cfg->cluster_lease && cfg->cluster_lease < lease_min_ms(cfg->cluster_heartbeat)) {
+        /* cluster/lease.h: below 3 heartbeats one lost renewal would fence. */
+        fprintf(stderr,
+                "shoal: --cluster-lease must be 0 (3 x --cluster-heartbeat) or at least 3 x --cluster-heartbeat "
+                "(%d ms), not %d\n",
+                lease_min_ms(cfg->cluster_heartbeat), cfg->cluster_lease);
         return CONFIG_INVALID;
     }
     if (!cfg->redis != !cfg->kafka) {

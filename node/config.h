@@ -66,6 +66,7 @@ typedef struct config {
     char *kafka_sasl_username;
     char *kafka_sasl_password_file;
     int cluster_heartbeat;
+    int cluster_lease; /* ms, 0 = 3 heartbeats (cluster/lease.h) */
     /* Feature options, each declared by its module. */
     limits_config limits; /* node/mqtt/limits.h */
     http_config http;     /* node/http/http.h */

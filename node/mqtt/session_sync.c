@@ -20,6 +20,7 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "cluster/lease.h"
 #include "common/alloc.h"
 #include "common/log.h"
 #include "node/auth/auth.h"
@@ -63,7 +64,8 @@ struct sync_claim {
     sync_claim *next;
     worker *w;
     uint64_t conn_id;
-    uint64_t epoch; /* 0 until the claim answers */
+    uint64_t epoch;        /* 0 until the claim answers */
+    uint64_t wait_from_ms; /* when the wait for the previous owner began */
     uint64_t deadline_ms;
     uint64_t renotify_ms;
     struct event *timer;
@@ -314,15 +316,22 @@ static void claim_step(sync_claim *cl, conn *c, bp_status st, const bp_session_r
     uint64_t now = now_ms();
     if (cl->phase == CL_CLAIMING) {
         cl->phase = CL_WAITING;
-        cl->deadline_ms = now + sync_wait_ms(b);
+        cl->wait_from_ms = now;
+        cl->deadline_ms = now + sync_wait_ms(b, 0);
         cl->renotify_every = RENOTIFY_FIRST_MS;
         cl->renotify_ms = now + cl->renotify_every;
         sh_log(SH_DEBUG, "event=claim_wait client=%s epoch=%llu prev_owner=%s", cl->client_id,
                (unsigned long long)cl->epoch, rec->prev_owner);
     }
+    if (st == BP_OK && rec->prev_lease_ms) {
+        /* The previous owner's own lease, when longer than this node's:
+         * its claim outlives it that long (cluster/lease.h). */
+        uint64_t until = cl->wait_from_ms + sync_wait_ms(b, rec->prev_lease_ms);
+        cl->deadline_ms = until > cl->deadline_ms ? until : cl->deadline_ms;
+    }
     if (now >= cl->deadline_ms) {
         sh_log(SH_INFO, "event=claim_timeout client=%s epoch=%llu waited_ms=%llu status=%s", cl->client_id,
-               (unsigned long long)cl->epoch, (unsigned long long)sync_wait_ms(b), bp_status_name(st));
+               (unsigned long long)cl->epoch, (unsigned long long)(now - cl->wait_from_ms), bp_status_name(st));
         claim_unavailable(c, "the previous owner of the session did not let go in time");
         claim_free(cl);
         return;
@@ -596,10 +605,10 @@ void sync_mark_dirty(worker *w, session *s)
     mark(w, s, false);
 }
 
-uint64_t sync_wait_ms(const broker *b)
+uint64_t sync_wait_ms(const broker *b, uint32_t prev_lease_ms)
 {
-    uint64_t hb = b->cfg->cluster_heartbeat > 0 ? (uint64_t)b->cfg->cluster_heartbeat : 1000u;
-    return 3u * hb + WAIT_MARGIN_MS;
+    uint64_t lease = (uint64_t)lease_ttl_ms(b->cfg->cluster_heartbeat, b->cfg->cluster_lease);
+    return (prev_lease_ms > lease ? prev_lease_ms : lease) + WAIT_MARGIN_MS;
 }
 
 /* The TTL of s's record while nobody is connected: its expiry and a

@@ -102,8 +102,10 @@ bool sync_defer_suback(worker *w, conn *c, uint16_t pid, const uint8_t *codes, u
 void sync_mark_dirty(worker *w, session *s);
 /* Wait bound for a previous owner's release: its lease plus a margin
  * (past the lease a silent owner counts as dead, and a live one has
- * fenced itself: docs/architecture.md). */
-uint64_t sync_wait_ms(const broker *b);
+ * fenced itself: docs/architecture.md). The lease is the longer of this
+ * node's and prev_lease_ms, the one the previous owner wrote with its
+ * claim (0 = unknown). */
+uint64_t sync_wait_ms(const broker *b, uint32_t prev_lease_ms);
 /* s ended for good (expiry, a clean session's end): drop its record. */
 void sync_session_ended(worker *w, session *s);
 /* Drops waiting for Redis, per worker: past this a record keeps its

@@ -20,7 +20,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 
 from pahoclient import Client, props, uid
-from test_cluster import WAIT, Backends, http_get, metric, wait_for
+from conftest import Node
+from test_cluster import WAIT, Backends, http_get, metric, redis_cli, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HEARTBEAT_MS = 1000  # TTL 3 s, fence point 2.25 s after the last renewal's send (cluster/lease.h)
@@ -78,10 +79,14 @@ def proxy(backends):
 def cluster(backends, node_factory):
     prefix = uid("f") + "."
 
-    def make(name, redis_url=None):
-        return node_factory("--workers", "2", "--node-id", name, "--redis", redis_url or backends.redis_url,
-                            "--kafka", backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4",
-                            "--kafka-topic-prefix", prefix, "--cluster-heartbeat", str(HEARTBEAT_MS))
+    def argv(name, redis_url=None, *extra):
+        return ("--workers", "2", "--node-id", name, "--redis", redis_url or backends.redis_url, "--kafka",
+                backends.bootstrap, "--kafka-replication", "1", "--kafka-partitions", "4", "--kafka-topic-prefix",
+                prefix, "--cluster-heartbeat", str(HEARTBEAT_MS), *extra)
+
+    def make(name, redis_url=None, *extra):
+        return node_factory(*argv(name, redis_url, *extra))
+    make.argv = argv
     return make
 
 
@@ -262,3 +267,143 @@ def test_cut_node_back_after_a_survivor_reaped_it_does_not_write_its_stale_sessi
         except AssertionError:
             pass
     assert b"while-cut" in got, got
+
+
+def test_a_longer_lease_rides_out_a_redis_outage_that_fences_the_default(cluster, backends, proxy):
+    """--cluster-lease: both nodes reach Redis through the link the test
+    freezes, one with the default lease (3 heartbeats: fenced 2.25 s after
+    its last renewal), one with a 15 s lease (fenced after 11.25 s). The
+    link stays cut until the default node has fenced and past the default
+    lease itself (4 s): the default node closes its clients, the other keeps
+    every connection, and once Redis is back its clients publish and
+    subscribe as before. Failed before --cluster-lease existed (the node
+    refused the option; every node fenced at 2.25 s)."""
+    n_def = cluster(uid("def"), via(backends, proxy))
+    name = uid("long")
+    n_long = cluster(name, via(backends, proxy), "--cluster-lease", "15000")
+    # The lease is in Redis with the membership, for the other nodes.
+    wait_for(lambda: redis_cli(backends.redis_url, "HGET", "shoal:leases", name) == ["15000"],
+             "the node's lease in shoal:leases")
+    topic = uid("blip")
+    sub = Client(n_long, client_id=uid("persist"), version=5, clean=False, properties=EXPIRY)
+    assert sub.subscribe(topic + "/#", qos=1) == [1]
+    clean5 = Client(n_long, version=5)
+    clean3 = Client(n_long, version=4)
+    pub = Client(n_long, version=5)
+    victim = Client(n_def, version=5)
+    pub.publish("%s/x" % topic, b"before", qos=1)
+    assert sub.get(WAIT).payload == b"before"
+
+    with proxy.cut():
+        cut_at = time.monotonic()
+        assert victim.disconnected.wait(WAIT), "the default-lease node kept its client"
+        assert victim.disconnect_rc.value == 0x8B, victim.disconnect_rc
+        assert n_def.wait_log("event=lease_lost", WAIT), n_def.log()[-3000:]
+        # The outage's length is what this test is about: past the default
+        # lease too (its claim expired in Redis), well short of 11.25 s.
+        threading.Event().wait(max(0.0, cut_at + 4.0 - time.monotonic()))
+        for c in (sub, clean5, clean3, pub):
+            assert not c.disconnected.is_set(), ("a client of the long-lease node was disconnected",
+                                                 c.disconnect_rc, n_long.log()[-3000:])
+        assert "event=lease_lost" not in n_long.log(), n_long.log()[-3000:]
+
+    # Redis back: the default node serves again; the long-lease node never
+    # stopped, and its connections carry on.
+    assert n_def.wait_log("event=lease_regained", WAIT), n_def.log()[-3000:]
+    wait_for(lambda: ready(n_long) == 200, "/health/ready 200 on the long-lease node once Redis is back")
+    pub.publish("%s/x" % topic, b"after", qos=1)
+    assert sub.get(WAIT).payload == b"after"
+    # A new subscription of the persistent session (its SUBACK waits for
+    # Redis to record it) and a message from the other node reach it.
+    assert sub.subscribe(topic + "2/#", qos=1) == [1]
+    other = Client(n_def, version=5)
+    other.publish("%s2/y" % topic, b"from-the-other-node", qos=1)
+    assert sub.get(WAIT).payload == b"from-the-other-node"
+    for c in (sub, clean5, clean3, pub):
+        assert not c.disconnected.is_set(), c.disconnect_rc
+    assert metric(n_long, "shoal_cluster_lease_lost_total") == 0
+    assert metric(n_long, "shoal_cluster_fenced") == 0
+    assert metric(n_def, "shoal_cluster_lease_lost_total") == 1
+
+
+def reaped(node, name):
+    """Has node begun to settle a dead instance of node id `name`?"""
+    return any(line.split("instance=")[1].split()[0].endswith("|" + name)
+               for line in node.log().splitlines() if "event=dead_node_reap instance=" in line)
+
+
+def test_a_dead_node_is_taken_over_after_its_own_longer_lease(cluster, backends):
+    """A node with a 20 s lease is killed (SIGKILL); the survivor's own lease
+    is the default 3 s. The survivor judges the dead node by the dead node's
+    lease: its client's will is not out before 12 s (the default would have
+    published it after about 3 s + a 3 s grace), and is out eventually
+    (20 s + the grace + polls). A client that connects to the survivor
+    while the dead node's claim still runs waits for it, as long as the dead
+    node's lease says, and gets its session: no CONNACK 0x88 after the
+    survivor's own 3 s + 2 s. Failed before --cluster-lease existed."""
+    lease_ms = 20000
+    name = uid("dead")
+    dead = Node(*cluster.argv(name, None, "--cluster-lease", str(lease_ms)))
+    try:
+        survivor = cluster(uid("ok"))
+        base = uid("will")
+        watch = Client(survivor, version=5)
+        assert watch.subscribe(base + "/#", qos=1) == [1]
+        willing = Client(dead, client_id=uid("w"), version=5,
+                         will={"topic": base + "/gone", "payload": b"gone", "qos": 1})
+        cid = uid("taken")
+        held = Client(dead, client_id=cid, version=5, clean=False, properties=EXPIRY)
+        assert held.subscribe(base + "/kept/#", qos=1) == [1]
+        wait_for(lambda: redis_cli(backends.redis_url, "HGET", "shoal:leases", name) == [str(lease_ms)],
+                 "the dead node's lease in shoal:leases")
+        # The will client's record (with its will) is in Redis before the kill.
+        wait_for(lambda: any(k.endswith("|" + name) for k in redis_cli(backends.redis_url, "HKEYS", "shoal:instances")),
+                 "the node registered")
+        dead.proc.kill()
+        dead.proc.wait(WAIT)
+        killed_at = time.monotonic()
+        # Lower bound only (a slow machine makes it later, never earlier):
+        # nothing before 12 s, 60 % of the dead node's lease.
+        watch.none(max(0.0, killed_at + 12.0 - time.monotonic()))
+        assert not reaped(survivor, name), survivor.log()[-3000:]
+        # The client comes back through the survivor while the dead node's
+        # claim still runs (about 8 s more).
+        claimer = Claimer(survivor, cid)
+        claimer.start()
+        assert claimer.done.wait(WAIT), "no CONNACK"
+        assert claimer.client is not None and claimer.refusals == [], (claimer.refusals, survivor.log()[-3000:])
+        assert claimer.client.session_present
+        # The will is published once the dead node's lease ran out.
+        m = watch.get(lease_ms / 1000 + WAIT)
+        assert (m.topic, m.payload) == (base + "/gone", b"gone")
+        assert reaped(survivor, name)
+        assert willing.disconnected.is_set()
+    finally:
+        if dead.proc.poll() is None:
+            dead.proc.kill()
+            dead.proc.wait()
+
+
+def test_a_restart_waits_for_its_predecessors_longer_lease(cluster, backends):
+    """A node killed with a 30 s lease starts again under its id with the
+    default lease (3 s). Its predecessor's claim still runs for up to 30 s
+    (long enough that the restart reaches its claim before, however slow
+    its start): the restart waits for it as long as the predecessor's lease
+    says (read from shoal:leases) plus a heartbeat, not its own 3 s + 1 s,
+    after which it would have taken the claim for a running node's and
+    exited (event=node_id_taken)."""
+    name = uid("re")
+    old = Node(*cluster.argv(name, None, "--cluster-lease", "30000"))
+    try:
+        wait_for(lambda: redis_cli(backends.redis_url, "HGET", "shoal:leases", name) == ["30000"],
+                 "the node's lease in shoal:leases")
+        old.proc.kill()
+        old.proc.wait(WAIT)
+        new = cluster(name)  # returns once the node is up
+        assert "event=node_id_claimed" in new.log(), new.log()[-3000:]
+        assert "max_wait_ms=%d " % (30000 + HEARTBEAT_MS) in new.log(), new.log()[-3000:]
+        assert redis_cli(backends.redis_url, "HGET", "shoal:leases", name) == ["3000"]
+    finally:
+        if old.proc.poll() is None:
+            old.proc.kill()
+            old.proc.wait()

@@ -160,6 +160,8 @@ def test_custom_labels_namespace_annotations(helm_env):
     ("replicaCount=three", "/replicaCount"),
     ("config.logLevel=loud", "/config/logLevel"),
     ("config.workers=65", "/config/workers"),
+    ("config.clusterLease=600001", "/config/clusterLease"),
+    ("config.clusterLease=-1", "/config/clusterLease"),
     ("config.extra.Max_Inflight=3", "Max_Inflight"),
     ("kafka.acks=2", "/kafka/acks"),
     ("kafka.replicationFactor=0", "/kafka/replicationFactor"),
@@ -421,6 +423,19 @@ def test_backplane_settings(rendered):
     assert env["SHOAL_REDIS"] == "rediss://:s3cret:with@odd/chars@redis.data.svc:6380/2"
 
 
+def test_cluster_lease(helm_env, rendered):
+    """config.clusterLease becomes cluster-lease; 0 (the default) leaves the
+    node's own default (3 heartbeats). The full render's file passes
+    --check-config (test_the_rendered_config_passes_check_config)."""
+    _, conf = config_of(rendered["default"])
+    assert "cluster-lease" not in conf
+    _, conf = config_of(rendered["full"])
+    assert conf["cluster-lease"] == "15000"
+    _, conf = config_of(render(helm_env, "--set", "config.clusterLease=12000", "--set",
+                               "config.extra.cluster-heartbeat=4000"))
+    assert conf["cluster-lease"] == "12000" and conf["cluster-heartbeat"] == "4000"
+
+
 def test_kafka_tls_and_sasl(helm_env, rendered):
     _, conf = config_of(rendered["default"])
     assert not [k for k in conf if k.startswith(("kafka-tls", "kafka-sasl", "kafka-security"))], conf
@@ -551,6 +566,9 @@ def test_proxy_protocol_rendered(rendered):
     (["tls.enabled=true"], "tls.enabled needs"),
     (["kafka.inRelease.enabled=true"], "set kafka.replicationFactor to 1"),
     (["config.extra.port=1884"], "config.extra.port"),
+    (["config.clusterLease=2999"], "config.clusterLease: 0 (3 heartbeats) or at least 3 x cluster-heartbeat (3000 ms)"),
+    (["config.clusterLease=10000", "config.extra.cluster-heartbeat=5000"], "(15000 ms), not 10000"),
+    (["config.extra.cluster-lease=10000"], "config.extra.cluster-lease"),
     (["autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=3"], "maxReplicas"),
     (["proxyProtocol.mqtt=v2"], "proxyProtocol.trusted"),
     (["kafka.sasl.enabled=true", "kafka.sasl.password=x"], "kafka.sasl.enabled needs kafka.sasl.username"),

@@ -176,6 +176,9 @@ kafkaSasl: /etc/shoal/kafka-sasl
 {{- $_ := set $c "log-level" $v.config.logLevel }}
 {{- $_ := set $c "log-format" $v.config.logFormat }}
 {{- $_ := set $c "max-connections" $v.config.maxConnections }}
+{{- if gt (int $v.config.clusterLease) 0 }}
+{{- $_ := set $c "cluster-lease" $v.config.clusterLease }}
+{{- end }}
 {{- /* The node's own bound; terminationGracePeriodSeconds covers it (deployment.yaml). */}}
 {{- $_ := set $c "drain-timeout" $v.drain.timeoutSeconds }}
 {{- $_ := set $c "drain-rate" $v.drain.rate }}
@@ -263,7 +266,7 @@ kafkaSasl: /etc/shoal/kafka-sasl
 {{- $_ := set $c "kafka-sasl-password-file" (printf "%s/%s" $p.kafkaSasl $v.kafka.sasl.existingSecretPasswordKey) }}
 {{- end }}
 {{- range $k, $val := $v.config.extra }}
-{{- if or (hasKey $c $k) (has $k (list "config" "node-id" "advertise" "admin-token" "metrics-auth")) }}
+{{- if or (hasKey $c $k) (has $k (list "config" "node-id" "advertise" "admin-token" "metrics-auth" "cluster-lease")) }}
 {{- fail (printf "config.extra.%s: the chart sets %s itself (see values.yaml)" $k $k) }}
 {{- end }}
 {{- $_ := set $c $k $val }}

@@ -14,6 +14,11 @@ to change.
 {{- if and (not $clustered) (or (gt (int $v.replicaCount) 1) $v.autoscaling.enabled) }}
 {{- fail "more than one node (replicaCount > 1 or autoscaling.enabled) needs Redis and Kafka: set redis.host and kafka.brokers, or use values-dev.yaml" }}
 {{- end }}
+{{- $lease := int $v.config.clusterLease }}
+{{- $beat := int (index $v.config.extra "cluster-heartbeat" | default 1000) }}
+{{- if and (gt $lease 0) (lt $lease (mul 3 $beat)) }}
+{{- fail (printf "config.clusterLease: 0 (3 heartbeats) or at least 3 x cluster-heartbeat (%d ms), not %d" (mul 3 $beat) $lease) }}
+{{- end }}
 {{- if and $v.kafka.inRelease.enabled (gt (int $v.kafka.replicationFactor) 1) }}
 {{- fail "kafka.inRelease runs one broker: set kafka.replicationFactor to 1 (values-dev.yaml does)" }}
 {{- end }}

@@ -279,3 +279,89 @@ Test(config, kafka_empty_file_names_are_refused)
     cr_assert(said("--kafka-tls-ca is empty"));
     config_free(&c);
 }
+
+/* --cluster-lease (cluster/lease.h): 0 = 3 heartbeats; otherwise at least
+ * 3 heartbeats (one lost renewal must not fence) and at most 10 minutes. */
+Test(config, cluster_lease_defaults_to_three_heartbeats)
+{
+    config c;
+    cr_assert_eq(load(&c, 0, NULL), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 0);
+    cr_assert_eq(c.cluster_heartbeat, 1000);
+    config_free(&c);
+}
+
+Test(config, cluster_lease_accepted_from_three_heartbeats_to_ten_minutes)
+{
+    config c;
+    const char *a1[] = {"--cluster-lease", "10000"};
+    cr_assert_eq(load(&c, 2, a1), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 10000);
+    config_free(&c);
+    const char *a2[] = {"--cluster-lease", "3000"};
+    cr_assert_eq(load(&c, 2, a2), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 3000);
+    config_free(&c);
+    const char *a3[] = {"--cluster-lease", "600000", "--cluster-heartbeat", "60000"};
+    cr_assert_eq(load(&c, 4, a3), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 600000);
+    config_free(&c);
+    const char *a4[] = {"--cluster-heartbeat", "300", "--cluster-lease", "900"};
+    cr_assert_eq(load(&c, 4, a4), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 900);
+    config_free(&c);
+}
+
+Test(config, cluster_lease_below_three_heartbeats_is_refused)
+{
+    config c;
+    const char *a[] = {"--cluster-lease", "2999"};
+    cr_assert_eq(load(&c, 2, a), CONFIG_INVALID);
+    cr_assert(said("--cluster-lease must be 0 (3 x --cluster-heartbeat) or at least 3 x --cluster-heartbeat "
+                   "(3000 ms), not 2999"));
+    config_free(&c);
+}
+
+Test(config, cluster_lease_minimum_follows_the_heartbeat)
+{
+    config c;
+    const char *a[] = {"--cluster-heartbeat", "5000", "--cluster-lease", "10000"};
+    cr_assert_eq(load(&c, 4, a), CONFIG_INVALID);
+    cr_assert(said("at least 3 x --cluster-heartbeat (15000 ms), not 10000"));
+    config_free(&c);
+}
+
+Test(config, cluster_lease_above_ten_minutes_or_negative_is_refused)
+{
+    config c;
+    const char *a1[] = {"--cluster-lease", "600001"};
+    cr_assert_eq(load(&c, 2, a1), CONFIG_INVALID);
+    config_free(&c);
+    const char *a2[] = {"--cluster-lease", "-1"};
+    cr_assert_eq(load(&c, 2, a2), CONFIG_INVALID);
+    cr_assert(said("cluster-lease must be an integer in 0..600000"));
+    config_free(&c);
+}
+
+Test(config, cluster_lease_from_env_and_file)
+{
+    char path[] = "/tmp/shoal-config-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "cluster-lease 12000\n");
+    fclose(f);
+    config c;
+    const char *a1[] = {"--config", path};
+    cr_assert_eq(load(&c, 2, a1), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 12000);
+    config_free(&c);
+    setenv("SHOAL_CLUSTER_LEASE", "15000", 1);
+    cr_assert_eq(load(&c, 2, a1), CONFIG_OK);
+    cr_assert_eq(c.cluster_lease, 15000, "env beats file");
+    config_free(&c);
+    setenv("SHOAL_CLUSTER_LEASE", "100", 1);
+    cr_assert_eq(load(&c, 0, NULL), CONFIG_INVALID);
+    config_free(&c);
+    unsetenv("SHOAL_CLUSTER_LEASE");
+    unlink(path);
+}
