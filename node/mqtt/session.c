@@ -454,6 +454,29 @@ static bool evict_oldest_qos0(worker *w, session *s)
     return true;
 }
 
+/* A full queue and a retained copy sent at SUBSCRIBE (route.c), which no
+ * replay brings back: the newest queued record that Kafka keeps spills
+ * instead, and the next replay reads it. The newest, so that what is sent
+ * before it stays below it in its partition: its mark does not pass it. */
+static bool spill_newest_queued(worker *w, session *s)
+{
+    for (uint32_t i = s->q_len; i-- > 0;) {
+        delivery one = s->q[(s->q_head + i) % s->q_cap];
+        if (!stream_can_spill(s, &one)) {
+            continue;
+        }
+        /* Close the gap from the tail side: it is near it. */
+        for (; i + 1 < s->q_len; i++) {
+            s->q[(s->q_head + i) % s->q_cap] = s->q[(s->q_head + i + 1) % s->q_cap];
+        }
+        s->q_len--;
+        gauge_add(&w->metrics.queued, -1);
+        stream_spill(w, s, &one);
+        return true;
+    }
+    return false;
+}
+
 /* Queued messages at which a connected session's publishers are paused:
  * --publisher-backpressure, at most --max-queued / 4 (see node/mqtt/session.h). 0: off. */
 uint32_t session_backpressure_mark(const config *cfg)
@@ -511,6 +534,9 @@ static void queue_push(worker *w, session *s, delivery *d)
     }
     if (s->q_len >= max && stream_spill(w, s, d)) {
         return; /* its position is kept: Kafka holds it (node/mqtt/session_stream.c) */
+    }
+    if (s->q_len >= max && d->at_subscribe && d->qos > 0 && spill_newest_queued(w, s)) {
+        max = s->q_len + 1; /* room made */
     }
     if (s->q_len >= max && !evict_oldest_qos0(w, s)) {
         limits_count_drop(w, s, DROP_QUEUE_FULL, 1);

@@ -336,11 +336,44 @@ static void spill_one(worker *w, session *s, delivery *d)
     msg_unref(d->m);
 }
 
+/* A QoS 1/2 retained copy sent at SUBSCRIBE: Kafka cannot bring it back,
+ * a stream record it can (spill_one). */
+static bool kept_only_here(const session_stream *st, const delivery *d)
+{
+    return d->qos > 0 && d->at_subscribe && !d_ref(st, d);
+}
+
+bool stream_can_spill(const session *s, const delivery *d)
+{
+    const session_stream *st = s->st;
+    /* A running replay's records are not: the rest of it passes their marks. */
+    return st && !st->rp && d->qos > 0 && d_ref(st, d);
+}
+
+/* Room in a full held list for a retained copy at SUBSCRIBE: the newest
+ * held record Kafka keeps spills. The newest, so that what is delivered
+ * after the replay stays below it in its partition (a prefix of what was
+ * sent: its mark does not pass it, and the next replay reads it). */
+static bool spill_newest_held(worker *w, session *s)
+{
+    session_stream *st = s->st;
+    for (uint32_t i = st->n_held; i-- > 0;) {
+        if (st->held[i].qos > 0 && d_ref(st, &st->held[i])) {
+            delivery out = st->held[i];
+            memmove(&st->held[i], &st->held[i + 1], (st->n_held - i - 1) * sizeof(delivery));
+            st->n_held--;
+            spill_one(w, s, &out);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void hold(worker *w, session *s, delivery *d)
 {
     session_stream *st = s->st;
-    if (st->n_held >= (uint32_t)w->b->cfg->max_queued) {
-        spill_one(w, s, d);
+    if (st->n_held >= (uint32_t)w->b->cfg->max_queued && !(kept_only_here(st, d) && spill_newest_held(w, s))) {
+        spill_one(w, s, d); /* a retained copy too, once all held are such (the bound) */
         return;
     }
     if (st->n_held == st->cap_held) {
@@ -425,11 +458,11 @@ bool stream_intercept(worker *w, session *s, delivery *d)
         hold(w, s, d);
         return true;
     }
-    if (st->spilled) {
+    if (st->spilled && !kept_only_here(st, d)) {
         spill_one(w, s, d);
         return true;
     }
-    return false;
+    return false; /* a retained copy of a spilled session is queued (queue_push makes room) */
 }
 
 bool stream_live(const session *s)
@@ -803,23 +836,6 @@ static void drop_unread(worker *w, session *s, const stream_replay *rp)
     }
 }
 
-/* A replay that did not finish: what it did not read counts as spilled, so
- * the next one (when the client is back) starts there. */
-static void replay_interrupted(session_stream *st, stream_replay *rp)
-{
-    for (uint32_t p = 0; p < st->n_parts; p++) {
-        lower(&st->spill[p], rp->next[p]);
-    }
-    for (uint32_t i = 0; i < st->n_held; i++) {
-        if (d_ref(st, &st->held[i]) && st->held[i].qos > 0) {
-            lower(&st->spill[st->held[i].m->part], st->held[i].m->off);
-        }
-    }
-    held_drop(st);
-    st->spilled = true;
-    st->need_replay = true;
-}
-
 /* What the replay read, the live stream must not bring again. Kept while
  * the session lives on this node (one offset per partition: bounded by the
  * topic): once the live stream has passed it, it drops nothing. */
@@ -838,18 +854,12 @@ static void raise_floor(session_stream *st, const stream_replay *rp)
     }
 }
 
-static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
+/* Held deliveries go to the session (its queue) now that no replay runs:
+ * after the replay, in their order; after one that did not finish, the
+ * retained copies left (held_keep_retained). */
+static void release_held(worker *w, session *s)
 {
     session_stream *st = s->st;
-    st->rp = NULL;
-    if (!ok) {
-        replay_interrupted(st, rp);
-        return;
-    }
-    sh_log(SH_DEBUG, "event=replay_done client=%s held=%u", s->client_id, st->n_held);
-    raise_floor(st, rp);
-    drop_unread(w, s, rp);
-    /* Held live deliveries come after the replay, in their order. */
     uint32_t n = st->n_held;
     delivery *held = st->held;
     uint32_t cap = st->cap_held;
@@ -861,6 +871,48 @@ static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
     }
     st->replaying_now = false;
     sh_free(held, cap * sizeof(delivery));
+}
+
+/* A replay that did not finish: what it did not read counts as spilled, so
+ * the next one (when the client is back) starts there, and so do the held
+ * stream records. The retained copies sent at SUBSCRIBE stay held for
+ * release_held: no replay brings them back. */
+static void replay_interrupted(session_stream *st, stream_replay *rp)
+{
+    for (uint32_t p = 0; p < st->n_parts; p++) {
+        lower(&st->spill[p], rp->next[p]);
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < st->n_held; i++) {
+        delivery *d = &st->held[i];
+        if (kept_only_here(st, d)) {
+            st->held[kept++] = *d;
+            continue;
+        }
+        if (d_ref(st, d) && d->qos > 0) {
+            lower(&st->spill[d->m->part], d->m->off);
+        }
+        msg_unref(d->m);
+    }
+    st->n_held = kept;
+    st->spilled = true;
+    st->need_replay = true;
+}
+
+static void replay_finish(worker *w, session *s, stream_replay *rp, bool ok)
+{
+    session_stream *st = s->st;
+    st->rp = NULL;
+    if (!ok) {
+        replay_interrupted(st, rp);
+        release_held(w, s);
+        return;
+    }
+    sh_log(SH_DEBUG, "event=replay_done client=%s held=%u", s->client_id, st->n_held);
+    raise_floor(st, rp);
+    drop_unread(w, s, rp);
+    /* Held live deliveries come after the replay, in their order. */
+    release_held(w, s);
     /* Back on the live stream: caught up already if its queue is short
      * (an empty last batch leaves no pop to say so). */
     hold_popped(w, s);
@@ -1053,4 +1105,5 @@ void stream_detached(worker *w, session *s)
     stream_replay *rp = st->rp;
     replay_interrupted(st, rp);
     replay_stop(w->b, st);
+    release_held(w, s);
 }

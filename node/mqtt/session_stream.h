@@ -55,6 +55,10 @@ bool stream_intercept(worker *w, session *s, delivery *d);
 /* The queue is full: true when the delivery was spilled to Kafka (its
  * position kept) instead of being dropped. Consumes d->m when true. */
 bool stream_spill(worker *w, session *s, delivery *d);
+/* Could d, queued, be spilled instead (a QoS 1/2 record Kafka keeps, no
+ * replay running)? The queue makes room so for a retained copy sent at
+ * SUBSCRIBE, which nothing brings back. */
+bool stream_can_spill(const session *s, const delivery *d);
 /* A QoS 1/2 delivery left the queue for the client (or for good). */
 void stream_sent(worker *w, session *s, const delivery *d);
 /* send_inflight made f: true when its PUBLISH waits for a store (QoS 2). */

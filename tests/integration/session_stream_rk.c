@@ -15,7 +15,9 @@
 #include <unistd.h>
 
 #include "inproc_client.h"
+#include "node/mqtt/limits.h"
 #include "node/mqtt/registry.h"
+#include "node/mqtt/remote.h"
 #include "node/mqtt/session_codec.h"
 #include "node/mqtt/session_stream.h"
 #include "rk_config.h"
@@ -58,8 +60,8 @@ static void wait_packet(icl *c)
     }
 }
 
-/* A persistent v5 session `id`, connected. */
-static session *persistent_session(icl **out, const char *id)
+/* A persistent v5 session `id`, connected; receive_max 0: none sent. */
+static session *persistent_session_rm(icl **out, const char *id, uint16_t receive_max)
 {
     while (!bp_is_ready(b.bp)) {
         event_base_loop(b.workers[0].base, EVLOOP_NONBLOCK);
@@ -71,6 +73,10 @@ static session *persistent_session(icl **out, const char *id)
     q.keepalive = 60;
     q.props.present = MQTT_PROP_BIT(MQTT_PROP_SESSION_EXPIRY);
     q.props.session_expiry = 600;
+    if (receive_max) {
+        q.props.present |= MQTT_PROP_BIT(MQTT_PROP_RECEIVE_MAX);
+        q.props.receive_max = receive_max;
+    }
     icl_send_connect(c, id, &q);
     wait_packet(c);
     mqtt_packet p;
@@ -83,6 +89,11 @@ static session *persistent_session(icl **out, const char *id)
     cr_assert(s->persistent);
     *out = c;
     return s;
+}
+
+static session *persistent_session(icl **out, const char *id)
+{
+    return persistent_session_rm(out, id, 0);
 }
 
 #define PARTS 2
@@ -250,5 +261,136 @@ Test(session_stream_rk, an_in_flight_record_past_the_replay_end_is_resent_with_d
     cr_assert_eq(got.payload.len, 2);
     cr_assert(memcmp(got.payload.p, "m1", 2) == 0);
     cr_assert(got.dup && got.packet_id == 9, "sent as a new message: packet id %u, DUP %d", got.packet_id, got.dup);
+    icl_free(c);
+}
+
+/* ---- retained copies sent at SUBSCRIBE, at the edge of --max-queued ---- */
+
+#define EDGE_MAX 4
+
+static uint64_t queue_full_drops(void)
+{
+    return atomic_load(&b.workers[0].metrics.drops[DROP_QUEUE_FULL]);
+}
+
+/* A QoS 1 delivery of a message naming a record (partition, offset): a
+ * stream record, or with at_subscribe the retained copy route.c sends at
+ * SUBSCRIBE (the retained index keeps the record it came from). */
+static void deliver(session *s, const char *topic, const char *payload, int32_t part, int64_t off, bool at_subscribe)
+{
+    bp_message bm;
+    memset(&bm, 0, sizeof(bm));
+    bm.topic = (const uint8_t *)topic;
+    bm.topic_len = (uint32_t)strlen(topic);
+    bm.payload = (const uint8_t *)payload;
+    bm.payload_len = (uint32_t)strlen(payload);
+    bm.qos = 1;
+    bm.retain = at_subscribe;
+    bm.partition = part;
+    bm.offset = off;
+    delivery d;
+    memset(&d, 0, sizeof(d));
+    d.m = remote_msg_new(&bm);
+    cr_assert_not_null(d.m);
+    d.qos = 1;
+    d.retain = at_subscribe;
+    d.at_subscribe = at_subscribe;
+    session_deliver(&b.workers[0], s, &d);
+}
+
+/* The next PUBLISH must carry this payload; it is acknowledged. */
+static void expect_payload(icl *c, const char *want)
+{
+    mqtt_publish got = next_publish(c);
+    cr_assert(got.payload.len == strlen(want) && memcmp(got.payload.p, want, got.payload.len) == 0,
+              "expected %s, got %.*s", want, (int)got.payload.len, (const char *)got.payload.p);
+    icl_send_ack(c, MQTT_PUBACK, got.packet_id, 0);
+}
+
+static void wait_live(session *s)
+{
+    double deadline = now_s() + WAIT_S;
+    while (!stream_live(s)) {
+        cr_assert_lt(now_s(), deadline, "the replay did not end");
+        event_base_loop(b.workers[0].base, EVLOOP_NONBLOCK);
+        usleep(2000);
+    }
+}
+
+/* A replay runs (begun, its first batch not handled yet: the worker's loop
+ * is not turned) and --max-queued live records are held behind it. Each
+ * retained copy sent at SUBSCRIBE then takes the place of the newest held
+ * record, which spills (Kafka keeps it, a copy it does not); once all that
+ * is held are retained copies, the next one is dropped: the held list
+ * stays at its bound. Before the fix the first copy was dropped already
+ * and the client never got it (test_cluster_spill.py). */
+Test(session_stream_rk, retained_copies_at_subscribe_take_the_place_of_held_records_up_to_the_bound)
+{
+    cfg.max_queued = EDGE_MAX;
+    icl *c;
+    session *s = persistent_session(&c, "ret-held");
+    worker *w = &b.workers[0];
+    stored x;
+    make_stored(&x, 0);
+    stream_restore(w, s, &x.st);
+    session_pump(w, s); /* the replay begins; its batches wait for the loop */
+    cr_assert_not(stream_live(s));
+    char pay[16];
+    for (int i = 0; i < EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "l%d", i);
+        deliver(s, "ret-held/live", pay, 0, ((int64_t)1 << 40) + i, false);
+    }
+    uint64_t drops = queue_full_drops();
+    for (int i = 0; i < EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "r%d", i);
+        deliver(s, "ret-held/ret", pay, 1, i, true);
+        cr_assert_eq(queue_full_drops(), drops, "retained copy %d of %d was dropped", i + 1, EDGE_MAX);
+    }
+    deliver(s, "ret-held/ret", "r-past", 1, EDGE_MAX, true);
+    cr_assert_eq(queue_full_drops(), drops + 1, "one past the bound was held: the list grew");
+    wait_live(s);
+    for (int i = 0; i < EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "r%d", i);
+        expect_payload(c, pay);
+    }
+    icl_free(c);
+}
+
+/* No replay runs, the client takes one message at a time (Receive Maximum
+ * 1) and the queue is full of stream records (--max-queued). A retained
+ * copy sent at SUBSCRIBE takes the newest one's place, which spills: the
+ * session is no longer fed by the live stream, and a replay brings that
+ * record back. Once the queue holds only retained copies, the next one is
+ * dropped (the bound). Before the fix each copy was dropped. */
+Test(session_stream_rk, retained_copies_at_subscribe_take_the_place_of_queued_records_up_to_the_bound)
+{
+    cfg.max_queued = EDGE_MAX;
+    icl *c;
+    session *s = persistent_session_rm(&c, "ret-queued", 1);
+    s->hold_spent = true; /* its budget for holding the stream spent: --max-queued bounds its queue */
+    char pay[16];
+    /* The first goes in flight, the next EDGE_MAX are queued. */
+    for (int i = 0; i <= EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "l%d", i);
+        deliver(s, "ret-queued/live", pay, 0, ((int64_t)1 << 40) + i, false);
+    }
+    cr_assert_eq(s->q_len, EDGE_MAX);
+    cr_assert(stream_live(s));
+    uint64_t drops = queue_full_drops();
+    for (int i = 0; i < EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "r%d", i);
+        deliver(s, "ret-queued/ret", pay, 1, i, true);
+        cr_assert_eq(queue_full_drops(), drops, "retained copy %d of %d was dropped", i + 1, EDGE_MAX);
+        cr_assert_eq(s->q_len, EDGE_MAX, "the queue passed its bound");
+        cr_assert_not(stream_live(s), "the record that made room was dropped, not spilled");
+    }
+    deliver(s, "ret-queued/ret", "r-past", 1, EDGE_MAX, true);
+    cr_assert_eq(queue_full_drops(), drops + 1, "one past the bound was queued");
+    cr_assert_eq(s->q_len, EDGE_MAX);
+    expect_payload(c, "l0");
+    for (int i = 0; i < EDGE_MAX; i++) {
+        snprintf(pay, sizeof(pay), "r%d", i);
+        expect_payload(c, pay);
+    }
     icl_free(c);
 }

@@ -12,6 +12,7 @@ import urllib.request
 import mqttraw as R
 import pytest
 from pahoclient import uid
+from slowclient import SlowReader
 from test_cluster import WAIT, backends, cluster, wait_for  # noqa: F401 (fixtures)
 from test_cluster_positions import Receiver, publish_many, subscribe
 from test_cluster_sessions import connect, persistent
@@ -102,36 +103,6 @@ def test_a_stuck_subscriber_holds_the_stream_only_for_the_stall_limit(cluster):
     live.close()
 
 
-class SlowReader:
-    """A client that keeps reading but takes 20 ms per message before it
-    acknowledges it: never stuck, always behind a burst."""
-
-    def __init__(self, r, pace=0.02):
-        self.r, self.pace = r, pace
-        self.got, self.closed = [], False
-
-    def run_until(self, n, timeout):
-        deadline = time.time() + timeout
-        while len(self.got) < n and time.time() < deadline:
-            try:
-                pkt = self.r.recv(timeout=1)
-            except TimeoutError:
-                continue
-            except R.Closed:
-                self.closed = True
-                return
-            if pkt is None:
-                if self.r.is_closed(timeout=0.1):
-                    self.closed = True
-                    return
-                continue
-            if pkt.type == R.PUBLISH:
-                self.got.append(pkt.payload)
-                time.sleep(self.pace)  # the client's own pace, not a wait
-                if pkt.qos == 1:
-                    self.r.send(R.puback(pkt.pid))
-
-
 def test_a_steadily_slow_subscriber_does_not_starve_the_others_on_its_node(cluster):
     """Node 2 has a persistent QoS 1 subscriber that takes 20 ms per message
     (about 60 s for 3,000), a fast persistent one and a fast clean one; node
@@ -156,7 +127,7 @@ def test_a_steadily_slow_subscriber_does_not_starve_the_others_on_its_node(clust
     subscribe(fast_c, topic, 1)
     n = 3000
     want = [b"m%06d" % i for i in range(n)]
-    slow = SlowReader(slow_r)
+    slow = SlowReader(slow_r, pace=0.02)
     fasts = [Receiver(fast_p), Receiver(fast_c)]
     readers = [threading.Thread(target=slow.run_until, args=(n, 600), daemon=True)]
     readers += [threading.Thread(target=f.run_until, args=(lambda f=f: len(f.got) >= n, 300), daemon=True)

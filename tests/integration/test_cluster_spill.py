@@ -10,12 +10,11 @@ back-pressure")."""
 import threading
 import time
 
-import pytest
-
 import mqttraw as R
 from pahoclient import uid
+from slowclient import Slow
 from test_cluster import WAIT, backends, cluster, metric, wait_for  # noqa: F401 (fixtures)
-from test_cluster_positions import publish_many, subscribe
+from test_cluster_positions import publish_many
 from test_cluster_sessions import connect
 
 N = 3000
@@ -26,85 +25,6 @@ TIMEOUT = 400
 
 def want(n=N):
     return [b"m%06d" % i for i in range(n)]
-
-
-class Slow:
-    """A connected QoS 1 subscriber with Receive Maximum 1 that reads on a
-    thread of its own: `delay` seconds before each PUBACK, and, if `stall`
-    is set, stops reading after that many messages until stall_until()
-    returns true (the node has spilled it)."""
-
-    def __init__(self, node, topic, delay=0.0, stall=None, stall_until=None, receive_max=1, halt=None, keepalive=0):
-        self.cid = uid("slow")
-        props = {R.P_SESSION_EXPIRY: 600}
-        if receive_max:
-            props[R.P_RECEIVE_MAX] = receive_max
-        self.r = R.RawClient(node, version=5, timeout=WAIT)
-        ack = self.r.connect(self.cid, clean=False, version=5, properties=props, keepalive=keepalive)
-        assert ack.rc == 0, ack
-        subscribe(self.r, topic, 1)
-        self.delay, self.stall, self.stall_until = delay, stall, stall_until
-        self.got, self.dups, self.closed, self.error = [], 0, False, None
-        self.stalled = False
-        self.expect = None
-        # halt(): once true, stop reading for good (and stay connected).
-        self.halt, self.halted = halt, False
-        self._stop = False
-        self.t = threading.Thread(target=self._run, daemon=True)
-
-    def start(self):
-        self.t.start()
-        return self
-
-    def _run(self):
-        try:
-            while not self._stop and len(self.got) < N:
-                if self.stall is not None and not self.stalled and len(self.got) >= self.stall:
-                    wait_for(self.stall_until, "a spill while not reading", timeout=120)
-                    self.stalled = True
-                if self.halt is not None and (self.halted or self.halt()):
-                    self.halted = True
-                    time.sleep(0.05)
-                    continue
-                try:
-                    pkt = self.r.recv(timeout=1)
-                except TimeoutError:
-                    continue
-                if pkt is None:
-                    if self.r.is_closed(timeout=0.1):
-                        self.closed = True
-                        return
-                    continue
-                if pkt.type == R.PUBLISH:
-                    if pkt.dup:
-                        self.dups += 1
-                    if self.delay:
-                        time.sleep(self.delay)
-                    self.got.append(pkt.payload)
-                    if pkt.qos == 1:
-                        self.r.send(R.puback(pkt.pid))
-        except Exception as e:  # reported by check()
-            self.error = e
-
-    def wait(self, timeout):
-        self.t.join(timeout)
-        self._stop = True
-
-    def check(self, name):
-        assert self.error is None, "%s: %r" % (name, self.error)
-        assert not self.closed, "%s: the node closed the connection after %d" % (name, len(self.got))
-        assert len(self.got) >= N, "%s: got %d of %d (stalled: no reconnect)" % (name, len(self.got), N)
-        exp = self.expect or want()
-        bad = [i for i, (a, b) in enumerate(zip(self.got, exp)) if a != b]
-        assert self.got == exp, "%s: out of order or duplicated (first bad at %s)" % (name, bad[:1] or len(exp))
-        assert self.dups == 0, "%s: %d DUP resends on a connection that never dropped" % (name, self.dups)
-
-    def close(self):
-        try:
-            self.r.send(R.disconnect())
-        except OSError:
-            pass
-        self.r.close()
 
 
 def spilled(node, cid):
@@ -143,7 +63,7 @@ def test_a_slow_online_persistent_subscriber_gets_everything_in_order(cluster):
     one connection."""
     n1, n2 = two_nodes(cluster)
     topic = uid("sp") + "/t"
-    s = Slow(n2, topic, delay=0.002)
+    s = Slow(n2, topic, N, delay=0.002)
     run(n1, n2, [s], topic)
     s.check("slow")
     s.close()
@@ -157,7 +77,7 @@ def test_a_subscriber_that_spills_while_online_replays_and_catches_up(cluster):
     gap, no duplicate and in order, without a reconnect."""
     n1, n2 = two_nodes(cluster)
     topic = uid("sp") + "/t"
-    s = Slow(n2, topic, delay=0.001, stall=200)
+    s = Slow(n2, topic, N, delay=0.001, stall=200)
     s.stall_until = spilled(n2, s.cid)
     run(n1, n2, [s], topic)
     assert s.stalled, "never spilled"
@@ -174,11 +94,11 @@ def test_two_slow_subscribers_and_a_fast_one_on_one_node(cluster):
     from catching up."""
     n1, n2 = two_nodes(cluster)
     topic = uid("sp") + "/t"
-    a = Slow(n2, topic, delay=0.004, stall=100)
+    a = Slow(n2, topic, N, delay=0.004, stall=100)
     a.stall_until = spilled(n2, a.cid)
-    b = Slow(n2, topic, delay=0.001, stall=300)
+    b = Slow(n2, topic, N, delay=0.001, stall=300)
     b.stall_until = spilled(n2, b.cid)
-    fast = Slow(n2, topic, receive_max=None)
+    fast = Slow(n2, topic, N, receive_max=None)
     run(n1, n2, [fast, a, b], topic)
     fast.check("fast")
     a.check("slow a")
@@ -200,7 +120,7 @@ def test_a_replay_that_waits_for_its_client_does_not_hold_up_another(cluster):
     half = N // 2
     first_done = threading.Event()
     # No keep alive: A stays connected however long it takes nothing.
-    a = Slow(n2, topic, delay=0.001, stall=100, keepalive=0)
+    a = Slow(n2, topic, N, delay=0.001, stall=100, keepalive=0)
     a.stall_until = lambda: first_done.is_set() and spilled(n2, a.cid)()
     begun, mark = replay_begun(n2, a.cid), []
 
@@ -210,7 +130,7 @@ def test_a_replay_that_waits_for_its_client_does_not_hold_up_another(cluster):
         return bool(mark) and len(a.got) >= mark[0] + 20
 
     a.halt = halt
-    b = Slow(n2, topic, delay=0.001, stall=half + 100)
+    b = Slow(n2, topic, N, delay=0.001, stall=half + 100)
     b.stall_until = spilled(n2, b.cid)
     b.start()
     a.start()
@@ -242,9 +162,6 @@ def publish_retained(node, topics, payloads):
     p.close()
 
 
-@pytest.mark.xfail(reason="bug: retained copies sent at SUBSCRIBE while a replay waits and live records fill what "
-                   "the node holds for after it (--max-queued) never arrive (found 2026-12-07; an eviction of the "
-                   "newest held stream record did not fix it)", strict=False)
 def test_retained_messages_reach_a_subscriber_that_subscribes_during_its_replay(cluster):
     """A persistent subscriber spills, its replay from Kafka starts, and
     while the replay waits for it (the client reads nothing) it subscribes
@@ -277,7 +194,7 @@ def test_retained_messages_reach_a_subscriber_that_subscribes_during_its_replay(
         assert seen == set(rpay), "node 2 has %d of %d retained" % (len(seen), len(rpay))
     half = 1000
     pub_done = threading.Event()
-    a = Slow(n2, topic, delay=0.001, stall=100, keepalive=0)
+    a = Slow(n2, topic, N, delay=0.001, stall=100, keepalive=0)
     a.stall_until = lambda: pub_done.is_set() and spilled(n2, a.cid)()
     begun, mark = replay_begun(n2, a.cid), []
 
@@ -321,7 +238,7 @@ def test_single_node_slow_persistent_subscriber_slows_its_publisher_instead(node
     so a slow but reading subscriber still gets all 3,000 in order."""
     n = node_factory("--max-queued", MAX_QUEUED)
     topic = uid("sp") + "/t"
-    s = Slow(n, topic, delay=0.001)
+    s = Slow(n, topic, N, delay=0.001)
     run(None, n, [s], topic)
     s.check("single")
     s.close()
