@@ -497,3 +497,48 @@ def test_single_node_hash_by_topic_and_reserved_prefix(node_factory):
     r.close()
     for c in subs + [pub]:
         c.disconnect()
+
+
+def test_share_group_churn_across_reconnects_is_reclaimed(cluster, backends):  # noqa: F811
+    """A client that joins and leaves many shared groups, reconnecting to
+    its persistent session between rounds, leaves nothing behind: once the
+    groups are left, the node stops announcing them (ghosts live 10
+    refreshes), and Redis drops their hashes (they expire 10 refreshes
+    after the last announcement) and this node's set of groups. Odd share
+    names on the cluster node get 0x8F (MQTT 5 §4.8.2) and the node keeps
+    serving; the bound on what a client leaves in Redis is its current
+    subscriptions plus the groups it left in the last ~10 refreshes."""
+    import mqttraw as R
+    from test_cluster import redis_cli
+    nid = uid("n1")
+    node = cluster(nid)
+    base, cid = uid("churn"), uid("c")
+    rounds, per_round = 4, 150
+    expiry = [(R.P_SESSION_EXPIRY, 600)]
+    for r in range(rounds):
+        with R.RawClient(node, timeout=WAIT) as c:
+            ack = c.connect(cid, clean=(r == 0), properties=expiry)
+            assert ack.rc == 0, ack
+            filters = ["$share/%s-%d-%d/%s/x" % (base, r, i, base) for i in range(per_round)]
+            c.send(R.subscribe(1, [(f, 1) for f in filters]))
+            assert c.expect(R.SUBACK).codes == [1] * per_round
+            odd = ["$share//" + base, "$share/" + base, "$share/g+/" + base, "$share/g#/" + base,
+                   "$share/" + base + "+x/" + base]
+            c.send(R.subscribe(2, [(f, 1) for f in odd]))
+            assert c.expect(R.SUBACK).codes == [0x8F] * len(odd)
+            c.send(R.unsubscribe(3, filters))
+            assert c.expect(R.UNSUBACK).codes == [0] * per_round
+            c.send(R.disconnect())
+
+    def left():
+        keys = [k for k in redis_cli(backends.redis_url, "--scan", "--pattern", "shoal:share:*") if base in k]
+        mine = [g for g in redis_cli(backends.redis_url, "SMEMBERS", "shoal:share-node:" + nid) if base in g]
+        return (keys, mine)
+    # Reclaimed: 10 refreshes of ghosts, then 10 of the hash's expiry.
+    wait_for(lambda: left() == ([], []), "the left groups gone from Redis", timeout=WAIT + 30 * HEARTBEAT_MS / 1000)
+    # The node still serves, shared groups included.
+    group, topic = uid("g"), uid("t")
+    with Client(node, client_id=uid("m"), version=5) as m, Client(node, version=5) as pub:
+        m.subscribe("$share/%s/%s" % (group, topic), qos=1)
+        pub.publish(topic, b"after", qos=1)
+        assert m.get().payload == b"after"
