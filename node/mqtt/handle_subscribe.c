@@ -65,14 +65,13 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
  * 0x80); one the session already has only changes its options. */
 static uint8_t check_quota(conn *c, const mqtt_sub *e)
 {
-    int max = c->w->b->cfg->limits.max_subscriptions;
+    uint32_t max = limits_max_subscriptions(c->w->b->cfg);
     session *s = c->s;
-    if (max == 0 || s->n_subs < (uint32_t)max ||
-        session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
+    if (s->n_subs < max || session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
         return MQTT_RC_SUCCESS;
     }
     char detail[48];
-    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%d", max);
+    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%u", max);
     limits_refused(c, LIMIT_SUBSCRIPTIONS, detail);
     return MQTT_RC_QUOTA_EXCEEDED;
 }

@@ -103,6 +103,12 @@ uint64_t tb_wait_ms(const token_bucket *tb, uint32_t rate)
     return (uint64_t)(-tb->milli) / rate + 1;
 }
 
+uint32_t limits_max_subscriptions(const config *cfg)
+{
+    int max = cfg->limits.max_subscriptions;
+    return max > 0 && (uint32_t)max < SESSION_MAX_SUBS ? (uint32_t)max : SESSION_MAX_SUBS;
+}
+
 uint32_t limits_topic_levels(const uint8_t *topic, size_t len)
 {
     uint32_t n = 1;

@@ -76,6 +76,9 @@ typedef struct conn conn;
 typedef struct worker worker;
 typedef struct session session;
 
+/* Subscriptions a session may hold: --max-subscriptions, at most
+ * SESSION_MAX_SUBS (also when the option is 0, "no limit"). */
+uint32_t limits_max_subscriptions(const config *cfg);
 /* Count a refusal; log it once per connection and limit. */
 void limits_refused(conn *c, limit_kind l, const char *detail);
 /* Count n dropped messages; log once per session (may be NULL) and reason. */

@@ -446,12 +446,14 @@ static void split_stored(const sc_sub *e, mqtt_bytes *group, mqtt_bytes *filter)
  * ones are kept). Checked before the trie's write lock, which is then held
  * for one pass: the trie tells a filter the session has already (a
  * duplicate in the blob) from a new one, which is appended without a scan. */
+_Static_assert(SESSION_MAX_SUBS == SC_MAX_SUBS, "a session's subscriptions fit its record");
+
 static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
 {
     if (!st->n_subs) {
         return;
     }
-    uint32_t max = (uint32_t)b->cfg->limits.max_subscriptions;
+    uint32_t max = limits_max_subscriptions(b->cfg);
     bool *keep = sh_calloc(st->n_subs, sizeof(bool));
     uint32_t kept = 0, over = 0;
     for (uint32_t i = 0; i < st->n_subs; i++) {
@@ -463,7 +465,7 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
                    (int)st->subs[i].filter.len, (const char *)st->subs[i].filter.p);
             continue;
         }
-        if (max && kept >= max) {
+        if (kept >= max) {
             over++;
             continue;
         }
