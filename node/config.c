@@ -112,6 +112,8 @@ static const opt opts[] = {
      "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
     {"max-retained", OPT_U32, O(limits.max_retained), "0", 0, 4294967295L,
      "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
+    {"max-shared-groups", OPT_U32, O(limits.max_shared_groups), "1000", 0, 4294967295L,
+     "distinct shared groups ($share/<group>/<filter>) on this node, groups left in the last 10 membership refreshes included; a new group past it gets SUBACK 0x97 (3.1.1: 0x80). On a cluster node every refresh runs one Redis script over all of them (0 = no limit)"},
     /* HTTP endpoint: config.http (node/http/http.h) */
     {"http-port", OPT_INT, O(http.port), "8080", 0, 65535,
      "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},

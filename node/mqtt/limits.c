@@ -30,6 +30,7 @@ static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_OUTPUT_BUFFER] = "output-buffer",
     [LIMIT_SESSIONS] = "max-sessions",
     [LIMIT_RETAINED] = "max-retained",
+    [LIMIT_SHARED_GROUPS] = "shared-groups",
 };
 
 static const char *const drop_names[DROP_COUNT] = {

@@ -27,6 +27,7 @@ typedef enum limit_kind {
     LIMIT_OUTPUT_BUFFER,   /* --max-output-buffer: replies the client does not read, reading paused */
     LIMIT_SESSIONS,        /* --max-sessions: a new session refused, CONNACK 0x97 / 3 */
     LIMIT_RETAINED,        /* --max-retained: a new retained topic not stored (v5 QoS 1/2: 0x97) */
+    LIMIT_SHARED_GROUPS,   /* --max-shared-groups: a new shared group, SUBACK 0x97 / 0x80 */
     LIMIT_COUNT
 } limit_kind;
 
@@ -117,6 +118,9 @@ typedef struct limits_config {
     bool queue_qos0;       /* queue QoS 0 for offline persistent sessions */
     uint32_t max_sessions; /* sessions on the node, online and offline, 0 = no limit */
     uint32_t max_retained; /* retained messages on the node, 0 = no limit */
+    /* distinct shared groups on the node, those left in the last refreshes
+     * included, 0 = no limit */
+    uint32_t max_shared_groups;
 } limits_config;
 
 #endif

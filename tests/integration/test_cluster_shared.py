@@ -542,3 +542,40 @@ def test_share_group_churn_across_reconnects_is_reclaimed(cluster, backends):  #
         m.subscribe("$share/%s/%s" % (group, topic), qos=1)
         pub.publish(topic, b"after", qos=1)
         assert m.get().payload == b"after"
+
+
+def test_shared_groups_past_the_node_limit_are_refused_and_the_node_keeps_its_lease(cluster, backends):  # noqa: F811
+    """Each membership refresh carries every shared group the node holds
+    (and those left in the last 10 refreshes) in one Redis script, which
+    blocks Redis while it runs: a client's 5,000 new groups made it run for
+    0.25-0.6 s, every node's lease renewal waited behind it, and this node
+    lost its lease (event=lease_lost, every client disconnected). A node
+    holds at most --max-shared-groups (here 300): the groups up to it are
+    granted, a new one past it gets 0x97 with the limit's log line, a
+    member joining a group that exists is still granted, and the node keeps
+    its lease and serves."""
+    import mqttraw as R
+    nid = uid("n1")
+    node = cluster(nid, "--max-shared-groups", "300")
+    base, cid = uid("mg"), uid("c")
+    with R.RawClient(node, timeout=WAIT) as c:
+        assert c.connect(cid).rc == 0
+        filters = ["$share/%s-%d/%s/x" % (base, i, base) for i in range(300)]
+        c.send(R.subscribe(1, [(f, 1) for f in filters]))
+        assert c.expect(R.SUBACK).codes == [1] * 300
+        # 5,000 more in one SUBSCRIBE: every one refused, none reaches Redis.
+        more = ["$share/%s-%d/%s/x" % (base, i, base) for i in range(300, 5300)]
+        c.send(R.subscribe(2, [(f, 1) for f in more]))
+        assert c.expect(R.SUBACK).codes == [0x97] * 5000
+        assert R.wait_log_re(node, r"event=limit limit=shared-groups .*client=%s" % cid, timeout=WAIT)
+        # Another client joins a group that exists: not a new group.
+        with R.RawClient(node, timeout=WAIT) as d:
+            assert d.connect(uid("d")).rc == 0
+            d.send(R.subscribe(1, [(filters[7], 1)]))
+            assert d.expect(R.SUBACK).codes == [1]
+        # Still serving on its lease: the group's messages arrive.
+        with Client(node, version=5) as pub:
+            pub.publish(base + "/x", b"kept", qos=1)
+        got = c.expect(R.PUBLISH, timeout=WAIT)
+        assert got.payload == b"kept"
+    assert "event=lease_lost" not in node.log()

@@ -366,7 +366,8 @@ def test_help_lists_the_limits():
     from conftest import SHOAL_BIN
     out = subprocess.run([SHOAL_BIN, "--help"], capture_output=True, text=True, timeout=WAIT).stdout
     for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
-                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer"):
+                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer",
+                 "--max-shared-groups"):
         assert flag in out, flag
 
 
