@@ -492,7 +492,7 @@ def test_restored_shared_subscriptions_pass_this_nodes_shared_group_limit(cluste
 
     r2, ack = connect(n2, cid, **persistent(5))
     assert ack.rc == 0 and ack.session_present, ack
-    assert n2.wait_log("event=limit limit=shared-groups action=restore_subscription", timeout=WAIT)
+    assert n2.wait_log("event=limit limit=shared-groups action=restore_subscription", timeout=WAIT), n2.log()[-6000:]
     wait_for(lambda: sorted(g for g in redis_cli(backends.redis_url, "SMEMBERS", "shoal:share-node:" + n2_id)
                             if base in g) == ["%s-%d/%s/%d" % (base, i, base, i) for i in range(2)],
              "node 2 announcing the first two groups only")
