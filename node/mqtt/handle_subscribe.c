@@ -40,6 +40,11 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
     } else if (e->no_local && c->version == MQTT_V5) {
         /* §3.8.3.1: No Local on a shared subscription is a protocol error. */
         return MQTT_RC_PROTOCOL_ERROR;
+    } else if ((size_t)group->len + 1 + filter->len > SHARE_KEY_MAX) {
+        char detail[48];
+        snprintf(detail, sizeof(detail), "action=suback-0x8f key_max=%u", SHARE_KEY_MAX);
+        limits_refused(c, LIMIT_SHARED_GROUPS, detail);
+        return MQTT_RC_TOPIC_FILTER_INVALID; /* 3.1.1: 0x80 */
     }
     limit_kind l = limits_topic_check(cfg, filter->p, filter->len);
     if (l != LIMIT_COUNT) {

@@ -77,6 +77,12 @@ typedef struct conn conn;
 typedef struct worker worker;
 typedef struct session session;
 
+/* The longest shared group key, "<group>/<filter>", a subscription may
+ * name: the key goes into every membership refresh's Redis script (and
+ * log lines) for as long as the group lives, so its bytes are bounded as
+ * the number of groups is (--max-shared-groups): 1,000 keys of 60 KB made
+ * each refresh carry 60 MB. A longer one gets SUBACK 0x8F (3.1.1: 0x80). */
+#define SHARE_KEY_MAX 1024u
 /* Subscriptions a session may hold: --max-subscriptions, at most
  * SESSION_MAX_SUBS (also when the option is 0, "no limit"). */
 uint32_t limits_max_subscriptions(const config *cfg);

@@ -490,7 +490,9 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
         const sc_sub *e = &st->subs[i];
         mqtt_bytes group, filter;
         split_stored(e, &group, &filter);
-        if (group.len && max_groups && n_groups >= max_groups && !trie_has_group(b->subs, filter, group)) {
+        bool too_long = group.len && (size_t)group.len + 1 + filter.len > SHARE_KEY_MAX;
+        if (too_long ||
+            (group.len && max_groups && n_groups >= max_groups && !trie_has_group(b->subs, filter, group))) {
             over_groups++;
             continue;
         }

@@ -568,6 +568,11 @@ def test_shared_groups_past_the_node_limit_are_refused_and_the_node_keeps_its_le
         c.send(R.subscribe(2, [(f, 1) for f in more]))
         assert c.expect(R.SUBACK).codes == [0x97] * 5000
         assert R.wait_log_re(node, r"event=limit limit=shared-groups .*client=%s" % cid, timeout=WAIT)
+        # A group key ("<group>/<filter>") over 1,024 bytes: 0x8F. 140 keys
+        # of 60 KB (8 MB in every refresh) lost the lease too.
+        long_key = "$share/%s/%s/%s" % (base, base, "k" * (1025 - 2 * len(base) - 2))
+        c.send(R.subscribe(3, [(long_key, 1), (long_key[:-1], 1)]))
+        assert c.expect(R.SUBACK).codes == [0x8F, 0x97]
         # Another client joins a group that exists: not a new group.
         with R.RawClient(node, timeout=WAIT) as d:
             assert d.connect(uid("d")).rc == 0

@@ -154,6 +154,28 @@ Test(handle_subscribe, max_shared_groups_refuses_a_new_group_past_it)
     icl_free(c);
 }
 
+/* SHARE_KEY_MAX at its edge: a shared group key "<group>/<filter>" of
+ * exactly that many bytes is granted, one byte more is 0x8F (3.1.1: 0x80);
+ * a plain filter that long is not concerned. */
+Test(handle_subscribe, a_shared_group_key_longer_than_its_limit_is_0x8f)
+{
+    static char f[SHARE_KEY_MAX + 16];
+    icl *c = icl_connected(&b, 0, MQTT_V5, "sub");
+    for (int over = 0; over < 2; over++) {
+        /* "$share/" + group of 10 + "/" + filter: key = 10 + 1 + filter. */
+        size_t flen = SHARE_KEY_MAX - 11 + (size_t)over;
+        memcpy(f, "$share/gggggggggg/", 18);
+        memset(f + 18, over ? 'b' : 'a', flen);
+        f[18 + flen] = '\0';
+        cr_assert_eq(icl_subscribe1(c, f, 1), over ? MQTT_RC_TOPIC_FILTER_INVALID : 1);
+        cr_assert_eq(icl_subscribe1(c, f + 18, 1), 1);
+    }
+    icl *d = icl_connected(&b, 0, MQTT_V311, "old");
+    cr_assert_eq(icl_subscribe1(d, f, 1), 0x80);
+    icl_free(d);
+    icl_free(c);
+}
+
 Test(handle_subscribe, a_subscription_receives_matching_messages_only)
 {
     icl *c = icl_connected(&b, 0, MQTT_V5, "sub");
