@@ -99,7 +99,7 @@ static const opt opts[] = {
     {"max-publish-bytes-rate", OPT_U32, O(limits.max_publish_bytes_rate), "0", 0, 4294967295L,
      "PUBLISH bytes per second one client may send; faster ones are paused (0 = no limit)"},
     {"max-subscriptions", OPT_INT, O(limits.max_subscriptions), "0", 0, INT_MAX,
-     "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
+     "subscriptions per session, at most 65535; more get SUBACK 0x97 (3.1.1: 0x80) (0 = 65535)"},
     {"max-topic-levels", OPT_INT, O(limits.max_topic_levels), "128", 1, 65535,
      "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
     {"max-topic-length", OPT_INT, O(limits.max_topic_length), "65535", 1, 65535,

@@ -118,7 +118,7 @@ void limits_tick(worker *w, uint64_t now);
 typedef struct limits_config {
     uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
     uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
-    int max_subscriptions;           /* per session, 0 = no limit */
+    int max_subscriptions;           /* per session, 0 = SESSION_MAX_SUBS (limits_max_subscriptions) */
     int max_topic_levels;
     int max_topic_length;
     bool queue_qos0;       /* queue QoS 0 for offline persistent sessions */
