@@ -49,7 +49,12 @@ static int read_password(rk_ksec *s, const char *file)
         return fail("kafka-sasl-password-file", file, "read error");
     }
     buf[n] = '\0';
-    size_t len = strcspn(buf, "\r\n");
+    /* The line end among the bytes read: strcspn would stop at a NUL, and
+     * the password would be cut there instead of refused. */
+    size_t len = 0;
+    while (len < n && buf[len] != '\r' && buf[len] != '\n') {
+        len++;
+    }
     int rc = 0;
     if (len == 0) {
         rc = fail("kafka-sasl-password-file", file, "the file's first line is empty");

@@ -103,7 +103,7 @@ static const opt opts[] = {
     {"max-publish-bytes-rate", OPT_U32, O(limits.max_publish_bytes_rate), "0", 0, 4294967295L,
      "PUBLISH bytes per second one client may send; faster ones are paused (0 = no limit)"},
     {"max-subscriptions", OPT_INT, O(limits.max_subscriptions), "0", 0, INT_MAX,
-     "subscriptions per session; more get SUBACK 0x97 (3.1.1: 0x80) (0 = no limit)"},
+     "subscriptions per session, at most 65535; more get SUBACK 0x97 (3.1.1: 0x80) (0 = 65535)"},
     {"max-topic-levels", OPT_INT, O(limits.max_topic_levels), "128", 1, 65535,
      "levels in a topic name or filter; more get 0x90 (publish, will) or 0x8F (subscribe)"},
     {"max-topic-length", OPT_INT, O(limits.max_topic_length), "65535", 1, 65535,
@@ -116,6 +116,8 @@ static const opt opts[] = {
      "sessions on this node, online and offline; a new client id past it gets CONNACK 0x97 (3.1.1: 3) (0 = no limit)"},
     {"max-retained", OPT_U32, O(limits.max_retained), "0", 0, 4294967295L,
      "retained messages on this node; a new topic past it is not stored: v5 QoS 1/2 gets PUBACK/PUBREC 0x97, others are delivered unretained (0 = no limit)"},
+    {"max-shared-groups", OPT_U32, O(limits.max_shared_groups), "1000", 0, 4294967295L,
+     "distinct shared groups ($share/<group>/<filter>) on this node, groups left in the last 10 membership refreshes included; a new group past it gets SUBACK 0x97 (3.1.1: 0x80). On a cluster node every refresh runs one Redis script over all of them (0 = no limit)"},
     /* HTTP endpoint: config.http (node/http/http.h) */
     {"http-port", OPT_INT, O(http.port), "8080", 0, 65535,
      "HTTP port for /metrics, /health and /api/v1 (0 = pick a free port)"},

@@ -40,6 +40,11 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
     } else if (e->no_local && c->version == MQTT_V5) {
         /* §3.8.3.1: No Local on a shared subscription is a protocol error. */
         return MQTT_RC_PROTOCOL_ERROR;
+    } else if ((size_t)group->len + 1 + filter->len > SHARE_KEY_MAX) {
+        char detail[48];
+        snprintf(detail, sizeof(detail), "action=suback-0x8f key_max=%u", SHARE_KEY_MAX);
+        limits_refused(c, LIMIT_SHARED_GROUPS, detail);
+        return MQTT_RC_TOPIC_FILTER_INVALID; /* 3.1.1: 0x80 */
     }
     limit_kind l = limits_topic_check(cfg, filter->p, filter->len);
     if (l != LIMIT_COUNT) {
@@ -65,15 +70,33 @@ static uint8_t check_filter(conn *c, const mqtt_sub *e, uint32_t sub_id, mqtt_by
  * 0x80); one the session already has only changes its options. */
 static uint8_t check_quota(conn *c, const mqtt_sub *e)
 {
-    int max = c->w->b->cfg->limits.max_subscriptions;
+    uint32_t max = limits_max_subscriptions(c->w->b->cfg);
     session *s = c->s;
-    if (max == 0 || s->n_subs < (uint32_t)max ||
-        session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
+    if (s->n_subs < max || session_has_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len)) {
         return MQTT_RC_SUCCESS;
     }
     char detail[48];
-    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%d", max);
+    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%u", max);
     limits_refused(c, LIMIT_SUBSCRIPTIONS, detail);
+    return MQTT_RC_QUOTA_EXCEEDED;
+}
+
+/* --max-shared-groups: a filter that would found a new shared group on a
+ * node holding that many (groups left in the last refreshes, the ghosts,
+ * included: a membership refresh carries both) is refused with 0x97
+ * (3.1.1: 0x80). A member joining a group that exists is not a new one.
+ * n_groups: the node's count, the SUBSCRIBE's own new groups included
+ * (the caller adds them). Under subs_lock. */
+static uint8_t check_groups(conn *c, mqtt_bytes group, mqtt_bytes filter, size_t n_groups)
+{
+    trie *t = c->w->b->subs;
+    uint32_t max = c->w->b->cfg->limits.max_shared_groups;
+    if (group.len == 0 || max == 0 || n_groups < max || trie_has_group(t, filter, group)) {
+        return MQTT_RC_SUCCESS;
+    }
+    char detail[48];
+    snprintf(detail, sizeof(detail), "action=suback-0x97 max=%u", max);
+    limits_refused(c, LIMIT_SHARED_GROUPS, detail);
     return MQTT_RC_QUOTA_EXCEEDED;
 }
 
@@ -253,11 +276,13 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
     uint32_t i = 0;
     mqtt_rc fatal = MQTT_RC_SUCCESS;
     pthread_rwlock_wrlock(&b->subs_lock);
+    size_t n_groups = trie_group_count(b->subs) + trie_ghosts_each(b->subs, NULL, NULL);
     while (mqtt_sub_next(&cur, c->version, &e)) {
         mqtt_bytes group, filter;
         uint8_t rc = check_filter(c, &e, sub_id, &group, &filter);
         if (rc < 0x80) {
             uint8_t q = check_quota(c, &e);
+            q = q ? q : check_groups(c, group, filter, n_groups);
             rc = q ? q : rc;
         }
         if (rc == MQTT_RC_PROTOCOL_ERROR) {
@@ -268,7 +293,9 @@ mqtt_rc handle_subscribe(conn *c, const mqtt_subscribe *p)
             sub_opts o = {e.qos < rc ? e.qos : rc, e.no_local, e.retain_as_published, e.retain_handling, sub_id};
             o.qos = rc;
             bool replaced = false;
+            size_t had = trie_group_count(b->subs);
             trie_add(b->subs, filter, group, s, &o, &replaced);
+            n_groups += trie_group_count(b->subs) - had;
             session_add_sub(s, (const char *)e.filter.p, (uint16_t)e.filter.len, &o);
             /* §3.3.1.3 Retain Handling: 0 always, 1 only if new, 2 never;
              * shared subscriptions never get retained messages (§4.8.2). */

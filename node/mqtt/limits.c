@@ -30,6 +30,7 @@ static const char *const limit_names[LIMIT_COUNT] = {
     [LIMIT_OUTPUT_BUFFER] = "output-buffer",
     [LIMIT_SESSIONS] = "max-sessions",
     [LIMIT_RETAINED] = "max-retained",
+    [LIMIT_SHARED_GROUPS] = "shared-groups",
 };
 
 static const char *const drop_names[DROP_COUNT] = {
@@ -101,6 +102,12 @@ uint64_t tb_wait_ms(const token_bucket *tb, uint32_t rate)
     }
     /* The smallest ms with milli + ms * rate > 0. */
     return (uint64_t)(-tb->milli) / rate + 1;
+}
+
+uint32_t limits_max_subscriptions(const config *cfg)
+{
+    int max = cfg->limits.max_subscriptions;
+    return max > 0 && (uint32_t)max < SESSION_MAX_SUBS ? (uint32_t)max : SESSION_MAX_SUBS;
 }
 
 uint32_t limits_topic_levels(const uint8_t *topic, size_t len)

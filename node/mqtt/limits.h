@@ -27,6 +27,7 @@ typedef enum limit_kind {
     LIMIT_OUTPUT_BUFFER,   /* --max-output-buffer: replies the client does not read, reading paused */
     LIMIT_SESSIONS,        /* --max-sessions: a new session refused, CONNACK 0x97 / 3 */
     LIMIT_RETAINED,        /* --max-retained: a new retained topic not stored (v5 QoS 1/2: 0x97) */
+    LIMIT_SHARED_GROUPS,   /* --max-shared-groups: a new shared group, SUBACK 0x97 / 0x80 */
     LIMIT_COUNT
 } limit_kind;
 
@@ -76,6 +77,15 @@ typedef struct conn conn;
 typedef struct worker worker;
 typedef struct session session;
 
+/* The longest shared group key, "<group>/<filter>", a subscription may
+ * name: the key goes into every membership refresh's Redis script (and
+ * log lines) for as long as the group lives, so its bytes are bounded as
+ * the number of groups is (--max-shared-groups): 1,000 keys of 60 KB made
+ * each refresh carry 60 MB. A longer one gets SUBACK 0x8F (3.1.1: 0x80). */
+#define SHARE_KEY_MAX 1024u
+/* Subscriptions a session may hold: --max-subscriptions, at most
+ * SESSION_MAX_SUBS (also when the option is 0, "no limit"). */
+uint32_t limits_max_subscriptions(const config *cfg);
 /* Count a refusal; log it once per connection and limit. */
 void limits_refused(conn *c, limit_kind l, const char *detail);
 /* Count n dropped messages; log once per session (may be NULL) and reason. */
@@ -108,12 +118,15 @@ void limits_tick(worker *w, uint64_t now);
 typedef struct limits_config {
     uint32_t max_publish_rate;       /* PUBLISH/s per connection, 0 = no limit */
     uint32_t max_publish_bytes_rate; /* PUBLISH bytes/s per connection, 0 = no limit */
-    int max_subscriptions;           /* per session, 0 = no limit */
+    int max_subscriptions;           /* per session, 0 = SESSION_MAX_SUBS (limits_max_subscriptions) */
     int max_topic_levels;
     int max_topic_length;
     bool queue_qos0;       /* queue QoS 0 for offline persistent sessions */
     uint32_t max_sessions; /* sessions on the node, online and offline, 0 = no limit */
     uint32_t max_retained; /* retained messages on the node, 0 = no limit */
+    /* distinct shared groups on the node, those left in the last refreshes
+     * included, 0 = no limit */
+    uint32_t max_shared_groups;
 } limits_config;
 
 #endif

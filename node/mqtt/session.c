@@ -126,14 +126,19 @@ void session_free_sub_strings(session *s)
         sh_free(s->subs[i].filter, s->subs[i].len + 1u);
     }
     s->n_subs = 0;
+    if (s->sub_idx) {
+        memset(s->sub_idx, 0, s->sub_idx_cap * sizeof(uint32_t));
+    }
 }
 
 static void free_subs(session *s)
 {
     session_free_sub_strings(s);
     sh_free(s->subs, s->cap_subs * sizeof(sub_entry));
+    sh_free(s->sub_idx, s->sub_idx_cap * sizeof(uint32_t));
     s->subs = NULL;
-    s->n_subs = s->cap_subs = 0;
+    s->sub_idx = NULL;
+    s->n_subs = s->cap_subs = s->sub_idx_cap = 0;
 }
 
 void session_unref(broker *b, session *s)
@@ -160,11 +165,71 @@ void session_unref(broker *b, session *s)
 
 /* ---- subscriptions ---- */
 
+/* ---- the index of subscriptions by filter ---- */
+
+#define SUB_IDX_MIN 16
+
+static uint32_t sub_hash(const char *f, uint16_t len)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (uint16_t i = 0; i < len; i++) {
+        h = (h ^ (uint8_t)f[i]) * 16777619u;
+    }
+    return h;
+}
+
+/* The slot holding filter, or the empty slot where it would go. */
+static uint32_t idx_find(const session *s, const char *filter, uint16_t len)
+{
+    uint32_t mask = s->sub_idx_cap - 1, h = sub_hash(filter, len) & mask;
+    while (s->sub_idx[h]) {
+        const sub_entry *e = &s->subs[s->sub_idx[h] - 1];
+        if (e->len == len && memcmp(e->filter, filter, len) == 0) {
+            break;
+        }
+        h = (h + 1) & mask;
+    }
+    return h;
+}
+
+static void idx_rebuild(session *s, uint32_t cap)
+{
+    sh_free(s->sub_idx, s->sub_idx_cap * sizeof(uint32_t));
+    s->sub_idx = sh_calloc(cap, sizeof(uint32_t));
+    s->sub_idx_cap = cap;
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        s->sub_idx[idx_find(s, s->subs[i].filter, s->subs[i].len)] = i + 1;
+    }
+}
+
+/* Empty slot h, moving later entries of its run back (linear probing's
+ * deletion: no tombstones, every entry stays reachable from its home). */
+static void idx_delete(session *s, uint32_t h)
+{
+    uint32_t mask = s->sub_idx_cap - 1, i = h, j = h;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!s->sub_idx[j]) {
+            break;
+        }
+        const sub_entry *e = &s->subs[s->sub_idx[j] - 1];
+        uint32_t k = sub_hash(e->filter, e->len) & mask;
+        /* The entry at j may fill i unless its home lies cyclically in (i, j]. */
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            s->sub_idx[i] = s->sub_idx[j];
+            i = j;
+        }
+    }
+    s->sub_idx[i] = 0;
+}
+
 void session_add_sub(session *s, const char *filter, uint16_t len, const sub_opts *o)
 {
-    for (uint32_t i = 0; i < s->n_subs; i++) {
-        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
-            s->subs[i].opts = *o;
+    if (s->sub_idx) {
+        uint32_t h = idx_find(s, filter, len);
+        if (s->sub_idx[h]) {
+            s->subs[s->sub_idx[h] - 1].opts = *o;
             return;
         }
     }
@@ -182,28 +247,37 @@ void session_append_sub(session *s, const char *filter, uint16_t len, const sub_
     e->filter = sh_strndup(filter, len);
     e->len = len;
     e->opts = *o;
+    if (s->n_subs * 2 > s->sub_idx_cap) {
+        idx_rebuild(s, s->sub_idx_cap ? s->sub_idx_cap * 2 : SUB_IDX_MIN);
+    } else {
+        s->sub_idx[idx_find(s, filter, len)] = s->n_subs;
+    }
 }
 
 bool session_has_sub(const session *s, const char *filter, uint16_t len)
 {
-    for (uint32_t i = 0; i < s->n_subs; i++) {
-        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
-            return true;
-        }
-    }
-    return false;
+    return s->sub_idx && s->sub_idx[idx_find(s, filter, len)] != 0;
 }
 
 bool session_remove_sub(session *s, const char *filter, uint16_t len)
 {
-    for (uint32_t i = 0; i < s->n_subs; i++) {
-        if (s->subs[i].len == len && memcmp(s->subs[i].filter, filter, len) == 0) {
-            sh_free(s->subs[i].filter, len + 1u);
-            s->subs[i] = s->subs[--s->n_subs];
-            return true;
-        }
+    if (!s->sub_idx) {
+        return false;
     }
-    return false;
+    uint32_t h = idx_find(s, filter, len);
+    if (!s->sub_idx[h]) {
+        return false;
+    }
+    uint32_t i = s->sub_idx[h] - 1, last = s->n_subs - 1;
+    idx_delete(s, h);
+    if (i != last) {
+        /* The last entry takes i's place: its slot says so. */
+        s->sub_idx[idx_find(s, s->subs[last].filter, s->subs[last].len)] = i + 1;
+    }
+    sh_free(s->subs[i].filter, len + 1u);
+    s->subs[i] = s->subs[last];
+    s->n_subs--;
+    return true;
 }
 
 /* Split "$share/g/f" into group and filter. */

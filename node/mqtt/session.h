@@ -65,6 +65,10 @@ enum { INF_HOLD_PUB = 1, INF_HOLD_REL = 2 };
 
 enum { INF_WAIT_ACK = 1, INF_WAIT_REC, INF_WAIT_COMP };
 
+/* The most subscriptions a session holds, whatever --max-subscriptions
+ * says (0 = this): what a session record holds (SC_MAX_SUBS). */
+#define SESSION_MAX_SUBS 65535u
+
 typedef struct sub_entry {
     char *filter; /* the filter as subscribed, "$share/g/f" included */
     uint16_t len;
@@ -124,8 +128,12 @@ struct session {
     delivery *q;
     /* Inbound QoS 2 packet ids received, awaiting PUBREL (§4.3.3). */
     qos2_id *qos2_in;
-    /* Subscriptions, to restore or remove them. */
+    /* Subscriptions, to restore or remove them, and their index by filter
+     * (open addressing, linear probing: entry + 1, 0 empty; sub_idx_cap a
+     * power of two, at least twice n_subs), so that adding, finding and
+     * removing one costs the same at 65,535 as at 1. */
     sub_entry *subs;
+    uint32_t *sub_idx;
     /* Positions in the cluster's stream, replays (node/mqtt/session_stream.c):
      * persistent sessions on a cluster node only, NULL otherwise. */
     struct session_stream *st;
@@ -149,6 +157,7 @@ struct session {
     uint32_t q_qos0; /* QoS 0 deliveries in the queue */
     uint32_t n_subs;
     uint32_t cap_subs;
+    uint32_t sub_idx_cap;
     /* 32 bits, and capacities as powers of two, so that no list's size can
      * wrap: each holds at most 65,535 (a packet id each). */
     uint32_t n_inf;

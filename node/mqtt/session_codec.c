@@ -516,6 +516,9 @@ static sc_status decode_stream(rbuf *r, sc_state *st)
         if (!get8(r, &len) || !get_bytes(r, len, &rl->node)) {
             return SC_ETRUNCATED;
         }
+        if (memchr(rl->node.p, 0, len)) {
+            return SC_ECORRUPT; /* node ids are C strings to the stream (session_stream.c) */
+        }
         if (r->left < (size_t)n * 16) {
             return SC_ETRUNCATED;
         }

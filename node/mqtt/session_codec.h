@@ -26,8 +26,9 @@
 #define SC_VERSION 1
 
 /* Bounds of one blob, whatever the configuration: a bad blob costs at most
- * this much to look at. --max-subscriptions above SC_MAX_SUBS is stored
- * up to SC_MAX_SUBS (the encoder refuses more). */
+ * this much to look at. A session holds at most SC_MAX_SUBS
+ * subscriptions whatever --max-subscriptions says (SESSION_MAX_SUBS,
+ * node/mqtt/limits.c), so the encoder never has to refuse one for that. */
 #define SC_MAX_SUBS 65535u
 #define SC_MAX_FILTER 65535u                       /* a filter, $share/<group>/ included (MQTT string) */
 #define SC_MAX_QOS2 65535u                         /* one per packet id */

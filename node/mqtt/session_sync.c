@@ -451,16 +451,20 @@ static void split_stored(const sc_sub *e, mqtt_bytes *group, mqtt_bytes *filter)
 
 /* The stored subscriptions pass this node's checks as a SUBSCRIBE would:
  * the ACL (it may have changed, or differ on this node: a filter the client
- * may no longer read is dropped, logged) and --max-subscriptions (the first
- * ones are kept). Checked before the trie's write lock, which is then held
- * for one pass: the trie tells a filter the session has already (a
+ * may no longer read is dropped, logged), --max-subscriptions (the first
+ * ones are kept) and --max-shared-groups (a stored shared subscription that
+ * would found a group past it is dropped, logged). Checked before the
+ * trie's write lock, which is then held for one pass (the group limit
+ * inside it): the trie tells a filter the session has already (a
  * duplicate in the blob) from a new one, which is appended without a scan. */
+_Static_assert(SESSION_MAX_SUBS == SC_MAX_SUBS, "a session's subscriptions fit its record");
+
 static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
 {
     if (!st->n_subs) {
         return;
     }
-    uint32_t max = (uint32_t)b->cfg->limits.max_subscriptions;
+    uint32_t max = limits_max_subscriptions(b->cfg);
     bool *keep = sh_calloc(st->n_subs, sizeof(bool));
     uint32_t kept = 0, over = 0;
     for (uint32_t i = 0; i < st->n_subs; i++) {
@@ -472,7 +476,7 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
                    (int)st->subs[i].filter.len, (const char *)st->subs[i].filter.p);
             continue;
         }
-        if (max && kept >= max) {
+        if (kept >= max) {
             over++;
             continue;
         }
@@ -485,7 +489,9 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
                "dropped=%u",
                s->client_id, max, over);
     }
+    uint32_t max_groups = b->cfg->limits.max_shared_groups, over_groups = 0;
     pthread_rwlock_wrlock(&b->subs_lock);
+    size_t n_groups = trie_group_count(b->subs) + trie_ghosts_each(b->subs, NULL, NULL);
     for (uint32_t i = 0; i < st->n_subs; i++) {
         if (!keep[i]) {
             continue;
@@ -493,8 +499,16 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
         const sc_sub *e = &st->subs[i];
         mqtt_bytes group, filter;
         split_stored(e, &group, &filter);
+        bool too_long = group.len && (size_t)group.len + 1 + filter.len > SHARE_KEY_MAX;
+        if (too_long ||
+            (group.len && max_groups && n_groups >= max_groups && !trie_has_group(b->subs, filter, group))) {
+            over_groups++;
+            continue;
+        }
         bool replaced = false;
+        size_t had = trie_group_count(b->subs);
         trie_add(b->subs, filter, group, s, &e->opts, &replaced);
+        n_groups += trie_group_count(b->subs) - had;
         if (replaced) {
             session_add_sub(s, (const char *)e->filter.p, (uint16_t)e->filter.len, &e->opts);
         } else {
@@ -503,6 +517,12 @@ static void restore_subs(broker *b, conn *c, session *s, const sc_state *st)
     }
     pthread_rwlock_unlock(&b->subs_lock);
     sh_free(keep, st->n_subs * sizeof(bool));
+    if (over_groups) {
+        sh_log(SH_INFO,
+               "event=limit limit=shared-groups action=restore_subscription client=%s max=%u "
+               "dropped=%u",
+               s->client_id, max_groups, over_groups);
+    }
 }
 
 /* Subscriptions (with their options and identifiers) and the inbound QoS 2

@@ -800,6 +800,22 @@ size_t trie_group_count(const trie *t)
     return t->groups;
 }
 
+bool trie_has_group(const trie *t, mqtt_bytes filter, mqtt_bytes group)
+{
+    filter = level_nonnull(filter);
+    group = level_nonnull(group);
+    node *n = t->root;
+    for (uint32_t pos = 0; pos <= filter.len;) {
+        uint32_t end = level_end(filter, pos);
+        n = kids_get(t, n->kids, filter.p + pos, end - pos);
+        if (!n) {
+            return false;
+        }
+        pos = end + 1;
+    }
+    return n->kids && *group_find(n->kids, group) != NULL;
+}
+
 void trie_groups_each(const trie *t, trie_eligible_fn eligible, trie_group_fn fn, void *arg)
 {
     for (const sgroup *g = t->all; g; g = g->all_next) {

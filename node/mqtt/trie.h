@@ -91,5 +91,7 @@ void trie_ghosts_age(trie *t, uint32_t max_age);
 /* Number of subscriptions (shared memberships included) and of shared groups. */
 size_t trie_count(const trie *t);
 size_t trie_group_count(const trie *t);
+/* Does the shared group `group` on `filter` exist (any member)? */
+bool trie_has_group(const trie *t, mqtt_bytes filter, mqtt_bytes group);
 
 #endif

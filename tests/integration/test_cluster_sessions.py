@@ -471,6 +471,36 @@ def test_restored_subscriptions_pass_this_nodes_acl_and_subscription_limit(clust
     r3.close()
 
 
+def test_restored_shared_subscriptions_pass_this_nodes_shared_group_limit(cluster, backends):  # noqa: F811
+    """A session moved to a node with a lower --max-shared-groups brings
+    back only the shared groups a SUBSCRIBE there would have founded (the
+    first ones, the rest dropped and logged): each group is in every one of
+    that node's membership refreshes. Failed before the fix: all three
+    groups came back on the node allowing two."""
+    base = uid("sg")
+    n1 = cluster(uid("n1"))
+    n2_id = uid("n2")
+    n2 = cluster(n2_id, "--max-shared-groups", "2")
+    cid = uid("grouped")
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    groups = ["$share/%s-%d/%s/%d" % (base, i, base, i) for i in range(3)]
+    r.send(R.subscribe(1, [(g, 1) for g in groups] + [(base + "/plain", 1)]))
+    assert r.expect(R.SUBACK).codes == [1, 1, 1, 1]
+    r.send(R.disconnect())
+    assert r.is_closed()
+
+    r2, ack = connect(n2, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    assert n2.wait_log("event=limit limit=shared-groups action=restore_subscription", timeout=WAIT), n2.log()[-6000:]
+    wait_for(lambda: sorted(g for g in redis_cli(backends.redis_url, "SMEMBERS", "shoal:share-node:" + n2_id)
+                            if base in g) == ["%s-%d/%s/%d" % (base, i, base, i) for i in range(2)],
+             "node 2 announcing the first two groups only")
+    publish_qos1(n1, base + "/plain", b"kept")
+    expect_publish(r2, base + "/plain", b"kept")
+    r2.close()
+
+
 def record_has(backends, cid, needle):
     out = subprocess.run(["redis-cli", "-p", backends.redis_url.rsplit(":", 1)[1].split("/")[0], "--no-raw",
                           "HGET", "shoal:sess:{%s}" % cid, "state"], capture_output=True, timeout=WAIT)

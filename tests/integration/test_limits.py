@@ -164,6 +164,34 @@ def test_max_subscriptions(node_factory, version):
     r.close()
 
 
+def test_subscriptions_without_a_limit_stop_at_65535(node_factory):
+    """--max-subscriptions 0 still bounds a session's list: 65,535 (what a
+    session record holds, SC_MAX_SUBS; past it a cluster node could no
+    longer store the session). The 65,535th filter is granted, the next
+    new one gets 0x97 with the limit's log line; re-subscribing a held one
+    still works, and the node keeps serving."""
+    n = node_factory()
+    base = uid("cap")
+    cid = uid("subs")
+    r, ack = raw(n, cid)
+    assert ack.rc == 0
+    total, batch, pid = 65535, 5000, 1
+    for start in range(0, total, batch):
+        flts = ["%s/%d" % (base, i) for i in range(start, min(start + batch, total))]
+        r.send(R.subscribe(pid, [(f, 0) for f in flts]))
+        assert r.expect(R.SUBACK, timeout=WAIT * 4).codes == [0] * len(flts)
+        pid += 1
+    r.send(R.subscribe(pid, [("%s/over" % base, 1), ("%s/7" % base, 1)]))
+    assert r.expect(R.SUBACK, timeout=WAIT * 4).codes == [0x97, 1]
+    the_limit_line(n, "subscriptions", cid)
+    with Client(n) as pub:
+        pub.publish("%s/over" % base, b"no", qos=1)
+        pub.publish("%s/7" % base, b"yes", qos=1)
+    p = r.expect(R.PUBLISH, timeout=WAIT)
+    assert (p.topic, p.payload) == ("%s/7" % base, b"yes")
+    r.close()
+
+
 # --- topic levels and length ------------------------------------------------------------------
 
 
@@ -338,7 +366,8 @@ def test_help_lists_the_limits():
     from conftest import SHOAL_BIN
     out = subprocess.run([SHOAL_BIN, "--help"], capture_output=True, text=True, timeout=WAIT).stdout
     for flag in ("--max-publish-rate", "--max-publish-bytes-rate", "--max-subscriptions", "--max-topic-levels",
-                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer"):
+                 "--max-topic-length", "--queue-qos0", "--max-sessions", "--max-retained", "--max-output-buffer",
+                 "--max-shared-groups"):
         assert flag in out, flag
 
 

@@ -284,6 +284,51 @@ def test_no_header_garbage_and_silence_refused_node_keeps_serving(node_factory):
     assert len(lines) >= 4, lines
 
 
+def v2_with_tlvs(src, sport, body_len):
+    """A v2 PROXY header whose address block is followed by TLVs (ALPN,
+    authority, NOOP padding) up to a body of exactly body_len bytes."""
+    body = socket.inet_aton(src) + socket.inet_aton("127.0.0.1") + struct.pack("!HH", sport, 1883)
+    body += bytes([0x01]) + struct.pack("!H", 4) + b"mqtt"           # PP2_TYPE_ALPN
+    body += bytes([0x02]) + struct.pack("!H", 9) + b"a.example"      # PP2_TYPE_AUTHORITY
+    pad = body_len - len(body) - 3
+    assert pad >= 0
+    body += bytes([0x04]) + struct.pack("!H", pad) + b"\0" * pad      # PP2_TYPE_NOOP
+    assert len(body) == body_len
+    return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+
+
+def test_v2_tlvs_at_the_length_limit_and_one_over(node_factory):
+    """The v2 body limit's edge (2,048 bytes, MQTT_PROXY_V2_MAX_BODY): a
+    header of exactly that, TLVs included, sent in pieces across several
+    reads, is taken; one byte more is refused with its reason and a log
+    line, and the node keeps serving."""
+    node = proxied_node(node_factory, "--proxy-protocol", "v2", "--proxy-trusted", "127.0.0.0/8")
+    h = v2_with_tlvs("10.9.8.7", 4242, 2048)
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=WAIT)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Pieces cut inside the signature, the length and a TLV; the pauses
+    # let the node read them apart (not a timing assertion).
+    cuts = [0, 5, 13, 15, 17, 30, 40, 1000, len(h)]
+    for a, b in zip(cuts, cuts[1:]):
+        s.sendall(h[a:b])
+        time.sleep(0.05)
+    s.sendall(R.connect("px-tlv-max"))
+    assert raw_client(s).expect(R.CONNACK).rc == 0
+    assert peer_of(node, "px-tlv-max") == "10.9.8.7:4242"
+    n0 = metric(node, "shoal_proxy_bad_header_total")
+    over = v2_with_tlvs("10.9.8.7", 4243, 2049)
+    refused(node, over + R.connect("px-tlv-over"), "v2 length above the limit", n0)
+    assert "px-tlv-over" not in clients(node)
+    # A TLV that runs past the header's end.
+    bad = bytearray(v2_with_tlvs("10.9.8.7", 4244, 64))
+    bad[16 + 12 + 7 + 12 + 1:16 + 12 + 7 + 12 + 3] = struct.pack("!H", 200)
+    refused(node, bytes(bad), "v2 TLV past the end", metric(node, "shoal_proxy_bad_header_total"))
+    c = raw_client(sock_from(node.port, "127.0.0.1"))
+    c.sock.sendall(v2_header("10.1.1.1", 1))
+    assert connected(c, "px-after-tlv")
+    assert peer_of(node, "px-after-tlv") == "10.1.1.1:1"
+
+
 def test_v1_header_and_local_command(node_factory):
     node = proxied_node(node_factory, "--proxy-protocol", "v1", "--proxy-trusted", "127.0.0.1/32,::1")
     s = socket.create_connection(("127.0.0.1", node.port), timeout=WAIT)

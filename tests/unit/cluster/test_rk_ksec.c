@@ -179,6 +179,50 @@ Test(rk_ksec, password_without_newline_and_with_crlf)
     }
 }
 
+/* A password file holding a NUL byte in its first line is refused, not
+ * cut at the NUL (librdkafka would get another password than the file's). */
+Test(rk_ksec, password_with_a_nul_byte_is_refused)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/pwnul", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fwrite("abc\0def\n", 1, 8, f);
+    fclose(f);
+    bp_config cfg = {.kafka_security_protocol = "sasl_ssl",
+                     .kafka_sasl_mechanism = "PLAIN",
+                     .kafka_sasl_username = "u",
+                     .kafka_sasl_password_file = path};
+    rk_ksec s;
+    cr_assert_eq(rk_ksec_load(&s, &cfg), -1);
+    cr_assert_null(s.password);
+    rk_ksec_free(&s);
+    cr_assert(strstr(stderr_text(), "holds a NUL byte"));
+}
+
+/* The bound's edge: RK_KSEC_PASSWORD_MAX bytes pass, one more is refused. */
+Test(rk_ksec, password_at_and_over_the_limit)
+{
+    static char text[RK_KSEC_PASSWORD_MAX + 3];
+    for (int over = 0; over < 2; over++) {
+        size_t n = RK_KSEC_PASSWORD_MAX + (size_t)over;
+        memset(text, 'p', n);
+        text[n] = '\n';
+        text[n + 1] = '\0';
+        bp_config cfg = {.kafka_security_protocol = "sasl_ssl",
+                         .kafka_sasl_mechanism = "PLAIN",
+                         .kafka_sasl_username = "u",
+                         .kafka_sasl_password_file = file_with(over ? "pwover" : "pwmax", text)};
+        rk_ksec s;
+        cr_assert_eq(rk_ksec_load(&s, &cfg), over ? -1 : 0);
+        if (!over) {
+            cr_assert_eq(s.password_len, RK_KSEC_PASSWORD_MAX);
+        }
+        rk_ksec_free(&s);
+    }
+    cr_assert(strstr(stderr_text(), "longer than 1024 bytes"));
+}
+
 Test(rk_ksec, plain_without_tls_is_warned_about)
 {
     bp_config cfg = {.kafka_security_protocol = "sasl_plaintext",

@@ -124,6 +124,58 @@ Test(handle_subscribe, max_subscriptions_refuses_one_more_with_0x97)
     icl_free(c);
 }
 
+/* --max-shared-groups at its edge: the last new group fits, one more is
+ * 0x97 (3.1.1: 0x80), joining a group that exists is granted, and a
+ * group's last member leaving frees its place. */
+Test(handle_subscribe, max_shared_groups_refuses_a_new_group_past_it)
+{
+    cfg.limits.max_shared_groups = 2;
+    icl *c = icl_connected(&b, 0, MQTT_V5, "sub");
+    icl *e = icl_connected(&b, 0, MQTT_V5, "leaves");
+    cr_assert_eq(icl_subscribe1(c, "$share/g1/t", 1), 1);
+    cr_assert_eq(icl_subscribe1(e, "$share/g2/t", 1), 1);
+    cr_assert_eq(icl_subscribe1(c, "$share/g3/t", 1), MQTT_RC_QUOTA_EXCEEDED);
+    cr_assert_eq(icl_subscribe1(c, "$share/g1/u", 1), MQTT_RC_QUOTA_EXCEEDED); /* a group is name and filter */
+    cr_assert_eq(icl_subscribe1(c, "plain/t", 1), 1);
+    icl *d = icl_connected(&b, 0, MQTT_V311, "other");
+    cr_assert_eq(icl_subscribe1(d, "$share/g1/t", 0), 0);
+    cr_assert_eq(icl_subscribe1(d, "$share/g4/t", 0), 0x80);
+    icl_free(d);
+    /* g2's members leave (clean sessions end): its place is free. */
+    icl_send_disconnect(e, 0, NULL);
+    icl_settle(e);
+    icl_free(e);
+    icl_settle(c);
+    mqtt_bytes f = {(const uint8_t *)"t", 1}, g = {(const uint8_t *)"g2", 2};
+    pthread_rwlock_rdlock(&b.subs_lock);
+    cr_assert_not(trie_has_group(b.subs, f, g));
+    pthread_rwlock_unlock(&b.subs_lock);
+    cr_assert_eq(icl_subscribe1(c, "$share/g3/t", 1), 1);
+    icl_free(c);
+}
+
+/* SHARE_KEY_MAX at its edge: a shared group key "<group>/<filter>" of
+ * exactly that many bytes is granted, one byte more is 0x8F (3.1.1: 0x80);
+ * a plain filter that long is not concerned. */
+Test(handle_subscribe, a_shared_group_key_longer_than_its_limit_is_0x8f)
+{
+    static char f[SHARE_KEY_MAX + 16];
+    icl *c = icl_connected(&b, 0, MQTT_V5, "sub");
+    for (int over = 0; over < 2; over++) {
+        /* "$share/" + group of 10 + "/" + filter: key = 10 + 1 + filter. */
+        size_t flen = SHARE_KEY_MAX - 11 + (size_t)over;
+        memcpy(f, "$share/gggggggggg/", 18);
+        memset(f + 18, over ? 'b' : 'a', flen);
+        f[18 + flen] = '\0';
+        cr_assert_eq(icl_subscribe1(c, f, 1), over ? MQTT_RC_TOPIC_FILTER_INVALID : 1);
+        cr_assert_eq(icl_subscribe1(c, f + 18, 1), 1);
+    }
+    icl *d = icl_connected(&b, 0, MQTT_V311, "old");
+    cr_assert_eq(icl_subscribe1(d, f, 1), 0x80);
+    icl_free(d);
+    icl_free(c);
+}
+
 Test(handle_subscribe, a_subscription_receives_matching_messages_only)
 {
     icl *c = icl_connected(&b, 0, MQTT_V5, "sub");

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -247,6 +248,53 @@ Test(session, subscriptions_replace_and_remove)
     cr_assert_eq(s->subs[0].opts.qos, 2);
     cr_assert(session_remove_sub(s, "a/+", 3));
     cr_assert_not(session_remove_sub(s, "a/+", 3));
+    cr_assert_eq(s->n_subs, 1);
+    session_unref(&b, s);
+}
+
+/* The list at its bound, SESSION_MAX_SUBS: every filter found, each
+ * removal (from the middle, in a scrambled order) keeps the rest findable
+ * with their options, and a reset empties it for reuse. */
+Test(session, subscriptions_at_the_bound_added_found_and_removed)
+{
+    session *s = session_new(&b, "c1", 2, 0);
+    char f[16];
+    for (uint32_t i = 0; i < SESSION_MAX_SUBS; i++) {
+        sub_opts o = {.qos = (uint8_t)(i % 3), .sub_id = i};
+        int n = snprintf(f, sizeof(f), "t/%u", i);
+        session_add_sub(s, f, (uint16_t)n, &o);
+    }
+    cr_assert_eq(s->n_subs, SESSION_MAX_SUBS);
+    sub_opts again = {.qos = 2, .sub_id = 7};
+    session_add_sub(s, "t/7", 3, &again); /* replaces, adds nothing */
+    cr_assert_eq(s->n_subs, SESSION_MAX_SUBS);
+    /* Remove every third, visiting them in a scrambled order. */
+    uint32_t removed = 0;
+    for (uint32_t k = 0; k < SESSION_MAX_SUBS; k++) {
+        uint32_t i = (k * 40507u) % SESSION_MAX_SUBS;
+        if (i % 3 == 0) {
+            int n = snprintf(f, sizeof(f), "t/%u", i);
+            cr_assert(session_remove_sub(s, f, (uint16_t)n), "t/%u", i);
+            cr_assert_not(session_has_sub(s, f, (uint16_t)n));
+            removed++;
+        }
+    }
+    cr_assert_eq(s->n_subs, SESSION_MAX_SUBS - removed);
+    for (uint32_t i = 0; i < SESSION_MAX_SUBS; i++) {
+        int n = snprintf(f, sizeof(f), "t/%u", i);
+        cr_assert_eq(session_has_sub(s, f, (uint16_t)n), i % 3 != 0, "t/%u", i);
+    }
+    for (uint32_t i = 0; i < s->n_subs; i++) {
+        uint32_t id = (uint32_t)strtoul(s->subs[i].filter + 2, NULL, 10);
+        cr_assert_eq(s->subs[i].opts.sub_id, id == 7 ? 7 : id);
+        cr_assert_eq(s->subs[i].opts.qos, id == 7 ? 2 : id % 3);
+    }
+    session_free_sub_strings(s);
+    cr_assert_eq(s->n_subs, 0);
+    cr_assert_not(session_has_sub(s, "t/1", 3));
+    sub_opts o = {.qos = 1};
+    session_add_sub(s, "t/1", 3, &o);
+    cr_assert(session_has_sub(s, "t/1", 3));
     cr_assert_eq(s->n_subs, 1);
     session_unref(&b, s);
 }

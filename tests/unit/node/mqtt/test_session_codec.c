@@ -240,6 +240,14 @@ Test(session_codec, hand_made_refusals)
     /* A will payload length over the bound. */
     const uint8_t wl[] = {SC_SEC_WILL, 0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 'w', 0, 0, 0, 0, 0x20, 0, 0, 1};
     cr_expect_eq(decode_section(wl, sizeof(wl)), SC_ELIMIT);
+    /* A stream mark's node id holding a NUL: the stream keeps node ids as C
+     * strings (a shorter id, freed by its strlen); the same id without the
+     * NUL is taken. */
+    uint8_t nul[] = {SC_SEC_STREAM, 0, 0,   0, 33, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 5, 1, 3,
+                     'a',           0, 'b', 0, 0,  0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2};
+    cr_expect_eq(decode_section(nul, sizeof(nul)), SC_ECORRUPT);
+    nul[20] = 'x';
+    cr_expect_eq(decode_section(nul, sizeof(nul)), SC_OK);
     cr_expect_eq(sc_decode(NULL, 0, &(sc_state){0}), SC_ETRUNCATED);
 }
 
