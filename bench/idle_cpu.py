@@ -95,6 +95,8 @@ def measure(a, name, path):
         bcmd = [a.bench, "conn", "--port", str(port), "--conns", str(a.conns), "--duration", str(hold),
                 "--keepalive", str(a.keepalive), "--src", "127.0.0.2-127.0.0.20", "--client-prefix",
                 "idlecpu-%s-" % name]
+        if out:
+            bcmd += ["--setup-timeout", "900", "--connect-timeout", "300"]  # a node under valgrind is slow
         bench = subprocess.Popen(bcmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         held = threading.Event()
 
@@ -104,7 +106,7 @@ def measure(a, name, path):
                     held.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        if not held.wait(timeout=600):
+        if not held.wait(timeout=1200):
             raise RuntimeError("connections not all held")
         time.sleep(a.settle)  # the connect burst's own work is over
         hz = os.sysconf("SC_CLK_TCK")

@@ -599,18 +599,22 @@ void conn_check_timers(conn *c, uint64_t now)
     }
 }
 
+static uint64_t connect_ms(const conn *c)
+{
+    return (uint64_t)c->w->b->cfg->connect_timeout * 1000u;
+}
+
 /* The next moment conn_check_timers has something to check, 0 for none.
  * Reads move last_rx_ms without touching the timer: a keep-alive timer
  * that comes up early finds the new deadline here and moves to it. */
 static uint64_t next_deadline(const conn *c)
 {
-    uint64_t connect_ms = (uint64_t)c->w->b->cfg->connect_timeout * 1000u;
     switch (c->state) {
     case CS_NEW:
     case CS_AUTH:
-        return c->created_ms + connect_ms;
+        return c->created_ms + connect_ms(c);
     case CS_ACTIVE: {
-        uint64_t due = c->x && c->x->ax ? handle_auth_due(c, connect_ms) : 0;
+        uint64_t due = c->x && c->x->ax ? handle_auth_due(c, connect_ms(c)) : 0;
         if (c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN))) {
             uint64_t ka = c->last_rx_ms + (uint64_t)c->keepalive * 1500u; /* §3.1.2.10 */
             due = due && due < ka ? due : ka;

@@ -25,11 +25,11 @@ typedef struct tw_timer {
 
 typedef struct twheel {
     tw_timer *slot[TW_LEVELS][TW_SLOTS];
-    tw_timer *soon; /* their tick handled, their millisecond not yet come */
+    tw_timer *soon;        /* their tick handled, their millisecond not yet come */
     uint64_t next_tick;    /* the first tick not yet handled */
     uint64_t arm_min_tick; /* in tw_advance: the tick after the last it handles, else 0 */
-    uint32_t res_ms;    /* one tick */
-    uint32_t count;     /* armed timers */
+    uint32_t res_ms;       /* one tick */
+    uint32_t count;        /* armed timers */
 } twheel;
 
 /* A timer that is due, already disarmed: it may re-arm itself or arm and

@@ -75,9 +75,9 @@ Test(timer_wheel, cancel_and_rearm)
     tw_arm(&tw, &b.t, 4000);
     tw_arm(&tw, &c.t, 3000);
     tw_cancel(&tw, &a.t);
-    tw_cancel(&tw, &a.t); /* idempotent */
-    tw_arm(&tw, &b.t, 9000);  /* later */
-    tw_arm(&tw, &c.t, 2000);  /* earlier */
+    tw_cancel(&tw, &a.t);    /* idempotent */
+    tw_arm(&tw, &b.t, 9000); /* later */
+    tw_arm(&tw, &c.t, 2000); /* earlier */
     cr_assert_eq(tw.count, 2);
     run_to(&tw, 20000, on_fire, NULL);
     cr_assert_eq(a.fired, 0);
@@ -131,9 +131,9 @@ Test(timer_wheel, two_advances_in_one_tick)
  * starting phases, with advances that do not fall on tick boundaries. */
 Test(timer_wheel, far_deadlines_beyond_one_revolution)
 {
-    static const uint64_t dist_s[] = {1,     2,      63,      64,      65,      127,     128,      4095,
-                                      4096, 4097,  8191,   262143,  262144,  262145,  1000000, 16777215, 16777216,
-                                      16777217, 20000000, 40000000};
+    static const uint64_t dist_s[] = {1,       2,        63,       64,       65,       127,     128,
+                                      4095,    4096,     4097,     8191,     262143,   262144,  262145,
+                                      1000000, 16777215, 16777216, 16777217, 20000000, 40000000};
     enum { N = sizeof(dist_s) / sizeof(dist_s[0]) };
     for (uint64_t phase = 0; phase < 3; phase++) {
         twheel tw;
