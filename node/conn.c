@@ -168,6 +168,7 @@ static conn *conn_start(worker *w, conn *c, unsigned flags)
     w->conns = c;
     w->nconns++;
     worker_index_conn(w, c);
+    conn_timer_update(c); /* CS_NEW: the connect timeout */
     atomic_fetch_add(&b->stats.connections_total, 1);
     atomic_fetch_add(&b->stats.connections_current, 1);
     sh_log(SH_DEBUG, "event=accept conn=%llu peer=%s worker=%d tls=%d ws=%d", (unsigned long long)c->id, c->peer, w->id,
@@ -221,7 +222,7 @@ static void finish_close(conn *c)
     if (c->state == CS_CLOSED) {
         return;
     }
-    c->state = CS_CLOSED;
+    conn_set_state(c, CS_CLOSED);
     conn_io_stop(c);
     unlink_conn(c);
     c->next = c->w->dead;
@@ -257,8 +258,8 @@ void conn_close(conn *c, uint8_t rc, const char *why)
         send_disconnect(c, rc, why);
     }
     conn_type_of(c)->closing(c, rc); /* after the last MQTT bytes (WebSocket: its close frame) */
-    c->state = CS_CLOSING;
     c->closing_ms = now_ms();
+    conn_set_state(c, CS_CLOSING);
     conn_io_read_enable(c, false);
     if (c->s) {
         /* A will goes out on any close but a normal DISCONNECT (§3.1.2.5);
@@ -282,6 +283,7 @@ void conn_close(conn *c, uint8_t rc, const char *why)
 void conn_free(conn *c)
 {
     sh_assert(c->state == CS_CLOSED);
+    tw_cancel(&c->w->timers, &c->timer);
     atomic_fetch_sub(&c->w->b->stats.connections_current, 1);
     conn_io_free(c);
     limits_conn_free(c);
@@ -474,6 +476,7 @@ void conn_resume_reading(conn *c, uint8_t why)
         return;
     }
     c->paused &= (uint8_t)~why;
+    conn_timer_update(c); /* keep alive runs again */
     /* The rate, output, drain, store and share pauses stop the socket (a claim
      * lets it fill): it is read again once none holds (a drain never ends). */
     uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN | PAUSE_STORE | PAUSE_SHARE;
@@ -593,5 +596,65 @@ void conn_check_timers(conn *c, uint64_t now)
         conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
     } else if (c->state == CS_CLOSING && now - c->closing_ms >= CLOSE_FLUSH_MS) {
         finish_close(c);
+    }
+}
+
+static uint64_t connect_ms(const conn *c)
+{
+    return (uint64_t)c->w->b->cfg->connect_timeout * 1000u;
+}
+
+/* The next moment conn_check_timers has something to check, 0 for none.
+ * Reads move last_rx_ms without touching the timer: a keep-alive timer
+ * that comes up early finds the new deadline here and moves to it. */
+static uint64_t next_deadline(const conn *c)
+{
+    switch (c->state) {
+    case CS_NEW:
+    case CS_AUTH:
+        return c->created_ms + connect_ms(c);
+    case CS_ACTIVE: {
+        uint64_t due = c->x && c->x->ax ? handle_auth_due(c, connect_ms(c)) : 0;
+        if (c->keepalive && !(c->paused & (PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN))) {
+            uint64_t ka = c->last_rx_ms + (uint64_t)c->keepalive * 1500u; /* §3.1.2.10 */
+            due = due && due < ka ? due : ka;
+        }
+        return due;
+    }
+    case CS_CLOSING:
+        return c->closing_ms + CLOSE_FLUSH_MS;
+    default:
+        return 0; /* CS_CLAIMING waits for its session; CS_CLOSED is gone */
+    }
+}
+
+void conn_timer_update(conn *c)
+{
+    twheel *tw = &c->w->timers;
+    uint64_t due = next_deadline(c);
+    if (!due) {
+        tw_cancel(tw, &c->timer);
+    } else if (!tw_armed(&c->timer) || due < c->timer.due_ms) {
+        /* A later deadline leaves the timer where it is: when it comes up,
+         * conn_timer_fired finds nothing due and moves it on. */
+        tw_arm(tw, &c->timer, due);
+    }
+}
+
+void conn_set_state(conn *c, uint8_t state)
+{
+    worker *w = c->w;
+    w->nactive -= c->state == CS_ACTIVE; /* metrics: the online gauge */
+    w->nactive += state == CS_ACTIVE;
+    c->state = state;
+    conn_timer_update(c);
+}
+
+void conn_timer_fired(tw_timer *t, void *arg)
+{
+    conn *c = (conn *)((char *)t - offsetof(conn, timer));
+    conn_check_timers(c, *(const uint64_t *)arg);
+    if (c->state != CS_CLOSED) {
+        conn_timer_update(c);
     }
 }

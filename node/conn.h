@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "node/mqtt/msg.h"
+#include "node/timer_wheel.h"
 #include "proto/packet.h"
 
 struct sockaddr;
@@ -58,6 +59,7 @@ struct conn {
     struct bufferevent *bev;
     struct evbuffer *in, *out;
     conn *prev, *next; /* the worker's list */
+    tw_timer timer;    /* in the worker's wheel while a deadline is ahead (conn_timer_update) */
     session *s;        /* ref held while attached */
     /* Each only in its state, so they share the bytes. */
     union {
@@ -158,7 +160,17 @@ void conn_write(conn *c, const void *data, size_t len);
  * connection is CS_ACTIVE. */
 struct evbuffer *conn_output(conn *c, size_t len);
 bool conn_output_full(const conn *c);
+/* Close the connection, or finish its close, if one of its deadlines has
+ * passed: connect timeout, re-authentication, keep alive, close flush. */
 void conn_check_timers(conn *c, uint64_t now);
+/* Enter a state: the worker's count of active connections and the
+ * connection's timer follow. Every state change goes through here. */
+void conn_set_state(conn *c, uint8_t state);
+/* A deadline may have come nearer (a state change, a re-authentication
+ * begun, a pause lifted): the timer is moved to it. Cheap when it has not. */
+void conn_timer_update(conn *c);
+/* The worker's wheel found c's timer due (tw_fire_fn; arg: uint64_t *now). */
+void conn_timer_fired(tw_timer *t, void *arg);
 /* Clear pause reason `why` (PAUSE_*); once none is left, read again and
  * handle what waited. */
 void conn_resume_reading(conn *c, uint8_t why);

@@ -330,15 +330,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     share_tick(w);
     hold_tick(w);
     uint64_t now = now_ms();
-    conn *c = w->conns;
-    uint32_t active = 0; /* metrics */
-    while (c) {
-        conn *next = c->next;
-        active += c->state == CS_ACTIVE; /* metrics */
-        conn_check_timers(c, now);
-        c = next;
-    }
-    metrics_tick(w, now, active); /* loop lag, liveness, online gauge */
+    /* Only the connections with a deadline due: idle ones cost nothing here. */
+    tw_advance(&w->timers, now, conn_timer_fired, &now);
+    metrics_tick(w, now, w->nactive); /* loop lag, liveness, online gauge */
     if (w->id == 0) {
         worker_sys_tick(w);
         limits_tick(w, now); /* retained messages that expired */
@@ -484,6 +478,7 @@ static int worker_init(broker *b, worker *w, int id)
     conn_io_worker_init(w);
     sync_worker_init(w);
     dead_node_worker_init(w);
+    tw_init(&w->timers, now_ms(), 1000); /* one slot per tick */
     w->tick = event_new(w->base, -1, EV_PERSIST, tick_cb, w);
     struct timeval one = {1, 0};
     event_add(w->tick, &one);
@@ -616,7 +611,7 @@ static void free_conns(conn *c)
             s->c = NULL;
             session_unref(c->w->b, s);
         }
-        c->state = CS_CLOSED;
+        conn_set_state(c, CS_CLOSED);
         conn_free(c);
         c = next;
     }

@@ -19,6 +19,7 @@
 #include "node/net/proxy.h"
 #include "node/net/tls.h"
 #include "node/net/ws_conn.h"
+#include "node/timer_wheel.h"
 
 struct event_base;
 struct event;
@@ -95,6 +96,8 @@ struct worker {
     uint32_t by_id_used;
     conn *dead; /* closed, freed by the reap event */
     uint32_t nconns;
+    uint32_t nactive; /* CS_ACTIVE connections (conn_set_state) */
+    twheel timers;    /* the connections' deadlines (node/timer_wheel.h), advanced by the tick */
     /* Per-worker counters, summed for $SYS and metrics. */
     _Atomic uint64_t msgs_in, msgs_out, bytes_in, bytes_out, dropped;
     /* Feature state, each owned by its module. */

@@ -48,5 +48,7 @@ void handle_auth_connack_props(conn *c, mqtt_props *pr);
 void handle_auth_end(conn *c);
 /* A re-authentication open for longer than limit_ms. */
 bool handle_auth_overdue(const conn *c, uint64_t now, uint64_t limit_ms);
+/* When handle_auth_overdue becomes true; 0 with no exchange in progress. */
+uint64_t handle_auth_due(const conn *c, uint64_t limit_ms);
 
 #endif

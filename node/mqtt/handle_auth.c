@@ -85,6 +85,7 @@ static mqtt_rc start(conn *c, const mqtt_props *pr, bool reauth)
     struct auth_exchange *ax = sh_calloc(1, sizeof(*ax));
     conn_ext_get(c)->ax = ax;
     ax->started_ms = now_ms();
+    conn_timer_update(c); /* a re-authentication's deadline may be the nearest */
     scram *s = &ax->s;
     if (!mqtt_props_has(pr, MQTT_PROP_AUTH_DATA)) {
         return refuse(c, MQTT_RC_NOT_AUTHORIZED, "no client-first message");
@@ -172,7 +173,7 @@ bool handle_auth_method_ok(conn *c, const mqtt_props *connect_props)
 mqtt_rc handle_auth_connect(conn *c, const mqtt_props *connect_props)
 {
     c->enhanced_auth = true;
-    c->state = CS_AUTH;
+    conn_set_state(c, CS_AUTH);
     return start(c, connect_props, false);
 }
 
@@ -198,4 +199,10 @@ bool handle_auth_overdue(const conn *c, uint64_t now, uint64_t limit_ms)
 {
     const struct auth_exchange *ax = ax_of(c);
     return ax && now - ax->started_ms >= limit_ms;
+}
+
+uint64_t handle_auth_due(const conn *c, uint64_t limit_ms)
+{
+    const struct auth_exchange *ax = ax_of(c);
+    return ax ? ax->started_ms + limit_ms : 0;
 }

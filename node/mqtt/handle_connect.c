@@ -174,7 +174,7 @@ void connect_finish(conn *c, session *s, bool clean)
     s->expiry_s = c->session_expiry;
     s->version = c->version;
     session_attach(w, s, c);
-    c->state = CS_ACTIVE;
+    conn_set_state(c, CS_ACTIVE);
     sync_mark_dirty(w, s); /* expiry and will as this CONNECT set them */
     if (c->version == MQTT_V5) {
         mqtt_props pr;
@@ -235,7 +235,7 @@ void connect_claim(conn *c)
     c->claim_epoch = epoch;
     session_ref(s);
     pthread_mutex_unlock(&b->sess_lock);
-    c->state = CS_CLAIMING;
+    conn_set_state(c, CS_CLAIMING);
     c->paused |= PAUSE_CLAIM;
     inbox_item it;
     memset(&it, 0, sizeof(it));
@@ -273,7 +273,7 @@ mqtt_rc handle_connect(conn *c, const mqtt_connect *p)
         c->client_id = sh_strndup((const char *)p->client_id.p, p->client_id.len);
     }
     if (c->paused & PAUSE_HASH) {
-        c->state = CS_AUTH; /* auth_hash_done() goes on once the password is checked (node/auth/hash.c) */
+        conn_set_state(c, CS_AUTH); /* auth_hash_done() goes on once the password is checked (node/auth/hash.c) */
         return MQTT_RC_SUCCESS;
     }
     if (p->version == MQTT_V5 && mqtt_props_has(&p->props, MQTT_PROP_AUTH_METHOD)) {

@@ -409,7 +409,7 @@ void sync_claim_start(conn *c)
 {
     worker *w = c->w;
     if (!sync_on(w->b)) {
-        c->state = CS_CLAIMING;
+        conn_set_state(c, CS_CLAIMING);
         connect_claim(c);
         return;
     }
@@ -426,7 +426,7 @@ void sync_claim_start(conn *c)
     cl->next = w->sync.claims;
     w->sync.claims = cl;
     pending_add(w->b, cl);
-    c->state = CS_CLAIMING;
+    conn_set_state(c, CS_CLAIMING);
     /* The local backplane answers inside the call, and the session may be
      * attached before it returns (then the rest of this read is handled as
      * usual); otherwise input waits for it. */

@@ -217,6 +217,118 @@ Test(conn, no_connect_within_the_connect_timeout_closes_silently)
     icl_free(c);
 }
 
+/* The same deadlines through the worker's timing wheel (node/timer_wheel.c),
+ * as the 1 s tick drives it: advance(now) fires what is due by now. */
+static uint32_t advance(worker *w, uint64_t now)
+{
+    return tw_advance(&w->timers, now, conn_timer_fired, &now);
+}
+
+/* MQTT 5 for a keep alive the server keeps, 3.1.1 for 0 (MQTT 5 would get
+ * the server's, --max-keepalive). */
+static icl *connected_with_keepalive(int wi, const char *id, uint16_t keepalive)
+{
+    icl *c = icl_open(&b, wi, keepalive ? MQTT_V5 : MQTT_V311);
+    mqtt_connect q;
+    memset(&q, 0, sizeof(q));
+    q.clean_start = true;
+    q.keepalive = keepalive;
+    icl_send_connect(c, id, &q);
+    icl_settle(c);
+    icl_expect(c, MQTT_CONNACK, NULL);
+    return c;
+}
+
+Test(conn, the_tick_closes_at_1_5x_keep_alive_and_not_before)
+{
+    icl *c = connected_with_keepalive(0, "tw-ka", 10);
+    conn *k = icl_conn(c);
+    uint64_t last = k->last_rx_ms;
+    cr_assert(tw_armed(&k->timer), "an active connection with keep alive has a deadline");
+    advance(&b.workers[0], last + 14999);
+    icl_settle(c);
+    icl_expect_nothing(c);
+    cr_assert_not_null(icl_conn(c), "closed before 1.5 x keep alive");
+    advance(&b.workers[0], last + 15000);
+    icl_settle(c);
+    icl_expect_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT);
+    icl_free(c);
+}
+
+/* A packet moves last_rx_ms only (read_cb); the timer, come up at the old
+ * deadline, finds the new one and moves there. */
+Test(conn, the_tick_follows_a_keep_alive_extended_by_a_packet)
+{
+    icl *c = connected_with_keepalive(0, "tw-ka2", 10);
+    conn *k = icl_conn(c);
+    uint64_t last = k->last_rx_ms;
+    k->last_rx_ms = last + 10000; /* as a PINGREQ 10 s later sets it */
+    cr_assert_eq(advance(&b.workers[0], last + 15000), 1, "the timer comes up at the old deadline");
+    icl_settle(c);
+    icl_expect_nothing(c);
+    cr_assert_not_null(icl_conn(c), "closed although a packet came 5 s ago");
+    cr_assert(tw_armed(&k->timer));
+    cr_assert_eq(k->timer.due_ms, last + 25000);
+    cr_assert_eq(advance(&b.workers[0], last + 24999), 0);
+    cr_assert_not_null(icl_conn(c));
+    advance(&b.workers[0], last + 25000);
+    icl_settle(c);
+    icl_expect_disconnect(c, MQTT_RC_KEEP_ALIVE_TIMEOUT);
+    icl_free(c);
+}
+
+Test(conn, the_tick_closes_a_connection_without_connect_at_the_connect_timeout)
+{
+    icl *c = icl_open(&b, 1, MQTT_V5);
+    conn *k = icl_conn(c);
+    uint64_t due = k->created_ms + (uint64_t)cfg.connect_timeout * 1000u;
+    advance(&b.workers[1], due - 1);
+    cr_assert_not_null(icl_conn(c));
+    advance(&b.workers[1], due);
+    icl_settle(c);
+    icl_expect_nothing(c);
+    icl_expect_closed(c);
+    icl_free(c);
+}
+
+/* What the tick costs does not depend on idle connections: with keep alive
+ * 0 they have no timer; with a long one, nothing of theirs comes up for
+ * 1.5 x keep alive. And the online gauge is a count kept on state changes,
+ * not a walk. */
+Test(conn, idle_connections_are_not_looked_at_by_the_tick)
+{
+    enum { N = 40 };
+    icl *c[N];
+    worker *w = &b.workers[0];
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "tw-idle-%d", i);
+        c[i] = connected_with_keepalive(0, id, i % 2 ? 0 : 600);
+    }
+    cr_assert_eq(w->nactive, N);
+    cr_assert_eq(w->timers.count, N / 2, "only the connections with keep alive have a timer");
+    uint64_t t0 = icl_conn(c[0])->last_rx_ms;
+    for (uint64_t s = 1; s < 899; s++) {
+        cr_assert_eq(advance(w, t0 + s * 1000), 0, "a timer came up %llu s in", (unsigned long long)s);
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert_not_null(icl_conn(c[i]));
+    }
+    advance(w, t0 + 3600 * 1000);
+    for (int i = 0; i < N; i++) {
+        icl_settle(c[i]);
+        if (i % 2) {
+            cr_assert_not_null(icl_conn(c[i]), "keep alive 0 never times out");
+        } else {
+            icl_expect_closed(c[i]);
+        }
+    }
+    cr_assert_eq(w->nactive, N / 2);
+    for (int i = 0; i < N; i++) {
+        icl_free(c[i]);
+    }
+}
+
 Test(conn, the_client_going_away_frees_the_connection)
 {
     icl *c = icl_connected(&b, 0, MQTT_V5, "sm-eof");

@@ -42,7 +42,7 @@ static void setup(void)
     struct sockaddr_in sa = {.sin_family = AF_INET};
     c = conn_new(w, sv[0], (struct sockaddr *)&sa, sizeof(sa), 0);
     cr_assert_not_null(c);
-    c->state = CS_ACTIVE;
+    conn_set_state(c, CS_ACTIVE);
     c->version = MQTT_V5;
     s = session_new(&b, "flow", 4, 0);
     s->c = c;
