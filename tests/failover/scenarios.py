@@ -30,18 +30,29 @@ PARTITION_TODAY = {
 COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
 ROLLING_TODAY = {
-    # Seen once in about six runs (2026-12-07): a shared member got about 20
-    # QoS 1 messages again that another member had already had, late and
-    # out of order. Cause found from the history: early share refreshes
-    # pushed the regular ones back (libevent reschedules a persistent timer
-    # activated by timeout from its deadline), a restarted node's entries
-    # lapsed while it lived, and the other node replayed its share as a
-    # dead node's. Fixed in cluster/rk_share.c (share_kick; test:
-    # test_a_live_nodes_group_entries_never_lapse); the mark stays until
-    # more runs confirm it, then goes.
-    "shared-once": "sometimes: a shared member moved by a drain may get messages another member had "
-                   "(invariant 4)",
-    "order": "sometimes: the same messages arrive late at the moved member (invariant 2)",
+    # The share refresh timer that let a live node's entries lapse is fixed
+    # (cluster/rk_share.c share_kick, 2026-12-07), but these still fail in
+    # most --long runs (2026-12-07 22:53 and 22:54: 2 of 2 long, 0 of 4
+    # short), from two other causes, both in shared groups around a drain:
+    # - order: a composition change is in force 4 refreshes after a member
+    #   leaves; until then messages chosen for the drained node are
+    #   forwarded by its ghost (node/mqtt/share.c share_forward_orphans) as
+    #   hand-over records, one Kafka round trip later than the messages the
+    #   survivor was chosen for directly (ps:137 after ps:139 on g2, 14 ms
+    #   late; ps:352,354 after ps:356). A hand-over that reorders is the
+    #   design (MQTT 5 4.8.2 moves the message); the history cannot tell
+    #   such a message from a late one.
+    # - shared-once: the drain stops reading its connections at quiesce
+    #   (node/drain.c quiesce_conns), so a member's PUBACKs sent during the
+    #   drain are never read; at its close its messages are handed over to
+    #   another member, here one on the same draining node (g1 got ps:220,225,
+    #   closed, share_handover count=2, g2 got them 3 ms before g1's client
+    #   saw its own close: the checker's "first dropped first" is measured
+    #   on client clocks).
+    "shared-once": "sometimes: a drain no longer reads a member's PUBACKs, so what it may have acknowledged "
+                   "during the drain is handed over to another member (invariant 4)",
+    "order": "sometimes: messages chosen for a drained node reach the survivor as hand-over records, "
+             "after later ones (invariant 2)",
 }
 
 class Size:
