@@ -163,5 +163,8 @@ void conn_check_timers(conn *c, uint64_t now);
  * handle what waited. */
 void conn_resume_reading(conn *c, uint8_t why);
 void conn_drain_input(conn *c);
+/* During a drain (PAUSE_DRAIN): handle the PUBACK/PUBREC/PUBCOMP the
+ * client already sent for what it holds in flight, nothing else. */
+void conn_read_acks(conn *c);
 
 #endif
