@@ -131,7 +131,7 @@ class LocalCluster:
             self.kafka_port = kport
             self.bootstrap = env["KAFKA_BOOTSTRAP"]
             for n in self.nodes:
-                self.start_node(n)
+                self._first_start(n)
             self._start_haproxy()
         except BaseException:
             self.failed = True
@@ -239,6 +239,25 @@ class LocalCluster:
                 "--kafka", self.bootstrap, "--kafka-replication", str(min(self.kafka_brokers, 3)),
                 "--kafka-partitions", "4", "--workers", "2", "--sys-interval", "0",
                 "--admin-token", ADMIN_TOKEN, *self.extra]
+
+    def _first_start(self, n, tries=3):
+        """A node's first start. Its ports were free when the cluster was
+        made, but Kafka's start takes a while and any connection on the
+        machine may get one of them as its local port meanwhile (a node
+        then exits with listen_error "Address already in use", seen
+        2026-12-07 with other suites running): new ports, before HAProxy
+        names them."""
+        for attempt in range(tries):
+            try:
+                return self.start_node(n)
+            except RuntimeError:
+                with open(n.log_path) as f:
+                    taken = "Address already in use" in f.read()
+                if not taken or attempt == tries - 1:
+                    raise
+            n.port, n.http_port = free_port(), free_port()
+            n.http_url = "http://127.0.0.1:%d" % n.http_port
+            self.log("  %s: a port was taken before it started; again on %d/%d" % (n.name, n.port, n.http_port))
 
     def start_node(self, n, timeout=120, env=None, preexec_fn=None, bind="127.0.0.1"):
         """Start node n on its ports and wait for READY. env: extra
