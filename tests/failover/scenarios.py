@@ -30,27 +30,20 @@ PARTITION_TODAY = {
 COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
 ROLLING_TODAY = {
-    # The share refresh timer that let a live node's entries lapse is fixed
-    # (cluster/rk_share.c share_kick, 2026-12-07), but these still fail in
-    # most --long runs (2026-12-07 22:53 and 22:54: 2 of 2 long, 0 of 4
-    # short), from two other causes, both in shared groups around a drain:
-    # - order: a composition change is in force 4 refreshes after a member
-    #   leaves; until then messages chosen for the drained node are
-    #   forwarded by its ghost (node/mqtt/share.c share_forward_orphans) as
-    #   hand-over records, one Kafka round trip later than the messages the
-    #   survivor was chosen for directly (ps:137 after ps:139 on g2, 14 ms
-    #   late; ps:352,354 after ps:356). A hand-over that reorders is the
-    #   design (MQTT 5 4.8.2 moves the message); the history cannot tell
-    #   such a message from a late one.
-    # - shared-once: the drain stops reading its connections at quiesce
-    #   (node/drain.c quiesce_conns), so a member's PUBACKs sent during the
-    #   drain are never read; at its close its messages are handed over to
-    #   another member, here one on the same draining node (g1 got ps:220,225,
-    #   closed, share_handover count=2, g2 got them 3 ms before g1's client
-    #   saw its own close: the checker's "first dropped first" is measured
-    #   on client clocks).
-    "shared-once": "sometimes: a drain no longer reads a member's PUBACKs, so what it may have acknowledged "
-                   "during the drain is handed over to another member (invariant 4)",
+    # Messages chosen for a drained node's member after it left: a
+    # composition change is in force 4 refreshes after a member leaves;
+    # until then such messages are forwarded by the drained node's ghost
+    # (node/mqtt/share.c share_forward_orphans) as hand-over records, one
+    # Kafka round trip later than the messages the survivor was chosen for
+    # directly (2026-12-07 --long runs: g2 got ps:137 after ps:139, 14 ms
+    # late; ps:352,354 after ps:356; g1 ps:287,289 after ps:290). A
+    # hand-over moves the message (MQTT 5 4.8.2) and reorders by design;
+    # the history cannot tell it from a late one. Seen in 2 of 2 long runs
+    # before the drain read acks (c107b00), 1 of 7 after, 0 of 4 short.
+    # 'shared-once' was marked too: the drain did not read a member's
+    # PUBACKs, so what it had acknowledged was handed over to another
+    # member at its close; fixed (node/drain.c conn_read_acks), 0 of 7 long
+    # runs since.
     "order": "sometimes: messages chosen for a drained node reach the survivor as hand-over records, "
              "after later ones (invariant 2)",
 }
