@@ -526,9 +526,10 @@ void conn_resume_reading(conn *c, uint8_t why)
         return;
     }
     c->paused &= (uint8_t)~why;
-    /* The rate, output, drain, store and share pauses stop the socket (a claim
-     * lets it fill): it is read again once none holds (a drain never ends). */
-    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN | PAUSE_STORE | PAUSE_SHARE;
+    /* The rate, output, drain, store, share and refuse pauses stop the socket
+     * (a claim lets it fill): it is read again once none holds (a drain and a
+     * refusal never end). */
+    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN | PAUSE_STORE | PAUSE_SHARE | PAUSE_REFUSE;
     if ((why & stops_socket) && !(c->paused & stops_socket)) {
         conn_io_read_enable(c, true);
     }

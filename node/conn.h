@@ -126,6 +126,7 @@ enum {
     PAUSE_HASH = 32,  /* CONNECT's password is being checked off the loop (node/auth/hash.c) */
     PAUSE_SHARE =
         64, /* a SUBACK waits for a shared group's view (node/mqtt/handle_subscribe.c): the socket is not read */
+    PAUSE_REFUSE = 128, /* a 3.1.1 refusal waits for the publishes before it (node/mqtt/session.c): not read again */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/net/conn_io.h).

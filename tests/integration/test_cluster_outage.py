@@ -290,6 +290,34 @@ def test_qos0_flood_while_kafka_hangs_stays_bounded(cluster, backends):
     assert n1.proc.poll() is None and n2.proc.poll() is None
 
 
+def test_311_refusal_waits_for_the_publishes_before_it(cluster, backends):
+    """A 3.1.1 QoS 1 publisher has 3 publishes waiting on a frozen Kafka;
+    once the node has marked Kafka down, its 4th is refused by closing (3.1.1
+    has no negative ack). The close waits until the 3 before it are
+    answered: Kafka resumes, they get their PUBACKs, then the connection
+    closes. Before: it closed at the 4th with the 3 unanswered, and Kafka
+    took them later anyway, after what the publisher had sent through
+    another node meanwhile (failover slow-kafka --long: pb:298-303 after
+    pb:307-318 at every subscriber)."""
+    n1 = cluster(uid("n1"))
+    topic = uid("refuse")
+    p = R.RawClient(n1, version=4, timeout=WAIT)
+    try:
+        assert p.connect(uid("p311"), version=4).rc == 0
+        with stopped(kafka_pid(backends)):
+            for i in (1, 2, 3):
+                p.send(R.publish(topic, b"m%d" % i, qos=1, pid=i, version=4))
+            wait_for(lambda: ready(n1) == 503, "/health/ready 503 with Kafka stopped")
+            p.send(R.publish(topic, b"m4", qos=1, pid=4, version=4))
+            # Refused (closed, or the close deferred) before Kafka resumes.
+            assert R.wait_log_re(n1, r"cluster backend unavailable|event=refusal_waits", timeout=WAIT), n1.log()[-2000:]
+        seen = p.wait_closed(90)
+    finally:
+        p.close()
+    assert [(x.type, x.pid) for x in seen] == [(R.PUBACK, 1), (R.PUBACK, 2), (R.PUBACK, 3)], seen
+    assert "event=refusal_waits conn=" in n1.log()
+
+
 def test_full_worker_inbox_drops_qos0_counted_and_logged_once(node_factory):
     """One QoS 0 publish fanned out to a few hundred subscribers posts one
     inbox item per subscriber on the other worker: past --max-inbox the rest
