@@ -29,6 +29,17 @@ PARTITION_TODAY = {
 }
 COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
+REDIS_TODAY = {
+    # The cause of rolling-restart's 'order' mark (below), after the Redis
+    # outage: every node fenced, both shared members came back on node-3,
+    # and ps published its backlog (292-497 in 0.7 s) before the group's
+    # new composition was in force; the messages the old one chose for
+    # node-1 reached node-3 as hand-over records from node-1's ghost, after
+    # later ones (--long 2026-12-07 23:24: 100 violations, g1 got ps:292
+    # after ps:453). Seen in 1 of 5 long runs.
+    "order": "sometimes: messages chosen for a node whose members left reach the survivor as hand-over "
+             "records, after later ones (invariant 2)",
+}
 ROLLING_TODAY = {
     # Messages chosen for a drained node's member after it left: a
     # composition change is in force 4 refreshes after a member leaves;
@@ -550,7 +561,7 @@ SCENARIOS = [
     Scenario("takeover", 2, "SIGKILL of a frozen node while its client id is claimed on another, and while a "
              "QoS 2 publisher holds PUBREL", faults_takeover, KILL_TODAY, extra=extra_takeover),
     Scenario("redis", 3, "Redis restarted, then a 10 s Redis outage (SIGSTOP/SIGCONT)", faults_redis,
-             COMMON_TODAY),
+             REDIS_TODAY),
     Scenario("kafka3", 4, "3 Kafka brokers (RF 3, min ISR 2): one SIGKILLed and back, then two",
              faults_kafka3, COMMON_TODAY, brokers=3, size=lambda z: z.open(300 if z.long else 200, 20.0),
              default=False),
