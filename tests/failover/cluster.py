@@ -123,10 +123,7 @@ class LocalCluster:
         t0 = time.time()
         try:
             self.start_redis()
-            kport = self._port_block(2 * self.kafka_brokers)
-            env = run_env([os.path.join(ROOT, "deploy/kafka/start"), "--brokers", str(self.kafka_brokers),
-                           "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
-                           "--dir", self.kafka_dir])
+            env, kport = self._start_kafka()
             self.kafka_started = True
             self.kafka_port = kport
             self.bootstrap = env["KAFKA_BOOTSTRAP"]
@@ -140,6 +137,27 @@ class LocalCluster:
         self.log("cluster up in %.0fs: HAProxy 127.0.0.1:%d, nodes %s, redis %s, kafka %s (work %s)" % (
             time.time() - t0, self.port, ", ".join("%s:%d" % (n.name, n.port) for n in self.nodes),
             self.redis_url, self.bootstrap, self.work))
+
+    def _start_kafka(self, tries=3):
+        """deploy/kafka/start on a free block of ports; again on another
+        block when a broker found one of them taken meanwhile (seen
+        2026-12-07 with other suites running: 'Socket server failed to
+        bind ... Address already in use'; the script stops what it started)."""
+        for attempt in range(tries):
+            kport = self._port_block(2 * self.kafka_brokers)
+            try:
+                return run_env([os.path.join(ROOT, "deploy/kafka/start"), "--brokers", str(self.kafka_brokers),
+                                "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
+                                "--dir", self.kafka_dir]), kport
+            except subprocess.CalledProcessError:
+                logs = [os.path.join(self.kafka_dir, "broker-%d" % (b + 1), "server.log")
+                        for b in range(self.kafka_brokers)]
+                taken = any(os.path.exists(f) and "Address already in use" in open(f, errors="replace").read()
+                            for f in logs)
+                if not taken or attempt == tries - 1:
+                    raise
+            shutil.rmtree(self.kafka_dir, ignore_errors=True)
+            self.log("  kafka: a port was taken before it started; again on another block")
 
     def _port_block(self, n):
         for _ in range(200):
