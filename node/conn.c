@@ -470,6 +470,58 @@ void conn_drain_input(conn *c)
     conn_io_in_done(c);
 }
 
+static bool is_ack(uint8_t type)
+{
+    return type == MQTT_PUBACK || type == MQTT_PUBREC || type == MQTT_PUBCOMP;
+}
+
+/* While a drain no longer reads a connection (PAUSE_DRAIN), the client's
+ * acknowledgements of what it was sent still count: without them every
+ * QoS 1/2 message delivered during the drain stayed in flight, so a shared
+ * member's went to another member at its close, a session's was sent again
+ * after it moved, and a receive maximum held back what was queued. Reads
+ * what the socket has and handles the acks at its front; the first packet
+ * of another kind (a PUBLISH the drain is not taking) stops it there. Over
+ * TLS the socket carries records, so nothing is read (the drain as before). */
+void conn_read_acks(conn *c)
+{
+    /* Another pause (a SUBACK waiting, output full) keeps its packets unread. */
+    if (c->state != CS_ACTIVE || !c->s || c->s->n_inf == 0 || (c->paused & ~(PAUSE_DRAIN | PAUSE_RATE))) {
+        return;
+    }
+    const conn_type *t = conn_type_of(c);
+    uint32_t max = c->w->b->cfg->max_packet_size;
+    conn_io_read_now(c, max);
+    struct evbuffer *in = t->mqtt_in(c);
+    while (in && c->state == CS_ACTIVE) {
+        size_t avail = evbuffer_get_length(in);
+        uint8_t head[5];
+        size_t hn = avail < 5 ? avail : 5;
+        if (hn == 0) {
+            break;
+        }
+        evbuffer_copyout(in, head, hn);
+        mqtt_frame f;
+        if (mqtt_frame_parse(head, hn, max, &f) == MQTT_BAD || !is_ack(head[0] >> 4)) {
+            break; /* left for the close, unread */
+        }
+        size_t total = mqtt_frame_size(&f);
+        if (total == 0 || total > avail) {
+            break;
+        }
+        const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
+        mqtt_frame_bind(&f, raw);
+        atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
+        bool go_on = process_frame(c, &f, raw, total);
+        evbuffer_drain(in, total);
+        if (!go_on) {
+            break;
+        }
+    }
+    t->mqtt_in_done(c);
+    conn_io_in_done(c);
+}
+
 void conn_resume_reading(conn *c, uint8_t why)
 {
     if (!(c->paused & why) || c->state >= CS_CLOSING) {
@@ -477,9 +529,10 @@ void conn_resume_reading(conn *c, uint8_t why)
     }
     c->paused &= (uint8_t)~why;
     conn_timer_update(c); /* keep alive runs again */
-    /* The rate, output, drain, store and share pauses stop the socket (a claim
-     * lets it fill): it is read again once none holds (a drain never ends). */
-    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN | PAUSE_STORE | PAUSE_SHARE;
+    /* The rate, output, drain, store, share and refuse pauses stop the socket
+     * (a claim lets it fill): it is read again once none holds (a drain and a
+     * refusal never end). */
+    uint8_t stops_socket = PAUSE_RATE | PAUSE_OUTPUT | PAUSE_DRAIN | PAUSE_STORE | PAUSE_SHARE | PAUSE_REFUSE;
     if ((why & stops_socket) && !(c->paused & stops_socket)) {
         conn_io_read_enable(c, true);
     }

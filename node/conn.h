@@ -128,6 +128,7 @@ enum {
     PAUSE_HASH = 32,  /* CONNECT's password is being checked off the loop (node/auth/hash.c) */
     PAUSE_SHARE =
         64, /* a SUBACK waits for a shared group's view (node/mqtt/handle_subscribe.c): the socket is not read */
+    PAUSE_REFUSE = 128, /* a 3.1.1 refusal waits for the publishes before it (node/mqtt/session.c): not read again */
 };
 
 /* How a connection's bytes travel: its row in conn_types (node/net/conn_io.h).
@@ -175,5 +176,8 @@ void conn_timer_fired(tw_timer *t, void *arg);
  * handle what waited. */
 void conn_resume_reading(conn *c, uint8_t why);
 void conn_drain_input(conn *c);
+/* During a drain (PAUSE_DRAIN): handle the PUBACK/PUBREC/PUBCOMP the
+ * client already sent for what it holds in flight, nothing else. */
+void conn_read_acks(conn *c);
 
 #endif

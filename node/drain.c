@@ -58,7 +58,7 @@ uint32_t drain_close_listeners(worker *w)
 /* Every tick, for connections that came in meanwhile too (a PROXY header
  * that was still on its way): no CONNACK yet, closed (the client retries
  * elsewhere); established, no longer read, so nothing new is taken while
- * what was taken finishes. */
+ * what was taken finishes, except the acks of what they were sent. */
 static void quiesce_conns(worker *w)
 {
     uint8_t rc = drain_rc(w->b);
@@ -70,6 +70,9 @@ static void quiesce_conns(worker *w)
         } else if (c->state == CS_ACTIVE && !(c->paused & PAUSE_DRAIN)) {
             c->paused |= PAUSE_DRAIN;
             conn_io_read_enable(c, false);
+        } else if (c->state == CS_ACTIVE) {
+            /* Its acks still come in: what it holds is done, the next goes out. */
+            conn_read_acks(c);
         }
         c = next;
     }
@@ -99,6 +102,7 @@ static void disconnect_due(worker *w, uint64_t now)
     while (c && dw->done < due) {
         conn *next = c->next;
         if (c->state == CS_ACTIVE) {
+            conn_read_acks(c); /* the last ones, so what it acknowledged is not sent again */
             conn_close(c, rc, "server draining");
             dw->done++;
             atomic_fetch_add(&w->b->drain.disconnected, 1);

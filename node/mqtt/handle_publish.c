@@ -122,11 +122,12 @@ static void answer_qos1(conn *c, bp_status st, uint16_t pid, uint8_t rc)
     }
     if (st == BP_OK) {
         send_ack(c, MQTT_PUBACK, pid, c->version == MQTT_V5 ? rc : 0, NULL);
+        session_refusal_check(c);
     } else if (c->version == MQTT_V5) {
         send_ack(c, MQTT_PUBACK, pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
     } else {
         /* 3.1.1 has no negative ack: closing is the only honest answer. */
-        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        session_refuse_by_close(c);
     }
 }
 
@@ -203,7 +204,7 @@ static mqtt_rc refuse_unavailable(conn *c, const mqtt_publish *p)
 {
     if (c->version != MQTT_V5) {
         /* 3.1.1 has no negative ack: closing is the only honest answer. */
-        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        session_refuse_by_close(c);
         return MQTT_RC_SUCCESS;
     }
     send_ack(c, p->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, p->packet_id, MQTT_RC_QUOTA_EXCEEDED,

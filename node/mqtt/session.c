@@ -17,6 +17,7 @@
 #include "node/mqtt/session_sync.h"
 #include "node/mqtt/share.h"
 #include "node/mqtt/stream_hold.h"
+#include "node/net/conn_io.h"
 #include "node/worker.h"
 #include "proto/topic.h"
 
@@ -350,6 +351,44 @@ bool session_qos2_remove(session *s, uint16_t pid)
     return true;
 }
 
+/* QoS 1/2 publishes of this connection the backplane has not answered. */
+static uint32_t publishes_waiting(const conn *c)
+{
+    uint32_t n = c->inbound_pending;
+    const session *s = c->s;
+    for (uint32_t i = 0; s && i < s->n_qos2_in; i++) {
+        n += s->qos2_in[i].state == Q2_PENDING && s->qos2_in[i].conn_tag == (uint32_t)c->id;
+    }
+    return n;
+}
+
+/* Closing at once left the publishes before it waiting in the backplane's
+ * producer, unanswered: the client went to another node and published on,
+ * and the producer delivered them later, after those (the failover suite's
+ * slow-kafka, order). Waiting answers them first; the producer's
+ * message timeout bounds the wait. */
+void session_refuse_by_close(conn *c)
+{
+    uint32_t n = publishes_waiting(c);
+    if (n == 0) {
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        return;
+    }
+    if (!(c->paused & PAUSE_REFUSE)) {
+        c->paused |= PAUSE_REFUSE;
+        conn_io_read_enable(c, false);
+        sh_log(SH_INFO, "event=refusal_waits conn=%llu client=%s waiting=%u reason=\"cluster backend unavailable\"",
+               (unsigned long long)c->id, c->s ? c->s->client_id : "-", n);
+    }
+}
+
+void session_refusal_check(conn *c)
+{
+    if (c && c->state == CS_ACTIVE && (c->paused & PAUSE_REFUSE) && publishes_waiting(c) == 0) {
+        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+    }
+}
+
 void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc)
 {
     int owner = atomic_load_explicit(&s->owner, memory_order_acquire);
@@ -380,6 +419,7 @@ void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag,
         }
         if (c) {
             send_ack(c, MQTT_PUBREC, pid, c->version == MQTT_V5 ? rc : 0, NULL);
+            session_refusal_check(c);
         }
         return;
     }
@@ -393,7 +433,7 @@ void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag,
         send_ack(c, MQTT_PUBREC, pid, MQTT_RC_QUOTA_EXCEEDED, "cluster backend unavailable");
     } else {
         /* 3.1.1 has no negative ack: closing is the only honest answer. */
-        conn_close(c, MQTT_RC_SERVER_UNAVAILABLE, "cluster backend unavailable");
+        session_refuse_by_close(c);
     }
 }
 

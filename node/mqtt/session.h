@@ -257,6 +257,12 @@ bool session_qos2_remove(session *s, uint16_t pid);
  * (reason code rc), or clears it and tells the connection holding the
  * session now, if any (v5 PUBREC 0x97, 3.1.1 close). */
 void session_qos2_report(worker *w, session *s, uint16_t pid, uint32_t conn_tag, bool stored, uint8_t rc);
+/* A 3.1.1 QoS 1/2 publish the backplane cannot take: 3.1.1 has no negative
+ * ack, so the connection closes (0x88 in the log), but only once the QoS 1/2
+ * publishes it sent before are answered; meanwhile it is not read. */
+void session_refuse_by_close(conn *c);
+/* After an answer to one of c's publishes: a refusal that waited closes now. */
+void session_refusal_check(conn *c);
 void session_arm_offline_timer(worker *w, session *s);
 /* Should a publisher to s be slowed down? While s is behind and has made
  * progress in the last BACKPRESSURE_STALL_MS: a client that took nothing

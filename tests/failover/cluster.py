@@ -123,15 +123,12 @@ class LocalCluster:
         t0 = time.time()
         try:
             self.start_redis()
-            kport = self._port_block(2 * self.kafka_brokers)
-            env = run_env([os.path.join(ROOT, "deploy/kafka/start"), "--brokers", str(self.kafka_brokers),
-                           "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
-                           "--dir", self.kafka_dir])
+            env, kport = self._start_kafka()
             self.kafka_started = True
             self.kafka_port = kport
             self.bootstrap = env["KAFKA_BOOTSTRAP"]
             for n in self.nodes:
-                self.start_node(n)
+                self._first_start(n)
             self._start_haproxy()
         except BaseException:
             self.failed = True
@@ -140,6 +137,27 @@ class LocalCluster:
         self.log("cluster up in %.0fs: HAProxy 127.0.0.1:%d, nodes %s, redis %s, kafka %s (work %s)" % (
             time.time() - t0, self.port, ", ".join("%s:%d" % (n.name, n.port) for n in self.nodes),
             self.redis_url, self.bootstrap, self.work))
+
+    def _start_kafka(self, tries=3):
+        """deploy/kafka/start on a free block of ports; again on another
+        block when a broker found one of them taken meanwhile (seen
+        2026-12-07 with other suites running: 'Socket server failed to
+        bind ... Address already in use'; the script stops what it started)."""
+        for attempt in range(tries):
+            kport = self._port_block(2 * self.kafka_brokers)
+            try:
+                return run_env([os.path.join(ROOT, "deploy/kafka/start"), "--brokers", str(self.kafka_brokers),
+                                "--port", str(kport), "--controller-port", str(kport + self.kafka_brokers),
+                                "--dir", self.kafka_dir]), kport
+            except subprocess.CalledProcessError:
+                logs = [os.path.join(self.kafka_dir, "broker-%d" % (b + 1), "server.log")
+                        for b in range(self.kafka_brokers)]
+                taken = any(os.path.exists(f) and "Address already in use" in open(f, errors="replace").read()
+                            for f in logs)
+                if not taken or attempt == tries - 1:
+                    raise
+            shutil.rmtree(self.kafka_dir, ignore_errors=True)
+            self.log("  kafka: a port was taken before it started; again on another block")
 
     def _port_block(self, n):
         for _ in range(200):
@@ -239,6 +257,25 @@ class LocalCluster:
                 "--kafka", self.bootstrap, "--kafka-replication", str(min(self.kafka_brokers, 3)),
                 "--kafka-partitions", "4", "--workers", "2", "--sys-interval", "0",
                 "--admin-token", ADMIN_TOKEN, *self.extra]
+
+    def _first_start(self, n, tries=3):
+        """A node's first start. Its ports were free when the cluster was
+        made, but Kafka's start takes a while and any connection on the
+        machine may get one of them as its local port meanwhile (a node
+        then exits with listen_error "Address already in use", seen
+        2026-12-07 with other suites running): new ports, before HAProxy
+        names them."""
+        for attempt in range(tries):
+            try:
+                return self.start_node(n)
+            except RuntimeError:
+                with open(n.log_path) as f:
+                    taken = "Address already in use" in f.read()
+                if not taken or attempt == tries - 1:
+                    raise
+            n.port, n.http_port = free_port(), free_port()
+            n.http_url = "http://127.0.0.1:%d" % n.http_port
+            self.log("  %s: a port was taken before it started; again on %d/%d" % (n.name, n.port, n.http_port))
 
     def start_node(self, n, timeout=120, env=None, preexec_fn=None, bind="127.0.0.1"):
         """Start node n on its ports and wait for READY. env: extra

@@ -29,19 +29,34 @@ PARTITION_TODAY = {
 }
 COMMON_TODAY = {}
 KILL_TODAY = dict(COMMON_TODAY)
+REDIS_TODAY = {
+    # The cause of rolling-restart's 'order' mark (below), after the Redis
+    # outage: every node fenced, both shared members came back on node-3,
+    # and ps published its backlog (292-497 in 0.7 s) before the group's
+    # new composition was in force; the messages the old one chose for
+    # node-1 reached node-3 as hand-over records from node-1's ghost, after
+    # later ones (--long 2026-12-07 23:24: 100 violations, g1 got ps:292
+    # after ps:453). Seen in 1 of 5 long runs.
+    "order": "sometimes: messages chosen for a node whose members left reach the survivor as hand-over "
+             "records, after later ones (invariant 2)",
+}
 ROLLING_TODAY = {
-    # Seen once in about six runs (2026-12-07): a shared member got about 20
-    # QoS 1 messages again that another member had already had, late and
-    # out of order. Cause found from the history: early share refreshes
-    # pushed the regular ones back (libevent reschedules a persistent timer
-    # activated by timeout from its deadline), a restarted node's entries
-    # lapsed while it lived, and the other node replayed its share as a
-    # dead node's. Fixed in cluster/rk_share.c (share_kick; test:
-    # test_a_live_nodes_group_entries_never_lapse); the mark stays until
-    # more runs confirm it, then goes.
-    "shared-once": "sometimes: a shared member moved by a drain may get messages another member had "
-                   "(invariant 4)",
-    "order": "sometimes: the same messages arrive late at the moved member (invariant 2)",
+    # Messages chosen for a drained node's member after it left: a
+    # composition change is in force 4 refreshes after a member leaves;
+    # until then such messages are forwarded by the drained node's ghost
+    # (node/mqtt/share.c share_forward_orphans) as hand-over records, one
+    # Kafka round trip later than the messages the survivor was chosen for
+    # directly (2026-12-07 --long runs: g2 got ps:137 after ps:139, 14 ms
+    # late; ps:352,354 after ps:356; g1 ps:287,289 after ps:290). A
+    # hand-over moves the message (MQTT 5 4.8.2) and reorders by design;
+    # the history cannot tell it from a late one. Seen in 2 of 2 long runs
+    # before the drain read acks (c107b00), 1 of 7 after, 0 of 4 short.
+    # 'shared-once' was marked too: the drain did not read a member's
+    # PUBACKs, so what it had acknowledged was handed over to another
+    # member at its close; fixed (node/drain.c conn_read_acks), 0 of 7 long
+    # runs since.
+    "order": "sometimes: messages chosen for a drained node reach the survivor as hand-over records, "
+             "after later ones (invariant 2)",
 }
 
 class Size:
@@ -546,7 +561,7 @@ SCENARIOS = [
     Scenario("takeover", 2, "SIGKILL of a frozen node while its client id is claimed on another, and while a "
              "QoS 2 publisher holds PUBREL", faults_takeover, KILL_TODAY, extra=extra_takeover),
     Scenario("redis", 3, "Redis restarted, then a 10 s Redis outage (SIGSTOP/SIGCONT)", faults_redis,
-             COMMON_TODAY),
+             REDIS_TODAY),
     Scenario("kafka3", 4, "3 Kafka brokers (RF 3, min ISR 2): one SIGKILLed and back, then two",
              faults_kafka3, COMMON_TODAY, brokers=3, size=lambda z: z.open(300 if z.long else 200, 20.0),
              default=False),

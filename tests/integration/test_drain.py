@@ -139,6 +139,50 @@ def test_bad_server_reference_is_refused(node_factory):
         assert flag in r.stdout
 
 
+def test_acks_sent_during_a_drain_are_read(node_factory):
+    """A subscriber's PUBACKs sent while its node drains still count: with
+    a receive maximum of 2 and 6 messages for it, acking what it holds
+    brings the next ones, all 6 before its DISCONNECT. Before: the drain
+    stopped reading every connection at once, so the acks were never read
+    and the subscriber got only the DISCONNECT; what it had acknowledged
+    stayed in flight (a shared member's went to another member at its
+    close, a session's was sent again after it moved: failover
+    rolling-restart)."""
+    n = slow_drain_node(node_factory)
+    topic = uid("drain/acks")
+    # The oldest connection: the drain closes the newest first, so this one
+    # is closed last, seconds after the drain begins (--drain-rate 1).
+    sub = R.RawClient(n, timeout=WAIT)
+    assert sub.connect(uid("drain-sub"), properties={R.P_RECEIVE_MAX: 2}).rc == 0
+    sub.send(R.subscribe(1, [(topic, 1)]))
+    assert sub.expect(R.SUBACK).codes == [1]
+    [pub] = clients(n, 1)
+    for i in range(6):
+        pub.send(R.publish(topic, b"m%d" % i, qos=1, pid=i + 1))
+        assert pub.expect(R.PUBACK).pid == i + 1
+    held = [sub.expect(R.PUBLISH) for _ in range(2)]
+    clients(n, 3)
+    status, body = post(n, "/api/v1/drain")
+    assert status == 200 and body["started"] is True, body
+    got = [p.payload for p in held]
+    for p in held:
+        sub.send(R.puback(p.pid))
+    seen = []
+    while True:
+        try:
+            p = sub.recv(WAIT)
+        except R.Closed:
+            break
+        seen.append(p)
+        if p.type == R.PUBLISH:
+            got.append(p.payload)
+            sub.send(R.puback(p.pid))
+        elif p.type == R.DISCONNECT:
+            break
+    assert got == [b"m%d" % i for i in range(6)], seen
+    assert seen[-1].type == R.DISCONNECT and seen[-1].rc == 0x8B, seen
+
+
 def test_second_sigterm_stops_at_once(node_factory):
     n = slow_drain_node(node_factory)
     v5 = clients(n, 6)
