@@ -390,6 +390,18 @@ static bool process_frame(conn *c, const mqtt_frame *f, const uint8_t *raw, size
     return false;
 }
 
+/* The whole packet (total bytes) is in `in`: handle it and take it off.
+ * False when the connection should stop reading. */
+static bool take_frame(conn *c, struct evbuffer *in, mqtt_frame *f, size_t total)
+{
+    const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
+    mqtt_frame_bind(f, raw);
+    atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
+    bool go_on = process_frame(c, f, raw, total);
+    evbuffer_drain(in, total);
+    return go_on;
+}
+
 static void read_cb(conn *c)
 {
     const conn_type *t = conn_type_of(c);
@@ -435,12 +447,7 @@ static void read_cb(conn *c)
         if (f.type == MQTT_PUBLISH && c->state == CS_ACTIVE && !limits_publish_admit(c, total)) {
             break; /* over its rate: the packet waits in the buffer, reading is paused */
         }
-        const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
-        mqtt_frame_bind(&f, raw);
-        atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
-        bool go_on = process_frame(c, &f, raw, total);
-        evbuffer_drain(in, total);
-        if (!go_on) {
+        if (!take_frame(c, in, &f, total)) {
             break;
         }
         if (conn_output_full(c)) {
@@ -509,12 +516,7 @@ void conn_read_acks(conn *c)
         if (total == 0 || total > avail) {
             break;
         }
-        const uint8_t *raw = evbuffer_pullup(in, (ssize_t)total);
-        mqtt_frame_bind(&f, raw);
-        atomic_fetch_add_explicit(&c->w->bytes_in, total, memory_order_relaxed);
-        bool go_on = process_frame(c, &f, raw, total);
-        evbuffer_drain(in, total);
-        if (!go_on) {
+        if (!take_frame(c, in, &f, total)) {
             break;
         }
     }

@@ -5,7 +5,11 @@ then `READY`, and pipes every
 connection to 127.0.0.1:TARGET_PORT. SIGSTOP freezes every connection
 through it (they stay open, nothing crosses: a network cut between one node
 and its backend); SIGCONT resumes them."""
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import sys
 import threading
 
@@ -43,6 +47,40 @@ def serve(target, listen=0):
         upstream.settimeout(None)
         for a, b in ((client, upstream), (upstream, client)):
             threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+
+class Proxy:
+    """This file run as a process in front of 127.0.0.1:target (on `listen`,
+    or a free port: .port); cut() freezes whoever goes through it."""
+
+    def __init__(self, target, listen=0):
+        self.proc = subprocess.Popen([sys.executable, "-u", os.path.abspath(__file__), str(target), str(listen)],
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        self.port = int(line.split()[1])
+        assert self.proc.stdout.readline().strip() == "READY"
+        self.frozen = False
+
+    @contextlib.contextmanager
+    def cut(self):
+        """Nothing crosses meanwhile (its connections stay open)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+        try:
+            yield
+        finally:
+            self.heal()
+
+    def heal(self):
+        if self.frozen:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.frozen = False
+
+    def stop(self):
+        self.heal()
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -9,23 +9,20 @@ Node B reaches Kafka through tcpproxy.py (a listener of its own, advertised
 at the proxy's port, so every connection of B's goes through it); freezing
 the proxy (SIGSTOP) holds B's consumer back deterministically while the
 other nodes read on. Redis is direct: no lease or fence is involved."""
-import contextlib
 import os
-import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 import mqttraw as R
 from pahoclient import uid
+from tcpproxy import Proxy
 from test_cluster import WAIT, free_port, run_env
 from test_cluster_positions import publish_many
 from test_cluster_sessions import connect, persistent, subscribe
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-HERE = os.path.dirname(os.path.abspath(__file__))
 # Generous for ASan on a loaded 2-core machine.
 SLOW = 120
 
@@ -50,38 +47,21 @@ class Backends:
         try:
             self.kafka = run_env([os.path.join(ROOT, "deploy/kafka/start"), "--port", str(plain),
                                   "--controller-port", str(cport), "--server-config", props])
-            self.proxy = subprocess.Popen([sys.executable, "-u", os.path.join(HERE, "tcpproxy.py"), str(inner),
-                                           str(outer)], stdout=subprocess.PIPE, text=True)
-            assert self.proxy.stdout.readline().strip() == "PORT %d" % outer
-            assert self.proxy.stdout.readline().strip() == "READY"
+            self.proxy = Proxy(inner, outer)
         except BaseException:
             self.stop()
             raise
         self.redis_url = self.redis["REDIS_URL"]
         self.bootstrap = self.kafka["KAFKA_BOOTSTRAP"]
         self.proxied = "127.0.0.1:%d" % outer
-        self.frozen = False
 
-    @contextlib.contextmanager
     def cut(self):
         """Nothing crosses the proxy meanwhile (its connections stay open)."""
-        os.kill(self.proxy.pid, signal.SIGSTOP)
-        self.frozen = True
-        try:
-            yield
-        finally:
-            self.heal()
-
-    def heal(self):
-        if self.frozen:
-            os.kill(self.proxy.pid, signal.SIGCONT)
-            self.frozen = False
+        return self.proxy.cut()
 
     def stop(self):
         if self.proxy:
-            self.heal()
-            self.proxy.kill()
-            self.proxy.wait(10)
+            self.proxy.stop()
             self.proxy = None
         if self.kafka:
             subprocess.run([os.path.join(ROOT, "deploy/kafka/stop"), "--dir", self.kafka["KAFKA_DIR"]], check=True,

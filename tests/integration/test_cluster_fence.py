@@ -7,12 +7,8 @@ a margin before the lease's TTL, refuses CONNECT and says not ready until
 Redis renews its lease, and then writes none of the state another node took
 over. One node reaches Redis through a TCP forwarder that the test freezes
 (SIGSTOP: connections stay open, nothing crosses), the other directly."""
-import contextlib
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,9 +17,9 @@ from paho.mqtt.packettypes import PacketTypes
 
 from pahoclient import Client, props, uid
 from conftest import Node
+from tcpproxy import Proxy
 from test_cluster import WAIT, Backends, http_get, metric, redis_cli, wait_for
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 HEARTBEAT_MS = 1000  # TTL 3 s, fence point 2.25 s after the last renewal's send (cluster/lease.h)
 EXPIRY = props(PacketTypes.CONNECT, SessionExpiryInterval=600)
 
@@ -33,38 +29,6 @@ def backends():
     b = Backends()
     yield b
     b.stop()
-
-
-class Proxy:
-    """tcpproxy.py in front of Redis; freeze() cuts whoever goes through it."""
-
-    def __init__(self, target_port):
-        self.proc = subprocess.Popen([sys.executable, "-u", os.path.join(HERE, "tcpproxy.py"), str(target_port)],
-                                     stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        self.port = int(line.split()[1])
-        assert self.proc.stdout.readline().strip() == "READY"
-        self.frozen = False
-
-    @contextlib.contextmanager
-    def cut(self):
-        os.kill(self.proc.pid, signal.SIGSTOP)
-        self.frozen = True
-        try:
-            yield
-        finally:
-            self.heal()
-
-    def heal(self):
-        if self.frozen:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.frozen = False
-
-    def stop(self):
-        self.heal()
-        self.proc.kill()
-        self.proc.wait(10)
 
 
 @pytest.fixture
