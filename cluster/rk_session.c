@@ -30,6 +30,16 @@
     "  if id == '' or tok == '' then return 0 end "               \
     "  local v = redis.call('GET', 'shoal:node:{' .. id .. '}') " \
     "  if v and string.sub(v, 1, #tok + 1) == tok .. '|' then return 1 end return 0 end "
+/* alive(), or the instance stored into this record (KEYS[2], its stand-in
+ * lease) less than its lease ago while its node-id claim was gone: Redis
+ * lost its data, and the owner's next heartbeat has not written the claim
+ * again yet. Such an owner is no more dead than one that renewed: it
+ * stands for its session, and a claim must wait for its release (its
+ * final state) rather than resume what it stored last. */
+#define LUA_ALIVE_HERE                            \
+    "local function alive_here(id, tok) "         \
+    "  if alive(id, tok) == 1 then return 1 end " \
+    "  if tok ~= '' and redis.call('GET', KEYS[2]) == tok then return 1 end return 0 end "
 /* The lease (ms) node id wrote with its claim (rk_redis.c), 0 unknown. */
 #define LUA_LEASE                      \
     "local function lease_of(id) "     \
@@ -67,12 +77,12 @@
  * session: its claim timed out, was abandoned, or still waits. Then that
  * older owner stays the previous one (carried forward and revoked again),
  * so that a chain of abandoned claims never forgets a live connection. */
-static const char *CLAIM_LUA = LUA_ALIVE LUA_LEASE LUA_PREV LUA_EPOCH
+static const char *CLAIM_LUA = LUA_ALIVE LUA_ALIVE_HERE LUA_LEASE LUA_PREV LUA_EPOCH
     "local k = KEYS[1] "
     "local f = redis.call('HMGET', k, 'epoch', 'owner', 'token', 'prev', 'prev_owner', 'prev_token', 'released') "
     "local owner, tok, pe = f[2] or '', f[3] or '', f[1] or '0' "
     "local po, pt = f[5] or '', f[6] or '' "
-    "if f[7] == '0' and po ~= '' and (po ~= owner or pt ~= tok) and alive(po, pt) == 1 then "
+    "if f[7] == '0' and po ~= '' and (po ~= owner or pt ~= tok) and alive_here(po, pt) == 1 then "
     "  owner, tok, pe = po, pt, f[4] or '0' end "
     "local epoch = next_epoch(f[1]) "
     "redis.call('HSET', k, 'epoch', epoch, 'owner', ARGV[3], 'token', ARGV[4], 'prev', pe, "
@@ -83,27 +93,28 @@ static const char *CLAIM_LUA = LUA_ALIVE LUA_LEASE LUA_PREV LUA_EPOCH
     /* Not to this node's own id: an earlier instance of it is dead (this
      * one holds the id), and the revoke would reach this very instance. */
     "if prev ~= '' and prev ~= ARGV[3] then " LUA_REVOKE "end "
-    "local live = alive(owner, tok) "
+    "local live = alive_here(owner, tok) "
     "return {epoch, redis.call('HGET', k, 'state'), prev, live, 0, live == 1 and lease_of(owner) or 0}";
 
 /* KEYS: record. ARGV: epoch (0 = unfenced), renotify (0/1), node id, token,
  * client id. -> {-1} stale, or {epoch, state|nil, prev owner, prev alive,
  * released, prev lease}; a missing record read unfenced is
  * {0, nil, '', 0, 0, 0}. */
-static const char *LOAD_LUA = LUA_ALIVE LUA_LEASE LUA_PREV
+static const char *LOAD_LUA = LUA_ALIVE LUA_ALIVE_HERE LUA_LEASE LUA_PREV
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'prev_owner', 'prev_token', 'released', "
     "  'state') "
     "if ARGV[1] ~= '0' and (f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4]) then return {-1} end "
     "if not f[1] then return {'0', false, '', 0, 0, 0} end "
     "local epoch, released = f[1], tonumber(f[6] or '0') "
     "local prev = prev_of(f[4] or '', f[5] or '', ARGV[3], ARGV[4]) "
-    "local live = alive(f[4] or '', f[5] or '') "
+    "local live = alive_here(f[4] or '', f[5] or '') "
     "if ARGV[2] == '1' and released == 0 and live == 1 and prev ~= '' and prev ~= ARGV[3] then " LUA_REVOKE "end "
     "return {epoch, f[7], prev, live, released, live == 1 and lease_of(f[4] or '') or 0}";
 
-/* KEYS: record. ARGV: epoch, ttl ms (0 = none), node id, token, state
- * ('' = keep what is stored: the fenced write of a session with no state
- * to store, e.g. a clean one, or setting the TTL alone).
+/* KEYS: record, stand-in lease. ARGV: epoch, ttl ms (0 = none), node id,
+ * token, state ('' = keep what is stored: the fenced write of a session
+ * with no state to store, e.g. a clean one, or setting the TTL alone),
+ * the node's lease ms.
  * -> 1 stored, 2 stored into a record that was gone, 0 stale. PEXPIRE
  * counts on Redis's clock. A missing record is re-created with the
  * caller's claim: the owner found it gone (Redis lost its data, or the
@@ -113,7 +124,7 @@ static const char *LOAD_LUA = LUA_ALIVE LUA_LEASE LUA_PREV
  * ('reaped' = its token: the instance was seen dead, its will published)
  * is stale for it too: the instance was fenced meanwhile (cluster/lease.h)
  * and its copy of the session is older than the settled one. */
-static const char *STORE_LUA =
+static const char *STORE_LUA = LUA_ALIVE
     "local f = redis.call('HMGET', KEYS[1], 'epoch', 'owner', 'token', 'reaped') "
     "local rc = 1 "
     "if not f[1] then "
@@ -122,6 +133,12 @@ static const char *STORE_LUA =
     "elseif f[1] ~= ARGV[1] or f[2] ~= ARGV[3] or f[3] ~= ARGV[4] or f[4] == ARGV[4] then return 0 end "
     "if #ARGV[5] > 0 then redis.call('HSET', KEYS[1], 'state', ARGV[5]) end "
     "if ARGV[2] == '0' then redis.call('PERSIST', KEYS[1]) else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
+    /* Our node-id claim is gone (Redis lost its data) but we store: we are
+     * alive for a lease from now (we fence before it ends, cluster/lease.h,
+     * counting from a renewal sent before this store); until our next
+     * heartbeat writes the claim again, the stand-in says so (LUA_ALIVE_HERE). */
+    "if alive(ARGV[3], ARGV[4]) == 0 and tonumber(ARGV[6]) > 0 then "
+    "  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[6]) end "
     "return rc";
 
 /* KEYS: record. ARGV: old epoch ('0': whichever claim of this instance is
@@ -348,16 +365,21 @@ static void run_sess(evutil_socket_t fd, short what, void *arg)
     snprintf(ttl, sizeof(ttl), "%" PRIu64, op->kind == S_STORE ? op->ttl_ms : (uint64_t)op->flag);
     /* ARGV: [1] epoch (claim: clean), [2] ttl (load: renotify; release:
      * write state), [3] node id, [4] token, [5] state or client id,
-     * [6] release: ttl. */
+     * [6] release: ttl; store: the lease. */
     bool with_state = op->kind == S_STORE || op->kind == S_RELEASE;
     const void *a5 = with_state ? (const void *)op->state : op->client_id;
     size_t a5_len = with_state ? op->len : strlen(op->client_id);
     size_t id_len = strlen(op->client_id);
     char ttl6[24];
-    snprintf(ttl6, sizeof(ttl6), "%" PRIu64, op->kind == S_RELEASE ? op->ttl_ms : 0);
-    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 1 shoal:sess:{%b} %s %s %s %b %b %s", script_of(op->kind),
-                      op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id, r->claim, (size_t)token_len(r), a5, a5_len,
-                      ttl6);
+    uint64_t a6 = op->kind == S_RELEASE ? op->ttl_ms : 0;
+    if (op->kind == S_STORE) {
+        a6 = (uint64_t)lease_ttl_ms(r->bp->cfg.heartbeat_ms, r->bp->cfg.lease_ms);
+    }
+    snprintf(ttl6, sizeof(ttl6), "%" PRIu64, a6);
+    /* KEYS: [1] the record, [2] its stand-in lease (STORE_LUA), one slot. */
+    redisAsyncCommand(r->ac, sess_reply_cb, op, "EVAL %s 2 shoal:sess:{%b} shoal:sess_lease:{%b} %s %s %s %b %b %s",
+                      script_of(op->kind), op->client_id, id_len, op->client_id, id_len, epoch, ttl, r->bp->cfg.node_id,
+                      r->claim, (size_t)token_len(r), a5, a5_len, ttl6);
 }
 
 static void post_sess(rk *r, sess_op *op)

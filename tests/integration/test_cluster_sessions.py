@@ -320,6 +320,39 @@ def test_a_store_after_redis_lost_the_record_keeps_the_session(cluster, backends
     r3.close()
 
 
+def test_a_claim_before_the_owner_renewed_its_lost_lease_waits_for_its_release(cluster, backends):
+    """Redis lost its data, the owner re-created the session's record with a
+    store, and a claim elsewhere comes before the owner's next heartbeat has
+    written its node-id claim again. Failed before the fix: the claim took
+    the owner for dead (no node-id claim), did not wait for its release and
+    resumed the state of the store that re-created the record, so node 3
+    sent `still-mine`, which the client had acknowledged on node 1, again as
+    a new message (the flake of the test above, whose DISCONNECT's store
+    can reach Redis after node 3's claim on a loaded machine)."""
+    # Heartbeats 10 s apart: node 1's id claim stays gone that long after
+    # the FLUSHALL, the window this test moves the session in.
+    n1, n2, n3 = [cluster(uid("n%d" % i), "--admin-token", ADMIN_TOKEN, "--cluster-heartbeat", "10000")
+                  for i in (1, 2, 3)]
+    cid, topic = uid("unrenewed"), uid("ur") + "/t"
+    r, ack = connect(n1, cid, **persistent(5))
+    assert ack.rc == 0
+    wait_for(lambda: connected_on(n1, cid) == 1, "the client on node 1")
+    redis_cli(backends.redis_url, "FLUSHALL")
+    subscribe(r, topic)  # its store re-creates the record (the SUBACK follows it)
+    publish_qos1(n2, topic, b"still-mine")
+    expect_publish(r, topic, b"still-mine")
+    r.send(R.pingreq())
+    r.expect(R.PINGRESP)  # node 1 has the PUBACK
+    r3, ack = connect(n3, cid, **persistent(5))
+    assert ack.rc == 0 and ack.session_present, ack
+    d = r.expect(R.DISCONNECT)
+    assert d.rc == 0x8E, d
+    wait_for(lambda: connected_on(n3, cid) == 1, "the client on node 3")
+    publish_qos1(n2, topic, b"moved")
+    expect_publish(r3, topic, b"moved")
+    r3.close()
+
+
 @pytest.mark.parametrize("clean", [True, False])
 def test_after_redis_lost_its_data_a_claim_elsewhere_closes_the_old_connection(cluster, backends, clean):
     """Invariant 3 across a Redis that lost its data. Failed before the fix:
