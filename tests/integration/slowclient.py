@@ -3,6 +3,7 @@
 back-pressure and spill tests (test_cluster_backpressure.py,
 test_cluster_spill.py): a client that keeps reading but takes its time
 before each PUBACK, and one that also stops reading for a while."""
+import re
 import threading
 import time
 
@@ -10,6 +11,29 @@ import mqttraw as R
 from pahoclient import uid
 from test_cluster import WAIT, wait_for
 from test_cluster_positions import subscribe
+
+
+# Node-wide events that close or may close every connection, or say why a
+# session fell behind: shown with a client's own lines when it was closed.
+NODE_EVENTS = re.compile(r" (info|warn|error) +.*event=(lease_\w+|drain\w*|stream_hold_spent|\w*fence\w*"
+                         r"|backend\w*|redis\w*|kafka\w*)| (warn|error) +")
+DEBUG = re.compile(r"^\S+ debug ")
+
+
+def close_report(node, cid, before=40):
+    """The node's log around a client's close, for an assertion message: the
+    client's own INFO+ lines and the node-wide events (lease lost, fencing,
+    drain, backend trouble) up to its event=disconnect and a little after,
+    each with its timestamp, so a failure says which rule closed it."""
+    lines = node.log().splitlines()
+    end = len(lines)
+    for i, ln in enumerate(lines):
+        if "event=disconnect" in ln and "client=%s " % cid in ln:
+            end = min(len(lines), i + 20)
+            break
+    keep = [ln for ln in lines[:end]
+            if ("client=%s " % cid in ln and not DEBUG.search(ln)) or NODE_EVENTS.search(ln)]
+    return "\n".join(keep[-before:]) or "(no log line for %s)" % cid
 
 
 class SlowReader:
@@ -21,6 +45,9 @@ class SlowReader:
     def __init__(self, r, pace=0.0):
         self.r, self.pace = r, pace
         self.got, self.dups, self.closed = [], 0, False
+        # How the close showed: a ConnectionResetError on PUBACK means the
+        # node closed while PUBLISHes were still buffered here (mid-stream).
+        self.how = None
 
     def read_one(self):
         """Takes what comes within a second; False once the connection is closed."""
@@ -28,12 +55,12 @@ class SlowReader:
             pkt = self.r.recv(timeout=1)
         except TimeoutError:
             return True
-        except (R.Closed, OSError):  # a reset too: the caller reports it with the node's log
-            self.closed = True
+        except (R.Closed, OSError) as e:  # a reset too: the caller reports it with the node's log
+            self.closed, self.how = True, "%s on read" % type(e).__name__
             return False
         if pkt is None:
             if self.r.is_closed(timeout=0.1):
-                self.closed = True
+                self.closed, self.how = True, "closed on read"
                 return False
             return True
         if pkt.type == R.PUBLISH:
@@ -45,8 +72,8 @@ class SlowReader:
             if pkt.qos == 1:
                 try:
                     self.r.send(R.puback(pkt.pid))
-                except OSError:
-                    self.closed = True
+                except OSError as e:
+                    self.closed, self.how = True, "%s on PUBACK" % type(e).__name__
                     return False
         return True
 
@@ -77,6 +104,7 @@ class Slow(SlowReader):
         assert ack.rc == 0, ack
         subscribe(r, topic, 1)
         super().__init__(r, pace=delay)
+        self.node = node
         self.n = n
         self.stall, self.stall_until = stall, stall_until
         self.error = None
@@ -112,7 +140,8 @@ class Slow(SlowReader):
     def check(self, name):
         """All n, in order (self.expect, else m000000...), no DUP, on one connection."""
         assert self.error is None, "%s: %r" % (name, self.error)
-        assert not self.closed, "%s: the node closed the connection after %d" % (name, len(self.got))
+        assert not self.closed, "%s: the node closed the connection after %d (%s); its log:\n%s" % (
+            name, len(self.got), self.how, close_report(self.node, self.cid))
         assert len(self.got) >= self.n, "%s: got %d of %d (stalled: no reconnect)" % (name, len(self.got), self.n)
         exp = self.expect or [b"m%06d" % i for i in range(self.n)]
         bad = [i for i, (a, b) in enumerate(zip(self.got, exp)) if a != b]
