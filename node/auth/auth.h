@@ -67,6 +67,8 @@ const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t 
 /* Constant-time comparison of the derived key (CRYPTO_memcmp); for a SCRAM
  * entry, of the StoredKey derived from pw. */
 bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen);
+/* The same, giving up (false) once *cancel is set (node/auth/hash.c at stop). */
+bool passwd_verify_or_cancel(const passwd_entry *e, const uint8_t *pw, size_t pwlen, const atomic_bool *cancel);
 /* Format a line for user with a fresh random salt. Returns an allocated
  * string (free()), or NULL. */
 char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int iterations);
@@ -136,8 +138,8 @@ typedef struct inbox_item inbox_item;
 /* Start --auth-threads hashing threads (threaded brokers with a password
  * file only; otherwise passwords are checked inline). */
 int auth_hash_start(broker *b);
-/* Stop them (before the workers): nothing is answered or queued after it
- * returns, and a check under way is not waited for. */
+/* Stop them (before the workers): a check under way is cancelled, the
+ * threads are joined; nothing is answered or queued after it returns. */
 void auth_hash_stop(broker *b);
 /* Drop the broker's hold on their state (auth_free). */
 void auth_hash_free(broker *b);

@@ -14,11 +14,15 @@
  * closed it); an answer for a connection closed meanwhile finds no
  * connection in CS_AUTH with that id and is dropped.
  *
- * Stopping does not wait for a check under way (PBKDF2 cannot be
- * interrupted, and a password file may ask for seconds of it): the threads
- * are detached, a job holds a copy of its entry, answers are posted under
- * the lock only while not stopped, and the last thread out frees the
- * state. */
+ * Stopping (broker_stop, before the workers) cancels a check under way
+ * (a password file may ask for minutes of PBKDF2: scram_pbkdf2 looks at
+ * `cancel` every PBKDF2_CANCEL_EVERY iterations), drops the queued ones and
+ * joins the threads; each ends with OPENSSL_thread_stop(). A thread left
+ * running, or one still exiting when main() returns, loses its OpenSSL
+ * thread state (ERR_STATE, 904 bytes) to OPENSSL_cleanup at exit: a leak
+ * under LeakSanitizer, and OpenSSL freed under a thread still hashing.
+ * Answers are posted under the lock only while not stopped; a job holds a
+ * copy of its entry (a SIGHUP may free the table meanwhile). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -58,7 +62,10 @@ struct auth_hasher {
     uint32_t queued;
     uint32_t max_queued;
     bool stop;
-    int refs; /* the threads running, and the broker's until auth_hash_stop */
+    atomic_bool cancel; /* set with stop: a check under way gives up */
+    pthread_t *threads; /* cap of them */
+    int cap;
+    int nthreads; /* started and not joined yet */
 };
 
 static void job_free(hash_job *j)
@@ -85,14 +92,8 @@ static hash_job *take(struct auth_hasher *h)
     return j;
 }
 
-static void hasher_unref(struct auth_hasher *h)
+static void hasher_free(struct auth_hasher *h)
 {
-    pthread_mutex_lock(&h->lock);
-    bool last = --h->refs == 0;
-    pthread_mutex_unlock(&h->lock);
-    if (!last) {
-        return;
-    }
     while (h->head) {
         hash_job *j = h->head;
         h->head = j->next;
@@ -100,6 +101,7 @@ static void hasher_unref(struct auth_hasher *h)
     }
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
+    sh_free(h->threads, (size_t)h->cap * sizeof(pthread_t));
     sh_free(h, sizeof(*h));
 }
 
@@ -129,11 +131,16 @@ static void *hash_main(void *arg)
     hash_job *j;
     while ((j = take(h)) != NULL) {
         if (now_ms() < j->deadline_ms) {
-            answer(h, j, passwd_verify(&j->e, j->pw, j->pwlen));
+            sh_log(SH_DEBUG, "event=auth_hash_check conn=%llu iterations=%d", (unsigned long long)j->conn_id,
+                   j->e.iterations);
+            bool ok = passwd_verify_or_cancel(&j->e, j->pw, j->pwlen, &h->cancel);
+            answer(h, j, ok); /* not when cancelled: stop is set first */
         }
         job_free(j);
     }
-    hasher_unref(h);
+    /* Free this thread's OpenSSL state (its error queue) now, while the
+     * library is up: its thread-exit hook may run after OPENSSL_cleanup. */
+    OPENSSL_thread_stop();
     return NULL;
 }
 
@@ -148,24 +155,14 @@ int auth_hash_start(broker *b)
     h->max_queued = ac->hash_queue > 0 ? (uint32_t)ac->hash_queue : 1;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
-    h->refs = 1;
-    b->auth.hasher = h;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int n = ac->hash_threads > 0 ? ac->hash_threads : 1, started = 0;
-    for (; started < n; started++) {
-        pthread_t t;
-        pthread_mutex_lock(&h->lock);
-        h->refs++;
-        pthread_mutex_unlock(&h->lock);
-        if (pthread_create(&t, &attr, hash_main, h) != 0) {
-            hasher_unref(h);
-            break;
-        }
+    atomic_init(&h->cancel, false);
+    h->cap = ac->hash_threads > 0 ? ac->hash_threads : 1;
+    h->threads = sh_calloc((size_t)h->cap, sizeof(pthread_t));
+    b->auth.hasher = h; /* from here auth_hash_stop joins what started */
+    while (h->nthreads < h->cap && pthread_create(&h->threads[h->nthreads], NULL, hash_main, h) == 0) {
+        h->nthreads++;
     }
-    pthread_attr_destroy(&attr);
-    if (started == 0) {
+    if (h->nthreads == 0) {
         sh_log(SH_ERROR, "event=auth_hash_thread_failed");
         return SH_ERR;
     }
@@ -180,8 +177,14 @@ void auth_hash_stop(broker *b)
     }
     pthread_mutex_lock(&h->lock);
     h->stop = true;
+    atomic_store_explicit(&h->cancel, true, memory_order_relaxed);
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
+    /* Within PBKDF2_CANCEL_EVERY iterations of a check under way. */
+    for (int i = 0; i < h->nthreads; i++) {
+        pthread_join(h->threads[i], NULL);
+    }
+    h->nthreads = 0;
 }
 
 void auth_hash_free(broker *b)
@@ -190,7 +193,7 @@ void auth_hash_free(broker *b)
     if (h) {
         auth_hash_stop(b); /* when broker_stop did not */
         b->auth.hasher = NULL;
-        hasher_unref(h); /* a thread still hashing frees it when done */
+        hasher_free(h);
     }
 }
 

@@ -184,10 +184,15 @@ const passwd_entry *passwd_find(const passwd_table *t, const char *user, size_t 
 
 bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen)
 {
+    return passwd_verify_or_cancel(e, pw, pwlen, NULL);
+}
+
+bool passwd_verify_or_cancel(const passwd_entry *e, const uint8_t *pw, size_t pwlen, const atomic_bool *cancel)
+{
     uint8_t out[PASSWD_HASH_LEN];
     if (e->scheme == PASSWD_SCRAM_SHA256) {
         uint8_t server_key[SCRAM_KEY_LEN];
-        bool ok = scram_derive(pw, pwlen, e->salt, e->salt_len, e->iterations, out, server_key) == 0 &&
+        bool ok = scram_derive(pw, pwlen, e->salt, e->salt_len, e->iterations, out, server_key, cancel) == 0 &&
                   CRYPTO_memcmp(out, e->hash, SCRAM_KEY_LEN) == 0;
         OPENSSL_cleanse(out, sizeof(out));
         return ok;
@@ -195,11 +200,11 @@ bool passwd_verify(const passwd_entry *e, const uint8_t *pw, size_t pwlen)
     if (e->hash_len == 0 || e->hash_len > sizeof(out) || pwlen > INT_MAX) {
         return false;
     }
-    if (!PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, e->salt, (int)e->salt_len, e->iterations, EVP_sha512(),
-                           (int)e->hash_len, out)) {
-        return false;
-    }
-    return CRYPTO_memcmp(out, e->hash, e->hash_len) == 0;
+    /* passwd_make_line derives with PKCS5_PBKDF2_HMAC: the same function. */
+    bool ok = scram_pbkdf2("SHA2-512", pw, pwlen, e->salt, e->salt_len, e->iterations, out, e->hash_len, cancel) == 0 &&
+              CRYPTO_memcmp(out, e->hash, e->hash_len) == 0;
+    OPENSSL_cleanse(out, sizeof(out));
+    return ok;
 }
 
 char *passwd_make_line(const char *user, const char *pw, size_t pwlen, int iterations)
@@ -223,7 +228,7 @@ char *passwd_make_scram_line(const char *user, const char *pw, size_t pwlen, int
 {
     uint8_t salt[PASSWD_SALT_LEN], stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
     if (RAND_bytes(salt, sizeof(salt)) != 1 ||
-        scram_derive((const uint8_t *)pw, pwlen, salt, sizeof(salt), iterations, stored, server) != 0) {
+        scram_derive((const uint8_t *)pw, pwlen, salt, sizeof(salt), iterations, stored, server, NULL) != 0) {
         return NULL;
     }
     char s64[64], k1[64], k2[64];

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -318,16 +319,83 @@ int scram_make_nonce(char *out, size_t cap)
     return 0;
 }
 
+static bool cancelled(const atomic_bool *cancel)
+{
+    return cancel && atomic_load_explicit(cancel, memory_order_relaxed);
+}
+
+/* One HMAC over a key set up once: EVP_MAC_init with a NULL key starts
+ * again from the key already set (cheaper than a new context each time). */
+static bool mac_once(EVP_MAC_CTX *m, const uint8_t *a, size_t an, const uint8_t *b, size_t bn, uint8_t *out,
+                     size_t outlen)
+{
+    size_t got = 0;
+    return EVP_MAC_init(m, NULL, 0, NULL) == 1 && EVP_MAC_update(m, a, an) == 1 &&
+           (bn == 0 || EVP_MAC_update(m, b, bn) == 1) && EVP_MAC_final(m, out, &got, outlen) == 1 && got == outlen;
+}
+
+/* T_i = U_1 ^ ... ^ U_c, U_1 = PRF(P, S || INT(i)), U_j = PRF(P, U_{j-1}). */
+static bool pbkdf2_block(EVP_MAC_CTX *m, const uint8_t *salt, size_t salt_len, uint32_t i, int iterations, uint8_t *t,
+                         size_t mdlen, const atomic_bool *cancel)
+{
+    uint8_t u[EVP_MAX_MD_SIZE], be[4] = {(uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+    bool ok = mac_once(m, salt, salt_len, be, sizeof(be), u, mdlen);
+    if (ok) {
+        memcpy(t, u, mdlen);
+    }
+    for (int j = 1; ok && j < iterations; j++) {
+        if (j % PBKDF2_CANCEL_EVERY == 0 && cancelled(cancel)) {
+            ok = false;
+            break;
+        }
+        ok = mac_once(m, u, mdlen, NULL, 0, u, mdlen);
+        for (size_t k = 0; ok && k < mdlen; k++) {
+            t[k] ^= u[k];
+        }
+    }
+    OPENSSL_cleanse(u, sizeof(u));
+    return ok;
+}
+
+int scram_pbkdf2(const char *digest, const uint8_t *pw, size_t pwlen, const uint8_t *salt, size_t salt_len,
+                 int iterations, uint8_t *out, size_t outlen, const atomic_bool *cancel)
+{
+    if (iterations < 1 || outlen == 0) {
+        return -1;
+    }
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *m = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)digest, 0),
+                           OSSL_PARAM_construct_end()};
+    /* A key pointer even for an empty password: NULL would mean "keep the key". */
+    bool ok = m && EVP_MAC_init(m, pwlen ? pw : (const uint8_t *)"", pwlen, params) == 1;
+    size_t mdlen = ok ? EVP_MAC_CTX_get_mac_size(m) : 0;
+    ok = ok && mdlen > 0 && mdlen <= EVP_MAX_MD_SIZE;
+    uint8_t t[EVP_MAX_MD_SIZE];
+    for (uint32_t i = 1; ok && outlen > 0; i++) {
+        ok = pbkdf2_block(m, salt, salt_len, i, iterations, t, mdlen, cancel);
+        size_t n = outlen < mdlen ? outlen : mdlen;
+        if (ok) {
+            memcpy(out, t, n);
+            out += n;
+            outlen -= n;
+        }
+    }
+    OPENSSL_cleanse(t, sizeof(t));
+    EVP_MAC_CTX_free(m);
+    EVP_MAC_free(mac);
+    return ok ? 0 : -1;
+}
+
 int scram_derive(const uint8_t *pw, size_t pwlen, const uint8_t *salt, size_t salt_len, int iterations,
-                 uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN])
+                 uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN], const atomic_bool *cancel)
 {
     uint8_t salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN];
     if (pwlen > INT_MAX || salt_len > INT_MAX || iterations < 1) {
         return -1;
     }
     int rc = -1;
-    if (PKCS5_PBKDF2_HMAC((const char *)pw, (int)pwlen, salt, (int)salt_len, iterations, EVP_sha256(), SCRAM_KEY_LEN,
-                          salted) &&
+    if (scram_pbkdf2("SHA2-256", pw, pwlen, salt, salt_len, iterations, salted, SCRAM_KEY_LEN, cancel) == 0 &&
         hmac(salted, "Client Key", 10, client_key) && hmac(salted, "Server Key", 10, server_key)) {
         SHA256(client_key, sizeof(client_key), stored_key);
         rc = 0;

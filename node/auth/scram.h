@@ -13,6 +13,7 @@
 #ifndef SHOAL_NODE_SCRAM_H
 #define SHOAL_NODE_SCRAM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,9 +82,18 @@ scram_rc scram_client_final(scram *s, const uint8_t *msg, size_t len);
 /* A fresh server nonce (RAND_bytes), NUL-terminated; cap must exceed
  * SCRAM_SERVER_NONCE_LEN. SH_OK (0) or SH_ERR (-1). */
 int scram_make_nonce(char *out, size_t cap);
-/* StoredKey and ServerKey from a password (PBKDF2-HMAC-SHA-256). 0 or -1. */
+/* PBKDF2-HMAC (RFC 8018 §5.2) with digest "SHA2-256" or "SHA2-512": the
+ * same output as PKCS5_PBKDF2_HMAC, but it gives up (-1) once *cancel is
+ * set (checked every PBKDF2_CANCEL_EVERY iterations; cancel may be NULL):
+ * a password file may ask for minutes of it, and a stopping node must not
+ * wait for that (node/auth/hash.c). 0 or -1. */
+#define PBKDF2_CANCEL_EVERY 1024
+int scram_pbkdf2(const char *digest, const uint8_t *pw, size_t pwlen, const uint8_t *salt, size_t salt_len,
+                 int iterations, uint8_t *out, size_t outlen, const atomic_bool *cancel);
+/* StoredKey and ServerKey from a password (PBKDF2-HMAC-SHA-256). 0, or -1
+ * (also when *cancel was set meanwhile; cancel may be NULL). */
 int scram_derive(const uint8_t *pw, size_t pwlen, const uint8_t *salt, size_t salt_len, int iterations,
-                 uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN]);
+                 uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN], const atomic_bool *cancel);
 
 /* Strict base64 with padding: decoded length, or -1 for bad input or more
  * than cap bytes. */

@@ -48,7 +48,8 @@ static scram_cred pencil_cred(void)
     c.salt_len = (size_t)scram_b64_decode("W22ZaJ0SNY7soEsUEjb6gQ==", 24, c.salt, sizeof(c.salt));
     cr_assert_eq(c.salt_len, 16);
     cr_assert_eq(
-        scram_derive((const uint8_t *)"pencil", 6, c.salt, c.salt_len, c.iterations, c.stored_key, c.server_key), 0);
+        scram_derive((const uint8_t *)"pencil", 6, c.salt, c.salt_len, c.iterations, c.stored_key, c.server_key, NULL),
+        0);
     return c;
 }
 
@@ -286,4 +287,49 @@ Test(scram, base64)
     cr_assert_eq(scram_b64_encode((const uint8_t *)"ab", 2, enc, sizeof(enc)), 4);
     cr_assert_str_eq(enc, "YWI=");
     cr_assert_eq(scram_b64_encode((const uint8_t *)"abc", 3, enc, 4), 0); /* no room for NUL */
+}
+
+/* scram_pbkdf2 against OpenSSL's PKCS5_PBKDF2_HMAC: both digests, around
+ * the cancel check's period, an empty password, output over one block. */
+Test(scram, pbkdf2_matches_openssl)
+{
+    static const int iters[] = {1, 2, PBKDF2_CANCEL_EVERY - 1, PBKDF2_CANCEL_EVERY, PBKDF2_CANCEL_EVERY + 1, 3000};
+    static const size_t lens[] = {20, 32, 64, 100};
+    const uint8_t salt[] = "NaCl-and-pepper";
+    const char *pws[] = {"", "password",
+                         "a rather longer password than any hash block is wide, over 128 bytes ......"
+                         "......................................................"};
+    for (int d = 0; d < 2; d++) {
+        for (size_t i = 0; i < sizeof(iters) / sizeof(iters[0]); i++) {
+            for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+                for (size_t p = 0; p < sizeof(pws) / sizeof(pws[0]); p++) {
+                    uint8_t want[100], got[100];
+                    size_t pwlen = strlen(pws[p]);
+                    cr_assert_eq(PKCS5_PBKDF2_HMAC(pws[p], (int)pwlen, salt, sizeof(salt) - 1, iters[i],
+                                                   d ? EVP_sha512() : EVP_sha256(), (int)lens[l], want),
+                                 1);
+                    cr_assert_eq(scram_pbkdf2(d ? "SHA2-512" : "SHA2-256", (const uint8_t *)pws[p], pwlen, salt,
+                                              sizeof(salt) - 1, iters[i], got, lens[l], NULL),
+                                 0);
+                    cr_assert(!memcmp(want, got, lens[l]), "digest %d iterations %d length %zu password %zu", d,
+                              iters[i], lens[l], p);
+                }
+            }
+        }
+    }
+}
+
+Test(scram, pbkdf2_gives_up_once_cancelled)
+{
+    atomic_bool cancel;
+    atomic_init(&cancel, true);
+    uint8_t out[64];
+    const uint8_t salt[] = "salt";
+    /* Checked every PBKDF2_CANCEL_EVERY iterations: a shorter one ends. */
+    cr_assert_eq(scram_pbkdf2("SHA2-512", (const uint8_t *)"pw", 2, salt, 4, 2000000000, out, 64, &cancel), -1);
+    cr_assert_eq(scram_pbkdf2("SHA2-512", (const uint8_t *)"pw", 2, salt, 4, PBKDF2_CANCEL_EVERY, out, 64, &cancel), 0);
+    uint8_t stored[SCRAM_KEY_LEN], server[SCRAM_KEY_LEN];
+    cr_assert_eq(scram_derive((const uint8_t *)"pw", 2, salt, 4, 2000000000, stored, server, &cancel), -1);
+    atomic_store(&cancel, false);
+    cr_assert_eq(scram_pbkdf2("SHA2-512", (const uint8_t *)"pw", 2, salt, 4, 5000, out, 64, &cancel), 0);
 }
