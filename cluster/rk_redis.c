@@ -656,12 +656,10 @@ static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
     }
 }
 
-/* {1, live, was gone} or {0, holder}. Losing the claim can only happen after this
- * node could not renew it for a whole TTL (Redis unreachable or restarted
- * empty, the process paused) and another instance started meanwhile: said
- * once per change at ERROR, see docs/architecture.md. */
 static void heartbeat_reply(rk *r, redisReply *rep, uint64_t sent);
 
+/* Which renewal a reply answers, and whether the next one goes at once
+ * (cluster/lease.h, lease_after_reply). */
 static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     rk *r = arg;
@@ -679,6 +677,10 @@ static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
 }
 
+/* {1, live, was gone} or {0, holder}. Losing the claim can only happen after this
+ * node could not renew it for a whole TTL (Redis unreachable or restarted
+ * empty, the process paused) and another instance started meanwhile: said
+ * once per change at ERROR, see docs/architecture.md. */
 static void heartbeat_reply(rk *r, redisReply *rep, uint64_t sent)
 {
     if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
