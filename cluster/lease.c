@@ -41,3 +41,11 @@ bool lease_fenced(uint64_t from_us, uint64_t now_us, int ttl_ms)
     uint64_t at = lease_fence_at_us(from_us, ttl_ms);
     return at && now_us >= at;
 }
+
+lease_renew lease_after_reply(uint64_t sent_us, unsigned skipped_beats)
+{
+    if (!sent_us || !skipped_beats) {
+        return LEASE_RENEW_AT_BEAT;
+    }
+    return LEASE_RENEW_NOW;
+}

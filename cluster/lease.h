@@ -47,4 +47,22 @@ uint64_t lease_fence_at_us(uint64_t from_us, int ttl_ms);
 /* Is the lease past its fence point at now_us? */
 bool lease_fenced(uint64_t from_us, uint64_t now_us, int ttl_ms);
 
+/* When the next renewal goes out after the reply to the one sent at
+ * sent_us. One renewal is out at a time (a reply must say which send it
+ * confirms), so a heartbeat that fires while one is out skips its beat.
+ * A reply that comes after such a skipped beat renews at once: waiting for
+ * the next beat would send the next renewal up to 2 heartbeats after the
+ * late one's, a quarter heartbeat before the fence point (2.25 beats), and
+ * a slow round trip would fence a live node. Sent at the late reply, it
+ * has the fence point at least a heartbeat after the skipped beat (and a
+ * quarter for its round trip). One renewal per reply at most, and only
+ * after a skipped beat: a reply past the fence point renews once, no storm.
+ * sent_us 0 (no renewal was out): the next beat. */
+typedef enum {
+    LEASE_RENEW_AT_BEAT, /* on time: the next heartbeat renews, as usual */
+    LEASE_RENEW_NOW,     /* late, a beat was skipped: renew at once */
+} lease_renew;
+
+lease_renew lease_after_reply(uint64_t sent_us, unsigned skipped_beats);
+
 #endif

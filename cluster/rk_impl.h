@@ -127,6 +127,7 @@ typedef struct rk {
     struct event *lease_timer; /* fires at the fence point */
     _Atomic uint64_t lease_lost_n, lease_regained_n;
     uint64_t hb_sent_us;    /* the heartbeat on its way, 0 = none */
+    unsigned hb_skipped;    /* beats that found it still out (lease_after_reply) */
     uint64_t lease_from_us; /* when the last renewal that Redis confirmed was sent */
     struct rk_sess *sess;   /* rk_session.c: the revoke subscriber */
     struct rk_sweep *sweep; /* rk_sweep.c: expired retained records leave Redis */

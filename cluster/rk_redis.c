@@ -166,7 +166,7 @@ static void schedule_retry(rk *r)
     event_add(r->redis_retry, &t);
 }
 
-static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
+static void renew(rk *r, const char *reason);
 
 /* Redis is up once it answers, not once the TCP connection is made (a
  * stopped server's kernel still accepts it). */
@@ -187,7 +187,7 @@ static void ping_cb(redisAsyncContext *ac, void *reply, void *arg)
         }
         /* Renew the lease now, not at the next beat: at start the claim's
          * TTL is running already, after an outage the node may be fenced. */
-        heartbeat_cb(-1, 0, r);
+        renew(r, "redis_up");
     }
 }
 
@@ -617,11 +617,19 @@ static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
     if (lease_fenced(sent_us, rk_mono_us(), claim_ttl_ms(r))) {
         /* Answered past its own fence point (held up in a cut link): Redis
          * applied it at some unknown time since, so it proves no lease. The
-         * next heartbeat, sent now, renews it. */
+         * next renewal, sent at once (beats were skipped meanwhile:
+         * lease_after_reply), renews it. */
         lease_check(r);
         return;
     }
     if (sent_us) {
+        /* How far apart acknowledged renewals go: without this one the
+         * node fences fence_ms after the previous one's send. */
+        uint64_t now = rk_mono_us(), prev = r->lease_from_us && sent_us > r->lease_from_us ? r->lease_from_us : 0;
+        sh_log(SH_DEBUG,
+               "event=lease_renewed node_id=%s sent_after_prev_ms=%llu confirmed_after_prev_ms=%llu fence_ms=%d",
+               r->bp->cfg.node_id, (unsigned long long)(prev ? (sent_us - prev) / 1000u : 0),
+               (unsigned long long)(prev ? (now - prev) / 1000u : 0), lease_fence_ms(claim_ttl_ms(r)));
         r->lease_from_us = sent_us;
     }
     bool reassert = was_gone;
@@ -648,17 +656,34 @@ static void lease_renewed(rk *r, uint64_t sent_us, bool was_gone)
     }
 }
 
-/* {1, live, was gone} or {0, holder}. Losing the claim can only happen after this
- * node could not renew it for a whole TTL (Redis unreachable or restarted
- * empty, the process paused) and another instance started meanwhile: said
- * once per change at ERROR, see docs/architecture.md. */
+static void heartbeat_reply(rk *r, redisReply *rep, uint64_t sent);
+
+/* Which renewal a reply answers, and whether the next one goes at once
+ * (cluster/lease.h, lease_after_reply). */
 static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
 {
     rk *r = arg;
     redisReply *rep = reply;
     uint64_t sent = r->hb_sent_us;
+    unsigned skipped = r->hb_skipped;
     r->hb_sent_us = 0;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+    r->hb_skipped = 0;
+    if (!rep) {
+        return; /* disconnected: renewed once Redis answers again (ping_cb) */
+    }
+    heartbeat_reply(r, rep, sent);
+    if (lease_after_reply(sent, skipped) == LEASE_RENEW_NOW) {
+        renew(r, "late_reply");
+    }
+}
+
+/* {1, live, was gone} or {0, holder}. Losing the claim can only happen after this
+ * node could not renew it for a whole TTL (Redis unreachable or restarted
+ * empty, the process paused) and another instance started meanwhile: said
+ * once per change at ERROR, see docs/architecture.md. */
+static void heartbeat_reply(rk *r, redisReply *rep, uint64_t sent)
+{
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
         return;
     }
     bool lost = rep->element[0]->integer != 1;
@@ -685,20 +710,35 @@ static void heartbeat_reply_cb(redisAsyncContext *ac, void *reply, void *arg)
     }
 }
 
-static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+/* Sends a renewal unless one is out: one at a time, the lease counts from
+ * the send of a renewal Redis confirmed, so a reply must say which one it
+ * answers. A beat that finds one out is skipped and counted: its reply
+ * renews at once (cluster/lease.h, lease_after_reply). */
+static void renew(rk *r, const char *reason)
 {
-    rk *r = arg;
     lease_check(r);
-    /* One at a time: the lease counts from the send of a renewal Redis
-     * confirmed, so a reply must say which one it answers. */
-    if (!r->ac || !atomic_load(&r->redis_up) || r->hb_sent_us) {
+    if (!r->ac || !atomic_load(&r->redis_up)) {
+        return;
+    }
+    if (r->hb_sent_us) {
+        r->hb_skipped++;
+        sh_log(SH_DEBUG, "event=lease_renewal_skipped node_id=%s reason=%s out_ms=%llu", r->bp->cfg.node_id, reason,
+               (unsigned long long)((rk_mono_us() - r->hb_sent_us) / 1000u));
         return;
     }
     r->hb_sent_us = rk_mono_us();
+    sh_log(SH_DEBUG, "event=lease_renewal_sent node_id=%s reason=%s", r->bp->cfg.node_id, reason);
     char key[320];
     claim_key(r, key, sizeof(key));
     redisAsyncCommand(r->ac, heartbeat_reply_cb, r, "EVAL %s 3 %s %s %s %s %d %s %s", HEARTBEAT_LUA, key, MEMBERS_KEY,
                       ADDRESSES_KEY, r->claim, claim_ttl_ms(r), r->bp->cfg.node_id, claim_address(r->claim));
+}
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    renew(arg, "beat");
 }
 
 void rk_redis_attach(rk *r)

@@ -371,3 +371,27 @@ def test_a_restart_waits_for_its_predecessors_longer_lease(cluster, backends):
         if old.proc.poll() is None:
             old.proc.kill()
             old.proc.wait()
+
+
+def test_a_late_renewal_reply_sends_the_next_renewal_at_once(cluster, backends, proxy):
+    """One renewal is out at a time, so a heartbeat that fires while one is
+    held up skips its beat. When the late reply comes, the next renewal goes
+    at once (cluster/lease.h, lease_after_reply), not at the beat after, which
+    left it a quarter heartbeat before the fence point. The link to Redis is
+    cut until a beat was skipped (1 to 2 heartbeats), then healed: the node's
+    debug log says what sent the renewal after the late reply, and Redis
+    acknowledges it."""
+    name = uid("late")
+    n = cluster(name, via(backends, proxy))
+    wait_for(lambda: "event=lease_renewed node_id=%s " % name in n.log(), "a first acknowledged renewal")
+    with proxy.cut():
+        start = len(n.log())
+        wait_for(lambda: n.log().find("event=lease_renewal_skipped", start) + 1, "a beat skipped: a renewal out")
+    skipped = n.log().find("event=lease_renewal_skipped", start)
+    sent = wait_for(lambda: n.log().find("event=lease_renewal_sent", skipped) + 1, "a renewal after the late reply") - 1
+    line = n.log()[sent:].splitlines()[0]
+    assert "reason=late_reply" in line, ("the renewal after the late reply waited for a beat", line)
+    acked = wait_for(lambda: n.log().find("event=lease_renewed", sent) + 1, "its acknowledgement") - 1
+    # sent_after_prev_ms: the late renewal's send to this one's (before: 2
+    # heartbeats, whatever the reply's delay).
+    print(n.log()[acked:].splitlines()[0])
