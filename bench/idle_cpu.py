@@ -29,6 +29,8 @@ import subprocess
 import threading
 import time
 
+from idle_mem import wait_port
+
 
 def free_port():
     with socket.socket() as s:
@@ -40,19 +42,6 @@ def cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-
-
-def wait_port(port, proc, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError("broker exited with %s" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("broker did not listen on %d" % port)
 
 
 def tick_cost(out):

@@ -33,6 +33,7 @@
 #include "common/log.h"
 #include "proto/frame.h"
 #include "proto/packet.h"
+#include "tests/fuzz/fuzz_check.h"
 
 /* Walking every empty session bucket would cost more than the input. */
 #define INPROC_TEARDOWN_ATTR __attribute__((noinline, no_sanitize("coverage")))
@@ -40,14 +41,6 @@
 #include "node/broker.h"
 #include "node/conn.h"
 #include "node/worker.h"
-
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                                     \
-        }                                                                                \
-    } while (0)
 
 enum { NSTREAMS = 3, NWORKERS = 2 };
 
